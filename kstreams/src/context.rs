@@ -1,0 +1,261 @@
+//! The processor context: what a processor can do besides reading its records.
+//!
+//! Owns: [`Context`] (forward records and batches, forward to a named child, reach the processor's
+//! stores, read stream and wall-clock time), [`InitContext`] (schedule punctuations) and
+//! [`Punctuation`]. It borrows everything from the task for the length of one call and keeps nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::record::Record;
+use crate::store::{KeyValueStore, RawTxn};
+
+/// Which clock a punctuation follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PunctuationType {
+    /// Stream time: the largest record timestamp the task has seen. Advances only with input.
+    StreamTime,
+    /// Wall-clock time: fires on idle partitions too, from the runtime's tick.
+    WallClock,
+}
+
+/// A due punctuation, as handed to a processor's `punctuate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Punctuation {
+    /// The id [`InitContext::schedule`] returned.
+    pub id: usize,
+    /// Which clock it follows.
+    pub kind: PunctuationType,
+    /// The time (milliseconds) on that clock at which it fired.
+    pub timestamp: i64,
+}
+
+/// A request to be punctuated, made in `init`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Schedule {
+    pub(crate) id: usize,
+    pub(crate) kind: PunctuationType,
+    pub(crate) interval_ms: i64,
+}
+
+/// What a processor can do in `init`.
+#[derive(Debug)]
+pub struct InitContext<'a> {
+    pub(crate) node: &'a str,
+    pub(crate) schedules: &'a mut Vec<Schedule>,
+    pub(crate) partition: i32,
+}
+
+impl InitContext<'_> {
+    /// Asks for `punctuate` to be called every `interval` of the given clock. Punctuations run
+    /// between batches. Returns the id the punctuation will carry.
+    pub fn schedule(&mut self, interval: Duration, kind: PunctuationType) -> Result<usize> {
+        let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        if interval_ms < 1 {
+            return Err(Error::Config(format!(
+                "processor `{}`: a punctuation interval must be at least 1 ms",
+                self.node
+            )));
+        }
+        let id = self.schedules.len();
+        self.schedules.push(Schedule {
+            id,
+            kind,
+            interval_ms,
+        });
+        Ok(id)
+    }
+
+    /// The processor's node name.
+    pub fn name(&self) -> &str {
+        self.node
+    }
+
+    /// The input partition of the task this processor instance belongs to.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+}
+
+/// What a node knows of its place in the task: its name, children and stores.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeInfo {
+    pub(crate) name: Arc<str>,
+    /// Children as indices into the task's node list.
+    pub(crate) children: Vec<usize>,
+    pub(crate) child_names: Vec<Arc<str>>,
+    /// The node's declared stores, as indices into the task's stores.
+    pub(crate) stores: Vec<usize>,
+}
+
+/// Records a node forwarded during one call, waiting to be handed to its children.
+pub(crate) struct Outputs<K, V> {
+    pub(crate) records: Vec<Record<K, V>>,
+    /// `(position in records when forwarded, child position, record)`.
+    pub(crate) targeted: Vec<(usize, usize, Record<K, V>)>,
+    /// Builds a child's own batch when some records were targeted (needs `Clone`, known only where
+    /// `forward_to` was called).
+    pub(crate) merge:
+        Option<fn(&[Record<K, V>], &[(usize, usize, Record<K, V>)], usize) -> Vec<Record<K, V>>>,
+}
+
+impl<K, V> Default for Outputs<K, V> {
+    fn default() -> Self {
+        Outputs {
+            records: Vec::new(),
+            targeted: Vec::new(),
+            merge: None,
+        }
+    }
+}
+
+impl<K, V> Outputs<K, V> {
+    pub(crate) fn clear(&mut self) {
+        self.records.clear();
+        self.targeted.clear();
+    }
+}
+
+fn merge_for_child<K: Clone, V: Clone>(
+    records: &[Record<K, V>],
+    targeted: &[(usize, usize, Record<K, V>)],
+    child: usize,
+) -> Vec<Record<K, V>> {
+    let mut out = Vec::with_capacity(records.len());
+    let mut next = 0;
+    for (pos, c, r) in targeted {
+        if *c != child {
+            continue;
+        }
+        out.extend_from_slice(&records[next..*pos]);
+        next = *pos;
+        out.push(r.clone());
+    }
+    out.extend_from_slice(&records[next..]);
+    out
+}
+
+/// The clocks of a task.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Clocks {
+    pub(crate) stream_time: i64,
+    pub(crate) wall_clock: i64,
+}
+
+/// What a processor can do while it processes a batch: forward records (typed `Record<K, V>`),
+/// reach its stores, read the clocks.
+///
+/// Forwarded records are handed to the children after the call returns, as one batch: a forwarded
+/// batch stays a batch down to the sink.
+pub struct Context<'a, K, V> {
+    pub(crate) outputs: &'a mut Outputs<K, V>,
+    pub(crate) node: &'a NodeInfo,
+    pub(crate) txn: &'a (dyn RawTxn + 'a),
+    pub(crate) clocks: Clocks,
+}
+
+impl<K, V> std::fmt::Debug for Context<'_, K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("node", &self.node.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
+    /// Forwards a record to every child.
+    pub fn forward(&mut self, record: Record<K, V>) {
+        self.outputs.records.push(record);
+    }
+
+    /// Forwards records to every child, in order.
+    pub fn forward_batch(&mut self, records: impl IntoIterator<Item = Record<K, V>>) {
+        self.outputs.records.extend(records);
+    }
+
+    /// Forwards a record to the child named `child` only.
+    pub fn forward_to(&mut self, child: &str, record: Record<K, V>) -> Result<()>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let position = self
+            .node
+            .child_names
+            .iter()
+            .position(|c| &**c == child)
+            .ok_or_else(|| Error::Processing {
+                processor: self.node.name.to_string(),
+                origin: record.origin.clone(),
+                message: format!(
+                    "no child named `{child}` (children: {})",
+                    self.node
+                        .child_names
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?;
+        self.outputs.merge = Some(merge_for_child::<K, V>);
+        self.outputs
+            .targeted
+            .push((self.outputs.records.len(), position, record));
+        Ok(())
+    }
+
+    /// The store named `name`, which this processor declared.
+    pub fn store<SK: 'static, SV: 'static>(&self, name: &str) -> Result<KeyValueStore<'a, SK, SV>> {
+        let txn = self.txn;
+        let index = self
+            .node
+            .stores
+            .iter()
+            .copied()
+            .find(|i| txn.store_spec(*i).name() == name)
+            .ok_or_else(|| {
+                Error::Store(format!(
+                    "processor `{}` did not declare a store named `{name}`",
+                    self.node.name
+                ))
+            })?;
+        KeyValueStore::bind(txn, index)
+    }
+
+    /// The `index`-th store this processor declared (what `#[batch_processor]` uses).
+    #[doc(hidden)]
+    pub fn store_at<SK: 'static, SV: 'static>(
+        &self,
+        index: usize,
+    ) -> Result<KeyValueStore<'a, SK, SV>> {
+        let task_index = *self.node.stores.get(index).ok_or_else(|| {
+            Error::Internal(format!(
+                "processor `{}` has no store number {index}",
+                self.node.name
+            ))
+        })?;
+        KeyValueStore::bind(self.txn, task_index)
+    }
+
+    /// The task's stream time: the largest record timestamp it has seen (milliseconds).
+    pub fn stream_time(&self) -> i64 {
+        self.clocks.stream_time
+    }
+
+    /// The wall-clock time of this batch (milliseconds since the epoch; the test driver's clock in
+    /// tests).
+    pub fn wall_clock_time(&self) -> i64 {
+        self.clocks.wall_clock
+    }
+
+    /// This processor's node name.
+    pub fn name(&self) -> &str {
+        &self.node.name
+    }
+
+    /// How many records were forwarded so far in this call.
+    pub fn forwarded(&self) -> usize {
+        self.outputs.records.len() + self.outputs.targeted.len()
+    }
+}

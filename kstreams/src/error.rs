@@ -1,0 +1,195 @@
+//! Errors: one enum for the whole runtime, each variant naming where it happened.
+//!
+//! Owns: [`Error`], [`Result`], [`SerdeError`]. A record-related error always carries the record's
+//! [`Origin`](crate::Origin) (topic, partition, offset) when it is known.
+
+use crate::record::Origin;
+
+/// The result type of kstreams.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+/// What went wrong while turning bytes into a value or a value into bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SerdeError {
+    message: String,
+}
+
+impl SerdeError {
+    /// A serde error with a message saying what was wrong with the bytes or the value.
+    pub fn new(message: impl Into<String>) -> Self {
+        SerdeError {
+            message: message.into(),
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// Which part of a record a serde error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The record's key.
+    Key,
+    /// The record's value.
+    Value,
+}
+
+impl core::fmt::Display for Part {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Part::Key => "key",
+            Part::Value => "value",
+        })
+    }
+}
+
+/// Every error of kstreams.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A record's key or value could not be deserialized.
+    #[error("cannot deserialize the {part} of the record at {origin}: {source}")]
+    Deserialize {
+        /// Where the record came from.
+        origin: Origin,
+        /// Key or value.
+        part: Part,
+        /// What was wrong.
+        #[source]
+        source: SerdeError,
+    },
+    /// A key or value could not be serialized for a sink or a store.
+    #[error("cannot serialize the {part} for {target}: {source}")]
+    Serialize {
+        /// The sink topic or store the bytes were for.
+        target: String,
+        /// Key or value.
+        part: Part,
+        /// What was wrong.
+        #[source]
+        source: SerdeError,
+    },
+    /// Bytes read from a store could not be deserialized.
+    #[error("store `{store}` holds a {part} that cannot be deserialized: {source}")]
+    StoreCorrupt {
+        /// The store.
+        store: String,
+        /// Key or value.
+        part: Part,
+        /// What was wrong.
+        #[source]
+        source: SerdeError,
+    },
+    /// A processor failed on a record.
+    #[error("processor `{processor}` failed{}: {message}", at_origin(origin))]
+    Processing {
+        /// The processor's node name.
+        processor: String,
+        /// The record that caused it, when known.
+        origin: Option<Origin>,
+        /// What the processor said.
+        message: String,
+    },
+    /// The state directory of a task is held by another process (or another task of this one).
+    #[error(
+        "state directory {path} is already in use by another kstreams instance (lock file held)"
+    )]
+    StateDirLocked {
+        /// The directory.
+        path: std::path::PathBuf,
+    },
+    /// LMDB failed.
+    #[error("LMDB error in {path}: {source}")]
+    Lmdb {
+        /// The environment's directory.
+        path: std::path::PathBuf,
+        /// The LMDB error.
+        #[source]
+        source: heed::Error,
+    },
+    /// An I/O error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A store was asked for by a name or type the processor did not declare.
+    #[error("{0}")]
+    Store(String),
+    /// The topology is not valid; see [`TopologyError`](crate::topology::TopologyError).
+    #[error(transparent)]
+    Topology(#[from] crate::topology::TopologyError),
+    /// A user function returned an error.
+    #[error("{0}")]
+    User(Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// The Kafka client failed.
+    #[cfg(feature = "kafka")]
+    #[error("kafka: {context}: {source}")]
+    Kafka {
+        /// What was being done.
+        context: String,
+        /// The client's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// The application's configuration is not valid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A bug in kstreams: an invariant of the runtime did not hold.
+    #[error("internal error (a bug in kstreams, please report it): {0}")]
+    Internal(String),
+}
+
+fn at_origin(origin: &Option<Origin>) -> String {
+    match origin {
+        Some(o) => format!(" at {o}"),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    /// An error a processor returns: `Err(Error::processing("unknown currency"))`.
+    ///
+    /// The runtime fills in the processor's name and, where it can, the record's origin.
+    pub fn processing(message: impl Into<String>) -> Self {
+        Error::Processing {
+            processor: String::new(),
+            origin: None,
+            message: message.into(),
+        }
+    }
+
+    /// Wraps any error a user function returned.
+    pub fn user(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::User(Box::new(err))
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The origin of the record this error is about, when there is one.
+    pub fn origin(&self) -> Option<&Origin> {
+        match self {
+            Error::Deserialize { origin, .. } => Some(origin),
+            Error::Processing { origin, .. } => origin.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::convert::Infallible> for Error {
+    fn from(e: std::convert::Infallible) -> Self {
+        match e {}
+    }
+}

@@ -1,0 +1,282 @@
+//! The LMDB backend (heed 0.22): one environment per task, one database per store, plus a metadata
+//! database holding the input and changelog positions written in the same transaction as the state.
+//!
+//! Why heed 0.22 and not 0.23: 0.23's `Database<'env, ..>` borrows its `Env`, which would make a task
+//! that owns both its environment and its databases self-referential; 0.22's databases are plain
+//! handles. The LMDB file format and the engine are the same.
+//!
+//! Durability: the environment is opened with `MDB_NOSYNC`, so a batch's commit writes to the OS
+//! page cache without an `fsync` (a process crash loses nothing; only a power loss could). The
+//! runtime calls [`LmdbState::sync`] (`mdb_env_sync(force)`) before it commits input offsets to
+//! Kafka, so a committed offset never outruns durable state.
+
+use std::cell::RefCell;
+use std::fs::{File, TryLockError};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use heed::types::Bytes;
+use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithoutTls};
+
+use crate::error::{Error, Result};
+
+const META_DB: &str = "__kstreams_meta";
+const LOCK_FILE: &str = "kstreams.lock";
+
+/// Tuning of the LMDB environments.
+#[derive(Debug, Clone)]
+pub struct LmdbOptions {
+    /// The initial map size in bytes (virtual address space; the file grows only as data is written).
+    /// The map doubles by itself when it fills up.
+    pub initial_map_size: usize,
+    /// The largest the map may grow to, in bytes; past it a write fails with a clear error.
+    pub max_map_size: usize,
+}
+
+impl Default for LmdbOptions {
+    fn default() -> Self {
+        LmdbOptions {
+            initial_map_size: 64 << 20,
+            max_map_size: 1 << 40,
+        }
+    }
+}
+
+pub(super) struct LmdbState {
+    // Field order matters: the environment closes before the lock is released.
+    env: Env<WithoutTls>,
+    dbs: Vec<Database<Bytes, Bytes>>,
+    meta: Database<Bytes, Bytes>,
+    path: PathBuf,
+    max_map_size: usize,
+    commits: AtomicU64,
+    _lock: File,
+}
+
+pub(super) fn is_map_full(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Lmdb {
+            source: heed::Error::Mdb(MdbError::MapFull),
+            ..
+        }
+    )
+}
+
+fn page_size() -> usize {
+    4096
+}
+
+impl LmdbState {
+    pub(super) fn open(dir: &Path, names: &[String], options: &LmdbOptions) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating state directory {}", dir.display()), e))?;
+        let lock = File::create(dir.join(LOCK_FILE))
+            .map_err(|e| Error::io(format!("creating lock file in {}", dir.display()), e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::StateDirLocked {
+                    path: dir.to_owned(),
+                });
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(Error::io(format!("locking {}", dir.display()), e));
+            }
+        }
+        let lmdb_err = |source| Error::Lmdb {
+            path: dir.to_owned(),
+            source,
+        };
+        let map_size = options.initial_map_size.max(page_size()) / page_size() * page_size();
+        let mut opts = EnvOpenOptions::new().read_txn_without_tls();
+        opts.map_size(map_size)
+            .max_dbs(u32::try_from(names.len() + 1).unwrap_or(u32::MAX));
+        // SAFETY: `EnvOpenOptions::open` is unsafe because LMDB's memory map is undefined behaviour
+        // if the files are modified behind it. We hold an exclusive lock on `kstreams.lock` in the
+        // directory for as long as the environment is open (the lock is released only after the
+        // environment is dropped, see the field order of `LmdbState`), so no other kstreams process
+        // and no second open in this process can touch these files; we never use MDB_NOLOCK.
+        // MDB_NOSYNC only defers fsync to `sync()`; it does not weaken LMDB's consistency.
+        let env = unsafe {
+            opts.flags(EnvFlags::NO_SYNC);
+            opts.open(dir)
+        }
+        .map_err(lmdb_err)?;
+        let mut wtxn = env.write_txn().map_err(lmdb_err)?;
+        let mut dbs = Vec::with_capacity(names.len());
+        for name in names {
+            dbs.push(
+                env.create_database::<Bytes, Bytes>(&mut wtxn, Some(name))
+                    .map_err(lmdb_err)?,
+            );
+        }
+        let meta = env
+            .create_database::<Bytes, Bytes>(&mut wtxn, Some(META_DB))
+            .map_err(lmdb_err)?;
+        wtxn.commit().map_err(lmdb_err)?;
+        Ok(LmdbState {
+            env,
+            dbs,
+            meta,
+            path: dir.to_owned(),
+            max_map_size: options.max_map_size,
+            commits: AtomicU64::new(0),
+            _lock: lock,
+        })
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, source: heed::Error) -> Error {
+        Error::Lmdb {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    pub(super) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Grows the map when more than half of it is in use, so that most batches never meet
+    /// `MDB_MAP_FULL`. Called with no transaction open.
+    pub(super) fn grow_if_needed(&self) -> Result<()> {
+        let info = self.env.info();
+        let used = (info.last_page_number + 1) * page_size();
+        if used * 2 > info.map_size {
+            self.grow()?;
+        }
+        Ok(())
+    }
+
+    /// Doubles the map. Called with no transaction open.
+    pub(super) fn grow(&self) -> Result<()> {
+        let current = self.env.info().map_size;
+        if current >= self.max_map_size {
+            return Err(Error::Store(format!(
+                "LMDB map of {} is full at its maximum size of {} bytes (raise LmdbOptions::max_map_size)",
+                self.path.display(),
+                self.max_map_size
+            )));
+        }
+        let new_size =
+            (current.saturating_mul(2)).min(self.max_map_size) / page_size() * page_size();
+        tracing::debug!(path = %self.path.display(), from = current, to = new_size, "growing LMDB map");
+        // SAFETY: `mdb_env_set_mapsize` may be called on an open environment when no transaction
+        // is active in this process. `StateStores` owns the only handle to this environment and
+        // calls `grow` only between transactions (`&mut self` in `StateStores::transaction`, with
+        // the previous `StateTxn` dropped); read transactions are local to `read_meta`.
+        unsafe { self.env.resize(new_size) }.map_err(|e| self.err(e))
+    }
+
+    pub(super) fn begin(&self) -> Result<LmdbTxn<'_>> {
+        let txn = self.env.write_txn().map_err(|e| self.err(e))?;
+        Ok(LmdbTxn {
+            state: self,
+            txn: RefCell::new(txn),
+        })
+    }
+
+    pub(super) fn read_meta(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let rtxn = self.env.read_txn().map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in self.meta.iter(&rtxn).map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn sync(&self) -> Result<()> {
+        self.env.force_sync().map_err(|e| self.err(e))
+    }
+}
+
+pub(super) struct LmdbTxn<'s> {
+    state: &'s LmdbState,
+    txn: RefCell<RwTxn<'s>>,
+}
+
+impl LmdbTxn<'_> {
+    fn db(&self, index: usize) -> Result<Database<Bytes, Bytes>> {
+        self.state
+            .dbs
+            .get(index)
+            .copied()
+            .ok_or_else(|| Error::Internal(format!("LMDB store index {index} out of range")))
+    }
+
+    fn busy(&self) -> Error {
+        Error::Store(
+            "a store was written while one of its iterators was reading it in the same call"
+                .to_owned(),
+        )
+    }
+
+    pub(super) fn get(
+        &self,
+        index: usize,
+        key: &[u8],
+        f: &mut dyn FnMut(Option<&[u8]>) -> Result<()>,
+    ) -> Result<()> {
+        let db = self.db(index)?;
+        let txn = self.txn.try_borrow().map_err(|_| self.busy())?;
+        let value = db.get(&txn, key).map_err(|e| self.state.err(e))?;
+        f(value)
+    }
+
+    pub(super) fn put(&self, index: usize, key: &[u8], value: &[u8]) -> Result<()> {
+        let db = self.db(index)?;
+        let mut txn = self.txn.try_borrow_mut().map_err(|_| self.busy())?;
+        db.put(&mut txn, key, value).map_err(|e| self.state.err(e))
+    }
+
+    pub(super) fn delete(&self, index: usize, key: &[u8]) -> Result<()> {
+        let db = self.db(index)?;
+        let mut txn = self.txn.try_borrow_mut().map_err(|_| self.busy())?;
+        db.delete(&mut txn, key)
+            .map(|_| ())
+            .map_err(|e| self.state.err(e))
+    }
+
+    pub(super) fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut txn = self.txn.try_borrow_mut().map_err(|_| self.busy())?;
+        self.state
+            .meta
+            .put(&mut txn, key, value)
+            .map_err(|e| self.state.err(e))
+    }
+
+    pub(super) fn scan(
+        &self,
+        index: usize,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        limit: usize,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let db = self.db(index)?;
+        let txn = self.txn.try_borrow().map_err(|_| self.busy())?;
+        let range = db
+            .range(&txn, &(lower, upper))
+            .map_err(|e| self.state.err(e))?;
+        for item in range.take(limit) {
+            let (k, v) = item.map_err(|e| self.state.err(e))?;
+            f(k, v)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn commit(self) -> Result<()> {
+        self.txn
+            .into_inner()
+            .commit()
+            .map_err(|e| self.state.err(e))?;
+        self.state.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}

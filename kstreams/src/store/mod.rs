@@ -1,0 +1,820 @@
+//! State stores: typed key-value handles over LMDB or memory, one write transaction per batch.
+//!
+//! Owns: [`StoreSpec`] (what a store is: name, types, serdes, backend, changelog), the typed handle
+//! [`KeyValueStore`], and the per-task [`StateStores`] that open the backends, run one transaction per
+//! batch and record in that same transaction the input position the batch reached (invariant 5).
+//! It does not know about Kafka: changelog writes are collected here and produced by the runtime.
+//!
+//! Keys are ordered by their serialized bytes (as in LMDB and Kafka Streams' RocksDB stores): the
+//! built-in big-endian serdes order unsigned integers and strings naturally.
+
+mod lmdb;
+mod memory;
+
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Part, Result};
+use crate::serde::{DefaultSerde, Serde};
+
+pub use lmdb::LmdbOptions;
+
+/// Where a store keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Backend {
+    /// An LMDB environment per task under the state directory (the default).
+    #[default]
+    Lmdb,
+    /// A sorted map in memory, with the same transactional semantics; rebuilt from the changelog
+    /// after a restart.
+    InMemory,
+}
+
+/// The serdes of a store's keys and values.
+pub struct StoreSerdes<K, V> {
+    key: Box<dyn Serde<K>>,
+    value: Box<dyn Serde<V>>,
+}
+
+impl<K, V> StoreSerdes<K, V> {
+    /// The key serde.
+    pub fn key_serde(&self) -> &dyn Serde<K> {
+        &*self.key
+    }
+
+    /// The value serde.
+    pub fn value_serde(&self) -> &dyn Serde<V> {
+        &*self.value
+    }
+}
+
+impl<K, V> fmt::Debug for StoreSerdes<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreSerdes").finish_non_exhaustive()
+    }
+}
+
+/// A store's declaration: name, key and value types with their serdes, backend and changelog.
+///
+/// Processors declare the stores they use; the topology collects the declarations, so a store is
+/// never registered by a string in a second place. Two declarations of one name must agree.
+///
+/// ```
+/// use kstreams::store::{Backend, StoreSpec};
+/// let spec = StoreSpec::new::<String, u64>("word-counts").backend(Backend::InMemory);
+/// assert_eq!(spec.name(), "word-counts");
+/// assert!(spec.changelog_enabled());
+/// ```
+#[derive(Clone)]
+pub struct StoreSpec {
+    name: Arc<str>,
+    backend: Backend,
+    changelog: bool,
+    key_type: (TypeId, &'static str),
+    value_type: (TypeId, &'static str),
+    serdes: Arc<dyn Any + Send + Sync>,
+}
+
+impl fmt::Debug for StoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreSpec")
+            .field("name", &self.name)
+            .field("backend", &self.backend)
+            .field("changelog", &self.changelog)
+            .field("key", &self.key_type.1)
+            .field("value", &self.value_type.1)
+            .finish()
+    }
+}
+
+impl StoreSpec {
+    /// A store of `K` to `V` with their default serdes, on LMDB, with a changelog.
+    pub fn new<K: DefaultSerde + Send, V: DefaultSerde + Send>(name: &str) -> Self {
+        Self::with_serdes::<K, V>(name, K::Serde::default(), V::Serde::default())
+    }
+
+    /// A store of `K` to `V` with the given serdes.
+    pub fn with_serdes<K: 'static + Send, V: 'static + Send>(
+        name: &str,
+        key: impl Serde<K>,
+        value: impl Serde<V>,
+    ) -> Self {
+        StoreSpec {
+            name: name.into(),
+            backend: Backend::default(),
+            changelog: true,
+            key_type: (TypeId::of::<K>(), std::any::type_name::<K>()),
+            value_type: (TypeId::of::<V>(), std::any::type_name::<V>()),
+            serdes: Arc::new(StoreSerdes::<K, V> {
+                key: Box::new(key),
+                value: Box::new(value),
+            }),
+        }
+    }
+
+    /// The same store on another backend.
+    #[must_use]
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// The same store with its changelog on or off.
+    #[must_use]
+    pub fn changelog(mut self, enabled: bool) -> Self {
+        self.changelog = enabled;
+        self
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The store's backend.
+    pub fn get_backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether writes go to a changelog topic.
+    pub fn changelog_enabled(&self) -> bool {
+        self.changelog
+    }
+
+    /// The names of the key and value types.
+    pub fn type_names(&self) -> (&'static str, &'static str) {
+        (self.key_type.1, self.value_type.1)
+    }
+
+    /// Whether two declarations describe the same store (name, types, backend, changelog).
+    pub(crate) fn same_as(&self, other: &StoreSpec) -> bool {
+        self.name == other.name
+            && self.key_type.0 == other.key_type.0
+            && self.value_type.0 == other.value_type.0
+            && self.backend == other.backend
+            && self.changelog == other.changelog
+    }
+
+    pub(crate) fn serdes<K: 'static, V: 'static>(&self) -> Result<&StoreSerdes<K, V>> {
+        self.serdes
+            .downcast_ref::<StoreSerdes<K, V>>()
+            .ok_or_else(|| {
+                Error::Store(format!(
+                    "store `{}` holds `{}` -> `{}`, not `{}` -> `{}`",
+                    self.name,
+                    self.key_type.1,
+                    self.value_type.1,
+                    std::any::type_name::<K>(),
+                    std::any::type_name::<V>()
+                ))
+            })
+    }
+}
+
+/// A write to a store, as it goes to the store's changelog topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangelogWrite {
+    /// The store's index in its task.
+    pub store: usize,
+    /// The key bytes.
+    pub key: Vec<u8>,
+    /// The value bytes; `None` for a delete (a tombstone).
+    pub value: Option<Vec<u8>>,
+}
+
+/// Byte-level access to the stores of one open transaction. Not public: handles are typed.
+pub(crate) trait RawTxn {
+    fn store_spec(&self, store: usize) -> &StoreSpec;
+    fn get(
+        &self,
+        store: usize,
+        key: &[u8],
+        f: &mut dyn FnMut(Option<&[u8]>) -> Result<()>,
+    ) -> Result<()>;
+    fn put(&self, store: usize, key: &[u8], value: &[u8]) -> Result<()>;
+    fn delete(&self, store: usize, key: &[u8]) -> Result<()>;
+    /// Calls `f` on up to `limit` entries in key order within the bounds.
+    fn scan(
+        &self,
+        store: usize,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        limit: usize,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()>;
+}
+
+/// A typed key-value store, bound to the current batch's transaction.
+///
+/// Every write of a batch commits in one transaction with the input position the batch reached;
+/// when the batch fails, none of its writes stay. The batch forms are the fast path: one call per
+/// batch instead of one per record.
+///
+/// ```
+/// use kstreams::store::{StateStores, StoreSpec};
+/// let mut stores = StateStores::in_memory(vec![StoreSpec::new::<String, u64>("counts")])?;
+/// stores.transaction(|txn| {
+///     let counts = txn.store::<String, u64>("counts")?;
+///     counts.put_batch(&[("a".into(), 1), ("b".into(), 2)])?;
+///     assert_eq!(counts.get_batch(&["b".into(), "z".into()])?, vec![Some(2), None]);
+///     Ok(())
+/// })?;
+/// # Ok::<(), kstreams::Error>(())
+/// ```
+pub struct KeyValueStore<'t, K, V> {
+    txn: &'t (dyn RawTxn + 't),
+    store: usize,
+    serdes: &'t StoreSerdes<K, V>,
+}
+
+impl<K, V> fmt::Debug for KeyValueStore<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyValueStore")
+            .field("name", &self.txn.store_spec(self.store).name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
+    pub(crate) fn bind(txn: &'t (dyn RawTxn + 't), store: usize) -> Result<Self> {
+        let serdes = txn.store_spec(store).serdes::<K, V>()?;
+        Ok(KeyValueStore { txn, store, serdes })
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        self.txn.store_spec(self.store).name()
+    }
+
+    fn key_bytes(&self, key: &K) -> Result<Vec<u8>> {
+        match self.serdes.key.serialize(key) {
+            Ok(Some(b)) => Ok(b),
+            Ok(None) => Err(Error::Serialize {
+                target: format!("store `{}`", self.name()),
+                part: Part::Key,
+                source: crate::error::SerdeError::new("store keys cannot be null"),
+            }),
+            Err(source) => Err(Error::Serialize {
+                target: format!("store `{}`", self.name()),
+                part: Part::Key,
+                source,
+            }),
+        }
+    }
+
+    fn value_bytes(&self, value: &V) -> Result<Vec<u8>> {
+        match self.serdes.value.serialize(value) {
+            Ok(b) => Ok(b.unwrap_or_default()),
+            Err(source) => Err(Error::Serialize {
+                target: format!("store `{}`", self.name()),
+                part: Part::Value,
+                source,
+            }),
+        }
+    }
+
+    fn read_value(&self, bytes: &[u8]) -> Result<V> {
+        self.serdes
+            .value
+            .deserialize(Some(bytes))
+            .map_err(|source| Error::StoreCorrupt {
+                store: self.name().to_owned(),
+                part: Part::Value,
+                source,
+            })
+    }
+
+    fn read_key(&self, bytes: &[u8]) -> Result<K> {
+        self.serdes
+            .key
+            .deserialize(Some(bytes))
+            .map_err(|source| Error::StoreCorrupt {
+                store: self.name().to_owned(),
+                part: Part::Key,
+                source,
+            })
+    }
+
+    /// The value of `key`, or `None`.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        let k = self.key_bytes(key)?;
+        let mut out = None;
+        self.txn.get(self.store, &k, &mut |v| {
+            out = v.map(|b| self.read_value(b)).transpose()?;
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&self, key: &K, value: &V) -> Result<()> {
+        let k = self.key_bytes(key)?;
+        let v = self.value_bytes(value)?;
+        self.txn.put(self.store, &k, &v)
+    }
+
+    /// Removes `key` (nothing happens when it is absent).
+    pub fn delete(&self, key: &K) -> Result<()> {
+        let k = self.key_bytes(key)?;
+        self.txn.delete(self.store, &k)
+    }
+
+    /// One answer per key, in the order of `keys`; `None` for a missing key.
+    pub fn get_batch(&self, keys: &[K]) -> Result<Vec<Option<V>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let k = self.key_bytes(key)?;
+            self.txn.get(self.store, &k, &mut |v| {
+                out.push(v.map(|b| self.read_value(b)).transpose()?);
+                Ok(())
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// Applies the puts in the order given (the last put of a key wins).
+    pub fn put_batch(&self, entries: &[(K, V)]) -> Result<()> {
+        for (k, v) in entries {
+            self.put(k, v)?;
+        }
+        Ok(())
+    }
+
+    /// Applies puts (`Some`) and deletes (`None`) in the order given: a put then a delete of one key
+    /// leaves it deleted.
+    pub fn write_batch(&self, entries: &[(K, Option<V>)]) -> Result<()> {
+        for (k, v) in entries {
+            match v {
+                Some(v) => self.put(k, v)?,
+                None => self.delete(k)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every key given.
+    pub fn delete_batch(&self, keys: &[K]) -> Result<()> {
+        for k in keys {
+            self.delete(k)?;
+        }
+        Ok(())
+    }
+
+    /// The entries whose keys lie in `range`, in key order, read lazily in chunks (so the store may
+    /// be written between two items).
+    pub fn range<R: RangeBounds<K>>(&self, range: R) -> Result<Iter<'t, K, V>> {
+        let bound = |b: Bound<&K>| -> Result<Bound<Vec<u8>>> {
+            Ok(match b {
+                Bound::Included(k) => Bound::Included(self.key_bytes(k)?),
+                Bound::Excluded(k) => Bound::Excluded(self.key_bytes(k)?),
+                Bound::Unbounded => Bound::Unbounded,
+            })
+        };
+        Ok(Iter {
+            store: KeyValueStore {
+                txn: self.txn,
+                store: self.store,
+                serdes: self.serdes,
+            },
+            lower: bound(range.start_bound())?,
+            upper: bound(range.end_bound())?,
+            buffer: VecDeque::new(),
+            done: false,
+        })
+    }
+
+    /// Every entry, in key order.
+    pub fn iter(&self) -> Result<Iter<'t, K, V>> {
+        self.range::<(Bound<K>, Bound<K>)>((Bound::Unbounded, Bound::Unbounded))
+    }
+}
+
+/// An iterator over a store's entries in key order; see [`KeyValueStore::range`].
+pub struct Iter<'t, K, V> {
+    store: KeyValueStore<'t, K, V>,
+    lower: Bound<Vec<u8>>,
+    upper: Bound<Vec<u8>>,
+    buffer: VecDeque<(Vec<u8>, Vec<u8>)>,
+    done: bool,
+}
+
+impl<K, V> fmt::Debug for Iter<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter").finish_non_exhaustive()
+    }
+}
+
+const SCAN_CHUNK: usize = 256;
+
+impl<K: 'static, V: 'static> Iterator for Iter<'_, K, V> {
+    type Item = Result<(K, V)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buffer.is_empty() && !self.done {
+            let lower = match &self.lower {
+                Bound::Included(b) => Bound::Included(b.as_slice()),
+                Bound::Excluded(b) => Bound::Excluded(b.as_slice()),
+                Bound::Unbounded => Bound::Unbounded,
+            };
+            let upper = match &self.upper {
+                Bound::Included(b) => Bound::Included(b.as_slice()),
+                Bound::Excluded(b) => Bound::Excluded(b.as_slice()),
+                Bound::Unbounded => Bound::Unbounded,
+            };
+            let buffer = &mut self.buffer;
+            let scanned =
+                self.store
+                    .txn
+                    .scan(self.store.store, lower, upper, SCAN_CHUNK, &mut |k, v| {
+                        buffer.push_back((k.to_vec(), v.to_vec()));
+                        Ok(())
+                    });
+            if let Err(e) = scanned {
+                self.done = true;
+                return Some(Err(e));
+            }
+            if self.buffer.len() < SCAN_CHUNK {
+                self.done = true;
+            }
+            if let Some((last, _)) = self.buffer.back() {
+                self.lower = Bound::Excluded(last.clone());
+            }
+        }
+        let (k, v) = self.buffer.pop_front()?;
+        Some(
+            self.store
+                .read_key(&k)
+                .and_then(|k| Ok((k, self.store.read_value(&v)?))),
+        )
+    }
+}
+
+/// Where a task's local state stands: the input offsets its committed state reflects and the
+/// changelog offsets it has seen, read from the same transaction that wrote the state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    /// `(topic, partition)` to the next input offset to process.
+    pub inputs: Vec<((String, i32), i64)>,
+    /// Store name to the next changelog offset the local state does not hold yet.
+    pub changelogs: Vec<(String, i64)>,
+}
+
+impl Position {
+    /// The next input offset of a partition, if recorded.
+    pub fn input(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.inputs
+            .iter()
+            .find(|((t, p), _)| t == topic && *p == partition)
+            .map(|(_, o)| *o)
+    }
+
+    /// The next changelog offset of a store, if recorded.
+    pub fn changelog(&self, store: &str) -> Option<i64> {
+        self.changelogs
+            .iter()
+            .find(|(s, _)| s == store)
+            .map(|(_, o)| *o)
+    }
+}
+
+fn input_key(topic: &str, partition: i32) -> Vec<u8> {
+    format!("input/{partition}/{topic}").into_bytes()
+}
+
+fn changelog_key(store: &str) -> Vec<u8> {
+    format!("changelog/{store}").into_bytes()
+}
+
+fn parse_meta(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Position {
+    let mut pos = Position::default();
+    for (k, v) in entries {
+        let Ok(k) = String::from_utf8(k) else {
+            continue;
+        };
+        let Ok(v) = <[u8; 8]>::try_from(v.as_slice()) else {
+            continue;
+        };
+        let v = i64::from_be_bytes(v);
+        if let Some(rest) = k.strip_prefix("input/") {
+            if let Some((p, t)) = rest.split_once('/') {
+                if let Ok(p) = p.parse() {
+                    pos.inputs.push(((t.to_owned(), p), v));
+                }
+            }
+        } else if let Some(store) = k.strip_prefix("changelog/") {
+            pos.changelogs.push((store.to_owned(), v));
+        }
+    }
+    pos
+}
+
+/// The state of one task: its stores, opened on their backends, with one transaction per batch.
+///
+/// The LMDB stores of a task share one environment in `<state dir>/<task id>`; the environment
+/// holds a metadata database where each batch's transaction also records the input offsets it
+/// reached and the changelog offsets it reflects.
+pub struct StateStores {
+    specs: Vec<StoreSpec>,
+    slots: Vec<Slot>,
+    lmdb: Option<lmdb::LmdbState>,
+    memory: memory::MemoryState,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Lmdb(usize),
+    Memory(usize),
+}
+
+impl fmt::Debug for StateStores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateStores")
+            .field("stores", &self.specs)
+            .field("path", &self.lmdb.as_ref().map(|l| l.path()))
+            .finish()
+    }
+}
+
+impl StateStores {
+    /// Opens the stores of a task. LMDB stores live in `dir` (created if missing); `dir` is locked
+    /// for as long as the stores are open, and a second open fails with
+    /// [`Error::StateDirLocked`].
+    pub fn open(dir: &Path, specs: Vec<StoreSpec>, options: &LmdbOptions) -> Result<Self> {
+        let mut slots = Vec::with_capacity(specs.len());
+        let mut lmdb_names = Vec::new();
+        let mut memory_count = 0;
+        for spec in &specs {
+            match spec.backend {
+                Backend::Lmdb => {
+                    slots.push(Slot::Lmdb(lmdb_names.len()));
+                    lmdb_names.push(spec.name.to_string());
+                }
+                Backend::InMemory => {
+                    slots.push(Slot::Memory(memory_count));
+                    memory_count += 1;
+                }
+            }
+        }
+        let lmdb = if lmdb_names.is_empty() {
+            None
+        } else {
+            Some(lmdb::LmdbState::open(dir, &lmdb_names, options)?)
+        };
+        Ok(StateStores {
+            specs,
+            slots,
+            lmdb,
+            memory: memory::MemoryState::new(memory_count),
+        })
+    }
+
+    /// Stores that all live in memory (every spec is switched to [`Backend::InMemory`]).
+    pub fn in_memory(specs: Vec<StoreSpec>) -> Result<Self> {
+        let specs: Vec<_> = specs
+            .into_iter()
+            .map(|s| s.backend(Backend::InMemory))
+            .collect();
+        Self::open(Path::new(""), specs, &LmdbOptions::default())
+    }
+
+    /// The declarations of the stores, in index order.
+    pub fn specs(&self) -> &[StoreSpec] {
+        &self.specs
+    }
+
+    /// The LMDB directory, when the task has LMDB stores.
+    pub fn path(&self) -> Option<PathBuf> {
+        self.lmdb.as_ref().map(|l| l.path().to_owned())
+    }
+
+    /// Runs `f` in one write transaction over all stores and commits when it returns `Ok`; on `Err`
+    /// nothing `f` wrote stays. An LMDB map that fills up is grown and `f` is run again.
+    pub fn transaction<R>(&mut self, mut f: impl FnMut(&StateTxn<'_>) -> Result<R>) -> Result<R> {
+        let mut attempts = 0;
+        loop {
+            if let Some(l) = &self.lmdb {
+                l.grow_if_needed()?;
+            }
+            let txn = self.begin()?;
+            match f(&txn) {
+                Ok(r) => {
+                    txn.commit()?;
+                    return Ok(r);
+                }
+                Err(e) if attempts < 8 && lmdb::is_map_full(&e) => {
+                    drop(txn);
+                    attempts += 1;
+                    if let Some(l) = &self.lmdb {
+                        l.grow()?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn begin(&mut self) -> Result<StateTxn<'_>> {
+        let lmdb = match &self.lmdb {
+            Some(l) => Some(l.begin()?),
+            None => None,
+        };
+        Ok(StateTxn {
+            specs: &self.specs,
+            slots: &self.slots,
+            lmdb,
+            memory: RefCell::new(self.memory.begin()),
+            changelog: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// The recorded position of the local state (committed transactions only).
+    pub fn position(&self) -> Result<Position> {
+        let entries = match &self.lmdb {
+            Some(l) => l.read_meta()?,
+            None => self.memory.meta_entries(),
+        };
+        Ok(parse_meta(entries))
+    }
+
+    /// Flushes committed LMDB transactions to disk (`fsync`). Called before input offsets are
+    /// committed to Kafka, so that a committed offset never points past state that a power loss
+    /// could take away.
+    pub fn sync(&self) -> Result<()> {
+        match &self.lmdb {
+            Some(l) => l.sync(),
+            None => Ok(()),
+        }
+    }
+
+    /// How many write transactions this task has committed (for tests and metrics).
+    pub fn committed_transactions(&self) -> u64 {
+        match &self.lmdb {
+            Some(l) => l.commits(),
+            None => self.memory.commits(),
+        }
+    }
+}
+
+/// One open write transaction over a task's stores.
+pub struct StateTxn<'s> {
+    specs: &'s [StoreSpec],
+    slots: &'s [Slot],
+    lmdb: Option<lmdb::LmdbTxn<'s>>,
+    memory: RefCell<memory::MemoryTxn<'s>>,
+    changelog: RefCell<Vec<ChangelogWrite>>,
+}
+
+impl fmt::Debug for StateTxn<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateTxn").finish_non_exhaustive()
+    }
+}
+
+impl<'s> StateTxn<'s> {
+    /// The typed handle of the store named `name`.
+    pub fn store<K: 'static, V: 'static>(&self, name: &str) -> Result<KeyValueStore<'_, K, V>> {
+        let index = self
+            .specs
+            .iter()
+            .position(|s| &*s.name == name)
+            .ok_or_else(|| Error::Store(format!("no store named `{name}` in this task")))?;
+        KeyValueStore::bind(self, index)
+    }
+
+    /// The typed handle of the store at `index` in this task.
+    pub fn store_at<K: 'static, V: 'static>(
+        &self,
+        index: usize,
+    ) -> Result<KeyValueStore<'_, K, V>> {
+        if index >= self.specs.len() {
+            return Err(Error::Internal(format!("store index {index} out of range")));
+        }
+        KeyValueStore::bind(self, index)
+    }
+
+    pub(crate) fn raw(&self) -> &(dyn RawTxn + '_) {
+        self
+    }
+
+    /// Records, in this transaction, the next input offset of a partition.
+    pub fn set_input_position(&self, topic: &str, partition: i32, next_offset: i64) -> Result<()> {
+        self.put_meta(&input_key(topic, partition), next_offset)
+    }
+
+    /// Records, in this transaction, the next changelog offset of a store.
+    pub fn set_changelog_position(&self, store: &str, next_offset: i64) -> Result<()> {
+        self.put_meta(&changelog_key(store), next_offset)
+    }
+
+    fn put_meta(&self, key: &[u8], value: i64) -> Result<()> {
+        match &self.lmdb {
+            Some(l) => l.put_meta(key, &value.to_be_bytes()),
+            None => {
+                self.memory
+                    .borrow_mut()
+                    .put_meta(key.to_vec(), value.to_be_bytes().to_vec());
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes raw bytes to a store without recording them for the changelog: the restore path.
+    pub fn restore_raw(&self, store: usize, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        match value {
+            Some(v) => self.write(store, key, Some(v), false),
+            None => self.write(store, key, None, false),
+        }
+    }
+
+    /// Takes the changelog writes made so far in this transaction.
+    pub fn take_changelog(&self) -> Vec<ChangelogWrite> {
+        std::mem::take(&mut *self.changelog.borrow_mut())
+    }
+
+    fn write(&self, store: usize, key: &[u8], value: Option<&[u8]>, log: bool) -> Result<()> {
+        match self.slots.get(store) {
+            Some(Slot::Lmdb(i)) => match (&self.lmdb, value) {
+                (Some(l), Some(v)) => l.put(*i, key, v)?,
+                (Some(l), None) => l.delete(*i, key)?,
+                (None, _) => return Err(Error::Internal("LMDB store without environment".into())),
+            },
+            Some(Slot::Memory(i)) => {
+                let mut m = self.memory.borrow_mut();
+                match value {
+                    Some(v) => m.put(*i, key.to_vec(), v.to_vec()),
+                    None => m.delete(*i, key),
+                }
+            }
+            None => return Err(Error::Internal(format!("store index {store} out of range"))),
+        }
+        if log && self.specs[store].changelog {
+            self.changelog.borrow_mut().push(ChangelogWrite {
+                store,
+                key: key.to_vec(),
+                value: value.map(<[u8]>::to_vec),
+            });
+        }
+        Ok(())
+    }
+
+    fn commit(self) -> Result<()> {
+        if let Some(l) = self.lmdb {
+            l.commit()?;
+        }
+        self.memory.into_inner().commit();
+        Ok(())
+    }
+}
+
+impl RawTxn for StateTxn<'_> {
+    fn store_spec(&self, store: usize) -> &StoreSpec {
+        &self.specs[store]
+    }
+
+    fn get(
+        &self,
+        store: usize,
+        key: &[u8],
+        f: &mut dyn FnMut(Option<&[u8]>) -> Result<()>,
+    ) -> Result<()> {
+        match self.slots.get(store) {
+            Some(Slot::Lmdb(i)) => match &self.lmdb {
+                Some(l) => l.get(*i, key, f),
+                None => Err(Error::Internal("LMDB store without environment".into())),
+            },
+            Some(Slot::Memory(i)) => f(self.memory.borrow().get(*i, key)),
+            None => Err(Error::Internal(format!("store index {store} out of range"))),
+        }
+    }
+
+    fn put(&self, store: usize, key: &[u8], value: &[u8]) -> Result<()> {
+        self.write(store, key, Some(value), true)
+    }
+
+    fn delete(&self, store: usize, key: &[u8]) -> Result<()> {
+        self.write(store, key, None, true)
+    }
+
+    fn scan(
+        &self,
+        store: usize,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        limit: usize,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        match self.slots.get(store) {
+            Some(Slot::Lmdb(i)) => match &self.lmdb {
+                Some(l) => l.scan(*i, lower, upper, limit, f),
+                None => Err(Error::Internal("LMDB store without environment".into())),
+            },
+            Some(Slot::Memory(i)) => self.memory.borrow().scan(*i, lower, upper, limit, f),
+            None => Err(Error::Internal(format!("store index {store} out of range"))),
+        }
+    }
+}

@@ -1,0 +1,634 @@
+//! Tasks: one sub-topology bound to one input partition, with its own stores.
+//!
+//! Owns: [`Task`] (processor instances, stores, stream time, punctuations) and the execution of one
+//! batch: deserialize at the source, run each node over the whole batch depth-first, serialize at
+//! the sinks, record the state's input position, and commit it all in one state transaction. The
+//! Kafka runtime and the [`TopologyTestDriver`](crate::testing::TopologyTestDriver) both drive this
+//! same code; neither processes records by itself. A task never talks to Kafka: what it produces is
+//! returned as [`TaskOutput`] for the caller to send, and only then may the caller commit offsets.
+
+use std::any::Any;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::context::{Clocks, NodeInfo, Punctuation, PunctuationType, Schedule};
+use crate::error::{Error, Part, Result, SerdeError};
+use crate::record::{Headers, Origin, ProducerRecord, RawRecord};
+use crate::store::{LmdbOptions, Position, StateStores, StoreSpec};
+use crate::topology::{NodeKind, NodeRun, Topology, init_node};
+
+/// A task's id: `<sub-topology>_<partition>`, as in Kafka Streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    /// The sub-topology.
+    pub subtopology: usize,
+    /// The input partition.
+    pub partition: i32,
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.subtopology, self.partition)
+    }
+}
+
+/// What happens to a record that cannot be deserialized (or, later, processed or produced).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum OnBadRecord {
+    /// Stop with an error naming topic, partition, offset and cause (the default).
+    #[default]
+    Fail,
+    /// Log at warn, count in `kstreams_skipped_records_total`, and go on.
+    Skip,
+    /// Produce the original key and value bytes to this topic, with the origin and the error in
+    /// headers (`kstreams.error.topic`, `.partition`, `.offset`, `.stage`, `.message`), and go on.
+    DeadLetter {
+        /// The dead-letter topic.
+        topic: String,
+    },
+}
+
+/// How a task runs: where its state lives and what it does with bad records.
+#[derive(Debug, Clone)]
+pub struct TaskConfig {
+    /// The application id: names the state directory and prefixes changelog topics.
+    pub application_id: String,
+    /// The state directory; each task's LMDB environment lives in
+    /// `<state_dir>/<application_id>/<task id>`.
+    pub state_dir: PathBuf,
+    /// LMDB tuning.
+    pub lmdb: LmdbOptions,
+    /// Deserialization failures.
+    pub on_deserialization_error: OnBadRecord,
+    /// Keep every store in memory, whatever its declared backend.
+    pub in_memory_state: bool,
+}
+
+impl TaskConfig {
+    /// A config with defaults: LMDB state under `state_dir`, failing on bad records.
+    pub fn new(application_id: impl Into<String>, state_dir: impl Into<PathBuf>) -> Self {
+        TaskConfig {
+            application_id: application_id.into(),
+            state_dir: state_dir.into(),
+            lmdb: LmdbOptions::default(),
+            on_deserialization_error: OnBadRecord::Fail,
+            in_memory_state: false,
+        }
+    }
+
+    /// The changelog topic of a store: `<application id>-<store>-changelog`.
+    pub fn changelog_topic(&self, store: &str) -> String {
+        format!("{}-{store}-changelog", self.application_id)
+    }
+}
+
+/// What a batch produced, to be sent before the batch's input offsets may be committed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TaskOutput {
+    /// Records for sink topics and dead-letter topics, in the order they were produced.
+    pub records: Vec<ProducerRecord>,
+    /// Changelog records (partition fixed to the task's partition), in write order.
+    pub changelog: Vec<ProducerRecord>,
+    /// Input records deserialized and processed.
+    pub processed: u64,
+    /// Input records skipped by [`OnBadRecord::Skip`].
+    pub skipped: u64,
+    /// Input records sent to a dead-letter topic.
+    pub dead_lettered: u64,
+}
+
+impl TaskOutput {
+    fn append(&mut self, mut other: TaskOutput) {
+        self.records.append(&mut other.records);
+        self.changelog.append(&mut other.changelog);
+        self.processed += other.processed;
+        self.skipped += other.skipped;
+        self.dead_lettered += other.dead_lettered;
+    }
+}
+
+/// The execution of one call through a task's nodes.
+pub(crate) struct Exec<'e> {
+    nodes: &'e mut [Option<Box<dyn NodeRun>>],
+    pub(crate) txn: &'e (dyn crate::store::RawTxn + 'e),
+    pub(crate) produced: &'e mut Vec<ProducerRecord>,
+    pub(crate) clocks: Clocks,
+    on_bad: &'e OnBadRecord,
+    stats: &'e mut TaskOutput,
+}
+
+impl Exec<'_> {
+    /// Runs node `node` over a batch (a `&Vec<Record<K, V>>` of its input types).
+    pub(crate) fn run(&mut self, node: usize, input: &dyn Any) -> Result<()> {
+        let mut n = self
+            .nodes
+            .get_mut(node)
+            .and_then(Option::take)
+            .ok_or_else(|| Error::Internal(format!("node {node} re-entered or missing")))?;
+        let result = n.process(input, self);
+        self.nodes[node] = Some(n);
+        result
+    }
+
+    fn run_source(
+        &mut self,
+        node: usize,
+        topic: &Arc<str>,
+        partition: i32,
+        raw: &[RawRecord<'_>],
+    ) -> Result<()> {
+        let mut n = self
+            .nodes
+            .get_mut(node)
+            .and_then(Option::take)
+            .ok_or_else(|| Error::Internal(format!("source {node} missing")))?;
+        let result = n.process_raw(topic, partition, raw, self);
+        self.nodes[node] = Some(n);
+        result
+    }
+
+    fn punctuate(&mut self, node: usize, punctuation: Punctuation) -> Result<()> {
+        let mut n = self
+            .nodes
+            .get_mut(node)
+            .and_then(Option::take)
+            .ok_or_else(|| Error::Internal(format!("node {node} missing")))?;
+        let result = n.punctuate(punctuation, self);
+        self.nodes[node] = Some(n);
+        result
+    }
+
+    /// A record that could not be deserialized: fail, skip or dead-letter it.
+    pub(crate) fn bad_record(
+        &mut self,
+        origin: &Origin,
+        raw: &RawRecord<'_>,
+        part: Part,
+        source: SerdeError,
+    ) -> Result<()> {
+        match self.on_bad {
+            OnBadRecord::Fail => Err(Error::Deserialize {
+                origin: origin.clone(),
+                part,
+                source,
+            }),
+            OnBadRecord::Skip => {
+                tracing::warn!(%origin, %part, error = %source, "skipping a record that cannot be deserialized");
+                metrics::counter!("kstreams_skipped_records_total", "topic" => origin.topic.to_string())
+                    .increment(1);
+                self.stats.skipped += 1;
+                Ok(())
+            }
+            OnBadRecord::DeadLetter { topic } => {
+                let mut headers = raw.headers.clone();
+                headers.push(
+                    "kstreams.error.topic",
+                    Some(origin.topic.as_bytes().to_vec()),
+                );
+                headers.push(
+                    "kstreams.error.partition",
+                    Some(origin.partition.to_string().into_bytes()),
+                );
+                headers.push(
+                    "kstreams.error.offset",
+                    Some(origin.offset.to_string().into_bytes()),
+                );
+                headers.push("kstreams.error.stage", Some(b"deserialize".to_vec()));
+                headers.push(
+                    "kstreams.error.message",
+                    Some(format!("cannot deserialize the {part}: {source}").into_bytes()),
+                );
+                self.produced.push(ProducerRecord {
+                    topic: topic.as_str().into(),
+                    partition: None,
+                    key: raw.key.map(<[u8]>::to_vec),
+                    value: raw.value.map(<[u8]>::to_vec),
+                    timestamp: raw.timestamp,
+                    headers,
+                });
+                metrics::counter!("kstreams_dead_lettered_records_total", "topic" => origin.topic.to_string())
+                    .increment(1);
+                self.stats.dead_lettered += 1;
+                Ok(())
+            }
+        }
+    }
+}
+
+struct Scheduled {
+    node: usize,
+    schedule: Schedule,
+    next_due: Option<i64>,
+}
+
+/// One sub-topology bound to one partition: its processors, its stores, its clocks.
+pub struct Task {
+    id: TaskId,
+    config: Arc<TaskConfig>,
+    nodes: Vec<Option<Box<dyn NodeRun>>>,
+    sources: Vec<(Arc<str>, usize)>,
+    state: StateStores,
+    changelog_topics: Vec<Option<Arc<str>>>,
+    schedules: Vec<Scheduled>,
+    stream_time: i64,
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("id", &self.id.to_string())
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Task {
+    /// Instantiates the processors of a sub-topology for one partition and opens its stores.
+    pub fn new(topology: &Topology, id: TaskId, config: Arc<TaskConfig>) -> Result<Task> {
+        let sub = topology
+            .subtopologies()
+            .get(id.subtopology)
+            .ok_or_else(|| Error::Internal(format!("no sub-topology {}", id.subtopology)))?;
+        let defs = topology.nodes();
+        let local = |global: usize| sub.nodes.iter().position(|&n| n == global);
+        let specs: Vec<StoreSpec> = sub
+            .stores
+            .iter()
+            .filter_map(|name| {
+                topology
+                    .stores()
+                    .iter()
+                    .find(|s| s.name() == &**name)
+                    .cloned()
+            })
+            .map(|s| {
+                if config.in_memory_state {
+                    s.backend(crate::store::Backend::InMemory)
+                } else {
+                    s
+                }
+            })
+            .collect();
+        let dir = config
+            .state_dir
+            .join(&config.application_id)
+            .join(id.to_string());
+        let changelog_topics = specs
+            .iter()
+            .map(|s| {
+                s.changelog_enabled()
+                    .then(|| Arc::<str>::from(config.changelog_topic(s.name())))
+            })
+            .collect();
+        let state = StateStores::open(&dir, specs, &config.lmdb)?;
+        let mut nodes = Vec::with_capacity(sub.nodes.len());
+        let mut sources = Vec::new();
+        let mut schedules = Vec::new();
+        for (i, &g) in sub.nodes.iter().enumerate() {
+            let def = &defs[g];
+            let children: Vec<usize> = def.children.iter().filter_map(|&c| local(c)).collect();
+            let info = NodeInfo {
+                name: def.name.clone(),
+                child_names: def.children.iter().map(|&c| defs[c].name.clone()).collect(),
+                children,
+                stores: def
+                    .stores
+                    .iter()
+                    .filter_map(|s| state.specs().iter().position(|x| x.name() == &**s))
+                    .collect(),
+            };
+            if let NodeKind::Source { topic } = &def.kind {
+                sources.push((topic.clone(), i));
+            }
+            let mut node = (def.factory)(info);
+            for schedule in init_node(node.as_mut(), &def.name, id.partition)? {
+                schedules.push(Scheduled {
+                    node: i,
+                    schedule,
+                    next_due: None,
+                });
+            }
+            nodes.push(Some(node));
+        }
+        Ok(Task {
+            id,
+            config,
+            nodes,
+            sources,
+            state,
+            changelog_topics,
+            schedules,
+            stream_time: i64::MIN,
+        })
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// The task's stream time (the largest timestamp seen), `i64::MIN` before any record.
+    pub fn stream_time(&self) -> i64 {
+        self.stream_time
+    }
+
+    /// The topics this task reads.
+    pub fn source_topics(&self) -> impl Iterator<Item = &str> {
+        self.sources.iter().map(|(t, _)| &**t)
+    }
+
+    /// Processes one batch of one partition of `topic`, in offset order, in one state transaction
+    /// that also records `last offset + 1` as the partition's position. Returns what to produce.
+    pub fn process(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        batch: &[RawRecord<'_>],
+        wall_clock: i64,
+    ) -> Result<TaskOutput> {
+        let Some((topic_arc, source)) = self
+            .sources
+            .iter()
+            .find(|(t, _)| &**t == topic)
+            .map(|(t, i)| (t.clone(), *i))
+        else {
+            return Err(Error::Internal(format!(
+                "task {} does not read topic `{topic}`",
+                self.id
+            )));
+        };
+        if partition != self.id.partition {
+            return Err(Error::Internal(format!(
+                "task {} got a batch of partition {partition}",
+                self.id
+            )));
+        }
+        let Some(last) = batch.last() else {
+            return Ok(TaskOutput::default());
+        };
+        let next_offset = last.offset + 1;
+        let batch_max = batch.iter().map(|r| r.timestamp).max().unwrap_or(i64::MIN);
+        let stream_time = self.stream_time.max(batch_max);
+        let clocks = Clocks {
+            stream_time,
+            wall_clock,
+        };
+        let (out, fired) = self.run_in_txn(
+            clocks,
+            Some(PunctuationType::StreamTime),
+            |exec| exec.run_source(source, &topic_arc, partition, batch),
+            |txn| txn.set_input_position(topic, partition, next_offset),
+        )?;
+        self.stream_time = stream_time;
+        self.apply_fired(fired);
+        let mut out = out;
+        out.processed = batch.len() as u64 - out.skipped - out.dead_lettered;
+        metrics::counter!("kstreams_records_in_total", "topic" => topic.to_owned())
+            .increment(batch.len() as u64);
+        metrics::histogram!("kstreams_batch_size").record(batch.len() as f64);
+        Ok(out)
+    }
+
+    /// Fires the wall-clock punctuations that are due at `now` (milliseconds), on idle partitions
+    /// too. The runtime calls it between batches.
+    pub fn punctuate_wall_clock(&mut self, now: i64) -> Result<TaskOutput> {
+        self.punctuate_at(
+            Clocks {
+                stream_time: self.stream_time,
+                wall_clock: now,
+            },
+            PunctuationType::WallClock,
+        )
+    }
+
+    /// Moves stream time forward to `time` (never back) and fires due stream-time punctuations.
+    pub fn advance_stream_time(&mut self, time: i64, wall_clock: i64) -> Result<TaskOutput> {
+        self.stream_time = self.stream_time.max(time);
+        self.punctuate_at(
+            Clocks {
+                stream_time: self.stream_time,
+                wall_clock,
+            },
+            PunctuationType::StreamTime,
+        )
+    }
+
+    fn punctuate_at(&mut self, clocks: Clocks, kind: PunctuationType) -> Result<TaskOutput> {
+        if !self.schedules.iter().any(|s| s.schedule.kind == kind) {
+            return Ok(TaskOutput::default());
+        }
+        let (out, fired) = self.run_in_txn(clocks, Some(kind), |_| Ok(()), |_| Ok(()))?;
+        self.apply_fired(fired);
+        Ok(out)
+    }
+
+    fn apply_fired(&mut self, fired: Vec<(usize, i64)>) {
+        for (i, next) in fired {
+            self.schedules[i].next_due = Some(next);
+        }
+    }
+
+    /// Runs `body` and the due punctuations of `kind` in one transaction; returns the output and
+    /// the new due times of the schedules (applied only once the transaction committed).
+    fn run_in_txn(
+        &mut self,
+        clocks: Clocks,
+        kind: Option<PunctuationType>,
+        mut body: impl FnMut(&mut Exec<'_>) -> Result<()>,
+        mut finish: impl FnMut(&crate::store::StateTxn<'_>) -> Result<()>,
+    ) -> Result<(TaskOutput, Vec<(usize, i64)>)> {
+        let Task {
+            nodes,
+            state,
+            config,
+            schedules,
+            changelog_topics,
+            id,
+            ..
+        } = self;
+        let partition = id.partition;
+        state.transaction(|txn| {
+            let mut produced = Vec::new();
+            let mut stats = TaskOutput::default();
+            let mut fired = Vec::new();
+            {
+                let mut exec = Exec {
+                    nodes: nodes.as_mut_slice(),
+                    txn: txn.raw(),
+                    produced: &mut produced,
+                    clocks,
+                    on_bad: &config.on_deserialization_error,
+                    stats: &mut stats,
+                };
+                body(&mut exec)?;
+                if let Some(kind) = kind {
+                    let now = match kind {
+                        PunctuationType::StreamTime => clocks.stream_time,
+                        PunctuationType::WallClock => clocks.wall_clock,
+                    };
+                    if now != i64::MIN {
+                        for (i, s) in schedules.iter().enumerate() {
+                            if s.schedule.kind != kind {
+                                continue;
+                            }
+                            let interval = s.schedule.interval_ms;
+                            match s.next_due {
+                                // The first time a clock is seen, the first punctuation is one
+                                // interval later.
+                                None => fired.push((i, now.saturating_add(interval))),
+                                Some(due) if now >= due => {
+                                    exec.punctuate(
+                                        s.node,
+                                        Punctuation {
+                                            id: s.schedule.id,
+                                            kind,
+                                            timestamp: now,
+                                        },
+                                    )?;
+                                    // Missed intervals are not replayed: the next one is after now.
+                                    let missed = (now - due) / interval + 1;
+                                    fired.push((i, due.saturating_add(missed * interval)));
+                                }
+                                Some(_) => {}
+                            }
+                        }
+                    }
+                }
+            }
+            finish(txn)?;
+            let changelog = txn
+                .take_changelog()
+                .into_iter()
+                .filter_map(|w| {
+                    let topic = changelog_topics.get(w.store).cloned().flatten()?;
+                    Some(ProducerRecord {
+                        topic,
+                        partition: Some(partition),
+                        key: Some(w.key),
+                        value: w.value,
+                        timestamp: clocks.stream_time.max(0),
+                        headers: Headers::new(),
+                    })
+                })
+                .collect();
+            stats.records = produced;
+            stats.changelog = changelog;
+            Ok((stats, fired))
+        })
+    }
+
+    /// Writes changelog records back into a store (restore), in one transaction, and records
+    /// `next_offset` as the store's changelog position. Restored writes are not logged again.
+    pub fn restore(
+        &mut self,
+        store: &str,
+        records: &[RawRecord<'_>],
+        next_offset: i64,
+    ) -> Result<()> {
+        let index = self
+            .state
+            .specs()
+            .iter()
+            .position(|s| s.name() == store)
+            .ok_or_else(|| Error::Store(format!("task {} has no store `{store}`", self.id)))?;
+        self.state.transaction(|txn| {
+            for r in records {
+                let key = r.key.ok_or_else(|| {
+                    Error::Store(format!(
+                        "changelog of store `{store}` holds a record with a null key at offset {}",
+                        r.offset
+                    ))
+                })?;
+                txn.restore_raw(index, key, r.value)?;
+            }
+            txn.set_changelog_position(store, next_offset)
+        })
+    }
+
+    /// Records, in one transaction, the changelog offsets that the local state now reflects
+    /// (called by the runtime once the changelog writes are acknowledged).
+    pub fn record_changelog_positions(&mut self, positions: &[(&str, i64)]) -> Result<()> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        self.state.transaction(|txn| {
+            for (store, offset) in positions {
+                txn.set_changelog_position(store, *offset)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Where the committed local state stands (input offsets and changelog offsets).
+    pub fn position(&self) -> Result<Position> {
+        self.state.position()
+    }
+
+    /// Makes every committed state transaction durable (`fsync`). Call before committing input
+    /// offsets to Kafka.
+    pub fn sync(&self) -> Result<()> {
+        self.state.sync()
+    }
+
+    /// The task's stores.
+    pub fn stores(&self) -> &[StoreSpec] {
+        self.state.specs()
+    }
+
+    /// The changelog topic of each store (`None` when its changelog is off), in store order.
+    pub fn changelog_topics(&self) -> &[Option<Arc<str>>] {
+        &self.changelog_topics
+    }
+
+    /// Every entry of a store as raw bytes, in key order.
+    pub fn store_entries_raw(&mut self, store: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let index = self
+            .state
+            .specs()
+            .iter()
+            .position(|s| s.name() == store)
+            .ok_or_else(|| Error::Store(format!("task {} has no store `{store}`", self.id)))?;
+        self.state.transaction(|txn| {
+            let mut out = Vec::new();
+            let mut lower: Option<Vec<u8>> = None;
+            loop {
+                let before = out.len();
+                let bound = match &lower {
+                    Some(l) => std::ops::Bound::Excluded(l.as_slice()),
+                    None => std::ops::Bound::Unbounded,
+                };
+                crate::store::RawTxn::scan(
+                    txn,
+                    index,
+                    bound,
+                    std::ops::Bound::Unbounded,
+                    1024,
+                    &mut |k, v| {
+                        out.push((k.to_vec(), v.to_vec()));
+                        Ok(())
+                    },
+                )?;
+                if out.len() - before < 1024 {
+                    return Ok(out);
+                }
+                lower = out.last().map(|(k, _)| k.clone());
+            }
+        })
+    }
+
+    /// How many state transactions this task committed.
+    pub fn committed_transactions(&self) -> u64 {
+        self.state.committed_transactions()
+    }
+
+    /// The LMDB directory of the task, when it has LMDB stores.
+    pub fn state_path(&self) -> Option<PathBuf> {
+        self.state.path()
+    }
+
+    /// Merges the output of several calls (a helper for runtimes that batch their sends).
+    pub fn merge_outputs(into: &mut TaskOutput, other: TaskOutput) {
+        into.append(other);
+    }
+}

@@ -1,0 +1,1113 @@
+//! Topologies: a typed graph of sources, processors, stores and sinks.
+//!
+//! Owns: [`TopologyBuilder`], the typed stream handle [`Stream`], the built [`Topology`] (node
+//! definitions, sub-topologies, stores) and [`Topology::describe`]. Edges are typed: connecting a
+//! processor whose input types differ from its parent's output does not compile. What types cannot
+//! catch is checked by [`TopologyBuilder::build`] and reported as a [`TopologyError`].
+//! It does not run anything: [`task`](crate::task) instantiates the nodes of a sub-topology.
+
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::{self, Write as _};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::context::{Context, InitContext, NodeInfo, Outputs, Punctuation, Schedule};
+use crate::error::{Error, Part, Result};
+use crate::processor::BatchProcessor;
+use crate::record::{Origin, ProducerRecord, RawRecord, Record};
+use crate::serde::{DefaultSerde, Serde};
+use crate::store::StoreSpec;
+use crate::task::Exec;
+
+/// Why a topology could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopologyError {
+    /// Two nodes have the same name.
+    #[error("two nodes are named `{0}`; node names must be unique")]
+    DuplicateName(String),
+    /// A name that cannot be used (node names appear in topic names and diagrams).
+    #[error("invalid name `{0}`: use 1 to 200 of the characters a-z A-Z 0-9 . _ -")]
+    InvalidName(String),
+    /// The topology has no source.
+    #[error("the topology has no source: add one with `TopologyBuilder::source`")]
+    NoSource,
+    /// Two sources read the same topic.
+    #[error(
+        "topic `{0}` is read by two sources; read it once and connect both processors to that source"
+    )]
+    DuplicateSourceTopic(String),
+    /// Two declarations of one store disagree.
+    #[error(
+        "store `{name}` is declared twice with different types or settings: {first} and {second}"
+    )]
+    StoreConflict {
+        /// The store.
+        name: String,
+        /// The first declaration.
+        first: String,
+        /// The second declaration.
+        second: String,
+    },
+    /// A store was declared but no processor uses it.
+    #[error("store `{0}` is declared but no processor uses it")]
+    UnusedStore(String),
+    /// A processor forwards records that go nowhere.
+    #[error(
+        "processor `{name}` forwards `Record<{key}, {value}>` but nothing is connected to it: connect a processor or a sink to its stream, or make it forward nothing (output `()`, `()`)"
+    )]
+    OutputConnectedNowhere {
+        /// The processor.
+        name: String,
+        /// Its output key type.
+        key: &'static str,
+        /// Its output value type.
+        value: &'static str,
+    },
+    /// The graph has a cycle.
+    #[error("the topology has a cycle through `{0}`")]
+    Cycle(String),
+    /// A node no source reaches.
+    #[error("node `{0}` is not reachable from any source")]
+    Unreachable(String),
+    /// A sink with children.
+    #[error("sink `{0}` has children; a sink must be the end of a stream")]
+    SinkWithChildren(String),
+    /// A stream handle from another builder.
+    #[error("a stream of another topology builder was used (node `{0}`)")]
+    ForeignStream(String),
+}
+
+static BUILDER_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// A typed handle to the records a node produces: `Record<K, V>`.
+///
+/// Only the builder makes them; pass them to [`TopologyBuilder::add`] and
+/// [`TopologyBuilder::sink`].
+#[must_use = "a stream that nothing consumes is lost: connect it to a processor or a sink"]
+pub struct Stream<K, V> {
+    builder: u64,
+    node: usize,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for Stream<K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<K, V> Copy for Stream<K, V> {}
+
+impl<K, V> fmt::Debug for Stream<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Stream<{}, {}>(node {})",
+            std::any::type_name::<K>(),
+            std::any::type_name::<V>(),
+            self.node
+        )
+    }
+}
+
+/// What a node is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeKind {
+    /// Reads a topic.
+    Source {
+        /// The topic.
+        topic: Arc<str>,
+    },
+    /// Runs a processor.
+    Processor,
+    /// Writes to a topic.
+    Sink {
+        /// The topic.
+        topic: Arc<str>,
+    },
+}
+
+/// A node instance in a task, with its types erased; the typed node downcasts its input.
+pub(crate) trait NodeRun: Send {
+    fn init(&mut self, ctx: &mut InitContext<'_>) -> Result<()>;
+    fn process(&mut self, input: &dyn Any, exec: &mut Exec<'_>) -> Result<()>;
+    fn process_raw(
+        &mut self,
+        _topic: &Arc<str>,
+        _partition: i32,
+        _raw: &[RawRecord<'_>],
+        _exec: &mut Exec<'_>,
+    ) -> Result<()> {
+        Err(Error::Internal(
+            "raw records sent to a node that is not a source".into(),
+        ))
+    }
+    fn punctuate(&mut self, _punctuation: Punctuation, _exec: &mut Exec<'_>) -> Result<()> {
+        Ok(())
+    }
+}
+
+type Factory = Arc<dyn Fn(NodeInfo) -> Box<dyn NodeRun> + Send + Sync>;
+
+/// A node of a built topology.
+#[derive(Clone)]
+pub(crate) struct NodeDef {
+    pub(crate) name: Arc<str>,
+    pub(crate) kind: NodeKind,
+    pub(crate) parents: Vec<usize>,
+    pub(crate) children: Vec<usize>,
+    pub(crate) stores: Vec<Arc<str>>,
+    pub(crate) factory: Factory,
+    /// `(key type, value type, output is unit)`, for processors.
+    output: (&'static str, &'static str, bool),
+}
+
+impl fmt::Debug for NodeDef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeDef")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("parents", &self.parents)
+            .field("children", &self.children)
+            .field("stores", &self.stores)
+            .finish()
+    }
+}
+
+/// A connected part of a topology: its nodes run together in one task per input partition.
+#[derive(Debug, Clone)]
+pub struct SubTopology {
+    /// Its index (the first half of a task id `0_3`).
+    pub id: usize,
+    /// Node indices in an order where every parent comes before its children.
+    pub(crate) nodes: Vec<usize>,
+    /// The topics its sources read (co-partitioned: partition `p` of each goes to task `id_p`).
+    pub source_topics: Vec<Arc<str>>,
+    /// The topics its sinks write.
+    pub sink_topics: Vec<Arc<str>>,
+    /// The names of its stores.
+    pub stores: Vec<Arc<str>>,
+}
+
+struct Inner {
+    nodes: Vec<NodeDef>,
+    stores: Vec<StoreSpec>,
+    subtopologies: Vec<SubTopology>,
+}
+
+/// A built, validated topology. Cheap to clone; every task instantiates its own processors from it.
+#[derive(Clone)]
+pub struct Topology {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// Builds a [`Topology`].
+///
+/// ```
+/// use kstreams::{processor, Record, Topology};
+/// let mut t = Topology::builder();
+/// let lines = t.source::<(), String>("text-input");
+/// let upper = t.add(processor::map(|r: &Record<(), String>| r.derive((), r.value.to_uppercase())), &lines);
+/// t.sink("text-upper", &upper);
+/// let topology = t.build()?;
+/// assert!(topology.describe().contains("text-upper"));
+/// # Ok::<(), kstreams::Error>(())
+/// ```
+///
+/// Types are checked when the graph is written: a processor of `Record<String, u64>` cannot be
+/// connected to a stream of `Record<String, String>`.
+///
+/// ```compile_fail
+/// use kstreams::{processor, Record, Topology};
+/// let mut t = Topology::builder();
+/// let lines = t.source::<String, String>("text-input");
+/// let double = processor::map(|r: &Record<String, u64>| r.clone());
+/// let _ = t.add(double, &lines); // error: does not take records of type `Record<String, String>`
+/// ```
+pub struct TopologyBuilder {
+    id: u64,
+    nodes: Vec<NodeDef>,
+    declared_stores: Vec<StoreSpec>,
+    errors: Vec<TopologyError>,
+}
+
+impl fmt::Debug for TopologyBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TopologyBuilder")
+            .field("nodes", &self.nodes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for TopologyBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn short_type_name<T>() -> String {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    let short = base.rsplit("::").next().unwrap_or(base);
+    let cleaned: String = short
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() {
+        "processor".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+impl TopologyBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        TopologyBuilder {
+            id: BUILDER_IDS.fetch_add(1, Ordering::Relaxed),
+            nodes: Vec::new(),
+            declared_stores: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn unique_name(&self, base: &str) -> String {
+        if !self.nodes.iter().any(|n| &*n.name == base) {
+            return base.to_owned();
+        }
+        (2..)
+            .map(|i| format!("{base}-{i}"))
+            .find(|n| !self.nodes.iter().any(|d| &*d.name == n.as_str()))
+            .unwrap_or_else(|| base.to_owned())
+    }
+
+    fn check_name(&mut self, name: &str) {
+        if !valid_name(name) {
+            self.errors
+                .push(TopologyError::InvalidName(name.to_owned()));
+        } else if self.nodes.iter().any(|n| &*n.name == name) {
+            self.errors
+                .push(TopologyError::DuplicateName(name.to_owned()));
+        }
+    }
+
+    fn parent(&mut self, builder: u64, node: usize) -> Option<usize> {
+        if builder != self.id || node >= self.nodes.len() {
+            self.errors
+                .push(TopologyError::ForeignStream(format!("#{node}")));
+            None
+        } else {
+            Some(node)
+        }
+    }
+
+    fn push(&mut self, mut def: NodeDef, parents: &[usize]) -> usize {
+        let index = self.nodes.len();
+        def.parents = parents.to_vec();
+        for &p in parents {
+            self.nodes[p].children.push(index);
+        }
+        self.nodes.push(def);
+        index
+    }
+
+    fn stream<K, V>(&self, node: usize) -> Stream<K, V> {
+        Stream {
+            builder: self.id,
+            node,
+            _types: PhantomData,
+        }
+    }
+
+    /// A source reading `topic`, with the default serdes of `K` and `V`.
+    pub fn source<K: DefaultSerde + Send, V: DefaultSerde + Send>(
+        &mut self,
+        topic: &str,
+    ) -> Stream<K, V> {
+        self.source_with(topic, K::Serde::default(), V::Serde::default())
+    }
+
+    /// A source reading `topic` with the given serdes.
+    pub fn source_with<K: Send + 'static, V: Send + 'static>(
+        &mut self,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> Stream<K, V> {
+        let name = self.unique_name(&format!("{topic}-source"));
+        self.check_name(&name);
+        let serdes = Arc::new((key_serde, value_serde));
+        let topic_arc: Arc<str> = topic.into();
+        let factory: Factory = Arc::new(move |info| {
+            Box::new(SourceNode::<K, V> {
+                serdes: serdes.clone() as Arc<dyn SourceSerdes<K, V>>,
+                info,
+                out: Vec::new(),
+            })
+        });
+        let index = self.push(
+            NodeDef {
+                name: name.into(),
+                kind: NodeKind::Source { topic: topic_arc },
+                parents: Vec::new(),
+                children: Vec::new(),
+                stores: Vec::new(),
+                factory,
+                output: (
+                    std::any::type_name::<K>(),
+                    std::any::type_name::<V>(),
+                    false,
+                ),
+            },
+            &[],
+        );
+        self.stream(index)
+    }
+
+    /// Adds a processor of the records of `input`; its name is the processor's type name.
+    ///
+    /// Each task runs its own clone of `processor`. The stores it declares are added to the
+    /// topology.
+    pub fn add<K, V, P>(
+        &mut self,
+        processor: P,
+        input: &Stream<K, V>,
+    ) -> Stream<P::OutKey, P::OutValue>
+    where
+        P: BatchProcessor<K, V> + Clone,
+        K: 'static,
+        V: 'static,
+    {
+        let name = self.unique_name(&short_type_name::<P>());
+        self.add_named(&name, processor, input)
+    }
+
+    /// Adds a processor under an explicit name.
+    pub fn add_named<K, V, P>(
+        &mut self,
+        name: &str,
+        processor: P,
+        input: &Stream<K, V>,
+    ) -> Stream<P::OutKey, P::OutValue>
+    where
+        P: BatchProcessor<K, V> + Clone,
+        K: 'static,
+        V: 'static,
+    {
+        self.add_from(name, processor, &[input.node], input.builder)
+    }
+
+    /// Adds a processor reading the records of several streams of the same types (a merge).
+    pub fn add_merged<K, V, P>(
+        &mut self,
+        name: &str,
+        processor: P,
+        inputs: &[&Stream<K, V>],
+    ) -> Stream<P::OutKey, P::OutValue>
+    where
+        P: BatchProcessor<K, V> + Clone,
+        K: 'static,
+        V: 'static,
+    {
+        let nodes: Vec<usize> = inputs.iter().map(|s| s.node).collect();
+        let builder = inputs.first().map_or(self.id, |s| s.builder);
+        if inputs.iter().any(|s| s.builder != builder) {
+            self.errors
+                .push(TopologyError::ForeignStream(name.to_owned()));
+        }
+        self.add_from(name, processor, &nodes, builder)
+    }
+
+    fn add_from<K, V, P>(
+        &mut self,
+        name: &str,
+        processor: P,
+        parents: &[usize],
+        builder: u64,
+    ) -> Stream<P::OutKey, P::OutValue>
+    where
+        P: BatchProcessor<K, V> + Clone,
+        K: 'static,
+        V: 'static,
+    {
+        self.check_name(name);
+        let mut checked = Vec::new();
+        for &p in parents {
+            if let Some(p) = self.parent(builder, p) {
+                checked.push(p);
+            }
+        }
+        let specs = processor.stores();
+        let mut stores = Vec::new();
+        for spec in specs {
+            stores.push(Arc::<str>::from(spec.name()));
+            self.declare(spec);
+        }
+        let prototype = Arc::new(Mutex::new(processor));
+        let factory: Factory = Arc::new(move |info| {
+            let processor = match prototype.lock() {
+                Ok(p) => p.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            };
+            Box::new(ProcessorNode::<P, K, V> {
+                processor,
+                info,
+                out: Outputs::default(),
+                _types: PhantomData,
+            })
+        });
+        let unit = TypeId::of::<(P::OutKey, P::OutValue)>() == TypeId::of::<((), ())>();
+        let index = self.push(
+            NodeDef {
+                name: name.into(),
+                kind: NodeKind::Processor,
+                parents: Vec::new(),
+                children: Vec::new(),
+                stores,
+                factory,
+                output: (
+                    std::any::type_name::<P::OutKey>(),
+                    std::any::type_name::<P::OutValue>(),
+                    unit,
+                ),
+            },
+            &checked,
+        );
+        self.stream(index)
+    }
+
+    /// Declares a store explicitly (processors declare theirs by themselves; a store declared here
+    /// must be used by some processor).
+    pub fn store(&mut self, spec: StoreSpec) -> &mut Self {
+        self.declare(spec);
+        self
+    }
+
+    fn declare(&mut self, spec: StoreSpec) {
+        if !valid_name(spec.name()) {
+            self.errors
+                .push(TopologyError::InvalidName(spec.name().to_owned()));
+        }
+        if let Some(existing) = self
+            .declared_stores
+            .iter()
+            .find(|s| s.name() == spec.name())
+        {
+            if !existing.same_as(&spec) {
+                self.errors.push(TopologyError::StoreConflict {
+                    name: spec.name().to_owned(),
+                    first: format!("{existing:?}"),
+                    second: format!("{spec:?}"),
+                });
+            }
+        } else {
+            self.declared_stores.push(spec);
+        }
+    }
+
+    /// Writes the records of `input` to `topic`, with the default serdes of `K` and `V`.
+    pub fn sink<K: DefaultSerde, V: DefaultSerde>(&mut self, topic: &str, input: &Stream<K, V>) {
+        self.sink_with(topic, input, K::Serde::default(), V::Serde::default());
+    }
+
+    /// Writes the records of `input` to `topic` with the given serdes.
+    pub fn sink_with<K: 'static, V: 'static>(
+        &mut self,
+        topic: &str,
+        input: &Stream<K, V>,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) {
+        let name = self.unique_name(&format!("{topic}-sink"));
+        self.check_name(&name);
+        let Some(parent) = self.parent(input.builder, input.node) else {
+            return;
+        };
+        let serdes = Arc::new((key_serde, value_serde));
+        let topic_arc: Arc<str> = topic.into();
+        let t = topic_arc.clone();
+        let factory: Factory = Arc::new(move |info| {
+            Box::new(SinkNode::<K, V> {
+                topic: t.clone(),
+                serdes: serdes.clone() as Arc<dyn SourceSerdes<K, V>>,
+                info,
+                keys: Vec::new(),
+                values: Vec::new(),
+            })
+        });
+        self.push(
+            NodeDef {
+                name: name.into(),
+                kind: NodeKind::Sink { topic: topic_arc },
+                parents: Vec::new(),
+                children: Vec::new(),
+                stores: Vec::new(),
+                factory,
+                output: ("", "", true),
+            },
+            &[parent],
+        );
+    }
+
+    /// Validates the graph and builds the topology.
+    pub fn build(mut self) -> Result<Topology, TopologyError> {
+        if let Some(e) = self.errors.drain(..).next() {
+            return Err(e);
+        }
+        let nodes = self.nodes;
+        let mut source_topics = BTreeSet::new();
+        let mut has_source = false;
+        for n in &nodes {
+            if let NodeKind::Source { topic } = &n.kind {
+                has_source = true;
+                if !source_topics.insert(topic.clone()) {
+                    return Err(TopologyError::DuplicateSourceTopic(topic.to_string()));
+                }
+            }
+        }
+        if !has_source {
+            return Err(TopologyError::NoSource);
+        }
+        // Parents always precede children in this builder, but check (a cycle would hang a task).
+        for (i, n) in nodes.iter().enumerate() {
+            if n.children.iter().any(|&c| c <= i) {
+                return Err(TopologyError::Cycle(n.name.to_string()));
+            }
+            if matches!(n.kind, NodeKind::Sink { .. }) && !n.children.is_empty() {
+                return Err(TopologyError::SinkWithChildren(n.name.to_string()));
+            }
+            if !matches!(n.kind, NodeKind::Source { .. }) && n.parents.is_empty() {
+                return Err(TopologyError::Unreachable(n.name.to_string()));
+            }
+            if matches!(n.kind, NodeKind::Processor) && n.children.is_empty() && !n.output.2 {
+                return Err(TopologyError::OutputConnectedNowhere {
+                    name: n.name.to_string(),
+                    key: n.output.0,
+                    value: n.output.1,
+                });
+            }
+        }
+        for spec in &self.declared_stores {
+            if !nodes
+                .iter()
+                .any(|n| n.stores.iter().any(|s| &**s == spec.name()))
+            {
+                return Err(TopologyError::UnusedStore(spec.name().to_owned()));
+            }
+        }
+        let subtopologies = split(&nodes);
+        Ok(Topology {
+            inner: Arc::new(Inner {
+                nodes,
+                stores: self.declared_stores,
+                subtopologies,
+            }),
+        })
+    }
+}
+
+/// Connected components: nodes linked by an edge or by a shared store run in one task.
+fn split(nodes: &[NodeDef]) -> Vec<SubTopology> {
+    let mut parent: Vec<usize> = (0..nodes.len()).collect();
+    fn find(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    let union = |parent: &mut Vec<usize>, a: usize, b: usize| {
+        let (ra, rb) = (find(parent, a), find(parent, b));
+        if ra != rb {
+            parent[ra.max(rb)] = ra.min(rb);
+        }
+    };
+    for (i, n) in nodes.iter().enumerate() {
+        for &c in &n.children {
+            union(&mut parent, i, c);
+        }
+    }
+    let mut store_owner: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        for s in &n.stores {
+            if let Some(&j) = store_owner.get(&**s) {
+                union(&mut parent, i, j);
+            } else {
+                store_owner.insert(s, i);
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..nodes.len() {
+        let root = find(&mut parent, i);
+        groups.entry(root).or_default().push(i);
+    }
+    groups
+        .into_values()
+        .enumerate()
+        .map(|(id, members)| {
+            let mut source_topics = Vec::new();
+            let mut sink_topics = Vec::new();
+            let mut stores: Vec<Arc<str>> = Vec::new();
+            for &m in &members {
+                match &nodes[m].kind {
+                    NodeKind::Source { topic } => source_topics.push(topic.clone()),
+                    NodeKind::Sink { topic } => sink_topics.push(topic.clone()),
+                    NodeKind::Processor => {}
+                }
+                for s in &nodes[m].stores {
+                    if !stores.contains(s) {
+                        stores.push(s.clone());
+                    }
+                }
+            }
+            SubTopology {
+                id,
+                nodes: members,
+                source_topics,
+                sink_topics,
+                stores,
+            }
+        })
+        .collect()
+}
+
+impl Topology {
+    /// A new builder.
+    pub fn builder() -> TopologyBuilder {
+        TopologyBuilder::new()
+    }
+
+    pub(crate) fn nodes(&self) -> &[NodeDef] {
+        &self.inner.nodes
+    }
+
+    /// The sub-topologies; each runs as one task per input partition.
+    pub fn subtopologies(&self) -> &[SubTopology] {
+        &self.inner.subtopologies
+    }
+
+    /// Every store of the topology.
+    pub fn stores(&self) -> &[StoreSpec] {
+        &self.inner.stores
+    }
+
+    /// Every topic a source reads.
+    pub fn source_topics(&self) -> Vec<Arc<str>> {
+        self.subtopologies()
+            .iter()
+            .flat_map(|s| s.source_topics.iter().cloned())
+            .collect()
+    }
+
+    /// Every topic a sink writes.
+    pub fn sink_topics(&self) -> Vec<Arc<str>> {
+        let mut v: Vec<Arc<str>> = self
+            .subtopologies()
+            .iter()
+            .flat_map(|s| s.sink_topics.iter().cloned())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The sub-topology that reads `topic`.
+    pub fn subtopology_of(&self, topic: &str) -> Option<&SubTopology> {
+        self.subtopologies()
+            .iter()
+            .find(|s| s.source_topics.iter().any(|t| &**t == topic))
+    }
+
+    /// The topology as text, in the spirit of Kafka Streams' `TopologyDescription`.
+    pub fn describe(&self) -> String {
+        let mut out = String::from("Topology\n");
+        let nodes = self.nodes();
+        for sub in self.subtopologies() {
+            let _ = writeln!(out, "  Sub-topology {}", sub.id);
+            for &i in &sub.nodes {
+                let n = &nodes[i];
+                let _ = match &n.kind {
+                    NodeKind::Source { topic } => {
+                        writeln!(out, "    Source: {} (topic: {topic})", n.name)
+                    }
+                    NodeKind::Processor => {
+                        let stores: Vec<&str> = n.stores.iter().map(|s| &**s).collect();
+                        writeln!(
+                            out,
+                            "    Processor: {} (stores: [{}])",
+                            n.name,
+                            stores.join(", ")
+                        )
+                    }
+                    NodeKind::Sink { topic } => {
+                        writeln!(out, "    Sink: {} (topic: {topic})", n.name)
+                    }
+                };
+                if !n.children.is_empty() {
+                    let c: Vec<&str> = n.children.iter().map(|&c| &*nodes[c].name).collect();
+                    let _ = writeln!(out, "      --> {}", c.join(", "));
+                }
+                if !n.parents.is_empty() {
+                    let p: Vec<&str> = n.parents.iter().map(|&p| &*nodes[p].name).collect();
+                    let _ = writeln!(out, "      <-- {}", p.join(", "));
+                }
+            }
+        }
+        out
+    }
+
+    /// The topology as a Mermaid flowchart: topics as stadiums, processors as boxes, stores as
+    /// cylinders.
+    pub fn describe_mermaid(&self) -> String {
+        fn id(prefix: &str, name: &str) -> String {
+            let clean: String = name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            format!("{prefix}_{clean}")
+        }
+        let nodes = self.nodes();
+        let mut out = String::from("flowchart LR\n");
+        for sub in self.subtopologies() {
+            let _ = writeln!(out, "  subgraph sub{}[\"Sub-topology {}\"]", sub.id, sub.id);
+            for &i in &sub.nodes {
+                let n = &nodes[i];
+                match &n.kind {
+                    NodeKind::Source { topic } => {
+                        let _ = writeln!(out, "    {}([\"{topic}\"])", id("topic", topic));
+                        let _ = writeln!(out, "    {}[\"{}\"]", id("node", &n.name), n.name);
+                        let _ = writeln!(
+                            out,
+                            "    {} --> {}",
+                            id("topic", topic),
+                            id("node", &n.name)
+                        );
+                    }
+                    NodeKind::Processor => {
+                        let _ = writeln!(out, "    {}[\"{}\"]", id("node", &n.name), n.name);
+                        for s in &n.stores {
+                            let _ = writeln!(out, "    {}[(\"{s}\")]", id("store", s));
+                            let _ = writeln!(
+                                out,
+                                "    {} <-.-> {}",
+                                id("node", &n.name),
+                                id("store", s)
+                            );
+                        }
+                    }
+                    NodeKind::Sink { topic } => {
+                        let _ = writeln!(out, "    {}[\"{}\"]", id("node", &n.name), n.name);
+                        let _ = writeln!(out, "    {}([\"{topic}\"])", id("out", topic));
+                        let _ =
+                            writeln!(out, "    {} --> {}", id("node", &n.name), id("out", topic));
+                    }
+                }
+                for &c in &n.children {
+                    let _ = writeln!(
+                        out,
+                        "    {} --> {}",
+                        id("node", &n.name),
+                        id("node", &nodes[c].name)
+                    );
+                }
+            }
+            out.push_str("  end\n");
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed nodes.
+
+/// The serdes of a source or sink, behind one pointer.
+trait SourceSerdes<K, V>: Send + Sync {
+    fn key(&self) -> &dyn Serde<K>;
+    fn value(&self) -> &dyn Serde<V>;
+}
+
+impl<K, V, SK: Serde<K>, SV: Serde<V>> SourceSerdes<K, V> for (SK, SV) {
+    fn key(&self) -> &dyn Serde<K> {
+        &self.0
+    }
+    fn value(&self) -> &dyn Serde<V> {
+        &self.1
+    }
+}
+
+fn deliver<K: 'static, V: 'static>(
+    out: &mut Outputs<K, V>,
+    info: &NodeInfo,
+    exec: &mut Exec<'_>,
+) -> Result<()> {
+    if out.targeted.is_empty() {
+        if !out.records.is_empty() {
+            for &c in &info.children {
+                exec.run(c, &out.records)?;
+            }
+        }
+    } else {
+        let merge = out
+            .merge
+            .ok_or_else(|| Error::Internal("targeted records without a merge".into()))?;
+        for (position, &c) in info.children.iter().enumerate() {
+            let batch = merge(&out.records, &out.targeted, position);
+            if !batch.is_empty() {
+                exec.run(c, &batch)?;
+            }
+        }
+    }
+    out.clear();
+    Ok(())
+}
+
+struct SourceNode<K, V> {
+    serdes: Arc<dyn SourceSerdes<K, V>>,
+    info: NodeInfo,
+    out: Vec<Record<K, V>>,
+}
+
+impl<K: Send + 'static, V: Send + 'static> NodeRun for SourceNode<K, V> {
+    fn init(&mut self, _ctx: &mut InitContext<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    fn process(&mut self, _input: &dyn Any, _exec: &mut Exec<'_>) -> Result<()> {
+        Err(Error::Internal("typed records sent to a source".into()))
+    }
+
+    fn process_raw(
+        &mut self,
+        topic: &Arc<str>,
+        partition: i32,
+        raw: &[RawRecord<'_>],
+        exec: &mut Exec<'_>,
+    ) -> Result<()> {
+        self.out.clear();
+        self.out.reserve(raw.len());
+        for r in raw {
+            let origin = Origin {
+                topic: topic.clone(),
+                partition,
+                offset: r.offset,
+            };
+            let key = match self.serdes.key().deserialize(r.key) {
+                Ok(k) => k,
+                Err(source) => {
+                    exec.bad_record(&origin, r, Part::Key, source)?;
+                    continue;
+                }
+            };
+            let value = match self.serdes.value().deserialize(r.value) {
+                Ok(v) => v,
+                Err(source) => {
+                    exec.bad_record(&origin, r, Part::Value, source)?;
+                    continue;
+                }
+            };
+            self.out.push(Record {
+                key,
+                value,
+                timestamp: r.timestamp,
+                headers: r.headers.clone(),
+                origin: Some(origin),
+            });
+        }
+        if !self.out.is_empty() {
+            for &c in &self.info.children {
+                exec.run(c, &self.out)?;
+            }
+        }
+        self.out.clear();
+        Ok(())
+    }
+}
+
+struct ProcessorNode<P, K, V>
+where
+    P: BatchProcessor<K, V>,
+{
+    processor: P,
+    info: NodeInfo,
+    out: Outputs<P::OutKey, P::OutValue>,
+    _types: PhantomData<fn(K, V)>,
+}
+
+fn name_error(err: Error, name: &str) -> Error {
+    match err {
+        Error::Processing {
+            processor,
+            origin,
+            message,
+        } if processor.is_empty() => Error::Processing {
+            processor: name.to_owned(),
+            origin,
+            message,
+        },
+        Error::User(inner) => Error::Processing {
+            processor: name.to_owned(),
+            origin: None,
+            message: inner.to_string(),
+        },
+        other => other,
+    }
+}
+
+impl<P, K, V> NodeRun for ProcessorNode<P, K, V>
+where
+    P: BatchProcessor<K, V>,
+    K: 'static,
+    V: 'static,
+{
+    fn init(&mut self, ctx: &mut InitContext<'_>) -> Result<()> {
+        self.processor.init(ctx)
+    }
+
+    fn process(&mut self, input: &dyn Any, exec: &mut Exec<'_>) -> Result<()> {
+        let batch = input.downcast_ref::<Vec<Record<K, V>>>().ok_or_else(|| {
+            Error::Internal(format!(
+                "processor `{}` received records of another type",
+                self.info.name
+            ))
+        })?;
+        self.out.clear();
+        let mut ctx = Context {
+            outputs: &mut self.out,
+            node: &self.info,
+            txn: exec.txn,
+            clocks: exec.clocks,
+        };
+        if let Err(e) = self.processor.process_batch(batch, &mut ctx) {
+            let e = name_error(e, &self.info.name);
+            // A batch error without a record: name the batch's first record.
+            let e = match (e, batch.first()) {
+                (
+                    Error::Processing {
+                        processor,
+                        origin: None,
+                        message,
+                    },
+                    Some(first),
+                ) => Error::Processing {
+                    processor,
+                    origin: first.origin.clone(),
+                    message: format!("{message} (in the batch starting here)"),
+                },
+                (e, _) => e,
+            };
+            return Err(e);
+        }
+        deliver(&mut self.out, &self.info, exec)
+    }
+
+    fn punctuate(&mut self, punctuation: Punctuation, exec: &mut Exec<'_>) -> Result<()> {
+        self.out.clear();
+        let mut ctx = Context {
+            outputs: &mut self.out,
+            node: &self.info,
+            txn: exec.txn,
+            clocks: exec.clocks,
+        };
+        self.processor
+            .punctuate(punctuation, &mut ctx)
+            .map_err(|e| name_error(e, &self.info.name))?;
+        deliver(&mut self.out, &self.info, exec)
+    }
+}
+
+struct SinkNode<K, V> {
+    topic: Arc<str>,
+    serdes: Arc<dyn SourceSerdes<K, V>>,
+    info: NodeInfo,
+    keys: Vec<Option<Vec<u8>>>,
+    values: Vec<Option<Vec<u8>>>,
+}
+
+impl<K: 'static, V: 'static> NodeRun for SinkNode<K, V> {
+    fn init(&mut self, _ctx: &mut InitContext<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    fn process(&mut self, input: &dyn Any, exec: &mut Exec<'_>) -> Result<()> {
+        let batch = input.downcast_ref::<Vec<Record<K, V>>>().ok_or_else(|| {
+            Error::Internal(format!(
+                "sink `{}` received records of another type",
+                self.info.name
+            ))
+        })?;
+        self.keys.clear();
+        self.values.clear();
+        let target = || format!("topic `{}`", self.topic);
+        self.serdes
+            .key()
+            .serialize_batch(&mut batch.iter().map(|r| &r.key), &mut self.keys)
+            .map_err(|(_, source)| Error::Serialize {
+                target: target(),
+                part: Part::Key,
+                source,
+            })?;
+        self.serdes
+            .value()
+            .serialize_batch(&mut batch.iter().map(|r| &r.value), &mut self.values)
+            .map_err(|(_, source)| Error::Serialize {
+                target: target(),
+                part: Part::Value,
+                source,
+            })?;
+        exec.produced.reserve(batch.len());
+        for ((r, k), v) in batch
+            .iter()
+            .zip(self.keys.drain(..))
+            .zip(self.values.drain(..))
+        {
+            exec.produced.push(ProducerRecord {
+                topic: self.topic.clone(),
+                partition: None,
+                key: k,
+                value: v,
+                timestamp: r.timestamp,
+                headers: r.headers.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The schedules a node asked for in `init`.
+pub(crate) fn init_node(
+    node: &mut dyn NodeRun,
+    name: &str,
+    partition: i32,
+) -> Result<Vec<Schedule>> {
+    let mut schedules = Vec::new();
+    let mut ctx = InitContext {
+        node: name,
+        schedules: &mut schedules,
+        partition,
+    };
+    node.init(&mut ctx)?;
+    Ok(schedules)
+}

@@ -1,0 +1,53 @@
+// Shared by the driver tests: a hand-written word-count batch processor.
+use kstreams::{BatchProcessor, Context, Record, Result, StoreSpec};
+
+#[derive(Debug, Clone, Default)]
+pub struct CountWords;
+
+pub const STORE: &str = "word-counts";
+
+impl BatchProcessor<(), String> for CountWords {
+    type OutKey = String;
+    type OutValue = u64;
+
+    fn stores(&self) -> Vec<StoreSpec> {
+        vec![StoreSpec::new::<String, u64>(STORE)]
+    }
+
+    fn process_batch(
+        &mut self,
+        lines: &[Record<(), String>],
+        ctx: &mut Context<'_, String, u64>,
+    ) -> Result<()> {
+        let counts = ctx.store::<String, u64>(STORE)?;
+        // Words in batch order, with the record each came from.
+        let mut words: Vec<(String, usize)> = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            for w in line
+                .value
+                .to_lowercase()
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+            {
+                words.push((w.to_owned(), i));
+            }
+        }
+        let mut distinct: Vec<String> = words.iter().map(|(w, _)| w.clone()).collect();
+        distinct.sort();
+        distinct.dedup();
+        let current = counts.get_batch(&distinct)?;
+        let mut totals: std::collections::HashMap<String, u64> = distinct
+            .into_iter()
+            .zip(current)
+            .map(|(w, c)| (w, c.unwrap_or(0)))
+            .collect();
+        for (w, i) in words {
+            let c = totals.entry(w.clone()).or_insert(0);
+            *c += 1;
+            ctx.forward(lines[i].derive(w, *c));
+        }
+        let updates: Vec<(String, u64)> = totals.into_iter().collect();
+        counts.put_batch(&updates)?;
+        Ok(())
+    }
+}
