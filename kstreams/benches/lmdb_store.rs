@@ -133,7 +133,9 @@ fn reads(c: &mut Criterion) {
     g.sample_size(10);
     let n = 1_000;
     g.throughput(Throughput::Elements(n as u64));
-    let keys = |rng: &mut StdRng| -> Vec<Vec<u8>> { (0..n).map(|_| key(rng.random_range(0..KEYS))).collect() };
+    let keys = |rng: &mut StdRng| -> Vec<Vec<u8>> {
+        (0..n).map(|_| key(rng.random_range(0..KEYS))).collect()
+    };
     g.bench_function("txn_per_get", |b| {
         b.iter_batched(
             || keys(&mut rng),
