@@ -67,6 +67,7 @@ pub struct DriverBuilder {
     batching: Batching,
     wall_clock: i64,
     on_bad: OnBadRecord,
+    on_processing: OnBadRecord,
 }
 
 impl DriverBuilder {
@@ -119,6 +120,14 @@ impl DriverBuilder {
         self
     }
 
+    /// What to do with records a processor fails with
+    /// [`Context::fail_record`](crate::Context::fail_record) (default: fail).
+    #[must_use]
+    pub fn on_processing_error(mut self, policy: OnBadRecord) -> Self {
+        self.on_processing = policy;
+        self
+    }
+
     /// Builds the driver.
     pub fn build(self) -> Result<TopologyTestDriver> {
         let (state_dir, tempdir) = match self.state_dir {
@@ -134,6 +143,7 @@ impl DriverBuilder {
         let mut config = TaskConfig::new(self.application_id, state_dir);
         config.in_memory_state = self.in_memory;
         config.on_deserialization_error = self.on_bad;
+        config.on_processing_error = self.on_processing;
         let mut driver = TopologyTestDriver {
             topology: self.topology,
             config: Arc::new(config),
@@ -249,6 +259,7 @@ impl TopologyTestDriver {
             batching: Batching::Max(usize::MAX),
             wall_clock: 0,
             on_bad: OnBadRecord::Fail,
+            on_processing: OnBadRecord::Fail,
         }
     }
 

@@ -929,14 +929,14 @@ impl<K: Send + 'static, V: Send + 'static> NodeRun for SourceNode<K, V> {
             let key = match self.serdes.key().deserialize(r.key) {
                 Ok(k) => k,
                 Err(source) => {
-                    exec.bad_record(&origin, r, Part::Key, source)?;
+                    exec.collector.bad_record(&origin, r, Part::Key, source)?;
                     continue;
                 }
             };
             let value = match self.serdes.value().deserialize(r.value) {
                 Ok(v) => v,
                 Err(source) => {
-                    exec.bad_record(&origin, r, Part::Value, source)?;
+                    exec.collector.bad_record(&origin, r, Part::Value, source)?;
                     continue;
                 }
             };
@@ -1011,6 +1011,7 @@ where
             node: &self.info,
             txn: exec.txn,
             clocks: exec.clocks,
+            failures: &mut exec.collector,
         };
         if let Err(e) = self.processor.process_batch(batch, &mut ctx) {
             let e = name_error(e, &self.info.name);
@@ -1042,6 +1043,7 @@ where
             node: &self.info,
             txn: exec.txn,
             clocks: exec.clocks,
+            failures: &mut exec.collector,
         };
         self.processor
             .punctuate(punctuation, &mut ctx)
@@ -1089,13 +1091,13 @@ impl<K: 'static, V: 'static> NodeRun for SinkNode<K, V> {
                 part: Part::Value,
                 source,
             })?;
-        exec.produced.reserve(batch.len());
+        exec.collector.produced.reserve(batch.len());
         for ((r, k), v) in batch
             .iter()
             .zip(self.keys.drain(..))
             .zip(self.values.drain(..))
         {
-            exec.produced.push(ProducerRecord {
+            exec.collector.produced.push(ProducerRecord {
                 topic: self.topic.clone(),
                 partition: None,
                 key: k,

@@ -489,3 +489,106 @@ fn malformed_records_go_to_the_dead_letter_topic_with_their_origin() -> Result<(
     assert!(h("kstreams.error.message").is_some());
     Ok(())
 }
+
+/// Parses numbers; fails the records that are not, one by one.
+#[derive(Debug, Clone)]
+struct Parse;
+
+impl BatchProcessor<String, String> for Parse {
+    type OutKey = String;
+    type OutValue = i64;
+    fn process_batch(
+        &mut self,
+        records: &[Record<String, String>],
+        ctx: &mut Context<'_, String, i64>,
+    ) -> Result<()> {
+        for r in records {
+            match r.value.parse::<i64>() {
+                Ok(n) => ctx.forward(r.derive(r.key.clone(), n)),
+                Err(e) => ctx.fail_record(
+                    r,
+                    kstreams::Error::processing(format!("`{}` is not a number: {e}", r.value)),
+                )?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_driver(policy: OnBadRecord) -> Result<TopologyTestDriver> {
+    let mut t = Topology::builder();
+    let s = t.source::<String, String>("text");
+    let p = t.add(Parse, &s);
+    t.sink("numbers", &p);
+    let mut d = TopologyTestDriver::builder(t.build()?)
+        .on_processing_error(policy)
+        .build()?;
+    let _ = d.pipe_batch(
+        "text",
+        ["1", "two", "3", "4x"].map(|v| Record::new("k".to_string(), v.to_string())),
+    );
+    Ok(d)
+}
+
+#[test]
+fn a_batch_processor_fails_single_records_through_the_handler() -> Result<()> {
+    // Fail: the batch fails with the first bad record named; nothing of the batch stays, and the
+    // input is not consumed past it (as a real consumer would, the driver retries it next time).
+    let mut d = parse_driver(OnBadRecord::Fail)?;
+    assert!(d.read_output::<String, i64>("numbers")?.is_empty());
+    let err = d
+        .pipe("text", "k".to_string(), "5".to_string())
+        .expect_err("still stuck");
+    assert_eq!(
+        err.to_string(),
+        "processor `Parse` failed at topic `text` partition 0 offset 1: `two` is not a number: invalid digit found in string"
+    );
+    assert!(d.read_output::<String, i64>("numbers")?.is_empty());
+
+    // Skip: the good records go on.
+    let mut d = parse_driver(OnBadRecord::Skip)?;
+    let out: Vec<i64> = d
+        .read_output::<String, i64>("numbers")?
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(out, [1, 3]);
+
+    // Dead letter: the bad records' original bytes with the error and origin.
+    let mut d = parse_driver(OnBadRecord::DeadLetter {
+        topic: "text-dlq".into(),
+    })?;
+    let out: Vec<i64> = d
+        .read_output::<String, i64>("numbers")?
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(out, [1, 3]);
+    let dlq = d.read_output_raw("text-dlq");
+    let values: Vec<&[u8]> = dlq
+        .iter()
+        .filter_map(|(_, _, r)| r.value.as_deref())
+        .collect();
+    assert_eq!(values, [&b"two"[..], &b"4x"[..]]);
+    let header = |i: usize, name: &str| {
+        dlq[i]
+            .2
+            .headers
+            .last(name)
+            .flatten()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(
+        header(0, "kstreams.error.stage").as_deref(),
+        Some("process")
+    );
+    assert_eq!(header(0, "kstreams.error.offset").as_deref(), Some("1"));
+    assert_eq!(header(1, "kstreams.error.offset").as_deref(), Some("3"));
+    assert_eq!(
+        header(1, "kstreams.error.message").as_deref(),
+        Some(
+            "processor `Parse` failed at topic `text` partition 0 offset 3: `4x` is not a number: invalid digit found in string"
+        )
+    );
+    Ok(())
+}
