@@ -722,3 +722,10 @@ impl Task {
         into.append(other);
     }
 }
+
+// Tasks move between worker threads: they and everything in them must be `Send`.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<Task>();
+    assert_send::<crate::topology::Topology>();
+};
