@@ -56,7 +56,11 @@ import org.apache.kafka.streams.kstream.Produced;
  * offsets      --bootstrap B --group G --topic T [--wait] [--timeout-s S]
  * verify       --bootstrap B --topic O --mode map|identity|count --records N --keys K
  *              [--value-bytes 100] [--delete-topics T1,T2,...] [--delete-prefix PFX]
- * watch        offsets --wait, then (after a line on stdin) verify: one JVM per run
+ * watch        --bootstrap B --group G --input T --topic O [--create-output --partitions P]
+ *              [--timeout-s S] + the verify options: one JVM per benchmark run. Creates
+ *              the output topic (LogAppendTime), prints {"ready":true}, waits until G's
+ *              committed offsets reach T's end offsets (prints the offsets line), then
+ *              reads one line from stdin (the system has been stopped) and verifies O.
  * </pre>
  *
  * <h2>The input (what every system reads)</h2>
@@ -291,6 +295,12 @@ public final class Main {
      */
     static int watch(Args a) throws Exception {
         try (Admin admin = admin(a.req("bootstrap"))) {
+            if (a.flag("create-output")) {
+                create(admin, a.req("topic"), (int) a.reqLong("partitions"), true);
+            }
+            endOffsets(admin, a.req("input")); // connected and the input is known
+            System.out.println("{\"ready\":true}");
+            System.out.flush();
             String res = waitCommitted(admin, a.req("group"), a.req("input"), true,
                 Double.parseDouble(a.opt("timeout-s", "0")));
             System.out.println(res);
