@@ -56,6 +56,7 @@ import org.apache.kafka.streams.kstream.Produced;
  * offsets      --bootstrap B --group G --topic T [--wait] [--timeout-s S]
  * verify       --bootstrap B --topic O --mode map|identity|count --records N --keys K
  *              [--value-bytes 100] [--delete-topics T1,T2,...] [--delete-prefix PFX]
+ * serve        one JVM for all of the above but streams: a command line per stdin line
  * watch        --bootstrap B --group G --input T --topic O [--create-output --partitions P]
  *              [--timeout-s S] + the verify options: one JVM per benchmark run. Creates
  *              the output topic (LogAppendTime), prints {"ready":true}, waits until G's
@@ -92,23 +93,90 @@ public final class Main {
 
     private Main() {}
 
-    public static void main(String[] argv) throws Exception {
-        if (argv.length == 0) {
-            die("usage: Main produce|streams|create-topic|offsets|verify|watch --opt value ...");
+    /** A failed check or bad usage: the message is the whole story. */
+    static final class Fail extends RuntimeException {
+        Fail(String msg) {
+            super(msg);
         }
-        Args a = new Args(argv);
+    }
+
+    /** Lines of stdin, read by a daemon thread; EOF is an empty Optional-like sentinel. */
+    static final String EOF = new String("<eof>");
+    private static java.util.concurrent.BlockingQueue<String> stdinLines;
+
+    static synchronized java.util.concurrent.BlockingQueue<String> stdin() {
+        if (stdinLines == null) {
+            stdinLines = new java.util.concurrent.LinkedBlockingQueue<>();
+            Thread t = new Thread(() -> {
+                try (java.io.BufferedReader r = new java.io.BufferedReader(
+                        new java.io.InputStreamReader(System.in, StandardCharsets.UTF_8))) {
+                    for (String line; (line = r.readLine()) != null; ) stdinLines.add(line);
+                } catch (java.io.IOException e) {
+                    // treated as EOF
+                }
+                stdinLines.add(EOF);
+            }, "stdin");
+            t.setDaemon(true);
+            t.start();
+        }
+        return stdinLines;
+    }
+
+    public static void main(String[] argv) throws Exception {
         int rc;
-        switch (argv[0]) {
-            case "produce" -> rc = produce(a);
-            case "streams" -> rc = streams(a);
-            case "create-topic" -> rc = createTopic(a);
-            case "offsets" -> rc = offsets(a);
-            case "verify" -> rc = verify(a);
-            case "watch" -> rc = watch(a);
-            default -> { die("unknown mode " + argv[0]); rc = 2; }
+        try {
+            rc = run(argv);
+        } catch (Fail f) {
+            System.err.println("error: " + f.getMessage());
+            rc = 2;
         }
         System.out.flush();
         System.exit(rc);
+    }
+
+    static int run(String[] argv) throws Exception {
+        if (argv.length == 0) {
+            die("usage: Main produce|streams|create-topic|offsets|verify|watch|serve --opt value ...");
+        }
+        Args a = new Args(argv);
+        return switch (argv[0]) {
+            case "produce" -> produce(a);
+            case "streams" -> streams(a);
+            case "create-topic" -> createTopic(a);
+            case "offsets" -> offsets(a);
+            case "verify" -> verify(a);
+            case "watch" -> watch(a);
+            case "serve" -> serve();
+            default -> { die("unknown mode " + argv[0]); yield 2; }
+        };
+    }
+
+    /**
+     * The harness's one tool JVM (saves a JVM start per run, and verify runs
+     * JIT-warm): each stdin line is a command line of the modes above
+     * (produce, watch, verify, create-topic, offsets; whitespace-separated),
+     * answered with its JSON line(s) on stdout; a failing command answers
+     * {"error":"..."}. Ends at EOF.
+     */
+    static int serve() throws Exception {
+        java.util.concurrent.BlockingQueue<String> in = stdin();
+        while (true) {
+            String line = in.take();
+            if (line == EOF) return 0;
+            line = line.trim();
+            if (line.isEmpty()) continue;
+            String[] argv = line.split("\\s+");
+            try {
+                if (argv[0].equals("serve") || argv[0].equals("streams")) die("not in serve mode: " + argv[0]);
+                int rc = run(argv);
+                if (rc != 0) System.err.println("serve: " + argv[0] + " exited with " + rc);
+            } catch (Exception e) {
+                String msg = e instanceof Fail ? e.getMessage() : e.toString();
+                System.err.println("serve: " + argv[0] + ": " + msg);
+                System.out.println("{\"error\":\"" + json(msg) + "\"}");
+            }
+            System.out.flush();
+        }
     }
 
     // ------------------------------------------------------------------ input
@@ -244,7 +312,7 @@ public final class Main {
         boolean wait = a.flag("wait");
         double timeout = Double.parseDouble(a.opt("timeout-s", "0"));
         try (Admin admin = admin(a.req("bootstrap"))) {
-            String res = waitCommitted(admin, group, topic, wait, timeout);
+            String res = waitCommitted(admin, group, topic, wait, timeout, null);
             System.out.println(res);
             return res.contains("\"caught_up\":true") ? 0 : 1;
         }
@@ -254,8 +322,8 @@ public final class Main {
      * Polls every 100 ms until the group's committed offsets on every partition
      * of the topic reach that partition's end offset (or once, if !wait).
      */
-    static String waitCommitted(Admin admin, String group, String topic, boolean wait, double timeoutS)
-            throws Exception {
+    static String waitCommitted(Admin admin, String group, String topic, boolean wait, double timeoutS,
+                                java.util.concurrent.BlockingQueue<String> abort) throws Exception {
         Map<TopicPartition, Long> end = endOffsets(admin, topic);
         long endSum = end.values().stream().mapToLong(Long::longValue).sum();
         long t0 = System.nanoTime();
@@ -275,10 +343,11 @@ public final class Main {
             }
             double elapsed = (System.nanoTime() - t0) / 1e9;
             boolean caughtUp = lag == 0;
-            if (caughtUp || !wait || (timeoutS > 0 && elapsed > timeoutS)) {
+            boolean aborted = !caughtUp && abort != null && abort.peek() != null;
+            if (caughtUp || aborted || !wait || (timeoutS > 0 && elapsed > timeoutS)) {
                 return String.format("{\"group\":\"%s\",\"topic\":\"%s\",\"end\":%d,\"lag\":%d,"
-                    + "\"caught_up\":%s,\"seen_at_ms\":%d}", group, topic, endSum, lag, caughtUp,
-                    System.currentTimeMillis());
+                    + "\"caught_up\":%s,\"aborted\":%s,\"seen_at_ms\":%d}", group, topic, endSum, lag, caughtUp,
+                    aborted, System.currentTimeMillis());
             }
             if (System.nanoTime() - lastReport > 10_000_000_000L) {
                 System.err.printf("offsets: group %s lag %d of %d after %.0f s%n", group, lag, endSum, elapsed);
@@ -289,11 +358,14 @@ public final class Main {
     }
 
     /**
-     * One JVM per benchmark run: waits until the group caught up (prints the
-     * offsets JSON line), then reads one line from stdin (the harness has
-     * stopped the system under test), then verifies (prints the verify line).
+     * One benchmark run: creates the output topic (--create-output), prints
+     * {"ready":true}, waits until the group caught up (prints the offsets JSON
+     * line), then reads one line from stdin (the harness has stopped the
+     * system under test), then verifies (prints the verify line). A stdin line
+     * that arrives while waiting (the system died) ends the wait early.
      */
     static int watch(Args a) throws Exception {
+        java.util.concurrent.BlockingQueue<String> in = stdin();
         try (Admin admin = admin(a.req("bootstrap"))) {
             if (a.flag("create-output")) {
                 create(admin, a.req("topic"), (int) a.reqLong("partitions"), true);
@@ -302,11 +374,11 @@ public final class Main {
             System.out.println("{\"ready\":true}");
             System.out.flush();
             String res = waitCommitted(admin, a.req("group"), a.req("input"), true,
-                Double.parseDouble(a.opt("timeout-s", "0")));
+                Double.parseDouble(a.opt("timeout-s", "0")), in);
             System.out.println(res);
             System.out.flush();
         }
-        new java.io.BufferedReader(new java.io.InputStreamReader(System.in)).readLine();
+        if (in.take() == EOF) in.add(EOF); // "stopped"; EOF stays for serve's loop
         return verify(a);
     }
 
@@ -553,8 +625,7 @@ public final class Main {
     }
 
     static void die(String msg) {
-        System.err.println("error: " + msg);
-        System.exit(2);
+        throw new Fail(msg);
     }
 
     /** --name value pairs after the mode; --flag alone (followed by another --opt or nothing) is true. */
