@@ -1,0 +1,3 @@
+module kstreams.bench/go
+
+go 1.22
