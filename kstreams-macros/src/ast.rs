@@ -109,7 +109,7 @@ fn names_segment(ty: &Type, names: &[&str]) -> bool {
 }
 
 /// Whether `impl Trait` occurs anywhere in the tokens.
-fn has_impl_trait(tokens: TokenStream) -> bool {
+pub(crate) fn has_impl_trait(tokens: TokenStream) -> bool {
     tokens.into_iter().any(|t| match t {
         proc_macro2::TokenTree::Ident(i) => i == "impl",
         proc_macro2::TokenTree::Group(g) => has_impl_trait(g.stream()),
@@ -121,10 +121,26 @@ const OUTPUT_NAMES: &[&str] = &["Emit", "Context"];
 
 fn supported(kind: Kind) -> String {
     format!(
-        "a `#[{}]` function takes its records `{}`, then zero or more `&mut` stores (types declared with `#[kstreams::store]`), then optionally its output `&mut Emit<K, V>`",
-        kind.macro_name(),
+        "supported: the records `{}` first, then zero or more `&mut` stores (types declared with `#[kstreams::store]`), then optionally the output `&mut Emit<K, V>`",
         kind.records_form()
     )
+}
+
+/// Tokens as a user would write them: `&mut Foo<A, B>`, not `& mut Foo < A , B >`.
+pub(crate) fn code(tokens: impl ToTokens) -> String {
+    let s = tokens.to_token_stream().to_string();
+    s.replace(" :: ", "::")
+        .replace(" < ", "<")
+        .replace("< ", "<")
+        .replace(" <", "<")
+        .replace(" >", ">")
+        .replace(" ,", ",")
+        .replace("& ", "&")
+        .replace(" : ", ": ")
+        .replace("[ ", "[")
+        .replace(" ]", "]")
+        .replace("( ", "(")
+        .replace(" )", ")")
 }
 
 /// The span for an error about a whole item kind: its keyword and name.
@@ -259,6 +275,17 @@ pub(crate) fn processor_fn(kind: Kind, tokens: TokenStream, errors: &mut Errors)
     }
 
     let mut inputs = sig.inputs.iter().peekable();
+    // A receiver is reported once; the parameter after it is read as the records.
+    if let Some(FnArg::Receiver(r)) = inputs.peek() {
+        errors.spanned(
+            r,
+            format_args!(
+                "a `#[{macro_name}]` function is a free function: it cannot take `self`; {}",
+                supported(kind)
+            ),
+        );
+        inputs.next();
+    }
     // The records parameter.
     let mut records = None;
     match inputs.next() {
@@ -354,17 +381,13 @@ pub(crate) fn processor_fn(kind: Kind, tokens: TokenStream, errors: &mut Errors)
                     ty,
                     format_args!(
                         "store and output parameters are taken by `&mut`: write `&mut {}`",
-                        elem.to_token_stream()
+                        code(elem)
                     ),
                 );
             }
             other => errors.spanned(
                 other,
-                format_args!(
-                    "unsupported parameter `{}`: {}",
-                    pt.to_token_stream(),
-                    supported(kind)
-                ),
+                format_args!("unsupported parameter `{}`; {}", code(pt), supported(kind)),
             ),
         }
     }
@@ -510,5 +533,149 @@ pub(crate) fn store_alias(tokens: TokenStream, errors: &mut Errors) -> ParsedSto
     ParsedStore {
         model,
         item: Some(item),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn check(kind: Kind, tokens: TokenStream) -> (ParsedFn, Vec<String>) {
+        let mut errors = Errors::new();
+        let parsed = processor_fn(kind, tokens, &mut errors);
+        let messages = match errors.finish() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        };
+        (parsed, messages)
+    }
+
+    #[test]
+    fn a_full_signature_is_modelled() {
+        let (parsed, errors) = check(
+            Kind::Batch,
+            quote! {
+                fn count(lines: &[kstreams::Record<(), String>], a: &mut A, b: &mut m::B, out: &mut Emit<'_, String, u64>) -> kstreams::Result<()> { Ok(()) }
+            },
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let m = parsed.model.expect("a model");
+        assert_eq!(code(&m.key), "()");
+        assert_eq!(code(&m.value), "String");
+        assert_eq!(
+            m.stores.iter().map(|s| code(&s.ty)).collect::<Vec<_>>(),
+            ["A", "m::B"]
+        );
+        let (k, v) = m.emit.expect("an output");
+        assert_eq!((code(k), code(v)), ("String".into(), "u64".into()));
+    }
+
+    #[test]
+    fn records_only_has_no_output() {
+        let (parsed, errors) = check(
+            Kind::PerRecord,
+            quote!(
+                fn f(r: &Record<u64, Vec<u8>>) {}
+            ),
+        );
+        assert!(errors.is_empty());
+        let m = parsed.model.expect("a model");
+        assert!(m.emit.is_none() && m.stores.is_empty());
+        assert_eq!(code(&m.value), "Vec<u8>");
+    }
+
+    #[test]
+    fn every_signature_mistake_is_reported() {
+        let (parsed, errors) = check(
+            Kind::Batch,
+            quote!(
+                async unsafe fn f<T>(
+                    lines: Vec<Record<(), T>>,
+                    n: usize,
+                    s: &S,
+                    out: &mut Emit<u8>,
+                ) {
+                }
+            ),
+        );
+        assert!(parsed.model.is_none());
+        assert_eq!(
+            errors,
+            [
+                "a `#[batch_processor]` function cannot be `async`: tasks run processors synchronously, one batch at a time",
+                "a `#[batch_processor]` function cannot be `unsafe`",
+                "a `#[batch_processor]` function cannot be generic: a processor has one input type, one output type and fixed stores; write the concrete types",
+                "the first parameter of a `#[batch_processor]` function is its records, `&[Record<K, V>]`: take them by slice, not `Vec`",
+                "unsupported parameter `n: usize`; supported: the records `&[Record<K, V>]` first, then zero or more `&mut` stores (types declared with `#[kstreams::store]`), then optionally the output `&mut Emit<K, V>`",
+                "store and output parameters are taken by `&mut`: write `&mut S`",
+                "the output parameter names the output key and value types: `&mut Emit<K, V>`",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_output_comes_last() {
+        let (_, errors) = check(
+            Kind::Batch,
+            quote!(
+                fn f(r: &[Record<(), ()>], out: &mut Emit<u8, u8>, s: &mut S) {}
+            ),
+        );
+        assert_eq!(
+            errors,
+            ["the output parameter `&mut Emit<K, V>` comes last, after the store parameters"]
+        );
+    }
+
+    #[test]
+    fn not_a_function() {
+        let (parsed, errors) = check(
+            Kind::Batch,
+            quote!(
+                struct S;
+            ),
+        );
+        assert!(parsed.model.is_none() && parsed.item.is_some());
+        assert_eq!(
+            errors,
+            [
+                "`#[batch_processor]` applies to a function: `fn name(records: &[Record<K, V>], ...)`"
+            ]
+        );
+    }
+
+    #[test]
+    fn store_aliases() {
+        let mut errors = Errors::new();
+        let parsed = store_alias(
+            quote!(
+                pub type Counts = kstreams::KeyValue<String, u64>;
+            ),
+            &mut errors,
+        );
+        assert!(errors.is_empty());
+        let m = parsed.model.expect("a model");
+        assert_eq!(
+            (code(&m.key), code(&m.value)),
+            ("String".into(), "u64".into())
+        );
+
+        let mut errors = Errors::new();
+        let parsed = store_alias(
+            quote!(
+                type Counts<T> = HashMap<String, T>;
+            ),
+            &mut errors,
+        );
+        assert!(parsed.model.is_none());
+        assert_eq!(errors.finish().map_err(|e| e.into_iter().count()), Err(2));
+    }
+
+    #[test]
+    fn code_reads_like_code() {
+        assert_eq!(code(quote!(&mut a::Foo<'_, A, B>)), "&mut a::Foo<'_, A, B>");
+        assert_eq!(code(quote!(n: usize)), "n: usize");
+        assert_eq!(code(quote!(&[Record<(), String>])), "&[Record<(), String>]");
     }
 }

@@ -152,21 +152,34 @@ pub(crate) fn processor(f: &ProcessorFn, args: &ProcessorArgs) -> TokenStream {
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => Span::call_site(),
     };
-    let into_result =
-        quote_spanned!(ret_span=> ::kstreams::__private::ProcessorReturn::into_result);
+    // The call is spanned at the return type: a return type that is not `()` or a `Result` is
+    // reported there ("a processor function cannot return `usize`").
+    let call_inner = Ident::new(&inner.to_string(), ret_span);
+    let call = |records: TokenStream| {
+        quote_spanned! {ret_span=>
+            ::kstreams::__private::ProcessorReturn::into_result(
+                #call_inner(#records, #(&mut #store_vars,)* #out_arg)
+            )
+        }
+    };
     let body = match f.kind {
-        Kind::Batch => quote! {
-            #bind
-            #into_result(#inner(__kstreams_records, #(&mut #store_vars,)* #out_arg))
-        },
-        Kind::PerRecord => quote! {
-            #bind
-            for __kstreams_record in __kstreams_records {
-                #into_result(#inner(__kstreams_record, #(&mut #store_vars,)* #out_arg))
-                    .map_err(|__kstreams_e| ::kstreams::__private::with_origin(__kstreams_e, __kstreams_record))?;
+        Kind::Batch => {
+            let call = call(quote!(__kstreams_records));
+            quote! {
+                #bind
+                #call
             }
-            ::core::result::Result::Ok(())
-        },
+        }
+        Kind::PerRecord => {
+            let call = call(quote!(__kstreams_record));
+            quote! {
+                #bind
+                for __kstreams_record in __kstreams_records {
+                    #call.map_err(|__kstreams_e| ::kstreams::__private::with_origin(__kstreams_e, __kstreams_record))?;
+                }
+                ::core::result::Result::Ok(())
+            }
+        }
     };
     let unit = unit_struct(f.kind, item);
     let inner_fn = inner_fn(item);
@@ -234,8 +247,8 @@ pub(crate) fn store(s: &StoreAlias, args: &StoreArgs, name: &LitStr) -> TokenStr
     let note = format!(
         " The store `{}` (`{}` → `{}`), declared with `#[kstreams::store]`: take it as `&mut {}` in a processor function.",
         name.value(),
-        key.to_token_stream().to_string().replace(' ', ""),
-        value.to_token_stream().to_string().replace(' ', ""),
+        crate::ast::code(key),
+        crate::ast::code(value),
         unraw(ident)
     );
     let sep = if docs.is_empty() {

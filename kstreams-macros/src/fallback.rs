@@ -6,7 +6,7 @@ use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 use syn::{FnArg, Item};
 
-use crate::ast::{Kind, ParsedFn, ParsedStore};
+use crate::ast::{Kind, ParsedFn, ParsedStore, has_impl_trait};
 use crate::expand;
 
 fn has_receiver(f: &syn::ItemFn) -> bool {
@@ -24,10 +24,7 @@ fn nameable(f: &syn::ItemFn) -> bool {
         && s.abi.is_none()
         && s.variadic.is_none()
         && !has_receiver(f)
-        && !s
-            .to_token_stream()
-            .into_iter()
-            .any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
+        && !has_impl_trait(s.to_token_stream())
 }
 
 pub(crate) fn processor(kind: Kind, parsed: &ParsedFn, errors: syn::Error) -> TokenStream {
@@ -45,7 +42,12 @@ pub(crate) fn processor(kind: Kind, parsed: &ParsedFn, errors: syn::Error) -> To
     let unit = expand::unit_struct(kind, f);
     // A function with `self` or `...` would only add errors of its own.
     let inner = if has_receiver(f) || f.sig.variadic.is_some() {
-        quote!()
+        // Still name the parameter types, so that their imports are used.
+        let types = f.sig.inputs.iter().filter_map(|a| match a {
+            FnArg::Typed(pt) if !has_impl_trait(pt.ty.to_token_stream()) => Some(&pt.ty),
+            _ => None,
+        });
+        quote!(#[allow(dead_code)] type __KstreamsSignature = fn(#(#types),*);)
     } else {
         let inner = expand::inner_fn(f);
         quote!(#[allow(dead_code, elided_lifetimes_in_paths)] #inner)

@@ -198,3 +198,91 @@ mod entry {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use crate::ast::Kind;
+    use crate::entry;
+
+    fn processor(tokens: proc_macro2::TokenStream) -> String {
+        entry::processor(Kind::Batch, quote!(), tokens).to_string()
+    }
+
+    #[test]
+    fn expansions_name_only_private_and_core_paths() {
+        let out = processor(quote! {
+            fn count(lines: &[Record<(), String>], counts: &mut Counts, out: &mut Emit<String, u64>) -> kstreams::Result<()> {
+                Ok(())
+            }
+        });
+        // Every absolute path is `::kstreams::__private::…` or `::core::…`.
+        for (i, _) in out.match_indices(":: ") {
+            let before = &out[..i];
+            let is_path_start = before.ends_with("< ")
+                || before.ends_with("( ")
+                || before.ends_with("= ")
+                || before.ends_with("[ ")
+                || before.ends_with("; ")
+                || before.ends_with("{ ")
+                || before.ends_with(", ")
+                || before.ends_with("for ")
+                || before.ends_with("& ")
+                || before.ends_with("mut ")
+                || before.ends_with("-> ")
+                || before.ends_with("# [derive (");
+            if is_path_start {
+                let rest = &out[i + 3..];
+                assert!(
+                    rest.starts_with("kstreams :: __private ::") || rest.starts_with("core ::"),
+                    "unexpected path at: {}",
+                    &out[i..(i + 60).min(out.len())]
+                );
+            }
+        }
+        assert!(out.contains("struct count ;"));
+        assert!(out.contains("fn __kstreams_count"));
+        assert!(!out.contains("compile_error"));
+        // Lines of the user's own code stay as written (`Ok(())`, `kstreams::Result`).
+        assert!(out.contains("-> kstreams :: Result < () >"));
+    }
+
+    #[test]
+    fn a_mistake_keeps_the_function_next_to_one_error() {
+        let out = processor(quote! {
+            fn count(lines: &[Record<(), String>], limit: usize) {}
+        });
+        assert_eq!(out.matches("compile_error").count(), 1);
+        assert!(out.contains("struct count ;"));
+        assert!(out.contains("fn __kstreams_count"));
+        assert!(out.contains("BatchProcessor < __KstreamsK , __KstreamsV > for count"));
+    }
+
+    #[test]
+    fn a_store_without_name_still_declares_its_type() {
+        let out = entry::store(
+            quote!(),
+            quote!(
+                type Counts = kstreams::KeyValue<String, u64>;
+            ),
+        )
+        .to_string();
+        assert_eq!(out.matches("compile_error").count(), 1);
+        assert!(out.contains("struct Counts < 't >"));
+        assert!(out.contains("StoreHandle < 't > for Counts < 't >"));
+    }
+
+    #[test]
+    fn debug_output_is_indented() {
+        let out = crate::debug::pretty(&quote!(
+            const _: () = {
+                fn f() {
+                    a;
+                    b;
+                }
+            };
+        ));
+        assert!(out.contains("\n    fn f()"), "{out}");
+    }
+}

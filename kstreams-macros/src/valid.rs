@@ -39,7 +39,7 @@ pub(crate) fn check_processor(f: &ProcessorFn, errors: &mut Errors) {
                 &s.ty,
                 format_args!(
                     "`{}` is taken twice: a store is one parameter; use that parameter wherever the store is needed",
-                    key.replace(' ', "")
+                    crate::ast::code(&s.ty)
                 ),
             );
         } else {

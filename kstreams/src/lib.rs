@@ -75,10 +75,11 @@ pub use topology::{Stream, Topology, TopologyBuilder};
 /// # Ok::<(), kstreams::Error>(())
 /// ```
 ///
-/// Connecting it to a stream of other types does not compile
-/// (``count_words` does not take records of type `Record<String, String>``):
+/// Connecting it to a stream of other types does not compile. The processor has one input type,
+/// so rustc reads it from the processor and points at the stream: ``expected `&Stream<(), String>`,
+/// found `&Stream<String, String>` `` on the `t.add(..)` line.
 ///
-/// ```compile_fail,E0277
+/// ```compile_fail,E0308
 /// use kstreams::{batch_processor, Emit, Record, Topology};
 /// #[batch_processor]
 /// fn lengths(lines: &[Record<(), String>], out: &mut Emit<(), u64>) {
