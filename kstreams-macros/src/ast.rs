@@ -263,15 +263,15 @@ pub(crate) fn processor_fn(kind: Kind, tokens: TokenStream, errors: &mut Errors)
             ),
         );
     }
-    if let ReturnType::Type(_, ty) = &sig.output {
-        if has_impl_trait(ty.to_token_stream()) {
-            errors.spanned(
-                ty,
-                format_args!(
-                    "a `#[{macro_name}]` function cannot return `impl Trait`: return `()`, `kstreams::Result<()>` or `Result<(), E>` where `E: Into<kstreams::Error>`"
-                ),
-            );
-        }
+    if let ReturnType::Type(_, ty) = &sig.output
+        && has_impl_trait(ty.to_token_stream())
+    {
+        errors.spanned(
+            ty,
+            format_args!(
+                "a `#[{macro_name}]` function cannot return `impl Trait`: return `()`, `kstreams::Result<()>` or `Result<(), E>` where `E: Into<kstreams::Error>`"
+            ),
+        );
     }
 
     let mut inputs = sig.inputs.iter().peekable();

@@ -135,10 +135,10 @@ pub(crate) fn processor_args(
         args,
         errors,
         |key, value, errors| {
-            if key == "name" {
-                if let Some(s) = lit_str(&key, &value, errors) {
-                    name.set(errors, &key, s);
-                }
+            if key == "name"
+                && let Some(s) = lit_str(&key, &value, errors)
+            {
+                name.set(errors, &key, s);
             }
         },
     );
