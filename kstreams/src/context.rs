@@ -158,6 +158,7 @@ pub struct Context<'a, K, V> {
     pub(crate) node: &'a NodeInfo,
     pub(crate) txn: &'a (dyn RawTxn + 'a),
     pub(crate) clocks: Clocks,
+    pub(crate) failures: &'a mut (dyn crate::task::RecordFailures + 'a),
 }
 
 impl<K, V> std::fmt::Debug for Context<'_, K, V> {
@@ -259,6 +260,32 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
     /// This processor's node name.
     pub fn name(&self) -> &str {
         &self.node.name
+    }
+
+    /// Fails one input record without failing the rest of the batch.
+    ///
+    /// The record goes through the application's processing-error handler
+    /// ([`OnBadRecord`](crate::task::OnBadRecord)): with `Fail` (the default) this returns the
+    /// error, named with the processor and the record's origin, for you to return with `?` (the
+    /// whole batch then fails and nothing of it stays); with `Skip` it is logged and counted, with
+    /// `DeadLetter` its original bytes go to the dead-letter topic with the error in headers, and
+    /// this returns `Ok(())` so the batch goes on.
+    ///
+    /// ```
+    /// # use kstreams::{Context, Record, Result, Error};
+    /// fn parse_all(records: &[Record<String, String>], ctx: &mut Context<'_, String, i64>) -> Result<()> {
+    ///     for r in records {
+    ///         match r.value.parse::<i64>() {
+    ///             Ok(n) => ctx.forward(r.derive(r.key.clone(), n)),
+    ///             Err(e) => ctx.fail_record(r, Error::processing(format!("not a number: {e}")))?,
+    ///         }
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn fail_record<RK, RV>(&mut self, record: &Record<RK, RV>, error: Error) -> Result<()> {
+        self.failures
+            .fail_record(&self.node.name, record.origin.as_ref(), error)
     }
 
     /// How many records were forwarded so far in this call.

@@ -33,7 +33,7 @@ impl fmt::Display for TaskId {
     }
 }
 
-/// What happens to a record that cannot be deserialized (or, later, processed or produced).
+/// What happens to a record that cannot be deserialized, or that a processor fails.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum OnBadRecord {
     /// Stop with an error naming topic, partition, offset and cause (the default).
@@ -61,6 +61,8 @@ pub struct TaskConfig {
     pub lmdb: LmdbOptions,
     /// Deserialization failures.
     pub on_deserialization_error: OnBadRecord,
+    /// Records a processor fails with [`Context::fail_record`](crate::Context::fail_record).
+    pub on_processing_error: OnBadRecord,
     /// Keep every store in memory, whatever its declared backend.
     pub in_memory_state: bool,
 }
@@ -73,6 +75,7 @@ impl TaskConfig {
             state_dir: state_dir.into(),
             lmdb: LmdbOptions::default(),
             on_deserialization_error: OnBadRecord::Fail,
+            on_processing_error: OnBadRecord::Fail,
             in_memory_state: false,
         }
     }
@@ -108,14 +111,149 @@ impl TaskOutput {
     }
 }
 
+/// Where a call's produced records, bad records and counts go.
+pub(crate) struct Collector<'e> {
+    pub(crate) produced: &'e mut Vec<ProducerRecord>,
+    stats: &'e mut TaskOutput,
+    on_deserialization: &'e OnBadRecord,
+    on_processing: &'e OnBadRecord,
+    /// The raw input batch of this call (empty for punctuations), to dead-letter original bytes.
+    raw: &'e [RawRecord<'e>],
+    raw_topic: Option<&'e str>,
+}
+
+/// How a processor fails one record of its batch without failing the batch (see
+/// [`Context::fail_record`](crate::Context::fail_record)).
+pub(crate) trait RecordFailures {
+    fn fail_record(&mut self, processor: &str, origin: Option<&Origin>, error: Error)
+    -> Result<()>;
+}
+
+impl Collector<'_> {
+    fn handle(
+        &mut self,
+        stage: &str,
+        policy_is_processing: bool,
+        origin: &Origin,
+        raw: Option<&RawRecord<'_>>,
+        error: Error,
+    ) -> Result<()> {
+        let policy = if policy_is_processing {
+            self.on_processing
+        } else {
+            self.on_deserialization
+        };
+        match (policy, raw) {
+            (OnBadRecord::Fail, _) | (OnBadRecord::DeadLetter { .. }, None) => Err(error),
+            (OnBadRecord::Skip, _) => {
+                tracing::warn!(%origin, stage, %error, "skipping a record");
+                metrics::counter!("kstreams_skipped_records_total", "topic" => origin.topic.to_string(), "stage" => stage.to_owned())
+                    .increment(1);
+                self.stats.skipped += 1;
+                Ok(())
+            }
+            (OnBadRecord::DeadLetter { topic }, Some(raw)) => {
+                let mut headers = raw.headers.clone();
+                headers.push(
+                    "kstreams.error.topic",
+                    Some(origin.topic.as_bytes().to_vec()),
+                );
+                headers.push(
+                    "kstreams.error.partition",
+                    Some(origin.partition.to_string().into_bytes()),
+                );
+                headers.push(
+                    "kstreams.error.offset",
+                    Some(origin.offset.to_string().into_bytes()),
+                );
+                headers.push("kstreams.error.stage", Some(stage.as_bytes().to_vec()));
+                headers.push(
+                    "kstreams.error.message",
+                    Some(error.to_string().into_bytes()),
+                );
+                self.produced.push(ProducerRecord {
+                    topic: topic.as_str().into(),
+                    partition: None,
+                    key: raw.key.map(<[u8]>::to_vec),
+                    value: raw.value.map(<[u8]>::to_vec),
+                    timestamp: raw.timestamp,
+                    headers,
+                });
+                tracing::warn!(%origin, stage, %error, dead_letter_topic = %topic, "dead-lettering a record");
+                metrics::counter!("kstreams_dead_lettered_records_total", "topic" => origin.topic.to_string(), "stage" => stage.to_owned())
+                    .increment(1);
+                self.stats.dead_lettered += 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// A record that could not be deserialized: fail, skip or dead-letter it.
+    pub(crate) fn bad_record(
+        &mut self,
+        origin: &Origin,
+        raw: &RawRecord<'_>,
+        part: Part,
+        source: SerdeError,
+    ) -> Result<()> {
+        let error = Error::Deserialize {
+            origin: origin.clone(),
+            part,
+            source,
+        };
+        self.handle("deserialize", false, origin, Some(raw), error)
+    }
+}
+
+impl RecordFailures for Collector<'_> {
+    fn fail_record(
+        &mut self,
+        processor: &str,
+        origin: Option<&Origin>,
+        error: Error,
+    ) -> Result<()> {
+        let error = match error {
+            Error::Processing {
+                processor: p,
+                origin: o,
+                message,
+            } => Error::Processing {
+                processor: if p.is_empty() {
+                    processor.to_owned()
+                } else {
+                    p
+                },
+                origin: o.or_else(|| origin.cloned()),
+                message,
+            },
+            Error::User(inner) => Error::Processing {
+                processor: processor.to_owned(),
+                origin: origin.cloned(),
+                message: inner.to_string(),
+            },
+            other => other,
+        };
+        let Some(origin) = origin else {
+            return Err(error);
+        };
+        let raw = if self.raw_topic == Some(&*origin.topic) {
+            self.raw
+                .binary_search_by_key(&origin.offset, |r| r.offset)
+                .ok()
+                .map(|i| &self.raw[i])
+        } else {
+            None
+        };
+        self.handle("process", true, origin, raw, error)
+    }
+}
+
 /// The execution of one call through a task's nodes.
 pub(crate) struct Exec<'e> {
     nodes: &'e mut [Option<Box<dyn NodeRun>>],
     pub(crate) txn: &'e (dyn crate::store::RawTxn + 'e),
-    pub(crate) produced: &'e mut Vec<ProducerRecord>,
     pub(crate) clocks: Clocks,
-    on_bad: &'e OnBadRecord,
-    stats: &'e mut TaskOutput,
+    pub(crate) collector: Collector<'e>,
 }
 
 impl Exec<'_> {
@@ -157,62 +295,6 @@ impl Exec<'_> {
         let result = n.punctuate(punctuation, self);
         self.nodes[node] = Some(n);
         result
-    }
-
-    /// A record that could not be deserialized: fail, skip or dead-letter it.
-    pub(crate) fn bad_record(
-        &mut self,
-        origin: &Origin,
-        raw: &RawRecord<'_>,
-        part: Part,
-        source: SerdeError,
-    ) -> Result<()> {
-        match self.on_bad {
-            OnBadRecord::Fail => Err(Error::Deserialize {
-                origin: origin.clone(),
-                part,
-                source,
-            }),
-            OnBadRecord::Skip => {
-                tracing::warn!(%origin, %part, error = %source, "skipping a record that cannot be deserialized");
-                metrics::counter!("kstreams_skipped_records_total", "topic" => origin.topic.to_string())
-                    .increment(1);
-                self.stats.skipped += 1;
-                Ok(())
-            }
-            OnBadRecord::DeadLetter { topic } => {
-                let mut headers = raw.headers.clone();
-                headers.push(
-                    "kstreams.error.topic",
-                    Some(origin.topic.as_bytes().to_vec()),
-                );
-                headers.push(
-                    "kstreams.error.partition",
-                    Some(origin.partition.to_string().into_bytes()),
-                );
-                headers.push(
-                    "kstreams.error.offset",
-                    Some(origin.offset.to_string().into_bytes()),
-                );
-                headers.push("kstreams.error.stage", Some(b"deserialize".to_vec()));
-                headers.push(
-                    "kstreams.error.message",
-                    Some(format!("cannot deserialize the {part}: {source}").into_bytes()),
-                );
-                self.produced.push(ProducerRecord {
-                    topic: topic.as_str().into(),
-                    partition: None,
-                    key: raw.key.map(<[u8]>::to_vec),
-                    value: raw.value.map(<[u8]>::to_vec),
-                    timestamp: raw.timestamp,
-                    headers,
-                });
-                metrics::counter!("kstreams_dead_lettered_records_total", "topic" => origin.topic.to_string())
-                    .increment(1);
-                self.stats.dead_lettered += 1;
-                Ok(())
-            }
-        }
     }
 }
 
@@ -377,6 +459,7 @@ impl Task {
         let (out, fired) = self.run_in_txn(
             clocks,
             Some(PunctuationType::StreamTime),
+            (topic, batch),
             |exec| exec.run_source(source, &topic_arc, partition, batch),
             |txn| txn.set_input_position(topic, partition, next_offset),
         )?;
@@ -418,7 +501,8 @@ impl Task {
         if !self.schedules.iter().any(|s| s.schedule.kind == kind) {
             return Ok(TaskOutput::default());
         }
-        let (out, fired) = self.run_in_txn(clocks, Some(kind), |_| Ok(()), |_| Ok(()))?;
+        let (out, fired) =
+            self.run_in_txn(clocks, Some(kind), ("", &[]), |_| Ok(()), |_| Ok(()))?;
         self.apply_fired(fired);
         Ok(out)
     }
@@ -435,6 +519,7 @@ impl Task {
         &mut self,
         clocks: Clocks,
         kind: Option<PunctuationType>,
+        raw: (&str, &[RawRecord<'_>]),
         mut body: impl FnMut(&mut Exec<'_>) -> Result<()>,
         mut finish: impl FnMut(&crate::store::StateTxn<'_>) -> Result<()>,
     ) -> Result<(TaskOutput, Vec<(usize, i64)>)> {
@@ -456,10 +541,15 @@ impl Task {
                 let mut exec = Exec {
                     nodes: nodes.as_mut_slice(),
                     txn: txn.raw(),
-                    produced: &mut produced,
                     clocks,
-                    on_bad: &config.on_deserialization_error,
-                    stats: &mut stats,
+                    collector: Collector {
+                        produced: &mut produced,
+                        stats: &mut stats,
+                        on_deserialization: &config.on_deserialization_error,
+                        on_processing: &config.on_processing_error,
+                        raw: raw.1,
+                        raw_topic: Some(raw.0),
+                    },
                 };
                 body(&mut exec)?;
                 if let Some(kind) = kind {
@@ -632,3 +722,10 @@ impl Task {
         into.append(other);
     }
 }
+
+// Tasks move between worker threads: they and everything in them must be `Send`.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<Task>();
+    assert_send::<crate::topology::Topology>();
+};

@@ -68,6 +68,7 @@ pub struct DriverBuilder {
     batching: Batching,
     wall_clock: i64,
     on_bad: OnBadRecord,
+    on_processing: OnBadRecord,
 }
 
 impl DriverBuilder {
@@ -120,6 +121,14 @@ impl DriverBuilder {
         self
     }
 
+    /// What to do with records a processor fails with
+    /// [`Context::fail_record`](crate::Context::fail_record) (default: fail).
+    #[must_use]
+    pub fn on_processing_error(mut self, policy: OnBadRecord) -> Self {
+        self.on_processing = policy;
+        self
+    }
+
     /// Builds the driver.
     pub fn build(self) -> Result<TopologyTestDriver> {
         let (state_dir, tempdir) = match self.state_dir {
@@ -135,6 +144,7 @@ impl DriverBuilder {
         let mut config = TaskConfig::new(self.application_id, state_dir);
         config.in_memory_state = self.in_memory;
         config.on_deserialization_error = self.on_bad;
+        config.on_processing_error = self.on_processing;
         let mut driver = TopologyTestDriver {
             topology: self.topology,
             config: Arc::new(config),
@@ -250,6 +260,7 @@ impl TopologyTestDriver {
             batching: Batching::Max(usize::MAX),
             wall_clock: 0,
             on_bad: OnBadRecord::Fail,
+            on_processing: OnBadRecord::Fail,
         }
     }
 
@@ -864,13 +875,24 @@ pub fn run_plain<K: 'static, V: 'static, R>(
     };
     stores.transaction(|txn| {
         let mut outputs = Outputs::default();
+        let mut failures = FailRecords;
         let mut ctx = Context {
             outputs: &mut outputs,
             node: &node,
             txn: txn.raw(),
             clocks: Clocks::default(),
+            failures: &mut failures,
         };
         let r = f(&mut ctx)?;
         Ok((r, std::mem::take(&mut outputs.records)))
     })
+}
+
+/// [`Context::fail_record`] in a plain call: the `Fail` policy, the error is returned.
+struct FailRecords;
+
+impl crate::task::RecordFailures for FailRecords {
+    fn fail_record(&mut self, _: &str, _: Option<&Origin>, error: Error) -> Result<()> {
+        Err(error)
+    }
 }

@@ -262,7 +262,19 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn short_type_name<T>() -> String {
-    let full = std::any::type_name::<T>();
+    let mut full = std::any::type_name::<T>();
+    // Adapters are named for what they wrap: `PerRecord<app::Upper>` is `Upper`.
+    for adapter in [
+        "kstreams::processor::PerRecord<",
+        "kstreams::processor::SliceOfOne<",
+    ] {
+        while let Some(inner) = full.strip_prefix(adapter) {
+            full = inner.strip_suffix('>').unwrap_or(inner);
+        }
+    }
+    if full.starts_with("kstreams::processor::FlatMap<") {
+        return "flat_map".to_owned();
+    }
     let base = full.split('<').next().unwrap_or(full);
     let short = base.rsplit("::").next().unwrap_or(base);
     let cleaned: String = short
@@ -922,14 +934,14 @@ impl<K: Send + 'static, V: Send + 'static> NodeRun for SourceNode<K, V> {
             let key = match self.serdes.key().deserialize(r.key) {
                 Ok(k) => k,
                 Err(source) => {
-                    exec.bad_record(&origin, r, Part::Key, source)?;
+                    exec.collector.bad_record(&origin, r, Part::Key, source)?;
                     continue;
                 }
             };
             let value = match self.serdes.value().deserialize(r.value) {
                 Ok(v) => v,
                 Err(source) => {
-                    exec.bad_record(&origin, r, Part::Value, source)?;
+                    exec.collector.bad_record(&origin, r, Part::Value, source)?;
                     continue;
                 }
             };
@@ -1004,6 +1016,7 @@ where
             node: &self.info,
             txn: exec.txn,
             clocks: exec.clocks,
+            failures: &mut exec.collector,
         };
         if let Err(e) = self.processor.process_batch(batch, &mut ctx) {
             let e = name_error(e, &self.info.name);
@@ -1035,6 +1048,7 @@ where
             node: &self.info,
             txn: exec.txn,
             clocks: exec.clocks,
+            failures: &mut exec.collector,
         };
         self.processor
             .punctuate(punctuation, &mut ctx)
@@ -1082,13 +1096,13 @@ impl<K: 'static, V: 'static> NodeRun for SinkNode<K, V> {
                 part: Part::Value,
                 source,
             })?;
-        exec.produced.reserve(batch.len());
+        exec.collector.produced.reserve(batch.len());
         for ((r, k), v) in batch
             .iter()
             .zip(self.keys.drain(..))
             .zip(self.values.drain(..))
         {
-            exec.produced.push(ProducerRecord {
+            exec.collector.produced.push(ProducerRecord {
                 topic: self.topic.clone(),
                 partition: None,
                 key: k,
