@@ -31,7 +31,7 @@ fn write(tokens: TokenStream, depth: usize, out: &mut String) {
     for tt in tokens {
         match tt {
             TokenTree::Group(g) if g.delimiter() == Delimiter::Brace => {
-                out.push_str(" {");
+                out.push_str(if out.ends_with(' ') { "{" } else { " {" });
                 newline(depth + 1, out);
                 write(g.stream(), depth + 1, out);
                 newline(depth, out);
@@ -51,18 +51,30 @@ fn write(tokens: TokenStream, depth: usize, out: &mut String) {
                 out.push_str(close);
             }
             TokenTree::Punct(p) => {
-                out.push(p.as_char());
-                if p.as_char() == ';' {
-                    newline(depth, out);
-                } else if p.spacing() == proc_macro2::Spacing::Alone
-                    && !matches!(p.as_char(), '&' | '!' | '#' | '\'')
+                let c = p.as_char();
+                let alone = p.spacing() == proc_macro2::Spacing::Alone;
+                if matches!(c, '=' | '-') && !out.ends_with([' ', '=', '!', '<', '>', '-', '+']) {
+                    out.push(' ');
+                }
+                let path_sep = c == ':' && out.ends_with(':');
+                if c == ':'
+                    && !alone
+                    && [" impl", " as", " mut", " for", " dyn"]
+                        .iter()
+                        .any(|k| out.ends_with(k))
                 {
+                    out.push(' ');
+                }
+                out.push(c);
+                if c == ';' {
+                    newline(depth, out);
+                } else if alone && !path_sep && !matches!(c, '&' | '!' | '#' | '\'' | '<' | '.') {
                     out.push(' ');
                 }
             }
             other => {
                 if !out.is_empty()
-                    && !out.ends_with([' ', '(', '[', '\n', '&', '#', '\'', '!', ':', '<'])
+                    && !out.ends_with([' ', '(', '[', '\n', '&', '#', '\'', '!', ':', '<', '.'])
                 {
                     out.push(' ');
                 }

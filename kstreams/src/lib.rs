@@ -98,6 +98,17 @@ pub use topology::{Stream, Topology, TopologyBuilder};
 /// #[batch_processor]
 /// fn f(lines: &[Record<(), String>], last: &mut String) {}
 /// ```
+///
+/// # Good to know
+///
+/// - The function's name is now a unit struct, also in patterns: `let count = t.add(count, &s);`
+///   does not compile (the `let` tries to match the struct); name the stream otherwise.
+/// - `&mut Counts` and `&mut Emit<K, V>` hide a lifetime; the expansion allows
+///   `elided_lifetimes_in_paths` (part of `rust_2018_idioms`) on the function it keeps.
+/// - Clippy's `unnecessary_operation` takes a plain call used as a statement, `upper(r, out);`,
+///   for the construction of a tuple struct and suggests removing it. Do not: bind the result
+///   (`let () = upper(r, out);`) or call the function pointer (`(*upper)(r, out)`).
+/// - `KSTREAMS_MACROS_DEBUG=1` at build time prints each expansion to stderr.
 pub use kstreams_macros::batch_processor;
 
 /// Turns a function over one record into a [`BatchProcessor`] that calls it for each record of a

@@ -243,9 +243,10 @@ fn a_processor_is_still_a_plain_function() -> kstreams::Result<()> {
     })?;
     assert_eq!(out.last().map(|r| r.value), Some(4));
 
-    // A processor without stores or output, and one over a single record.
+    // A processor over a single record, without stores. (Clippy's `unnecessary_operation` takes
+    // a statement `upper(..);` for the construction of a tuple struct: bind the `()`.)
     let ((), out) = run_plain(&mut StateStores::in_memory(Vec::new())?, |ctx| {
-        upper(&Record::new((), "hi".to_string()), ctx);
+        let () = upper(&Record::new((), "hi".to_string()), ctx);
         Ok(())
     })?;
     assert_eq!(out[0].value, "HI");
