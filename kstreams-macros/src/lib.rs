@@ -3,11 +3,11 @@
 //! them with examples; this crate only holds their implementation.
 //!
 //! Each entry point hands `proc_macro2` tokens to a plain function; the work is done in
-//! modules that unit tests can reach: [`attr`] parses the attribute's `key = value` arguments,
-//! [`ast`] parses and shape-checks the item into a model, [`valid`] checks names and duplicates,
-//! [`expand`] writes the code, and [`fallback`] what is emitted next to the `compile_error!`s
+//! modules that unit tests can reach: `attr` parses the attribute's `key = value` arguments,
+//! `ast` parses and shape-checks the item into a model, `valid` checks names and duplicates,
+//! `expand` writes the code, and `fallback` what is emitted next to the `compile_error!`s
 //! when there are mistakes (so one mistake gives one error). Errors are collected in
-//! [`ctxt::Errors`], all of them, each spanned at the offending tokens.
+//! `ctxt::Errors`, all of them, each spanned at the offending tokens.
 //!
 //! Set `KSTREAMS_MACROS_DEBUG=1` while building to print every expansion to stderr (cargo does
 //! not track that variable: touch the source file, or `cargo clean -p` the crate, to see it again).
