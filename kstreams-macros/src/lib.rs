@@ -1,1 +1,288 @@
+//! The attribute macros of [kstreams](https://docs.rs/kstreams): `#[batch_processor]`,
+//! `#[processor]` and `#[store]`. Use them through `kstreams`, which re-exports them and documents
+//! them with examples; this crate only holds their implementation.
+//!
+//! Each entry point hands `proc_macro2` tokens to a plain function; the work is done in
+//! modules that unit tests can reach: `attr` parses the attribute's `key = value` arguments,
+//! `ast` parses and shape-checks the item into a model, `valid` checks names and duplicates,
+//! `expand` writes the code, and `fallback` what is emitted next to the `compile_error!`s
+//! when there are mistakes (so one mistake gives one error). Errors are collected in
+//! `ctxt::Errors`, all of them, each spanned at the offending tokens.
+//!
+//! Set `KSTREAMS_MACROS_DEBUG=1` while building to print every expansion to stderr (cargo does
+//! not track that variable: touch the source file, or `cargo clean -p` the crate, to see it again).
+//!
+//! # What the macros generate
+//!
+//! ```ignore
+//! #[store(name = "word-counts", backend = "in_memory")]
+//! type WordCounts = kstreams::KeyValue<String, u64>;
+//!
+//! #[batch_processor]
+//! fn count_words(
+//!     lines: &[Record<(), String>],
+//!     counts: &mut WordCounts,
+//!     out: &mut Emit<String, u64>,
+//! ) -> kstreams::Result<()> {
+//!     /* body */
+//! }
+//! ```
+//!
+//! expands to (as printed by `KSTREAMS_MACROS_DEBUG=1`, with the generated doc lines shortened):
+//!
+//! ```ignore
+//! #[doc = " The store `word-counts` (`String` → `u64`), declared with `#[kstreams::store]` ..."]
+//! #[derive(::core::fmt::Debug)]
+//! struct WordCounts<'t>(::kstreams::__private::KeyValueStore<'t, String, u64>);
+//! const _: () = {
+//!     // The alias must name `kstreams::KeyValue`, whatever it is imported as.
+//!     const _: fn(kstreams::KeyValue<String, u64>) -> ::kstreams::__private::KeyValue<String, u64> =
+//!         ::core::convert::identity;
+//!     impl<'t> ::core::ops::Deref for WordCounts<'t> {
+//!         type Target = ::kstreams::__private::KeyValueStore<'t, String, u64>;
+//!         #[inline]
+//!         fn deref(&self) -> &Self::Target { &self.0 }
+//!     }
+//!     impl<'t> ::core::ops::DerefMut for WordCounts<'t> {
+//!         #[inline]
+//!         fn deref_mut(&mut self) -> &mut Self::Target { &mut self.0 }
+//!     }
+//!     impl<'t> ::kstreams::__private::StoreHandle<'t> for WordCounts<'t> {
+//!         const NAME: &'static str = "word-counts";
+//!         type Key = String;
+//!         type Value = u64;
+//!         fn spec() -> ::kstreams::__private::StoreSpec {
+//!             ::kstreams::__private::StoreSpec::with_serdes::<String, u64>(
+//!                 "word-counts",
+//!                 ::kstreams::__private::default_serde::<String>(),
+//!                 ::kstreams::__private::default_serde::<u64>(),
+//!             )
+//!             .backend(::kstreams::__private::Backend::InMemory)
+//!         }
+//!         #[inline]
+//!         fn bind(store: ::kstreams::__private::KeyValueStore<'t, String, u64>) -> Self {
+//!             WordCounts(store)
+//!         }
+//!     }
+//! };
+//!
+//! #[doc = " A processor made by `#[kstreams::batch_processor]` from the function `count_words` ..."]
+//! #[allow(non_camel_case_types)]
+//! #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug)]
+//! struct count_words;
+//! #[allow(elided_lifetimes_in_paths)]
+//! const _: () = {
+//!     fn __kstreams_count_words(
+//!         lines: &[Record<(), String>],
+//!         counts: &mut WordCounts,
+//!         out: &mut Emit<String, u64>,
+//!     ) -> kstreams::Result<()> { /* body */ }
+//!     impl ::core::ops::Deref for count_words {
+//!         type Target = fn(&[Record<(), String>], &mut WordCounts, &mut Emit<String, u64>) -> kstreams::Result<()>;
+//!         #[inline]
+//!         fn deref(&self) -> &Self::Target {
+//!             static __KSTREAMS_FN: <count_words as ::core::ops::Deref>::Target = __kstreams_count_words;
+//!             &__KSTREAMS_FN
+//!         }
+//!     }
+//!     impl ::kstreams::__private::BatchProcessor<(), String> for count_words {
+//!         type OutKey = String;
+//!         type OutValue = u64;
+//!         fn node_name(&self) -> ::core::option::Option<&str> {
+//!             ::core::option::Option::Some("count_words")
+//!         }
+//!         fn stores(&self) -> ::kstreams::__private::Vec<::kstreams::__private::StoreSpec> {
+//!             ::kstreams::__private::Vec::from([(::kstreams::__private::store_param::<WordCounts>().spec)()])
+//!         }
+//!         #[inline]
+//!         fn process_batch(
+//!             &mut self,
+//!             __kstreams_records: &[::kstreams::__private::Record<(), String>],
+//!             __kstreams_ctx: &mut ::kstreams::__private::Context<'_, String, u64>,
+//!         ) -> ::kstreams::__private::Result<()> {
+//!             let __kstreams_binder = ::kstreams::__private::binder(__kstreams_ctx);
+//!             let mut __kstreams_store_0 =
+//!                 (::kstreams::__private::store_param::<WordCounts>().bind)(__kstreams_binder, 0usize)?;
+//!             ::kstreams::__private::ProcessorReturn::into_result(
+//!                 __kstreams_count_words(__kstreams_records, &mut __kstreams_store_0, __kstreams_ctx),
+//!             )
+//!         }
+//!     }
+//! };
+//! ```
+//!
+//! `#[processor]` differs only in `process_batch`, which binds the stores once and calls the
+//! function for each record, filling in the record's origin on an error.
 
+use proc_macro::TokenStream;
+
+mod ast;
+mod attr;
+mod ctxt;
+mod debug;
+mod expand;
+mod fallback;
+mod valid;
+
+/// Turns `fn(&[Record<K, V>], &mut Store.., &mut Emit<K2, V2>)` into a batch processor; see
+/// `kstreams::batch_processor`.
+#[proc_macro_attribute]
+pub fn batch_processor(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry::processor(ast::Kind::Batch, args.into(), item.into()).into()
+}
+
+/// Turns `fn(&Record<K, V>, &mut Store.., &mut Emit<K2, V2>)` into a processor of one record at a
+/// time; see `kstreams::processor`.
+#[proc_macro_attribute]
+pub fn processor(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry::processor(ast::Kind::PerRecord, args.into(), item.into()).into()
+}
+
+/// Turns `type Name = KeyValue<K, V>;` into a typed store handle; see `kstreams::store`.
+#[proc_macro_attribute]
+pub fn store(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry::store(args.into(), item.into()).into()
+}
+
+/// The macros over `proc_macro2` tokens: parse → validate → expand (or fall back).
+mod entry {
+    use proc_macro2::{Span, TokenStream};
+
+    use crate::ast::{self, Kind};
+    use crate::ctxt::Errors;
+    use crate::{attr, debug, expand, fallback, valid};
+
+    pub(crate) fn processor(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
+        let mut errors = Errors::new();
+        let args = attr::processor_args(kind.macro_name(), args, &mut errors);
+        if let Some(name) = &args.name {
+            valid::check_name("node", name, &mut errors);
+        }
+        let parsed = ast::processor_fn(kind, item, &mut errors);
+        if let Some(model) = &parsed.model {
+            valid::check_processor(model, &mut errors);
+        }
+        let out = match (errors.finish(), &parsed.model) {
+            (Ok(()), Some(model)) => expand::processor(model, &args),
+            (Err(e), _) => fallback::processor(kind, &parsed, e),
+            (Ok(()), None) => fallback::processor(
+                kind,
+                &parsed,
+                syn::Error::new(Span::call_site(), "kstreams-macros: unexpected input"),
+            ),
+        };
+        debug::print(kind.macro_name(), &out);
+        out
+    }
+
+    pub(crate) fn store(args: TokenStream, item: TokenStream) -> TokenStream {
+        let mut errors = Errors::new();
+        let args = attr::store_args(args, &mut errors);
+        match &args.name {
+            Some(name) => valid::check_name("store", name, &mut errors),
+            None => errors.at(
+                Span::call_site(),
+                "a store needs a name: `#[store(name = \"...\")]` (it names the store's changelog topic too)",
+            ),
+        }
+        let parsed = ast::store_alias(item, &mut errors);
+        let out = match (errors.finish(), &parsed.model, &args.name) {
+            (Ok(()), Some(model), Some(name)) => expand::store(model, &args, name),
+            (Err(e), _, _) => fallback::store(&parsed, e),
+            _ => fallback::store(
+                &parsed,
+                syn::Error::new(Span::call_site(), "kstreams-macros: unexpected input"),
+            ),
+        };
+        debug::print("store", &out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use crate::ast::Kind;
+    use crate::entry;
+
+    fn processor(tokens: proc_macro2::TokenStream) -> String {
+        entry::processor(Kind::Batch, quote!(), tokens).to_string()
+    }
+
+    #[test]
+    fn expansions_name_only_private_and_core_paths() {
+        let out = processor(quote! {
+            fn count(lines: &[Record<(), String>], counts: &mut Counts, out: &mut Emit<String, u64>) -> kstreams::Result<()> {
+                Ok(())
+            }
+        });
+        // Every absolute path is `::kstreams::__private::…` or `::core::…`.
+        for (i, _) in out.match_indices(":: ") {
+            let before = &out[..i];
+            let is_path_start = before.ends_with("< ")
+                || before.ends_with("( ")
+                || before.ends_with("= ")
+                || before.ends_with("[ ")
+                || before.ends_with("; ")
+                || before.ends_with("{ ")
+                || before.ends_with(", ")
+                || before.ends_with("for ")
+                || before.ends_with("& ")
+                || before.ends_with("mut ")
+                || before.ends_with("-> ")
+                || before.ends_with("# [derive (");
+            if is_path_start {
+                let rest = &out[i + 3..];
+                assert!(
+                    rest.starts_with("kstreams :: __private ::") || rest.starts_with("core ::"),
+                    "unexpected path at: {}",
+                    &out[i..(i + 60).min(out.len())]
+                );
+            }
+        }
+        assert!(out.contains("struct count ;"));
+        assert!(out.contains("fn __kstreams_count"));
+        assert!(!out.contains("compile_error"));
+        // Lines of the user's own code stay as written (`Ok(())`, `kstreams::Result`).
+        assert!(out.contains("-> kstreams :: Result < () >"));
+    }
+
+    #[test]
+    fn a_mistake_keeps_the_function_next_to_one_error() {
+        let out = processor(quote! {
+            fn count(lines: &[Record<(), String>], limit: usize) {}
+        });
+        assert_eq!(out.matches("compile_error").count(), 1);
+        assert!(out.contains("struct count ;"));
+        assert!(out.contains("fn __kstreams_count"));
+        assert!(out.contains("BatchProcessor < __KstreamsK , __KstreamsV > for count"));
+    }
+
+    #[test]
+    fn a_store_without_name_still_declares_its_type() {
+        let out = entry::store(
+            quote!(),
+            quote!(
+                type Counts = kstreams::KeyValue<String, u64>;
+            ),
+        )
+        .to_string();
+        assert_eq!(out.matches("compile_error").count(), 1);
+        assert!(out.contains("struct Counts < 't >"));
+        assert!(out.contains("StoreHandle < 't > for Counts < 't >"));
+    }
+
+    #[test]
+    fn debug_output_is_indented() {
+        let out = crate::debug::pretty(&quote!(
+            const _: () = {
+                fn f() {
+                    a;
+                    b;
+                }
+            };
+        ));
+        assert!(out.contains("\n    fn f()"), "{out}");
+    }
+}

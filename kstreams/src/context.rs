@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::record::Record;
-use crate::store::{KeyValueStore, RawTxn};
+use crate::store::{KeyValueStore, RawTxn, StoreHandle};
 
 /// Which clock a punctuation follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,6 +143,11 @@ pub(crate) struct Clocks {
     pub(crate) wall_clock: i64,
 }
 
+/// The output parameter of a `#[batch_processor]` or `#[processor]` function: the processor's
+/// [`Context`], named for what the function does with it (`out.forward(record)`). Its types are
+/// the processor's output types.
+pub type Emit<'a, K, V> = Context<'a, K, V>;
+
 /// What a processor can do while it processes a batch: forward records (typed `Record<K, V>`),
 /// reach its stores, read the clocks.
 ///
@@ -224,19 +229,21 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
         KeyValueStore::bind(txn, index)
     }
 
+    /// The store of a `#[kstreams::store]` handle type, which this processor declared.
+    ///
+    /// What a `#[batch_processor]` does for its store parameters, for code that calls the function
+    /// itself (see [`testing::run_plain`](crate::testing::run_plain)).
+    pub fn store_handle<S: StoreHandle<'a>>(&self) -> Result<S> {
+        Ok(S::bind(self.store(S::NAME)?))
+    }
+
     /// The `index`-th store this processor declared (what `#[batch_processor]` uses).
     #[doc(hidden)]
     pub fn store_at<SK: 'static, SV: 'static>(
         &self,
         index: usize,
     ) -> Result<KeyValueStore<'a, SK, SV>> {
-        let task_index = *self.node.stores.get(index).ok_or_else(|| {
-            Error::Internal(format!(
-                "processor `{}` has no store number {index}",
-                self.node.name
-            ))
-        })?;
-        KeyValueStore::bind(self.txn, task_index)
+        crate::__private::binder(self).bind(index)
     }
 
     /// The task's stream time: the largest record timestamp it has seen (milliseconds).

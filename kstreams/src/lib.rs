@@ -1,6 +1,9 @@
 //! kstreams: batch-first, compile-time checked Kafka stream processing with LMDB state.
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
 pub mod context;
 pub mod error;
 pub mod partitioner;
@@ -12,9 +15,162 @@ pub mod task;
 pub mod testing;
 pub mod topology;
 
-pub use context::{Context, InitContext, Punctuation, PunctuationType};
+pub use context::{Context, Emit, InitContext, Punctuation, PunctuationType};
 pub use error::{Error, Result};
-pub use processor::{BatchProcessor, PerRecord, Processor, SliceOfOne};
+pub use processor::{BatchProcessor, PerRecord, Processor, ProcessorReturn, SliceOfOne};
 pub use record::{Headers, Origin, Record};
-pub use store::{Backend, KeyValueStore, StoreSpec};
+pub use store::{Backend, KeyValue, KeyValueStore, StoreHandle, StoreSpec};
 pub use topology::{Stream, Topology, TopologyBuilder};
+
+/// Turns a function over a batch of records into a [`BatchProcessor`].
+///
+/// ```text
+/// #[batch_processor]                // or #[batch_processor(name = "node-name")]; default: the fn name
+/// fn name(
+///     records: &[Record<K, V>],     // first: the batch, records of one partition in offset order
+///     store: &mut SomeStore, ...    // zero or more `&mut` handles of `#[store]` types
+///     out: &mut Emit<K2, V2>,       // optional, last: where the output goes; absent => `((), ())`
+/// ) -> kstreams::Result<()>         // or `()`, or `Result<(), E>` with `E: Into<kstreams::Error>`
+/// ```
+///
+/// The function becomes a unit struct of the same name (and visibility) that implements
+/// `BatchProcessor<K, V>` with output `(K2, V2)`: connect it with [`TopologyBuilder::add`], which
+/// checks at compile time that its records are what the upstream produces. Its stores are declared
+/// by the processor itself ([`BatchProcessor::stores`]) and bound to each batch's transaction. The
+/// struct derefs to the function, so it can still be called as one (see
+/// [`testing::run_plain`] to test it that way).
+///
+/// ```
+/// use kstreams::testing::TopologyTestDriver;
+/// use kstreams::{batch_processor, store, Emit, Record, Topology};
+///
+/// #[store(name = "word-counts")]
+/// type WordCounts = kstreams::KeyValue<String, u64>;
+///
+/// #[batch_processor]
+/// fn count_words(
+///     lines: &[Record<(), String>],
+///     counts: &mut WordCounts,
+///     out: &mut Emit<String, u64>,
+/// ) -> kstreams::Result<()> {
+///     for line in lines {
+///         for word in line.value.split_whitespace() {
+///             let n = counts.get(&word.to_string())?.unwrap_or(0) + 1;
+///             counts.put(&word.to_string(), &n)?;
+///             out.forward(line.derive(word.to_string(), n));
+///         }
+///     }
+///     Ok(())
+/// }
+///
+/// let mut t = Topology::builder();
+/// let lines = t.source::<(), String>("text-input");
+/// let counts = t.add(count_words, &lines);
+/// t.sink("word-counts", &counts);
+///
+/// let mut driver = TopologyTestDriver::new(t.build()?)?;
+/// driver.pipe("text-input", (), "to be or not to be".to_string())?;
+/// let out = driver.read_output::<String, u64>("word-counts")?;
+/// assert_eq!(out.last().map(|r| (r.key.as_str(), r.value)), Some(("be", 2)));
+/// # Ok::<(), kstreams::Error>(())
+/// ```
+///
+/// Connecting it to a stream of other types does not compile. The processor has one input type,
+/// so rustc reads it from the processor and points at the stream: ``expected `&Stream<(), String>`,
+/// found `&Stream<String, String>` `` on the `t.add(..)` line.
+///
+/// ```compile_fail,E0308
+/// use kstreams::{batch_processor, Emit, Record, Topology};
+/// #[batch_processor]
+/// fn lengths(lines: &[Record<(), String>], out: &mut Emit<(), u64>) {
+///     out.forward_batch(lines.iter().map(|l| l.derive((), l.value.len() as u64)));
+/// }
+/// let mut t = Topology::builder();
+/// let keyed = t.source::<String, String>("keyed");
+/// let _ = t.add(lengths, &keyed);
+/// ```
+///
+/// Nor does a parameter that is not a store (`` `String` is not a store: declare it with
+/// `#[kstreams::store]` ``):
+///
+/// ```compile_fail,E0277
+/// use kstreams::{batch_processor, Record};
+/// #[batch_processor]
+/// fn f(lines: &[Record<(), String>], last: &mut String) {}
+/// ```
+///
+/// # Good to know
+///
+/// - The function's name is now a unit struct, also in patterns: `let count = t.add(count, &s);`
+///   does not compile (the `let` tries to match the struct); name the stream otherwise.
+/// - `&mut Counts` and `&mut Emit<K, V>` hide a lifetime; the expansion allows
+///   `elided_lifetimes_in_paths` (part of `rust_2018_idioms`) on the function it keeps.
+/// - Clippy's `unnecessary_operation` takes a plain call used as a statement, `upper(r, out);`,
+///   for the construction of a tuple struct and suggests removing it. Do not: bind the result
+///   (`let () = upper(r, out);`) or call the function pointer (`(*upper)(r, out)`).
+/// - `KSTREAMS_MACROS_DEBUG=1` at build time prints each expansion to stderr.
+pub use kstreams_macros::batch_processor;
+
+/// Turns a function over one record into a [`BatchProcessor`] that calls it for each record of a
+/// batch.
+///
+/// The same as [`batch_processor`], except that the first parameter is `&Record<K, V>`. Stores
+/// are bound once per batch; an error names the record that caused it.
+///
+/// ```
+/// use kstreams::{processor, Emit, Record, Topology};
+///
+/// #[processor]
+/// fn upper(line: &Record<(), String>, out: &mut Emit<(), String>) {
+///     out.forward(line.derive((), line.value.to_uppercase()));
+/// }
+///
+/// let mut t = Topology::builder();
+/// let lines = t.source::<(), String>("text-input");
+/// let loud = t.add(upper, &lines);
+/// t.sink("text-upper", &loud);
+/// assert!(t.build()?.describe().contains("Processor: upper"));
+/// # Ok::<(), kstreams::Error>(())
+/// ```
+///
+/// ```compile_fail
+/// // A `#[processor]` takes one record, not a slice (use `#[batch_processor]` for that).
+/// use kstreams::{processor, Record};
+/// #[processor]
+/// fn f(lines: &[Record<(), String>]) {}
+/// ```
+pub use kstreams_macros::processor;
+
+/// Declares a store: turns `type Name = kstreams::KeyValue<K, V>;` into a typed handle.
+///
+/// ```text
+/// #[store(
+///     name = "word-counts",        // required: the store's name (and its changelog topic's)
+///     backend = "in_memory",       // optional: "lmdb" (the default) or "in_memory"
+///     changelog = false,           // optional: default true
+///     key_serde = <expr>,          // optional: default `K`'s DefaultSerde
+///     value_serde = <expr>,        // optional: default `V`'s DefaultSerde
+/// )]
+/// type WordCounts = kstreams::KeyValue<String, u64>;
+/// ```
+///
+/// The alias becomes `struct WordCounts<'t>` (same visibility) that derefs to
+/// [`KeyValueStore<'t, String, u64>`](KeyValueStore) and implements [`StoreHandle`]. A processor
+/// function takes it as `&mut WordCounts`.
+///
+/// ```
+/// use kstreams::store::StoreHandle;
+/// #[kstreams::store(name = "totals", backend = "in_memory", changelog = false)]
+/// pub type Totals = kstreams::KeyValue<String, i64>;
+/// let spec = Totals::spec();
+/// assert_eq!((spec.name(), spec.changelog_enabled()), ("totals", false));
+/// ```
+///
+/// Key and value types need a serde (`` `Point` has no default serde ``):
+///
+/// ```compile_fail,E0277
+/// struct Point { x: i32 }
+/// #[kstreams::store(name = "points")]
+/// type Points = kstreams::KeyValue<String, Point>;
+/// ```
+pub use kstreams_macros::store;

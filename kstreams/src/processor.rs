@@ -50,6 +50,13 @@ pub trait BatchProcessor<K, V>: Send + 'static {
         Vec::new()
     }
 
+    /// The node name [`TopologyBuilder::add`](crate::TopologyBuilder::add) gives this processor;
+    /// `None` (the default) uses its type name. `#[batch_processor]` returns the function's name, or
+    /// the `name = "..."` of its attribute.
+    fn node_name(&self) -> Option<&str> {
+        None
+    }
+
     /// Called once per task before the first batch; schedule punctuations here.
     fn init(&mut self, _ctx: &mut InitContext<'_>) -> Result<()> {
         Ok(())
@@ -112,7 +119,8 @@ pub trait Processor<K, V>: Send + 'static {
 }
 
 /// Fills in the origin of a processing error from the record that caused it.
-pub(crate) fn with_origin<K, V>(err: Error, record: &Record<K, V>) -> Error {
+#[doc(hidden)]
+pub fn with_origin<K, V>(err: Error, record: &Record<K, V>) -> Error {
     match err {
         Error::Processing {
             processor,
@@ -124,6 +132,32 @@ pub(crate) fn with_origin<K, V>(err: Error, record: &Record<K, V>) -> Error {
             message,
         },
         other => other,
+    }
+}
+
+/// What a `#[batch_processor]` or `#[processor]` function may return: `()`, or
+/// `Result<(), E>` where `E: Into<kstreams::Error>` (such as [`kstreams::Result<()>`](crate::Result)).
+#[diagnostic::on_unimplemented(
+    message = "a processor function cannot return `{Self}`",
+    label = "return `()`, `kstreams::Result<()>` or `Result<(), E>` where `E: Into<kstreams::Error>`",
+    note = "a processor hands its output to `out.forward(..)`; its return value only says whether it failed"
+)]
+pub trait ProcessorReturn {
+    /// The return value as a kstreams result.
+    fn into_result(self) -> Result<()>;
+}
+
+impl ProcessorReturn for () {
+    #[inline]
+    fn into_result(self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<E: Into<Error>> ProcessorReturn for core::result::Result<(), E> {
+    #[inline]
+    fn into_result(self) -> Result<()> {
+        self.map_err(Into::into)
     }
 }
 

@@ -13,11 +13,12 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::context::{Clocks, Context, NodeInfo, Outputs};
 use crate::error::{Error, Part, Result};
 use crate::partitioner::partition_for_key;
 use crate::record::{Headers, Origin, ProducerRecord, RawRecord, Record};
 use crate::serde::{DefaultSerde, Serde};
-use crate::store::Position;
+use crate::store::{Position, StateStores};
 use crate::task::{OnBadRecord, Task, TaskConfig, TaskId, TaskOutput};
 use crate::topology::Topology;
 
@@ -828,4 +829,70 @@ fn first_difference(a: &Snapshot, b: &Snapshot) -> Option<String> {
         }
     }
     None
+}
+
+/// Calls `f` with a [`Context`] that reaches every store of `stores`, in one transaction
+/// (committed when `f` returns `Ok`), and returns what `f` returned with the records it forwarded.
+///
+/// For unit tests of a `#[batch_processor]` function called as the plain function it still is,
+/// without a topology:
+///
+/// ```
+/// use kstreams::store::{StateStores, StoreHandle};
+/// use kstreams::{batch_processor, store, testing, Emit, Record};
+///
+/// #[store(name = "totals", backend = "in_memory")]
+/// type Totals = kstreams::KeyValue<String, u64>;
+///
+/// #[batch_processor]
+/// fn total(amounts: &[Record<String, u64>], totals: &mut Totals, out: &mut Emit<String, u64>) -> kstreams::Result<()> {
+///     for r in amounts {
+///         let t = totals.get(&r.key)?.unwrap_or(0) + r.value;
+///         totals.put(&r.key, &t)?;
+///         out.forward(r.derive(r.key.clone(), t));
+///     }
+///     Ok(())
+/// }
+///
+/// let mut stores = StateStores::in_memory(vec![Totals::spec()])?;
+/// let input = [Record::new("a".to_string(), 2), Record::new("a".to_string(), 3)];
+/// let ((), out) = testing::run_plain(&mut stores, |ctx| {
+///     let mut totals = ctx.store_handle::<Totals>()?;
+///     total(&input, &mut totals, ctx)
+/// })?;
+/// assert_eq!(out.iter().map(|r| r.value).collect::<Vec<_>>(), [2, 5]);
+/// # Ok::<(), kstreams::Error>(())
+/// ```
+pub fn run_plain<K: 'static, V: 'static, R>(
+    stores: &mut StateStores,
+    mut f: impl FnMut(&mut Context<'_, K, V>) -> Result<R>,
+) -> Result<(R, Vec<Record<K, V>>)> {
+    let node = NodeInfo {
+        name: "plain-call".into(),
+        children: Vec::new(),
+        child_names: Vec::new(),
+        stores: (0..stores.specs().len()).collect(),
+    };
+    stores.transaction(|txn| {
+        let mut outputs = Outputs::default();
+        let mut failures = FailRecords;
+        let mut ctx = Context {
+            outputs: &mut outputs,
+            node: &node,
+            txn: txn.raw(),
+            clocks: Clocks::default(),
+            failures: &mut failures,
+        };
+        let r = f(&mut ctx)?;
+        Ok((r, std::mem::take(&mut outputs.records)))
+    })
+}
+
+/// [`Context::fail_record`] in a plain call: the `Fail` policy, the error is returned.
+struct FailRecords;
+
+impl crate::task::RecordFailures for FailRecords {
+    fn fail_record(&mut self, _: &str, _: Option<&Origin>, error: Error) -> Result<()> {
+        Err(error)
+    }
 }

@@ -398,7 +398,8 @@ impl TopologyBuilder {
         self.stream(index)
     }
 
-    /// Adds a processor of the records of `input`; its name is the processor's type name.
+    /// Adds a processor of the records of `input`; its name is the processor's
+    /// [`node_name`](BatchProcessor::node_name), or else its type name.
     ///
     /// Each task runs its own clone of `processor`. The stores it declares are added to the
     /// topology.
@@ -412,7 +413,11 @@ impl TopologyBuilder {
         K: 'static,
         V: 'static,
     {
-        let name = self.unique_name(&short_type_name::<P>());
+        let base = match processor.node_name() {
+            Some(name) => name.to_owned(),
+            None => short_type_name::<P>(),
+        };
+        let name = self.unique_name(&base);
         self.add_named(&name, processor, input)
     }
 

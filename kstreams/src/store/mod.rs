@@ -15,6 +15,7 @@ use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -174,6 +175,57 @@ impl StoreSpec {
                 ))
             })
     }
+}
+
+/// The type a `#[kstreams::store]` alias names: a key-value store of `K` to `V`.
+///
+/// It is only a marker: `#[store]` turns `type Counts = KeyValue<String, u64>;` into a handle type
+/// `Counts<'t>` that derefs to [`KeyValueStore<'t, String, u64>`](KeyValueStore) and implements
+/// [`StoreHandle`].
+pub struct KeyValue<K, V>(PhantomData<fn() -> (K, V)>);
+
+impl<K, V> fmt::Debug for KeyValue<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "KeyValue<{}, {}>",
+            std::any::type_name::<K>(),
+            std::any::type_name::<V>()
+        )
+    }
+}
+
+/// A typed store handle declared with `#[kstreams::store]`: a store's name and types in one type.
+///
+/// A `#[batch_processor]` or `#[processor]` function that takes `&mut Counts` declares the store
+/// (through [`spec`](Self::spec)) and gets it bound to the batch's transaction (through
+/// [`bind`](Self::bind)); the store's name is written once, in the `#[store]` attribute.
+///
+/// ```
+/// use kstreams::store::StoreHandle;
+///
+/// #[kstreams::store(name = "word-counts", backend = "in_memory")]
+/// type WordCounts = kstreams::KeyValue<String, u64>;
+///
+/// assert_eq!(<WordCounts as StoreHandle>::NAME, "word-counts");
+/// assert_eq!(<WordCounts as StoreHandle>::spec().get_backend(), kstreams::Backend::InMemory);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a store: declare it with `#[kstreams::store]`",
+    label = "not a store handle",
+    note = "after its records, a processor function takes `&mut` store handles declared with `#[kstreams::store(name = \"...\")] type Name = kstreams::KeyValue<K, V>;`, then optionally `&mut Emit<K, V>`"
+)]
+pub trait StoreHandle<'t>: Sized {
+    /// The store's name.
+    const NAME: &'static str;
+    /// The key type.
+    type Key: 'static;
+    /// The value type.
+    type Value: 'static;
+    /// The store's declaration: name, types, serdes, backend, changelog.
+    fn spec() -> StoreSpec;
+    /// Wraps the typed handle of this store in the current transaction.
+    fn bind(store: KeyValueStore<'t, Self::Key, Self::Value>) -> Self;
 }
 
 /// A write to a store, as it goes to the store's changelog topic.

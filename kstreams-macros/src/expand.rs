@@ -1,0 +1,306 @@
+//! Code generation from a valid model. Generated code names only `::kstreams::__private::…` and
+//! `::core::…`; its helpers are `__kstreams_*` items inside `const _: () = { … };`.
+//!
+//! Type checks are left to rustc, with the bounds spanned at the user's tokens:
+//! - a store parameter's type goes through `__private::store_param::<T>()` (one generic function,
+//!   so a type that is not a store is one error, "`T` is not a store", at `T`);
+//! - a store's key and value serdes come from `__private::default_serde::<K>()` spanned at `K`;
+//! - the return value goes through `ProcessorReturn`, spanned at the return type.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Attribute, FnArg, Ident, LitStr, ReturnType, Type};
+
+use crate::ast::{Kind, ProcessorFn, StoreAlias};
+use crate::attr::{Backend, ProcessorArgs, StoreArgs};
+
+/// `r#type` → `type`.
+pub(crate) fn unraw(ident: &Ident) -> String {
+    let s = ident.to_string();
+    s.strip_prefix("r#").map(str::to_owned).unwrap_or(s)
+}
+
+/// Splits attributes into (docs, cfgs, the rest).
+pub(crate) fn split_attrs(
+    attrs: &[Attribute],
+) -> (Vec<&Attribute>, Vec<&Attribute>, Vec<&Attribute>) {
+    let (mut docs, mut cfgs, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+    for a in attrs {
+        if a.path().is_ident("doc") {
+            docs.push(a);
+        } else if a.path().is_ident("cfg") || a.path().is_ident("cfg_attr") {
+            cfgs.push(a);
+        } else {
+            rest.push(a);
+        }
+    }
+    (docs, cfgs, rest)
+}
+
+/// The hidden name of the user's function.
+pub(crate) fn inner_ident(ident: &Ident) -> Ident {
+    format_ident!("__kstreams_{}", unraw(ident), span = ident.span())
+}
+
+/// `fn(A, B) -> R`: the type of the user's function as a pointer.
+pub(crate) fn fn_pointer_type(f: &syn::ItemFn) -> TokenStream {
+    let inputs = f.sig.inputs.iter().filter_map(|a| match a {
+        FnArg::Typed(pt) => Some(&pt.ty),
+        FnArg::Receiver(_) => None,
+    });
+    let output = &f.sig.output;
+    quote!(fn(#(#inputs),*) #output)
+}
+
+/// The unit struct that stands for the function.
+pub(crate) fn unit_struct(kind: Kind, item: &syn::ItemFn) -> TokenStream {
+    let (docs, cfgs, _) = split_attrs(&item.attrs);
+    let vis = &item.vis;
+    let ident = &item.sig.ident;
+    let note = format!(
+        " A processor made by `#[kstreams::{}]` from the function `{}`: connect it with `TopologyBuilder::add`, or call it like that function.",
+        kind.macro_name(),
+        unraw(ident)
+    );
+    let sep = if docs.is_empty() {
+        quote!()
+    } else {
+        quote!(#[doc = ""])
+    };
+    quote! {
+        #(#cfgs)*
+        #(#docs)*
+        #sep
+        #[doc = #note]
+        #[allow(non_camel_case_types)]
+        #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug)]
+        #vis struct #ident;
+    }
+}
+
+/// The user's function, renamed, with its non-doc attributes.
+pub(crate) fn inner_fn(item: &syn::ItemFn) -> TokenStream {
+    let (_, _, rest) = split_attrs(&item.attrs);
+    let mut f = item.clone();
+    f.attrs = Vec::new();
+    f.vis = syn::Visibility::Inherited;
+    f.sig.ident = inner_ident(&item.sig.ident);
+    quote! {
+        #(#rest)*
+        #f
+    }
+}
+
+/// `impl Deref<Target = fn(..)>`, so the processor is still callable as the function.
+pub(crate) fn deref_impl(item: &syn::ItemFn) -> TokenStream {
+    let ident = &item.sig.ident;
+    let inner = inner_ident(ident);
+    let ptr = fn_pointer_type(item);
+    quote! {
+        impl ::core::ops::Deref for #ident {
+            type Target = #ptr;
+            #[inline]
+            fn deref(&self) -> &Self::Target {
+                static __KSTREAMS_FN: <#ident as ::core::ops::Deref>::Target = #inner;
+                &__KSTREAMS_FN
+            }
+        }
+    }
+}
+
+pub(crate) fn processor(f: &ProcessorFn, args: &ProcessorArgs) -> TokenStream {
+    let item = &f.item;
+    let ident = f.ident();
+    let inner = inner_ident(ident);
+    let (_, cfgs, _) = split_attrs(&item.attrs);
+    let (key, value) = (&f.key, &f.value);
+    let (out_key, out_value) = match &f.emit {
+        Some((k, v)) => (k.to_token_stream(), v.to_token_stream()),
+        None => (quote!(()), quote!(())),
+    };
+    let node_name = match &args.name {
+        Some(n) => n.clone(),
+        None => LitStr::new(&unraw(ident), ident.span()),
+    };
+
+    let store_tys: Vec<&Type> = f.stores.iter().map(|s| &s.ty).collect();
+    // Each use of a store type goes through `store_param::<T>()`, spanned at `T`.
+    let params: Vec<TokenStream> = store_tys
+        .iter()
+        .map(|ty| quote_spanned!(ty.span()=> ::kstreams::__private::store_param::<#ty>()))
+        .collect();
+    let stores_fn = if params.is_empty() {
+        quote!()
+    } else {
+        quote! {
+            fn stores(&self) -> ::kstreams::__private::Vec<::kstreams::__private::StoreSpec> {
+                ::kstreams::__private::Vec::from([#((#params.spec)()),*])
+            }
+        }
+    };
+    let store_vars: Vec<Ident> = (0..params.len())
+        .map(|i| format_ident!("__kstreams_store_{}", i))
+        .collect();
+    let indices = 0..params.len();
+    let bind = quote! {
+        let __kstreams_binder = ::kstreams::__private::binder(__kstreams_ctx);
+        #(let mut #store_vars = (#params.bind)(__kstreams_binder, #indices)?;)*
+    };
+    let out_arg = f.emit.as_ref().map(|_| quote!(__kstreams_ctx));
+    let ret_span = match &item.sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => Span::call_site(),
+    };
+    // The call is spanned at the return type: a return type that is not `()` or a `Result` is
+    // reported there ("a processor function cannot return `usize`").
+    let call_inner = Ident::new(&inner.to_string(), ret_span);
+    let call = |records: TokenStream| {
+        quote_spanned! {ret_span=>
+            ::kstreams::__private::ProcessorReturn::into_result(
+                #call_inner(#records, #(&mut #store_vars,)* #out_arg)
+            )
+        }
+    };
+    let body = match f.kind {
+        Kind::Batch => {
+            let call = call(quote!(__kstreams_records));
+            quote! {
+                #bind
+                #call
+            }
+        }
+        Kind::PerRecord => {
+            let call = call(quote!(__kstreams_record));
+            quote! {
+                #bind
+                for __kstreams_record in __kstreams_records {
+                    #call.map_err(|__kstreams_e| ::kstreams::__private::with_origin(__kstreams_e, __kstreams_record))?;
+                }
+                ::core::result::Result::Ok(())
+            }
+        }
+    };
+    let unit = unit_struct(f.kind, item);
+    let inner_fn = inner_fn(item);
+    let deref = deref_impl(item);
+    quote! {
+        #unit
+
+        #(#cfgs)*
+        #[allow(elided_lifetimes_in_paths)]
+        const _: () = {
+            #inner_fn
+
+            #deref
+
+            impl ::kstreams::__private::BatchProcessor<#key, #value> for #ident {
+                type OutKey = #out_key;
+                type OutValue = #out_value;
+
+                fn node_name(&self) -> ::core::option::Option<&str> {
+                    ::core::option::Option::Some(#node_name)
+                }
+
+                #stores_fn
+
+                #[inline]
+                fn process_batch(
+                    &mut self,
+                    __kstreams_records: &[::kstreams::__private::Record<#key, #value>],
+                    __kstreams_ctx: &mut ::kstreams::__private::Context<'_, #out_key, #out_value>,
+                ) -> ::kstreams::__private::Result<()> {
+                    #body
+                }
+            }
+        };
+    }
+}
+
+pub(crate) fn store(s: &StoreAlias, args: &StoreArgs, name: &LitStr) -> TokenStream {
+    let StoreAlias {
+        attrs,
+        vis,
+        ident,
+        ty,
+        key,
+        value,
+    } = s;
+    let (docs, cfgs, rest) = split_attrs(attrs);
+    let key_serde = match &args.key_serde {
+        Some(e) => e.to_token_stream(),
+        None => quote_spanned!(key.span()=> ::kstreams::__private::default_serde::<#key>()),
+    };
+    let value_serde = match &args.value_serde {
+        Some(e) => e.to_token_stream(),
+        None => quote_spanned!(value.span()=> ::kstreams::__private::default_serde::<#value>()),
+    };
+    let backend = match args.backend {
+        None => quote!(),
+        Some(Backend::Lmdb) => quote!(.backend(::kstreams::__private::Backend::Lmdb)),
+        Some(Backend::InMemory) => quote!(.backend(::kstreams::__private::Backend::InMemory)),
+    };
+    let changelog = match &args.changelog {
+        None => quote!(),
+        Some(b) => quote!(.changelog(#b)),
+    };
+    let note = format!(
+        " The store `{}` (`{}` → `{}`), declared with `#[kstreams::store]`: take it as `&mut {}` in a processor function.",
+        name.value(),
+        crate::ast::code(key),
+        crate::ast::code(value),
+        unraw(ident)
+    );
+    let sep = if docs.is_empty() {
+        quote!()
+    } else {
+        quote!(#[doc = ""])
+    };
+    quote! {
+        #(#cfgs)*
+        #(#docs)*
+        #sep
+        #[doc = #note]
+        #(#rest)*
+        #[derive(::core::fmt::Debug)]
+        #vis struct #ident<'t>(::kstreams::__private::KeyValueStore<'t, #key, #value>);
+
+        #(#cfgs)*
+        const _: () = {
+            // The alias must name `kstreams::KeyValue`, whatever it is imported as.
+            const _: fn(#ty) -> ::kstreams::__private::KeyValue<#key, #value> = ::core::convert::identity;
+
+            impl<'t> ::core::ops::Deref for #ident<'t> {
+                type Target = ::kstreams::__private::KeyValueStore<'t, #key, #value>;
+                #[inline]
+                fn deref(&self) -> &Self::Target {
+                    &self.0
+                }
+            }
+
+            impl<'t> ::core::ops::DerefMut for #ident<'t> {
+                #[inline]
+                fn deref_mut(&mut self) -> &mut Self::Target {
+                    &mut self.0
+                }
+            }
+
+            impl<'t> ::kstreams::__private::StoreHandle<'t> for #ident<'t> {
+                const NAME: &'static str = #name;
+                type Key = #key;
+                type Value = #value;
+
+                fn spec() -> ::kstreams::__private::StoreSpec {
+                    ::kstreams::__private::StoreSpec::with_serdes::<#key, #value>(#name, #key_serde, #value_serde)
+                        #backend
+                        #changelog
+                }
+
+                #[inline]
+                fn bind(store: ::kstreams::__private::KeyValueStore<'t, #key, #value>) -> Self {
+                    #ident(store)
+                }
+            }
+        };
+    }
+}

@@ -1,0 +1,124 @@
+//! What a macro emits when the item has mistakes: the `compile_error!`s, plus enough of the
+//! expansion that the rest of the crate type-checks, so one mistake gives one error
+//! (thiserror's `fallback.rs`). The user's function is kept, so errors in its body still show.
+
+use proc_macro2::TokenStream;
+use quote::{ToTokens, quote};
+use syn::{FnArg, Item};
+
+use crate::ast::{Kind, ParsedFn, ParsedStore, has_impl_trait};
+use crate::expand;
+
+fn has_receiver(f: &syn::ItemFn) -> bool {
+    f.sig.inputs.iter().any(|a| matches!(a, FnArg::Receiver(_)))
+}
+
+/// Whether the function's type can be written as a `fn(..)` pointer.
+fn nameable(f: &syn::ItemFn) -> bool {
+    let s = &f.sig;
+    s.generics.params.is_empty()
+        && s.generics.where_clause.is_none()
+        && s.asyncness.is_none()
+        && s.constness.is_none()
+        && s.unsafety.is_none()
+        && s.abi.is_none()
+        && s.variadic.is_none()
+        && !has_receiver(f)
+        && !has_impl_trait(s.to_token_stream())
+}
+
+pub(crate) fn processor(kind: Kind, parsed: &ParsedFn, errors: syn::Error) -> TokenStream {
+    let compile_errors = errors.to_compile_error();
+    let f = match &parsed.item {
+        Some(Item::Fn(f)) => f,
+        Some(other) => return quote!(#other #compile_errors),
+        None => return compile_errors,
+    };
+    let ident = &f.sig.ident;
+    let (out_key, out_value) = match &parsed.emit {
+        Some((k, v)) => (k.to_token_stream(), v.to_token_stream()),
+        None => (quote!(()), quote!(())),
+    };
+    let unit = expand::unit_struct(kind, f);
+    // A function with `self` or `...` would only add errors of its own.
+    let inner = if has_receiver(f) || f.sig.variadic.is_some() {
+        // Still name the parameter types, so that their imports are used.
+        let types = f.sig.inputs.iter().filter_map(|a| match a {
+            FnArg::Typed(pt) if !has_impl_trait(pt.ty.to_token_stream()) => Some(&pt.ty),
+            _ => None,
+        });
+        quote!(#[allow(dead_code)] type __KstreamsSignature = fn(#(#types),*);)
+    } else {
+        let inner = expand::inner_fn(f);
+        quote!(#[allow(dead_code, elided_lifetimes_in_paths)] #inner)
+    };
+    let deref = if nameable(f) {
+        expand::deref_impl(f)
+    } else {
+        quote!()
+    };
+    quote! {
+        #compile_errors
+        #unit
+        #[allow(elided_lifetimes_in_paths)]
+        const _: () = {
+            #inner
+            #deref
+            impl<__KstreamsK: 'static, __KstreamsV: 'static> ::kstreams::__private::BatchProcessor<__KstreamsK, __KstreamsV> for #ident {
+                type OutKey = #out_key;
+                type OutValue = #out_value;
+                fn process_batch(
+                    &mut self,
+                    _: &[::kstreams::__private::Record<__KstreamsK, __KstreamsV>],
+                    _: &mut ::kstreams::__private::Context<'_, #out_key, #out_value>,
+                ) -> ::kstreams::__private::Result<()> {
+                    ::core::unreachable!()
+                }
+            }
+        };
+    }
+}
+
+pub(crate) fn store(parsed: &ParsedStore, errors: syn::Error) -> TokenStream {
+    let compile_errors = errors.to_compile_error();
+    match (&parsed.model, &parsed.item) {
+        (Some(s), _) => {
+            let (docs, cfgs, _) = expand::split_attrs(&s.attrs);
+            let (vis, ident, ty, key, value) = (&s.vis, &s.ident, &s.ty, &s.key, &s.value);
+            quote! {
+                #compile_errors
+                #(#cfgs)*
+                #(#docs)*
+                #[derive(::core::fmt::Debug)]
+                #vis struct #ident<'t>(::kstreams::__private::KeyValueStore<'t, #key, #value>);
+                const _: () = {
+                    const _: fn(#ty) -> ::kstreams::__private::KeyValue<#key, #value> = ::core::convert::identity;
+                    impl<'t> ::core::ops::Deref for #ident<'t> {
+                        type Target = ::kstreams::__private::KeyValueStore<'t, #key, #value>;
+                        fn deref(&self) -> &Self::Target {
+                            &self.0
+                        }
+                    }
+                    impl<'t> ::core::ops::DerefMut for #ident<'t> {
+                        fn deref_mut(&mut self) -> &mut Self::Target {
+                            &mut self.0
+                        }
+                    }
+                    impl<'t> ::kstreams::__private::StoreHandle<'t> for #ident<'t> {
+                        const NAME: &'static str = "";
+                        type Key = #key;
+                        type Value = #value;
+                        fn spec() -> ::kstreams::__private::StoreSpec {
+                            ::core::unreachable!()
+                        }
+                        fn bind(store: ::kstreams::__private::KeyValueStore<'t, #key, #value>) -> Self {
+                            #ident(store)
+                        }
+                    }
+                };
+            }
+        }
+        (None, Some(item)) => quote!(#item #compile_errors),
+        (None, None) => compile_errors,
+    }
+}

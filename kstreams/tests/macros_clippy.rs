@@ -1,0 +1,58 @@
+//! Expansions are clean under `#![deny(warnings, clippy::all)]`: `cargo clippy --all-targets -- -D
+//! warnings` checks this file (the trybuild pass case `ui-tests/tests/ui/pass/deny_warnings.rs`
+//! holds the same code for rustc's own lints, which trybuild runs without clippy).
+#![deny(warnings, clippy::all)]
+#![deny(missing_debug_implementations, unused_qualifications, unused_lifetimes)]
+#![allow(elided_lifetimes_in_paths)] // the documented style: `&mut Counts`, `&mut Emit<K, V>`
+
+use kstreams::testing::TopologyTestDriver;
+use kstreams::{Emit, Record, Topology, batch_processor, processor, store};
+
+/// Counts per word.
+#[store(name = "counts", backend = "in_memory")]
+pub type Counts = kstreams::KeyValue<String, u64>;
+
+/// Counts words.
+#[batch_processor]
+pub fn count(
+    lines: &[Record<(), String>],
+    counts: &mut Counts,
+    out: &mut Emit<String, u64>,
+) -> kstreams::Result<()> {
+    for l in lines {
+        let n = counts.get(&l.value)?.unwrap_or(0) + 1;
+        counts.put(&l.value, &n)?;
+        out.forward(l.derive(l.value.clone(), n));
+    }
+    Ok(())
+}
+
+/// Forgets words counted twice.
+#[processor(name = "forget")]
+fn forget_twice(record: &Record<String, u64>, counts: &mut Counts) -> kstreams::Result<()> {
+    if record.value >= 2 {
+        counts.delete(&record.key)?;
+    }
+    Ok(())
+}
+
+/// Only records.
+#[processor]
+fn ignore(_: &Record<(), String>) {}
+
+#[test]
+fn clippy_clean_processors_run() -> kstreams::Result<()> {
+    let mut t = Topology::builder();
+    let lines = t.source::<(), String>("lines");
+    let counted = t.add(count, &lines);
+    t.sink("counts", &counted);
+    let _ = t.add(forget_twice, &counted);
+    let _ = t.add(ignore, &lines);
+    let mut d = TopologyTestDriver::new(t.build()?)?;
+    d.pipe_batch(
+        "lines",
+        ["a", "b", "a"].map(|w| Record::new((), w.to_string())),
+    )?;
+    assert_eq!(d.store::<String, u64>("counts")?, [("b".to_string(), 1)]);
+    Ok(())
+}

@@ -1,0 +1,8 @@
+use kstreams::{batch_processor, Record};
+
+#[batch_processor]
+fn count(_lines: &[Record<(), String>]) -> usize {
+    _lines.len()
+}
+
+fn main() {}

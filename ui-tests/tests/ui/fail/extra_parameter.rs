@@ -1,0 +1,6 @@
+use kstreams::{batch_processor, Record};
+
+#[batch_processor]
+fn count(_lines: &[Record<(), String>], _limit: usize) {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use kstreams::batch_processor;
+
+#[batch_processor]
+struct Counter;
+
+fn main() {}

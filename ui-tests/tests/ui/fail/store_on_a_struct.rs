@@ -1,0 +1,6 @@
+use kstreams::store;
+
+#[store(name = "counts")]
+struct Counts;
+
+fn main() {}

@@ -1,0 +1,13 @@
+use kstreams::{batch_processor, Emit, Record, Topology};
+
+#[batch_processor]
+fn lengths(lines: &[Record<(), String>], out: &mut Emit<(), u64>) {
+    out.forward_batch(lines.iter().map(|l| l.derive((), l.value.len() as u64)));
+}
+
+fn main() {
+    let mut t = Topology::builder();
+    let keyed = t.source::<String, String>("keyed-lines");
+    let out = t.add(lengths, &keyed);
+    t.sink("lengths", &out);
+}
