@@ -18,3 +18,5 @@ pub use processor::{BatchProcessor, PerRecord, Processor, SliceOfOne};
 pub use record::{Headers, Origin, Record};
 pub use store::{Backend, KeyValueStore, StoreSpec};
 pub use topology::{Stream, Topology, TopologyBuilder};
+#[cfg(feature = "kafka")]
+pub mod kafka;
