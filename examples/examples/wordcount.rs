@@ -37,7 +37,8 @@ struct Args {
     /// Kafka bootstrap servers; without it, an embedded mock cluster is used.
     #[arg(long)]
     brokers: Option<String>,
-    /// Partitions of the input topic (default: 4, more when the embedded cluster needs them).
+    /// Partitions of the input topic (default: 4, more when the embedded cluster needs them); the
+    /// repartition and output topics get as many (or more on the embedded cluster).
     #[arg(long)]
     partitions: Option<i32>,
     /// Keep the state here instead of a temporary directory.
@@ -76,6 +77,24 @@ fn output_partitions(occurrences: &HashMap<String, u64>, min: i32) -> Result<i32
     )
 }
 
+/// Waits until the app committed every offset up to `ends` (or stopped).
+async fn wait_committed(
+    app: &App,
+    ends: &BTreeMap<(String, i32), i64>,
+    runner: &tokio::task::JoinHandle<kstreams::Result<()>>,
+) {
+    loop {
+        let status = app.status();
+        let done = ends
+            .iter()
+            .all(|(tp, end)| *end == 0 || status.committed.get(tp).is_some_and(|c| c >= end));
+        if done || runner.is_finished() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     tracing_subscriber::fmt()
@@ -98,6 +117,7 @@ async fn main() -> Result<(), BoxError> {
     );
     let app_id = format!("wordcount-{run}");
     let input_topic = format!("{app_id}-lines");
+    let words_topic = format!("{app_id}-words-repartition");
     let output_topic = format!("{app_id}-counts");
     let (state_dir, _tmp) = match &args.state_dir {
         Some(d) => (d.clone(), None),
@@ -143,12 +163,13 @@ async fn main() -> Result<(), BoxError> {
     }
 
     let app = Arc::new(App::new(
-        wordcount::topology(&input_topic, &output_topic)?,
+        wordcount::topology(&input_topic, &words_topic, &output_topic)?,
         config,
     )?);
     let bootstrap = app.bootstrap_servers().to_owned();
     app.create_topics(&[
         TopicSpec::new(&input_topic, partitions),
+        TopicSpec::new(&words_topic, out_partitions),
         TopicSpec::new(&output_topic, out_partitions),
     ])
     .await?;
@@ -209,19 +230,14 @@ async fn main() -> Result<(), BoxError> {
         tokio::spawn(async move { app.run().await })
     };
     let began = Instant::now();
-    loop {
-        let status = app.status();
-        let done = input_end
-            .iter()
-            .all(|(tp, end)| *end == 0 || status.committed.get(tp).is_some_and(|c| c >= end));
-        if done {
-            break;
-        }
-        if runner.is_finished() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    wait_committed(&app, &input_end, &runner).await;
+    // Every line is committed, so every word is acknowledged: the repartition topic is complete.
+    let mut words_end = BTreeMap::new();
+    for p in 0..out_partitions {
+        let (_, high) = reader.fetch_watermarks(&words_topic, p, Duration::from_secs(30))?;
+        words_end.insert((words_topic.clone(), p), high);
     }
+    wait_committed(&app, &words_end, &runner).await;
     app.shutdown_handle().shutdown();
     runner.await??;
     let status = app.status();

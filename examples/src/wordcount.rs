@@ -1,9 +1,13 @@
 //! Word count: lowercase each line, split on every char that is not alphanumeric, drop empty
 //! words, count per word in an LMDB store and forward each word's new count.
+//!
+//! Two sub-topologies: lines → words, written to a repartition topic keyed by word (so every
+//! occurrence of a word lands in the same partition, murmur2 as in Java), then words → counts.
+//! Counting straight from the lines would count per input partition, not per word.
 
 use std::collections::HashMap;
 
-use kstreams::{BatchProcessor, Context, Record, Result, StoreSpec, Topology};
+use kstreams::{BatchProcessor, Context, Record, Result, StoreSpec, Topology, processor};
 
 /// The store holding the count of every word.
 pub const STORE: &str = "word-counts";
@@ -20,7 +24,7 @@ pub fn words(line: &str) -> impl Iterator<Item = String> + '_ {
 #[derive(Debug, Clone, Default)]
 pub struct CountWords;
 
-impl BatchProcessor<(), String> for CountWords {
+impl BatchProcessor<String, ()> for CountWords {
     type OutKey = String;
     type OutValue = u64;
 
@@ -30,22 +34,20 @@ impl BatchProcessor<(), String> for CountWords {
 
     fn process_batch(
         &mut self,
-        records: &[Record<(), String>],
+        records: &[Record<String, ()>],
         ctx: &mut Context<'_, String, u64>,
     ) -> Result<()> {
         let store = ctx.store::<String, u64>(STORE)?;
         let mut distinct: Vec<String> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        let mut occurrences: Vec<(usize, usize)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut occurrences: Vec<(usize, usize)> = Vec::with_capacity(records.len());
         for (r, record) in records.iter().enumerate() {
-            for word in words(&record.value) {
-                let next = distinct.len();
-                let w = *index.entry(word).or_insert_with_key(|k| {
-                    distinct.push(k.clone());
-                    next
-                });
-                occurrences.push((r, w));
-            }
+            let next = distinct.len();
+            let w = *index.entry(record.key.as_str()).or_insert_with(|| {
+                distinct.push(record.key.clone());
+                next
+            });
+            occurrences.push((r, w));
         }
         let mut counts: Vec<u64> = store
             .get_batch(&distinct)?
@@ -61,11 +63,21 @@ impl BatchProcessor<(), String> for CountWords {
     }
 }
 
-/// `input` (lines, any key) → [`CountWords`] → `output` (word → count, big-endian u64).
-pub fn topology(input: &str, output: &str) -> Result<Topology> {
+/// `input` (lines, any key) → words → `words_topic` (word → null) → [`CountWords`] → `output`
+/// (word → count, big-endian u64). `words_topic` must exist, with as many partitions as `output`
+/// for outputs to stay in their task's order per partition.
+pub fn topology(input: &str, words_topic: &str, output: &str) -> Result<Topology> {
     let mut t = Topology::builder();
     let lines = t.source::<(), String>(input);
-    let counts = t.add(CountWords, &lines);
+    let split = t.add(
+        processor::flat_map(|r: &Record<(), String>| {
+            words(&r.value).map(|w| r.derive(w, ())).collect::<Vec<_>>()
+        }),
+        &lines,
+    );
+    t.sink(words_topic, &split);
+    let words = t.source::<String, ()>(words_topic);
+    let counts = t.add(CountWords, &words);
     t.sink(output, &counts);
     Ok(t.build()?)
 }
@@ -77,7 +89,7 @@ mod tests {
 
     #[test]
     fn counts_words_and_is_split_invariant() -> Result<()> {
-        let topology = topology("lines", "counts")?;
+        let topology = topology("lines", "words", "counts")?;
         let mut driver = TopologyTestDriver::new(topology.clone())?;
         driver.pipe_batch(
             "lines",
@@ -100,10 +112,14 @@ mod tests {
         .map(|(w, c)| (w.to_string(), *c))
         .collect();
         assert_eq!(got, want);
-        let input = SplitInput::new().partitions("lines", 3).records(
-            "lines",
-            (0..200).map(|i| Record::new((), format!("w{} w{} common", i % 7, i % 3))),
-        )?;
+        let input = SplitInput::new()
+            .partitions("lines", 3)
+            .partitions("words", 2)
+            .partitions("counts", 2)
+            .records(
+                "lines",
+                (0..200).map(|i| Record::new((), format!("w{} w{} common", i % 7, i % 3))),
+            )?;
         check_split_invariance(&topology, &input, 11, 3)
     }
 }
