@@ -43,9 +43,9 @@ pub trait Serde<T>: Send + Sync + 'static {
 
     /// Reads a batch of values, in order, appending to `out`. On error, returns the index of the
     /// bytes that failed; values before it are in `out`.
-    fn deserialize_batch<'a>(
+    fn deserialize_batch(
         &self,
-        bytes: &mut dyn Iterator<Item = Option<&'a [u8]>>,
+        bytes: &mut dyn Iterator<Item = Option<&[u8]>>,
         out: &mut Vec<T>,
     ) -> Result<(), (usize, SerdeError)> {
         for (i, b) in bytes.enumerate() {

@@ -262,7 +262,19 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn short_type_name<T>() -> String {
-    let full = std::any::type_name::<T>();
+    let mut full = std::any::type_name::<T>();
+    // Adapters are named for what they wrap: `PerRecord<app::Upper>` is `Upper`.
+    for adapter in [
+        "kstreams::processor::PerRecord<",
+        "kstreams::processor::SliceOfOne<",
+    ] {
+        while let Some(inner) = full.strip_prefix(adapter) {
+            full = inner.strip_suffix('>').unwrap_or(inner);
+        }
+    }
+    if full.starts_with("kstreams::processor::FlatMap<") {
+        return "flat_map".to_owned();
+    }
     let base = full.split('<').next().unwrap_or(full);
     let short = base.rsplit("::").next().unwrap_or(base);
     let cleaned: String = short

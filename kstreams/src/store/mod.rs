@@ -501,10 +501,10 @@ fn parse_meta(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Position {
         };
         let v = i64::from_be_bytes(v);
         if let Some(rest) = k.strip_prefix("input/") {
-            if let Some((p, t)) = rest.split_once('/') {
-                if let Ok(p) = p.parse() {
-                    pos.inputs.push(((t.to_owned(), p), v));
-                }
+            if let Some((p, t)) = rest.split_once('/')
+                && let Ok(p) = p.parse()
+            {
+                pos.inputs.push(((t.to_owned(), p), v));
             }
         } else if let Some(store) = k.strip_prefix("changelog/") {
             pos.changelogs.push((store.to_owned(), v));
