@@ -256,10 +256,10 @@ impl ConsumerContext for GroupContext {
             self.generation.fetch_add(1, Ordering::SeqCst);
             let revoked = tpl_partitions(tpl);
             let mut engine = lock(&self.engine);
-            if let Some(engine) = engine.as_mut() {
-                if let Err(e) = engine.revoke(consumer, &revoked) {
-                    self.fail(e);
-                }
+            if let Some(engine) = engine.as_mut()
+                && let Err(e) = engine.revoke(consumer, &revoked)
+            {
+                self.fail(e);
             }
         }
     }
@@ -270,10 +270,10 @@ impl ConsumerContext for GroupContext {
                 self.generation.fetch_add(1, Ordering::SeqCst);
                 let assigned = tpl_partitions(tpl);
                 let mut engine = lock(&self.engine);
-                if let Some(engine) = engine.as_mut() {
-                    if let Err(e) = engine.assign(consumer, &assigned) {
-                        self.fail(e);
-                    }
+                if let Some(engine) = engine.as_mut()
+                    && let Err(e) = engine.assign(consumer, &assigned)
+                {
+                    self.fail(e);
                 }
             }
             Rebalance::Revoke(_) => {}
@@ -418,12 +418,12 @@ impl Engine {
                             Offset::Offset(o) => Some(o),
                             _ => None,
                         });
-                    if let (Some(local), Some(group)) = (local, group) {
-                        if local > group {
-                            tracing::warn!(%topic, partition = id.partition, local, committed = group,
+                    if let (Some(local), Some(group)) = (local, group)
+                        && local > group
+                    {
+                        tracing::warn!(%topic, partition = id.partition, local, committed = group,
                                 "local state is ahead of the committed offset (unclean stop): \
                                  {} records are processed again (at-least-once)", local - group);
-                        }
                     }
                 }
             }
@@ -581,12 +581,12 @@ impl Engine {
                 .enumerate()
             {
                 let Some(topic) = topic else { continue };
-                if let Some(acked) = self.sink.changelog_acked(topic, id.partition) {
-                    if running.recorded.get(i).copied().flatten() != Some(acked) {
-                        positions.push((spec.name().to_owned(), acked));
-                        if let Some(slot) = running.recorded.get_mut(i) {
-                            *slot = Some(acked);
-                        }
+                if let Some(acked) = self.sink.changelog_acked(topic, id.partition)
+                    && running.recorded.get(i).copied().flatten() != Some(acked)
+                {
+                    positions.push((spec.name().to_owned(), acked));
+                    if let Some(slot) = running.recorded.get_mut(i) {
+                        *slot = Some(acked);
                     }
                 }
             }
