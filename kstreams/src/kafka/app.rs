@@ -222,6 +222,10 @@ struct RunParams {
 struct GroupContext {
     engine: Mutex<Option<Engine>>,
     generation: AtomicU64,
+    /// Partitions revoked since the processing loop last looked: records of them polled before
+    /// the revocation are dropped (they are fetched again from the committed offset by their next
+    /// owner, possibly this instance).
+    revoked: Mutex<BTreeSet<(String, i32)>>,
     error: Mutex<Option<Error>>,
 }
 
@@ -255,6 +259,7 @@ impl ConsumerContext for GroupContext {
         if let Rebalance::Revoke(tpl) = rebalance {
             self.generation.fetch_add(1, Ordering::SeqCst);
             let revoked = tpl_partitions(tpl);
+            lock(&self.revoked).extend(revoked.iter().cloned());
             let mut engine = lock(&self.engine);
             if let Some(engine) = engine.as_mut()
                 && let Err(e) = engine.revoke(consumer, &revoked)
@@ -352,6 +357,28 @@ impl Engine {
         for (t, p) in partitions {
             self.processed.remove(&(t.clone(), *p));
         }
+        // The new partitions' tasks are behind until restored: pause their fetching meanwhile so
+        // that prefetched records do not pile up in memory.
+        let mut paused = TopicPartitionList::new();
+        for (t, p) in partitions {
+            paused.add_partition(t, *p);
+        }
+        if let Err(e) = consumer.pause(&paused) {
+            tracing::debug!(error = %e, "cannot pause partitions during restore");
+        }
+        let result = self.create_and_restore(consumer, partitions, ids);
+        if let Err(e) = consumer.resume(&paused) {
+            tracing::debug!(error = %e, "cannot resume partitions after restore");
+        }
+        result
+    }
+
+    fn create_and_restore<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        partitions: &[(String, i32)],
+        ids: BTreeSet<TaskId>,
+    ) -> Result<()> {
         let committed = {
             let mut tpl = TopicPartitionList::new();
             for (t, p) in partitions {
@@ -533,8 +560,10 @@ impl Engine {
             let out = running.task.process(topic, id.partition, &batch, now)?;
             running.dirty = true;
             processed += batch.len() as u64;
-            self.processed.insert(key, last + 1);
+            // Only records whose outputs were handed to the producer count as processed: a send
+            // that fails leaves the batch uncommitted (it is processed again after a restart).
             self.send(&out)?;
+            self.processed.insert(key, last + 1);
         }
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in ids {
@@ -645,6 +674,7 @@ fn run_blocking(p: RunParams) -> Result<()> {
     let context = GroupContext {
         engine: Mutex::new(None),
         generation: AtomicU64::new(0),
+        revoked: Mutex::new(BTreeSet::new()),
         error: Mutex::new(None),
     };
     let consumer: BaseConsumer<GroupContext> = config
@@ -736,9 +766,12 @@ fn processing_loop(
             let generation = ctx.generation.load(Ordering::SeqCst);
             let polled = consumer.poll(timeout);
             if ctx.generation.load(Ordering::SeqCst) != generation {
-                // A rebalance ran inside poll: records polled before it belong to the old
-                // assignment and are fetched again from the committed offsets.
-                msgs.clear();
+                // A rebalance ran inside poll: records of revoked partitions polled before it
+                // are fetched again from the committed offset by their next owner. (With the
+                // default eager protocol every partition is revoked; with a cooperative one,
+                // partitions kept go on where they were.)
+                let revoked = std::mem::take(&mut *lock(&ctx.revoked));
+                msgs.retain(|m| !revoked.contains(&(m.topic().to_owned(), m.partition())));
             }
             match polled {
                 None => break,
