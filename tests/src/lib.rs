@@ -95,13 +95,25 @@ pub fn unique(prefix: &str) -> String {
 
 /// Creates topics (name, partitions) and waits until they are in metadata.
 pub async fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
+    let with: Vec<(&str, i32, &[(&str, &str)])> =
+        topics.iter().map(|(n, p)| (*n, *p, &[][..])).collect();
+    create_topics_with_configs(bootstrap, &with).await;
+}
+
+/// Creates topics (name, partitions, topic configs) and waits until they are in metadata.
+pub async fn create_topics_with_configs(bootstrap: &str, topics: &[(&str, i32, &[(&str, &str)])]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .expect("admin client");
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|(n, p)| NewTopic::new(n, *p, TopicReplication::Fixed(1)))
+        .map(|(n, p, configs)| {
+            configs.iter().fold(
+                NewTopic::new(n, *p, TopicReplication::Fixed(1)),
+                |t, (k, v)| t.set(k, v),
+            )
+        })
         .collect();
     let results = admin
         .create_topics(new.iter(), &AdminOptions::new())
@@ -115,7 +127,7 @@ pub async fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
         .create()
         .expect("consumer");
     let deadline = Instant::now() + Duration::from_secs(30);
-    for (name, p) in topics {
+    for (name, p, _) in topics {
         loop {
             let md = c.fetch_metadata(Some(name), Duration::from_secs(10));
             if md.is_ok_and(|m| {
@@ -163,6 +175,74 @@ pub fn produce(bootstrap: &str, topic: &str, records: &[Input]) {
     producer.flush(Duration::from_secs(60)).expect("flush");
 }
 
+/// Produces records with a timestamp and one header `h` each, to fixed partitions.
+pub fn produce_with_metadata(
+    bootstrap: &str,
+    topic: &str,
+    records: &[(Vec<u8>, Vec<u8>, i32, i64, Vec<u8>)],
+) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (k, v, p, ts, h) in records {
+        let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+            key: "h",
+            value: Some(h.as_slice()),
+        });
+        let mut r = BaseRecord::<[u8], [u8]>::to(topic)
+            .key(k.as_slice())
+            .payload(v.as_slice())
+            .partition(*p)
+            .timestamp(*ts)
+            .headers(headers);
+        loop {
+            match producer.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// A record read back with its metadata: partition, offset, key, value, timestamp, headers.
+pub type FullOutput = (
+    i32,
+    i64,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    i64,
+    Vec<(String, Option<Vec<u8>>)>,
+);
+
+/// Every record of a topic with timestamps and headers, in partition then offset order.
+pub fn read_all_full(bootstrap: &str, topic: &str, partitions: i32) -> Vec<FullOutput> {
+    use rdkafka::message::Headers as _;
+    read_with(bootstrap, topic, partitions, |m| {
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (
+            m.partition(),
+            m.offset(),
+            m.key().map(<[u8]>::to_vec),
+            m.payload().map(<[u8]>::to_vec),
+            m.timestamp().to_millis().unwrap_or(-1),
+            headers,
+        )
+    })
+}
+
 /// Produces lines round-robin over `partitions` partitions, without keys.
 pub fn produce_lines(bootstrap: &str, topic: &str, partitions: i32, lines: &[String]) {
     let records: Vec<Input> = lines
@@ -194,6 +274,22 @@ pub type Output = (i32, i64, Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// Every record of a topic up to its current end, in partition then offset order.
 pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Output> {
+    read_with(bootstrap, topic, partitions, |m| {
+        (
+            m.partition(),
+            m.offset(),
+            m.key().map(<[u8]>::to_vec),
+            m.payload().map(<[u8]>::to_vec),
+        )
+    })
+}
+
+fn read_with<T>(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    f: impl Fn(&rdkafka::message::BorrowedMessage<'_>) -> T,
+) -> Vec<T> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("reader"))
@@ -212,9 +308,9 @@ pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Output> {
                 .expect("tpl");
         }
     }
-    let mut out = Vec::new();
+    let mut out: Vec<(i32, i64, T)> = Vec::new();
     if ends.is_empty() {
-        return out;
+        return Vec::new();
     }
     c.assign(&tpl).expect("assign");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -222,12 +318,7 @@ pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Output> {
         assert!(Instant::now() < deadline, "timed out reading {topic}");
         if let Some(m) = c.poll(Duration::from_millis(200)) {
             let m = m.expect("message");
-            out.push((
-                m.partition(),
-                m.offset(),
-                m.key().map(<[u8]>::to_vec),
-                m.payload().map(<[u8]>::to_vec),
-            ));
+            out.push((m.partition(), m.offset(), f(&m)));
             if ends
                 .get(&m.partition())
                 .is_some_and(|e| m.offset() + 1 >= *e)
@@ -236,8 +327,8 @@ pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Output> {
             }
         }
     }
-    out.sort_by_key(|(p, o, _, _)| (*p, *o));
-    out
+    out.sort_by_key(|(p, o, _)| (*p, *o));
+    out.into_iter().map(|(_, _, t)| t).collect()
 }
 
 /// The last value of every key as a big-endian u64 (the final count of every word).

@@ -95,3 +95,41 @@ fn exactly_once_is_rejected_as_not_yet_supported() {
     .to_string();
     assert!(err.contains("not supported yet"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_error_stops_the_app_and_commits_nothing() {
+    let b = bootstrap();
+    let id = unique("undeliverable");
+    let (input, output) = (format!("{id}-in"), format!("{id}-out"));
+    // The broker rejects every batch to the output topic as too large: deliveries fail.
+    create_topics_with_configs(
+        &b,
+        &[
+            (&input, 2, &[]),
+            (&output, 2, &[("max.message.bytes", "64")]),
+        ],
+    )
+    .await;
+    let records: Vec<Input> = (0..200)
+        .map(|i| (Some(format!("k{i}").into_bytes()), vec![b'x'; 500], None))
+        .collect();
+    produce(&b, &input, &records);
+    let state = tempfile::tempdir().expect("tempdir");
+    let app = App::new(
+        pass_through(&input, &output),
+        config(&id, &b, state.path()).delivery_timeout(Duration::from_secs(20)),
+    )
+    .expect("app");
+    let (err, _) = run_err(app).await;
+    assert!(err.contains("cannot deliver a record to topic"), "{err}");
+    let ends = end_offsets(&b, &input, 2);
+    let nothing: std::collections::BTreeMap<(String, i32), i64> =
+        ends.keys().map(|k| (k.clone(), 1)).collect();
+    assert!(
+        !group_committed_to(&b, &id, &nothing)
+            && nothing
+                .keys()
+                .all(|k| !group_committed_to(&b, &id, &[(k.clone(), 1)].into())),
+        "no input offset may be committed when its outputs were not delivered"
+    );
+}

@@ -173,3 +173,61 @@ async fn a_java_consumer_reads_our_output_in_murmur2_partitions() {
     let want: HashMap<String, u64> = want.into_iter().collect();
     assert_eq!(finals, want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_values_timestamps_and_headers_survive_the_runtime() {
+    let b = bootstrap();
+    let id = unique("meta");
+    let (input, output) = (format!("{id}-in"), format!("{id}-out"));
+    create_topics(&b, &[(&input, 3), (&output, 3)]).await;
+    let records: Vec<(Vec<u8>, Vec<u8>, i32, i64, Vec<u8>)> = (0..1000)
+        .map(|i| {
+            (
+                format!("k{}", i % 50).into_bytes(),
+                format!("value {i}").into_bytes(),
+                i % 3,
+                1_600_000_000_000 + i64::from(i),
+                format!("header {i}").into_bytes(),
+            )
+        })
+        .collect();
+    produce_with_metadata(&b, &input, &records);
+    let mut t = Topology::builder();
+    let s = t.source::<String, String>(&input);
+    let m = t.add(processor::map(|r: &Record<String, String>| r.clone()), &s);
+    t.sink(&output, &m);
+    let state = tempfile::tempdir().expect("tempdir");
+    let app = Arc::new(
+        App::new(
+            t.build().expect("topology"),
+            config(&id, &b, state.path()).batch_max_records(100),
+        )
+        .expect("app"),
+    );
+    let run = spawn(app.clone());
+    let ends = end_offsets(&b, &input, 3);
+    wait_for("input committed", DONE, || {
+        committed_to(&app.status(), &ends)
+    })
+    .await;
+    app.shutdown_handle().shutdown();
+    run.await.expect("join").expect("run");
+
+    let mut got: Vec<(Vec<u8>, Vec<u8>, i64, Vec<u8>)> = Vec::new();
+    for (p, _, k, v, ts, headers) in read_all_full(&b, &output, 3) {
+        let k = k.expect("key");
+        assert_eq!(p, partition_for_key(&k, 3), "murmur2 partition of {k:?}");
+        let [(name, Some(h))] = headers.as_slice() else {
+            panic!("headers {headers:?}");
+        };
+        assert_eq!(name, "h");
+        got.push((k, v.expect("value"), ts, h.clone()));
+    }
+    let mut want: Vec<(Vec<u8>, Vec<u8>, i64, Vec<u8>)> = records
+        .into_iter()
+        .map(|(k, v, _, ts, h)| (k, v, ts, h))
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+}
