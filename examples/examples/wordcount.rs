@@ -16,7 +16,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use kstreams::kafka::{App, AppConfig, TopicSpec};
-use kstreams::partitioner::partition_for_key;
 use kstreams_examples::wordcount;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -46,35 +45,78 @@ struct Args {
     state_dir: Option<PathBuf>,
 }
 
-/// What librdkafka's mock cluster keeps per partition before it drops old records, with margin.
-const MOCK_MAX_RECORDS: u64 = 80_000;
-const MOCK_MAX_BYTES: u64 = 4 << 20;
-/// A rough per-record overhead in the mock's accounting.
+/// librdkafka 2.12's mock cluster keeps at most 5 MiB (and 100,000 record batches) per
+/// partition, then moves the low watermark. The input must fit whole (it is produced before the
+/// app runs): plan for 4 MiB of uncompressed lines per partition, at a generous per-record
+/// overhead.
+const MOCK_INPUT_BYTES: u64 = 4 << 20;
 const RECORD_OVERHEAD: u64 = 80;
 
-fn fits(records: u64, bytes: u64) -> bool {
-    records <= MOCK_MAX_RECORDS && bytes <= MOCK_MAX_BYTES
-}
-
-/// The fewest output partitions (at least `min`) such that no partition of the output topic
-/// outgrows the mock cluster, given how often each word occurs.
-fn output_partitions(occurrences: &HashMap<String, u64>, min: i32) -> Result<i32, BoxError> {
-    for p in min..=4096 {
-        let mut load = vec![(0u64, 0u64); p as usize];
-        for (word, n) in occurrences {
-            let slot = &mut load[partition_for_key(word.as_bytes(), p) as usize];
-            slot.0 += n;
-            slot.1 += n * (word.len() as u64 + 8 + RECORD_OVERHEAD);
+/// Reads the output topic from the beginning while the app runs (the embedded cluster forgets old
+/// records), keeping the last count of every word, until the offsets sent on `ends`; fails on a
+/// gap in the offsets (records the cluster dropped before they were read).
+fn read_counts(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    ends: std::sync::mpsc::Receiver<HashMap<i32, i64>>,
+) -> Result<BTreeMap<String, u64>, String> {
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+    }
+    reader.assign(&tpl).map_err(|e| e.to_string())?;
+    let mut next: HashMap<i32, i64> = (0..partitions).map(|p| (p, 0)).collect();
+    let mut counts = BTreeMap::new();
+    let mut final_ends: Option<(HashMap<i32, i64>, Instant)> = None;
+    loop {
+        if final_ends.is_none()
+            && let Ok(e) = ends.try_recv()
+        {
+            final_ends = Some((e, Instant::now() + Duration::from_secs(120)));
         }
-        if load.iter().all(|(r, b)| fits(*r, *b)) {
-            return Ok(p);
+        if let Some((e, deadline)) = &final_ends {
+            if e.iter()
+                .all(|(p, end)| next.get(p).is_some_and(|n| n >= end))
+            {
+                return Ok(counts);
+            }
+            if Instant::now() > *deadline {
+                return Err("timed out reading the output topic".into());
+            }
+        }
+        match reader.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => {
+                let expected = next.get(&m.partition()).copied().unwrap_or(0);
+                if m.offset() != expected {
+                    return Err(format!(
+                        "the cluster dropped output records of partition {} (offsets {expected} \
+                         to {}) before they were read; use a broker (--brokers)",
+                        m.partition(),
+                        m.offset() - 1
+                    ));
+                }
+                next.insert(m.partition(), m.offset() + 1);
+                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                let value = m
+                    .payload()
+                    .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| format!("bad count for `{key}`"))?;
+                counts.insert(key, value);
+            }
+            Some(Err(e)) => return Err(e.to_string()),
         }
     }
-    Err(
-        "the input is too large for the embedded cluster (a word occurs too often for one \
-         partition to keep every count); run against a broker with --brokers"
-            .into(),
-    )
 }
 
 /// Waits until the app committed every offset up to `ends` (or stopped).
@@ -138,14 +180,12 @@ async fn main() -> Result<(), BoxError> {
     }
     let embedded = args.brokers.is_none();
 
-    // Size the topics: the embedded cluster keeps only ~100,000 records or ~5 MiB per partition.
+    // Size the input: the embedded cluster keeps only ~5 MiB per partition, and the lines are all
+    // produced before the app runs. Repartition and output topics are read as they are written.
     let mut partitions = args.partitions.unwrap_or(4).max(1);
-    let mut out_partitions = partitions;
     if embedded {
         let line_bytes: u64 = lines.iter().map(|l| l.len() as u64 + RECORD_OVERHEAD).sum();
-        let needed = (lines.len() as u64)
-            .div_ceil(MOCK_MAX_RECORDS)
-            .max(line_bytes.div_ceil(MOCK_MAX_BYTES)) as i32;
+        let needed = line_bytes.div_ceil(MOCK_INPUT_BYTES) as i32;
         if needed > partitions {
             tracing::info!(
                 partitions = needed,
@@ -153,14 +193,10 @@ async fn main() -> Result<(), BoxError> {
             );
             partitions = needed;
         }
-        let mut occurrences: HashMap<String, u64> = HashMap::new();
-        for l in &lines {
-            for w in wordcount::words(l) {
-                *occurrences.entry(w).or_default() += 1;
-            }
-        }
-        out_partitions = output_partitions(&occurrences, partitions)?;
+        // Compressed record batches: the embedded cluster counts stored bytes.
+        config = config.producer_property("compression.type", "lz4");
     }
+    let out_partitions = partitions;
 
     let app = Arc::new(App::new(
         wordcount::topology(&input_topic, &words_topic, &output_topic)?,
@@ -179,6 +215,7 @@ async fn main() -> Result<(), BoxError> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .set("linger.ms", "5")
+        .set("compression.type", "lz4")
         .create()?;
     for (i, line) in lines.iter().enumerate() {
         let mut record = BaseRecord::<(), str>::to(&input_topic)
@@ -224,6 +261,17 @@ async fn main() -> Result<(), BoxError> {
         "input produced"
     );
 
+    // Read the output as it is written (the last count of every word is its final count).
+    let (ends_tx, ends_rx) = std::sync::mpsc::channel();
+    let reading = {
+        let (b, g, t) = (
+            bootstrap.clone(),
+            format!("{app_id}-reader"),
+            output_topic.clone(),
+        );
+        std::thread::spawn(move || read_counts(&b, &g, &t, out_partitions, ends_rx))
+    };
+
     // Run the app until every input record is processed and committed, then stop it gracefully.
     let runner = {
         let app = app.clone();
@@ -246,51 +294,22 @@ async fn main() -> Result<(), BoxError> {
         elapsed_ms = began.elapsed().as_millis() as u64,
         "input processed"
     );
-
-    // Read the output topic to its end: the last count of every word is its final count.
-    let mut tpl = TopicPartitionList::new();
-    let mut ends: HashMap<i32, i64> = HashMap::new();
+    let mut ends = HashMap::new();
     for p in 0..out_partitions {
-        let (low, high) = reader.fetch_watermarks(&output_topic, p, Duration::from_secs(30))?;
-        if low > 0 {
-            return Err(format!(
-                "the cluster dropped output records of partition {p} (low watermark {low})"
-            )
-            .into());
-        }
-        if high > 0 {
-            tpl.add_partition_offset(&output_topic, p, Offset::Beginning)?;
-            ends.insert(p, high);
-        }
+        let (_, high) = reader.fetch_watermarks(&output_topic, p, Duration::from_secs(30))?;
+        ends.insert(p, high);
     }
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    if !ends.is_empty() {
-        reader.assign(&tpl)?;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !ends.is_empty() {
-            if Instant::now() > deadline {
-                return Err("timed out reading the output topic".into());
-            }
-            match reader.poll(Duration::from_millis(200)) {
-                None => {}
-                Some(Ok(m)) => {
-                    let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-                    let value = m
-                        .payload()
-                        .and_then(|v| <[u8; 8]>::try_from(v).ok())
-                        .map(u64::from_be_bytes)
-                        .ok_or_else(|| format!("bad count for `{key}`"))?;
-                    counts.insert(key, value);
-                    if ends
-                        .get(&m.partition())
-                        .is_some_and(|end| m.offset() + 1 >= *end)
-                    {
-                        ends.remove(&m.partition());
-                    }
-                }
-                Some(Err(e)) => return Err(e.into()),
-            }
-        }
+    let _ = ends_tx.send(ends);
+    let counts = reading.join().map_err(|_| "the output reader panicked")??;
+    // Every word written to the repartition topic was counted: nothing fell out of it.
+    let words_in: u64 = words_end.values().map(|e| *e as u64).sum();
+    let counted: u64 = counts.values().sum();
+    if counted != words_in {
+        return Err(format!(
+            "{counted} words counted but {words_in} written to the repartition topic: the cluster \
+             dropped records before they were processed; use a broker (--brokers)"
+        )
+        .into());
     }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
