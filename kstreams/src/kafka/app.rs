@@ -164,7 +164,9 @@ impl App {
     /// problems (cluster unreachable, input topic missing, co-partitioned topics with different
     /// partition counts) are returned as errors within the start-up timeout.
     ///
-    /// Processing runs on a dedicated thread; this future only waits for it.
+    /// Processing runs on a dedicated thread; this future only waits for it. A shutdown is final:
+    /// once [`ShutdownHandle::shutdown`] was called, `run` returns at once; make a new `App` to
+    /// run again.
     pub async fn run(&self) -> Result<()> {
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         let params = RunParams {
@@ -421,6 +423,7 @@ impl Engine {
             }
             if let Restored::Done(n) = outcome {
                 restored_total += n;
+                metrics::counter!("kstreams_restored_records_total").increment(n);
             }
             running.recorded = {
                 let pos = running.task.position()?;
@@ -568,9 +571,12 @@ impl Engine {
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in ids {
             if let Some(running) = self.tasks.get_mut(&id) {
+                let before = running.task.committed_transactions();
                 let out = running.task.punctuate_wall_clock(now)?;
-                if !out.records.is_empty() || !out.changelog.is_empty() {
+                if running.task.committed_transactions() != before {
                     running.dirty = true;
+                }
+                if !out.records.is_empty() || !out.changelog.is_empty() {
                     self.send(&out)?;
                 }
             }
@@ -649,6 +655,8 @@ impl Engine {
             st.committed.insert(k, v);
         }
         st.commits += 1;
+        metrics::counter!("kstreams_commits_total").increment(1);
+        metrics::histogram!("kstreams_commit_seconds").record(began.elapsed().as_secs_f64());
         Ok(())
     }
 }
@@ -803,5 +811,20 @@ fn processing_loop(
                 last_commit = Instant::now();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn apps_tasks_and_the_engine_are_send() {
+        assert_send::<App>();
+        assert_send::<Task>();
+        assert_send::<Engine>();
+        assert_send::<ShutdownHandle>();
     }
 }
