@@ -36,8 +36,7 @@ struct Args {
     /// Kafka bootstrap servers; without it, an embedded mock cluster is used.
     #[arg(long)]
     brokers: Option<String>,
-    /// Partitions of the input topic (default: 4, more when the embedded cluster needs them); the
-    /// repartition and output topics get as many (or more on the embedded cluster).
+    /// Partitions of the input, repartition and output topics (default: 4).
     #[arg(long)]
     partitions: Option<i32>,
     /// Keep the state here instead of a temporary directory.
@@ -46,11 +45,12 @@ struct Args {
 }
 
 /// librdkafka 2.12's mock cluster keeps at most 5 MiB (and 100,000 record batches) per
-/// partition, then moves the low watermark. The input must fit whole (it is produced before the
-/// app runs): plan for 4 MiB of uncompressed lines per partition, at a generous per-record
-/// overhead.
-const MOCK_INPUT_BYTES: u64 = 4 << 20;
-const RECORD_OVERHEAD: u64 = 80;
+/// partition, then moves the low watermark, whether the records were read or not. Chunks of input
+/// are sized so that what waits to be processed stays well below that, counted uncompressed at a
+/// generous per-record overhead.
+const CHUNK_WORDS: u64 = 100_000;
+const CHUNK_BYTES: u64 = 4 << 20;
+const RECORD_OVERHEAD: u64 = 40;
 
 /// Reads the output topic from the beginning while the app runs (the embedded cluster forgets old
 /// records), keeping the last count of every word, until the offsets sent on `ends`; fails on a
@@ -180,23 +180,31 @@ async fn main() -> Result<(), BoxError> {
     }
     let embedded = args.brokers.is_none();
 
-    // Size the input: the embedded cluster keeps only ~5 MiB per partition, and the lines are all
-    // produced before the app runs. Repartition and output topics are read as they are written.
-    let mut partitions = args.partitions.unwrap_or(4).max(1);
-    if embedded {
-        let line_bytes: u64 = lines.iter().map(|l| l.len() as u64 + RECORD_OVERHEAD).sum();
-        let needed = line_bytes.div_ceil(MOCK_INPUT_BYTES) as i32;
-        if needed > partitions {
-            tracing::info!(
-                partitions = needed,
-                "more input partitions for the embedded cluster"
-            );
-            partitions = needed;
-        }
-        // Compressed record batches: the embedded cluster counts stored bytes.
+    // The embedded cluster keeps only ~5 MiB per partition and drops older records, read or not.
+    // So there, lines are fed in chunks small enough that the records not yet processed always fit
+    // (the next chunk goes in once the last one is committed), and the output is read while it is
+    // written. Against a broker, everything goes in at once.
+    let partitions = args.partitions.unwrap_or(4).max(1);
+    let chunks: Vec<&[&str]> = if embedded {
         config = config.producer_property("compression.type", "lz4");
-    }
-    let out_partitions = partitions;
+        let mut chunks = Vec::new();
+        let (mut start, mut words, mut bytes) = (0, 0u64, 0u64);
+        for (i, l) in lines.iter().enumerate() {
+            for w in wordcount::words(l) {
+                words += 1;
+                bytes += w.len() as u64 + RECORD_OVERHEAD;
+            }
+            bytes += l.len() as u64 + RECORD_OVERHEAD;
+            if words >= CHUNK_WORDS || bytes >= CHUNK_BYTES {
+                chunks.push(&lines[start..=i]);
+                (start, words, bytes) = (i + 1, 0, 0);
+            }
+        }
+        chunks.push(&lines[start..]);
+        chunks
+    } else {
+        vec![&lines[..]]
+    };
 
     let app = Arc::new(App::new(
         wordcount::topology(&input_topic, &words_topic, &output_topic)?,
@@ -205,61 +213,10 @@ async fn main() -> Result<(), BoxError> {
     let bootstrap = app.bootstrap_servers().to_owned();
     app.create_topics(&[
         TopicSpec::new(&input_topic, partitions),
-        TopicSpec::new(&words_topic, out_partitions),
-        TopicSpec::new(&output_topic, out_partitions),
+        TopicSpec::new(&words_topic, partitions),
+        TopicSpec::new(&output_topic, partitions),
     ])
     .await?;
-
-    // Produce the lines, spread round-robin over the partitions.
-    let began = Instant::now();
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
-        .create()?;
-    for (i, line) in lines.iter().enumerate() {
-        let mut record = BaseRecord::<(), str>::to(&input_topic)
-            .payload(*line)
-            .partition((i % partitions as usize) as i32);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((
-                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    r,
-                )) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(60))?;
-    drop(producer);
-
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", format!("{app_id}-reader"))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut input_end = BTreeMap::new();
-    for p in 0..partitions {
-        let (low, high) = reader.fetch_watermarks(&input_topic, p, Duration::from_secs(30))?;
-        if low > 0 {
-            return Err(format!(
-                "the cluster dropped input records of partition {p} (low watermark {low}); use more --partitions"
-            )
-            .into());
-        }
-        input_end.insert((input_topic.clone(), p), high);
-    }
-    tracing::info!(
-        lines = lines.len(),
-        partitions,
-        elapsed_ms = began.elapsed().as_millis() as u64,
-        "input produced"
-    );
 
     // Read the output as it is written (the last count of every word is its final count).
     let (ends_tx, ends_rx) = std::sync::mpsc::channel();
@@ -269,45 +226,88 @@ async fn main() -> Result<(), BoxError> {
             format!("{app_id}-reader"),
             output_topic.clone(),
         );
-        std::thread::spawn(move || read_counts(&b, &g, &t, out_partitions, ends_rx))
+        std::thread::spawn(move || read_counts(&b, &g, &t, partitions, ends_rx))
     };
-
-    // Run the app until every input record is processed and committed, then stop it gracefully.
     let runner = {
         let app = app.clone();
         tokio::spawn(async move { app.run().await })
     };
+
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .create()?;
+    let offsets: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()?;
+    let ends_of = |topic: &str| -> Result<BTreeMap<(String, i32), i64>, BoxError> {
+        let mut ends = BTreeMap::new();
+        for p in 0..partitions {
+            let (_, high) = offsets.fetch_watermarks(topic, p, Duration::from_secs(30))?;
+            ends.insert((topic.to_owned(), p), high);
+        }
+        Ok(ends)
+    };
     let began = Instant::now();
-    wait_committed(&app, &input_end, &runner).await;
-    // Every line is committed, so every word is acknowledged: the repartition topic is complete.
+    let mut i = 0usize;
     let mut words_end = BTreeMap::new();
-    for p in 0..out_partitions {
-        let (_, high) = reader.fetch_watermarks(&words_topic, p, Duration::from_secs(30))?;
-        words_end.insert((words_topic.clone(), p), high);
+    for chunk in &chunks {
+        // Lines go round-robin over the partitions.
+        for line in *chunk {
+            let mut record = BaseRecord::<(), str>::to(&input_topic)
+                .payload(*line)
+                .partition((i % partitions as usize) as i32);
+            i += 1;
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((
+                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        r,
+                    )) => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err((e, _)) => return Err(e.into()),
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(60))?;
+        // Run until every line is processed and committed; then every word is acknowledged, so
+        // the repartition topic is complete up to its end offsets: wait for those too.
+        wait_committed(&app, &ends_of(&input_topic)?, &runner).await;
+        words_end = ends_of(&words_topic)?;
+        wait_committed(&app, &words_end, &runner).await;
     }
-    wait_committed(&app, &words_end, &runner).await;
+    drop(producer);
     app.shutdown_handle().shutdown();
     runner.await??;
     let status = app.status();
     tracing::info!(
+        lines = lines.len(),
+        chunks = chunks.len(),
+        partitions,
         records = status.processed_records,
         elapsed_ms = began.elapsed().as_millis() as u64,
         "input processed"
     );
-    let mut ends = HashMap::new();
-    for p in 0..out_partitions {
-        let (_, high) = reader.fetch_watermarks(&output_topic, p, Duration::from_secs(30))?;
-        ends.insert(p, high);
-    }
+    let ends: HashMap<i32, i64> = ends_of(&output_topic)?
+        .into_iter()
+        .map(|((_, p), e)| (p, e))
+        .collect();
     let _ = ends_tx.send(ends);
     let counts = reading.join().map_err(|_| "the output reader panicked")??;
-    // Every word written to the repartition topic was counted: nothing fell out of it.
+    // Nothing fell out of a topic before it was processed: every line and every word was.
     let words_in: u64 = words_end.values().map(|e| *e as u64).sum();
     let counted: u64 = counts.values().sum();
-    if counted != words_in {
+    if counted != words_in || status.processed_records != lines.len() as u64 + words_in {
         return Err(format!(
-            "{counted} words counted but {words_in} written to the repartition topic: the cluster \
-             dropped records before they were processed; use a broker (--brokers)"
+            "{} lines and {words_in} words written, {} records processed and {counted} words \
+             counted: the cluster dropped records before they were processed; use a broker \
+             (--brokers)",
+            lines.len(),
+            status.processed_records
         )
         .into());
     }
