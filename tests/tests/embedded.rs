@@ -3,20 +3,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kstreams::kafka::{App, AppConfig, TopicSpec};
+use kstreams::kafka::{App, AppConfig, AppStatus, TopicSpec};
 use kstreams_tests::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn word_count_runs_on_the_embedded_cluster() {
-    let id = unique("embedded");
+/// Runs word count once on a fresh embedded cluster over `lines`; returns the final counts read
+/// from its output topic and the app's status.
+async fn run_embedded(
+    id: &str,
+    state: &std::path::Path,
+    lines: &[String],
+) -> (std::collections::BTreeMap<String, u64>, AppStatus) {
     let (input, words, output) = (
         format!("{id}-lines"),
         format!("{id}-words"),
         format!("{id}-counts"),
     );
-    let state = tempfile::tempdir().expect("tempdir");
-    let config = AppConfig::new(&id)
-        .state_dir(state.path())
+    let config = AppConfig::new(id)
+        .state_dir(state)
         .commit_interval(Duration::from_millis(100))
         .handle_ctrl_c(false);
     let topology =
@@ -31,8 +34,7 @@ async fn word_count_runs_on_the_embedded_cluster() {
     ])
     .await
     .expect("topics");
-    let lines = sample_lines(5, 2000);
-    produce_lines(&b, &input, 2, &lines);
+    produce_lines(&b, &input, 2, lines);
     let run = spawn(app.clone());
     let ends = end_offsets(&b, &input, 2);
     wait_for("lines committed", Duration::from_secs(120), || {
@@ -47,5 +49,27 @@ async fn word_count_runs_on_the_embedded_cluster() {
     app.shutdown_handle().shutdown();
     run.await.expect("join").expect("run");
     let out = read_all(&b, &output, 3);
-    assert_eq!(last_counts(&out), independent_count(&lines));
+    (last_counts(&out), app.status())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn word_count_runs_on_the_embedded_cluster() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let lines = sample_lines(5, 2000);
+    let (counts, _) = run_embedded(&unique("embedded"), state.path(), &lines).await;
+    assert_eq!(counts, independent_count(&lines));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_state_ahead_of_its_changelog_is_wiped_and_rebuilt() {
+    // The second run has the first run's state directory but a brand-new (empty) cluster: the
+    // local state claims changelog offsets past the changelog's end, so it must not be trusted.
+    let id = unique("foreign-state");
+    let state = tempfile::tempdir().expect("tempdir");
+    let first = sample_lines(6, 500);
+    let (counts, _) = run_embedded(&id, state.path(), &first).await;
+    assert_eq!(counts, independent_count(&first));
+    let second = sample_lines(7, 500);
+    let (counts, _) = run_embedded(&id, state.path(), &second).await;
+    assert_eq!(counts, independent_count(&second));
 }
