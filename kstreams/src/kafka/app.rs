@@ -16,6 +16,22 @@
 //! 3. commits the processed input offsets to the group, synchronously.
 //!
 //! So a committed offset never points past a record whose outputs or state could be lost.
+//!
+//! Rebalances (librdkafka's eager protocol by default). Before partitions are revoked, the commit
+//! above runs and their tasks are closed; records of revoked partitions already polled but not
+//! processed are dropped (the next owner fetches them from the committed offset). After partitions
+//! are assigned, their fetching is paused, their tasks are opened (LMDB in
+//! `<state dir>/<application id>/<task id>`) and every changelogged store is restored from the
+//! changelog offset its LMDB environment recorded to the high watermark, in batches; local state
+//! that claims offsets past the changelog's end (a recreated topic, another cluster) is deleted and
+//! rebuilt. Then fetching resumes from the group's committed offset. A missing state directory is
+//! rebuilt from the changelog the same way.
+//!
+//! At-least-once, stated plainly: when local state is ahead of the committed offset (the process
+//! died between a state commit and the next offset commit), the input since the committed offset
+//! is processed again, so aggregates may count it twice (a warning names the partition and the
+//! number of records). A clean shutdown or a rebalance commits everything first, so neither ever
+//! causes double counting.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
