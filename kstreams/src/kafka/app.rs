@@ -58,17 +58,29 @@ use crate::topology::Topology;
 /// Stops a running [`App`] gracefully: the batch in hand is finished, outputs are flushed,
 /// offsets committed and stores closed.
 #[derive(Debug, Clone, Default)]
-pub struct ShutdownHandle(Arc<AtomicBool>);
+pub struct ShutdownHandle(Arc<(AtomicBool, AtomicBool)>);
 
 impl ShutdownHandle {
     /// Asks the app to stop; `run` returns once it has.
     pub fn shutdown(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.0.store(true, Ordering::SeqCst);
     }
 
     /// Whether a shutdown was asked for.
     pub fn is_shutdown(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.0.load(Ordering::SeqCst)
+    }
+
+    /// Stops like a crash: no flush, no commit, records in flight are purged (for tests of what a
+    /// restart recovers).
+    #[doc(hidden)]
+    pub fn abort(&self) {
+        self.0.1.store(true, Ordering::SeqCst);
+        self.shutdown();
+    }
+
+    fn is_abort(&self) -> bool {
+        self.0.1.load(Ordering::SeqCst)
     }
 }
 
@@ -749,6 +761,11 @@ fn run_blocking(p: RunParams) -> Result<()> {
     // sound), then close the stores, then leave the group.
     let final_commit = {
         let mut engine = lock(&consumer.context().engine);
+        if shutdown.is_abort() {
+            tracing::warn!("aborted: nothing flushed or committed since the last commit");
+            // Dropping the producer purges what is in flight; the tasks close without a sync.
+            drop(engine.take());
+        }
         match engine.as_mut() {
             Some(e) => {
                 let r = e.commit(&consumer, "shutdown");
