@@ -142,6 +142,10 @@ pub enum Error {
     /// The application's configuration is not valid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The Kafka runtime cannot start or go on: the cluster is unreachable, a topic is missing,
+    /// co-partitioned topics disagree, a delivery failed.
+    #[error("{0}")]
+    Runtime(String),
     /// A bug in kstreams: an invariant of the runtime did not hold.
     #[error("internal error (a bug in kstreams, please report it): {0}")]
     Internal(String),

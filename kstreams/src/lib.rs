@@ -174,3 +174,6 @@ pub use kstreams_macros::processor;
 /// type Points = kstreams::KeyValue<String, Point>;
 /// ```
 pub use kstreams_macros::store;
+
+#[cfg(feature = "kafka")]
+pub mod kafka;

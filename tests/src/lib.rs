@@ -1,1 +1,534 @@
+//! Helpers for the Kafka integration tests: the broker, topics, producing, reading, waiting.
+//!
+//! The broker is the one named by `KSTREAMS_BOOTSTRAP`; when that is set but unreachable, tests
+//! fail. When it is unset, `scripts/kafka/kafka start` is run (idempotent) and its address used.
+//! Nothing is ever skipped.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kstreams::kafka::{App, AppConfig, AppStatus};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+fn reachable(bootstrap: &str) -> Result<(), String> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| e.to_string())?;
+    c.fetch_metadata(None, Duration::from_secs(20))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// The broker's bootstrap address (see the module docs). Panics when there is no usable broker.
+pub fn bootstrap() -> String {
+    static BOOTSTRAP: OnceLock<String> = OnceLock::new();
+    BOOTSTRAP
+        .get_or_init(|| {
+            let _ = tracing_subscriber::fmt()
+                .with_test_writer()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                )
+                .try_init();
+            if let Ok(b) = std::env::var("KSTREAMS_BOOTSTRAP") {
+                if let Err(e) = reachable(&b) {
+                    panic!("KSTREAMS_BOOTSTRAP={b} is not reachable: {e}");
+                }
+                return b;
+            }
+            let script = repo_root().join("scripts/kafka/kafka");
+            let out = Command::new(&script)
+                .arg("start")
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+            assert!(
+                out.status.success(),
+                "{} start failed:\n{}",
+                script.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let b = stdout
+                .lines()
+                .last()
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned();
+            if let Err(e) = reachable(&b) {
+                panic!(
+                    "the broker started by {} at `{b}` is not reachable: {e}",
+                    script.display()
+                );
+            }
+            b
+        })
+        .clone()
+}
+
+/// A name no other test or run uses.
+pub fn unique(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{prefix}-{}-{t}-{n}", std::process::id())
+}
+
+/// Creates topics (name, partitions) and waits until they are in metadata.
+pub async fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
+    let with: Vec<(&str, i32, &[(&str, &str)])> =
+        topics.iter().map(|(n, p)| (*n, *p, &[][..])).collect();
+    create_topics_with_configs(bootstrap, &with).await;
+}
+
+/// Creates topics (name, partitions, topic configs) and waits until they are in metadata.
+pub async fn create_topics_with_configs(bootstrap: &str, topics: &[(&str, i32, &[(&str, &str)])]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(n, p, configs)| {
+            configs.iter().fold(
+                NewTopic::new(n, *p, TopicReplication::Fixed(1)),
+                |t, (k, v)| t.set(k, v),
+            )
+        })
+        .collect();
+    let results = admin
+        .create_topics(new.iter(), &AdminOptions::new())
+        .await
+        .expect("create topics");
+    for r in results {
+        r.expect("topic created");
+    }
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (name, p, _) in topics {
+        loop {
+            let md = c.fetch_metadata(Some(name), Duration::from_secs(10));
+            if md.is_ok_and(|m| {
+                m.topics()
+                    .first()
+                    .is_some_and(|t| t.partitions().len() == *p as usize)
+            }) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "topic {name} did not appear");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A record to produce: key, value, partition (`None`: murmur2 of the key).
+pub type Input = (Option<Vec<u8>>, Vec<u8>, Option<i32>);
+
+/// Produces records in order and waits for every acknowledgement.
+pub fn produce(bootstrap: &str, topic: &str, records: &[Input]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (k, v, p) in records {
+        let mut r = BaseRecord::<[u8], [u8]>::to(topic).payload(v.as_slice());
+        if let Some(k) = k {
+            r = r.key(k.as_slice());
+        }
+        if let Some(p) = p {
+            r = r.partition(*p);
+        }
+        loop {
+            match producer.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// Produces records with a timestamp and one header `h` each, to fixed partitions.
+pub fn produce_with_metadata(
+    bootstrap: &str,
+    topic: &str,
+    records: &[(Vec<u8>, Vec<u8>, i32, i64, Vec<u8>)],
+) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (k, v, p, ts, h) in records {
+        let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+            key: "h",
+            value: Some(h.as_slice()),
+        });
+        let mut r = BaseRecord::<[u8], [u8]>::to(topic)
+            .key(k.as_slice())
+            .payload(v.as_slice())
+            .partition(*p)
+            .timestamp(*ts)
+            .headers(headers);
+        loop {
+            match producer.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// A record read back with its metadata: partition, offset, key, value, timestamp, headers.
+pub type FullOutput = (
+    i32,
+    i64,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    i64,
+    Vec<(String, Option<Vec<u8>>)>,
+);
+
+/// Every record of a topic with timestamps and headers, in partition then offset order.
+pub fn read_all_full(bootstrap: &str, topic: &str, partitions: i32) -> Vec<FullOutput> {
+    use rdkafka::message::Headers as _;
+    read_with(bootstrap, topic, partitions, |m| {
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (
+            m.partition(),
+            m.offset(),
+            m.key().map(<[u8]>::to_vec),
+            m.payload().map(<[u8]>::to_vec),
+            m.timestamp().to_millis().unwrap_or(-1),
+            headers,
+        )
+    })
+}
+
+/// Produces lines round-robin over `partitions` partitions, without keys.
+pub fn produce_lines(bootstrap: &str, topic: &str, partitions: i32, lines: &[String]) {
+    let records: Vec<Input> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (None, l.as_bytes().to_vec(), Some(i as i32 % partitions)))
+        .collect();
+    produce(bootstrap, topic, &records);
+}
+
+/// The high watermark of every partition of a topic.
+pub fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<(String, i32), i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    (0..partitions)
+        .map(|p| {
+            let (_, high) = c
+                .fetch_watermarks(topic, p, Duration::from_secs(30))
+                .expect("watermarks");
+            ((topic.to_owned(), p), high)
+        })
+        .collect()
+}
+
+/// A record read back: partition, offset, key, value.
+pub type Output = (i32, i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Every record of a topic up to its current end, in partition then offset order.
+pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Output> {
+    read_with(bootstrap, topic, partitions, |m| {
+        (
+            m.partition(),
+            m.offset(),
+            m.key().map(<[u8]>::to_vec),
+            m.payload().map(<[u8]>::to_vec),
+        )
+    })
+}
+
+fn read_with<T>(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    f: impl Fn(&rdkafka::message::BorrowedMessage<'_>) -> T,
+) -> Vec<T> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut ends = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        let (_, high) = c
+            .fetch_watermarks(topic, p, Duration::from_secs(30))
+            .expect("watermarks");
+        if high > 0 {
+            ends.insert(p, high);
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .expect("tpl");
+        }
+    }
+    let mut out: Vec<(i32, i64, T)> = Vec::new();
+    if ends.is_empty() {
+        return Vec::new();
+    }
+    c.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ends.is_empty() {
+        assert!(Instant::now() < deadline, "timed out reading {topic}");
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            let m = m.expect("message");
+            out.push((m.partition(), m.offset(), f(&m)));
+            if ends
+                .get(&m.partition())
+                .is_some_and(|e| m.offset() + 1 >= *e)
+            {
+                ends.remove(&m.partition());
+            }
+        }
+    }
+    out.sort_by_key(|(p, o, _)| (*p, *o));
+    out.into_iter().map(|(_, _, t)| t).collect()
+}
+
+/// The last value of every key as a big-endian u64 (the final count of every word).
+pub fn last_counts(records: &[Output]) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for (_, _, k, v) in records {
+        let k = String::from_utf8(k.clone().unwrap_or_default()).expect("utf-8 key");
+        let v = u64::from_be_bytes(
+            v.as_deref()
+                .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                .expect("8-byte count"),
+        );
+        m.insert(k, v);
+    }
+    m
+}
+
+/// Counts words without kstreams: lowercase, split on non-alphanumeric chars, drop empties.
+pub fn independent_count<S: AsRef<str>>(lines: &[S]) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for l in lines {
+        let mut word = String::new();
+        for c in l.as_ref().chars().chain(std::iter::once(' ')) {
+            if c.is_alphanumeric() {
+                word.push(c);
+            } else if !word.is_empty() {
+                *m.entry(std::mem::take(&mut word).to_lowercase())
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+    m
+}
+
+/// Deterministic text: `n` lines of words from a small vocabulary, with punctuation and case.
+pub fn sample_lines(seed: u64, n: usize) -> Vec<String> {
+    const VOCAB: &[&str] = &[
+        "the",
+        "Kafka",
+        "stream",
+        "batch",
+        "LMDB",
+        "state",
+        "word",
+        "count",
+        "Straße",
+        "über",
+        "42",
+        "log",
+        "offset",
+        "commit",
+        "a",
+        "of",
+        "to",
+        "in",
+        "and",
+        "partition",
+    ];
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..n)
+        .map(|_| {
+            let words = 1 + next() % 12;
+            let mut line = String::new();
+            for i in 0..words {
+                if i > 0 {
+                    line.push_str([" ", ", ", "; ", " -- ", "!"][(next() % 5) as usize]);
+                }
+                let extra = next() % 40;
+                let w = VOCAB[(next() % VOCAB.len() as u64) as usize];
+                line.push_str(w);
+                if extra == 0 {
+                    line.push_str(&format!("{}", next() % 1000));
+                }
+            }
+            line
+        })
+        .collect()
+}
+
+/// The config every test app uses: fast commits, no Ctrl-C handler.
+pub fn config(app_id: &str, bootstrap: &str, state_dir: &std::path::Path) -> AppConfig {
+    AppConfig::new(app_id)
+        .bootstrap_servers(bootstrap)
+        .state_dir(state_dir)
+        .commit_interval(Duration::from_millis(100))
+        .startup_timeout(Duration::from_secs(30))
+        .handle_ctrl_c(false)
+}
+
+/// Polls `f` until it returns true; panics with `what` after `timeout`.
+pub async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether the status shows every offset up to `ends` committed.
+pub fn committed_to(status: &AppStatus, ends: &BTreeMap<(String, i32), i64>) -> bool {
+    ends.iter()
+        .all(|(tp, end)| *end == 0 || status.committed.get(tp).is_some_and(|c| c >= end))
+}
+
+/// Whether the offsets committed in the group (by any instance) reach `ends`.
+pub fn group_committed_to(
+    bootstrap: &str,
+    group: &str,
+    ends: &BTreeMap<(String, i32), i64>,
+) -> bool {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in ends.keys() {
+        tpl.add_partition(t, *p);
+    }
+    let Ok(committed) = c.committed_offsets(tpl, Duration::from_secs(10)) else {
+        return false;
+    };
+    ends.iter().all(|((t, p), end)| {
+        *end == 0
+            || committed
+                .find_partition(t, *p)
+                .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= *end))
+    })
+}
+
+/// Runs an app on a tokio task; returns the join handle.
+pub fn spawn(app: std::sync::Arc<App>) -> tokio::task::JoinHandle<kstreams::Result<()>> {
+    tokio::spawn(async move { app.run().await })
+}
+
+/// Topic names and app id of one word-count run.
+#[derive(Debug, Clone)]
+pub struct WordCountTopics {
+    /// The application id.
+    pub app_id: String,
+    /// Lines.
+    pub input: String,
+    /// Words keyed by word.
+    pub words: String,
+    /// Counts.
+    pub output: String,
+    /// Partitions of each.
+    pub partitions: i32,
+}
+
+impl WordCountTopics {
+    /// Fresh names; creates the topics.
+    pub async fn create(bootstrap: &str, prefix: &str, partitions: i32) -> Self {
+        let app_id = unique(prefix);
+        let t = WordCountTopics {
+            input: format!("{app_id}-lines"),
+            words: format!("{app_id}-words"),
+            output: format!("{app_id}-counts"),
+            app_id,
+            partitions,
+        };
+        create_topics(
+            bootstrap,
+            &[
+                (&t.input, partitions),
+                (&t.words, partitions),
+                (&t.output, partitions),
+            ],
+        )
+        .await;
+        t
+    }
+
+    /// The word-count topology over these topics.
+    pub fn topology(&self) -> kstreams::Topology {
+        kstreams_examples::wordcount::topology(&self.input, &self.words, &self.output)
+            .expect("topology")
+    }
+
+    /// Waits until the lines and then the words are committed in the group.
+    pub async fn wait_done(&self, bootstrap: &str, timeout: Duration) {
+        let lines = end_offsets(bootstrap, &self.input, self.partitions);
+        wait_for("lines committed", timeout, || {
+            group_committed_to(bootstrap, &self.app_id, &lines)
+        })
+        .await;
+        let words = end_offsets(bootstrap, &self.words, self.partitions);
+        wait_for("words committed", timeout, || {
+            group_committed_to(bootstrap, &self.app_id, &words)
+        })
+        .await;
+    }
+}

@@ -1,0 +1,442 @@
+//! Throughput harness for the Kafka runtime, usable by `bench/run` (one system per mode) or on
+//! its own with `--exit-at-end` (prints `records/s` on stdout when the input is committed).
+//!
+//! ```text
+//! kafka_bench produce  --bootstrap B --topic T --records N --keys K --partitions P
+//! kafka_bench raw      --bootstrap B --input T --output O --group G   # rdkafka consume→produce
+//! kafka_bench identity --bootstrap B --input T --output O --group G --state-dir D
+//! kafka_bench map      ...   # value ASCII-upper-cased
+//! kafka_bench count    ...   # count per key in LMDB (+ changelog), u64 big-endian
+//! kafka_bench wordcount --input LINES ...  # the word-count example topology
+//! ```
+//! Every mode but `produce` runs until SIGTERM/Ctrl-C (graceful: flush, commit, close), or with
+//! `--exit-at-end` until its group committed the input's end offsets.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use kstreams::kafka::{App, AppConfig, TopicSpec};
+use kstreams::{BatchProcessor, Context, Record, StoreSpec, Topology, processor};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Produce,
+    Raw,
+    Identity,
+    Map,
+    Count,
+    Wordcount,
+}
+
+#[derive(Debug, Parser)]
+struct Args {
+    mode: Mode,
+    #[arg(long)]
+    bootstrap: String,
+    #[arg(long, default_value = "")]
+    input: String,
+    #[arg(long, default_value = "")]
+    output: String,
+    #[arg(long, default_value = "")]
+    group: String,
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Milliseconds, or "default".
+    #[arg(long, default_value = "default")]
+    commit_interval_ms: String,
+    #[arg(long, default_value_t = 1000)]
+    batch_max_records: usize,
+    #[arg(long)]
+    exit_at_end: bool,
+    // produce
+    #[arg(long, default_value = "")]
+    topic: String,
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    #[arg(long, default_value_t = 100_000)]
+    keys: u64,
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// produce: write text lines (for wordcount) instead of 100-byte values.
+    #[arg(long)]
+    lines: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct CountPerKey;
+
+impl BatchProcessor<String, String> for CountPerKey {
+    type OutKey = String;
+    type OutValue = u64;
+    fn stores(&self) -> Vec<StoreSpec> {
+        vec![StoreSpec::new::<String, u64>("counts")]
+    }
+    fn process_batch(
+        &mut self,
+        records: &[Record<String, String>],
+        ctx: &mut Context<'_, String, u64>,
+    ) -> kstreams::Result<()> {
+        let store = ctx.store::<String, u64>("counts")?;
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut keys: Vec<String> = Vec::new();
+        let mut which = Vec::with_capacity(records.len());
+        for r in records {
+            let next = keys.len();
+            let i = *index.entry(r.key.as_str()).or_insert_with(|| {
+                keys.push(r.key.clone());
+                next
+            });
+            which.push(i);
+        }
+        let mut counts: Vec<u64> = store
+            .get_batch(&keys)?
+            .into_iter()
+            .map(|c| c.unwrap_or(0))
+            .collect();
+        for (r, i) in records.iter().zip(which) {
+            counts[i] += 1;
+            ctx.forward(r.derive(keys[i].clone(), counts[i]));
+        }
+        let entries: Vec<(String, u64)> = keys.into_iter().zip(counts).collect();
+        store.put_batch(&entries)
+    }
+}
+
+fn end_offsets(bootstrap: &str, topic: &str) -> Result<BTreeMap<(String, i32), i64>, BoxError> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(30))?;
+    let n = md
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len() as i32);
+    let mut m = BTreeMap::new();
+    for p in 0..n {
+        let (_, high) = c.fetch_watermarks(topic, p, Duration::from_secs(30))?;
+        m.insert((topic.to_owned(), p), high);
+    }
+    Ok(m)
+}
+
+fn produce(args: &Args) -> Result<(), BoxError> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .create()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let app = App::new(
+        {
+            // Only used to create topics; never run.
+            let mut t = Topology::builder();
+            let s = t.source::<String, String>("unused");
+            t.sink("unused-out", &s);
+            t.build()?
+        },
+        AppConfig::new("kafka-bench-admin").bootstrap_servers(&args.bootstrap),
+    )?;
+    rt.block_on(app.create_topics(&[TopicSpec::new(&args.topic, args.partitions).replication(1)]))?;
+    const WORDS: &[&str] = &[
+        "the",
+        "quick",
+        "brown",
+        "fox",
+        "jumps",
+        "over",
+        "lazy",
+        "dog",
+        "kafka",
+        "stream",
+        "batch",
+        "state",
+        "store",
+        "commit",
+        "offset",
+        "partition",
+        "record",
+        "lmdb",
+        "rust",
+        "java",
+    ];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..args.records {
+        let key = format!("key-{}", i % args.keys.max(1));
+        let value = if args.lines {
+            let mut line = String::new();
+            for w in 0..8 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if w > 0 {
+                    line.push(' ');
+                }
+                line.push_str(WORDS[(x % WORDS.len() as u64) as usize]);
+                if x.is_multiple_of(7) {
+                    line.push_str(&(x % 5000).to_string());
+                }
+            }
+            line
+        } else {
+            let mut v = format!("value-{i}-");
+            while v.len() < 100 {
+                v.push('x');
+            }
+            v
+        };
+        let mut r = BaseRecord::to(&args.topic)
+            .key(key.as_bytes())
+            .payload(value.as_bytes());
+        loop {
+            match producer.send(r) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    r = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(300))?;
+    Ok(())
+}
+
+fn commit_interval(args: &Args) -> Duration {
+    args.commit_interval_ms
+        .parse()
+        .map_or(Duration::from_secs(1), Duration::from_millis)
+}
+
+/// The baseline: rdkafka consume → produce, flush + synchronous commit every commit interval.
+fn raw(args: &Args, stop: &AtomicBool) -> Result<u64, BoxError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("group.id", &args.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .create()?;
+    consumer.subscribe(&[&args.input])?;
+    let ends = if args.exit_at_end {
+        Some(end_offsets(&args.bootstrap, &args.input)?)
+    } else {
+        None
+    };
+    let interval = commit_interval(args);
+    let mut next: HashMap<i32, i64> = HashMap::new();
+    let mut committed: HashMap<i32, i64> = HashMap::new();
+    let mut last_commit = Instant::now();
+    let mut n = 0u64;
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        if stopping || last_commit.elapsed() >= interval {
+            while producer.in_flight_count() > 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let mut tpl = TopicPartitionList::new();
+            for (p, o) in &next {
+                if committed.get(p) != Some(o) {
+                    tpl.add_partition_offset(&args.input, *p, Offset::Offset(*o))?;
+                }
+            }
+            if tpl.count() > 0 {
+                consumer.commit(&tpl, CommitMode::Sync)?;
+                committed.extend(next.iter().map(|(p, o)| (*p, *o)));
+            }
+            last_commit = Instant::now();
+            if stopping {
+                return Ok(n);
+            }
+            if let Some(ends) = &ends
+                && ends
+                    .iter()
+                    .all(|((_, p), e)| *e == 0 || committed.get(p).is_some_and(|c| c >= e))
+            {
+                return Ok(n);
+            }
+        }
+        match consumer.poll(Duration::from_millis(50)) {
+            None => {}
+            Some(Ok(m)) => {
+                let mut r = BaseRecord::<[u8], [u8]>::to(&args.output);
+                if let Some(k) = m.key() {
+                    r = r.key(k);
+                }
+                if let Some(v) = m.payload() {
+                    r = r.payload(v);
+                }
+                loop {
+                    match producer.send(r) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            r = back;
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        Err((e, _)) => return Err(e.into()),
+                    }
+                }
+                next.insert(m.partition(), m.offset() + 1);
+                n += 1;
+            }
+            Some(Err(e)) => eprintln!("consumer error: {e}"),
+        }
+    }
+}
+
+fn topology(args: &Args) -> Result<Topology, BoxError> {
+    let mut t = Topology::builder();
+    match args.mode {
+        Mode::Identity => {
+            let s = t.source::<Option<Vec<u8>>, Option<Vec<u8>>>(&args.input);
+            t.sink(&args.output, &s);
+        }
+        Mode::Map => {
+            let s = t.source::<String, String>(&args.input);
+            let m = t.add(
+                processor::map(|r: &Record<String, String>| {
+                    r.derive(r.key.clone(), r.value.to_ascii_uppercase())
+                }),
+                &s,
+            );
+            t.sink(&args.output, &m);
+        }
+        Mode::Count => {
+            let s = t.source::<String, String>(&args.input);
+            let c = t.add(CountPerKey, &s);
+            t.sink(&args.output, &c);
+        }
+        Mode::Wordcount => {
+            return Ok(kstreams_examples::wordcount::topology(
+                &args.input,
+                &format!("{}-words-repartition", args.group),
+                &args.output,
+            )?);
+        }
+        Mode::Produce | Mode::Raw => return Err("not a topology mode".into()),
+    }
+    Ok(t.build()?)
+}
+
+async fn run_app(args: &Args) -> Result<u64, BoxError> {
+    let state = match &args.state_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("kafka-bench-{}", args.group)),
+    };
+    let mut config = AppConfig::new(&args.group)
+        .bootstrap_servers(&args.bootstrap)
+        .state_dir(state)
+        .batch_max_records(args.batch_max_records)
+        .changelog_replication_factor(1);
+    if let Ok(ms) = args.commit_interval_ms.parse::<u64>() {
+        config = config.commit_interval(Duration::from_millis(ms));
+    }
+    let app = Arc::new(App::new(topology(args)?, config)?);
+    if args.mode == Mode::Wordcount {
+        let n = end_offsets(&args.bootstrap, &args.input)?.len() as i32;
+        app.create_topics(&[
+            TopicSpec::new(format!("{}-words-repartition", args.group), n).replication(1),
+        ])
+        .await?;
+    }
+    let runner = {
+        let app = app.clone();
+        tokio::spawn(async move { app.run().await })
+    };
+    let stop = app.shutdown_handle();
+    tokio::spawn(async move {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            term.recv().await;
+            stop.shutdown();
+        }
+    });
+    if args.exit_at_end {
+        let mut ends = end_offsets(&args.bootstrap, &args.input)?;
+        let mut phase2 = args.mode == Mode::Wordcount;
+        loop {
+            let st = app.status();
+            let done = ends
+                .iter()
+                .all(|(tp, e)| *e == 0 || st.committed.get(tp).is_some_and(|c| c >= e));
+            if done && phase2 {
+                ends = end_offsets(
+                    &args.bootstrap,
+                    &format!("{}-words-repartition", args.group),
+                )?;
+                phase2 = false;
+                continue;
+            }
+            if done || runner.is_finished() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        app.shutdown_handle().shutdown();
+    }
+    runner.await??;
+    Ok(app.status().processed_records)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let args = Args::parse();
+    let began = Instant::now();
+    let n = match args.mode {
+        Mode::Produce => {
+            tokio::task::block_in_place(|| produce(&args))?;
+            args.records
+        }
+        Mode::Raw => {
+            let stop = Arc::new(AtomicBool::new(false));
+            let s = stop.clone();
+            tokio::spawn(async move {
+                if let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                {
+                    term.recv().await;
+                    s.store(true, Ordering::SeqCst);
+                }
+            });
+            tokio::task::block_in_place(|| raw(&args, &stop))?
+        }
+        _ => run_app(&args).await?,
+    };
+    let secs = began.elapsed().as_secs_f64();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:?}\trecords={n}\tseconds={secs:.3}\trecords/s={:.0}",
+        args.mode,
+        n as f64 / secs
+    )?;
+    Ok(())
+}

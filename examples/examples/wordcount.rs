@@ -1,0 +1,321 @@
+//! Word count end to end: produce a file's lines to an input topic, count words with the
+//! kstreams Kafka runtime, read the output topic to its end and print `word<TAB>count`.
+//!
+//! ```text
+//! cargo run --release --example wordcount -- --input examples/data/sample.txt
+//! cargo run --release --example wordcount -- --input FILE --brokers 127.0.0.1:9092 --partitions 4
+//! ```
+//! Without `--brokers` it runs on librdkafka's embedded mock cluster. Logs go to stderr, counts
+//! to stdout.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use kstreams::kafka::{App, AppConfig, TopicSpec};
+use kstreams_examples::wordcount;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Count the words of a file with kstreams on Kafka.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The text file to count.
+    #[arg(long)]
+    input: PathBuf,
+    /// Kafka bootstrap servers; without it, an embedded mock cluster is used.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Partitions of the input, repartition and output topics (default: 4).
+    #[arg(long)]
+    partitions: Option<i32>,
+    /// Keep the state here instead of a temporary directory.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+/// librdkafka 2.12's mock cluster keeps at most 5 MiB (and 100,000 record batches) per
+/// partition, then moves the low watermark, whether the records were read or not. Chunks of input
+/// are sized so that what waits to be processed stays well below that, counted uncompressed at a
+/// generous per-record overhead.
+const CHUNK_WORDS: u64 = 100_000;
+const CHUNK_BYTES: u64 = 4 << 20;
+const RECORD_OVERHEAD: u64 = 40;
+
+/// Reads the output topic from the beginning while the app runs (the embedded cluster forgets old
+/// records), keeping the last count of every word, until the offsets sent on `ends`; fails on a
+/// gap in the offsets (records the cluster dropped before they were read).
+fn read_counts(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    ends: std::sync::mpsc::Receiver<HashMap<i32, i64>>,
+) -> Result<BTreeMap<String, u64>, String> {
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+    }
+    reader.assign(&tpl).map_err(|e| e.to_string())?;
+    let mut next: HashMap<i32, i64> = (0..partitions).map(|p| (p, 0)).collect();
+    let mut counts = BTreeMap::new();
+    let mut final_ends: Option<(HashMap<i32, i64>, Instant)> = None;
+    loop {
+        if final_ends.is_none()
+            && let Ok(e) = ends.try_recv()
+        {
+            final_ends = Some((e, Instant::now() + Duration::from_secs(120)));
+        }
+        if let Some((e, deadline)) = &final_ends {
+            if e.iter()
+                .all(|(p, end)| next.get(p).is_some_and(|n| n >= end))
+            {
+                return Ok(counts);
+            }
+            if Instant::now() > *deadline {
+                return Err("timed out reading the output topic".into());
+            }
+        }
+        match reader.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => {
+                let expected = next.get(&m.partition()).copied().unwrap_or(0);
+                if m.offset() != expected {
+                    return Err(format!(
+                        "the cluster dropped output records of partition {} (offsets {expected} \
+                         to {}) before they were read; use a broker (--brokers)",
+                        m.partition(),
+                        m.offset() - 1
+                    ));
+                }
+                next.insert(m.partition(), m.offset() + 1);
+                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                let value = m
+                    .payload()
+                    .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| format!("bad count for `{key}`"))?;
+                counts.insert(key, value);
+            }
+            Some(Err(e)) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Waits until the app committed every offset up to `ends` (or stopped).
+async fn wait_committed(
+    app: &App,
+    ends: &BTreeMap<(String, i32), i64>,
+    runner: &tokio::task::JoinHandle<kstreams::Result<()>>,
+) {
+    loop {
+        let status = app.status();
+        let done = ends
+            .iter()
+            .all(|(tp, end)| *end == 0 || status.committed.get(tp).is_some_and(|c| c >= end));
+        if done || runner.is_finished() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let bytes = std::fs::read(&args.input)
+        .map_err(|e| format!("cannot read {}: {e}", args.input.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+
+    let run = format!(
+        "{}-{}",
+        std::process::id(),
+        SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis()
+    );
+    let app_id = format!("wordcount-{run}");
+    let input_topic = format!("{app_id}-lines");
+    let words_topic = format!("{app_id}-words-repartition");
+    let output_topic = format!("{app_id}-counts");
+    let (state_dir, _tmp) = match &args.state_dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("kstreams-wordcount-")
+                .tempdir()?;
+            (t.path().to_owned(), Some(t))
+        }
+    };
+
+    let mut config = AppConfig::new(&app_id)
+        .state_dir(&state_dir)
+        .batch_max_records(5000)
+        .commit_interval(Duration::from_millis(200));
+    if let Some(b) = &args.brokers {
+        config = config.bootstrap_servers(b);
+    }
+    let embedded = args.brokers.is_none();
+
+    // The embedded cluster keeps only ~5 MiB per partition and drops older records, read or not.
+    // So there, lines are fed in chunks small enough that the records not yet processed always fit
+    // (the next chunk goes in once the last one is committed), and the output is read while it is
+    // written. Against a broker, everything goes in at once.
+    let partitions = args.partitions.unwrap_or(4).max(1);
+    let chunks: Vec<&[&str]> = if embedded {
+        config = config.producer_property("compression.type", "lz4");
+        let mut chunks = Vec::new();
+        let (mut start, mut words, mut bytes) = (0, 0u64, 0u64);
+        for (i, l) in lines.iter().enumerate() {
+            for w in wordcount::words(l) {
+                words += 1;
+                bytes += w.len() as u64 + RECORD_OVERHEAD;
+            }
+            bytes += l.len() as u64 + RECORD_OVERHEAD;
+            if words >= CHUNK_WORDS || bytes >= CHUNK_BYTES {
+                chunks.push(&lines[start..=i]);
+                (start, words, bytes) = (i + 1, 0, 0);
+            }
+        }
+        chunks.push(&lines[start..]);
+        chunks
+    } else {
+        vec![&lines[..]]
+    };
+
+    let app = Arc::new(App::new(
+        wordcount::topology(&input_topic, &words_topic, &output_topic)?,
+        config,
+    )?);
+    let bootstrap = app.bootstrap_servers().to_owned();
+    app.create_topics(&[
+        TopicSpec::new(&input_topic, partitions),
+        TopicSpec::new(&words_topic, partitions),
+        TopicSpec::new(&output_topic, partitions),
+    ])
+    .await?;
+
+    // Read the output as it is written (the last count of every word is its final count).
+    let (ends_tx, ends_rx) = std::sync::mpsc::channel();
+    let reading = {
+        let (b, g, t) = (
+            bootstrap.clone(),
+            format!("{app_id}-reader"),
+            output_topic.clone(),
+        );
+        std::thread::spawn(move || read_counts(&b, &g, &t, partitions, ends_rx))
+    };
+    let runner = {
+        let app = app.clone();
+        tokio::spawn(async move { app.run().await })
+    };
+
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .create()?;
+    let offsets: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()?;
+    let ends_of = |topic: &str| -> Result<BTreeMap<(String, i32), i64>, BoxError> {
+        let mut ends = BTreeMap::new();
+        for p in 0..partitions {
+            let (_, high) = offsets.fetch_watermarks(topic, p, Duration::from_secs(30))?;
+            ends.insert((topic.to_owned(), p), high);
+        }
+        Ok(ends)
+    };
+    let began = Instant::now();
+    let mut i = 0usize;
+    let mut words_end = BTreeMap::new();
+    for chunk in &chunks {
+        // Lines go round-robin over the partitions.
+        for line in *chunk {
+            let mut record = BaseRecord::<(), str>::to(&input_topic)
+                .payload(*line)
+                .partition((i % partitions as usize) as i32);
+            i += 1;
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((
+                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        r,
+                    )) => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err((e, _)) => return Err(e.into()),
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(60))?;
+        // Run until every line is processed and committed; then every word is acknowledged, so
+        // the repartition topic is complete up to its end offsets: wait for those too.
+        wait_committed(&app, &ends_of(&input_topic)?, &runner).await;
+        words_end = ends_of(&words_topic)?;
+        wait_committed(&app, &words_end, &runner).await;
+    }
+    drop(producer);
+    app.shutdown_handle().shutdown();
+    runner.await??;
+    let status = app.status();
+    tracing::info!(
+        lines = lines.len(),
+        chunks = chunks.len(),
+        partitions,
+        records = status.processed_records,
+        elapsed_ms = began.elapsed().as_millis() as u64,
+        "input processed"
+    );
+    let ends: HashMap<i32, i64> = ends_of(&output_topic)?
+        .into_iter()
+        .map(|((_, p), e)| (p, e))
+        .collect();
+    let _ = ends_tx.send(ends);
+    let counts = reading.join().map_err(|_| "the output reader panicked")??;
+    // Nothing fell out of a topic before it was processed: every line and every word was.
+    let words_in: u64 = words_end.values().map(|e| *e as u64).sum();
+    let counted: u64 = counts.values().sum();
+    if counted != words_in || status.processed_records != lines.len() as u64 + words_in {
+        return Err(format!(
+            "{} lines and {words_in} words written, {} records processed and {counted} words \
+             counted: the cluster dropped records before they were processed; use a broker \
+             (--brokers)",
+            lines.len(),
+            status.processed_records
+        )
+        .into());
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for (word, count) in &counts {
+        writeln!(out, "{word}\t{count}")?;
+    }
+    out.flush()?;
+    Ok(())
+}

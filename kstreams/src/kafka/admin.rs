@@ -1,0 +1,239 @@
+//! Topics: metadata checks and topic creation, on a real cluster or the embedded one.
+//!
+//! Owns: [`TopicSpec`], the start-up checks (input topics exist, co-partitioned topics agree on
+//! their partition count, changelog topics exist or are created compacted with the source's
+//! partition count), each bounded in time and reported as a clear [`Error::Runtime`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::config::AppConfig;
+use super::mock::MockCommands;
+use crate::error::{Error, Result};
+use crate::topology::Topology;
+
+/// A topic to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// The name.
+    pub name: String,
+    /// The partition count.
+    pub partitions: i32,
+    /// The replication factor (-1: the broker's default).
+    pub replication: i32,
+    /// Topic configs, e.g. `cleanup.policy=compact`.
+    pub configs: Vec<(String, String)>,
+}
+
+impl TopicSpec {
+    /// A topic with the broker's default replication and no configs.
+    pub fn new(name: impl Into<String>, partitions: i32) -> Self {
+        TopicSpec {
+            name: name.into(),
+            partitions,
+            replication: -1,
+            configs: Vec::new(),
+        }
+    }
+
+    /// Sets a topic config.
+    #[must_use]
+    pub fn config(mut self, name: &str, value: &str) -> Self {
+        self.configs.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets the replication factor.
+    #[must_use]
+    pub fn replication(mut self, factor: i32) -> Self {
+        self.replication = factor;
+        self
+    }
+}
+
+/// Creates topics on the app's cluster, leaving existing ones as they are.
+pub(crate) async fn create_topics(
+    config: &AppConfig,
+    bootstrap: &str,
+    mock: Option<&MockCommands>,
+    topics: &[TopicSpec],
+) -> Result<()> {
+    if let Some(mock) = mock {
+        for t in topics {
+            mock.create_topic(&t.name, t.partitions)?;
+        }
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> = config
+        .admin_config(bootstrap)
+        .create()
+        .map_err(|source| Error::Kafka {
+            context: "creating the admin client".into(),
+            source,
+        })?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| {
+            let mut n = NewTopic::new(
+                &t.name,
+                t.partitions,
+                TopicReplication::Fixed(t.replication),
+            );
+            for (k, v) in &t.configs {
+                n = n.set(k, v);
+            }
+            n
+        })
+        .collect();
+    let options = AdminOptions::new()
+        .request_timeout(Some(config.startup_timeout))
+        .operation_timeout(Some(config.startup_timeout));
+    let results = tokio::time::timeout(
+        config.startup_timeout + Duration::from_secs(1),
+        admin.create_topics(new.iter(), &options),
+    )
+    .await
+    .map_err(|_| {
+        Error::Runtime(format!(
+            "cannot create topics on the Kafka cluster at {bootstrap}: no answer within {:?}",
+            config.startup_timeout
+        ))
+    })?
+    .map_err(|source| Error::Kafka {
+        context: format!("creating topics on the Kafka cluster at {bootstrap}"),
+        source,
+    })?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(Error::Runtime(format!(
+                    "cannot create topic `{name}`: {code}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The partition count of every existing topic, in one metadata request bounded by `timeout`.
+pub(crate) fn partition_counts<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    bootstrap: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<String, i32>> {
+    let md = consumer.fetch_metadata(None, timeout).map_err(|e| {
+        Error::Runtime(format!(
+            "cannot reach the Kafka cluster at {bootstrap} within {timeout:?} ({e}); \
+             check bootstrap servers, network and security settings"
+        ))
+    })?;
+    Ok(md
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+        .collect())
+}
+
+/// Checks the topology against the cluster and creates missing changelog topics. Returns the
+/// partition count of each sub-topology (indexed like [`Topology::subtopologies`]).
+pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext>(
+    topology: &Topology,
+    config: &AppConfig,
+    bootstrap: &str,
+    mock: Option<&MockCommands>,
+    consumer: &BaseConsumer<C>,
+) -> Result<Vec<i32>> {
+    let counts = partition_counts(consumer, bootstrap, config.startup_timeout)?;
+    let mut per_sub = Vec::new();
+    let mut changelogs = Vec::new();
+    for sub in topology.subtopologies() {
+        let mut n: Option<(i32, &str)> = None;
+        for topic in &sub.source_topics {
+            let Some(&c) = counts.get(&**topic) else {
+                return Err(Error::Runtime(format!(
+                    "input topic `{topic}` does not exist on the Kafka cluster at {bootstrap}; \
+                     create it before starting the application"
+                )));
+            };
+            match n {
+                None => n = Some((c, topic)),
+                Some((m, first)) if m != c => {
+                    return Err(Error::Runtime(format!(
+                        "co-partitioned input topics `{first}` ({m} partitions) and `{topic}` \
+                         ({c} partitions) must have the same number of partitions"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        let n = n.map_or(1, |(c, _)| c);
+        per_sub.push(n);
+        for store in &sub.stores {
+            let Some(spec) = topology.stores().iter().find(|s| s.name() == &**store) else {
+                continue;
+            };
+            if !spec.changelog_enabled() {
+                continue;
+            }
+            let name = format!("{}-{store}-changelog", config.application_id);
+            match counts.get(&name) {
+                Some(&c) if c != n => {
+                    return Err(Error::Runtime(format!(
+                        "changelog topic `{name}` has {c} partitions but its input has {n}; \
+                         delete it (the state is rebuilt from the input) or use another \
+                         application id"
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    let replication = if mock.is_some() {
+                        1
+                    } else {
+                        config.changelog_replication_factor
+                    };
+                    changelogs.push(
+                        TopicSpec::new(name, n)
+                            .replication(replication)
+                            .config("cleanup.policy", "compact"),
+                    );
+                }
+            }
+        }
+    }
+    for sink in topology.sink_topics() {
+        if mock.is_none() && !counts.contains_key(&*sink) {
+            return Err(Error::Runtime(format!(
+                "output topic `{sink}` does not exist on the Kafka cluster at {bootstrap}; \
+                 create it before starting the application"
+            )));
+        }
+    }
+    if !changelogs.is_empty() {
+        for c in &changelogs {
+            tracing::info!(topic = %c.name, partitions = c.partitions, "creating changelog topic");
+        }
+        create_topics(config, bootstrap, mock, &changelogs).await?;
+        // Wait until the new topics show up in metadata (bounded).
+        let deadline = std::time::Instant::now() + config.startup_timeout;
+        loop {
+            let counts = partition_counts(consumer, bootstrap, config.startup_timeout)?;
+            if changelogs.iter().all(|c| counts.contains_key(&c.name)) {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Runtime(
+                    "created changelog topics did not appear in metadata in time".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(per_sub)
+}

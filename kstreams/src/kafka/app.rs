@@ -1,0 +1,863 @@
+//! The application: consume in the group, drive tasks batch by batch, produce, commit.
+//!
+//! Owns: [`App`] (the counterpart of `KafkaStreams`), [`ShutdownHandle`], [`AppStatus`] and the
+//! processing loop with its commit protocol and rebalance handling. Processing itself is the
+//! [`Task`] code, the same the [`TopologyTestDriver`](crate::testing::TopologyTestDriver) runs.
+//!
+//! Commit protocol (at-least-once). Records are polled in rounds (at most
+//! `batch_max_records`, waiting at most `batch_max_wait` once the first one arrived), grouped by
+//! task and topic in offset order and handed to the tasks in task-id order. Each batch commits its
+//! state and its input position in one LMDB transaction; its outputs and changelog records are sent
+//! asynchronously. A commit (every `commit_interval`, before partitions are revoked, on shutdown):
+//! 1. waits until the broker acknowledged every record sent so far (any delivery error fails the
+//!    app: nothing after the last commit is committed),
+//! 2. records the acknowledged changelog offsets in each task's LMDB environment
+//!    (`record_changelog_positions`) and fsyncs it (`Task::sync`),
+//! 3. commits the processed input offsets to the group, synchronously.
+//!
+//! So a committed offset never points past a record whose outputs or state could be lost.
+//!
+//! Rebalances (librdkafka's eager protocol by default). Before partitions are revoked, the commit
+//! above runs and their tasks are closed; records of revoked partitions already polled but not
+//! processed are dropped (the next owner fetches them from the committed offset). After partitions
+//! are assigned, their fetching is paused, their tasks are opened (LMDB in
+//! `<state dir>/<application id>/<task id>`) and every changelogged store is restored from the
+//! changelog offset its LMDB environment recorded to the high watermark, in batches; local state
+//! that claims offsets past the changelog's end (a recreated topic, another cluster) is deleted and
+//! rebuilt. Then fetching resumes from the group's committed offset. A missing state directory is
+//! rebuilt from the changelog the same way.
+//!
+//! At-least-once, stated plainly: when local state is ahead of the committed offset (the process
+//! died between a state commit and the next offset commit), the input since the committed offset
+//! is processed again, so aggregates may count it twice (a warning names the partition and the
+//! number of records). A clean shutdown or a rebalance commits everything first, so neither ever
+//! causes double counting.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::admin::{self, TopicSpec};
+use super::config::AppConfig;
+use super::mock::{EmbeddedCluster, MockCommands};
+use super::restore::{RestoreContext, Restored, restore_task};
+use super::sink::Sink;
+use crate::error::{Error, Result};
+use crate::record::{Headers, RawRecord};
+use crate::task::{Task, TaskConfig, TaskId, TaskOutput};
+use crate::topology::Topology;
+
+/// Stops a running [`App`] gracefully: the batch in hand is finished, outputs are flushed,
+/// offsets committed and stores closed.
+#[derive(Debug, Clone, Default)]
+pub struct ShutdownHandle(Arc<(AtomicBool, AtomicBool)>);
+
+impl ShutdownHandle {
+    /// Asks the app to stop; `run` returns once it has.
+    pub fn shutdown(&self) {
+        self.0.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a shutdown was asked for.
+    pub fn is_shutdown(&self) -> bool {
+        self.0.0.load(Ordering::SeqCst)
+    }
+
+    /// Stops like a crash: no flush, no commit, records in flight are purged (for tests of what a
+    /// restart recovers).
+    #[doc(hidden)]
+    pub fn abort(&self) {
+        self.0.1.store(true, Ordering::SeqCst);
+        self.shutdown();
+    }
+
+    fn is_abort(&self) -> bool {
+        self.0.1.load(Ordering::SeqCst)
+    }
+}
+
+/// A snapshot of what a running app is doing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppStatus {
+    /// Whether the processing loop runs (set once start-up checks passed).
+    pub running: bool,
+    /// The input partitions assigned to this instance.
+    pub assigned: BTreeSet<(String, i32)>,
+    /// The last committed next offset of every input partition this instance committed.
+    pub committed: BTreeMap<(String, i32), i64>,
+    /// Input records processed.
+    pub processed_records: u64,
+    /// Changelog records restored into local stores.
+    pub restored_records: u64,
+    /// Commits made.
+    pub commits: u64,
+    /// Rebalances seen (assignments).
+    pub rebalances: u64,
+}
+
+/// A Kafka Streams application: a topology run against a Kafka cluster, one task per input
+/// partition (co-partitioned sources share a task), each with its own LMDB environment.
+///
+/// ```no_run
+/// use kstreams::kafka::{App, AppConfig};
+/// use kstreams::{processor, Record, Topology};
+/// # async fn demo() -> kstreams::Result<()> {
+/// let mut t = Topology::builder();
+/// let lines = t.source::<(), String>("lines");
+/// let upper = t.add(processor::map(|r: &Record<(), String>| r.derive((), r.value.to_uppercase())), &lines);
+/// t.sink("upper", &upper);
+/// let app = App::new(t.build()?, AppConfig::new("upper").bootstrap_servers("127.0.0.1:9092"))?;
+/// let stop = app.shutdown_handle();
+/// // elsewhere: stop.shutdown();
+/// app.run().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct App {
+    topology: Topology,
+    config: AppConfig,
+    bootstrap: String,
+    embedded: Option<EmbeddedCluster>,
+    shutdown: ShutdownHandle,
+    status: Arc<Mutex<AppStatus>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl App {
+    /// Checks the config and, when no bootstrap servers are configured, starts the embedded mock
+    /// cluster (it lives as long as the `App`). Nothing else touches the network before
+    /// [`run`](Self::run).
+    pub fn new(topology: Topology, config: AppConfig) -> Result<App> {
+        config.validate()?;
+        let (bootstrap, embedded) = match &config.bootstrap_servers {
+            Some(b) => (b.clone(), None),
+            None => {
+                let e = EmbeddedCluster::start()?;
+                (e.bootstrap_servers().to_owned(), Some(e))
+            }
+        };
+        Ok(App {
+            topology,
+            config,
+            bootstrap,
+            embedded,
+            shutdown: ShutdownHandle::default(),
+            status: Arc::default(),
+        })
+    }
+
+    /// The cluster the app talks to (the embedded cluster's address when it runs one).
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// Whether the app runs librdkafka's embedded mock cluster.
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
+    /// The config.
+    pub fn config(&self) -> &AppConfig {
+        &self.config
+    }
+
+    /// A handle that stops [`run`](Self::run) gracefully.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// What the app is doing now.
+    pub fn status(&self) -> AppStatus {
+        lock(&self.status).clone()
+    }
+
+    /// Creates topics on the app's cluster (real or embedded), leaving existing ones alone.
+    pub async fn create_topics(&self, topics: &[TopicSpec]) -> Result<()> {
+        let mock = self.embedded.as_ref().map(EmbeddedCluster::commands);
+        admin::create_topics(&self.config, &self.bootstrap, mock.as_ref(), topics).await
+    }
+
+    /// Runs until [`ShutdownHandle::shutdown`], Ctrl-C (unless disabled) or an error. Start-up
+    /// problems (cluster unreachable, input topic missing, co-partitioned topics with different
+    /// partition counts) are returned as errors within the start-up timeout.
+    ///
+    /// Processing runs on a dedicated thread; this future only waits for it. A shutdown is final:
+    /// once [`ShutdownHandle::shutdown`] was called, `run` returns at once; make a new `App` to
+    /// run again.
+    pub async fn run(&self) -> Result<()> {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let params = RunParams {
+            topology: self.topology.clone(),
+            config: self.config.clone(),
+            bootstrap: self.bootstrap.clone(),
+            mock: self.embedded.as_ref().map(EmbeddedCluster::commands),
+            shutdown: self.shutdown.clone(),
+            status: self.status.clone(),
+        };
+        std::thread::Builder::new()
+            .name(format!("kstreams-{}", self.config.application_id))
+            .spawn(move || {
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_blocking(params)))
+                        .unwrap_or_else(|_| {
+                            Err(Error::Internal("the processing thread panicked".into()))
+                        });
+                let _ = tx.send(result);
+            })
+            .map_err(|e| Error::Io {
+                context: "spawning the processing thread".into(),
+                source: e,
+            })?;
+        let closed = |_| Error::Internal("the processing thread vanished".into());
+        if self.config.handle_ctrl_c {
+            let ctrl_c = async {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                r = &mut rx => return r.map_err(closed)?,
+                () = ctrl_c => {
+                    tracing::info!("Ctrl-C: shutting down gracefully");
+                    self.shutdown.shutdown();
+                }
+            }
+        }
+        rx.await.map_err(closed)?
+    }
+}
+
+struct RunParams {
+    topology: Topology,
+    config: AppConfig,
+    bootstrap: String,
+    mock: Option<MockCommands>,
+    shutdown: ShutdownHandle,
+    status: Arc<Mutex<AppStatus>>,
+}
+
+/// The group consumer's context: rebalance callbacks flush, commit and close revoked tasks, and
+/// create and restore assigned ones, before the consumer goes on.
+struct GroupContext {
+    engine: Mutex<Option<Engine>>,
+    generation: AtomicU64,
+    /// Partitions revoked since the processing loop last looked: records of them polled before
+    /// the revocation are dropped (they are fetched again from the committed offset by their next
+    /// owner, possibly this instance).
+    revoked: Mutex<BTreeSet<(String, i32)>>,
+    error: Mutex<Option<Error>>,
+}
+
+impl GroupContext {
+    fn fail(&self, e: Error) {
+        let mut slot = lock(&self.error);
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        super::sink::log_to_tracing(level, fac, log_message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, "consumer: {reason}");
+    }
+}
+
+fn tpl_partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            let revoked = tpl_partitions(tpl);
+            lock(&self.revoked).extend(revoked.iter().cloned());
+            let mut engine = lock(&self.engine);
+            if let Some(engine) = engine.as_mut()
+                && let Err(e) = engine.revoke(consumer, &revoked)
+            {
+                self.fail(e);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                self.generation.fetch_add(1, Ordering::SeqCst);
+                let assigned = tpl_partitions(tpl);
+                let mut engine = lock(&self.engine);
+                if let Some(engine) = engine.as_mut()
+                    && let Err(e) = engine.assign(consumer, &assigned)
+                {
+                    self.fail(e);
+                }
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+/// A task with the changelog offsets its LMDB environment last recorded.
+struct Running {
+    task: Task,
+    recorded: Vec<Option<i64>>,
+    dirty: bool,
+}
+
+/// Everything the processing thread and the rebalance callbacks share.
+struct Engine {
+    topology: Topology,
+    task_config: Arc<TaskConfig>,
+    config: AppConfig,
+    sink: Sink,
+    restore: BaseConsumer<RestoreContext>,
+    tasks: BTreeMap<TaskId, Running>,
+    /// Next offset to process per input partition (this assignment).
+    processed: HashMap<(String, i32), i64>,
+    committed: HashMap<(String, i32), i64>,
+    status: Arc<Mutex<AppStatus>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn kafka_err(context: impl Into<String>) -> impl FnOnce(KafkaError) -> Error {
+    let context = context.into();
+    move |source| Error::Kafka { context, source }
+}
+
+impl Engine {
+    fn task_id(&self, topic: &str, partition: i32) -> Option<TaskId> {
+        self.topology.subtopology_of(topic).map(|s| TaskId {
+            subtopology: s.id,
+            partition,
+        })
+    }
+
+    fn open_task(&self, id: TaskId) -> Result<Running> {
+        let task = Task::new(&self.topology, id, self.task_config.clone())?;
+        let recorded = {
+            let pos = task.position()?;
+            task.stores()
+                .iter()
+                .map(|s| pos.changelog(s.name()))
+                .collect()
+        };
+        Ok(Running {
+            task,
+            recorded,
+            dirty: false,
+        })
+    }
+
+    /// Creates and restores the tasks of newly assigned partitions.
+    fn assign<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        partitions: &[(String, i32)],
+    ) -> Result<()> {
+        let ids: BTreeSet<TaskId> = partitions
+            .iter()
+            .filter_map(|(t, p)| self.task_id(t, *p))
+            .collect();
+        tracing::info!(?partitions, "partitions assigned");
+        for (t, p) in partitions {
+            self.processed.remove(&(t.clone(), *p));
+        }
+        // The new partitions' tasks are behind until restored: pause their fetching meanwhile so
+        // that prefetched records do not pile up in memory.
+        let mut paused = TopicPartitionList::new();
+        for (t, p) in partitions {
+            paused.add_partition(t, *p);
+        }
+        if let Err(e) = consumer.pause(&paused) {
+            tracing::debug!(error = %e, "cannot pause partitions during restore");
+        }
+        let result = self.create_and_restore(consumer, partitions, ids);
+        if let Err(e) = consumer.resume(&paused) {
+            tracing::debug!(error = %e, "cannot resume partitions after restore");
+        }
+        result
+    }
+
+    fn create_and_restore<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        partitions: &[(String, i32)],
+        ids: BTreeSet<TaskId>,
+    ) -> Result<()> {
+        let committed = {
+            let mut tpl = TopicPartitionList::new();
+            for (t, p) in partitions {
+                tpl.add_partition(t, *p);
+            }
+            consumer
+                .committed_offsets(tpl, self.config.startup_timeout)
+                .ok()
+        };
+        let mut restored_total = 0;
+        for id in ids {
+            if self.tasks.contains_key(&id) {
+                continue;
+            }
+            let span = tracing::info_span!("task", task = %id);
+            let _g = span.enter();
+            let mut running = self.open_task(id)?;
+            let mut outcome = restore_task(
+                &self.restore,
+                &mut running.task,
+                self.config.restore_batch_records,
+                self.config.startup_timeout,
+            )?;
+            if outcome == Restored::LocalStateInvalid {
+                let path = running.task.state_path();
+                drop(running);
+                if let Some(path) = path {
+                    std::fs::remove_dir_all(&path).map_err(|e| Error::Io {
+                        context: format!("removing invalid local state {}", path.display()),
+                        source: e,
+                    })?;
+                }
+                running = self.open_task(id)?;
+                outcome = restore_task(
+                    &self.restore,
+                    &mut running.task,
+                    self.config.restore_batch_records,
+                    self.config.startup_timeout,
+                )?;
+            }
+            if let Restored::Done(n) = outcome {
+                restored_total += n;
+                metrics::counter!("kstreams_restored_records_total").increment(n);
+            }
+            running.recorded = {
+                let pos = running.task.position()?;
+                running
+                    .task
+                    .stores()
+                    .iter()
+                    .map(|s| pos.changelog(s.name()))
+                    .collect()
+            };
+            // At-least-once: if the local state already reflects input past the committed
+            // offset (a crash between the state commit and the offset commit), that input is
+            // processed again and its effects on state counted twice. A clean shutdown commits
+            // everything, so it never happens after one.
+            if let Some(committed) = &committed {
+                let pos = running.task.position()?;
+                for topic in running.task.source_topics() {
+                    let local = pos.input(topic, id.partition);
+                    let group = committed
+                        .find_partition(topic, id.partition)
+                        .and_then(|e| match e.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        });
+                    if let (Some(local), Some(group)) = (local, group)
+                        && local > group
+                    {
+                        tracing::warn!(%topic, partition = id.partition, local, committed = group,
+                                "local state is ahead of the committed offset (unclean stop): \
+                                 {} records are processed again (at-least-once)", local - group);
+                    }
+                }
+            }
+            self.tasks.insert(id, running);
+        }
+        let mut st = lock(&self.status);
+        st.assigned.extend(partitions.iter().cloned());
+        st.restored_records += restored_total;
+        st.rebalances += 1;
+        Ok(())
+    }
+
+    /// Commits and closes the tasks of revoked partitions.
+    fn revoke<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        partitions: &[(String, i32)],
+    ) -> Result<()> {
+        tracing::info!(?partitions, "partitions revoked");
+        let result = self.commit(consumer, "revoke");
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "commit before revoke failed; the new owner reprocesses since the last commit");
+        }
+        let ids: BTreeSet<TaskId> = partitions
+            .iter()
+            .filter_map(|(t, p)| self.task_id(t, *p))
+            .collect();
+        for id in ids {
+            if let Some(r) = self.tasks.remove(&id) {
+                for t in r.task.changelog_topics().iter().flatten() {
+                    self.sink.forget(t, id.partition);
+                }
+                drop(r);
+            }
+        }
+        for p in partitions {
+            self.processed.remove(p);
+        }
+        let mut st = lock(&self.status);
+        for p in partitions {
+            st.assigned.remove(p);
+        }
+        // A failed delivery is fatal; a failed offset commit during a rebalance is not (the
+        // records are processed again by the new owner).
+        match result {
+            Err(Error::Kafka { .. }) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Closes every task (after a final commit by the caller).
+    fn close_all(&mut self) {
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            if let Some(r) = self.tasks.remove(&id) {
+                for t in r.task.changelog_topics().iter().flatten() {
+                    self.sink.forget(t, id.partition);
+                }
+            }
+        }
+        lock(&self.status).assigned.clear();
+    }
+
+    fn send(&mut self, out: &TaskOutput) -> Result<()> {
+        self.sink.send(&out.records, false)?;
+        self.sink.send(&out.changelog, true)
+    }
+
+    /// Hands one round of records to the tasks: per task and topic, in offset order, tasks in id
+    /// order.
+    fn process_round(&mut self, msgs: &[BorrowedMessage<'_>]) -> Result<()> {
+        let now = now_ms();
+        let mut groups: BTreeMap<(TaskId, &str), Vec<usize>> = BTreeMap::new();
+        for (i, m) in msgs.iter().enumerate() {
+            if let Some(id) = self.task_id(m.topic(), m.partition()) {
+                groups.entry((id, m.topic())).or_default().push(i);
+            }
+        }
+        let mut processed = 0u64;
+        for ((id, topic), indices) in groups {
+            let key = (topic.to_owned(), id.partition);
+            let next = self.processed.get(&key).copied();
+            let Some(running) = self.tasks.get_mut(&id) else {
+                continue;
+            };
+            let batch: Vec<RawRecord<'_>> = indices
+                .iter()
+                .map(|&i| &msgs[i])
+                .filter(|m| next.is_none_or(|n| m.offset() >= n))
+                .map(|m| RawRecord {
+                    key: m.key(),
+                    value: m.payload(),
+                    timestamp: m.timestamp().to_millis().unwrap_or(now),
+                    offset: m.offset(),
+                    headers: match m.headers() {
+                        Some(h) => h
+                            .iter()
+                            .map(|h| (h.key, h.value.map(<[u8]>::to_vec)))
+                            .collect(),
+                        None => Headers::new(),
+                    },
+                })
+                .collect();
+            let Some(last) = batch.last().map(|r| r.offset) else {
+                continue;
+            };
+            let out = running.task.process(topic, id.partition, &batch, now)?;
+            running.dirty = true;
+            processed += batch.len() as u64;
+            // Only records whose outputs were handed to the producer count as processed: a send
+            // that fails leaves the batch uncommitted (it is processed again after a restart).
+            self.send(&out)?;
+            self.processed.insert(key, last + 1);
+        }
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            if let Some(running) = self.tasks.get_mut(&id) {
+                let before = running.task.committed_transactions();
+                let out = running.task.punctuate_wall_clock(now)?;
+                if running.task.committed_transactions() != before {
+                    running.dirty = true;
+                }
+                if !out.records.is_empty() || !out.changelog.is_empty() {
+                    self.send(&out)?;
+                }
+            }
+        }
+        if processed > 0 {
+            lock(&self.status).processed_records += processed;
+        }
+        Ok(())
+    }
+
+    /// The commit protocol: acks, then changelog positions + fsync, then offsets.
+    fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, why: &str) -> Result<()> {
+        let pending: Vec<((String, i32), i64)> = self
+            .processed
+            .iter()
+            .filter(|(k, v)| self.committed.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let any_dirty = self.tasks.values().any(|r| r.dirty);
+        if pending.is_empty() && !any_dirty && self.sink.outstanding() == 0 {
+            return Ok(());
+        }
+        let began = Instant::now();
+        // 1. Every output and changelog record sent so far is acknowledged.
+        self.sink.wait_acked()?;
+        // 2. The state that produced them is durable, with the changelog offsets it reflects.
+        for (id, running) in &mut self.tasks {
+            if !running.dirty {
+                continue;
+            }
+            let mut positions: Vec<(String, i64)> = Vec::new();
+            for (i, (spec, topic)) in running
+                .task
+                .stores()
+                .iter()
+                .zip(running.task.changelog_topics())
+                .enumerate()
+            {
+                let Some(topic) = topic else { continue };
+                if let Some(acked) = self.sink.changelog_acked(topic, id.partition)
+                    && running.recorded.get(i).copied().flatten() != Some(acked)
+                {
+                    positions.push((spec.name().to_owned(), acked));
+                    if let Some(slot) = running.recorded.get_mut(i) {
+                        *slot = Some(acked);
+                    }
+                }
+            }
+            let refs: Vec<(&str, i64)> = positions.iter().map(|(s, o)| (s.as_str(), *o)).collect();
+            running.task.record_changelog_positions(&refs)?;
+            running.task.sync()?;
+            running.dirty = false;
+        }
+        // 3. Only now the input offsets.
+        if !pending.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for ((t, p), o) in &pending {
+                tpl.add_partition_offset(t, *p, Offset::Offset(*o))
+                    .map_err(kafka_err("building the offsets to commit"))?;
+            }
+            consumer
+                .commit(&tpl, CommitMode::Sync)
+                .map_err(kafka_err(format!("committing offsets ({why})")))?;
+            for (k, v) in &pending {
+                self.committed.insert(k.clone(), *v);
+            }
+        }
+        tracing::debug!(
+            why,
+            partitions = pending.len(),
+            elapsed_us = began.elapsed().as_micros() as u64,
+            "committed"
+        );
+        let mut st = lock(&self.status);
+        for (k, v) in pending {
+            st.committed.insert(k, v);
+        }
+        st.commits += 1;
+        metrics::counter!("kstreams_commits_total").increment(1);
+        metrics::histogram!("kstreams_commit_seconds").record(began.elapsed().as_secs_f64());
+        Ok(())
+    }
+}
+
+fn run_blocking(p: RunParams) -> Result<()> {
+    let RunParams {
+        topology,
+        config,
+        bootstrap,
+        mock,
+        shutdown,
+        status,
+    } = p;
+    let span = tracing::info_span!("app", app = %config.application_id);
+    let _g = span.enter();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io {
+            context: "building the start-up runtime".into(),
+            source: e,
+        })?;
+    let context = GroupContext {
+        engine: Mutex::new(None),
+        generation: AtomicU64::new(0),
+        revoked: Mutex::new(BTreeSet::new()),
+        error: Mutex::new(None),
+    };
+    let consumer: BaseConsumer<GroupContext> = config
+        .consumer_config(&bootstrap)
+        .create_with_context(context)
+        .map_err(kafka_err("creating the consumer"))?;
+    rt.block_on(admin::prepare_topics(
+        &topology,
+        &config,
+        &bootstrap,
+        mock.as_ref(),
+        &consumer,
+    ))?;
+    let restore: BaseConsumer<RestoreContext> = config
+        .restore_consumer_config(&bootstrap)
+        .create_with_context(RestoreContext)
+        .map_err(kafka_err("creating the restore consumer"))?;
+    let mut task_config = TaskConfig::new(config.application_id.clone(), config.state_dir.clone());
+    task_config.lmdb = config.lmdb.clone();
+    task_config.on_deserialization_error = config.on_deserialization_error.clone();
+    let sink = Sink::new(&config, &bootstrap)?;
+    *lock(&consumer.context().engine) = Some(Engine {
+        topology: topology.clone(),
+        task_config: Arc::new(task_config),
+        config: config.clone(),
+        sink,
+        restore,
+        tasks: BTreeMap::new(),
+        processed: HashMap::new(),
+        committed: HashMap::new(),
+        status: status.clone(),
+    });
+    let sources: Vec<String> = topology
+        .source_topics()
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    let refs: Vec<&str> = sources.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&refs)
+        .map_err(kafka_err("subscribing to the input topics"))?;
+    lock(&status).running = true;
+    tracing::info!(%bootstrap, topics = ?sources, "running");
+
+    let result = processing_loop(&consumer, &config, &shutdown);
+
+    // Shutdown: commit what is done (also after an error: what was processed before it is
+    // sound), then close the stores, then leave the group.
+    let final_commit = {
+        let mut engine = lock(&consumer.context().engine);
+        if shutdown.is_abort() {
+            tracing::warn!("aborted: nothing flushed or committed since the last commit");
+            // Dropping the producer purges what is in flight; the tasks close without a sync.
+            drop(engine.take());
+        }
+        match engine.as_mut() {
+            Some(e) => {
+                let r = e.commit(&consumer, "shutdown");
+                e.close_all();
+                r
+            }
+            None => Ok(()),
+        }
+    };
+    let engine = lock(&consumer.context().engine).take();
+    drop(consumer);
+    drop(engine);
+    lock(&status).running = false;
+    tracing::info!("stopped");
+    result.and(final_commit)
+}
+
+fn processing_loop(
+    consumer: &BaseConsumer<GroupContext>,
+    config: &AppConfig,
+    shutdown: &ShutdownHandle,
+) -> Result<()> {
+    let ctx = consumer.context();
+    let mut last_commit = Instant::now();
+    loop {
+        if let Some(e) = lock(&ctx.error).take() {
+            return Err(e);
+        }
+        if shutdown.is_shutdown() {
+            return Ok(());
+        }
+        let mut msgs: Vec<BorrowedMessage<'_>> = Vec::new();
+        let mut round_deadline: Option<Instant> = None;
+        while msgs.len() < config.batch_max_records {
+            let timeout = match round_deadline {
+                None => Duration::from_millis(100),
+                Some(d) => d.saturating_duration_since(Instant::now()),
+            };
+            let generation = ctx.generation.load(Ordering::SeqCst);
+            let polled = consumer.poll(timeout);
+            if ctx.generation.load(Ordering::SeqCst) != generation {
+                // A rebalance ran inside poll: records of revoked partitions polled before it
+                // are fetched again from the committed offset by their next owner. (With the
+                // default eager protocol every partition is revoked; with a cooperative one,
+                // partitions kept go on where they were.)
+                let revoked = std::mem::take(&mut *lock(&ctx.revoked));
+                msgs.retain(|m| !revoked.contains(&(m.topic().to_owned(), m.partition())));
+            }
+            match polled {
+                None => break,
+                Some(Ok(m)) => {
+                    msgs.push(m);
+                    if round_deadline.is_none() {
+                        round_deadline = Some(Instant::now() + config.batch_max_wait);
+                    }
+                }
+                Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
+                    return Err(Error::Runtime(format!("fatal consumer error: {code}")));
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    break;
+                }
+            }
+        }
+        if !msgs.is_empty() || last_commit.elapsed() >= config.commit_interval {
+            let mut engine = lock(&ctx.engine);
+            let Some(engine) = engine.as_mut() else {
+                return Err(Error::Internal("the engine is gone".into()));
+            };
+            if !msgs.is_empty() {
+                engine.process_round(&msgs)?;
+            }
+            if last_commit.elapsed() >= config.commit_interval {
+                engine.commit(consumer, "interval")?;
+                last_commit = Instant::now();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn apps_tasks_and_the_engine_are_send() {
+        assert_send::<App>();
+        assert_send::<Task>();
+        assert_send::<Engine>();
+        assert_send::<ShutdownHandle>();
+    }
+}

@@ -1,0 +1,409 @@
+//! The application's configuration.
+//!
+//! Owns: [`AppConfig`] (a builder), [`ProcessingGuarantee`] and the translation of the config into
+//! librdkafka properties for the consumer, the producer, the restore consumer and the admin client.
+//! Properties the runtime must control (group id, offset commits, the partitioner) are rejected
+//! with a clear error instead of being silently overridden. `Debug` redacts secrets.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+
+use crate::error::{Error, Result};
+use crate::store::LmdbOptions;
+use crate::task::OnBadRecord;
+
+/// What the runtime promises about input records and their effects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessingGuarantee {
+    /// Every input record's outputs and state changes are acknowledged before its offset is
+    /// committed; after a crash, records since the last commit are processed again.
+    #[default]
+    AtLeastOnce,
+    /// Outputs, changelog writes and offsets commit in one Kafka transaction. Not supported yet:
+    /// [`AppConfig::validate`] rejects it.
+    ExactlyOnce,
+}
+
+/// Properties the runtime sets itself; setting them is an error.
+const RESERVED: &[(&str, &str)] = &[
+    ("group.id", "the group id is the application id"),
+    (
+        "enable.auto.commit",
+        "the runtime commits offsets itself, after outputs are acknowledged",
+    ),
+    (
+        "enable.auto.offset.store",
+        "the runtime commits offsets itself, after outputs are acknowledged",
+    ),
+    (
+        "partitioner",
+        "keys are partitioned with murmur2, as the Java clients do",
+    ),
+    (
+        "transactional.id",
+        "transactions are driven by the processing guarantee",
+    ),
+];
+
+/// The configuration of an [`App`](super::App): the counterpart of Kafka Streams' `StreamsConfig`.
+///
+/// ```
+/// use kstreams::kafka::AppConfig;
+/// use std::time::Duration;
+/// let config = AppConfig::new("word-count")
+///     .bootstrap_servers("127.0.0.1:9092")
+///     .state_dir("/tmp/kstreams-state")
+///     .batch_max_records(5000)
+///     .commit_interval(Duration::from_millis(500))
+///     .property("sasl.password", "secret");
+/// assert!(!format!("{config:?}").contains("secret"));
+/// ```
+#[derive(Clone)]
+pub struct AppConfig {
+    pub(crate) application_id: String,
+    pub(crate) bootstrap_servers: Option<String>,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) batch_max_records: usize,
+    pub(crate) batch_max_wait: Duration,
+    pub(crate) commit_interval: Duration,
+    pub(crate) guarantee: ProcessingGuarantee,
+    pub(crate) properties: BTreeMap<String, String>,
+    pub(crate) consumer_properties: BTreeMap<String, String>,
+    pub(crate) producer_properties: BTreeMap<String, String>,
+    pub(crate) startup_timeout: Duration,
+    pub(crate) delivery_timeout: Duration,
+    pub(crate) changelog_replication_factor: i32,
+    pub(crate) on_deserialization_error: OnBadRecord,
+    pub(crate) lmdb: LmdbOptions,
+    pub(crate) handle_ctrl_c: bool,
+    pub(crate) restore_batch_records: usize,
+}
+
+fn is_secret(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.contains("password") || n.contains("secret") || n.ends_with(".key") || n.contains("token")
+}
+
+fn redacted(map: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    map.iter()
+        .map(|(k, v)| {
+            let v = if is_secret(k) {
+                "[redacted]"
+            } else {
+                v.as_str()
+            };
+            (k.as_str(), v)
+        })
+        .collect()
+}
+
+impl fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("application_id", &self.application_id)
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("state_dir", &self.state_dir)
+            .field("batch_max_records", &self.batch_max_records)
+            .field("batch_max_wait", &self.batch_max_wait)
+            .field("commit_interval", &self.commit_interval)
+            .field("guarantee", &self.guarantee)
+            .field("properties", &redacted(&self.properties))
+            .field("consumer_properties", &redacted(&self.consumer_properties))
+            .field("producer_properties", &redacted(&self.producer_properties))
+            .field("startup_timeout", &self.startup_timeout)
+            .field("delivery_timeout", &self.delivery_timeout)
+            .field(
+                "changelog_replication_factor",
+                &self.changelog_replication_factor,
+            )
+            .field("on_deserialization_error", &self.on_deserialization_error)
+            .field("handle_ctrl_c", &self.handle_ctrl_c)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppConfig {
+    /// A config with defaults: no bootstrap servers (an embedded mock cluster), state under
+    /// `<temp dir>/kstreams`, batches of up to 1,000 records gathered for at most 10 ms, a commit
+    /// every second, at-least-once.
+    pub fn new(application_id: impl Into<String>) -> Self {
+        AppConfig {
+            application_id: application_id.into(),
+            bootstrap_servers: None,
+            state_dir: std::env::temp_dir().join("kstreams"),
+            batch_max_records: 1000,
+            batch_max_wait: Duration::from_millis(10),
+            commit_interval: Duration::from_secs(1),
+            guarantee: ProcessingGuarantee::AtLeastOnce,
+            properties: BTreeMap::new(),
+            consumer_properties: BTreeMap::new(),
+            producer_properties: BTreeMap::new(),
+            startup_timeout: Duration::from_secs(30),
+            delivery_timeout: Duration::from_secs(120),
+            changelog_replication_factor: -1,
+            on_deserialization_error: OnBadRecord::Fail,
+            lmdb: LmdbOptions::default(),
+            handle_ctrl_c: true,
+            restore_batch_records: 10_000,
+        }
+    }
+
+    /// The Kafka cluster (`host:port,host:port`). Without it, the app starts librdkafka's
+    /// in-process mock cluster (for trying things out; it keeps only recent records).
+    #[must_use]
+    pub fn bootstrap_servers(mut self, servers: impl Into<String>) -> Self {
+        let s = servers.into();
+        self.bootstrap_servers = (!s.trim().is_empty()).then_some(s);
+        self
+    }
+
+    /// Where tasks keep their LMDB environments: `<dir>/<application id>/<task id>`.
+    #[must_use]
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = dir.into();
+        self
+    }
+
+    /// The most records polled in one round and handed to tasks (a partition's batch is never
+    /// larger).
+    #[must_use]
+    pub fn batch_max_records(mut self, n: usize) -> Self {
+        self.batch_max_records = n;
+        self
+    }
+
+    /// How long a round waits for more records once the first one arrived.
+    #[must_use]
+    pub fn batch_max_wait(mut self, wait: Duration) -> Self {
+        self.batch_max_wait = wait;
+        self
+    }
+
+    /// How often processed offsets are committed (after outputs are acknowledged).
+    #[must_use]
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+
+    /// The processing guarantee.
+    #[must_use]
+    pub fn processing_guarantee(mut self, guarantee: ProcessingGuarantee) -> Self {
+        self.guarantee = guarantee;
+        self
+    }
+
+    /// A librdkafka property for every client (consumer, producer, admin), e.g.
+    /// `security.protocol`, `sasl.mechanism`.
+    #[must_use]
+    pub fn property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.insert(name.into(), value.into());
+        self
+    }
+
+    /// A librdkafka property for the consumers only.
+    #[must_use]
+    pub fn consumer_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.consumer_properties.insert(name.into(), value.into());
+        self
+    }
+
+    /// A librdkafka property for the producer only.
+    #[must_use]
+    pub fn producer_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.producer_properties.insert(name.into(), value.into());
+        self
+    }
+
+    /// How long start-up may take to reach the cluster and check topics (default 30 s).
+    #[must_use]
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = timeout;
+        self
+    }
+
+    /// How long a commit waits for the broker to acknowledge outputs (default 120 s); it is also
+    /// the producer's `message.timeout.ms` unless set.
+    #[must_use]
+    pub fn delivery_timeout(mut self, timeout: Duration) -> Self {
+        self.delivery_timeout = timeout;
+        self
+    }
+
+    /// The replication factor of changelog topics the app creates (default -1: the broker's).
+    #[must_use]
+    pub fn changelog_replication_factor(mut self, factor: i32) -> Self {
+        self.changelog_replication_factor = factor;
+        self
+    }
+
+    /// What to do with records that cannot be deserialized (default: fail).
+    #[must_use]
+    pub fn on_deserialization_error(mut self, policy: OnBadRecord) -> Self {
+        self.on_deserialization_error = policy;
+        self
+    }
+
+    /// LMDB tuning.
+    #[must_use]
+    pub fn lmdb(mut self, options: LmdbOptions) -> Self {
+        self.lmdb = options;
+        self
+    }
+
+    /// Whether `run` stops gracefully on Ctrl-C (default true).
+    #[must_use]
+    pub fn handle_ctrl_c(mut self, yes: bool) -> Self {
+        self.handle_ctrl_c = yes;
+        self
+    }
+
+    /// The application id.
+    pub fn application_id(&self) -> &str {
+        &self.application_id
+    }
+
+    /// The state directory.
+    pub fn get_state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
+    /// Checks the config; every problem is a [`Error::Config`] that says what to change.
+    pub fn validate(&self) -> Result<()> {
+        let id = &self.application_id;
+        if id.is_empty()
+            || id.len() > 200
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err(Error::Config(format!(
+                "application id `{id}` must be 1 to 200 of the characters a-z A-Z 0-9 . _ - \
+                 (it is the consumer group id and prefixes internal topic names)"
+            )));
+        }
+        if self.guarantee == ProcessingGuarantee::ExactlyOnce {
+            return Err(Error::Config(
+                "exactly-once processing is not supported yet by the Kafka runtime; \
+                 use ProcessingGuarantee::AtLeastOnce"
+                    .into(),
+            ));
+        }
+        if self.batch_max_records == 0 {
+            return Err(Error::Config("batch_max_records must be at least 1".into()));
+        }
+        if self.commit_interval.is_zero() {
+            return Err(Error::Config("commit_interval must be positive".into()));
+        }
+        for map in [
+            &self.properties,
+            &self.consumer_properties,
+            &self.producer_properties,
+        ] {
+            for name in map.keys() {
+                if let Some((_, why)) = RESERVED.iter().find(|(r, _)| r == name) {
+                    return Err(Error::Config(format!(
+                        "property `{name}` cannot be set: {why}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn base(&self, bootstrap: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", bootstrap);
+        c.set("client.id", format!("{}-kstreams", self.application_id));
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    pub(crate) fn consumer_config(&self, bootstrap: &str) -> ClientConfig {
+        let mut c = self.base(bootstrap);
+        c.set("group.id", &self.application_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        for (k, v) in &self.consumer_properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    pub(crate) fn restore_consumer_config(&self, bootstrap: &str) -> ClientConfig {
+        let mut c = self.base(bootstrap);
+        c.set("group.id", format!("{}-restore", self.application_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "true");
+        for (k, v) in &self.consumer_properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    pub(crate) fn producer_config(&self, bootstrap: &str) -> ClientConfig {
+        let mut c = self.base(bootstrap);
+        c.set("partitioner", "murmur2_random")
+            .set("enable.idempotence", "true")
+            .set(
+                "message.timeout.ms",
+                self.delivery_timeout.as_millis().max(1).to_string(),
+            );
+        for (k, v) in &self.producer_properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    pub(crate) fn admin_config(&self, bootstrap: &str) -> ClientConfig {
+        self.base(bootstrap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let c = AppConfig::new("app")
+            .property("sasl.password", "hunter2")
+            .property("ssl.key.password", "hunter3")
+            .consumer_property("sasl.oauthbearer.client.secret", "hunter4")
+            .property("security.protocol", "SASL_SSL");
+        let d = format!("{c:?}");
+        assert!(!d.contains("hunter"), "{d}");
+        assert!(d.contains("SASL_SSL"), "{d}");
+    }
+
+    #[test]
+    fn exactly_once_is_a_clear_config_error() {
+        let err = AppConfig::new("app")
+            .processing_guarantee(ProcessingGuarantee::ExactlyOnce)
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("exactly-once"), "{err}");
+        assert!(err.contains("not supported yet"), "{err}");
+    }
+
+    #[test]
+    fn reserved_properties_and_bad_ids_are_rejected() {
+        let e = AppConfig::new("app").property("group.id", "x").validate();
+        assert!(matches!(e, Err(Error::Config(m)) if m.contains("group.id")));
+        let e = AppConfig::new("bad id").validate();
+        assert!(matches!(e, Err(Error::Config(m)) if m.contains("bad id")));
+        assert!(AppConfig::new("good.id-1_2").validate().is_ok());
+    }
+}

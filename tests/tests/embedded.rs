@@ -1,0 +1,75 @@
+//! The embedded default: with no bootstrap servers, the app runs on librdkafka's mock cluster.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kstreams::kafka::{App, AppConfig, AppStatus, TopicSpec};
+use kstreams_tests::*;
+
+/// Runs word count once on a fresh embedded cluster over `lines`; returns the final counts read
+/// from its output topic and the app's status.
+async fn run_embedded(
+    id: &str,
+    state: &std::path::Path,
+    lines: &[String],
+) -> (std::collections::BTreeMap<String, u64>, AppStatus) {
+    let (input, words, output) = (
+        format!("{id}-lines"),
+        format!("{id}-words"),
+        format!("{id}-counts"),
+    );
+    let config = AppConfig::new(id)
+        .state_dir(state)
+        .commit_interval(Duration::from_millis(100))
+        .handle_ctrl_c(false);
+    let topology =
+        kstreams_examples::wordcount::topology(&input, &words, &output).expect("topology");
+    let app = Arc::new(App::new(topology, config).expect("app"));
+    assert!(app.is_embedded());
+    let b = app.bootstrap_servers().to_owned();
+    app.create_topics(&[
+        TopicSpec::new(&input, 2),
+        TopicSpec::new(&words, 3),
+        TopicSpec::new(&output, 3),
+    ])
+    .await
+    .expect("topics");
+    produce_lines(&b, &input, 2, lines);
+    let run = spawn(app.clone());
+    let ends = end_offsets(&b, &input, 2);
+    wait_for("lines committed", Duration::from_secs(120), || {
+        committed_to(&app.status(), &ends)
+    })
+    .await;
+    let ends = end_offsets(&b, &words, 3);
+    wait_for("words committed", Duration::from_secs(120), || {
+        committed_to(&app.status(), &ends)
+    })
+    .await;
+    app.shutdown_handle().shutdown();
+    run.await.expect("join").expect("run");
+    let out = read_all(&b, &output, 3);
+    (last_counts(&out), app.status())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn word_count_runs_on_the_embedded_cluster() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let lines = sample_lines(5, 2000);
+    let (counts, _) = run_embedded(&unique("embedded"), state.path(), &lines).await;
+    assert_eq!(counts, independent_count(&lines));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_state_ahead_of_its_changelog_is_wiped_and_rebuilt() {
+    // The second run has the first run's state directory but a brand-new (empty) cluster: the
+    // local state claims changelog offsets past the changelog's end, so it must not be trusted.
+    let id = unique("foreign-state");
+    let state = tempfile::tempdir().expect("tempdir");
+    let first = sample_lines(6, 500);
+    let (counts, _) = run_embedded(&id, state.path(), &first).await;
+    assert_eq!(counts, independent_count(&first));
+    let second = sample_lines(7, 500);
+    let (counts, _) = run_embedded(&id, state.path(), &second).await;
+    assert_eq!(counts, independent_count(&second));
+}
