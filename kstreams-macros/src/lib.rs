@@ -14,7 +14,7 @@
 //!
 //! # What the macros generate
 //!
-//! ```ignore
+//! ```text
 //! #[store(name = "word-counts", backend = "in_memory")]
 //! type WordCounts = kstreams::KeyValue<String, u64>;
 //!
@@ -30,7 +30,7 @@
 //!
 //! expands to (as printed by `KSTREAMS_MACROS_DEBUG=1`, with the generated doc lines shortened):
 //!
-//! ```ignore
+//! ```text
 //! #[doc = " The store `word-counts` (`String` → `u64`), declared with `#[kstreams::store]` ..."]
 //! #[derive(::core::fmt::Debug)]
 //! struct WordCounts<'t>(::kstreams::__private::KeyValueStore<'t, String, u64>);

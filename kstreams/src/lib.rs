@@ -177,3 +177,8 @@ pub use kstreams_macros::store;
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
+
+/// The README's example, compiled and run as a doctest so that it stays true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
