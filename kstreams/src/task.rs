@@ -257,16 +257,26 @@ pub(crate) struct Exec<'e> {
 }
 
 impl Exec<'_> {
-    /// Runs node `node` over a batch (a `&Vec<Record<K, V>>` of its input types).
-    pub(crate) fn run(&mut self, node: usize, input: &dyn Any) -> Result<()> {
+    /// Takes node `node` out of the task while `f` runs it (a node is never re-entered: the graph
+    /// has no cycles), then puts it back.
+    fn with_node(
+        &mut self,
+        node: usize,
+        f: impl FnOnce(&mut dyn NodeRun, &mut Self) -> Result<()>,
+    ) -> Result<()> {
         let mut n = self
             .nodes
             .get_mut(node)
             .and_then(Option::take)
             .ok_or_else(|| Error::Internal(format!("node {node} re-entered or missing")))?;
-        let result = n.process(input, self);
+        let result = f(n.as_mut(), self);
         self.nodes[node] = Some(n);
         result
+    }
+
+    /// Runs node `node` over a batch (a `&Vec<Record<K, V>>` of its input types).
+    pub(crate) fn run(&mut self, node: usize, input: &dyn Any) -> Result<()> {
+        self.with_node(node, |n, exec| n.process(input, exec))
     }
 
     fn run_source(
@@ -276,25 +286,11 @@ impl Exec<'_> {
         partition: i32,
         raw: &[RawRecord<'_>],
     ) -> Result<()> {
-        let mut n = self
-            .nodes
-            .get_mut(node)
-            .and_then(Option::take)
-            .ok_or_else(|| Error::Internal(format!("source {node} missing")))?;
-        let result = n.process_raw(topic, partition, raw, self);
-        self.nodes[node] = Some(n);
-        result
+        self.with_node(node, |n, exec| n.process_raw(topic, partition, raw, exec))
     }
 
     fn punctuate(&mut self, node: usize, punctuation: Punctuation) -> Result<()> {
-        let mut n = self
-            .nodes
-            .get_mut(node)
-            .and_then(Option::take)
-            .ok_or_else(|| Error::Internal(format!("node {node} missing")))?;
-        let result = n.punctuate(punctuation, self);
-        self.nodes[node] = Some(n);
-        result
+        self.with_node(node, |n, exec| n.punctuate(punctuation, exec))
     }
 }
 

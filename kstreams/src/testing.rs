@@ -363,16 +363,9 @@ impl TopologyTestDriver {
         value_serde: &dyn Serde<V>,
     ) -> Result<()> {
         for r in records {
-            let ser = |part, e| Error::Serialize {
-                target: format!("test input topic `{topic}`"),
-                part,
-                source: e,
-            };
-            let key = key_serde.serialize(&r.key).map_err(|e| ser(Part::Key, e))?;
-            let value = value_serde
-                .serialize(&r.value)
-                .map_err(|e| ser(Part::Value, e))?;
-            self.append_raw(topic, None, key, value, r.timestamp, r.headers)?;
+            let target = || format!("test input topic `{topic}`");
+            let stored = serialize_record(r, key_serde, value_serde, target)?;
+            self.append(topic, None, stored)?;
         }
         self.process()
     }
@@ -445,17 +438,7 @@ impl TopologyTestDriver {
                 timestamp,
                 headers,
             } = r;
-            self.append(
-                &topic,
-                partition,
-                StoredRecord {
-                    key,
-                    value,
-                    timestamp,
-                    headers,
-                    seq: 0,
-                },
-            )?;
+            self.append_raw(&topic, partition, key, value, timestamp, headers)?;
         }
         Ok(())
     }
@@ -665,24 +648,35 @@ impl SplitInput {
         let ks = K::Serde::default();
         let vs = V::Serde::default();
         for r in records {
-            let bad = |part, source| Error::Serialize {
-                target: format!("split-invariance input `{topic}`"),
-                part,
-                source,
-            };
-            self.records.push((
-                topic.to_owned(),
-                StoredRecord {
-                    key: ks.serialize(&r.key).map_err(|e| bad(Part::Key, e))?,
-                    value: vs.serialize(&r.value).map_err(|e| bad(Part::Value, e))?,
-                    timestamp: r.timestamp,
-                    headers: r.headers,
-                    seq: 0,
-                },
-            ));
+            let target = || format!("split-invariance input `{topic}`");
+            let stored = serialize_record(r, &ks, &vs, target)?;
+            self.records.push((topic.to_owned(), stored));
         }
         Ok(self)
     }
+}
+
+/// Serializes a record for an in-memory topic; `target` names where it was going, for errors.
+fn serialize_record<K: 'static, V: 'static>(
+    r: Record<K, V>,
+    key_serde: &dyn Serde<K>,
+    value_serde: &dyn Serde<V>,
+    target: impl Fn() -> String,
+) -> Result<StoredRecord> {
+    let bad = |part, source| Error::Serialize {
+        target: target(),
+        part,
+        source,
+    };
+    Ok(StoredRecord {
+        key: key_serde.serialize(&r.key).map_err(|e| bad(Part::Key, e))?,
+        value: value_serde
+            .serialize(&r.value)
+            .map_err(|e| bad(Part::Value, e))?,
+        timestamp: r.timestamp,
+        headers: r.headers,
+        seq: 0,
+    })
 }
 
 /// What a run produced: every topic's partitions and every store's entries, as bytes.
