@@ -11,6 +11,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod mock;
+pub mod observe;
 mod restore;
 mod sink;
 
