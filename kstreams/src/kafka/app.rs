@@ -839,14 +839,13 @@ fn processing_loop(
                 }
             }
         }
-        if !msgs.is_empty() || last_commit.elapsed() >= config.commit_interval {
+        {
             let mut engine = lock(&ctx.engine);
             let Some(engine) = engine.as_mut() else {
                 return Err(Error::Internal("the engine is gone".into()));
             };
-            if !msgs.is_empty() {
-                engine.process_round(&msgs)?;
-            }
+            // Also with no records: wall-clock punctuations fire on idle partitions too.
+            engine.process_round(&msgs)?;
             if last_commit.elapsed() >= config.commit_interval {
                 engine.commit(consumer, "interval")?;
                 last_commit = Instant::now();
