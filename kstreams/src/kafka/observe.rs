@@ -2,7 +2,7 @@
 //! log and the optional Prometheus scrape endpoint.
 //!
 //! Owns: [`ObserveConfig`] (set through [`AppConfig`] builder methods defined here), the
-//! per-app [`Observer`] the processing loop feeds, and the process-wide Prometheus exporter. It
+//! per-app observer the processing loop feeds, and the process-wide Prometheus exporter. It
 //! only records what the runtime tells it; it never touches tasks, stores or offsets.
 //!
 //! Metrics go through the [`metrics`] facade, so any recorder works (install your own, or switch
