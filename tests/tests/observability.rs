@@ -3,7 +3,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kstreams::kafka::{App, AppConfig, TopicSpec};
@@ -39,6 +39,30 @@ fn sum(body: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// Everything logged in this test process (the app logs from its own thread, so the subscriber is
+/// the global one).
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
 fn free_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr")
@@ -52,12 +76,20 @@ async fn prometheus_endpoint_serves_moving_counters() {
         format!("{id}-words"),
         format!("{id}-counts"),
     );
+    let logs = Logs::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("info,librdkafka=warn")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
     let addr = free_port();
     let state = tempfile::tempdir().expect("tempdir");
     let config = AppConfig::new(&id)
         .state_dir(state.path())
         .commit_interval(Duration::from_millis(100))
         .handle_ctrl_c(false)
+        .progress_log_interval(Some(Duration::from_millis(300)))
         .prometheus_endpoint(addr);
     let topology =
         kstreams_examples::wordcount::topology(&input, &words, &output).expect("topology");
@@ -100,6 +132,20 @@ async fn prometheus_endpoint_serves_moving_counters() {
     })
     .await;
 
+    wait_for("a progress line", Duration::from_secs(60), || {
+        logs.text().contains("progress: ")
+    })
+    .await;
     app.shutdown_handle().shutdown();
     run.await.expect("join").expect("run");
+    let text = logs.text();
+    let progress = text
+        .lines()
+        .find(|l| l.contains("progress: "))
+        .unwrap_or_default();
+    assert!(progress.contains(" INFO "), "{progress}");
+    assert!(
+        progress.contains("records/s in") && progress.contains("lag"),
+        "{progress}"
+    );
 }
