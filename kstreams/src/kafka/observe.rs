@@ -1,7 +1,7 @@
 //! Observability of a running [`App`](super::App): the metrics it records, its periodic progress
 //! log and the optional Prometheus scrape endpoint.
 //!
-//! Owns: [`ObserveConfig`] (set through [`AppConfig`] builder methods defined here), the
+//! Owns: what [`AppConfig::progress_log_interval`] and `AppConfig::prometheus_endpoint` set, the
 //! per-app observer the processing loop feeds, and the process-wide Prometheus exporter. It
 //! only records what the runtime tells it; it never touches tasks, stores or offsets.
 //!
@@ -38,7 +38,7 @@ use crate::record::ProducerRecord;
 
 /// What an app reports besides its logs (part of [`AppConfig`]).
 #[derive(Debug, Clone)]
-pub struct ObserveConfig {
+pub(crate) struct ObserveConfig {
     pub(crate) progress_interval: Option<Duration>,
     #[cfg(feature = "prometheus")]
     pub(crate) prometheus: Option<std::net::SocketAddr>,
