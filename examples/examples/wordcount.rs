@@ -4,6 +4,8 @@
 //! ```text
 //! cargo run --release --example wordcount -- --input examples/data/sample.txt
 //! cargo run --release --example wordcount -- --input FILE --brokers 127.0.0.1:9092 --partitions 4
+//! cargo run --example wordcount -- --describe                # the topology, as text
+//! cargo run --example wordcount -- --mermaid docs/topology.mmd # the topology, as Mermaid
 //! ```
 //! Without `--brokers` it runs on librdkafka's embedded mock cluster. Logs go to stderr, counts
 //! to stdout.
@@ -31,8 +33,14 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[command(version, about)]
 struct Args {
     /// The text file to count.
+    #[arg(long, required_unless_present_any = ["describe", "mermaid"])]
+    input: Option<PathBuf>,
+    /// Print the topology (`Topology::describe`) and exit.
     #[arg(long)]
-    input: PathBuf,
+    describe: bool,
+    /// Write the topology as a Mermaid flowchart (`Topology::describe_mermaid`) to FILE and exit.
+    #[arg(long, value_name = "FILE")]
+    mermaid: Option<PathBuf>,
     /// Kafka bootstrap servers; without it, an embedded mock cluster is used.
     #[arg(long)]
     brokers: Option<String>,
@@ -147,8 +155,20 @@ async fn main() -> Result<(), BoxError> {
         )
         .init();
     let args = Args::parse();
-    let bytes = std::fs::read(&args.input)
-        .map_err(|e| format!("cannot read {}: {e}", args.input.display()))?;
+    if args.describe || args.mermaid.is_some() {
+        let topology = wordcount::topology("lines", "words-repartition", "counts")?;
+        if args.describe {
+            writeln!(std::io::stdout(), "{}", topology.describe())?;
+        }
+        if let Some(path) = &args.mermaid {
+            std::fs::write(path, topology.describe_mermaid())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        return Ok(());
+    }
+    let input = args.input.clone().unwrap_or_default();
+    let bytes =
+        std::fs::read(&input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
     let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().collect();
 

@@ -1,7 +1,7 @@
 //! Errors: one enum for the whole runtime, each variant naming where it happened.
 //!
 //! Owns: [`Error`], [`Result`], [`SerdeError`]. A record-related error always carries the record's
-//! [`Origin`](crate::Origin) (topic, partition, offset) when it is known.
+//! [`Origin`] (topic, partition, offset) when it is known.
 
 use crate::record::Origin;
 

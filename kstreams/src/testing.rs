@@ -1,7 +1,7 @@
 //! Testing without a broker: [`TopologyTestDriver`] and the split-invariance check.
 //!
 //! Owns: in-memory topics (partitioned logs of raw records), the driver that feeds them to the very
-//! same [`Task`](crate::task::Task) code the Kafka runtime runs, and
+//! same [`Task`] code the Kafka runtime runs, and
 //! [`check_split_invariance`]. State lives in real LMDB files (a temporary directory) unless the
 //! driver is told to keep it in memory.
 

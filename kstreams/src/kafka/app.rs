@@ -140,6 +140,7 @@ impl App {
     /// [`run`](Self::run).
     pub fn new(topology: Topology, config: AppConfig) -> Result<App> {
         config.validate()?;
+        super::observe::install(&config)?; // observability hook
         let (bootstrap, embedded) = match &config.bootstrap_servers {
             Some(b) => (b.clone(), None),
             None => {
@@ -336,6 +337,7 @@ struct Engine {
     processed: HashMap<(String, i32), i64>,
     committed: HashMap<(String, i32), i64>,
     status: Arc<Mutex<AppStatus>>,
+    observer: super::observe::Observer, // observability hook
 }
 
 fn now_ms() -> i64 {
@@ -546,6 +548,7 @@ impl Engine {
     }
 
     fn send(&mut self, out: &TaskOutput) -> Result<()> {
+        self.observer.records_out(&out.records); // observability hook
         self.sink.send(&out.records, false)?;
         self.sink.send(&out.changelog, true)
     }
@@ -588,7 +591,11 @@ impl Engine {
             let Some(last) = batch.last().map(|r| r.offset) else {
                 continue;
             };
-            let out = running.task.process(topic, id.partition, &batch, now)?;
+            // observability hook: the task span and the batch latency
+            let span = tracing::info_span!("task", task = %id, topic, partition = id.partition);
+            let began = Instant::now();
+            let out = span.in_scope(|| running.task.process(topic, id.partition, &batch, now))?;
+            self.observer.batch(topic, batch.len(), began.elapsed());
             running.dirty = true;
             processed += batch.len() as u64;
             // Only records whose outputs were handed to the producer count as processed: a send
@@ -742,6 +749,7 @@ fn run_blocking(p: RunParams) -> Result<()> {
         processed: HashMap::new(),
         committed: HashMap::new(),
         status: status.clone(),
+        observer: super::observe::Observer::new(&config), // observability hook
     });
     let sources: Vec<String> = topology
         .source_topics()
@@ -831,18 +839,18 @@ fn processing_loop(
                 }
             }
         }
-        if !msgs.is_empty() || last_commit.elapsed() >= config.commit_interval {
+        {
             let mut engine = lock(&ctx.engine);
             let Some(engine) = engine.as_mut() else {
                 return Err(Error::Internal("the engine is gone".into()));
             };
-            if !msgs.is_empty() {
-                engine.process_round(&msgs)?;
-            }
+            // Also with no records: wall-clock punctuations fire on idle partitions too.
+            engine.process_round(&msgs)?;
             if last_commit.elapsed() >= config.commit_interval {
                 engine.commit(consumer, "interval")?;
                 last_commit = Instant::now();
             }
+            engine.observer.tick(consumer, &engine.processed); // observability hook
         }
     }
 }

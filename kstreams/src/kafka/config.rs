@@ -81,6 +81,8 @@ pub struct AppConfig {
     pub(crate) lmdb: LmdbOptions,
     pub(crate) handle_ctrl_c: bool,
     pub(crate) restore_batch_records: usize,
+    // Metrics, progress log, Prometheus endpoint: see `observe.rs`.
+    pub(crate) observe: super::observe::ObserveConfig,
 }
 
 fn is_secret(name: &str) -> bool {
@@ -149,6 +151,7 @@ impl AppConfig {
             lmdb: LmdbOptions::default(),
             handle_ctrl_c: true,
             restore_batch_records: 10_000,
+            observe: Default::default(),
         }
     }
 

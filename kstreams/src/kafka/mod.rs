@@ -3,7 +3,8 @@
 //!
 //! Owns: the application ([`App`], [`AppConfig`], [`ShutdownHandle`]), the group consumer and its
 //! rebalance handling, the sink (batched produce, murmur2 partitioning), changelog restoration and
-//! topic checks. It drives [`Task`](crate::task::Task)s and never processes records itself.
+//! topic checks, and what it reports ([`observe`]: metrics, progress log, Prometheus endpoint).
+//! It drives [`Task`](crate::task::Task)s and never processes records itself.
 //!
 //! Processing guarantee: at-least-once. See [`app`] for the commit protocol.
 
@@ -11,6 +12,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod mock;
+pub mod observe;
 mod restore;
 mod sink;
 

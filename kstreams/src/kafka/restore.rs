@@ -108,6 +108,8 @@ pub(crate) fn restore_task(
             source,
         })?;
         let mut next = start;
+        let mut progress =
+            super::observe::RestoreProgress::new(&store, partition, (high - start) as u64);
         let mut last_progress = Instant::now();
         let mut done = false;
         while !done {
@@ -143,6 +145,7 @@ pub(crate) fn restore_task(
                 task.restore(&store, &records, next_offset)?;
                 total += records.len() as u64;
                 next = next_offset;
+                progress.update((next - start) as u64);
                 last_progress = Instant::now();
             } else if !done && last_progress.elapsed() > timeout {
                 let _ = consumer.unassign();
@@ -153,6 +156,7 @@ pub(crate) fn restore_task(
                 )));
             }
         }
+        progress.done();
         if next < high {
             // The end was reached through EOF below the high watermark (e.g. compaction gaps):
             // record the high watermark as the position.

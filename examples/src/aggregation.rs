@@ -1,0 +1,84 @@
+//! Batch aggregation: page views per user, counted a batch at a time.
+//!
+//! `#[batch_processor]` gets the whole batch: it reads every distinct user's count with one
+//! `get_batch`, adds the batch's views in memory, writes all counts back with one `put_batch` and
+//! forwards one record per user per batch (the latest count), not one per input record.
+
+use std::collections::BTreeMap;
+
+use kstreams::kafka::{AppConfig, TopicSpec};
+use kstreams::{Emit, Record, Result, Topology, batch_processor, store};
+
+use crate::embedded::{self, Scenario};
+
+/// Views per user.
+#[store(name = "views-per-user")]
+pub type ViewsPerUser = kstreams::KeyValue<String, u64>;
+
+/// Counts page views (key: user, value: page) per user; emits `user → views so far` once per
+/// user and batch.
+#[batch_processor]
+pub fn count_views(
+    views: &[Record<String, String>],
+    counts: &mut ViewsPerUser,
+    out: &mut Emit<String, u64>,
+) -> kstreams::Result<()> {
+    // Distinct users, each with the index of its last record in the batch (its output's origin).
+    let mut last: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut added: BTreeMap<&str, u64> = BTreeMap::new();
+    for (i, v) in views.iter().enumerate() {
+        last.insert(&v.key, i);
+        *added.entry(&v.key).or_default() += 1;
+    }
+    let users: Vec<String> = last.keys().map(|u| (*u).to_owned()).collect();
+    let old = counts.get_batch(&users)?;
+    let mut totals = Vec::with_capacity(users.len());
+    for ((user, old), (_, &i)) in users.into_iter().zip(old).zip(&last) {
+        let total = old.unwrap_or(0) + added.get(user.as_str()).copied().unwrap_or(0);
+        out.forward(views[i].derive(user.clone(), total));
+        totals.push((user, total));
+    }
+    counts.put_batch(&totals)
+}
+
+/// `page-views` (user → page) → [`count_views`] → `views-per-user` (user → count).
+pub fn topology() -> Result<Topology> {
+    let mut t = Topology::builder();
+    let views = t.source::<String, String>("page-views");
+    let counts = t.add(count_views, &views);
+    t.sink("views-per-user", &counts);
+    Ok(t.build()?)
+}
+
+/// Runs the example on the embedded cluster over `views` (user, page); returns the final count
+/// per user.
+pub async fn run(
+    views: &[(&str, &str)],
+    state_dir: &std::path::Path,
+) -> Result<BTreeMap<String, u64>> {
+    let config = AppConfig::new("aggregation-example").state_dir(state_dir);
+    let out = embedded::run(
+        topology()?,
+        config,
+        Scenario {
+            topics: vec![
+                TopicSpec::new("page-views", 2),
+                TopicSpec::new("views-per-user", 2),
+            ],
+            phases: vec![(
+                "page-views".into(),
+                views.iter().map(|(u, p)| embedded::kv(u, p)).collect(),
+            )],
+            linger: std::time::Duration::ZERO,
+            outputs: vec!["views-per-user".into()],
+        },
+    )
+    .await?;
+    let mut last = BTreeMap::new();
+    for r in out.into_values().flatten() {
+        if let Some(n) = embedded::be_u64(&r.value) {
+            last.insert(embedded::text(&r.key), n);
+        }
+    }
+    Ok(last)
+}

@@ -1,0 +1,155 @@
+//! Every example, run end to end on the embedded mock cluster, checked against its real output.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use kstreams_examples::{aggregation, dead_letter, enrichment, punctuation};
+
+fn example_binary(name: &str) -> PathBuf {
+    // `cargo test` (without a target filter) builds the examples next to the test binaries:
+    // target/<profile>/examples/. With `--test examples` alone, build them first.
+    let exe = std::env::current_exe().expect("current exe");
+    let profile = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    profile.join("examples").join(name)
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+#[test]
+fn wordcount_counts_the_sample_as_expected() {
+    let root = repo_root();
+    let out = Command::new(example_binary("wordcount"))
+        .arg("--input")
+        .arg(root.join("examples/data/sample.txt"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the wordcount example (built by `cargo test`)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected =
+        std::fs::read_to_string(root.join("examples/data/sample.expected.txt")).expect("expected");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+}
+
+#[test]
+fn wordcount_describes_and_writes_mermaid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("topology.mmd");
+    let out = Command::new(example_binary("wordcount"))
+        .arg("--describe")
+        .arg("--mermaid")
+        .arg(&file)
+        .output()
+        .expect("run the wordcount example");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Processor: CountWords (stores: [word-counts])"),
+        "{text}"
+    );
+    let mermaid = std::fs::read_to_string(&file).expect("mermaid file");
+    assert!(mermaid.starts_with("flowchart"), "{mermaid}");
+    assert!(mermaid.contains("word-counts"), "{mermaid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregation_counts_views_per_user() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let views = [
+        ("alice", "/home"),
+        ("bob", "/home"),
+        ("alice", "/cart"),
+        ("carol", "/home"),
+        ("alice", "/checkout"),
+        ("bob", "/help"),
+    ];
+    let counts = aggregation::run(&views, state.path()).await.expect("run");
+    let got: Vec<(&str, u64)> = counts.iter().map(|(u, n)| (u.as_str(), *n)).collect();
+    assert_eq!(got, [("alice", 3), ("bob", 2), ("carol", 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrichment_joins_orders_with_the_customers_table() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let customers = [("c1", "Ada"), ("c2", "Grace")];
+    let orders = [
+        ("c1", "a keyboard"),
+        ("c2", "a compiler"),
+        ("c3", "a mystery box"),
+    ];
+    let lines = enrichment::run(&customers, &orders, state.path())
+        .await
+        .expect("run");
+    assert_eq!(
+        lines,
+        [
+            "c1: Ada ordered a keyboard",
+            "c2: Grace ordered a compiler",
+            "c3: unknown ordered a mystery box"
+        ]
+    );
+    // Table and stream share the store, so they run in one sub-topology.
+    assert_eq!(
+        enrichment::topology()
+            .expect("topology")
+            .subtopologies()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_sends_malformed_records_aside_and_goes_on() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let readings = [
+        r#"{"sensor":"s1","celsius":21.5}"#,
+        r#"{"sensor":"s2","celsius":"#,
+        r#"{"sensor":"s1","celsius":-40}"#,
+        "not json at all",
+    ];
+    let outcome = dead_letter::run(&readings, state.path())
+        .await
+        .expect("run");
+    assert_eq!(outcome.converted, ["s1: 70.7F", "s1: -40.0F"]);
+    let values: Vec<&str> = outcome
+        .dead_letters
+        .iter()
+        .map(|(v, _)| v.as_str())
+        .collect();
+    assert_eq!(values, [readings[1], readings[3]]);
+    for (_, error) in &outcome.dead_letters {
+        assert!(error.contains("invalid JSON"), "{error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn punctuation_emits_a_periodic_summary() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let lines = punctuation::run(
+        &["too hot", "too cold", "too hot"],
+        Duration::from_millis(300),
+        state.path(),
+    )
+    .await
+    .expect("run");
+    // However the three alerts were cut into batches and summaries, the last summary has them all
+    // and every line counts something new.
+    assert!(!lines.is_empty(), "no summary was emitted");
+    assert!(
+        lines.last().is_some_and(|l| l.ends_with(", 3 in total")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().all(|l| !l.starts_with("0 new")), "{lines:?}");
+}

@@ -1,0 +1,293 @@
+//! Observability of a running [`App`](super::App): the metrics it records, its periodic progress
+//! log and the optional Prometheus scrape endpoint.
+//!
+//! Owns: what [`AppConfig::progress_log_interval`] and `AppConfig::prometheus_endpoint` set, the
+//! per-app observer the processing loop feeds, and the process-wide Prometheus exporter. It
+//! only records what the runtime tells it; it never touches tasks, stores or offsets.
+//!
+//! Metrics go through the [`metrics`] facade, so any recorder works (install your own, or switch
+//! on the Prometheus endpoint with the `prometheus` feature). Every name starts with `kstreams_`:
+//!
+//! | name | kind | labels | what |
+//! |---|---|---|---|
+//! | `kstreams_records_in_total` | counter | `topic` | input records handed to tasks |
+//! | `kstreams_records_out_total` | counter | `topic` | records sent to sink and dead-letter topics |
+//! | `kstreams_batch_size` | histogram | | records per batch |
+//! | `kstreams_batch_seconds` | histogram | `topic` | time to process one batch (one LMDB transaction) |
+//! | `kstreams_commit_seconds` | histogram | | time of one commit (acks, fsync, offsets) |
+//! | `kstreams_commits_total` | counter | | commits made |
+//! | `kstreams_consumer_lag` | gauge | `topic`, `partition` | high watermark minus next offset to process |
+//! | `kstreams_restored_records_total` | counter | | changelog records restored |
+//! | `kstreams_restore_remaining_records` | gauge | `store`, `partition` | changelog records still to restore |
+//! | `kstreams_skipped_records_total` | counter | `topic`, `stage` | records skipped by `OnBadRecord::Skip` |
+//! | `kstreams_dead_lettered_records_total` | counter | `topic`, `stage` | records sent to a dead-letter topic |
+//!
+//! The progress log is one `info` line every [`AppConfig::progress_log_interval`] (10 s by
+//! default) with the records per second in and out and the total lag.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+
+use super::config::AppConfig;
+#[cfg(feature = "prometheus")]
+use crate::error::Error;
+use crate::error::Result;
+use crate::record::ProducerRecord;
+
+/// What an app reports besides its logs (part of [`AppConfig`]).
+#[derive(Debug, Clone)]
+pub(crate) struct ObserveConfig {
+    pub(crate) progress_interval: Option<Duration>,
+    #[cfg(feature = "prometheus")]
+    pub(crate) prometheus: Option<std::net::SocketAddr>,
+}
+
+impl Default for ObserveConfig {
+    fn default() -> Self {
+        ObserveConfig {
+            progress_interval: Some(Duration::from_secs(10)),
+            #[cfg(feature = "prometheus")]
+            prometheus: None,
+        }
+    }
+}
+
+impl AppConfig {
+    /// How often the one-line progress summary (records/s in and out, total lag) is logged at
+    /// `info` level; `None` switches it off. Default: every 10 seconds.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = kstreams::kafka::AppConfig::new("app").progress_log_interval(Some(Duration::from_secs(30)));
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn progress_log_interval(mut self, interval: Option<Duration>) -> Self {
+        self.observe.progress_interval = interval;
+        self
+    }
+
+    /// Serves the app's metrics for Prometheus on `http://ADDR/metrics` (feature `prometheus`).
+    ///
+    /// The exporter is the process's global [`metrics`] recorder, installed by
+    /// [`App::new`](super::App::new): several apps in one process share it, and they must all
+    /// name the same address (another one is a configuration error, as is a recorder installed
+    /// by someone else).
+    ///
+    /// ```no_run
+    /// use kstreams::kafka::AppConfig;
+    /// let config = AppConfig::new("app").prometheus_endpoint(([0, 0, 0, 0], 9464).into());
+    /// # let _ = config;
+    /// ```
+    #[cfg(feature = "prometheus")]
+    #[must_use]
+    pub fn prometheus_endpoint(mut self, addr: std::net::SocketAddr) -> Self {
+        self.observe.prometheus = Some(addr);
+        self
+    }
+}
+
+/// Installs what the config asks for (the Prometheus exporter) once per process.
+pub(crate) fn install(config: &AppConfig) -> Result<()> {
+    #[cfg(feature = "prometheus")]
+    if let Some(addr) = config.observe.prometheus {
+        install_prometheus(addr)?;
+    }
+    let _ = config;
+    Ok(())
+}
+
+#[cfg(feature = "prometheus")]
+fn install_prometheus(addr: std::net::SocketAddr) -> Result<()> {
+    use std::sync::{Mutex, OnceLock};
+    static INSTALLED: OnceLock<Mutex<Option<std::net::SocketAddr>>> = OnceLock::new();
+    let mut installed = INSTALLED
+        .get_or_init(|| Mutex::new(None))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    match *installed {
+        Some(a) if a == addr => return Ok(()),
+        Some(a) => {
+            return Err(Error::Config(format!(
+                "the Prometheus endpoint already listens on {a}; one process has one endpoint, \
+                 cannot also listen on {addr}"
+            )));
+        }
+        None => {}
+    }
+    // Installed from a thread of its own, so the exporter gets its own runtime (the caller's may
+    // be a short-lived or current-thread one).
+    let result = std::thread::spawn(move || {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .map_err(|e| e.to_string())
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the exporter's installer panicked".into()));
+    result.map_err(|e| Error::Config(format!("Prometheus endpoint on {addr}: {e}")))?;
+    *installed = Some(addr);
+    tracing::info!(%addr, "Prometheus metrics at http://{addr}/metrics");
+    Ok(())
+}
+
+/// The per-app bookkeeping behind the metrics and the progress log.
+#[derive(Debug)]
+pub(crate) struct Observer {
+    progress_interval: Option<Duration>,
+    last_progress: Instant,
+    last_lag: Instant,
+    records_in: u64,
+    records_out: u64,
+    total_lag: i64,
+}
+
+impl Observer {
+    pub(crate) fn new(config: &AppConfig) -> Self {
+        Observer {
+            progress_interval: config.observe.progress_interval,
+            last_progress: Instant::now(),
+            last_lag: Instant::now(),
+            records_in: 0,
+            records_out: 0,
+            total_lag: 0,
+        }
+    }
+
+    /// One batch of `records` input records of `topic` was processed in `elapsed`.
+    pub(crate) fn batch(&mut self, topic: &str, records: usize, elapsed: Duration) {
+        self.records_in += records as u64;
+        metrics::histogram!("kstreams_batch_seconds", "topic" => topic.to_owned())
+            .record(elapsed.as_secs_f64());
+    }
+
+    /// Records handed to the producer for sink and dead-letter topics.
+    pub(crate) fn records_out(&mut self, records: &[ProducerRecord]) {
+        if records.is_empty() {
+            return;
+        }
+        self.records_out += records.len() as u64;
+        let mut per_topic: BTreeMap<&str, u64> = BTreeMap::new();
+        for r in records {
+            *per_topic.entry(&r.topic).or_default() += 1;
+        }
+        for (topic, n) in per_topic {
+            metrics::counter!("kstreams_records_out_total", "topic" => topic.to_owned())
+                .increment(n);
+        }
+    }
+
+    /// Called from the processing loop: updates the lag gauges (at most once a second, from the
+    /// consumer's cached watermarks, no request) and writes the progress line when it is due.
+    pub(crate) fn tick<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        processed: &HashMap<(String, i32), i64>,
+    ) {
+        if self.last_lag.elapsed() >= Duration::from_secs(1) {
+            self.last_lag = Instant::now();
+            let mut total = 0;
+            for ((topic, partition), next) in processed {
+                if let Some(high) = cached_high_watermark(consumer, topic, *partition) {
+                    let lag = (high - next).max(0);
+                    total += lag;
+                    metrics::gauge!("kstreams_consumer_lag", "topic" => topic.clone(),
+                        "partition" => partition.to_string())
+                    .set(lag as f64);
+                }
+            }
+            self.total_lag = total;
+        }
+        let Some(interval) = self.progress_interval else {
+            return;
+        };
+        let elapsed = self.last_progress.elapsed();
+        if elapsed < interval {
+            return;
+        }
+        let secs = elapsed.as_secs_f64().max(1e-3);
+        tracing::info!(
+            in_per_sec = (self.records_in as f64 / secs).round() as u64,
+            out_per_sec = (self.records_out as f64 / secs).round() as u64,
+            lag = self.total_lag,
+            "progress: {:.0} records/s in, {:.0} records/s out, lag {}",
+            self.records_in as f64 / secs,
+            self.records_out as f64 / secs,
+            self.total_lag
+        );
+        self.records_in = 0;
+        self.records_out = 0;
+        self.last_progress = Instant::now();
+    }
+}
+
+/// The high watermark librdkafka last saw in a fetch response (no request; `None` before the
+/// first fetch). rdkafka 0.39 does not wrap `rd_kafka_get_watermark_offsets`.
+fn cached_high_watermark<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` lives; the topic is a NUL-terminated
+    // string that outlives the call; `low` and `high` are valid for writes.
+    let err = unsafe {
+        rdkafka_sys::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
+}
+
+/// Restore progress of one store partition: a gauge of what is left and an `info` line at most
+/// every few seconds.
+#[derive(Debug)]
+pub(crate) struct RestoreProgress {
+    store: String,
+    partition: i32,
+    total: u64,
+    last_log: Instant,
+}
+
+impl RestoreProgress {
+    pub(crate) fn new(store: &str, partition: i32, total: u64) -> Self {
+        let p = RestoreProgress {
+            store: store.to_owned(),
+            partition,
+            total,
+            last_log: Instant::now(),
+        };
+        p.gauge(total);
+        p
+    }
+
+    fn gauge(&self, remaining: u64) {
+        metrics::gauge!("kstreams_restore_remaining_records", "store" => self.store.clone(),
+            "partition" => self.partition.to_string())
+        .set(remaining as f64);
+    }
+
+    /// `restored` of the total records are in (offsets may skip, so it is an estimate until
+    /// [`done`](Self::done)).
+    pub(crate) fn update(&mut self, restored: u64) {
+        let remaining = self.total.saturating_sub(restored);
+        self.gauge(remaining);
+        if self.last_log.elapsed() >= Duration::from_secs(5) {
+            self.last_log = Instant::now();
+            tracing::info!(store = %self.store, partition = self.partition, restored,
+                total = self.total, "restoring: {restored} / {} records", self.total);
+        }
+    }
+
+    pub(crate) fn done(&self) {
+        self.gauge(0);
+    }
+}
