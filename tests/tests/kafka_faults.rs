@@ -10,18 +10,29 @@ use kstreams_tests::*;
 const EXE: &str = env!("CARGO_BIN_EXE_wordcount_app");
 const DONE: Duration = Duration::from_secs(180);
 
-/// Starts the app, SIGKILLs it once about a quarter of the expected count updates are out (while
-/// input is still uncommitted), restarts it on the same state dir, waits until all input is
-/// committed, stops it gracefully.
-async fn kill_mid_stream_and_restart(b: &str, t: &WordCountTopics, guarantee: &str, words: u64) {
+/// Produces the first half of `lines`, starts the app, waits until updates come out, produces
+/// the second half and SIGKILLs the app right away (so mid-stream: the second half cannot be
+/// committed yet), restarts it on the same state dir, waits until all input is committed and the
+/// output complete, stops it gracefully.
+async fn kill_mid_stream_and_restart(
+    b: &str,
+    t: &WordCountTopics,
+    guarantee: &str,
+    lines: &[String],
+    words: u64,
+) {
     let state = tempfile::tempdir().expect("tempdir");
-    let lines_end = end_offsets(b, &t.input, t.partitions);
+    let (first, second) = lines.split_at(lines.len() / 2);
+    produce_lines(b, &t.input, t.partitions, first);
     let app = AppProcess::start(EXE, b, t, state.path(), guarantee, 20);
-    wait_for("a quarter of the updates", DONE, || {
-        total_end(b, &t.output, t.partitions) >= (words / 4) as i64
+    wait_for("updates of the first half", DONE, || {
+        total_end(b, &t.output, t.partitions) >= (words / 8) as i64
     })
     .await;
+    // Round-robin from partition 0 again: the second half follows the first in each partition.
+    produce_lines(b, &t.input, t.partitions, second);
     app.kill();
+    let lines_end = end_offsets(b, &t.input, t.partitions);
     let before = read_all_committed(b, &t.output, t.partitions).len() as u64;
     assert!(
         before < words,
@@ -52,10 +63,9 @@ async fn sigkill_mid_stream_at_least_once_loses_nothing() {
     let b = bootstrap();
     let t = WordCountTopics::create(&b, "kill-alo", 3).await;
     let lines = sample_lines(61, 3000);
-    produce_lines(&b, &t.input, 3, &lines);
     let want = independent_count(&lines);
     let words: u64 = want.values().sum();
-    kill_mid_stream_and_restart(&b, &t, "alo", words).await;
+    kill_mid_stream_and_restart(&b, &t, "alo", &lines, words).await;
 
     let got = last_counts(&read_all(&b, &t.output, 3));
     assert_eq!(
@@ -78,10 +88,9 @@ async fn sigkill_mid_stream_exactly_once_counts_exactly() {
     let b = bootstrap();
     let t = WordCountTopics::create(&b, "kill-eos", 3).await;
     let lines = sample_lines(62, 3000);
-    produce_lines(&b, &t.input, 3, &lines);
     let want = independent_count(&lines);
     let words: u64 = want.values().sum();
-    kill_mid_stream_and_restart(&b, &t, "eos", words).await;
+    kill_mid_stream_and_restart(&b, &t, "eos", &lines, words).await;
 
     let out = read_all_committed(&b, &t.output, 3);
     assert_eq!(last_counts(&out), want, "final counts equal the truth");
