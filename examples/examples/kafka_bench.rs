@@ -8,6 +8,7 @@
 //! kafka_bench map      ...   # value ASCII-upper-cased
 //! kafka_bench count    ...   # count per key in LMDB (+ changelog), u64 big-endian
 //! kafka_bench wordcount --input LINES ...  # the word-count example topology
+//! kafka_bench count --exactly-once ...       # any kstreams mode under exactly-once
 //! ```
 //! Every mode but `produce` runs until SIGTERM/Ctrl-C (graceful: flush, commit, close), or with
 //! `--exit-at-end` until its group committed the input's end offsets.
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use kstreams::kafka::{App, AppConfig, TopicSpec};
+use kstreams::kafka::{App, AppConfig, ProcessingGuarantee, TopicSpec};
 use kstreams::{BatchProcessor, Context, Record, StoreSpec, Topology, processor};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -61,6 +62,9 @@ struct Args {
     batch_max_records: usize,
     #[arg(long)]
     exit_at_end: bool,
+    /// kstreams modes: exactly-once (transactions, read_committed) instead of at-least-once.
+    #[arg(long)]
+    exactly_once: bool,
     // produce
     #[arg(long, default_value = "")]
     topic: String,
@@ -348,6 +352,9 @@ async fn run_app(args: &Args) -> Result<u64, BoxError> {
         .state_dir(state)
         .batch_max_records(args.batch_max_records)
         .changelog_replication_factor(1);
+    if args.exactly_once {
+        config = config.processing_guarantee(ProcessingGuarantee::ExactlyOnce);
+    }
     if let Ok(ms) = args.commit_interval_ms.parse::<u64>() {
         config = config.commit_interval(Duration::from_millis(ms));
     }

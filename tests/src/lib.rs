@@ -532,3 +532,118 @@ impl WordCountTopics {
         .await;
     }
 }
+
+/// Every committed record of a topic (`isolation.level=read_committed`: records of aborted or
+/// open transactions and transaction markers are skipped), in partition then offset order; reads
+/// each partition to its end.
+pub fn read_all_committed(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Output> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("tpl");
+    }
+    c.assign(&tpl).expect("assign");
+    let mut open: std::collections::BTreeSet<i32> = (0..partitions).collect();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !open.is_empty() {
+        assert!(Instant::now() < deadline, "timed out reading {topic}");
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push((
+                m.partition(),
+                m.offset(),
+                m.key().map(<[u8]>::to_vec),
+                m.payload().map(<[u8]>::to_vec),
+            )),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out.sort_by_key(|(p, o, _, _)| (*p, *o));
+    out
+}
+
+/// The word-count app as a separate process (`src/bin/wordcount_app.rs`), to be killed.
+#[derive(Debug)]
+pub struct AppProcess(pub std::process::Child);
+
+impl AppProcess {
+    /// Starts `wordcount_app` (path from the integration test's `env!("CARGO_BIN_EXE_wordcount_app")`).
+    pub fn start(
+        exe: &str,
+        bootstrap: &str,
+        t: &WordCountTopics,
+        state: &std::path::Path,
+        guarantee: &str,
+        batch: usize,
+    ) -> Self {
+        let child = Command::new(exe)
+            .args([
+                bootstrap,
+                &t.app_id,
+                &t.input,
+                &t.words,
+                &t.output,
+                &state.to_string_lossy(),
+                guarantee,
+                &batch.to_string(),
+            ])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start wordcount_app");
+        AppProcess(child)
+    }
+
+    /// SIGKILL: no flush, no commit, no cleanup.
+    pub fn kill(mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().expect("wait");
+    }
+
+    /// SIGINT (graceful stop); asserts a clean exit within 60 s.
+    pub fn stop(mut self) {
+        let pid = self.0.id().to_string();
+        let ok = Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill -INT");
+        assert!(ok.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                assert!(status.success(), "wordcount_app exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "wordcount_app did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether it exited already.
+    pub fn exited(&mut self) -> bool {
+        self.0.try_wait().ok().flatten().is_some()
+    }
+}
+
+impl Drop for AppProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The sum of a topic's high watermarks.
+pub fn total_end(bootstrap: &str, topic: &str, partitions: i32) -> i64 {
+    end_offsets(bootstrap, topic, partitions).values().sum()
+}

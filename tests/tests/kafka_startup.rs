@@ -84,16 +84,28 @@ async fn co_partitioned_topics_with_different_partition_counts_are_a_clear_error
 }
 
 #[test]
-fn exactly_once_is_rejected_as_not_yet_supported() {
+fn exactly_once_on_the_embedded_cluster_is_a_clear_error() {
+    // The mock cluster does not apply transactions: exactly-once there would be a lie.
     let err = App::new(
         pass_through("a", "b"),
-        AppConfig::new("eos")
-            .bootstrap_servers("127.0.0.1:1")
-            .processing_guarantee(ProcessingGuarantee::ExactlyOnce),
+        AppConfig::new("eos").processing_guarantee(ProcessingGuarantee::ExactlyOnce),
     )
-    .expect_err("exactly-once is not supported yet")
+    .expect_err("exactly-once needs a real cluster")
     .to_string();
-    assert!(err.contains("not supported yet"), "{err}");
+    assert!(
+        err.contains("exactly-once needs a real Kafka cluster"),
+        "{err}"
+    );
+    assert!(
+        App::new(
+            pass_through("a", "b"),
+            AppConfig::new("eos")
+                .bootstrap_servers("127.0.0.1:1")
+                .processing_guarantee(ProcessingGuarantee::ExactlyOnce),
+        )
+        .is_ok(),
+        "accepted with a real cluster"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,12 @@
 //!
 //! So a committed offset never points past a record whose outputs or state could be lost.
 //!
+//! Exactly-once (see ARCHITECTURE.md, "The commit protocol (exactly-once)"): step 3 becomes
+//! `send_offsets_to_transaction` with the consumer's group metadata and `commit_transaction`,
+//! inputs and changelogs are read `read_committed`, any error aborts the open transaction and
+//! stops the app, and a task opens its local state only if its input position equals the
+//! committed offsets; otherwise the state is wiped and restored from the committed changelog.
+//!
 //! Rebalances (librdkafka's eager protocol by default). Before partitions are revoked, the commit
 //! above runs and their tasks are closed; records of revoked partitions already polled but not
 //! processed are dropped (the next owner fetches them from the committed offset). After partitions
@@ -46,7 +52,7 @@ use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::admin::{self, TopicSpec};
-use super::config::AppConfig;
+use super::config::{AppConfig, ProcessingGuarantee};
 use super::mock::{EmbeddedCluster, MockCommands};
 use super::restore::{RestoreContext, Restored, restore_task};
 use super::sink::Sink;
@@ -144,6 +150,13 @@ impl App {
         let (bootstrap, embedded) = match &config.bootstrap_servers {
             Some(b) => (b.clone(), None),
             None => {
+                if config.guarantee == ProcessingGuarantee::ExactlyOnce {
+                    return Err(Error::Config(
+                        "exactly-once needs a real Kafka cluster: the embedded mock cluster \
+                         (used when no bootstrap servers are set) does not apply transactions"
+                            .into(),
+                    ));
+                }
                 let e = EmbeddedCluster::start()?;
                 (e.bootstrap_servers().to_owned(), Some(e))
             }
@@ -352,6 +365,10 @@ fn kafka_err(context: impl Into<String>) -> impl FnOnce(KafkaError) -> Error {
 }
 
 impl Engine {
+    fn exactly_once(&self) -> bool {
+        self.config.guarantee == ProcessingGuarantee::ExactlyOnce
+    }
+
     fn task_id(&self, topic: &str, partition: i32) -> Option<TaskId> {
         self.topology.subtopology_of(topic).map(|s| TaskId {
             subtopology: s.id,
@@ -428,6 +445,27 @@ impl Engine {
             let span = tracing::info_span!("task", task = %id);
             let _g = span.enter();
             let mut running = self.open_task(id)?;
+            if self.exactly_once() {
+                let committed = committed.as_ref().ok_or_else(|| {
+                    Error::Runtime(format!(
+                        "cannot read the committed offsets of task {id}'s input: under \
+                         exactly-once its local state cannot be checked against them"
+                    ))
+                })?;
+                if let Some(why) = untrusted_state(&running.task, id, committed)? {
+                    tracing::warn!(task = %id, "{why}: wiping local state and restoring it \
+                        from the committed changelog (exactly-once)");
+                    let path = running.task.state_path();
+                    drop(running);
+                    if let Some(path) = path.filter(|p| p.exists()) {
+                        std::fs::remove_dir_all(&path).map_err(|e| Error::Io {
+                            context: format!("removing untrusted local state {}", path.display()),
+                            source: e,
+                        })?;
+                    }
+                    running = self.open_task(id)?;
+                }
+            }
             let mut outcome = restore_task(
                 &self.restore,
                 &mut running.task,
@@ -527,9 +565,10 @@ impl Engine {
             st.assigned.remove(p);
         }
         // A failed delivery is fatal; a failed offset commit during a rebalance is not (the
-        // records are processed again by the new owner).
+        // records are processed again by the new owner), except under exactly-once: the failed
+        // transaction is aborted and the app stops (a restart rebuilds the state).
         match result {
-            Err(Error::Kafka { .. }) => Ok(()),
+            Err(Error::Kafka { .. }) if !self.exactly_once() => Ok(()),
             other => other,
         }
     }
@@ -631,7 +670,11 @@ impl Engine {
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         let any_dirty = self.tasks.values().any(|r| r.dirty);
-        if pending.is_empty() && !any_dirty && self.sink.outstanding() == 0 {
+        if pending.is_empty()
+            && !any_dirty
+            && self.sink.outstanding() == 0
+            && !self.sink.in_transaction()
+        {
             return Ok(());
         }
         let began = Instant::now();
@@ -665,8 +708,22 @@ impl Engine {
             running.task.sync()?;
             running.dirty = false;
         }
-        // 3. Only now the input offsets.
-        if !pending.is_empty() {
+        // 3. Only now the input offsets: in the transaction with the outputs and changelog
+        //    records (exactly-once), or committed to the group (at-least-once).
+        if self.exactly_once() {
+            let mut tpl = TopicPartitionList::new();
+            for ((t, p), o) in &pending {
+                tpl.add_partition_offset(t, *p, Offset::Offset(*o))
+                    .map_err(kafka_err("building the offsets to commit"))?;
+            }
+            let group = consumer.group_metadata().ok_or_else(|| {
+                Error::Runtime("the consumer has no group metadata to commit with".into())
+            })?;
+            self.sink.commit_transaction(&tpl, &group)?;
+            for (k, v) in &pending {
+                self.committed.insert(k.clone(), *v);
+            }
+        } else if !pending.is_empty() {
             let mut tpl = TopicPartitionList::new();
             for ((t, p), o) in &pending {
                 tpl.add_partition_offset(t, *p, Offset::Offset(*o))
@@ -694,6 +751,43 @@ impl Engine {
         metrics::histogram!("kstreams_commit_seconds").record(began.elapsed().as_secs_f64());
         Ok(())
     }
+}
+
+fn committed_offset(committed: &TopicPartitionList, topic: &str, partition: i32) -> Option<i64> {
+    committed
+        .find_partition(topic, partition)
+        .and_then(|e| match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        })
+}
+
+/// Exactly-once: why a task's local state cannot be trusted (`None`: it can). It can only if its
+/// recorded input position equals the group's committed offset for every input partition of the
+/// task: then it reflects exactly the committed input. Ahead means it holds effects of input whose
+/// transaction never committed (a crash); behind means it lost transactions (no fsync after a
+/// power loss) or was never there.
+fn untrusted_state(
+    task: &Task,
+    id: TaskId,
+    committed: &TopicPartitionList,
+) -> Result<Option<String>> {
+    if task.state_path().is_none() {
+        return Ok(None);
+    }
+    let pos = task.position()?;
+    for topic in task.source_topics() {
+        let local = pos.input(topic, id.partition);
+        let group = committed_offset(committed, topic, id.partition);
+        if local != group {
+            return Ok(Some(format!(
+                "local state of `{topic}` partition {} is at input offset {local:?}, the group \
+                 committed {group:?}",
+                id.partition
+            )));
+        }
+    }
+    Ok(None)
 }
 
 fn run_blocking(p: RunParams) -> Result<()> {
@@ -738,6 +832,7 @@ fn run_blocking(p: RunParams) -> Result<()> {
     let mut task_config = TaskConfig::new(config.application_id.clone(), config.state_dir.clone());
     task_config.lmdb = config.lmdb.clone();
     task_config.on_deserialization_error = config.on_deserialization_error.clone();
+    task_config.on_processing_error = config.on_processing_error.clone();
     let sink = Sink::new(&config, &bootstrap)?;
     *lock(&consumer.context().engine) = Some(Engine {
         topology: topology.clone(),
@@ -775,8 +870,19 @@ fn run_blocking(p: RunParams) -> Result<()> {
             drop(engine.take());
         }
         match engine.as_mut() {
+            Some(e) if e.exactly_once() && result.is_err() => {
+                // Exactly-once: nothing of a failed run is committed; the open transaction is
+                // aborted and a restart rebuilds the state that went ahead of the committed input.
+                tracing::warn!("exactly-once: aborting the open transaction after an error");
+                let r = e.sink.abort_transaction();
+                e.close_all();
+                r
+            }
             Some(e) => {
                 let r = e.commit(&consumer, "shutdown");
+                if r.is_err() && e.exactly_once() {
+                    let _ = e.sink.abort_transaction();
+                }
                 e.close_all();
                 r
             }

@@ -23,8 +23,12 @@ pub enum ProcessingGuarantee {
     /// committed; after a crash, records since the last commit are processed again.
     #[default]
     AtLeastOnce,
-    /// Outputs, changelog writes and offsets commit in one Kafka transaction. Not supported yet:
-    /// [`AppConfig::validate`] rejects it.
+    /// Outputs, changelog writes and offsets commit in one Kafka transaction (EOS v2, KIP-447:
+    /// offsets are sent with the consumer's group metadata, so a zombie of an older group
+    /// generation is fenced); inputs and changelogs are read `read_committed`; after a crash,
+    /// local state is trusted only if its input position equals the committed offsets, otherwise
+    /// it is rebuilt from the committed changelog. Needs a real cluster: the embedded mock
+    /// cluster does not apply transactions, so [`App::new`](super::App::new) rejects it there.
     ExactlyOnce,
 }
 
@@ -78,6 +82,8 @@ pub struct AppConfig {
     pub(crate) delivery_timeout: Duration,
     pub(crate) changelog_replication_factor: i32,
     pub(crate) on_deserialization_error: OnBadRecord,
+    pub(crate) on_processing_error: OnBadRecord,
+    pub(crate) transactional_id: Option<String>,
     pub(crate) lmdb: LmdbOptions,
     pub(crate) handle_ctrl_c: bool,
     pub(crate) restore_batch_records: usize,
@@ -87,7 +93,12 @@ pub struct AppConfig {
 
 fn is_secret(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    n.contains("password") || n.contains("secret") || n.ends_with(".key") || n.contains("token")
+    n.contains("password")
+        || n.contains("secret")
+        || n.ends_with(".key")
+        || n.contains("key.pem")
+        || n.contains("token")
+        || n.contains("jaas")
 }
 
 fn redacted(map: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
@@ -123,6 +134,8 @@ impl fmt::Debug for AppConfig {
                 &self.changelog_replication_factor,
             )
             .field("on_deserialization_error", &self.on_deserialization_error)
+            .field("on_processing_error", &self.on_processing_error)
+            .field("transactional_id", &self.transactional_id)
             .field("handle_ctrl_c", &self.handle_ctrl_c)
             .finish_non_exhaustive()
     }
@@ -148,6 +161,8 @@ impl AppConfig {
             delivery_timeout: Duration::from_secs(120),
             changelog_replication_factor: -1,
             on_deserialization_error: OnBadRecord::Fail,
+            on_processing_error: OnBadRecord::Fail,
+            transactional_id: None,
             lmdb: LmdbOptions::default(),
             handle_ctrl_c: true,
             restore_batch_records: 10_000,
@@ -251,6 +266,39 @@ impl AppConfig {
         self
     }
 
+    /// What to do with records whose processing fails through
+    /// [`Context::fail_record`](crate::Context::fail_record) (default: fail).
+    #[must_use]
+    pub fn on_processing_error(mut self, policy: OnBadRecord) -> Self {
+        self.on_processing_error = policy;
+        self
+    }
+
+    /// The producer's `transactional.id` under exactly-once. It must be stable across restarts of
+    /// one instance (so that a restart fences its own zombie and aborts its open transaction) and
+    /// differ between instances. Default: `<application id>-<hash of the state directory>`
+    /// (two instances on one machine need different state directories anyway).
+    #[must_use]
+    pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.transactional_id = Some(id.into());
+        self
+    }
+
+    /// The `transactional.id` the producer uses under exactly-once.
+    pub fn effective_transactional_id(&self) -> String {
+        if let Some(id) = &self.transactional_id {
+            return id.clone();
+        }
+        let dir = std::fs::canonicalize(&self.state_dir).unwrap_or_else(|_| self.state_dir.clone());
+        // FNV-1a: stable across builds and platforms (std's hasher is not).
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in dir.to_string_lossy().bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{}-{h:016x}", self.application_id)
+    }
+
     /// LMDB tuning.
     #[must_use]
     pub fn lmdb(mut self, options: LmdbOptions) -> Self {
@@ -288,13 +336,6 @@ impl AppConfig {
                 "application id `{id}` must be 1 to 200 of the characters a-z A-Z 0-9 . _ - \
                  (it is the consumer group id and prefixes internal topic names)"
             )));
-        }
-        if self.guarantee == ProcessingGuarantee::ExactlyOnce {
-            return Err(Error::Config(
-                "exactly-once processing is not supported yet by the Kafka runtime; \
-                 use ProcessingGuarantee::AtLeastOnce"
-                    .into(),
-            ));
         }
         if self.batch_max_records == 0 {
             return Err(Error::Config("batch_max_records must be at least 1".into()));
@@ -335,6 +376,7 @@ impl AppConfig {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false");
+        self.isolation(&mut c);
         for (k, v) in &self.consumer_properties {
             c.set(k, v);
         }
@@ -348,10 +390,17 @@ impl AppConfig {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "true");
+        self.isolation(&mut c);
         for (k, v) in &self.consumer_properties {
             c.set(k, v);
         }
         c
+    }
+
+    fn isolation(&self, c: &mut ClientConfig) {
+        if self.guarantee == ProcessingGuarantee::ExactlyOnce {
+            c.set("isolation.level", "read_committed");
+        }
     }
 
     pub(crate) fn producer_config(&self, bootstrap: &str) -> ClientConfig {
@@ -362,6 +411,20 @@ impl AppConfig {
                 "message.timeout.ms",
                 self.delivery_timeout.as_millis().max(1).to_string(),
             );
+        if self.guarantee == ProcessingGuarantee::ExactlyOnce {
+            // A short transaction timeout (Kafka Streams uses 10 s too) bounds how long an
+            // instance that died for good blocks `read_committed` readers of its partitions.
+            // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
+            c.set("transactional.id", self.effective_transactional_id())
+                .set("transaction.timeout.ms", "10000")
+                .set(
+                    "message.timeout.ms",
+                    self.delivery_timeout
+                        .as_millis()
+                        .clamp(1, 10_000)
+                        .to_string(),
+                );
+        }
         for (k, v) in &self.producer_properties {
             c.set(k, v);
         }
@@ -383,22 +446,63 @@ mod tests {
             .property("sasl.password", "hunter2")
             .property("ssl.key.password", "hunter3")
             .consumer_property("sasl.oauthbearer.client.secret", "hunter4")
+            .producer_property("ssl.keystore.password", "hunter5")
+            .property("ssl.truststore.password", "hunter6")
+            .property("sasl.username", "alice")
             .property("security.protocol", "SASL_SSL");
         let d = format!("{c:?}");
         assert!(!d.contains("hunter"), "{d}");
         assert!(d.contains("SASL_SSL"), "{d}");
+        assert!(d.contains("alice"), "{d}");
+        assert!(d.contains("sasl.password"), "{d}");
     }
 
     #[test]
-    fn exactly_once_is_a_clear_config_error() {
-        let err = AppConfig::new("app")
-            .processing_guarantee(ProcessingGuarantee::ExactlyOnce)
-            .validate()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(err.contains("exactly-once"), "{err}");
-        assert!(err.contains("not supported yet"), "{err}");
+    fn secrets_pass_through_to_every_client() {
+        let c = AppConfig::new("app")
+            .property("security.protocol", "SASL_PLAINTEXT")
+            .property("sasl.mechanism", "PLAIN")
+            .property("sasl.username", "alice")
+            .property("sasl.password", "hunter2");
+        for cc in [
+            c.consumer_config("b:1"),
+            c.restore_consumer_config("b:1"),
+            c.producer_config("b:1"),
+            c.admin_config("b:1"),
+        ] {
+            assert_eq!(cc.get("sasl.password"), Some("hunter2"));
+            assert_eq!(cc.get("security.protocol"), Some("SASL_PLAINTEXT"));
+        }
+    }
+
+    #[test]
+    fn exactly_once_is_transactional_and_read_committed() {
+        let dir = std::path::Path::new("/tmp/kstreams-eos-config-test");
+        let c = AppConfig::new("app")
+            .state_dir(dir)
+            .processing_guarantee(ProcessingGuarantee::ExactlyOnce);
+        assert!(c.validate().is_ok());
+        let p = c.producer_config("b:1");
+        let id = p.get("transactional.id").unwrap_or_default().to_owned();
+        assert!(id.starts_with("app-"), "{id}");
+        assert_eq!(id, c.effective_transactional_id(), "stable");
+        assert_ne!(
+            id,
+            c.clone()
+                .state_dir("/tmp/other")
+                .effective_transactional_id(),
+            "another state dir, another instance"
+        );
+        assert_eq!(
+            c.consumer_config("b:1").get("isolation.level"),
+            Some("read_committed")
+        );
+        assert_eq!(
+            c.restore_consumer_config("b:1").get("isolation.level"),
+            Some("read_committed")
+        );
+        let alo = AppConfig::new("app");
+        assert_eq!(alo.producer_config("b:1").get("transactional.id"), None);
     }
 
     #[test]

@@ -16,7 +16,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-use super::config::AppConfig;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::ConsumerGroupMetadata;
+
+use super::config::{AppConfig, ProcessingGuarantee};
 use crate::error::{Error, Result};
 use crate::record::ProducerRecord;
 
@@ -103,6 +106,10 @@ pub(crate) struct Sink {
     producer: ThreadedProducer<SinkContext>,
     changelogs: Vec<Arc<str>>,
     delivery_timeout: Duration,
+    /// Exactly-once: the producer is transactional.
+    transactional: bool,
+    /// A transaction is open (begun at the first send after a commit or abort).
+    in_transaction: bool,
 }
 
 impl std::fmt::Debug for Sink {
@@ -115,18 +122,106 @@ impl std::fmt::Debug for Sink {
 
 impl Sink {
     pub(crate) fn new(config: &AppConfig, bootstrap: &str) -> Result<Self> {
-        let producer = config
+        let producer: ThreadedProducer<SinkContext> = config
             .producer_config(bootstrap)
             .create_with_context(SinkContext::default())
             .map_err(|source| Error::Kafka {
                 context: "creating the producer".into(),
                 source,
             })?;
+        let transactional = config.guarantee == ProcessingGuarantee::ExactlyOnce;
+        if transactional {
+            // Fences a previous incarnation with the same transactional id and aborts the
+            // transaction it left open (a crash), before anything is restored or read.
+            producer
+                .init_transactions(config.startup_timeout)
+                .map_err(|source| Error::Kafka {
+                    context: format!(
+                        "initializing transactions (transactional.id `{}`)",
+                        config.effective_transactional_id()
+                    ),
+                    source,
+                })?;
+        }
         Ok(Sink {
             producer,
             changelogs: Vec::new(),
             delivery_timeout: config.delivery_timeout,
+            transactional,
+            in_transaction: false,
         })
+    }
+
+    /// Whether a transaction is open.
+    pub(crate) fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    fn ensure_transaction(&mut self) -> Result<()> {
+        if self.transactional && !self.in_transaction {
+            self.producer
+                .begin_transaction()
+                .map_err(|source| Error::Kafka {
+                    context: "beginning a transaction".into(),
+                    source,
+                })?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
+    /// Exactly-once: commits the open transaction (beginning one if none is open) together with
+    /// the input offsets, fenced by the consumer's group metadata. Every record sent must be
+    /// acknowledged first ([`Sink::wait_acked`]).
+    pub(crate) fn commit_transaction(
+        &mut self,
+        offsets: &TopicPartitionList,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        self.ensure_transaction()?;
+        // rust-rdkafka's commit_transaction flushes first, polling in 100 ms slices even when
+        // nothing is in flight any more; flush in short slices so it finds nothing to wait for.
+        let deadline = Instant::now() + self.delivery_timeout;
+        while self.producer.in_flight_count() > 0 {
+            if Instant::now() > deadline {
+                return Err(Error::Runtime(format!(
+                    "{} records still in flight after {:?} before a transaction commit",
+                    self.producer.in_flight_count(),
+                    self.delivery_timeout
+                )));
+            }
+            let _ = self.producer.flush(Duration::from_millis(1));
+        }
+        if offsets.count() > 0 {
+            self.producer
+                .send_offsets_to_transaction(offsets, group, self.delivery_timeout)
+                .map_err(|source| Error::Kafka {
+                    context: "sending the input offsets to the transaction".into(),
+                    source,
+                })?;
+        }
+        self.producer
+            .commit_transaction(self.delivery_timeout)
+            .map_err(|source| Error::Kafka {
+                context: "committing the transaction".into(),
+                source,
+            })?;
+        self.in_transaction = false;
+        Ok(())
+    }
+
+    /// Exactly-once: aborts the open transaction, if any (after an error; the app then stops).
+    pub(crate) fn abort_transaction(&mut self) -> Result<()> {
+        if !self.in_transaction {
+            return Ok(());
+        }
+        self.in_transaction = false;
+        self.producer
+            .abort_transaction(self.delivery_timeout)
+            .map_err(|source| Error::Kafka {
+                context: "aborting the transaction".into(),
+                source,
+            })
     }
 
     fn tag(&mut self, topic: &Arc<str>, changelog: bool) -> usize {
@@ -144,6 +239,10 @@ impl Sink {
 
     /// Sends records without waiting for acknowledgements (librdkafka batches them).
     pub(crate) fn send(&mut self, records: &[ProducerRecord], changelog: bool) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.ensure_transaction()?;
         for r in records {
             let tag = self.tag(&r.topic, changelog);
             let mut headers = None;
