@@ -65,6 +65,13 @@ struct Args {
     /// kstreams modes: exactly-once (transactions, read_committed) instead of at-least-once.
     #[arg(long)]
     exactly_once: bool,
+    /// librdkafka producer property `NAME=VALUE` (repeatable): applied to `raw`'s producer and,
+    /// through `AppConfig::producer_property`, to the kstreams runtime's producer.
+    #[arg(long = "producer-property", value_parser = parse_property)]
+    producer_properties: Vec<(String, String)>,
+    /// librdkafka consumer property `NAME=VALUE` (repeatable): `raw`'s consumer and the runtime's.
+    #[arg(long = "consumer-property", value_parser = parse_property)]
+    consumer_properties: Vec<(String, String)>,
     // produce
     #[arg(long, default_value = "")]
     topic: String,
@@ -77,6 +84,12 @@ struct Args {
     /// produce: write text lines (for wordcount) instead of 100-byte values.
     #[arg(long)]
     lines: bool,
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))
 }
 
 #[derive(Debug, Clone, Default)]
@@ -230,17 +243,26 @@ fn commit_interval(args: &Args) -> Duration {
 
 /// The baseline: rdkafka consume → produce, flush + synchronous commit every commit interval.
 fn raw(args: &Args, stop: &AtomicBool) -> Result<u64, BoxError> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &args.bootstrap)
+    // The same base settings as the runtime's (kstreams::kafka::AppConfig), plus the properties
+    // given on the command line (which the runtime gets too).
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &args.bootstrap)
         .set("group.id", &args.group)
         .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &args.bootstrap)
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest");
+    for (k, v) in &args.consumer_properties {
+        cc.set(k, v);
+    }
+    let consumer: BaseConsumer = cc.create()?;
+    let mut pc = ClientConfig::new();
+    pc.set("bootstrap.servers", &args.bootstrap)
         .set("partitioner", "murmur2_random")
-        .set("enable.idempotence", "true")
-        .create()?;
+        .set("enable.idempotence", "true");
+    for (k, v) in &args.producer_properties {
+        pc.set(k, v);
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> = pc.create()?;
     consumer.subscribe(&[&args.input])?;
     let ends = if args.exit_at_end {
         Some(end_offsets(&args.bootstrap, &args.input)?)
@@ -357,6 +379,12 @@ async fn run_app(args: &Args) -> Result<u64, BoxError> {
     }
     if let Ok(ms) = args.commit_interval_ms.parse::<u64>() {
         config = config.commit_interval(Duration::from_millis(ms));
+    }
+    for (k, v) in &args.producer_properties {
+        config = config.producer_property(k, v);
+    }
+    for (k, v) in &args.consumer_properties {
+        config = config.consumer_property(k, v);
     }
     let app = Arc::new(App::new(topology(args)?, config)?);
     if args.mode == Mode::Wordcount {
