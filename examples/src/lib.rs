@@ -6,5 +6,6 @@ pub mod aggregation;
 pub mod dead_letter;
 pub mod embedded;
 pub mod enrichment;
+pub mod exactly_once;
 pub mod punctuation;
 pub mod wordcount;
