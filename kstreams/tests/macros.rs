@@ -1,6 +1,8 @@
 //! What `#[batch_processor]`, `#[processor]` and `#[store]` generate, run through the test driver
 //! and called as plain functions.
 
+mod common;
+
 use kstreams::store::{StateStores, StoreHandle};
 use kstreams::testing::{
     Batching, SplitInput, TopologyTestDriver, check_split_invariance, run_plain,
@@ -10,41 +12,15 @@ use kstreams::{Emit, Error, Record, Topology, batch_processor, processor, store}
 #[store(name = "word-counts")]
 type WordCounts = kstreams::KeyValue<String, u64>;
 
-/// Counts words; forwards each word with its running count.
+/// Counts words; forwards each word with its running count (the same logic as the hand-written
+/// `common::CountWords`).
 #[batch_processor]
 fn count_words(
     lines: &[Record<(), String>],
     counts: &mut WordCounts,
     out: &mut Emit<String, u64>,
 ) -> kstreams::Result<()> {
-    let mut words: Vec<(String, usize)> = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        for w in line
-            .value
-            .to_lowercase()
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-        {
-            words.push((w.to_owned(), i));
-        }
-    }
-    let mut distinct: Vec<String> = words.iter().map(|(w, _)| w.clone()).collect();
-    distinct.sort();
-    distinct.dedup();
-    let current = counts.get_batch(&distinct)?;
-    let mut totals: std::collections::BTreeMap<String, u64> = distinct
-        .into_iter()
-        .zip(current)
-        .map(|(w, c)| (w, c.unwrap_or(0)))
-        .collect();
-    for (w, i) in words {
-        let c = totals.entry(w.clone()).or_insert(0);
-        *c += 1;
-        out.forward(lines[i].derive(w, *c));
-    }
-    let updates: Vec<(String, u64)> = totals.into_iter().collect();
-    counts.put_batch(&updates)?;
-    Ok(())
+    common::count_words(lines, counts, out)
 }
 
 #[processor(name = "upper-case")]

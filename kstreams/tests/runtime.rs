@@ -486,7 +486,20 @@ fn malformed_records_go_to_the_dead_letter_topic_with_their_origin() -> Result<(
     );
     let (_, _, bad_key) = &dlq[1];
     assert_eq!(bad_key.key.as_deref(), Some(&[0xffu8, 0xfe][..]));
-    assert!(h("kstreams.error.message").is_some());
+    let key_message = bad_key
+        .headers
+        .last("kstreams.error.message")
+        .flatten()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
+    assert!(
+        key_message.contains("cannot deserialize the key"),
+        "{key_message}"
+    );
+    assert_eq!(
+        bad_key.headers.last("kstreams.error.offset"),
+        Some(Some(&b"2"[..]))
+    );
     Ok(())
 }
 

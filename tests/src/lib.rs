@@ -647,3 +647,19 @@ impl Drop for AppProcess {
 pub fn total_end(bootstrap: &str, topic: &str, partitions: i32) -> i64 {
     end_offsets(bootstrap, topic, partitions).values().sum()
 }
+
+/// At-least-once after a crash: every word is there, none counted below the truth, and none more
+/// than three times (state and the repartition topic may each hold a word again).
+pub fn assert_at_least_once_counts(got: &BTreeMap<String, u64>, want: &BTreeMap<String, u64>) {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (word, n) in want {
+        let g = got[word];
+        assert!(
+            *n <= g && g <= 3 * n,
+            "`{word}`: {g} counted, {n} in the input"
+        );
+    }
+}

@@ -174,15 +174,5 @@ async fn after_a_crash_a_restart_loses_nothing() {
     let status = run_until_done(&b, &t, state.path()).await;
     assert!(status.processed_records >= lines.len() as u64 + words);
     let got = last_counts(&read_all(&b, &t.output, 3));
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>()
-    );
-    for (word, n) in &want {
-        let g = got[word];
-        assert!(
-            *n <= g && g <= 3 * n,
-            "`{word}`: {g} counted, {n} in the input"
-        );
-    }
+    assert_at_least_once_counts(&got, &want);
 }

@@ -1,5 +1,8 @@
-// Shared by the driver tests: a hand-written word-count batch processor.
-use kstreams::{BatchProcessor, Context, Record, Result, StoreSpec};
+// Shared by the driver tests: a hand-written word-count batch processor, and the counting logic
+// it shares with its `#[batch_processor]` twin in `macros.rs`.
+#![allow(dead_code)] // each test binary uses part of it
+
+use kstreams::{BatchProcessor, Context, KeyValueStore, Record, Result, StoreSpec};
 
 #[derive(Debug, Clone, Default)]
 pub struct CountWords;
@@ -20,34 +23,42 @@ impl BatchProcessor<(), String> for CountWords {
         ctx: &mut Context<'_, String, u64>,
     ) -> Result<()> {
         let counts = ctx.store::<String, u64>(STORE)?;
-        // Words in batch order, with the record each came from.
-        let mut words: Vec<(String, usize)> = Vec::new();
-        for (i, line) in lines.iter().enumerate() {
-            for w in line
-                .value
-                .to_lowercase()
-                .split(|c: char| !c.is_alphanumeric())
-                .filter(|w| !w.is_empty())
-            {
-                words.push((w.to_owned(), i));
-            }
-        }
-        let mut distinct: Vec<String> = words.iter().map(|(w, _)| w.clone()).collect();
-        distinct.sort();
-        distinct.dedup();
-        let current = counts.get_batch(&distinct)?;
-        let mut totals: std::collections::HashMap<String, u64> = distinct
-            .into_iter()
-            .zip(current)
-            .map(|(w, c)| (w, c.unwrap_or(0)))
-            .collect();
-        for (w, i) in words {
-            let c = totals.entry(w.clone()).or_insert(0);
-            *c += 1;
-            ctx.forward(lines[i].derive(w, *c));
-        }
-        let updates: Vec<(String, u64)> = totals.into_iter().collect();
-        counts.put_batch(&updates)?;
-        Ok(())
+        count_words(lines, &counts, ctx)
     }
+}
+
+/// Counts the words of a batch of lines: one `get_batch` of the distinct words, one `put_batch`
+/// of their new counts, and each word forwarded with its running count, in batch order.
+pub fn count_words(
+    lines: &[Record<(), String>],
+    counts: &KeyValueStore<'_, String, u64>,
+    out: &mut Context<'_, String, u64>,
+) -> Result<()> {
+    let mut words: Vec<(String, usize)> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        for w in line
+            .value
+            .to_lowercase()
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            words.push((w.to_owned(), i));
+        }
+    }
+    let mut distinct: Vec<String> = words.iter().map(|(w, _)| w.clone()).collect();
+    distinct.sort();
+    distinct.dedup();
+    let current = counts.get_batch(&distinct)?;
+    let mut totals: std::collections::BTreeMap<String, u64> = distinct
+        .into_iter()
+        .zip(current)
+        .map(|(w, c)| (w, c.unwrap_or(0)))
+        .collect();
+    for (w, i) in words {
+        let c = totals.entry(w.clone()).or_insert(0);
+        *c += 1;
+        out.forward(lines[i].derive(w, *c));
+    }
+    let updates: Vec<(String, u64)> = totals.into_iter().collect();
+    counts.put_batch(&updates)
 }
