@@ -663,3 +663,103 @@ pub fn assert_at_least_once_counts(got: &BTreeMap<String, u64>, want: &BTreeMap<
         );
     }
 }
+
+/// A broker of the test's own (`scripts/kafka/kafka` in a temporary `KAFKA_HOME`) that the test
+/// may stop and start again, for outages: the shared broker must never be stopped. It borrows the
+/// jars of the default instance through `KAFKA_LIB` (`KSTREAMS_KAFKA_LIB` when set, else
+/// `<repo>/.kafka/lib`, fetched there first if missing: no copy per broker) and runs with a small
+/// heap. Dropping it stops it and deletes its data.
+#[derive(Debug)]
+pub struct PrivateBroker {
+    home: tempfile::TempDir,
+    lib: PathBuf,
+    bootstrap: String,
+}
+
+impl PrivateBroker {
+    /// Starts a fresh broker on free ports; panics (naming the script's output) if it cannot.
+    pub fn start() -> Self {
+        let lib = match std::env::var_os("KSTREAMS_KAFKA_LIB") {
+            Some(lib) => PathBuf::from(lib),
+            None => {
+                // Idempotent: a no-op once the default instance's jars are there.
+                let out = Command::new(repo_root().join("scripts/kafka/kafka"))
+                    .arg("fetch")
+                    .env_remove("KAFKA_HOME")
+                    .env_remove("KAFKA_LIB")
+                    .output()
+                    .expect("run scripts/kafka/kafka fetch");
+                assert!(
+                    out.status.success(),
+                    "scripts/kafka/kafka fetch failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                repo_root().join(".kafka/lib")
+            }
+        };
+        let home = tempfile::Builder::new()
+            .prefix("kstreams-private-broker-")
+            .tempdir()
+            .expect("tempdir for KAFKA_HOME");
+        let mut broker = PrivateBroker {
+            home,
+            lib,
+            bootstrap: String::new(),
+        };
+        broker.bootstrap = broker.script_start();
+        broker
+    }
+
+    fn script(&self, args: &[&str]) -> std::process::Output {
+        let out = Command::new(repo_root().join("scripts/kafka/kafka"))
+            .args(args)
+            .env("KAFKA_HOME", self.home.path())
+            .env("KAFKA_LIB", &self.lib)
+            .env("KAFKA_HEAP_OPTS", "-Xms128m -Xmx384m")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run scripts/kafka/kafka {args:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "scripts/kafka/kafka {args:?} (KAFKA_HOME={}) failed:\n{}",
+            self.home.path().display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn script_start(&self) -> String {
+        let out = self.script(&["start"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Its bootstrap address (`127.0.0.1:PORT`), the same before and after an outage.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// Stops the broker (SIGTERM, as an operator would) and keeps its data, config and port.
+    pub fn stop_keeping_data(&self) {
+        self.script(&["stop", "--keep-data"]);
+    }
+
+    /// Starts the stopped broker again on its data and port; returns once it serves.
+    pub fn start_again(&self) {
+        let b = self.script_start();
+        assert_eq!(b, self.bootstrap, "the broker came back on another address");
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/kafka/kafka"))
+            .arg("stop")
+            .env("KAFKA_HOME", self.home.path())
+            .env("KAFKA_LIB", &self.lib)
+            .output();
+    }
+}

@@ -351,6 +351,13 @@ struct Engine {
     committed: HashMap<(String, i32), i64>,
     status: Arc<Mutex<AppStatus>>,
     observer: super::observe::Observer, // observability hook
+    /// The cluster, to replace a failed transactional producer.
+    bootstrap: String,
+    /// Exactly-once: the last error came from the open transaction (a send, a delivery, the
+    /// offsets or the commit), not from processing: it can be aborted and the input replayed.
+    transaction_failed: bool,
+    /// Exactly-once: transactions aborted and replayed since the last successful commit.
+    recoveries: u32,
 }
 
 fn now_ms() -> i64 {
@@ -573,6 +580,109 @@ impl Engine {
         }
     }
 
+    /// Exactly-once: recovers from a failed transaction (`cause`: a send, a delivery, the offsets
+    /// or the commit failed, e.g. because the broker was down longer than the transaction or
+    /// delivery timeout). The transaction is aborted (retried while the broker cannot be reached;
+    /// if it cannot be aborted, e.g. the producer was fenced or failed fatally, the producer is
+    /// replaced: `init_transactions` aborts it for us), then every task is closed, the consumer is
+    /// rewound to the group's committed offsets and the tasks are reopened: their local state went
+    /// ahead of the committed input, so the trust rule wipes it and restores it from the committed
+    /// changelog. The result is the state of a replay of exactly the committed input. Bounded: the
+    /// abort is retried for at most the delivery timeout, and after 3 recoveries without a
+    /// successful commit in between the app stops with `cause`.
+    fn recover_transaction<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        cause: Error,
+    ) -> Result<()> {
+        self.transaction_failed = false;
+        self.recoveries += 1;
+        if self.recoveries > 3 {
+            tracing::error!(error = %cause, "exactly-once: the transaction failed again after 3 \
+                recoveries without a successful commit; stopping");
+            return Err(cause);
+        }
+        tracing::warn!(error = %cause, attempt = self.recoveries, "exactly-once: the transaction \
+            failed; aborting it, rewinding to the committed offsets and rebuilding local state");
+        let bound = self.config.delivery_timeout;
+        let began = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.sink.abort_transaction() {
+                Ok(()) => break,
+                Err(Error::Kafka {
+                    source: KafkaError::Transaction(e),
+                    ..
+                }) if e.is_retriable() && began.elapsed() + backoff < bound => {
+                    tracing::warn!(error = %e, elapsed_ms = began.elapsed().as_millis() as u64,
+                        "exactly-once: aborting the transaction failed (broker unreachable?); \
+                         retrying in {backoff:?}");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "exactly-once: the transaction cannot be aborted; \
+                        replacing the producer (its init_transactions aborts it)");
+                    self.replace_producer(began, bound)?;
+                    break;
+                }
+            }
+        }
+        self.sink.clear_deliveries();
+        let partitions: Vec<(String, i32)> = lock(&self.status).assigned.iter().cloned().collect();
+        self.close_all();
+        self.processed.clear();
+        self.assign(consumer, &partitions)?;
+        // Fetch again from the committed offsets: the records after them belong to the aborted
+        // transaction or were never processed.
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in &partitions {
+            tpl.add_partition(t, *p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, self.config.startup_timeout)
+            .map_err(kafka_err("reading the committed offsets to rewind to"))?;
+        for (t, p) in &partitions {
+            let to = committed_offset(&committed, t, *p).map_or(Offset::Beginning, Offset::Offset);
+            consumer
+                .seek(t, *p, to, self.config.startup_timeout)
+                .map_err(kafka_err(format!(
+                    "rewinding `{t}` partition {p} to {to:?} after an aborted transaction"
+                )))?;
+        }
+        tracing::warn!(
+            ?partitions,
+            elapsed_ms = began.elapsed().as_millis() as u64,
+            "exactly-once: recovered; processing again from the committed offsets"
+        );
+        Ok(())
+    }
+
+    /// Exactly-once: replaces the transactional producer, retrying while the transaction
+    /// coordinator cannot be reached, until `began + bound`.
+    fn replace_producer(&mut self, began: Instant, bound: Duration) -> Result<()> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match Sink::new(&self.config, &self.bootstrap) {
+                Ok(sink) => {
+                    self.sink = sink;
+                    return Ok(());
+                }
+                Err(Error::Kafka {
+                    source: KafkaError::Transaction(e),
+                    ..
+                }) if e.is_retriable() && began.elapsed() + backoff < bound => {
+                    tracing::warn!(error = %e, elapsed_ms = began.elapsed().as_millis() as u64,
+                        "exactly-once: initializing the new producer's transactions failed \
+                         (broker unreachable?); retrying in {backoff:?}");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Closes every task (after a final commit by the caller).
     fn close_all(&mut self) {
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
@@ -588,8 +698,14 @@ impl Engine {
 
     fn send(&mut self, out: &TaskOutput) -> Result<()> {
         self.observer.records_out(&out.records); // observability hook
-        self.sink.send(&out.records, false)?;
-        self.sink.send(&out.changelog, true)
+        let sent = self
+            .sink
+            .send(&out.records, false)
+            .and_then(|()| self.sink.send(&out.changelog, true));
+        if sent.is_err() && self.exactly_once() {
+            self.transaction_failed = true;
+        }
+        sent
     }
 
     /// Hands one round of records to the tasks: per task and topic, in offset order, tasks in id
@@ -679,7 +795,10 @@ impl Engine {
         }
         let began = Instant::now();
         // 1. Every output and changelog record sent so far is acknowledged.
-        self.sink.wait_acked()?;
+        if let Err(e) = self.sink.wait_acked() {
+            self.transaction_failed = self.exactly_once();
+            return Err(e);
+        }
         // 2. The state that produced them is durable, with the changelog offsets it reflects.
         for (id, running) in &mut self.tasks {
             if !running.dirty {
@@ -719,7 +838,11 @@ impl Engine {
             let group = consumer.group_metadata().ok_or_else(|| {
                 Error::Runtime("the consumer has no group metadata to commit with".into())
             })?;
-            self.sink.commit_transaction(&tpl, &group)?;
+            if let Err(e) = self.sink.commit_transaction(&tpl, &group) {
+                self.transaction_failed = true;
+                return Err(e);
+            }
+            self.recoveries = 0;
             for (k, v) in &pending {
                 self.committed.insert(k.clone(), *v);
             }
@@ -729,9 +852,11 @@ impl Engine {
                 tpl.add_partition_offset(t, *p, Offset::Offset(*o))
                     .map_err(kafka_err("building the offsets to commit"))?;
             }
-            consumer
-                .commit(&tpl, CommitMode::Sync)
-                .map_err(kafka_err(format!("committing offsets ({why})")))?;
+            if !commit_offsets_retrying(consumer, &tpl, why, self.config.delivery_timeout)? {
+                // The group moved on: nothing is committed; the rebalance that follows revokes
+                // the partitions and their next owner reprocesses since the last commit.
+                return Ok(());
+            }
             for (k, v) in &pending {
                 self.committed.insert(k.clone(), *v);
             }
@@ -750,6 +875,115 @@ impl Engine {
         metrics::counter!("kstreams_commits_total").increment(1);
         metrics::histogram!("kstreams_commit_seconds").record(began.elapsed().as_secs_f64());
         Ok(())
+    }
+}
+
+/// What a failed offset commit means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CommitFailure {
+    /// The broker or the group coordinator is unreachable, moving or loading (an outage): the
+    /// same commit may succeed later.
+    Retriable,
+    /// The group went on to another generation without this member (e.g. its session expired
+    /// during an outage): the offsets are not this member's to commit any more.
+    GroupMovedOn,
+    /// Anything else.
+    Fatal,
+}
+
+fn commit_failure(e: &KafkaError) -> CommitFailure {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    match e.rdkafka_error_code() {
+        Some(
+            C::BrokerTransportFailure
+            | C::AllBrokersDown
+            | C::OperationTimedOut
+            | C::WaitingForCoordinator
+            | C::RequestTimedOut
+            | C::NetworkException
+            | C::CoordinatorLoadInProgress
+            | C::CoordinatorNotAvailable
+            | C::NotCoordinator
+            | C::RebalanceInProgress,
+        ) => CommitFailure::Retriable,
+        Some(C::UnknownMemberId | C::IllegalGeneration) => CommitFailure::GroupMovedOn,
+        _ => CommitFailure::Fatal,
+    }
+}
+
+/// `topic:partition@offset, ...` of a list of offsets, for messages.
+fn describe_offsets(tpl: &TopicPartitionList) -> String {
+    tpl.elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => format!("{}:{}@{o}", e.topic(), e.partition()),
+            other => format!("{}:{}@{other:?}", e.topic(), e.partition()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// At-least-once step 3: commits input offsets to the group, synchronously. While the broker or
+/// the group coordinator cannot be reached (an outage), the commit is retried with backoff
+/// (100 ms doubling to 2 s, each retry logged at warn) for at most `bound` from the first attempt
+/// (the delivery timeout: the time a commit already waits for acknowledgements); after that, or
+/// on any other error, it fails naming the offsets. (One attempt itself may wait up to
+/// `session.timeout.ms` for a coordinator: librdkafka defers it that long.) Returns `false`,
+/// committing nothing, when the group moved on without this member: the rebalance that follows
+/// revokes the partitions and their next owner processes them again from the last commit, which
+/// at-least-once allows.
+fn commit_offsets_retrying<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tpl: &TopicPartitionList,
+    why: &str,
+    bound: Duration,
+) -> Result<bool> {
+    let began = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    let mut attempt = 1u32;
+    loop {
+        let Err(e) = consumer.commit(tpl, CommitMode::Sync) else {
+            if attempt > 1 {
+                tracing::warn!(
+                    why,
+                    attempt,
+                    elapsed_ms = began.elapsed().as_millis() as u64,
+                    "offsets committed after the broker came back: {}",
+                    describe_offsets(tpl)
+                );
+            }
+            return Ok(true);
+        };
+        let elapsed = began.elapsed();
+        match commit_failure(&e) {
+            CommitFailure::Retriable if elapsed + backoff < bound => {
+                tracing::warn!(why, attempt, elapsed_ms = elapsed.as_millis() as u64, error = %e,
+                    "committing offsets failed (broker or group coordinator unreachable); \
+                     retrying in {backoff:?}: {}", describe_offsets(tpl));
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                attempt += 1;
+            }
+            CommitFailure::GroupMovedOn => {
+                tracing::warn!(why, error = %e, "committing offsets failed: the group moved on \
+                    without this member; the partitions' next owner processes them again from \
+                    the last commit (at-least-once): {}", describe_offsets(tpl));
+                return Ok(false);
+            }
+            kind => {
+                let context = if kind == CommitFailure::Retriable {
+                    format!(
+                        "committing offsets ({why}) of {}: the broker or group coordinator did \
+                         not answer for {elapsed:?} ({attempt} attempts; the bound is the delivery \
+                         timeout, {bound:?})",
+                        describe_offsets(tpl)
+                    )
+                } else {
+                    format!("committing offsets ({why}) of {}", describe_offsets(tpl))
+                };
+                return Err(Error::Kafka { context, source: e });
+            }
+        }
     }
 }
 
@@ -845,6 +1079,9 @@ fn run_blocking(p: RunParams) -> Result<()> {
         committed: HashMap::new(),
         status: status.clone(),
         observer: super::observe::Observer::new(&config), // observability hook
+        bootstrap: bootstrap.clone(),
+        transaction_failed: false,
+        recoveries: 0,
     });
     let sources: Vec<String> = topology
         .source_topics()
@@ -951,9 +1188,18 @@ fn processing_loop(
                 return Err(Error::Internal("the engine is gone".into()));
             };
             // Also with no records: wall-clock punctuations fire on idle partitions too.
-            engine.process_round(&msgs)?;
-            if last_commit.elapsed() >= config.commit_interval {
-                engine.commit(consumer, "interval")?;
+            let mut result = engine.process_round(&msgs);
+            if result.is_ok() && last_commit.elapsed() >= config.commit_interval {
+                result = engine.commit(consumer, "interval");
+                last_commit = Instant::now();
+            }
+            if let Err(e) = result {
+                if !engine.transaction_failed {
+                    return Err(e);
+                }
+                // Exactly-once: the records of this round are replayed from the committed
+                // offsets; dropping them here is part of the rewind.
+                engine.recover_transaction(consumer, e)?;
                 last_commit = Instant::now();
             }
             engine.observer.tick(consumer, &engine.processed); // observability hook

@@ -210,18 +210,37 @@ impl Sink {
         Ok(())
     }
 
-    /// Exactly-once: aborts the open transaction, if any (after an error; the app then stops).
+    /// Exactly-once: aborts the open transaction, if any. On failure the transaction counts as
+    /// open still, so that an abort can be tried again (e.g. once the broker is back).
     pub(crate) fn abort_transaction(&mut self) -> Result<()> {
         if !self.in_transaction {
             return Ok(());
         }
-        self.in_transaction = false;
         self.producer
             .abort_transaction(self.delivery_timeout)
             .map_err(|source| Error::Kafka {
                 context: "aborting the transaction".into(),
                 source,
-            })
+            })?;
+        self.in_transaction = false;
+        Ok(())
+    }
+
+    /// Exactly-once, after an abort: forgets the aborted transaction's deliveries (their errors,
+    /// and the changelog offsets acknowledged inside it), once the purged records reported back
+    /// (for at most 5 s).
+    pub(crate) fn clear_deliveries(&self) {
+        let ctx = self.producer.context();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut s = ctx.lock();
+        while s.outstanding > 0 && Instant::now() < deadline {
+            s = ctx
+                .idle
+                .wait_timeout(s, Duration::from_millis(50))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        *s = Deliveries::default();
     }
 
     fn tag(&mut self, topic: &Arc<str>, changelog: bool) -> usize {
