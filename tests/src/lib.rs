@@ -678,7 +678,15 @@ pub struct PrivateBroker {
 
 impl PrivateBroker {
     /// Starts a fresh broker on free ports; panics (naming the script's output) if it cannot.
+    /// Also installs the tests' log subscriber (`RUST_LOG`, default `warn`), as [`bootstrap`].
     pub fn start() -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .try_init();
         let lib = match std::env::var_os("KSTREAMS_KAFKA_LIB") {
             Some(lib) => PathBuf::from(lib),
             None => {

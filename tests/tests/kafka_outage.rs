@@ -2,11 +2,14 @@
 //! word count runs (as processes of their own, under at-least-once and exactly-once) and still has
 //! input to process, then started again on the same data and port. Both apps must ride it out by
 //! themselves and lose nothing: at-least-once counts every word, none below the truth; exactly-once
-//! counts exactly with one committed update per word. A third app (in this process) with a short
-//! retry bound is stopped during the outage: its final offset commit cannot reach the broker, and
-//! it must end with an error naming the commit rather than hang or pretend success.
+//! counts exactly with one committed update per word. Two more apps run in this process: one
+//! at-least-once with a 6 s session timeout, so that its commits during the outage fail (librdkafka
+//! defers a commit for at most the session timeout) and are retried, and its group session is lost
+//! and rejoined; and one with a 3 s retry bound that is stopped during the outage: its final offset
+//! commit cannot reach the broker, and it must end with an error naming the commit rather than
+//! hang or pretend success.
 //!
-//! One broker and one outage serve all three: a private broker costs ~20 s to start and as much to
+//! One broker and one outage serve all four: a private broker costs 6-30 s to start and as much to
 //! restart on a busy machine.
 
 use std::collections::BTreeMap;
@@ -66,25 +69,47 @@ async fn broker_down_10_s_mid_stream_apps_recover_by_themselves_and_lose_nothing
     eprintln!("private broker {b} up in {:?}", test_began.elapsed());
     let alo = WordCountTopics::create(&b, "outage-alo", 3).await;
     let eos = WordCountTopics::create(&b, "outage-eos", 3).await;
+    let short = WordCountTopics::create(&b, "outage-session", 3).await;
     let bound = WordCountTopics::create(&b, "outage-bound", 1).await;
 
-    let alo_lines = sample_lines(71, 3000);
-    let eos_lines = sample_lines(72, 3000);
-    let (alo_before, alo_after) = alo_lines.split_at(2000);
-    let (eos_before, eos_after) = eos_lines.split_at(2000);
-    produce_lines(&b, &alo.input, alo.partitions, alo_before);
-    produce_lines(&b, &eos.input, eos.partitions, eos_before);
+    // Lines: a few to warm up (every app joined its group, initialized its transactions and
+    // produced output), then the bulk, produced all at once right before the broker is stopped
+    // (so the apps are in the middle of it), then the rest after the outage. Each part is
+    // produced round-robin from partition 0.
+    let alo_lines = sample_lines(71, 4000);
+    let eos_lines = sample_lines(72, 4000);
+    let short_lines = sample_lines(74, 4000);
     let bound_lines = sample_lines(73, 50);
+    let parts = |l: &[String]| -> (Vec<String>, Vec<String>, Vec<String>) {
+        (l[..30].to_vec(), l[30..3000].to_vec(), l[3000..].to_vec())
+    };
+    let (alo_warm, alo_bulk, alo_after) = parts(&alo_lines);
+    let (eos_warm, eos_bulk, eos_after) = parts(&eos_lines);
+    let (short_warm, short_bulk, short_after) = parts(&short_lines);
+    produce_lines(&b, &alo.input, alo.partitions, &alo_warm);
+    produce_lines(&b, &eos.input, eos.partitions, &eos_warm);
+    produce_lines(&b, &short.input, short.partitions, &short_warm);
     produce_lines(&b, &bound.input, bound.partitions, &bound_lines);
 
     let alo_state = tempfile::tempdir().expect("tempdir");
     let eos_state = tempfile::tempdir().expect("tempdir");
+    let short_state = tempfile::tempdir().expect("tempdir");
     let bound_state = tempfile::tempdir().expect("tempdir");
-    // Small batches: the first part takes a while, so the outage hits the apps mid-stream.
+    // Small batches, so that the bulk takes a while.
     let mut alo_app = AppProcess::start(EXE, &b, &alo, alo_state.path(), "alo", 10);
     let mut eos_app = AppProcess::start(EXE, &b, &eos, eos_state.path(), "eos", 10);
+    let short_app = Arc::new(
+        App::new(
+            short.topology(),
+            config(&short.app_id, &b, short_state.path())
+                .batch_max_records(10)
+                .consumer_property("session.timeout.ms", "6000"),
+        )
+        .expect("app"),
+    );
+    let short_run = spawn(short_app.clone());
     // Offsets are committed only at shutdown (1 h interval); the final commit may retry for 3 s
-    // (the delivery timeout); a commit waits for the coordinator for at most the 6 s session.
+    // (the delivery timeout); one attempt waits for the coordinator for at most the 6 s session.
     let bound_app = Arc::new(
         App::new(
             bound.topology(),
@@ -96,31 +121,41 @@ async fn broker_down_10_s_mid_stream_apps_recover_by_themselves_and_lose_nothing
         .expect("app"),
     );
     let bound_run = spawn(bound_app.clone());
+    let warm = |t: &WordCountTopics, l: &[String]| {
+        total_end(&b, &t.output, t.partitions) >= words_of(l) as i64
+    };
+    wait_for("every app's output of the warm-up lines", WAIT, || {
+        warm(&alo, &alo_warm)
+            && warm(&eos, &eos_warm)
+            && warm(&short, &short_warm)
+            && warm(&bound, &bound_lines)
+    })
+    .await;
 
-    let bound_words = words_of(&bound_lines) as i64;
-    wait_for("the bounded app's output", WAIT, || {
-        total_end(&b, &bound.output, bound.partitions) >= bound_words
-    })
-    .await;
-    let (alo_words, eos_words) = (words_of(alo_before) as i64, words_of(eos_before) as i64);
-    wait_for("output flowing from both apps", WAIT, || {
-        total_end(&b, &alo.output, alo.partitions) >= alo_words / 10
-            && total_end(&b, &eos.output, eos.partitions) >= eos_words / 10
-    })
-    .await;
-    let alo_out = total_end(&b, &alo.output, alo.partitions);
-    let eos_out = total_end(&b, &eos.output, eos.partitions);
+    std::thread::scope(|s| {
+        s.spawn(|| produce_lines(&b, &alo.input, alo.partitions, &alo_bulk));
+        s.spawn(|| produce_lines(&b, &eos.input, eos.partitions, &eos_bulk));
+        s.spawn(|| produce_lines(&b, &short.input, short.partitions, &short_bulk));
+    });
+    let out = |t: &WordCountTopics, warm: &[String], bulk: &[String]| {
+        let done = total_end(&b, &t.output, t.partitions);
+        (done, (words_of(warm) + words_of(bulk)) as i64)
+    };
+    let progress = [
+        ("alo", out(&alo, &alo_warm, &alo_bulk)),
+        ("eos", out(&eos, &eos_warm, &eos_bulk)),
+        ("short session", out(&short, &short_warm, &short_bulk)),
+    ];
+    // (The exactly-once output's end also counts transaction markers: a little more than updates.)
     assert!(
-        alo_out < alo_words && eos_out < eos_words,
-        "not mid-stream: {alo_out} of {alo_words} (alo), {eos_out} of {eos_words} (eos) updates \
-         out before the outage"
+        progress.iter().all(|(_, (done, all))| done < all),
+        "not mid-stream: (updates out, words before the outage) {progress:?}"
     );
 
     broker.stop_keeping_data();
     let down = Instant::now();
     eprintln!(
-        "broker stopped at {:?} with {alo_out} of {alo_words} (alo) and {eos_out} of {eos_words} \
-         (eos) updates out",
+        "broker stopped at {:?}; (updates out, words before the outage): {progress:?}",
         test_began.elapsed()
     );
 
@@ -151,6 +186,10 @@ async fn broker_down_10_s_mid_stream_apps_recover_by_themselves_and_lose_nothing
         !eos_app.exited(),
         "the exactly-once app died during the outage"
     );
+    assert!(
+        !short_run.is_finished(),
+        "the short-session app died during the outage"
+    );
     broker.start_again();
     eprintln!(
         "broker back after {:?} down (test at {:?})",
@@ -158,10 +197,13 @@ async fn broker_down_10_s_mid_stream_apps_recover_by_themselves_and_lose_nothing
         test_began.elapsed()
     );
 
-    // Round-robin from partition 0 again: the rest follows the first part in each partition.
-    produce_lines(&b, &alo.input, alo.partitions, alo_after);
-    produce_lines(&b, &eos.input, eos.partitions, eos_after);
+    produce_lines(&b, &alo.input, alo.partitions, &alo_after);
+    produce_lines(&b, &eos.input, eos.partitions, &eos_after);
+    produce_lines(&b, &short.input, short.partitions, &short_after);
     alo.wait_done(&b, WAIT).await;
+    short.wait_done(&b, WAIT).await;
+    // Transactional topics end with a commit marker that no consumer commits past: wait for the
+    // lines to be committed and the committed output to hold every update.
     let eos_lines_end = end_offsets(&b, &eos.input, eos.partitions);
     wait_for("exactly-once: lines committed", WAIT, || {
         group_committed_to(&b, &eos.app_id, &eos_lines_end)
@@ -180,11 +222,23 @@ async fn broker_down_10_s_mid_stream_apps_recover_by_themselves_and_lose_nothing
         !eos_app.exited(),
         "the exactly-once app died after the outage"
     );
+    assert!(
+        !short_run.is_finished(),
+        "the short-session app died after the outage"
+    );
     alo_app.stop();
     eos_app.stop();
+    short_app.shutdown_handle().shutdown();
+    tokio::time::timeout(WAIT, short_run)
+        .await
+        .expect("the short-session app stopped")
+        .expect("join")
+        .expect("the short-session app ran without error");
 
     let got = last_counts(&read_all(&b, &alo.output, alo.partitions));
     assert_at_least_once_counts(&got, &independent_count(&alo_lines));
+    let got = last_counts(&read_all(&b, &short.output, short.partitions));
+    assert_at_least_once_counts(&got, &independent_count(&short_lines));
     assert_exactly_once(&b, &eos, &eos_lines);
     eprintln!("done in {:?}", test_began.elapsed());
 }
