@@ -200,32 +200,46 @@ async fn broker_down_10_s_mid_stream_apps_recover_by_themselves_and_lose_nothing
     produce_lines(&b, &alo.input, alo.partitions, &alo_after);
     produce_lines(&b, &eos.input, eos.partitions, &eos_after);
     produce_lines(&b, &short.input, short.partitions, &short_after);
-    alo.wait_done(&b, WAIT).await;
-    short.wait_done(&b, WAIT).await;
+    // Every wait fails at once if an app died, rather than at its timeout.
+    let alive = |alo_app: &mut AppProcess, eos_app: &mut AppProcess| {
+        assert!(
+            !alo_app.exited(),
+            "the at-least-once app died after the outage"
+        );
+        assert!(
+            !eos_app.exited(),
+            "the exactly-once app died after the outage"
+        );
+        assert!(
+            !short_run.is_finished(),
+            "the short-session app died after the outage"
+        );
+    };
+    for t in [&alo, &short] {
+        for topic in [&t.input, &t.words] {
+            let end = end_offsets(&b, topic, t.partitions);
+            wait_for(&format!("`{topic}` committed"), WAIT, || {
+                alive(&mut alo_app, &mut eos_app);
+                group_committed_to(&b, &t.app_id, &end)
+            })
+            .await;
+        }
+    }
     // Transactional topics end with a commit marker that no consumer commits past: wait for the
     // lines to be committed and the committed output to hold every update.
     let eos_lines_end = end_offsets(&b, &eos.input, eos.partitions);
     wait_for("exactly-once: lines committed", WAIT, || {
+        alive(&mut alo_app, &mut eos_app);
         group_committed_to(&b, &eos.app_id, &eos_lines_end)
     })
     .await;
     let eos_total = words_of(&eos_lines);
     wait_for("exactly-once: every update committed", WAIT, || {
+        alive(&mut alo_app, &mut eos_app);
         read_all_committed(&b, &eos.output, eos.partitions).len() as u64 >= eos_total
     })
     .await;
-    assert!(
-        !alo_app.exited(),
-        "the at-least-once app died after the outage"
-    );
-    assert!(
-        !eos_app.exited(),
-        "the exactly-once app died after the outage"
-    );
-    assert!(
-        !short_run.is_finished(),
-        "the short-session app died after the outage"
-    );
+    alive(&mut alo_app, &mut eos_app);
     alo_app.stop();
     eos_app.stop();
     short_app.shutdown_handle().shutdown();

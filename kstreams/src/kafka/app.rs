@@ -1214,6 +1214,31 @@ mod tests {
     fn assert_send<T: Send>() {}
 
     #[test]
+    fn offset_commit_failures_are_classified() {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        let kind = |c| commit_failure(&KafkaError::ConsumerCommit(c));
+        // An outage: the broker or the coordinator cannot be reached (yet).
+        for c in [
+            C::WaitingForCoordinator,
+            C::BrokerTransportFailure,
+            C::AllBrokersDown,
+            C::OperationTimedOut,
+            C::CoordinatorNotAvailable,
+            C::NotCoordinator,
+            C::CoordinatorLoadInProgress,
+            C::RequestTimedOut,
+        ] {
+            assert_eq!(kind(c), CommitFailure::Retriable, "{c:?}");
+        }
+        // The session was lost (e.g. during a long outage) and the group went on.
+        assert_eq!(kind(C::UnknownMemberId), CommitFailure::GroupMovedOn);
+        assert_eq!(kind(C::IllegalGeneration), CommitFailure::GroupMovedOn);
+        // Anything else stops the app.
+        assert_eq!(kind(C::GroupAuthorizationFailed), CommitFailure::Fatal);
+        assert_eq!(kind(C::OffsetMetadataTooLarge), CommitFailure::Fatal);
+    }
+
+    #[test]
     fn apps_tasks_and_the_engine_are_send() {
         assert_send::<App>();
         assert_send::<Task>();
