@@ -13,15 +13,25 @@
 //!    app: nothing after the last commit is committed),
 //! 2. records the acknowledged changelog offsets in each task's LMDB environment
 //!    (`record_changelog_positions`) and fsyncs it (`Task::sync`),
-//! 3. commits the processed input offsets to the group, synchronously.
+//! 3. commits the processed input offsets to the group, synchronously; while the broker or the
+//!    group coordinator cannot be reached (an outage) the commit is retried with backoff for at
+//!    most the delivery timeout; if the group moved on without this member meanwhile, nothing is
+//!    committed and the rebalance that follows hands the partitions over (see
+//!    `commit_offsets_retrying`).
 //!
 //! So a committed offset never points past a record whose outputs or state could be lost.
 //!
 //! Exactly-once (see ARCHITECTURE.md, "The commit protocol (exactly-once)"): step 3 becomes
 //! `send_offsets_to_transaction` with the consumer's group metadata and `commit_transaction`,
-//! inputs and changelogs are read `read_committed`, any error aborts the open transaction and
-//! stops the app, and a task opens its local state only if its input position equals the
-//! committed offsets; otherwise the state is wiped and restored from the committed changelog.
+//! inputs and changelogs are read `read_committed`, and a task opens its local state only if its
+//! input position equals the committed offsets; otherwise the state is wiped and restored from
+//! the committed changelog. When the transaction fails while processing (a send, a delivery, the
+//! offsets or the commit; e.g. the broker was down longer than the 10 s transaction timeout), it
+//! is aborted (or the producer replaced), the tasks are closed, the consumer is rewound to the
+//! committed offsets and the tasks reopened, which wipes and restores their state by the rule
+//! above (`Engine::recover_transaction`; at most 3 times without a successful commit in between).
+//! Any other error, and a failed commit before a revoke or at shutdown, aborts the open
+//! transaction and stops the app.
 //!
 //! Rebalances (librdkafka's eager protocol by default). Before partitions are revoked, the commit
 //! above runs and their tasks are closed; records of revoked partitions already polled but not
@@ -1188,13 +1198,15 @@ fn processing_loop(
                 return Err(Error::Internal("the engine is gone".into()));
             };
             // Also with no records: wall-clock punctuations fire on idle partitions too.
+            engine.transaction_failed = false;
             let mut result = engine.process_round(&msgs);
             if result.is_ok() && last_commit.elapsed() >= config.commit_interval {
                 result = engine.commit(consumer, "interval");
                 last_commit = Instant::now();
             }
             if let Err(e) = result {
-                if !engine.transaction_failed {
+                // A failed commit before a revoke already stopped the app (`ctx.error`).
+                if !engine.transaction_failed || lock(&ctx.error).is_some() {
                     return Err(e);
                 }
                 // Exactly-once: the records of this round are replayed from the committed
