@@ -763,7 +763,16 @@ impl PrivateBroker {
 }
 
 impl Drop for PrivateBroker {
+    /// Stops the broker and deletes its home, except after a failed test: then the home (with
+    /// `run/broker.log`) stays for a post-mortem and its path is printed.
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.home.disable_cleanup(true);
+            eprintln!(
+                "private broker kept for a post-mortem: {}",
+                self.home.path().join("run/broker.log").display()
+            );
+        }
         let _ = Command::new(repo_root().join("scripts/kafka/kafka"))
             .arg("stop")
             .env("KAFKA_HOME", self.home.path())

@@ -640,19 +640,50 @@ impl Engine {
         }
         self.sink.clear_deliveries();
         let partitions: Vec<(String, i32)> = lock(&self.status).assigned.iter().cloned().collect();
-        self.close_all();
-        self.processed.clear();
-        self.assign(consumer, &partitions)?;
+        // Reopening reads the committed offsets (and restores): retried, within the same bound,
+        // while the broker or the group coordinator is not back yet.
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            self.close_all();
+            self.processed.clear();
+            match self.reopen_and_rewind(consumer, &partitions) {
+                Ok(()) => break,
+                Err(e) if began.elapsed() + backoff < bound => {
+                    tracing::warn!(error = %e, elapsed_ms = began.elapsed().as_millis() as u64,
+                        "exactly-once: reopening the tasks after the abort failed; retrying in \
+                         {backoff:?}");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::warn!(
+            ?partitions,
+            elapsed_ms = began.elapsed().as_millis() as u64,
+            "exactly-once: recovered; processing again from the committed offsets"
+        );
+        Ok(())
+    }
+
+    /// Exactly-once recovery: reopens (and so restores) the tasks of `partitions`, then seeks
+    /// them back to the group's committed offsets.
+    fn reopen_and_rewind<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        partitions: &[(String, i32)],
+    ) -> Result<()> {
+        self.assign(consumer, partitions)?;
         // Fetch again from the committed offsets: the records after them belong to the aborted
         // transaction or were never processed.
         let mut tpl = TopicPartitionList::new();
-        for (t, p) in &partitions {
+        for (t, p) in partitions {
             tpl.add_partition(t, *p);
         }
         let committed = consumer
             .committed_offsets(tpl, self.config.startup_timeout)
             .map_err(kafka_err("reading the committed offsets to rewind to"))?;
-        for (t, p) in &partitions {
+        for (t, p) in partitions {
             let to = committed_offset(&committed, t, *p).map_or(Offset::Beginning, Offset::Offset);
             consumer
                 .seek(t, *p, to, self.config.startup_timeout)
@@ -660,11 +691,6 @@ impl Engine {
                     "rewinding `{t}` partition {p} to {to:?} after an aborted transaction"
                 )))?;
         }
-        tracing::warn!(
-            ?partitions,
-            elapsed_ms = began.elapsed().as_millis() as u64,
-            "exactly-once: recovered; processing again from the committed offsets"
-        );
         Ok(())
     }
 
