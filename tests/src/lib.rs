@@ -723,7 +723,7 @@ impl PrivateBroker {
             .args(args)
             .env("KAFKA_HOME", self.home.path())
             .env("KAFKA_LIB", &self.lib)
-            .env("KAFKA_HEAP_OPTS", "-Xms128m -Xmx384m")
+            .env("KAFKA_HEAP_OPTS", "-Xms128m -Xmx512m")
             .output()
             .unwrap_or_else(|e| panic!("cannot run scripts/kafka/kafka {args:?}: {e}"));
         assert!(
