@@ -226,7 +226,8 @@ async fn broker_down_10_s_mid_stream_apps_recover_by_themselves_and_lose_nothing
         }
     }
     // Transactional topics end with a commit marker that no consumer commits past: wait for the
-    // lines to be committed and the committed output to hold every update.
+    // lines to be committed and the committed output to hold every update. (Known flake, 2 in 11
+    // runs: the exactly-once recovery cannot read stable committed offsets; see NOTES-outage.md.)
     let eos_lines_end = end_offsets(&b, &eos.input, eos.partitions);
     wait_for("exactly-once: lines committed", WAIT, || {
         alive(&mut alo_app, &mut eos_app);
