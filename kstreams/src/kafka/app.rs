@@ -673,6 +673,18 @@ impl Engine {
         consumer: &BaseConsumer<C>,
         partitions: &[(String, i32)],
     ) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in partitions {
+            tpl.add_partition(t, *p);
+        }
+        // A short probe first: librdkafka's `committed()`, when the group coordinator is not
+        // ready, waits for a change of broker state for up to its whole timeout, and after a
+        // broker restart none may come; a fresh, short request per retry does not get stuck.
+        consumer
+            .committed_offsets(tpl, Duration::from_secs(2))
+            .map_err(kafka_err(
+                "reading the committed offsets (probe before reopening)",
+            ))?;
         self.assign(consumer, partitions)?;
         // Fetch again from the committed offsets: the records after them belong to the aborted
         // transaction or were never processed.
