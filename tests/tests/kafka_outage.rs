@@ -9,6 +9,9 @@
 //! commit cannot reach the broker, and it must end with an error naming the commit rather than
 //! hang or pretend success.
 //!
+//! Known to flake (7 failures in 28 runs, see NOTES-outage.md): after the restart, a group
+//! consumer sometimes cannot reach its coordinator for over a minute.
+//!
 //! One broker and one outage serve all four: a private broker costs 6-30 s to start and as much to
 //! restart on a busy machine.
 
@@ -20,7 +23,7 @@ use kstreams::kafka::App;
 use kstreams_tests::*;
 
 const EXE: &str = env!("CARGO_BIN_EXE_wordcount_app");
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(90);
 const OUTAGE: Duration = Duration::from_secs(10);
 
 fn words_of(lines: &[String]) -> u64 {
@@ -226,8 +229,7 @@ async fn broker_down_10_s_mid_stream_apps_recover_by_themselves_and_lose_nothing
         }
     }
     // Transactional topics end with a commit marker that no consumer commits past: wait for the
-    // lines to be committed and the committed output to hold every update. (Known flake, 2 in 11
-    // runs: the exactly-once recovery cannot read stable committed offsets; see NOTES-outage.md.)
+    // lines to be committed and the committed output to hold every update.
     let eos_lines_end = end_offsets(&b, &eos.input, eos.partitions);
     wait_for("exactly-once: lines committed", WAIT, || {
         alive(&mut alo_app, &mut eos_app);
