@@ -9,7 +9,7 @@
 //! commit cannot reach the broker, and it must end with an error naming the commit rather than
 //! hang or pretend success.
 //!
-//! Known to flake (7 failures in 28 runs, see NOTES-outage.md): after the restart, a group
+//! Known to flake (7 failures in 30 runs, see NOTES-outage.md): after the restart, a group
 //! consumer sometimes cannot reach its coordinator for over a minute.
 //!
 //! One broker and one outage serve all four: a private broker costs 6-30 s to start and as much to
