@@ -663,3 +663,201 @@ pub fn assert_at_least_once_counts(got: &BTreeMap<String, u64>, want: &BTreeMap<
         );
     }
 }
+
+/// How to start `wordcount_app` beyond its arguments (see [`AppProcess::start_with`]).
+#[derive(Debug, Default, Clone)]
+pub struct ProcessOptions {
+    /// Environment variables (the `KSTREAMS_TEST_*` knobs of `wordcount_app`).
+    pub env: Vec<(String, String)>,
+    /// `RLIMIT_FSIZE` in bytes for the child, with `SIGXFSZ` ignored, so that a write or an
+    /// `fallocate` past it fails with `EFBIG` (a full disk, simulated) instead of killing it.
+    pub file_size_limit: Option<u64>,
+    /// Pipe stderr, to be read by [`AppProcess::wait_exit`] (otherwise inherited).
+    pub capture_stderr: bool,
+}
+
+impl ProcessOptions {
+    /// Adds an environment variable.
+    #[must_use]
+    pub fn env(mut self, name: &str, value: impl ToString) -> Self {
+        self.env.push((name.to_owned(), value.to_string()));
+        self
+    }
+
+    /// Writes the app's status to `path` (`KSTREAMS_TEST_STATUS_FILE`).
+    #[must_use]
+    pub fn status_file(self, path: &std::path::Path) -> Self {
+        self.env("KSTREAMS_TEST_STATUS_FILE", path.display())
+    }
+}
+
+impl AppProcess {
+    /// Starts `wordcount_app` as [`AppProcess::start`] does, with `options`.
+    pub fn start_with(
+        exe: &str,
+        bootstrap: &str,
+        t: &WordCountTopics,
+        state: &std::path::Path,
+        guarantee: &str,
+        batch: usize,
+        options: &ProcessOptions,
+    ) -> Self {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(exe);
+        cmd.args([
+            bootstrap,
+            &t.app_id,
+            &t.input,
+            &t.words,
+            &t.output,
+            &state.to_string_lossy(),
+            guarantee,
+            &batch.to_string(),
+        ])
+        .envs(options.env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null());
+        if options.capture_stderr {
+            cmd.stderr(std::process::Stdio::piped());
+        }
+        if let Some(limit) = options.file_size_limit {
+            let limit = libc::rlim_t::try_from(limit).expect("limit fits rlim_t");
+            // SAFETY: between fork and exec only async-signal-safe calls: `signal` and
+            // `setrlimit`, on plain values.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let rl = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        AppProcess(cmd.spawn().expect("start wordcount_app"))
+    }
+
+    /// Waits (at most `timeout`) for the process to exit by itself; returns its exit status and
+    /// its stderr (empty unless captured).
+    pub fn wait_exit(mut self, timeout: Duration) -> (std::process::ExitStatus, String) {
+        use std::io::Read;
+        let reader = self.0.stderr.take().map(|mut e| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = e.read_to_string(&mut s);
+                s
+            })
+        });
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wordcount_app did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let stderr = reader
+            .map(|r| r.join().expect("stderr reader"))
+            .unwrap_or_default();
+        (status, stderr)
+    }
+}
+
+/// The status `wordcount_app` writes to `KSTREAMS_TEST_STATUS_FILE`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessStatus {
+    /// Assigned input partitions.
+    pub assigned: std::collections::BTreeSet<(String, i32)>,
+    /// Input records processed.
+    pub processed: u64,
+    /// Changelog records restored.
+    pub restored: u64,
+    /// Commits made.
+    pub commits: u64,
+}
+
+/// Reads a status file; `None` until the first one is written.
+pub fn read_status(path: &std::path::Path) -> Option<ProcessStatus> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut s = ProcessStatus::default();
+    for line in text.lines() {
+        let (name, value) = line.split_once('=')?;
+        match name {
+            "assigned" => {
+                for tp in value.split(',').filter(|v| !v.is_empty()) {
+                    let (t, p) = tp.rsplit_once(':')?;
+                    s.assigned.insert((t.to_owned(), p.parse().ok()?));
+                }
+            }
+            "processed" => s.processed = value.parse().ok()?,
+            "restored" => s.restored = value.parse().ok()?,
+            "commits" => s.commits = value.parse().ok()?,
+            _ => {}
+        }
+    }
+    Some(s)
+}
+
+/// Exactly-once word count: the committed counts equal `want`, the committed output holds one
+/// update per input word, and per word the updates are 1, 2, ..., n in order; the repartition
+/// topic, read committed, holds each word occurrence once.
+pub fn assert_exactly_once_word_count(
+    bootstrap: &str,
+    t: &WordCountTopics,
+    want: &BTreeMap<String, u64>,
+) {
+    let words: u64 = want.values().sum();
+    let out = read_all_committed(bootstrap, &t.output, t.partitions);
+    assert_eq!(&last_counts(&out), want, "final counts equal the truth");
+    assert_eq!(
+        out.len() as u64,
+        words,
+        "one committed update per input word: no duplicates"
+    );
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    for (p, o, k, v) in &out {
+        let k = String::from_utf8(k.clone().unwrap_or_default()).expect("utf-8");
+        let v = u64::from_be_bytes(
+            v.as_deref()
+                .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                .expect("u64"),
+        );
+        let prev = seen.entry(k.clone()).or_insert(0);
+        assert_eq!(v, *prev + 1, "`{k}` at partition {p} offset {o}");
+        *prev = v;
+    }
+    let words_out = read_all_committed(bootstrap, &t.words, t.partitions);
+    assert_eq!(
+        words_out.len() as u64,
+        words,
+        "no duplicate in the repartition topic"
+    );
+}
+
+/// Exactly-once: waits until the group committed every line and the committed output holds
+/// `words` updates (transactional topics end in a marker no consumer commits past, so the
+/// repartition topic's committed offset is not waited on).
+pub async fn wait_exactly_once_done(
+    bootstrap: &str,
+    t: &WordCountTopics,
+    words: u64,
+    timeout: Duration,
+) {
+    let lines_end = end_offsets(bootstrap, &t.input, t.partitions);
+    wait_for("lines committed", timeout, || {
+        group_committed_to(bootstrap, &t.app_id, &lines_end)
+    })
+    .await;
+    wait_for("every update committed", timeout, || {
+        read_all_committed(bootstrap, &t.output, t.partitions).len() as u64 >= words
+    })
+    .await;
+}
