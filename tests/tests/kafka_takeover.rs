@@ -69,7 +69,15 @@ async fn two_instances_exactly_once_sigkill_one_and_the_other_takes_over_exactly
             && total_end(&b, &t.output, t.partitions) >= (words / 8) as i64
     })
     .await;
+    let processed_b = read_status(&status_b).expect("b's status").processed;
     produce_lines(&b, &t.input, t.partitions, second);
+    // Kill b while it works on the second half: with a batch of 20 and 100 ms commits it then
+    // has a transaction open, which blocks `read_committed` readers until the broker aborts it
+    // (`transaction.timeout.ms`, 10 s).
+    wait_for("b working on the second half", DONE, || {
+        read_status(&status_b).is_some_and(|s| s.processed > processed_b + 40)
+    })
+    .await;
     let sb = read_status(&status_b).expect("b's status");
     app_b.kill();
     let killed_at = Instant::now();
