@@ -63,9 +63,25 @@ const RESERVED: &[(&str, &str)] = &[
 ///     .state_dir("/tmp/kstreams-state")
 ///     .batch_max_records(5000)
 ///     .commit_interval(Duration::from_millis(500))
-///     .property("sasl.password", "secret");
-/// assert!(!format!("{config:?}").contains("secret"));
+///     .property("security.protocol", "SASL_SSL")
+///     .property("sasl.mechanism", "PLAIN")
+///     .property("sasl.username", "alice")
+///     .property("sasl.password", "hunter2")
+///     .property("ssl.ca.location", "/etc/kafka/ca.pem")
+///     .consumer_property("ssl.key.password", "hunter3")
+///     .producer_property("sasl.jaas.config", "hunter4");
+/// let shown = format!("{config:?}");
+/// assert!(!shown.contains("hunter"));
+/// assert!(shown.contains(r#""sasl.password": "[redacted]""#));
+/// assert!(shown.contains("alice") && shown.contains("/etc/kafka/ca.pem"));
 /// ```
+///
+/// # Secrets
+/// SSL and SASL settings are librdkafka properties ([`property`](Self::property) for every
+/// client). `Debug` shows every property name but replaces the values of secret ones
+/// (passwords, passphrases, secrets, private keys, tokens, `sasl.jaas.config`,
+/// `sasl.oauthbearer.config`) with `[redacted]`; the runtime never logs or puts properties into
+/// error messages.
 #[derive(Clone)]
 pub struct AppConfig {
     pub(crate) application_id: String,
@@ -91,10 +107,16 @@ pub struct AppConfig {
     pub(crate) observe: super::observe::ObserveConfig,
 }
 
+/// Whether a property's value is shown as `[redacted]` by `Debug`: passwords, passphrases,
+/// secrets, private keys (`ssl.key.pem`, `*.private.key.pem`), tokens, JAAS configs and
+/// `sasl.oauthbearer.config` (librdkafka marks the same properties sensitive). Names only: a
+/// value is never looked at.
 fn is_secret(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     n.contains("password")
+        || n.contains("passphrase")
         || n.contains("secret")
+        || n.contains("oauthbearer.config")
         || n.ends_with(".key")
         || n.contains("key.pem")
         || n.contains("token")
@@ -440,21 +462,65 @@ impl AppConfig {
 mod tests {
     use super::*;
 
+    /// Every secret property, set through each of the three property maps, is redacted; the
+    /// names and the non-secret values stay visible.
     #[test]
     fn debug_redacts_secrets() {
-        let c = AppConfig::new("app")
-            .property("sasl.password", "hunter2")
-            .property("ssl.key.password", "hunter3")
-            .consumer_property("sasl.oauthbearer.client.secret", "hunter4")
-            .producer_property("ssl.keystore.password", "hunter5")
-            .property("ssl.truststore.password", "hunter6")
-            .property("sasl.username", "alice")
-            .property("security.protocol", "SASL_SSL");
-        let d = format!("{c:?}");
-        assert!(!d.contains("hunter"), "{d}");
-        assert!(d.contains("SASL_SSL"), "{d}");
-        assert!(d.contains("alice"), "{d}");
-        assert!(d.contains("sasl.password"), "{d}");
+        const SECRETS: &[&str] = &[
+            "sasl.password",
+            "ssl.key.password",
+            "ssl.keystore.password",
+            "ssl.truststore.password",
+            "sasl.jaas.config",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.config",
+            "ssl.key.pem",
+            "sasl.oauthbearer.assertion.private.key.passphrase",
+        ];
+        type Setter = fn(AppConfig, String, String) -> AppConfig;
+        let setters: [(&str, Setter); 3] = [
+            ("property", |c, k, v| c.property(k, v)),
+            ("consumer_property", |c, k, v| c.consumer_property(k, v)),
+            ("producer_property", |c, k, v| c.producer_property(k, v)),
+        ];
+        for (setter, set) in setters {
+            let mut c = AppConfig::new("app")
+                .property("sasl.username", "alice")
+                .property("security.protocol", "SASL_SSL")
+                .property("ssl.ca.location", "/etc/kafka/ca.pem");
+            for (i, name) in SECRETS.iter().enumerate() {
+                c = set(c, (*name).to_owned(), format!("hunter{i}-via-{setter}"));
+            }
+            let d = format!("{c:?}");
+            let pretty = format!("{c:#?}");
+            for out in [&d, &pretty] {
+                assert!(!out.contains("hunter"), "{setter}: {out}");
+                for name in SECRETS {
+                    assert!(out.contains(name), "{setter}: {name} missing in {out}");
+                }
+                assert_eq!(out.matches("[redacted]").count(), SECRETS.len(), "{out}");
+                assert!(out.contains("SASL_SSL"), "{out}");
+                assert!(out.contains("alice"), "{out}");
+                assert!(out.contains("/etc/kafka/ca.pem"), "{out}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_secret_names_are_redacted() {
+        for name in [
+            "sasl.username",
+            "sasl.mechanism",
+            "security.protocol",
+            "ssl.ca.location",
+            "ssl.keystore.location",
+            "ssl.endpoint.identification.algorithm",
+        ] {
+            assert!(!is_secret(name), "{name}");
+        }
+        for name in ["SASL.PASSWORD", "ssl.key.pem", "sasl.oauthbearer.token"] {
+            assert!(is_secret(name), "{name}");
+        }
     }
 
     #[test]
