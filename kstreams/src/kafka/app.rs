@@ -271,6 +271,14 @@ struct GroupContext {
     /// owner, possibly this instance).
     revoked: Mutex<BTreeSet<(String, i32)>>,
     error: Mutex<Option<Error>>,
+    /// librdkafka's last connection failure message (start-up reports it).
+    last_failure: Mutex<Option<String>>,
+}
+
+impl admin::ConnectionFailures for GroupContext {
+    fn last_connection_failure(&self) -> Option<String> {
+        lock(&self.last_failure).clone()
+    }
 }
 
 impl GroupContext {
@@ -284,6 +292,14 @@ impl GroupContext {
 
 impl ClientContext for GroupContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if fac == "FAIL" && (level as i32) <= RDKafkaLogLevel::Error as i32 {
+            // Without librdkafka's "[thrd:NAME]: " prefix: the message names the broker itself.
+            let message = log_message
+                .strip_prefix("[thrd:")
+                .and_then(|m| m.split_once("]: "))
+                .map_or(log_message, |(_, rest)| rest);
+            *lock(&self.last_failure) = Some(message.to_owned());
+        }
         super::sink::log_to_tracing(level, fac, log_message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
@@ -813,6 +829,7 @@ fn run_blocking(p: RunParams) -> Result<()> {
         generation: AtomicU64::new(0),
         revoked: Mutex::new(BTreeSet::new()),
         error: Mutex::new(None),
+        last_failure: Mutex::new(None),
     };
     let consumer: BaseConsumer<GroupContext> = config
         .consumer_config(&bootstrap)
