@@ -225,3 +225,53 @@ async fn an_untrusted_broker_certificate_is_a_clear_startup_error() {
     }
     assert_no_secret("the log", &logs.text(), &[("right", &s.password)]);
 }
+
+#[test]
+fn scram_sha_256_authenticates_the_test_user() {
+    let _logs = captured();
+    let s = sasl_ssl();
+    let fetch = |password: &str, timeout: Duration| {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", &s.bootstrap);
+        for (k, v) in s.properties(&s.username, password) {
+            c.set(k, v);
+        }
+        c.set("sasl.mechanism", "SCRAM-SHA-256");
+        let consumer: rdkafka::consumer::BaseConsumer = c.create().expect("consumer");
+        rdkafka::consumer::Consumer::fetch_metadata(&consumer, None, timeout).map(|_| ())
+    };
+    fetch(&s.password, Duration::from_secs(10)).expect("SCRAM-SHA-256 with the right password");
+    let wrong = fetch("not-the-password", Duration::from_secs(3));
+    assert!(wrong.is_err(), "a wrong SCRAM password");
+}
+
+/// librdkafka does not know the Java client's `sasl.jaas.config`: client creation rejects it,
+/// and the error names the property but not its value (rdkafka's own error would print it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_secret_property_is_named_without_its_value() {
+    let logs = captured();
+    let s = sasl_ssl();
+    let jaas = format!(
+        "org.apache.kafka.common.security.plain.PlainLoginModule required \
+         username=\"{}\" password=\"{}\";",
+        s.username, s.password
+    );
+    let state = tempfile::tempdir().expect("tempdir");
+    let cfg = AppConfig::new(unique("sec-jaas"))
+        .bootstrap_servers(&s.bootstrap)
+        .state_dir(state.path())
+        .handle_ctrl_c(false)
+        .property("security.protocol", "SASL_SSL")
+        .property("sasl.mechanism", "PLAIN")
+        .property("ssl.ca.location", s.ca_location.display().to_string())
+        .property("sasl.jaas.config", &jaas);
+    let topology = kstreams_examples::wordcount::topology("lines", "words", "counts").expect("t");
+    let app = App::new(topology, cfg).expect("app");
+    let (err, _) = startup_error(app, Duration::from_secs(30)).await;
+    assert!(
+        err.contains("creating the consumer") && err.contains("sasl.jaas.config"),
+        "{err}"
+    );
+    assert_no_secret("the error", &err, &[("right", &s.password)]);
+    assert_no_secret("the log", &logs.text(), &[("right", &s.password)]);
+}

@@ -72,6 +72,7 @@ pub(crate) async fn create_topics(
     let admin: AdminClient<DefaultClientContext> = config
         .admin_config(bootstrap)
         .create()
+        .map_err(super::config::redact_client_error)
         .map_err(|source| Error::Kafka {
             context: "creating the admin client".into(),
             source,

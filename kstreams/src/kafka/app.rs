@@ -52,7 +52,7 @@ use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::admin::{self, TopicSpec};
-use super::config::{AppConfig, ProcessingGuarantee};
+use super::config::{AppConfig, ProcessingGuarantee, redact_client_error};
 use super::mock::{EmbeddedCluster, MockCommands};
 use super::restore::{RestoreContext, Restored, restore_task};
 use super::sink::Sink;
@@ -834,6 +834,7 @@ fn run_blocking(p: RunParams) -> Result<()> {
     let consumer: BaseConsumer<GroupContext> = config
         .consumer_config(&bootstrap)
         .create_with_context(context)
+        .map_err(redact_client_error)
         .map_err(kafka_err("creating the consumer"))?;
     rt.block_on(admin::prepare_topics(
         &topology,
@@ -845,6 +846,7 @@ fn run_blocking(p: RunParams) -> Result<()> {
     let restore: BaseConsumer<RestoreContext> = config
         .restore_consumer_config(&bootstrap)
         .create_with_context(RestoreContext)
+        .map_err(redact_client_error)
         .map_err(kafka_err("creating the restore consumer"))?;
     let mut task_config = TaskConfig::new(config.application_id.clone(), config.state_dir.clone());
     task_config.lmdb = config.lmdb.clone();

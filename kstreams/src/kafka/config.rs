@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
 
 use crate::error::{Error, Result};
 use crate::store::LmdbOptions;
@@ -123,14 +124,30 @@ fn is_secret(name: &str) -> bool {
         || n.contains("jaas")
 }
 
+const REDACTED: &str = "[redacted]";
+
+/// The client error with the value of a secret property replaced by `[redacted]`: rdkafka's
+/// `KafkaError::ClientConfig` (a property librdkafka rejected at client creation, e.g. the Java
+/// client's `sasl.jaas.config`, which librdkafka does not know) carries the value, librdkafka's
+/// message may quote it, and `Display` and `Debug` print both.
+pub(crate) fn redact_client_error(e: KafkaError) -> KafkaError {
+    match e {
+        KafkaError::ClientConfig(res, desc, key, value) if is_secret(&key) => {
+            let desc = if value.is_empty() {
+                desc
+            } else {
+                desc.replace(&value, REDACTED)
+            };
+            KafkaError::ClientConfig(res, desc, key, REDACTED.to_owned())
+        }
+        e => e,
+    }
+}
+
 fn redacted(map: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
     map.iter()
         .map(|(k, v)| {
-            let v = if is_secret(k) {
-                "[redacted]"
-            } else {
-                v.as_str()
-            };
+            let v = if is_secret(k) { REDACTED } else { v.as_str() };
             (k.as_str(), v)
         })
         .collect()
@@ -504,6 +521,36 @@ mod tests {
                 assert!(out.contains("/etc/kafka/ca.pem"), "{out}");
             }
         }
+    }
+
+    #[test]
+    fn client_config_errors_do_not_show_secret_values() {
+        let c = AppConfig::new("app").property(
+            "sasl.jaas.config",
+            "PlainLoginModule required password=\"hunter9\";",
+        );
+        let e = c
+            .consumer_config("b:1")
+            .create::<rdkafka::consumer::BaseConsumer>()
+            .err()
+            .expect("librdkafka does not know sasl.jaas.config");
+        assert!(
+            format!("{e} {e:?}").contains("hunter9"),
+            "rdkafka shows it: {e}"
+        );
+        let e = redact_client_error(e);
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("hunter9"), "{shown}");
+        assert!(shown.contains("sasl.jaas.config"), "{shown}");
+        // Other properties' values stay: they tell what was wrong.
+        let e = AppConfig::new("app")
+            .property("security.protocol", "NOPE")
+            .consumer_config("b:1")
+            .create::<rdkafka::consumer::BaseConsumer>()
+            .err()
+            .map(redact_client_error)
+            .expect("bad protocol");
+        assert!(e.to_string().contains("NOPE"), "{e}");
     }
 
     #[test]
