@@ -861,3 +861,109 @@ pub async fn wait_exactly_once_done(
     })
     .await;
 }
+
+/// The SASL_SSL listener of the test broker (`scripts/kafka/kafka` gives the broker one, with a
+/// CA made at start and a test user for SASL PLAIN and SCRAM-SHA-256).
+#[derive(Debug, Clone)]
+pub struct SaslSsl {
+    /// `127.0.0.1:PORT` of the SASL_SSL listener.
+    pub bootstrap: String,
+    /// The CA that signed the broker's certificate (PEM), for `ssl.ca.location`.
+    pub ca_location: PathBuf,
+    /// The test user.
+    pub username: String,
+    /// The test user's password.
+    pub password: String,
+}
+
+impl SaslSsl {
+    /// The client properties for this listener with SASL PLAIN as `user` with `password`:
+    /// `security.protocol`, `sasl.mechanism`, `sasl.username`, `sasl.password`,
+    /// `ssl.ca.location`.
+    pub fn properties(&self, user: &str, password: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("security.protocol", "SASL_SSL".to_owned()),
+            ("sasl.mechanism", "PLAIN".to_owned()),
+            ("sasl.username", user.to_owned()),
+            ("sasl.password", password.to_owned()),
+            ("ssl.ca.location", self.ca_location.display().to_string()),
+        ]
+    }
+
+    /// `config` pointed at this listener (bootstrap servers and every property for every client)
+    /// as the test user with `password`.
+    pub fn apply(&self, config: AppConfig, password: &str) -> AppConfig {
+        self.properties(&self.username, password)
+            .into_iter()
+            .fold(config.bootstrap_servers(&self.bootstrap), |c, (k, v)| {
+                c.property(k, v)
+            })
+    }
+}
+
+/// Where `scripts/kafka/kafka` keeps the state of the broker it runs: `$KAFKA_HOME/run`, with
+/// `KAFKA_HOME` defaulting to `<repo>/.kafka` as in the script.
+pub fn kafka_run_dir() -> PathBuf {
+    std::env::var_os("KAFKA_HOME")
+        .filter(|h| !h.is_empty())
+        .map_or_else(|| repo_root().join(".kafka"), PathBuf::from)
+        .join("run")
+}
+
+/// The SASL_SSL details of the broker the tests use ([`bootstrap`]), read from the files
+/// `scripts/kafka/kafka start` writes into [`kafka_run_dir`]. Panics (never skips) when they are
+/// missing, belong to another broker than [`bootstrap`], or the listener does not answer.
+pub fn sasl_ssl() -> SaslSsl {
+    let plain = bootstrap();
+    let run = kafka_run_dir();
+    let read = |name: &str| -> String {
+        let path = run.join(name);
+        let s = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "the broker at {plain} has no SASL_SSL details: cannot read {} ({e}). Start it \
+                 with `scripts/kafka/kafka start` (it adds a SASL_SSL listener) and set \
+                 KAFKA_HOME to its home when that is not <repo>/.kafka",
+                path.display()
+            )
+        });
+        s.trim().to_owned()
+    };
+    let run_plain = read("bootstrap");
+    assert_eq!(
+        run_plain,
+        plain,
+        "{} belongs to another broker than the one the tests use ({plain}); set KAFKA_HOME to \
+         the home of the broker at {plain}",
+        run.display()
+    );
+    let details = SaslSsl {
+        bootstrap: read("bootstrap-sasl-ssl"),
+        ca_location: run.join("ssl/ca.pem"),
+        username: read("sasl-user"),
+        password: read("sasl-password"),
+    };
+    assert!(
+        details.ca_location.is_file(),
+        "no CA file at {}",
+        details.ca_location.display()
+    );
+    assert!(
+        !details.username.is_empty() && !details.password.is_empty(),
+        "empty SASL credentials in {}",
+        run.display()
+    );
+    std::net::TcpStream::connect_timeout(
+        &details
+            .bootstrap
+            .parse()
+            .unwrap_or_else(|e| panic!("bad SASL_SSL address `{}`: {e}", details.bootstrap)),
+        Duration::from_secs(5),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "the SASL_SSL listener at {} does not answer: {e}",
+            details.bootstrap
+        )
+    });
+    details
+}

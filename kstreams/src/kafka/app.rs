@@ -52,7 +52,7 @@ use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::admin::{self, TopicSpec};
-use super::config::{AppConfig, ProcessingGuarantee};
+use super::config::{AppConfig, ProcessingGuarantee, redact_client_error};
 use super::mock::{EmbeddedCluster, MockCommands};
 use super::restore::{RestoreContext, Restored, restore_task};
 use super::sink::Sink;
@@ -271,6 +271,14 @@ struct GroupContext {
     /// owner, possibly this instance).
     revoked: Mutex<BTreeSet<(String, i32)>>,
     error: Mutex<Option<Error>>,
+    /// librdkafka's last connection failure message (start-up reports it).
+    last_failure: Mutex<Option<String>>,
+}
+
+impl admin::ConnectionFailures for GroupContext {
+    fn last_connection_failure(&self) -> Option<String> {
+        lock(&self.last_failure).clone()
+    }
 }
 
 impl GroupContext {
@@ -284,6 +292,14 @@ impl GroupContext {
 
 impl ClientContext for GroupContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if fac == "FAIL" && (level as i32) <= RDKafkaLogLevel::Error as i32 {
+            // Without librdkafka's "[thrd:NAME]: " prefix: the message names the broker itself.
+            let message = log_message
+                .strip_prefix("[thrd:")
+                .and_then(|m| m.split_once("]: "))
+                .map_or(log_message, |(_, rest)| rest);
+            *lock(&self.last_failure) = Some(message.to_owned());
+        }
         super::sink::log_to_tracing(level, fac, log_message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
@@ -813,10 +829,12 @@ fn run_blocking(p: RunParams) -> Result<()> {
         generation: AtomicU64::new(0),
         revoked: Mutex::new(BTreeSet::new()),
         error: Mutex::new(None),
+        last_failure: Mutex::new(None),
     };
     let consumer: BaseConsumer<GroupContext> = config
         .consumer_config(&bootstrap)
         .create_with_context(context)
+        .map_err(redact_client_error)
         .map_err(kafka_err("creating the consumer"))?;
     rt.block_on(admin::prepare_topics(
         &topology,
@@ -828,6 +846,7 @@ fn run_blocking(p: RunParams) -> Result<()> {
     let restore: BaseConsumer<RestoreContext> = config
         .restore_consumer_config(&bootstrap)
         .create_with_context(RestoreContext)
+        .map_err(redact_client_error)
         .map_err(kafka_err("creating the restore consumer"))?;
     let mut task_config = TaskConfig::new(config.application_id.clone(), config.state_dir.clone());
     task_config.lmdb = config.lmdb.clone();

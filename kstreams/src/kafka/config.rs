@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
 
 use crate::error::{Error, Result};
 use crate::store::LmdbOptions;
@@ -63,9 +64,25 @@ const RESERVED: &[(&str, &str)] = &[
 ///     .state_dir("/tmp/kstreams-state")
 ///     .batch_max_records(5000)
 ///     .commit_interval(Duration::from_millis(500))
-///     .property("sasl.password", "secret");
-/// assert!(!format!("{config:?}").contains("secret"));
+///     .property("security.protocol", "SASL_SSL")
+///     .property("sasl.mechanism", "PLAIN")
+///     .property("sasl.username", "alice")
+///     .property("sasl.password", "hunter2")
+///     .property("ssl.ca.location", "/etc/kafka/ca.pem")
+///     .consumer_property("ssl.key.password", "hunter3")
+///     .producer_property("sasl.jaas.config", "hunter4");
+/// let shown = format!("{config:?}");
+/// assert!(!shown.contains("hunter"));
+/// assert!(shown.contains(r#""sasl.password": "[redacted]""#));
+/// assert!(shown.contains("alice") && shown.contains("/etc/kafka/ca.pem"));
 /// ```
+///
+/// # Secrets
+/// SSL and SASL settings are librdkafka properties ([`property`](Self::property) for every
+/// client). `Debug` shows every property name but replaces the values of secret ones
+/// (passwords, passphrases, secrets, private keys, tokens, `sasl.jaas.config`,
+/// `sasl.oauthbearer.config`) with `[redacted]`; the runtime never logs or puts properties into
+/// error messages.
 #[derive(Clone)]
 pub struct AppConfig {
     pub(crate) application_id: String,
@@ -91,24 +108,46 @@ pub struct AppConfig {
     pub(crate) observe: super::observe::ObserveConfig,
 }
 
+/// Whether a property's value is shown as `[redacted]` by `Debug`: passwords, passphrases,
+/// secrets, private keys (`ssl.key.pem`, `*.private.key.pem`), tokens, JAAS configs and
+/// `sasl.oauthbearer.config` (librdkafka marks the same properties sensitive). Names only: a
+/// value is never looked at.
 fn is_secret(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     n.contains("password")
+        || n.contains("passphrase")
         || n.contains("secret")
+        || n.contains("oauthbearer.config")
         || n.ends_with(".key")
         || n.contains("key.pem")
         || n.contains("token")
         || n.contains("jaas")
 }
 
+const REDACTED: &str = "[redacted]";
+
+/// The client error with the value of a secret property replaced by `[redacted]`: rdkafka's
+/// `KafkaError::ClientConfig` (a property librdkafka rejected at client creation, e.g. the Java
+/// client's `sasl.jaas.config`, which librdkafka does not know) carries the value, librdkafka's
+/// message may quote it, and `Display` and `Debug` print both.
+pub(crate) fn redact_client_error(e: KafkaError) -> KafkaError {
+    match e {
+        KafkaError::ClientConfig(res, desc, key, value) if is_secret(&key) => {
+            let desc = if value.is_empty() {
+                desc
+            } else {
+                desc.replace(&value, REDACTED)
+            };
+            KafkaError::ClientConfig(res, desc, key, REDACTED.to_owned())
+        }
+        e => e,
+    }
+}
+
 fn redacted(map: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
     map.iter()
         .map(|(k, v)| {
-            let v = if is_secret(k) {
-                "[redacted]"
-            } else {
-                v.as_str()
-            };
+            let v = if is_secret(k) { REDACTED } else { v.as_str() };
             (k.as_str(), v)
         })
         .collect()
@@ -440,21 +479,95 @@ impl AppConfig {
 mod tests {
     use super::*;
 
+    /// Every secret property, set through each of the three property maps, is redacted; the
+    /// names and the non-secret values stay visible.
     #[test]
     fn debug_redacts_secrets() {
-        let c = AppConfig::new("app")
-            .property("sasl.password", "hunter2")
-            .property("ssl.key.password", "hunter3")
-            .consumer_property("sasl.oauthbearer.client.secret", "hunter4")
-            .producer_property("ssl.keystore.password", "hunter5")
-            .property("ssl.truststore.password", "hunter6")
-            .property("sasl.username", "alice")
-            .property("security.protocol", "SASL_SSL");
-        let d = format!("{c:?}");
-        assert!(!d.contains("hunter"), "{d}");
-        assert!(d.contains("SASL_SSL"), "{d}");
-        assert!(d.contains("alice"), "{d}");
-        assert!(d.contains("sasl.password"), "{d}");
+        const SECRETS: &[&str] = &[
+            "sasl.password",
+            "ssl.key.password",
+            "ssl.keystore.password",
+            "ssl.truststore.password",
+            "sasl.jaas.config",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.config",
+            "ssl.key.pem",
+            "sasl.oauthbearer.assertion.private.key.passphrase",
+        ];
+        type Setter = fn(AppConfig, String, String) -> AppConfig;
+        let setters: [(&str, Setter); 3] = [
+            ("property", |c, k, v| c.property(k, v)),
+            ("consumer_property", |c, k, v| c.consumer_property(k, v)),
+            ("producer_property", |c, k, v| c.producer_property(k, v)),
+        ];
+        for (setter, set) in setters {
+            let mut c = AppConfig::new("app")
+                .property("sasl.username", "alice")
+                .property("security.protocol", "SASL_SSL")
+                .property("ssl.ca.location", "/etc/kafka/ca.pem");
+            for (i, name) in SECRETS.iter().enumerate() {
+                c = set(c, (*name).to_owned(), format!("hunter{i}-via-{setter}"));
+            }
+            let d = format!("{c:?}");
+            let pretty = format!("{c:#?}");
+            for out in [&d, &pretty] {
+                assert!(!out.contains("hunter"), "{setter}: {out}");
+                for name in SECRETS {
+                    assert!(out.contains(name), "{setter}: {name} missing in {out}");
+                }
+                assert_eq!(out.matches("[redacted]").count(), SECRETS.len(), "{out}");
+                assert!(out.contains("SASL_SSL"), "{out}");
+                assert!(out.contains("alice"), "{out}");
+                assert!(out.contains("/etc/kafka/ca.pem"), "{out}");
+            }
+        }
+    }
+
+    #[test]
+    fn client_config_errors_do_not_show_secret_values() {
+        let c = AppConfig::new("app").property(
+            "sasl.jaas.config",
+            "PlainLoginModule required password=\"hunter9\";",
+        );
+        let e = c
+            .consumer_config("b:1")
+            .create::<rdkafka::consumer::BaseConsumer>()
+            .err()
+            .expect("librdkafka does not know sasl.jaas.config");
+        assert!(
+            format!("{e} {e:?}").contains("hunter9"),
+            "rdkafka shows it: {e}"
+        );
+        let e = redact_client_error(e);
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("hunter9"), "{shown}");
+        assert!(shown.contains("sasl.jaas.config"), "{shown}");
+        // Other properties' values stay: they tell what was wrong.
+        let e = AppConfig::new("app")
+            .property("security.protocol", "NOPE")
+            .consumer_config("b:1")
+            .create::<rdkafka::consumer::BaseConsumer>()
+            .err()
+            .map(redact_client_error)
+            .expect("bad protocol");
+        assert!(e.to_string().contains("NOPE"), "{e}");
+    }
+
+    #[test]
+    fn only_secret_names_are_redacted() {
+        for name in [
+            "sasl.username",
+            "sasl.mechanism",
+            "security.protocol",
+            "ssl.ca.location",
+            "ssl.keystore.location",
+            "ssl.endpoint.identification.algorithm",
+        ] {
+            assert!(!is_secret(name), "{name}");
+        }
+        for name in ["SASL.PASSWORD", "ssl.key.pem", "sasl.oauthbearer.token"] {
+            assert!(is_secret(name), "{name}");
+        }
     }
 
     #[test]

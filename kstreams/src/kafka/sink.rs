@@ -125,6 +125,7 @@ impl Sink {
         let producer: ThreadedProducer<SinkContext> = config
             .producer_config(bootstrap)
             .create_with_context(SinkContext::default())
+            .map_err(super::config::redact_client_error)
             .map_err(|source| Error::Kafka {
                 context: "creating the producer".into(),
                 source,
