@@ -237,3 +237,41 @@ async fn under_exactly_once_a_record_refused_at_send_time_is_skipped() {
     assert_eq!(s.skipped_outputs, LARGE.len() as u64, "{s:?}");
     assert_eq!(s.processed_records, RECORDS as u64, "{s:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_exactly_once_a_delivery_error_fails_whatever_the_policy() {
+    let (b, t) = setup("prod-eos-fail").await;
+    let state = tempfile::tempdir().expect("tempdir");
+    // The broker refuses the oversized outputs inside a transaction: it is abortable, so skip
+    // cannot apply; the app fails naming the record and commits nothing past it.
+    let config = app_config(&t, &b, state.path())
+        .processing_guarantee(ProcessingGuarantee::ExactlyOnce)
+        .on_production_error(OnBadRecord::Skip);
+    let app = App::new(topology(&t), config).expect("app");
+    let err = tokio::time::timeout(DONE, app.run())
+        .await
+        .expect("the app stops by itself")
+        .expect_err("a delivery error fails under exactly-once")
+        .to_string();
+    assert!(
+        err.contains(&format!("cannot deliver a record to topic `{}`", t.output))
+            && err.contains(&format!(
+                "(the output of the record at topic `{}` partition 0",
+                t.input
+            )),
+        "{err}"
+    );
+    // Only transactions before the first oversized record may have committed.
+    let before: Vec<Vec<u8>> = (0..LARGE[0])
+        .map(|i| format!("k{i}").into_bytes())
+        .collect();
+    for (_, _, k, _) in read_all_committed(&b, &t.output, 1) {
+        let k = k.unwrap_or_default();
+        assert!(
+            before.contains(&k),
+            "committed past the failed record: {k:?}"
+        );
+    }
+    let past: BTreeMap<(String, i32), i64> = [((t.input.clone(), 0), LARGE[0] + 1)].into();
+    assert!(!group_committed_to(&b, &t.app_id, &past));
+}

@@ -9,8 +9,9 @@
 //! task and topic in offset order and handed to the tasks in task-id order. Each batch commits its
 //! state and its input position in one LMDB transaction; its outputs and changelog records are sent
 //! asynchronously. A commit (every `commit_interval`, before partitions are revoked, on shutdown):
-//! 1. waits until the broker acknowledged every record sent so far (any delivery error fails the
-//!    app: nothing after the last commit is committed),
+//! 1. waits until the broker acknowledged every record sent so far (a delivery error goes through
+//!    the production policy of its sink topic under at-least-once; one that fails the app leaves
+//!    nothing after the last commit committed),
 //! 2. records the acknowledged changelog offsets in each task's LMDB environment
 //!    (`record_changelog_positions`) and fsyncs it (`Task::sync`),
 //! 3. commits the processed input offsets to the group, synchronously.

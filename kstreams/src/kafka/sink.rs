@@ -561,11 +561,20 @@ impl Sink {
 
     /// Waits until every record sent so far is acknowledged, or dead-lettered (acknowledged too)
     /// or skipped by the production policy; fails on a delivery error the policy does not handle,
-    /// or after the delivery timeout. Once a delivery error failed, every later call fails too.
+    /// or after the delivery timeout. Once it failed, every later call fails too (a record may
+    /// have been neither delivered nor handled: nothing may be committed after it).
     pub(crate) fn wait_acked(&mut self) -> Result<()> {
         if let Some(e) = &self.fatal {
             return Err(Error::Runtime(e.clone()));
         }
+        self.wait_acked_once().map_err(|e| {
+            let message = e.to_string();
+            self.fatal = Some(message.clone());
+            Error::Runtime(message)
+        })
+    }
+
+    fn wait_acked_once(&mut self) -> Result<()> {
         // Records refused with a size error, to send again one at a time.
         let mut alone: std::collections::VecDeque<Failed> = Default::default();
         loop {
@@ -595,10 +604,7 @@ impl Sink {
                 continue;
             }
             for f in failed {
-                if let Err(e) = self.on_delivery_failure(f, &mut alone) {
-                    self.fatal = Some(e.to_string());
-                    return Err(e);
-                }
+                self.on_delivery_failure(f, &mut alone)?;
             }
         }
     }
