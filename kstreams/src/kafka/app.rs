@@ -602,6 +602,13 @@ impl Engine {
 
     fn send(&mut self, out: &TaskOutput) -> Result<()> {
         self.observer.records_out(&out.records); // observability hook
+        if out.skipped + out.dead_lettered + out.output_skipped + out.output_dead_lettered > 0 {
+            let mut st = lock(&self.status);
+            st.skipped_records += out.skipped;
+            st.dead_lettered_records += out.dead_lettered;
+            st.skipped_outputs += out.output_skipped;
+            st.dead_lettered_outputs += out.output_dead_lettered;
+        }
         self.sink.send(&out.records, false)?;
         self.sink.send(&out.changelog, true)
     }
@@ -651,13 +658,6 @@ impl Engine {
             self.observer.batch(topic, batch.len(), began.elapsed());
             running.dirty = true;
             processed += batch.len() as u64;
-            if out.skipped + out.dead_lettered + out.output_skipped + out.output_dead_lettered > 0 {
-                let mut st = lock(&self.status);
-                st.skipped_records += out.skipped;
-                st.dead_lettered_records += out.dead_lettered;
-                st.skipped_outputs += out.output_skipped;
-                st.dead_lettered_outputs += out.output_dead_lettered;
-            }
             // Only records whose outputs were handed to the producer count as processed: a send
             // that fails leaves the batch uncommitted (it is processed again after a restart).
             self.send(&out)?;
@@ -671,7 +671,7 @@ impl Engine {
                 if running.task.committed_transactions() != before {
                     running.dirty = true;
                 }
-                if !out.records.is_empty() || !out.changelog.is_empty() {
+                if !out.records.is_empty() || !out.changelog.is_empty() || out.output_skipped > 0 {
                     self.send(&out)?;
                 }
             }
