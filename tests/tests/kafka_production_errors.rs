@@ -7,7 +7,9 @@
 //! too (skip).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use kstreams::kafka::{App, AppConfig, ProcessingGuarantee};
@@ -78,7 +80,42 @@ fn topology(t: &Topics) -> Topology {
 }
 
 fn app_config(t: &Topics, b: &str, state: &std::path::Path) -> AppConfig {
-    config(&t.app_id, b, state).delivery_timeout(Duration::from_secs(20))
+    config(&t.app_id, b, state)
+        .delivery_timeout(Duration::from_secs(20))
+        .prometheus_endpoint(metrics_addr())
+}
+
+/// The process's one Prometheus endpoint (shared by the tests of this binary).
+fn metrics_addr() -> SocketAddr {
+    static ADDR: OnceLock<SocketAddr> = OnceLock::new();
+    *ADDR.get_or_init(|| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    })
+}
+
+/// The value of `metric` with labels `stage="produce"` and `topic="<topic>"` at the endpoint.
+fn produce_metric(metric: &str, topic: &str) -> f64 {
+    let mut s = std::net::TcpStream::connect_timeout(&metrics_addr(), Duration::from_secs(5))
+        .expect("connect to the metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("response");
+    let topic_label = format!("topic=\"{topic}\"");
+    body.lines()
+        .filter(|l| {
+            l.starts_with(&format!("{metric}{{"))
+                && l.contains("stage=\"produce\"")
+                && l.contains(&topic_label)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 fn header<'a>(h: &'a [(String, Option<Vec<u8>>)], name: &str) -> &'a str {
@@ -140,6 +177,10 @@ async fn with_skip_oversized_outputs_are_counted_and_the_rest_arrives() {
     assert_eq!(s.skipped_outputs, LARGE.len() as u64, "{s:?}");
     assert_eq!(s.dead_lettered_outputs, 0, "{s:?}");
     assert_eq!(s.processed_records, RECORDS as u64, "{s:?}");
+    assert_eq!(
+        produce_metric("kstreams_skipped_records_total", &t.output),
+        LARGE.len() as f64
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,6 +233,10 @@ async fn with_dead_letter_oversized_outputs_are_in_the_dead_letter_topic() {
     let s = app.status();
     assert_eq!(s.dead_lettered_outputs, LARGE.len() as u64, "{s:?}");
     assert_eq!(s.skipped_outputs, 0, "{s:?}");
+    assert_eq!(
+        produce_metric("kstreams_dead_lettered_records_total", &t.output),
+        LARGE.len() as f64
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
