@@ -19,7 +19,7 @@ use crate::partitioner::partition_for_key;
 use crate::record::{Headers, Origin, ProducerRecord, RawRecord, Record};
 use crate::serde::{DefaultSerde, Serde};
 use crate::store::{Position, StateStores};
-use crate::task::{OnBadRecord, Task, TaskConfig, TaskId, TaskOutput};
+use crate::task::{ErrorOverrides, OnBadRecord, Task, TaskConfig, TaskId, TaskOutput};
 use crate::topology::Topology;
 
 /// A record in an in-memory topic.
@@ -69,6 +69,8 @@ pub struct DriverBuilder {
     wall_clock: i64,
     on_bad: OnBadRecord,
     on_processing: OnBadRecord,
+    on_production: OnBadRecord,
+    overrides: ErrorOverrides,
 }
 
 impl DriverBuilder {
@@ -129,8 +131,56 @@ impl DriverBuilder {
         self
     }
 
+    /// What to do with records of source topic `topic` that cannot be deserialized (overrides
+    /// [`on_deserialization_error`](Self::on_deserialization_error) for that topic;
+    /// [`build`](Self::build) rejects a topic the topology does not read).
+    #[must_use]
+    pub fn on_deserialization_error_for(
+        mut self,
+        topic: impl Into<String>,
+        policy: OnBadRecord,
+    ) -> Self {
+        self.overrides.deserialization.insert(topic.into(), policy);
+        self
+    }
+
+    /// What to do with failed records read from source topic `topic` (overrides
+    /// [`on_processing_error`](Self::on_processing_error) for that topic;
+    /// [`build`](Self::build) rejects a topic the topology does not read).
+    #[must_use]
+    pub fn on_processing_error_for(
+        mut self,
+        topic: impl Into<String>,
+        policy: OnBadRecord,
+    ) -> Self {
+        self.overrides.processing.insert(topic.into(), policy);
+        self
+    }
+
+    /// What to do with output records that cannot be serialized for their sink topic (default:
+    /// fail). The driver has no broker, so serialization is the only production error it sees.
+    #[must_use]
+    pub fn on_production_error(mut self, policy: OnBadRecord) -> Self {
+        self.on_production = policy;
+        self
+    }
+
+    /// What to do with output records for sink topic `topic` that cannot be serialized
+    /// (overrides [`on_production_error`](Self::on_production_error) for that topic;
+    /// [`build`](Self::build) rejects a topic the topology does not write).
+    #[must_use]
+    pub fn on_production_error_for(
+        mut self,
+        topic: impl Into<String>,
+        policy: OnBadRecord,
+    ) -> Self {
+        self.overrides.production.insert(topic.into(), policy);
+        self
+    }
+
     /// Builds the driver.
     pub fn build(self) -> Result<TopologyTestDriver> {
+        self.overrides.validate(&self.topology)?;
         let (state_dir, tempdir) = match self.state_dir {
             Some(d) => (d, None),
             None => {
@@ -145,6 +195,8 @@ impl DriverBuilder {
         config.in_memory_state = self.in_memory;
         config.on_deserialization_error = self.on_bad;
         config.on_processing_error = self.on_processing;
+        config.on_production_error = self.on_production;
+        config.overrides = self.overrides;
         let mut driver = TopologyTestDriver {
             topology: self.topology,
             config: Arc::new(config),
@@ -261,6 +313,8 @@ impl TopologyTestDriver {
             wall_clock: 0,
             on_bad: OnBadRecord::Fail,
             on_processing: OnBadRecord::Fail,
+            on_production: OnBadRecord::Fail,
+            overrides: ErrorOverrides::default(),
         }
     }
 
@@ -437,6 +491,7 @@ impl TopologyTestDriver {
                 value,
                 timestamp,
                 headers,
+                origin: _,
             } = r;
             self.append_raw(&topic, partition, key, value, timestamp, headers)?;
         }

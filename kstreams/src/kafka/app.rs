@@ -9,8 +9,9 @@
 //! task and topic in offset order and handed to the tasks in task-id order. Each batch commits its
 //! state and its input position in one LMDB transaction; its outputs and changelog records are sent
 //! asynchronously. A commit (every `commit_interval`, before partitions are revoked, on shutdown):
-//! 1. waits until the broker acknowledged every record sent so far (any delivery error fails the
-//!    app: nothing after the last commit is committed),
+//! 1. waits until the broker acknowledged every record sent so far (a delivery error goes through
+//!    the production policy of its sink topic under at-least-once; one that fails the app leaves
+//!    nothing after the last commit committed),
 //! 2. records the acknowledged changelog offsets in each task's LMDB environment
 //!    (`record_changelog_positions`) and fsyncs it (`Task::sync`),
 //! 3. commits the processed input offsets to the group, synchronously.
@@ -101,6 +102,18 @@ pub struct AppStatus {
     pub committed: BTreeMap<(String, i32), i64>,
     /// Input records processed.
     pub processed_records: u64,
+    /// Input records skipped by their deserialization or processing policy (counted in
+    /// `processed_records` too: every input record ends as an output, a dead-letter record or a
+    /// skip).
+    pub skipped_records: u64,
+    /// Input records sent to a dead-letter topic by their deserialization or processing policy
+    /// (counted in `processed_records` too).
+    pub dead_lettered_records: u64,
+    /// Output records skipped by the production policy (stage `produce`: not serializable, or
+    /// rejected at send or delivery).
+    pub skipped_outputs: u64,
+    /// Output records sent to a dead-letter topic by the production policy.
+    pub dead_lettered_outputs: u64,
     /// Changelog records restored into local stores.
     pub restored_records: u64,
     /// Commits made.
@@ -146,6 +159,7 @@ impl App {
     /// [`run`](Self::run).
     pub fn new(topology: Topology, config: AppConfig) -> Result<App> {
         config.validate()?;
+        config.error_overrides.validate(&topology)?;
         super::observe::install(&config)?; // observability hook
         let (bootstrap, embedded) = match &config.bootstrap_servers {
             Some(b) => (b.clone(), None),
@@ -604,6 +618,13 @@ impl Engine {
 
     fn send(&mut self, out: &TaskOutput) -> Result<()> {
         self.observer.records_out(&out.records); // observability hook
+        if out.skipped + out.dead_lettered + out.output_skipped + out.output_dead_lettered > 0 {
+            let mut st = lock(&self.status);
+            st.skipped_records += out.skipped;
+            st.dead_lettered_records += out.dead_lettered;
+            st.skipped_outputs += out.output_skipped;
+            st.dead_lettered_outputs += out.output_dead_lettered;
+        }
         self.sink.send(&out.records, false)?;
         self.sink.send(&out.changelog, true)
     }
@@ -666,7 +687,7 @@ impl Engine {
                 if running.task.committed_transactions() != before {
                     running.dirty = true;
                 }
-                if !out.records.is_empty() || !out.changelog.is_empty() {
+                if !out.records.is_empty() || !out.changelog.is_empty() || out.output_skipped > 0 {
                     self.send(&out)?;
                 }
             }
@@ -695,7 +716,14 @@ impl Engine {
         }
         let began = Instant::now();
         // 1. Every output and changelog record sent so far is acknowledged.
-        self.sink.wait_acked()?;
+        let acked = self.sink.wait_acked();
+        let (skipped, dead_lettered) = self.sink.take_handled();
+        if skipped + dead_lettered > 0 {
+            let mut st = lock(&self.status);
+            st.skipped_outputs += skipped;
+            st.dead_lettered_outputs += dead_lettered;
+        }
+        acked?;
         // 2. The state that produced them is durable, with the changelog offsets it reflects.
         for (id, running) in &mut self.tasks {
             if !running.dirty {
@@ -850,8 +878,7 @@ fn run_blocking(p: RunParams) -> Result<()> {
         .map_err(kafka_err("creating the restore consumer"))?;
     let mut task_config = TaskConfig::new(config.application_id.clone(), config.state_dir.clone());
     task_config.lmdb = config.lmdb.clone();
-    task_config.on_deserialization_error = config.on_deserialization_error.clone();
-    task_config.on_processing_error = config.on_processing_error.clone();
+    config.apply_error_policies(&mut task_config);
     let sink = Sink::new(&config, &bootstrap)?;
     *lock(&consumer.context().engine) = Some(Engine {
         topology: topology.clone(),

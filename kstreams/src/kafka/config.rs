@@ -15,7 +15,7 @@ use rdkafka::error::KafkaError;
 
 use crate::error::{Error, Result};
 use crate::store::LmdbOptions;
-use crate::task::OnBadRecord;
+use crate::task::{ErrorOverrides, OnBadRecord, TaskConfig};
 
 /// What the runtime promises about input records and their effects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,6 +100,8 @@ pub struct AppConfig {
     pub(crate) changelog_replication_factor: i32,
     pub(crate) on_deserialization_error: OnBadRecord,
     pub(crate) on_processing_error: OnBadRecord,
+    pub(crate) on_production_error: OnBadRecord,
+    pub(crate) error_overrides: ErrorOverrides,
     pub(crate) transactional_id: Option<String>,
     pub(crate) lmdb: LmdbOptions,
     pub(crate) handle_ctrl_c: bool,
@@ -174,6 +176,8 @@ impl fmt::Debug for AppConfig {
             )
             .field("on_deserialization_error", &self.on_deserialization_error)
             .field("on_processing_error", &self.on_processing_error)
+            .field("on_production_error", &self.on_production_error)
+            .field("error_overrides", &self.error_overrides)
             .field("transactional_id", &self.transactional_id)
             .field("handle_ctrl_c", &self.handle_ctrl_c)
             .finish_non_exhaustive()
@@ -201,6 +205,8 @@ impl AppConfig {
             changelog_replication_factor: -1,
             on_deserialization_error: OnBadRecord::Fail,
             on_processing_error: OnBadRecord::Fail,
+            on_production_error: OnBadRecord::Fail,
+            error_overrides: ErrorOverrides::default(),
             transactional_id: None,
             lmdb: LmdbOptions::default(),
             handle_ctrl_c: true,
@@ -311,6 +317,64 @@ impl AppConfig {
     pub fn on_processing_error(mut self, policy: OnBadRecord) -> Self {
         self.on_processing_error = policy;
         self
+    }
+
+    /// What to do with records of source topic `topic` that cannot be deserialized (overrides
+    /// [`on_deserialization_error`](Self::on_deserialization_error) for that topic;
+    /// [`App::new`](super::App::new) rejects a topic the topology does not read).
+    #[must_use]
+    pub fn on_deserialization_error_for(
+        mut self,
+        topic: impl Into<String>,
+        policy: OnBadRecord,
+    ) -> Self {
+        self.error_overrides
+            .deserialization
+            .insert(topic.into(), policy);
+        self
+    }
+
+    /// What to do with failed records read from source topic `topic` (overrides
+    /// [`on_processing_error`](Self::on_processing_error) for that topic;
+    /// [`App::new`](super::App::new) rejects a topic the topology does not read).
+    #[must_use]
+    pub fn on_processing_error_for(
+        mut self,
+        topic: impl Into<String>,
+        policy: OnBadRecord,
+    ) -> Self {
+        self.error_overrides.processing.insert(topic.into(), policy);
+        self
+    }
+
+    /// What to do with output records that cannot be serialized, sent or delivered to their sink
+    /// topic (default: fail). Under exactly-once, a delivery error the broker reports always
+    /// fails (it makes the transaction abortable); changelog records always fail.
+    #[must_use]
+    pub fn on_production_error(mut self, policy: OnBadRecord) -> Self {
+        self.on_production_error = policy;
+        self
+    }
+
+    /// What to do with output records for sink topic `topic` that cannot be serialized, sent or
+    /// delivered (overrides [`on_production_error`](Self::on_production_error) for that topic;
+    /// [`App::new`](super::App::new) rejects a topic the topology does not write).
+    #[must_use]
+    pub fn on_production_error_for(
+        mut self,
+        topic: impl Into<String>,
+        policy: OnBadRecord,
+    ) -> Self {
+        self.error_overrides.production.insert(topic.into(), policy);
+        self
+    }
+
+    /// The error policies of the tasks (application-wide policies and per-topic overrides).
+    pub(crate) fn apply_error_policies(&self, task: &mut TaskConfig) {
+        task.on_deserialization_error = self.on_deserialization_error.clone();
+        task.on_processing_error = self.on_processing_error.clone();
+        task.on_production_error = self.on_production_error.clone();
+        task.overrides = self.error_overrides.clone();
     }
 
     /// The producer's `transactional.id` under exactly-once. It must be stable across restarts of
