@@ -61,19 +61,112 @@ pub(crate) mod stage {
     pub(crate) const PRODUCE: &str = "produce";
 }
 
-/// Per-topic overrides of the error policies. The most specific policy wins: the override for the
-/// topic when there is one, else the application's policy for the stage.
+/// What happens to bad records at each stage: an application-wide policy per stage and per-topic
+/// overrides. The most specific policy wins: the override for the topic when there is one, else the
+/// stage's policy. Deserialization and processing are keyed by source topic, production by sink
+/// topic.
+///
+/// ```
+/// use kstreams::task::{ErrorPolicies, OnBadRecord};
+/// let p = ErrorPolicies::default()
+///     .on_deserialization_error(OnBadRecord::Skip)
+///     .on_deserialization_error_for("orders", OnBadRecord::Fail);
+/// assert_eq!(p.deserialization("orders"), &OnBadRecord::Fail);
+/// assert_eq!(p.deserialization("payments"), &OnBadRecord::Skip);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ErrorOverrides {
-    /// Deserialization errors of records read from a source topic, by source topic.
-    pub deserialization: BTreeMap<String, OnBadRecord>,
-    /// Processing errors of records read from a source topic, by source topic.
-    pub processing: BTreeMap<String, OnBadRecord>,
-    /// Production errors of records for a sink topic, by sink topic.
-    pub production: BTreeMap<String, OnBadRecord>,
+pub struct ErrorPolicies {
+    deserialization: OnBadRecord,
+    processing: OnBadRecord,
+    production: OnBadRecord,
+    deserialization_for: BTreeMap<String, OnBadRecord>,
+    processing_for: BTreeMap<String, OnBadRecord>,
+    production_for: BTreeMap<String, OnBadRecord>,
 }
 
-impl ErrorOverrides {
+impl ErrorPolicies {
+    /// Records that cannot be deserialized (default: fail).
+    #[must_use]
+    pub fn on_deserialization_error(mut self, policy: OnBadRecord) -> Self {
+        self.deserialization = policy;
+        self
+    }
+
+    /// Records of source topic `topic` that cannot be deserialized.
+    #[must_use]
+    pub fn on_deserialization_error_for(
+        mut self,
+        topic: impl Into<String>,
+        policy: OnBadRecord,
+    ) -> Self {
+        self.deserialization_for.insert(topic.into(), policy);
+        self
+    }
+
+    /// Records a processor fails with [`Context::fail_record`](crate::Context::fail_record)
+    /// (default: fail).
+    #[must_use]
+    pub fn on_processing_error(mut self, policy: OnBadRecord) -> Self {
+        self.processing = policy;
+        self
+    }
+
+    /// Failed records read from source topic `topic`.
+    #[must_use]
+    pub fn on_processing_error_for(
+        mut self,
+        topic: impl Into<String>,
+        policy: OnBadRecord,
+    ) -> Self {
+        self.processing_for.insert(topic.into(), policy);
+        self
+    }
+
+    /// Output records that cannot be serialized for their sink topic (in a task), or sent or
+    /// delivered to it (in the Kafka runtime) (default: fail). Changelog records always fail.
+    #[must_use]
+    pub fn on_production_error(mut self, policy: OnBadRecord) -> Self {
+        self.production = policy;
+        self
+    }
+
+    /// Output records for sink topic `topic` that cannot be serialized, sent or delivered.
+    #[must_use]
+    pub fn on_production_error_for(
+        mut self,
+        topic: impl Into<String>,
+        policy: OnBadRecord,
+    ) -> Self {
+        self.production_for.insert(topic.into(), policy);
+        self
+    }
+
+    /// The deserialization policy of records read from `topic`.
+    pub fn deserialization(&self, topic: &str) -> &OnBadRecord {
+        self.deserialization_for
+            .get(topic)
+            .unwrap_or(&self.deserialization)
+    }
+
+    /// The processing policy of records read from `topic`.
+    pub fn processing(&self, topic: &str) -> &OnBadRecord {
+        self.processing_for.get(topic).unwrap_or(&self.processing)
+    }
+
+    /// The production policy of records for sink topic `topic`.
+    pub fn production(&self, topic: &str) -> &OnBadRecord {
+        self.production_for.get(topic).unwrap_or(&self.production)
+    }
+
+    /// Every policy, defaults and overrides (e.g. to find every dead-letter topic).
+    pub fn all(&self) -> impl Iterator<Item = &OnBadRecord> {
+        [&self.deserialization, &self.processing, &self.production]
+            .into_iter()
+            .chain(self.deserialization_for.values())
+            .chain(self.processing_for.values())
+            .chain(self.production_for.values())
+    }
+
     /// Checks that every override names a source topic (deserialization, processing) or a sink
     /// topic (production) of `topology`: an override for a misspelt topic would silently do
     /// nothing.
@@ -88,9 +181,14 @@ impl ErrorOverrides {
                 .join(", ")
         };
         for (what, map, topics, kind) in [
-            ("deserialization", &self.deserialization, &sources, "source"),
-            ("processing", &self.processing, &sources, "source"),
-            ("production", &self.production, &sinks, "sink"),
+            (
+                "deserialization",
+                &self.deserialization_for,
+                &sources,
+                "source",
+            ),
+            ("processing", &self.processing_for, &sources, "source"),
+            ("production", &self.production_for, &sinks, "sink"),
         ] {
             for topic in map.keys() {
                 if !topics.iter().any(|t| **t == **topic) {
@@ -116,15 +214,8 @@ pub struct TaskConfig {
     pub state_dir: PathBuf,
     /// LMDB tuning.
     pub lmdb: LmdbOptions,
-    /// Deserialization failures.
-    pub on_deserialization_error: OnBadRecord,
-    /// Records a processor fails with [`Context::fail_record`](crate::Context::fail_record).
-    pub on_processing_error: OnBadRecord,
-    /// Output records that cannot be serialized for their sink topic (in a task), or sent or
-    /// delivered to it (in the Kafka runtime).
-    pub on_production_error: OnBadRecord,
-    /// Per-topic overrides of the three policies above.
-    pub overrides: ErrorOverrides,
+    /// What happens to bad records: deserialization, processing and production failures.
+    pub errors: ErrorPolicies,
     /// Keep every store in memory, whatever its declared backend.
     pub in_memory_state: bool,
 }
@@ -136,95 +227,9 @@ impl TaskConfig {
             application_id: application_id.into(),
             state_dir: state_dir.into(),
             lmdb: LmdbOptions::default(),
-            on_deserialization_error: OnBadRecord::Fail,
-            on_processing_error: OnBadRecord::Fail,
-            on_production_error: OnBadRecord::Fail,
-            overrides: ErrorOverrides::default(),
+            errors: ErrorPolicies::default(),
             in_memory_state: false,
         }
-    }
-
-    /// What to do with records that cannot be deserialized (default: fail).
-    #[must_use]
-    pub fn on_deserialization_error(mut self, policy: OnBadRecord) -> Self {
-        self.on_deserialization_error = policy;
-        self
-    }
-
-    /// What to do with records of source topic `topic` that cannot be deserialized (overrides
-    /// [`on_deserialization_error`](Self::on_deserialization_error) for that topic).
-    #[must_use]
-    pub fn on_deserialization_error_for(
-        mut self,
-        topic: impl Into<String>,
-        policy: OnBadRecord,
-    ) -> Self {
-        self.overrides.deserialization.insert(topic.into(), policy);
-        self
-    }
-
-    /// What to do with records a processor fails with
-    /// [`Context::fail_record`](crate::Context::fail_record) (default: fail).
-    #[must_use]
-    pub fn on_processing_error(mut self, policy: OnBadRecord) -> Self {
-        self.on_processing_error = policy;
-        self
-    }
-
-    /// What to do with failed records read from source topic `topic` (overrides
-    /// [`on_processing_error`](Self::on_processing_error) for that topic).
-    #[must_use]
-    pub fn on_processing_error_for(
-        mut self,
-        topic: impl Into<String>,
-        policy: OnBadRecord,
-    ) -> Self {
-        self.overrides.processing.insert(topic.into(), policy);
-        self
-    }
-
-    /// What to do with output records that cannot be serialized, sent or delivered (default:
-    /// fail). Changelog records always fail.
-    #[must_use]
-    pub fn on_production_error(mut self, policy: OnBadRecord) -> Self {
-        self.on_production_error = policy;
-        self
-    }
-
-    /// What to do with output records for sink topic `topic` that cannot be serialized, sent or
-    /// delivered (overrides [`on_production_error`](Self::on_production_error) for that topic).
-    #[must_use]
-    pub fn on_production_error_for(
-        mut self,
-        topic: impl Into<String>,
-        policy: OnBadRecord,
-    ) -> Self {
-        self.overrides.production.insert(topic.into(), policy);
-        self
-    }
-
-    /// The deserialization policy of records read from `topic`.
-    pub fn deserialization_policy(&self, topic: &str) -> &OnBadRecord {
-        self.overrides
-            .deserialization
-            .get(topic)
-            .unwrap_or(&self.on_deserialization_error)
-    }
-
-    /// The processing policy of records read from `topic`.
-    pub fn processing_policy(&self, topic: &str) -> &OnBadRecord {
-        self.overrides
-            .processing
-            .get(topic)
-            .unwrap_or(&self.on_processing_error)
-    }
-
-    /// The production policy of records for sink topic `topic`.
-    pub fn production_policy(&self, topic: &str) -> &OnBadRecord {
-        self.overrides
-            .production
-            .get(topic)
-            .unwrap_or(&self.on_production_error)
     }
 
     /// The changelog topic of a store: `<application id>-<store>-changelog`.
@@ -433,7 +438,7 @@ impl<'e> Collector<'e> {
         origin: Option<&Origin>,
         error: Error,
     ) -> Result<()> {
-        let policy = self.config.production_policy(sink);
+        let policy = self.config.errors.production(sink);
         let raw = origin.and_then(|o| self.raw_of(o));
         self.handle(self::stage::PRODUCE, policy, origin, raw, Some(sink), error)
     }
@@ -497,7 +502,7 @@ impl RecordFailures for Collector<'_> {
         let policy = if self.raw_topic == Some(&*origin.topic) {
             self.on_processing
         } else {
-            self.config.processing_policy(&origin.topic)
+            self.config.errors.processing(&origin.topic)
         };
         let raw = self.raw_of(origin);
         self.handle(self::stage::PROCESS, policy, Some(origin), raw, None, error)
@@ -799,8 +804,8 @@ impl Task {
                         produced: &mut produced,
                         stats: &mut stats,
                         config,
-                        on_deserialization: config.deserialization_policy(raw.0),
-                        on_processing: config.processing_policy(raw.0),
+                        on_deserialization: config.errors.deserialization(raw.0),
+                        on_processing: config.errors.processing(raw.0),
                         raw: raw.1,
                         raw_topic: Some(raw.0),
                     },

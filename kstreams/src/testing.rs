@@ -19,7 +19,7 @@ use crate::partitioner::partition_for_key;
 use crate::record::{Headers, Origin, ProducerRecord, RawRecord, Record};
 use crate::serde::{DefaultSerde, Serde};
 use crate::store::{Position, StateStores};
-use crate::task::{ErrorOverrides, OnBadRecord, Task, TaskConfig, TaskId, TaskOutput};
+use crate::task::{ErrorPolicies, OnBadRecord, Task, TaskConfig, TaskId, TaskOutput};
 use crate::topology::Topology;
 
 /// A record in an in-memory topic.
@@ -67,10 +67,7 @@ pub struct DriverBuilder {
     in_memory: bool,
     batching: Batching,
     wall_clock: i64,
-    on_bad: OnBadRecord,
-    on_processing: OnBadRecord,
-    on_production: OnBadRecord,
-    overrides: ErrorOverrides,
+    errors: ErrorPolicies,
 }
 
 impl DriverBuilder {
@@ -119,7 +116,7 @@ impl DriverBuilder {
     /// What to do with records that cannot be deserialized (default: fail).
     #[must_use]
     pub fn on_deserialization_error(mut self, policy: OnBadRecord) -> Self {
-        self.on_bad = policy;
+        self.errors = self.errors.on_deserialization_error(policy);
         self
     }
 
@@ -127,7 +124,7 @@ impl DriverBuilder {
     /// [`Context::fail_record`](crate::Context::fail_record) (default: fail).
     #[must_use]
     pub fn on_processing_error(mut self, policy: OnBadRecord) -> Self {
-        self.on_processing = policy;
+        self.errors = self.errors.on_processing_error(policy);
         self
     }
 
@@ -140,7 +137,7 @@ impl DriverBuilder {
         topic: impl Into<String>,
         policy: OnBadRecord,
     ) -> Self {
-        self.overrides.deserialization.insert(topic.into(), policy);
+        self.errors = self.errors.on_deserialization_error_for(topic, policy);
         self
     }
 
@@ -153,7 +150,7 @@ impl DriverBuilder {
         topic: impl Into<String>,
         policy: OnBadRecord,
     ) -> Self {
-        self.overrides.processing.insert(topic.into(), policy);
+        self.errors = self.errors.on_processing_error_for(topic, policy);
         self
     }
 
@@ -161,7 +158,7 @@ impl DriverBuilder {
     /// fail). The driver has no broker, so serialization is the only production error it sees.
     #[must_use]
     pub fn on_production_error(mut self, policy: OnBadRecord) -> Self {
-        self.on_production = policy;
+        self.errors = self.errors.on_production_error(policy);
         self
     }
 
@@ -174,13 +171,13 @@ impl DriverBuilder {
         topic: impl Into<String>,
         policy: OnBadRecord,
     ) -> Self {
-        self.overrides.production.insert(topic.into(), policy);
+        self.errors = self.errors.on_production_error_for(topic, policy);
         self
     }
 
     /// Builds the driver.
     pub fn build(self) -> Result<TopologyTestDriver> {
-        self.overrides.validate(&self.topology)?;
+        self.errors.validate(&self.topology)?;
         let (state_dir, tempdir) = match self.state_dir {
             Some(d) => (d, None),
             None => {
@@ -193,10 +190,7 @@ impl DriverBuilder {
         };
         let mut config = TaskConfig::new(self.application_id, state_dir);
         config.in_memory_state = self.in_memory;
-        config.on_deserialization_error = self.on_bad;
-        config.on_processing_error = self.on_processing;
-        config.on_production_error = self.on_production;
-        config.overrides = self.overrides;
+        config.errors = self.errors;
         let mut driver = TopologyTestDriver {
             topology: self.topology,
             config: Arc::new(config),
@@ -311,10 +305,7 @@ impl TopologyTestDriver {
             in_memory: false,
             batching: Batching::Max(usize::MAX),
             wall_clock: 0,
-            on_bad: OnBadRecord::Fail,
-            on_processing: OnBadRecord::Fail,
-            on_production: OnBadRecord::Fail,
-            overrides: ErrorOverrides::default(),
+            errors: ErrorPolicies::default(),
         }
     }
 

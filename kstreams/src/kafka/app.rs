@@ -159,7 +159,7 @@ impl App {
     /// [`run`](Self::run).
     pub fn new(topology: Topology, config: AppConfig) -> Result<App> {
         config.validate()?;
-        config.error_overrides.validate(&topology)?;
+        config.errors.validate(&topology)?;
         super::observe::install(&config)?; // observability hook
         let (bootstrap, embedded) = match &config.bootstrap_servers {
             Some(b) => (b.clone(), None),
@@ -878,7 +878,7 @@ fn run_blocking(p: RunParams) -> Result<()> {
         .map_err(kafka_err("creating the restore consumer"))?;
     let mut task_config = TaskConfig::new(config.application_id.clone(), config.state_dir.clone());
     task_config.lmdb = config.lmdb.clone();
-    config.apply_error_policies(&mut task_config);
+    task_config.errors = config.errors.clone();
     let sink = Sink::new(&config, &bootstrap)?;
     *lock(&consumer.context().engine) = Some(Engine {
         topology: topology.clone(),

@@ -15,7 +15,7 @@ use rdkafka::error::KafkaError;
 
 use crate::error::{Error, Result};
 use crate::store::LmdbOptions;
-use crate::task::{ErrorOverrides, OnBadRecord, TaskConfig};
+use crate::task::{ErrorPolicies, OnBadRecord};
 
 /// What the runtime promises about input records and their effects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -98,10 +98,7 @@ pub struct AppConfig {
     pub(crate) startup_timeout: Duration,
     pub(crate) delivery_timeout: Duration,
     pub(crate) changelog_replication_factor: i32,
-    pub(crate) on_deserialization_error: OnBadRecord,
-    pub(crate) on_processing_error: OnBadRecord,
-    pub(crate) on_production_error: OnBadRecord,
-    pub(crate) error_overrides: ErrorOverrides,
+    pub(crate) errors: ErrorPolicies,
     pub(crate) transactional_id: Option<String>,
     pub(crate) lmdb: LmdbOptions,
     pub(crate) handle_ctrl_c: bool,
@@ -174,10 +171,7 @@ impl fmt::Debug for AppConfig {
                 "changelog_replication_factor",
                 &self.changelog_replication_factor,
             )
-            .field("on_deserialization_error", &self.on_deserialization_error)
-            .field("on_processing_error", &self.on_processing_error)
-            .field("on_production_error", &self.on_production_error)
-            .field("error_overrides", &self.error_overrides)
+            .field("errors", &self.errors)
             .field("transactional_id", &self.transactional_id)
             .field("handle_ctrl_c", &self.handle_ctrl_c)
             .finish_non_exhaustive()
@@ -203,10 +197,7 @@ impl AppConfig {
             startup_timeout: Duration::from_secs(30),
             delivery_timeout: Duration::from_secs(120),
             changelog_replication_factor: -1,
-            on_deserialization_error: OnBadRecord::Fail,
-            on_processing_error: OnBadRecord::Fail,
-            on_production_error: OnBadRecord::Fail,
-            error_overrides: ErrorOverrides::default(),
+            errors: ErrorPolicies::default(),
             transactional_id: None,
             lmdb: LmdbOptions::default(),
             handle_ctrl_c: true,
@@ -307,7 +298,7 @@ impl AppConfig {
     /// What to do with records that cannot be deserialized (default: fail).
     #[must_use]
     pub fn on_deserialization_error(mut self, policy: OnBadRecord) -> Self {
-        self.on_deserialization_error = policy;
+        self.errors = self.errors.on_deserialization_error(policy);
         self
     }
 
@@ -315,7 +306,7 @@ impl AppConfig {
     /// [`Context::fail_record`](crate::Context::fail_record) (default: fail).
     #[must_use]
     pub fn on_processing_error(mut self, policy: OnBadRecord) -> Self {
-        self.on_processing_error = policy;
+        self.errors = self.errors.on_processing_error(policy);
         self
     }
 
@@ -328,9 +319,7 @@ impl AppConfig {
         topic: impl Into<String>,
         policy: OnBadRecord,
     ) -> Self {
-        self.error_overrides
-            .deserialization
-            .insert(topic.into(), policy);
+        self.errors = self.errors.on_deserialization_error_for(topic, policy);
         self
     }
 
@@ -343,7 +332,7 @@ impl AppConfig {
         topic: impl Into<String>,
         policy: OnBadRecord,
     ) -> Self {
-        self.error_overrides.processing.insert(topic.into(), policy);
+        self.errors = self.errors.on_processing_error_for(topic, policy);
         self
     }
 
@@ -352,7 +341,7 @@ impl AppConfig {
     /// fails (it makes the transaction abortable); changelog records always fail.
     #[must_use]
     pub fn on_production_error(mut self, policy: OnBadRecord) -> Self {
-        self.on_production_error = policy;
+        self.errors = self.errors.on_production_error(policy);
         self
     }
 
@@ -365,16 +354,8 @@ impl AppConfig {
         topic: impl Into<String>,
         policy: OnBadRecord,
     ) -> Self {
-        self.error_overrides.production.insert(topic.into(), policy);
+        self.errors = self.errors.on_production_error_for(topic, policy);
         self
-    }
-
-    /// The error policies of the tasks (application-wide policies and per-topic overrides).
-    pub(crate) fn apply_error_policies(&self, task: &mut TaskConfig) {
-        task.on_deserialization_error = self.on_deserialization_error.clone();
-        task.on_processing_error = self.on_processing_error.clone();
-        task.on_production_error = self.on_production_error.clone();
-        task.overrides = self.error_overrides.clone();
     }
 
     /// The producer's `transactional.id` under exactly-once. It must be stable across restarts of

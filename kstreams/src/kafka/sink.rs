@@ -12,7 +12,7 @@
 //! output record is an index into a side table of origins (`(interned topic-partition, offset)`,
 //! 16 bytes, no allocation per record) that is cleared whenever nothing is outstanding at a commit.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -29,7 +29,9 @@ use rdkafka::consumer::ConsumerGroupMetadata;
 use super::config::{AppConfig, ProcessingGuarantee};
 use crate::error::{Error, Result};
 use crate::record::{Headers, Origin, ProducerRecord};
-use crate::task::{OnBadRecord, count_dead_lettered, count_skipped, dead_letter_record, stage};
+use crate::task::{
+    ErrorPolicies, OnBadRecord, count_dead_lettered, count_skipped, dead_letter_record, stage,
+};
 
 /// The kind of a record, in the low two bits of its delivery opaque; the other bits are an index.
 const KIND_BITS: usize = 2;
@@ -83,32 +85,23 @@ fn describe(topic: &str, partition: Option<i32>, origin: Option<&Origin>) -> Str
 /// The production policies of the app, resolved only on the error path.
 #[derive(Debug, Default)]
 struct ProductionPolicies {
-    default: OnBadRecord,
-    per_topic: BTreeMap<String, OnBadRecord>,
+    policies: ErrorPolicies,
     /// Every dead-letter topic of every policy: a record for one of them always fails.
     dead_letter_topics: BTreeSet<String>,
 }
 
 impl ProductionPolicies {
     fn new(config: &AppConfig) -> Self {
-        let o = &config.error_overrides;
-        let dead_letter_topics = [
-            &config.on_deserialization_error,
-            &config.on_processing_error,
-            &config.on_production_error,
-        ]
-        .into_iter()
-        .chain(o.deserialization.values())
-        .chain(o.processing.values())
-        .chain(o.production.values())
-        .filter_map(|p| match p {
-            OnBadRecord::DeadLetter { topic } => Some(topic.clone()),
-            _ => None,
-        })
-        .collect();
+        let dead_letter_topics = config
+            .errors
+            .all()
+            .filter_map(|p| match p {
+                OnBadRecord::DeadLetter { topic } => Some(topic.clone()),
+                _ => None,
+            })
+            .collect();
         ProductionPolicies {
-            default: config.on_production_error.clone(),
-            per_topic: o.production.clone(),
+            policies: config.errors.clone(),
             dead_letter_topics,
         }
     }
@@ -118,7 +111,7 @@ impl ProductionPolicies {
         if self.dead_letter_topics.contains(topic) {
             return OnBadRecord::Fail;
         }
-        self.per_topic.get(topic).unwrap_or(&self.default).clone()
+        self.policies.production(topic).clone()
     }
 }
 
