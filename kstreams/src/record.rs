@@ -235,4 +235,7 @@ pub struct ProducerRecord {
     pub timestamp: i64,
     /// The headers.
     pub headers: Headers,
+    /// The input record this one was made from, when known (not for changelog records, nor for
+    /// records a punctuation made from nothing): a production error names it, and dead-letters it.
+    pub origin: Option<Origin>,
 }

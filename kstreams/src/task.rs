@@ -8,6 +8,7 @@
 //! returned as [`TaskOutput`] for the caller to send, and only then may the caller commit offsets.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +50,160 @@ pub enum OnBadRecord {
     },
 }
 
+/// The error stages, as written in the `stage` label of the metrics and the
+/// `kstreams.error.stage` header.
+pub(crate) mod stage {
+    /// A record's key or value could not be deserialized at a source.
+    pub(crate) const DESERIALIZE: &str = "deserialize";
+    /// A processor failed a record with [`Context::fail_record`](crate::Context::fail_record).
+    pub(crate) const PROCESS: &str = "process";
+    /// An output record could not be serialized, sent or delivered to its sink topic.
+    pub(crate) const PRODUCE: &str = "produce";
+}
+
+/// What happens to bad records at each stage: an application-wide policy per stage and per-topic
+/// overrides. The most specific policy wins: the override for the topic when there is one, else the
+/// stage's policy. Deserialization and processing are keyed by source topic, production by sink
+/// topic.
+///
+/// ```
+/// use kstreams::task::{ErrorPolicies, OnBadRecord};
+/// let p = ErrorPolicies::default()
+///     .on_deserialization_error(OnBadRecord::Skip)
+///     .on_deserialization_error_for("orders", OnBadRecord::Fail);
+/// assert_eq!(p.deserialization("orders"), &OnBadRecord::Fail);
+/// assert_eq!(p.deserialization("payments"), &OnBadRecord::Skip);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorPolicies {
+    deserialization: OnBadRecord,
+    processing: OnBadRecord,
+    production: OnBadRecord,
+    deserialization_for: BTreeMap<String, OnBadRecord>,
+    processing_for: BTreeMap<String, OnBadRecord>,
+    production_for: BTreeMap<String, OnBadRecord>,
+}
+
+impl ErrorPolicies {
+    /// Records that cannot be deserialized (default: fail).
+    #[must_use]
+    pub fn on_deserialization_error(mut self, policy: OnBadRecord) -> Self {
+        self.deserialization = policy;
+        self
+    }
+
+    /// Records of source topic `topic` that cannot be deserialized.
+    #[must_use]
+    pub fn on_deserialization_error_for(
+        mut self,
+        topic: impl Into<String>,
+        policy: OnBadRecord,
+    ) -> Self {
+        self.deserialization_for.insert(topic.into(), policy);
+        self
+    }
+
+    /// Records a processor fails with [`Context::fail_record`](crate::Context::fail_record)
+    /// (default: fail).
+    #[must_use]
+    pub fn on_processing_error(mut self, policy: OnBadRecord) -> Self {
+        self.processing = policy;
+        self
+    }
+
+    /// Failed records read from source topic `topic`.
+    #[must_use]
+    pub fn on_processing_error_for(
+        mut self,
+        topic: impl Into<String>,
+        policy: OnBadRecord,
+    ) -> Self {
+        self.processing_for.insert(topic.into(), policy);
+        self
+    }
+
+    /// Output records that cannot be serialized for their sink topic (in a task), or sent or
+    /// delivered to it (in the Kafka runtime) (default: fail). Changelog records always fail.
+    #[must_use]
+    pub fn on_production_error(mut self, policy: OnBadRecord) -> Self {
+        self.production = policy;
+        self
+    }
+
+    /// Output records for sink topic `topic` that cannot be serialized, sent or delivered.
+    #[must_use]
+    pub fn on_production_error_for(
+        mut self,
+        topic: impl Into<String>,
+        policy: OnBadRecord,
+    ) -> Self {
+        self.production_for.insert(topic.into(), policy);
+        self
+    }
+
+    /// The deserialization policy of records read from `topic`.
+    pub fn deserialization(&self, topic: &str) -> &OnBadRecord {
+        self.deserialization_for
+            .get(topic)
+            .unwrap_or(&self.deserialization)
+    }
+
+    /// The processing policy of records read from `topic`.
+    pub fn processing(&self, topic: &str) -> &OnBadRecord {
+        self.processing_for.get(topic).unwrap_or(&self.processing)
+    }
+
+    /// The production policy of records for sink topic `topic`.
+    pub fn production(&self, topic: &str) -> &OnBadRecord {
+        self.production_for.get(topic).unwrap_or(&self.production)
+    }
+
+    /// Every policy, defaults and overrides (e.g. to find every dead-letter topic).
+    pub fn all(&self) -> impl Iterator<Item = &OnBadRecord> {
+        [&self.deserialization, &self.processing, &self.production]
+            .into_iter()
+            .chain(self.deserialization_for.values())
+            .chain(self.processing_for.values())
+            .chain(self.production_for.values())
+    }
+
+    /// Checks that every override names a source topic (deserialization, processing) or a sink
+    /// topic (production) of `topology`: an override for a misspelt topic would silently do
+    /// nothing.
+    pub fn validate(&self, topology: &Topology) -> Result<()> {
+        let sources = topology.source_topics();
+        let sinks = topology.sink_topics();
+        let list = |topics: &[Arc<str>]| {
+            topics
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (what, map, topics, kind) in [
+            (
+                "deserialization",
+                &self.deserialization_for,
+                &sources,
+                "source",
+            ),
+            ("processing", &self.processing_for, &sources, "source"),
+            ("production", &self.production_for, &sinks, "sink"),
+        ] {
+            for topic in map.keys() {
+                if !topics.iter().any(|t| **t == **topic) {
+                    return Err(Error::Config(format!(
+                        "the {what} error policy is overridden for topic `{topic}`, which is not \
+                         a {kind} topic of the topology ({kind} topics: {})",
+                        list(topics)
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How a task runs: where its state lives and what it does with bad records.
 #[derive(Debug, Clone)]
 pub struct TaskConfig {
@@ -59,10 +214,8 @@ pub struct TaskConfig {
     pub state_dir: PathBuf,
     /// LMDB tuning.
     pub lmdb: LmdbOptions,
-    /// Deserialization failures.
-    pub on_deserialization_error: OnBadRecord,
-    /// Records a processor fails with [`Context::fail_record`](crate::Context::fail_record).
-    pub on_processing_error: OnBadRecord,
+    /// What happens to bad records: deserialization, processing and production failures.
+    pub errors: ErrorPolicies,
     /// Keep every store in memory, whatever its declared backend.
     pub in_memory_state: bool,
 }
@@ -74,8 +227,7 @@ impl TaskConfig {
             application_id: application_id.into(),
             state_dir: state_dir.into(),
             lmdb: LmdbOptions::default(),
-            on_deserialization_error: OnBadRecord::Fail,
-            on_processing_error: OnBadRecord::Fail,
+            errors: ErrorPolicies::default(),
             in_memory_state: false,
         }
     }
@@ -99,6 +251,11 @@ pub struct TaskOutput {
     pub skipped: u64,
     /// Input records sent to a dead-letter topic.
     pub dead_lettered: u64,
+    /// Output records skipped by the production policy (stage `produce`: they could not be
+    /// serialized). Their input records count as processed.
+    pub output_skipped: u64,
+    /// Output records whose input record was sent to a dead-letter topic by the production policy.
+    pub output_dead_lettered: u64,
 }
 
 impl TaskOutput {
@@ -108,6 +265,8 @@ impl TaskOutput {
         self.processed += other.processed;
         self.skipped += other.skipped;
         self.dead_lettered += other.dead_lettered;
+        self.output_skipped += other.output_skipped;
+        self.output_dead_lettered += other.output_dead_lettered;
     }
 }
 
@@ -115,6 +274,8 @@ impl TaskOutput {
 pub(crate) struct Collector<'e> {
     pub(crate) produced: &'e mut Vec<ProducerRecord>,
     stats: &'e mut TaskOutput,
+    config: &'e TaskConfig,
+    /// The policies of the batch's topic, resolved once per call.
     on_deserialization: &'e OnBadRecord,
     on_processing: &'e OnBadRecord,
     /// The raw input batch of this call (empty for punctuations), to dead-letter original bytes.
@@ -129,63 +290,157 @@ pub(crate) trait RecordFailures {
     -> Result<()>;
 }
 
-impl Collector<'_> {
+/// A dead-letter record: the bytes of the record that failed, with its own headers followed by
+/// `kstreams.error.{topic,partition,offset}` (the input record it came from, when known),
+/// `kstreams.error.stage`, `kstreams.error.message` and, for production errors,
+/// `kstreams.error.sink.topic`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dead_letter_record(
+    dead_letter_topic: &str,
+    origin: Option<&Origin>,
+    stage: &str,
+    message: &str,
+    sink_topic: Option<&str>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    timestamp: i64,
+    mut headers: Headers,
+) -> ProducerRecord {
+    if let Some(origin) = origin {
+        headers.push(
+            "kstreams.error.topic",
+            Some(origin.topic.as_bytes().to_vec()),
+        );
+        headers.push(
+            "kstreams.error.partition",
+            Some(origin.partition.to_string().into_bytes()),
+        );
+        headers.push(
+            "kstreams.error.offset",
+            Some(origin.offset.to_string().into_bytes()),
+        );
+    }
+    headers.push("kstreams.error.stage", Some(stage.as_bytes().to_vec()));
+    headers.push("kstreams.error.message", Some(message.as_bytes().to_vec()));
+    if let Some(sink) = sink_topic {
+        headers.push("kstreams.error.sink.topic", Some(sink.as_bytes().to_vec()));
+    }
+    ProducerRecord {
+        topic: dead_letter_topic.into(),
+        partition: None,
+        key,
+        value,
+        timestamp,
+        headers,
+        origin: origin.cloned(),
+    }
+}
+
+/// Counts and logs a record skipped at `stage` (`topic` is the origin's topic, or the sink topic
+/// for stage `produce`).
+pub(crate) fn count_skipped(
+    topic: &str,
+    stage: &'static str,
+    what: &dyn fmt::Display,
+    error: &dyn fmt::Display,
+) {
+    tracing::warn!(record = %what, stage, %error, "skipping a record");
+    metrics::counter!("kstreams_skipped_records_total", "topic" => topic.to_owned(), "stage" => stage)
+        .increment(1);
+}
+
+/// Counts and logs a record sent to a dead-letter topic at `stage`.
+pub(crate) fn count_dead_lettered(
+    topic: &str,
+    stage: &'static str,
+    what: &dyn fmt::Display,
+    error: &dyn fmt::Display,
+    dead_letter_topic: &str,
+) {
+    tracing::warn!(record = %what, stage, %error, dead_letter_topic, "dead-lettering a record");
+    metrics::counter!("kstreams_dead_lettered_records_total", "topic" => topic.to_owned(), "stage" => stage)
+        .increment(1);
+}
+
+impl<'e> Collector<'e> {
+    /// The raw input record of `origin`, when it is in this call's batch.
+    fn raw_of(&self, origin: &Origin) -> Option<&'e RawRecord<'e>> {
+        if self.raw_topic != Some(&*origin.topic) {
+            return None;
+        }
+        let raw: &'e [RawRecord<'e>] = self.raw;
+        raw.binary_search_by_key(&origin.offset, |r| r.offset)
+            .ok()
+            .map(|i| &raw[i])
+    }
+
+    /// Applies `policy` to a record that failed at `stage`. Dead-lettering needs the input
+    /// record's bytes: without them (a punctuation's output), dead-letter fails.
+    #[allow(clippy::too_many_arguments)]
     fn handle(
         &mut self,
-        stage: &str,
-        policy_is_processing: bool,
-        origin: &Origin,
+        stage: &'static str,
+        policy: &OnBadRecord,
+        origin: Option<&Origin>,
         raw: Option<&RawRecord<'_>>,
+        sink_topic: Option<&str>,
         error: Error,
     ) -> Result<()> {
-        let policy = if policy_is_processing {
-            self.on_processing
-        } else {
-            self.on_deserialization
+        let produce = stage == self::stage::PRODUCE;
+        let metric_topic = match (sink_topic, origin) {
+            (Some(t), _) => t.to_owned(),
+            (None, Some(o)) => o.topic.to_string(),
+            (None, None) => String::new(),
+        };
+        let what: &dyn fmt::Display = match origin {
+            Some(o) => o,
+            None => &"a record without origin",
         };
         match (policy, raw) {
             (OnBadRecord::Fail, _) | (OnBadRecord::DeadLetter { .. }, None) => Err(error),
             (OnBadRecord::Skip, _) => {
-                tracing::warn!(%origin, stage, %error, "skipping a record");
-                metrics::counter!("kstreams_skipped_records_total", "topic" => origin.topic.to_string(), "stage" => stage.to_owned())
-                    .increment(1);
-                self.stats.skipped += 1;
+                count_skipped(&metric_topic, stage, what, &error);
+                if produce {
+                    self.stats.output_skipped += 1;
+                } else {
+                    self.stats.skipped += 1;
+                }
                 Ok(())
             }
             (OnBadRecord::DeadLetter { topic }, Some(raw)) => {
-                let mut headers = raw.headers.clone();
-                headers.push(
-                    "kstreams.error.topic",
-                    Some(origin.topic.as_bytes().to_vec()),
-                );
-                headers.push(
-                    "kstreams.error.partition",
-                    Some(origin.partition.to_string().into_bytes()),
-                );
-                headers.push(
-                    "kstreams.error.offset",
-                    Some(origin.offset.to_string().into_bytes()),
-                );
-                headers.push("kstreams.error.stage", Some(stage.as_bytes().to_vec()));
-                headers.push(
-                    "kstreams.error.message",
-                    Some(error.to_string().into_bytes()),
-                );
-                self.produced.push(ProducerRecord {
-                    topic: topic.as_str().into(),
-                    partition: None,
-                    key: raw.key.map(<[u8]>::to_vec),
-                    value: raw.value.map(<[u8]>::to_vec),
-                    timestamp: raw.timestamp,
-                    headers,
-                });
-                tracing::warn!(%origin, stage, %error, dead_letter_topic = %topic, "dead-lettering a record");
-                metrics::counter!("kstreams_dead_lettered_records_total", "topic" => origin.topic.to_string(), "stage" => stage.to_owned())
-                    .increment(1);
-                self.stats.dead_lettered += 1;
+                self.produced.push(dead_letter_record(
+                    topic,
+                    origin,
+                    stage,
+                    &error.to_string(),
+                    sink_topic,
+                    raw.key.map(<[u8]>::to_vec),
+                    raw.value.map(<[u8]>::to_vec),
+                    raw.timestamp,
+                    raw.headers.clone(),
+                ));
+                count_dead_lettered(&metric_topic, stage, what, &error, topic);
+                if produce {
+                    self.stats.output_dead_lettered += 1;
+                } else {
+                    self.stats.dead_lettered += 1;
+                }
                 Ok(())
             }
         }
+    }
+
+    /// An output record that could not be serialized for sink topic `sink`: fail, skip or
+    /// dead-letter (the input record's bytes) by the production policy of `sink`.
+    pub(crate) fn production_error(
+        &mut self,
+        sink: &str,
+        origin: Option<&Origin>,
+        error: Error,
+    ) -> Result<()> {
+        let policy = self.config.errors.production(sink);
+        let raw = origin.and_then(|o| self.raw_of(o));
+        self.handle(self::stage::PRODUCE, policy, origin, raw, Some(sink), error)
     }
 
     /// A record that could not be deserialized: fail, skip or dead-letter it.
@@ -201,7 +456,15 @@ impl Collector<'_> {
             part,
             source,
         };
-        self.handle("deserialize", false, origin, Some(raw), error)
+        let policy = self.on_deserialization;
+        self.handle(
+            self::stage::DESERIALIZE,
+            policy,
+            Some(origin),
+            Some(raw),
+            None,
+            error,
+        )
     }
 }
 
@@ -236,15 +499,13 @@ impl RecordFailures for Collector<'_> {
         let Some(origin) = origin else {
             return Err(error);
         };
-        let raw = if self.raw_topic == Some(&*origin.topic) {
-            self.raw
-                .binary_search_by_key(&origin.offset, |r| r.offset)
-                .ok()
-                .map(|i| &self.raw[i])
+        let policy = if self.raw_topic == Some(&*origin.topic) {
+            self.on_processing
         } else {
-            None
+            self.config.errors.processing(&origin.topic)
         };
-        self.handle("process", true, origin, raw, error)
+        let raw = self.raw_of(origin);
+        self.handle(self::stage::PROCESS, policy, Some(origin), raw, None, error)
     }
 }
 
@@ -529,6 +790,7 @@ impl Task {
             ..
         } = self;
         let partition = id.partition;
+        let config: &TaskConfig = config;
         state.transaction(|txn| {
             let mut produced = Vec::new();
             let mut stats = TaskOutput::default();
@@ -541,8 +803,9 @@ impl Task {
                     collector: Collector {
                         produced: &mut produced,
                         stats: &mut stats,
-                        on_deserialization: &config.on_deserialization_error,
-                        on_processing: &config.on_processing_error,
+                        config,
+                        on_deserialization: config.errors.deserialization(raw.0),
+                        on_processing: config.errors.processing(raw.0),
                         raw: raw.1,
                         raw_topic: Some(raw.0),
                     },
@@ -595,6 +858,7 @@ impl Task {
                         value: w.value,
                         timestamp: clocks.stream_time.max(0),
                         headers: Headers::new(),
+                        origin: None,
                     })
                 })
                 .collect();

@@ -19,7 +19,7 @@ use crate::partitioner::partition_for_key;
 use crate::record::{Headers, Origin, ProducerRecord, RawRecord, Record};
 use crate::serde::{DefaultSerde, Serde};
 use crate::store::{Position, StateStores};
-use crate::task::{OnBadRecord, Task, TaskConfig, TaskId, TaskOutput};
+use crate::task::{ErrorPolicies, OnBadRecord, Task, TaskConfig, TaskId, TaskOutput};
 use crate::topology::Topology;
 
 /// A record in an in-memory topic.
@@ -67,8 +67,7 @@ pub struct DriverBuilder {
     in_memory: bool,
     batching: Batching,
     wall_clock: i64,
-    on_bad: OnBadRecord,
-    on_processing: OnBadRecord,
+    errors: ErrorPolicies,
 }
 
 impl DriverBuilder {
@@ -117,7 +116,7 @@ impl DriverBuilder {
     /// What to do with records that cannot be deserialized (default: fail).
     #[must_use]
     pub fn on_deserialization_error(mut self, policy: OnBadRecord) -> Self {
-        self.on_bad = policy;
+        self.errors = self.errors.on_deserialization_error(policy);
         self
     }
 
@@ -125,12 +124,60 @@ impl DriverBuilder {
     /// [`Context::fail_record`](crate::Context::fail_record) (default: fail).
     #[must_use]
     pub fn on_processing_error(mut self, policy: OnBadRecord) -> Self {
-        self.on_processing = policy;
+        self.errors = self.errors.on_processing_error(policy);
+        self
+    }
+
+    /// What to do with records of source topic `topic` that cannot be deserialized (overrides
+    /// [`on_deserialization_error`](Self::on_deserialization_error) for that topic;
+    /// [`build`](Self::build) rejects a topic the topology does not read).
+    #[must_use]
+    pub fn on_deserialization_error_for(
+        mut self,
+        topic: impl Into<String>,
+        policy: OnBadRecord,
+    ) -> Self {
+        self.errors = self.errors.on_deserialization_error_for(topic, policy);
+        self
+    }
+
+    /// What to do with failed records read from source topic `topic` (overrides
+    /// [`on_processing_error`](Self::on_processing_error) for that topic;
+    /// [`build`](Self::build) rejects a topic the topology does not read).
+    #[must_use]
+    pub fn on_processing_error_for(
+        mut self,
+        topic: impl Into<String>,
+        policy: OnBadRecord,
+    ) -> Self {
+        self.errors = self.errors.on_processing_error_for(topic, policy);
+        self
+    }
+
+    /// What to do with output records that cannot be serialized for their sink topic (default:
+    /// fail). The driver has no broker, so serialization is the only production error it sees.
+    #[must_use]
+    pub fn on_production_error(mut self, policy: OnBadRecord) -> Self {
+        self.errors = self.errors.on_production_error(policy);
+        self
+    }
+
+    /// What to do with output records for sink topic `topic` that cannot be serialized
+    /// (overrides [`on_production_error`](Self::on_production_error) for that topic;
+    /// [`build`](Self::build) rejects a topic the topology does not write).
+    #[must_use]
+    pub fn on_production_error_for(
+        mut self,
+        topic: impl Into<String>,
+        policy: OnBadRecord,
+    ) -> Self {
+        self.errors = self.errors.on_production_error_for(topic, policy);
         self
     }
 
     /// Builds the driver.
     pub fn build(self) -> Result<TopologyTestDriver> {
+        self.errors.validate(&self.topology)?;
         let (state_dir, tempdir) = match self.state_dir {
             Some(d) => (d, None),
             None => {
@@ -143,8 +190,7 @@ impl DriverBuilder {
         };
         let mut config = TaskConfig::new(self.application_id, state_dir);
         config.in_memory_state = self.in_memory;
-        config.on_deserialization_error = self.on_bad;
-        config.on_processing_error = self.on_processing;
+        config.errors = self.errors;
         let mut driver = TopologyTestDriver {
             topology: self.topology,
             config: Arc::new(config),
@@ -259,8 +305,7 @@ impl TopologyTestDriver {
             in_memory: false,
             batching: Batching::Max(usize::MAX),
             wall_clock: 0,
-            on_bad: OnBadRecord::Fail,
-            on_processing: OnBadRecord::Fail,
+            errors: ErrorPolicies::default(),
         }
     }
 
@@ -437,6 +482,7 @@ impl TopologyTestDriver {
                 value,
                 timestamp,
                 headers,
+                origin: _,
             } = r;
             self.append_raw(&topic, partition, key, value, timestamp, headers)?;
         }

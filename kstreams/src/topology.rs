@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::context::{Context, InitContext, NodeInfo, Outputs, Punctuation, Schedule};
-use crate::error::{Error, Part, Result};
+use crate::error::{Error, Part, Result, SerdeError};
 use crate::processor::BatchProcessor;
 use crate::record::{Origin, ProducerRecord, RawRecord, Record};
 use crate::serde::{DefaultSerde, Serde};
@@ -1079,29 +1079,59 @@ impl<K: 'static, V: 'static> NodeRun for SinkNode<K, V> {
         })?;
         self.keys.clear();
         self.values.clear();
-        let target = || format!("topic `{}`", self.topic);
-        self.serdes
+        // The fast path serializes the whole batch in one call; a record that fails goes through
+        // the production policy and the rest of the batch goes on after it.
+        let mut failed: Vec<(usize, Part, SerdeError)> = Vec::new();
+        let mut start = 0;
+        while let Err((i, source)) = self
+            .serdes
             .key()
-            .serialize_batch(&mut batch.iter().map(|r| &r.key), &mut self.keys)
-            .map_err(|(_, source)| Error::Serialize {
-                target: target(),
-                part: Part::Key,
-                source,
-            })?;
-        self.serdes
-            .value()
-            .serialize_batch(&mut batch.iter().map(|r| &r.value), &mut self.values)
-            .map_err(|(_, source)| Error::Serialize {
-                target: target(),
-                part: Part::Value,
-                source,
-            })?;
+            .serialize_batch(&mut batch[start..].iter().map(|r| &r.key), &mut self.keys)
+        {
+            failed.push((start + i, Part::Key, source));
+            self.keys.push(None);
+            start += i + 1;
+        }
+        start = 0;
+        while let Err((i, source)) = self.serdes.value().serialize_batch(
+            &mut batch[start..].iter().map(|r| &r.value),
+            &mut self.values,
+        ) {
+            failed.push((start + i, Part::Value, source));
+            self.values.push(None);
+            start += i + 1;
+        }
+        if !failed.is_empty() {
+            // In batch order, one error per record (its key's when both fail).
+            failed.sort_by_key(|(i, part, _)| (*i, *part == Part::Value));
+            failed.dedup_by_key(|(i, _, _)| *i);
+            for (i, part, source) in &failed {
+                let origin = batch[*i].origin.as_ref();
+                let target = match origin {
+                    Some(o) => format!("topic `{}` (the output of the record at {o})", self.topic),
+                    None => format!("topic `{}`", self.topic),
+                };
+                let error = Error::Serialize {
+                    target,
+                    part: *part,
+                    source: source.clone(),
+                };
+                exec.collector
+                    .production_error(&self.topic, origin, error)?;
+            }
+        }
         exec.collector.produced.reserve(batch.len());
-        for ((r, k), v) in batch
+        let mut next_failed = failed.iter().map(|(i, _, _)| *i).peekable();
+        for (i, ((r, k), v)) in batch
             .iter()
             .zip(self.keys.drain(..))
             .zip(self.values.drain(..))
+            .enumerate()
         {
+            if next_failed.peek() == Some(&i) {
+                next_failed.next();
+                continue;
+            }
             exec.collector.produced.push(ProducerRecord {
                 topic: self.topic.clone(),
                 partition: None,
@@ -1109,6 +1139,7 @@ impl<K: 'static, V: 'static> NodeRun for SinkNode<K, V> {
                 value: v,
                 timestamp: r.timestamp,
                 headers: r.headers.clone(),
+                origin: r.origin.clone(),
             });
         }
         Ok(())

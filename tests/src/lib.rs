@@ -664,6 +664,310 @@ pub fn assert_at_least_once_counts(got: &BTreeMap<String, u64>, want: &BTreeMap<
     }
 }
 
+/// How to start `wordcount_app` beyond its arguments (see [`AppProcess::start_with`]).
+#[derive(Debug, Default, Clone)]
+pub struct ProcessOptions {
+    /// Environment variables (the `KSTREAMS_TEST_*` knobs of `wordcount_app`).
+    pub env: Vec<(String, String)>,
+    /// `RLIMIT_FSIZE` in bytes for the child, with `SIGXFSZ` ignored, so that a write or an
+    /// `fallocate` past it fails with `EFBIG` (a full disk, simulated) instead of killing it.
+    pub file_size_limit: Option<u64>,
+    /// Pipe stderr, to be read by [`AppProcess::wait_exit`] (otherwise inherited).
+    pub capture_stderr: bool,
+}
+
+impl ProcessOptions {
+    /// Adds an environment variable.
+    #[must_use]
+    pub fn env(mut self, name: &str, value: impl ToString) -> Self {
+        self.env.push((name.to_owned(), value.to_string()));
+        self
+    }
+
+    /// Writes the app's status to `path` (`KSTREAMS_TEST_STATUS_FILE`).
+    #[must_use]
+    pub fn status_file(self, path: &std::path::Path) -> Self {
+        self.env("KSTREAMS_TEST_STATUS_FILE", path.display())
+    }
+}
+
+impl AppProcess {
+    /// Starts `wordcount_app` as [`AppProcess::start`] does, with `options`.
+    pub fn start_with(
+        exe: &str,
+        bootstrap: &str,
+        t: &WordCountTopics,
+        state: &std::path::Path,
+        guarantee: &str,
+        batch: usize,
+        options: &ProcessOptions,
+    ) -> Self {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(exe);
+        cmd.args([
+            bootstrap,
+            &t.app_id,
+            &t.input,
+            &t.words,
+            &t.output,
+            &state.to_string_lossy(),
+            guarantee,
+            &batch.to_string(),
+        ])
+        .envs(options.env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null());
+        if options.capture_stderr {
+            cmd.stderr(std::process::Stdio::piped());
+        }
+        if let Some(limit) = options.file_size_limit {
+            let limit = libc::rlim_t::try_from(limit).expect("limit fits rlim_t");
+            // SAFETY: between fork and exec only async-signal-safe calls: `signal` and
+            // `setrlimit`, on plain values.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let rl = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        AppProcess(cmd.spawn().expect("start wordcount_app"))
+    }
+
+    /// Waits (at most `timeout`) for the process to exit by itself; returns its exit status and
+    /// its stderr (empty unless captured).
+    pub fn wait_exit(mut self, timeout: Duration) -> (std::process::ExitStatus, String) {
+        use std::io::Read;
+        let reader = self.0.stderr.take().map(|mut e| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = e.read_to_string(&mut s);
+                s
+            })
+        });
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wordcount_app did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let stderr = reader
+            .map(|r| r.join().expect("stderr reader"))
+            .unwrap_or_default();
+        (status, stderr)
+    }
+}
+
+/// The status `wordcount_app` writes to `KSTREAMS_TEST_STATUS_FILE`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessStatus {
+    /// Assigned input partitions.
+    pub assigned: std::collections::BTreeSet<(String, i32)>,
+    /// Input records processed.
+    pub processed: u64,
+    /// Changelog records restored.
+    pub restored: u64,
+    /// Commits made.
+    pub commits: u64,
+}
+
+/// Reads a status file; `None` until the first one is written.
+pub fn read_status(path: &std::path::Path) -> Option<ProcessStatus> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut s = ProcessStatus::default();
+    for line in text.lines() {
+        let (name, value) = line.split_once('=')?;
+        match name {
+            "assigned" => {
+                for tp in value.split(',').filter(|v| !v.is_empty()) {
+                    let (t, p) = tp.rsplit_once(':')?;
+                    s.assigned.insert((t.to_owned(), p.parse().ok()?));
+                }
+            }
+            "processed" => s.processed = value.parse().ok()?,
+            "restored" => s.restored = value.parse().ok()?,
+            "commits" => s.commits = value.parse().ok()?,
+            _ => {}
+        }
+    }
+    Some(s)
+}
+
+/// Exactly-once word count: the committed counts equal `want`, the committed output holds one
+/// update per input word, and per word the updates are 1, 2, ..., n in order; the repartition
+/// topic, read committed, holds each word occurrence once.
+pub fn assert_exactly_once_word_count(
+    bootstrap: &str,
+    t: &WordCountTopics,
+    want: &BTreeMap<String, u64>,
+) {
+    let words: u64 = want.values().sum();
+    let out = read_all_committed(bootstrap, &t.output, t.partitions);
+    assert_eq!(&last_counts(&out), want, "final counts equal the truth");
+    assert_eq!(
+        out.len() as u64,
+        words,
+        "one committed update per input word: no duplicates"
+    );
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    for (p, o, k, v) in &out {
+        let k = String::from_utf8(k.clone().unwrap_or_default()).expect("utf-8");
+        let v = u64::from_be_bytes(
+            v.as_deref()
+                .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                .expect("u64"),
+        );
+        let prev = seen.entry(k.clone()).or_insert(0);
+        assert_eq!(v, *prev + 1, "`{k}` at partition {p} offset {o}");
+        *prev = v;
+    }
+    let words_out = read_all_committed(bootstrap, &t.words, t.partitions);
+    assert_eq!(
+        words_out.len() as u64,
+        words,
+        "no duplicate in the repartition topic"
+    );
+}
+
+/// Exactly-once: waits until the group committed every line and the committed output holds
+/// `words` updates (transactional topics end in a marker no consumer commits past, so the
+/// repartition topic's committed offset is not waited on).
+pub async fn wait_exactly_once_done(
+    bootstrap: &str,
+    t: &WordCountTopics,
+    words: u64,
+    timeout: Duration,
+) {
+    let lines_end = end_offsets(bootstrap, &t.input, t.partitions);
+    wait_for("lines committed", timeout, || {
+        group_committed_to(bootstrap, &t.app_id, &lines_end)
+    })
+    .await;
+    wait_for("every update committed", timeout, || {
+        read_all_committed(bootstrap, &t.output, t.partitions).len() as u64 >= words
+    })
+    .await;
+}
+
+/// The SASL_SSL listener of the test broker (`scripts/kafka/kafka` gives the broker one, with a
+/// CA made at start and a test user for SASL PLAIN and SCRAM-SHA-256).
+#[derive(Debug, Clone)]
+pub struct SaslSsl {
+    /// `127.0.0.1:PORT` of the SASL_SSL listener.
+    pub bootstrap: String,
+    /// The CA that signed the broker's certificate (PEM), for `ssl.ca.location`.
+    pub ca_location: PathBuf,
+    /// The test user.
+    pub username: String,
+    /// The test user's password.
+    pub password: String,
+}
+
+impl SaslSsl {
+    /// The client properties for this listener with SASL PLAIN as `user` with `password`:
+    /// `security.protocol`, `sasl.mechanism`, `sasl.username`, `sasl.password`,
+    /// `ssl.ca.location`.
+    pub fn properties(&self, user: &str, password: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("security.protocol", "SASL_SSL".to_owned()),
+            ("sasl.mechanism", "PLAIN".to_owned()),
+            ("sasl.username", user.to_owned()),
+            ("sasl.password", password.to_owned()),
+            ("ssl.ca.location", self.ca_location.display().to_string()),
+        ]
+    }
+
+    /// `config` pointed at this listener (bootstrap servers and every property for every client)
+    /// as the test user with `password`.
+    pub fn apply(&self, config: AppConfig, password: &str) -> AppConfig {
+        self.properties(&self.username, password)
+            .into_iter()
+            .fold(config.bootstrap_servers(&self.bootstrap), |c, (k, v)| {
+                c.property(k, v)
+            })
+    }
+}
+
+/// Where `scripts/kafka/kafka` keeps the state of the broker it runs: `$KAFKA_HOME/run`, with
+/// `KAFKA_HOME` defaulting to `<repo>/.kafka` as in the script.
+pub fn kafka_run_dir() -> PathBuf {
+    std::env::var_os("KAFKA_HOME")
+        .filter(|h| !h.is_empty())
+        .map_or_else(|| repo_root().join(".kafka"), PathBuf::from)
+        .join("run")
+}
+
+/// The SASL_SSL details of the broker the tests use ([`bootstrap`]), read from the files
+/// `scripts/kafka/kafka start` writes into [`kafka_run_dir`]. Panics (never skips) when they are
+/// missing, belong to another broker than [`bootstrap`], or the listener does not answer.
+pub fn sasl_ssl() -> SaslSsl {
+    let plain = bootstrap();
+    let run = kafka_run_dir();
+    let read = |name: &str| -> String {
+        let path = run.join(name);
+        let s = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "the broker at {plain} has no SASL_SSL details: cannot read {} ({e}). Start it \
+                 with `scripts/kafka/kafka start` (it adds a SASL_SSL listener) and set \
+                 KAFKA_HOME to its home when that is not <repo>/.kafka",
+                path.display()
+            )
+        });
+        s.trim().to_owned()
+    };
+    let run_plain = read("bootstrap");
+    assert_eq!(
+        run_plain,
+        plain,
+        "{} belongs to another broker than the one the tests use ({plain}); set KAFKA_HOME to \
+         the home of the broker at {plain}",
+        run.display()
+    );
+    let details = SaslSsl {
+        bootstrap: read("bootstrap-sasl-ssl"),
+        ca_location: run.join("ssl/ca.pem"),
+        username: read("sasl-user"),
+        password: read("sasl-password"),
+    };
+    assert!(
+        details.ca_location.is_file(),
+        "no CA file at {}",
+        details.ca_location.display()
+    );
+    assert!(
+        !details.username.is_empty() && !details.password.is_empty(),
+        "empty SASL credentials in {}",
+        run.display()
+    );
+    std::net::TcpStream::connect_timeout(
+        &details
+            .bootstrap
+            .parse()
+            .unwrap_or_else(|e| panic!("bad SASL_SSL address `{}`: {e}", details.bootstrap)),
+        Duration::from_secs(5),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "the SASL_SSL listener at {} does not answer: {e}",
+            details.bootstrap
+        )
+    });
+    details
+}
+
 /// A broker of the test's own (`scripts/kafka/kafka` in a temporary `KAFKA_HOME`) that the test
 /// may stop and start again, for outages: the shared broker must never be stopped. It borrows the
 /// jars of the default instance through `KAFKA_LIB` (`KSTREAMS_KAFKA_LIB` when set, else
@@ -750,9 +1054,13 @@ impl PrivateBroker {
         &self.bootstrap
     }
 
-    /// Stops the broker (SIGTERM, as an operator would) and keeps its data, config and port.
-    pub fn stop_keeping_data(&self) {
-        self.script(&["stop", "--keep-data"]);
+    /// Kills the broker (SIGKILL: a crash, as a power cut or an OOM kill) and keeps its data,
+    /// config and port. Not a graceful stop: a single broker's controlled shutdown first drops the
+    /// leadership of every partition, and a transaction completing at that moment has its markers
+    /// skipped by the broker's transaction coordinator and hangs (a Kafka broker defect that no
+    /// client can repair; see `scripts/kafka/kafka`'s `stop --kill`).
+    pub fn kill_keeping_data(&self) {
+        self.script(&["stop", "--kill", "--keep-data"]);
     }
 
     /// Starts the stopped broker again on its data and port; returns once it serves.

@@ -190,3 +190,52 @@ async fn with_fail_the_error_names_the_bad_record() {
     );
     assert!(err.contains("deserialize"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_source_overrides_dead_letter_one_topic_and_skip_the_other() {
+    let (b, t) = setup("bad-per-source").await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let config = config(&t.app_id, &b, state.path())
+        .on_deserialization_error(OnBadRecord::Fail)
+        .on_deserialization_error_for(
+            t.nums.clone(),
+            OnBadRecord::DeadLetter {
+                topic: t.dlq.clone(),
+            },
+        )
+        .on_deserialization_error_for(t.jsons.clone(), OnBadRecord::Skip);
+    let app = Arc::new(App::new(topology(&t), config).expect("app"));
+    let run = spawn(app.clone());
+    let ends = [end_offsets(&b, &t.nums, 1), end_offsets(&b, &t.jsons, 1)];
+    wait_for("inputs committed", DONE, || {
+        assert!(!run.is_finished(), "the app stopped: {:?}", app.status());
+        ends.iter().all(|e| group_committed_to(&b, &t.app_id, e))
+    })
+    .await;
+    app.shutdown_handle().shutdown();
+    run.await.expect("join").expect("run");
+    assert_eq!(read_all(&b, &t.nums_out, 1).len(), 3, "a, b, d");
+    assert_eq!(read_all(&b, &t.jsons_out, 1).len(), 2, "x, z");
+    // Only the bad records of `nums` are dead-lettered; the bad JSON is skipped.
+    let dlq = read_all_full(&b, &t.dlq, 1);
+    let origins: Vec<(String, String)> = dlq
+        .iter()
+        .map(|(_, _, _, _, _, h)| {
+            (
+                header(h, "kstreams.error.topic").to_owned(),
+                header(h, "kstreams.error.offset").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        origins,
+        [
+            (t.nums.clone(), "1".to_owned()),
+            (t.nums.clone(), "3".to_owned())
+        ]
+    );
+    let s = app.status();
+    assert_eq!(s.dead_lettered_records, 2, "{s:?}");
+    assert_eq!(s.skipped_records, 1, "{s:?}");
+    assert_eq!(s.processed_records, 8, "{s:?}");
+}

@@ -2,7 +2,6 @@
 //! at-least-once (nothing lost, nothing under-counted) and exactly-once (counts equal the truth;
 //! the committed output holds exactly one update per input word: no duplicates).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kstreams_tests::*;
@@ -32,7 +31,6 @@ async fn kill_mid_stream_and_restart(
     // Round-robin from partition 0 again: the second half follows the first in each partition.
     produce_lines(b, &t.input, t.partitions, second);
     app.kill();
-    let lines_end = end_offsets(b, &t.input, t.partitions);
     let before = read_all_committed(b, &t.output, t.partitions).len() as u64;
     assert!(
         before < words,
@@ -41,16 +39,7 @@ async fn kill_mid_stream_and_restart(
 
     let mut app = AppProcess::start(EXE, b, t, state.path(), guarantee, 500);
     if guarantee == "eos" {
-        // Transactional topics end with a commit marker that no consumer commits past: wait for
-        // the lines to be committed and the committed output to hold every update.
-        wait_for("lines committed", DONE, || {
-            group_committed_to(b, &t.app_id, &lines_end)
-        })
-        .await;
-        wait_for("every update committed", DONE, || {
-            read_all_committed(b, &t.output, t.partitions).len() as u64 >= words
-        })
-        .await;
+        wait_exactly_once_done(b, t, words, DONE).await;
     } else {
         t.wait_done(b, DONE).await;
     }
@@ -80,31 +69,5 @@ async fn sigkill_mid_stream_exactly_once_counts_exactly() {
     let words: u64 = want.values().sum();
     kill_mid_stream_and_restart(&b, &t, "eos", &lines, words).await;
 
-    let out = read_all_committed(&b, &t.output, 3);
-    assert_eq!(last_counts(&out), want, "final counts equal the truth");
-    assert_eq!(
-        out.len() as u64,
-        words,
-        "one committed update per input word: no duplicates"
-    );
-    // Per word, the committed updates are exactly 1, 2, ..., n in order.
-    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
-    for (p, o, k, v) in &out {
-        let k = String::from_utf8(k.clone().unwrap_or_default()).expect("utf-8");
-        let v = u64::from_be_bytes(
-            v.as_deref()
-                .and_then(|v| <[u8; 8]>::try_from(v).ok())
-                .expect("u64"),
-        );
-        let prev = seen.entry(k.clone()).or_insert(0);
-        assert_eq!(v, *prev + 1, "`{k}` at partition {p} offset {o}");
-        *prev = v;
-    }
-    // The words topic (repartition) read committed holds each word exactly once too.
-    let words_out = read_all_committed(&b, &t.words, 3);
-    assert_eq!(
-        words_out.len() as u64,
-        words,
-        "no duplicate in the repartition topic"
-    );
+    assert_exactly_once_word_count(&b, &t, &want);
 }

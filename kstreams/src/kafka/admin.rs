@@ -72,6 +72,7 @@ pub(crate) async fn create_topics(
     let admin: AdminClient<DefaultClientContext> = config
         .admin_config(bootstrap)
         .create()
+        .map_err(super::config::redact_client_error)
         .map_err(|source| Error::Kafka {
             context: "creating the admin client".into(),
             source,
@@ -121,18 +122,68 @@ pub(crate) async fn create_topics(
     Ok(())
 }
 
-/// The partition count of every existing topic, in one metadata request bounded by `timeout`.
-pub(crate) fn partition_counts<C: rdkafka::consumer::ConsumerContext>(
+/// A client context that remembers librdkafka's last connection failure message (facility
+/// `FAIL`, logged at error level): the detail behind an error code, such as "SASL
+/// authentication error: Authentication failed: Invalid username or password" or "SSL handshake
+/// failed: ... certificate verify failed".
+pub(crate) trait ConnectionFailures {
+    /// The last failure message, if any.
+    fn last_connection_failure(&self) -> Option<String>;
+}
+
+/// Whether a client error is a security failure (the cluster refused the credentials, or the
+/// TLS handshake failed) that start-up reports at once: retrying does not fix it.
+pub(crate) fn is_security_error(error: &rdkafka::error::KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)
+    )
+}
+
+/// The partition count of every existing topic, from one metadata answer within `timeout`.
+/// Fails at once, not at the timeout, when the client meets an authentication or TLS error.
+/// Call it before subscribing: it polls the consumer for the errors librdkafka reported.
+pub(crate) fn partition_counts<C: rdkafka::consumer::ConsumerContext + ConnectionFailures>(
     consumer: &BaseConsumer<C>,
     bootstrap: &str,
     timeout: Duration,
 ) -> Result<BTreeMap<String, i32>> {
-    let md = consumer.fetch_metadata(None, timeout).map_err(|e| {
-        Error::Runtime(format!(
-            "cannot reach the Kafka cluster at {bootstrap} within {timeout:?} ({e}); \
-             check bootstrap servers, network and security settings"
-        ))
-    })?;
+    let deadline = std::time::Instant::now() + timeout;
+    let md = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let e = match consumer.fetch_metadata(None, left.min(Duration::from_millis(500))) {
+            Ok(md) => break md,
+            Err(e) => e,
+        };
+        // Serve what the client queued meanwhile: its logs (forwarded to `tracing`, the last
+        // failure remembered) and its errors. Nothing is subscribed yet, so no records come.
+        // A zero timeout would serve only one queued event per call.
+        while let Some(polled) = consumer.poll(Duration::from_millis(50)) {
+            if let Err(error) = polled
+                && is_security_error(&error)
+            {
+                // librdkafka's message names the broker and the failure, never a property value.
+                let why = consumer
+                    .context()
+                    .last_connection_failure()
+                    .unwrap_or_else(|| error.to_string());
+                return Err(Error::Runtime(format!(
+                    "cannot connect to the Kafka cluster at {bootstrap}: {why}; check the \
+                     security settings (security.protocol, sasl.mechanism, sasl.username, \
+                     sasl.password, ssl.ca.location)"
+                )));
+            }
+            if std::time::Instant::now() >= deadline {
+                break;
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Runtime(format!(
+                "cannot reach the Kafka cluster at {bootstrap} within {timeout:?} ({e}); \
+                 check bootstrap servers, network and security settings"
+            )));
+        }
+    };
     Ok(md
         .topics()
         .iter()
@@ -143,7 +194,7 @@ pub(crate) fn partition_counts<C: rdkafka::consumer::ConsumerContext>(
 
 /// Checks the topology against the cluster and creates missing changelog topics. Returns the
 /// partition count of each sub-topology (indexed like [`Topology::subtopologies`]).
-pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext>(
+pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext + ConnectionFailures>(
     topology: &Topology,
     config: &AppConfig,
     bootstrap: &str,

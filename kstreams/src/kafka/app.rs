@@ -9,8 +9,9 @@
 //! task and topic in offset order and handed to the tasks in task-id order. Each batch commits its
 //! state and its input position in one LMDB transaction; its outputs and changelog records are sent
 //! asynchronously. A commit (every `commit_interval`, before partitions are revoked, on shutdown):
-//! 1. waits until the broker acknowledged every record sent so far (any delivery error fails the
-//!    app: nothing after the last commit is committed),
+//! 1. waits until the broker acknowledged every record sent so far (a delivery error goes through
+//!    the production policy of its sink topic under at-least-once; one that fails the app leaves
+//!    nothing after the last commit committed),
 //! 2. records the acknowledged changelog offsets in each task's LMDB environment
 //!    (`record_changelog_positions`) and fsyncs it (`Task::sync`),
 //! 3. commits the processed input offsets to the group, synchronously; while the broker or the
@@ -62,7 +63,7 @@ use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::admin::{self, TopicSpec};
-use super::config::{AppConfig, ProcessingGuarantee};
+use super::config::{AppConfig, ProcessingGuarantee, redact_client_error};
 use super::mock::{EmbeddedCluster, MockCommands};
 use super::restore::{RestoreContext, Restored, restore_task};
 use super::sink::Sink;
@@ -111,6 +112,18 @@ pub struct AppStatus {
     pub committed: BTreeMap<(String, i32), i64>,
     /// Input records processed.
     pub processed_records: u64,
+    /// Input records skipped by their deserialization or processing policy (counted in
+    /// `processed_records` too: every input record ends as an output, a dead-letter record or a
+    /// skip).
+    pub skipped_records: u64,
+    /// Input records sent to a dead-letter topic by their deserialization or processing policy
+    /// (counted in `processed_records` too).
+    pub dead_lettered_records: u64,
+    /// Output records skipped by the production policy (stage `produce`: not serializable, or
+    /// rejected at send or delivery).
+    pub skipped_outputs: u64,
+    /// Output records sent to a dead-letter topic by the production policy.
+    pub dead_lettered_outputs: u64,
     /// Changelog records restored into local stores.
     pub restored_records: u64,
     /// Commits made.
@@ -156,6 +169,7 @@ impl App {
     /// [`run`](Self::run).
     pub fn new(topology: Topology, config: AppConfig) -> Result<App> {
         config.validate()?;
+        config.errors.validate(&topology)?;
         super::observe::install(&config)?; // observability hook
         let (bootstrap, embedded) = match &config.bootstrap_servers {
             Some(b) => (b.clone(), None),
@@ -281,6 +295,14 @@ struct GroupContext {
     /// owner, possibly this instance).
     revoked: Mutex<BTreeSet<(String, i32)>>,
     error: Mutex<Option<Error>>,
+    /// librdkafka's last connection failure message (start-up reports it).
+    last_failure: Mutex<Option<String>>,
+}
+
+impl admin::ConnectionFailures for GroupContext {
+    fn last_connection_failure(&self) -> Option<String> {
+        lock(&self.last_failure).clone()
+    }
 }
 
 impl GroupContext {
@@ -294,6 +316,14 @@ impl GroupContext {
 
 impl ClientContext for GroupContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if fac == "FAIL" && (level as i32) <= RDKafkaLogLevel::Error as i32 {
+            // Without librdkafka's "[thrd:NAME]: " prefix: the message names the broker itself.
+            let message = log_message
+                .strip_prefix("[thrd:")
+                .and_then(|m| m.split_once("]: "))
+                .map_or(log_message, |(_, rest)| rest);
+            *lock(&self.last_failure) = Some(message.to_owned());
+        }
         super::sink::log_to_tracing(level, fac, log_message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
@@ -746,6 +776,13 @@ impl Engine {
 
     fn send(&mut self, out: &TaskOutput) -> Result<()> {
         self.observer.records_out(&out.records); // observability hook
+        if out.skipped + out.dead_lettered + out.output_skipped + out.output_dead_lettered > 0 {
+            let mut st = lock(&self.status);
+            st.skipped_records += out.skipped;
+            st.dead_lettered_records += out.dead_lettered;
+            st.skipped_outputs += out.output_skipped;
+            st.dead_lettered_outputs += out.output_dead_lettered;
+        }
         let sent = self
             .sink
             .send(&out.records, false)
@@ -814,7 +851,7 @@ impl Engine {
                 if running.task.committed_transactions() != before {
                     running.dirty = true;
                 }
-                if !out.records.is_empty() || !out.changelog.is_empty() {
+                if !out.records.is_empty() || !out.changelog.is_empty() || out.output_skipped > 0 {
                     self.send(&out)?;
                 }
             }
@@ -843,7 +880,14 @@ impl Engine {
         }
         let began = Instant::now();
         // 1. Every output and changelog record sent so far is acknowledged.
-        if let Err(e) = self.sink.wait_acked() {
+        let acked = self.sink.wait_acked();
+        let (skipped, dead_lettered) = self.sink.take_handled();
+        if skipped + dead_lettered > 0 {
+            let mut st = lock(&self.status);
+            st.skipped_outputs += skipped;
+            st.dead_lettered_outputs += dead_lettered;
+        }
+        if let Err(e) = acked {
             self.transaction_failed = self.exactly_once();
             return Err(e);
         }
@@ -1095,10 +1139,12 @@ fn run_blocking(p: RunParams) -> Result<()> {
         generation: AtomicU64::new(0),
         revoked: Mutex::new(BTreeSet::new()),
         error: Mutex::new(None),
+        last_failure: Mutex::new(None),
     };
     let consumer: BaseConsumer<GroupContext> = config
         .consumer_config(&bootstrap)
         .create_with_context(context)
+        .map_err(redact_client_error)
         .map_err(kafka_err("creating the consumer"))?;
     rt.block_on(admin::prepare_topics(
         &topology,
@@ -1110,11 +1156,11 @@ fn run_blocking(p: RunParams) -> Result<()> {
     let restore: BaseConsumer<RestoreContext> = config
         .restore_consumer_config(&bootstrap)
         .create_with_context(RestoreContext)
+        .map_err(redact_client_error)
         .map_err(kafka_err("creating the restore consumer"))?;
     let mut task_config = TaskConfig::new(config.application_id.clone(), config.state_dir.clone());
     task_config.lmdb = config.lmdb.clone();
-    task_config.on_deserialization_error = config.on_deserialization_error.clone();
-    task_config.on_processing_error = config.on_processing_error.clone();
+    task_config.errors = config.errors.clone();
     let sink = Sink::new(&config, &bootstrap)?;
     *lock(&consumer.context().engine) = Some(Engine {
         topology: topology.clone(),

@@ -11,10 +11,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
 
 use crate::error::{Error, Result};
 use crate::store::LmdbOptions;
-use crate::task::OnBadRecord;
+use crate::task::{ErrorPolicies, OnBadRecord};
 
 /// What the runtime promises about input records and their effects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -63,9 +64,25 @@ const RESERVED: &[(&str, &str)] = &[
 ///     .state_dir("/tmp/kstreams-state")
 ///     .batch_max_records(5000)
 ///     .commit_interval(Duration::from_millis(500))
-///     .property("sasl.password", "secret");
-/// assert!(!format!("{config:?}").contains("secret"));
+///     .property("security.protocol", "SASL_SSL")
+///     .property("sasl.mechanism", "PLAIN")
+///     .property("sasl.username", "alice")
+///     .property("sasl.password", "hunter2")
+///     .property("ssl.ca.location", "/etc/kafka/ca.pem")
+///     .consumer_property("ssl.key.password", "hunter3")
+///     .producer_property("sasl.jaas.config", "hunter4");
+/// let shown = format!("{config:?}");
+/// assert!(!shown.contains("hunter"));
+/// assert!(shown.contains(r#""sasl.password": "[redacted]""#));
+/// assert!(shown.contains("alice") && shown.contains("/etc/kafka/ca.pem"));
 /// ```
+///
+/// # Secrets
+/// SSL and SASL settings are librdkafka properties ([`property`](Self::property) for every
+/// client). `Debug` shows every property name but replaces the values of secret ones
+/// (passwords, passphrases, secrets, private keys, tokens, `sasl.jaas.config`,
+/// `sasl.oauthbearer.config`) with `[redacted]`; the runtime never logs or puts properties into
+/// error messages.
 #[derive(Clone)]
 pub struct AppConfig {
     pub(crate) application_id: String,
@@ -81,8 +98,7 @@ pub struct AppConfig {
     pub(crate) startup_timeout: Duration,
     pub(crate) delivery_timeout: Duration,
     pub(crate) changelog_replication_factor: i32,
-    pub(crate) on_deserialization_error: OnBadRecord,
-    pub(crate) on_processing_error: OnBadRecord,
+    pub(crate) errors: ErrorPolicies,
     pub(crate) transactional_id: Option<String>,
     pub(crate) lmdb: LmdbOptions,
     pub(crate) handle_ctrl_c: bool,
@@ -91,24 +107,46 @@ pub struct AppConfig {
     pub(crate) observe: super::observe::ObserveConfig,
 }
 
+/// Whether a property's value is shown as `[redacted]` by `Debug`: passwords, passphrases,
+/// secrets, private keys (`ssl.key.pem`, `*.private.key.pem`), tokens, JAAS configs and
+/// `sasl.oauthbearer.config` (librdkafka marks the same properties sensitive). Names only: a
+/// value is never looked at.
 fn is_secret(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     n.contains("password")
+        || n.contains("passphrase")
         || n.contains("secret")
+        || n.contains("oauthbearer.config")
         || n.ends_with(".key")
         || n.contains("key.pem")
         || n.contains("token")
         || n.contains("jaas")
 }
 
+const REDACTED: &str = "[redacted]";
+
+/// The client error with the value of a secret property replaced by `[redacted]`: rdkafka's
+/// `KafkaError::ClientConfig` (a property librdkafka rejected at client creation, e.g. the Java
+/// client's `sasl.jaas.config`, which librdkafka does not know) carries the value, librdkafka's
+/// message may quote it, and `Display` and `Debug` print both.
+pub(crate) fn redact_client_error(e: KafkaError) -> KafkaError {
+    match e {
+        KafkaError::ClientConfig(res, desc, key, value) if is_secret(&key) => {
+            let desc = if value.is_empty() {
+                desc
+            } else {
+                desc.replace(&value, REDACTED)
+            };
+            KafkaError::ClientConfig(res, desc, key, REDACTED.to_owned())
+        }
+        e => e,
+    }
+}
+
 fn redacted(map: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
     map.iter()
         .map(|(k, v)| {
-            let v = if is_secret(k) {
-                "[redacted]"
-            } else {
-                v.as_str()
-            };
+            let v = if is_secret(k) { REDACTED } else { v.as_str() };
             (k.as_str(), v)
         })
         .collect()
@@ -133,8 +171,7 @@ impl fmt::Debug for AppConfig {
                 "changelog_replication_factor",
                 &self.changelog_replication_factor,
             )
-            .field("on_deserialization_error", &self.on_deserialization_error)
-            .field("on_processing_error", &self.on_processing_error)
+            .field("errors", &self.errors)
             .field("transactional_id", &self.transactional_id)
             .field("handle_ctrl_c", &self.handle_ctrl_c)
             .finish_non_exhaustive()
@@ -160,8 +197,7 @@ impl AppConfig {
             startup_timeout: Duration::from_secs(30),
             delivery_timeout: Duration::from_secs(120),
             changelog_replication_factor: -1,
-            on_deserialization_error: OnBadRecord::Fail,
-            on_processing_error: OnBadRecord::Fail,
+            errors: ErrorPolicies::default(),
             transactional_id: None,
             lmdb: LmdbOptions::default(),
             handle_ctrl_c: true,
@@ -262,7 +298,7 @@ impl AppConfig {
     /// What to do with records that cannot be deserialized (default: fail).
     #[must_use]
     pub fn on_deserialization_error(mut self, policy: OnBadRecord) -> Self {
-        self.on_deserialization_error = policy;
+        self.errors = self.errors.on_deserialization_error(policy);
         self
     }
 
@@ -270,7 +306,55 @@ impl AppConfig {
     /// [`Context::fail_record`](crate::Context::fail_record) (default: fail).
     #[must_use]
     pub fn on_processing_error(mut self, policy: OnBadRecord) -> Self {
-        self.on_processing_error = policy;
+        self.errors = self.errors.on_processing_error(policy);
+        self
+    }
+
+    /// What to do with records of source topic `topic` that cannot be deserialized (overrides
+    /// [`on_deserialization_error`](Self::on_deserialization_error) for that topic;
+    /// [`App::new`](super::App::new) rejects a topic the topology does not read).
+    #[must_use]
+    pub fn on_deserialization_error_for(
+        mut self,
+        topic: impl Into<String>,
+        policy: OnBadRecord,
+    ) -> Self {
+        self.errors = self.errors.on_deserialization_error_for(topic, policy);
+        self
+    }
+
+    /// What to do with failed records read from source topic `topic` (overrides
+    /// [`on_processing_error`](Self::on_processing_error) for that topic;
+    /// [`App::new`](super::App::new) rejects a topic the topology does not read).
+    #[must_use]
+    pub fn on_processing_error_for(
+        mut self,
+        topic: impl Into<String>,
+        policy: OnBadRecord,
+    ) -> Self {
+        self.errors = self.errors.on_processing_error_for(topic, policy);
+        self
+    }
+
+    /// What to do with output records that cannot be serialized, sent or delivered to their sink
+    /// topic (default: fail). Under exactly-once, a delivery error the broker reports always
+    /// fails (it makes the transaction abortable); changelog records always fail.
+    #[must_use]
+    pub fn on_production_error(mut self, policy: OnBadRecord) -> Self {
+        self.errors = self.errors.on_production_error(policy);
+        self
+    }
+
+    /// What to do with output records for sink topic `topic` that cannot be serialized, sent or
+    /// delivered (overrides [`on_production_error`](Self::on_production_error) for that topic;
+    /// [`App::new`](super::App::new) rejects a topic the topology does not write).
+    #[must_use]
+    pub fn on_production_error_for(
+        mut self,
+        topic: impl Into<String>,
+        policy: OnBadRecord,
+    ) -> Self {
+        self.errors = self.errors.on_production_error_for(topic, policy);
         self
     }
 
@@ -440,21 +524,95 @@ impl AppConfig {
 mod tests {
     use super::*;
 
+    /// Every secret property, set through each of the three property maps, is redacted; the
+    /// names and the non-secret values stay visible.
     #[test]
     fn debug_redacts_secrets() {
-        let c = AppConfig::new("app")
-            .property("sasl.password", "hunter2")
-            .property("ssl.key.password", "hunter3")
-            .consumer_property("sasl.oauthbearer.client.secret", "hunter4")
-            .producer_property("ssl.keystore.password", "hunter5")
-            .property("ssl.truststore.password", "hunter6")
-            .property("sasl.username", "alice")
-            .property("security.protocol", "SASL_SSL");
-        let d = format!("{c:?}");
-        assert!(!d.contains("hunter"), "{d}");
-        assert!(d.contains("SASL_SSL"), "{d}");
-        assert!(d.contains("alice"), "{d}");
-        assert!(d.contains("sasl.password"), "{d}");
+        const SECRETS: &[&str] = &[
+            "sasl.password",
+            "ssl.key.password",
+            "ssl.keystore.password",
+            "ssl.truststore.password",
+            "sasl.jaas.config",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.config",
+            "ssl.key.pem",
+            "sasl.oauthbearer.assertion.private.key.passphrase",
+        ];
+        type Setter = fn(AppConfig, String, String) -> AppConfig;
+        let setters: [(&str, Setter); 3] = [
+            ("property", |c, k, v| c.property(k, v)),
+            ("consumer_property", |c, k, v| c.consumer_property(k, v)),
+            ("producer_property", |c, k, v| c.producer_property(k, v)),
+        ];
+        for (setter, set) in setters {
+            let mut c = AppConfig::new("app")
+                .property("sasl.username", "alice")
+                .property("security.protocol", "SASL_SSL")
+                .property("ssl.ca.location", "/etc/kafka/ca.pem");
+            for (i, name) in SECRETS.iter().enumerate() {
+                c = set(c, (*name).to_owned(), format!("hunter{i}-via-{setter}"));
+            }
+            let d = format!("{c:?}");
+            let pretty = format!("{c:#?}");
+            for out in [&d, &pretty] {
+                assert!(!out.contains("hunter"), "{setter}: {out}");
+                for name in SECRETS {
+                    assert!(out.contains(name), "{setter}: {name} missing in {out}");
+                }
+                assert_eq!(out.matches("[redacted]").count(), SECRETS.len(), "{out}");
+                assert!(out.contains("SASL_SSL"), "{out}");
+                assert!(out.contains("alice"), "{out}");
+                assert!(out.contains("/etc/kafka/ca.pem"), "{out}");
+            }
+        }
+    }
+
+    #[test]
+    fn client_config_errors_do_not_show_secret_values() {
+        let c = AppConfig::new("app").property(
+            "sasl.jaas.config",
+            "PlainLoginModule required password=\"hunter9\";",
+        );
+        let e = c
+            .consumer_config("b:1")
+            .create::<rdkafka::consumer::BaseConsumer>()
+            .err()
+            .expect("librdkafka does not know sasl.jaas.config");
+        assert!(
+            format!("{e} {e:?}").contains("hunter9"),
+            "rdkafka shows it: {e}"
+        );
+        let e = redact_client_error(e);
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("hunter9"), "{shown}");
+        assert!(shown.contains("sasl.jaas.config"), "{shown}");
+        // Other properties' values stay: they tell what was wrong.
+        let e = AppConfig::new("app")
+            .property("security.protocol", "NOPE")
+            .consumer_config("b:1")
+            .create::<rdkafka::consumer::BaseConsumer>()
+            .err()
+            .map(redact_client_error)
+            .expect("bad protocol");
+        assert!(e.to_string().contains("NOPE"), "{e}");
+    }
+
+    #[test]
+    fn only_secret_names_are_redacted() {
+        for name in [
+            "sasl.username",
+            "sasl.mechanism",
+            "security.protocol",
+            "ssl.ca.location",
+            "ssl.keystore.location",
+            "ssl.endpoint.identification.algorithm",
+        ] {
+            assert!(!is_secret(name), "{name}");
+        }
+        for name in ["SASL.PASSWORD", "ssl.key.pem", "sasl.oauthbearer.token"] {
+            assert!(is_secret(name), "{name}");
+        }
     }
 
     #[test]

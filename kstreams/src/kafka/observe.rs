@@ -19,8 +19,8 @@
 //! | `kstreams_consumer_lag` | gauge | `topic`, `partition` | high watermark minus next offset to process |
 //! | `kstreams_restored_records_total` | counter | | changelog records restored |
 //! | `kstreams_restore_remaining_records` | gauge | `store`, `partition` | changelog records still to restore |
-//! | `kstreams_skipped_records_total` | counter | `topic`, `stage` | records skipped by `OnBadRecord::Skip` |
-//! | `kstreams_dead_lettered_records_total` | counter | `topic`, `stage` | records sent to a dead-letter topic |
+//! | `kstreams_skipped_records_total` | counter | `topic`, `stage` | records skipped by `OnBadRecord::Skip` (`stage`: `deserialize`, `process`, `produce`; `topic`: the input topic, the sink topic for `produce`) |
+//! | `kstreams_dead_lettered_records_total` | counter | `topic`, `stage` | records sent to a dead-letter topic (labels as for skipped) |
 //!
 //! The progress log is one `info` line every [`AppConfig::progress_log_interval`] (10 s by
 //! default) with the records per second in and out and the total lag.

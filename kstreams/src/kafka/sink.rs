@@ -5,15 +5,22 @@
 //! [`Sink::wait_acked`], which a commit calls: it returns only once every record sent so far is
 //! acknowledged, or with the delivery error. Keys are partitioned with murmur2, like the Java
 //! clients (`partitioner=murmur2_random`; changelog records carry their partition).
+//!
+//! Production errors go through the production policy of the sink topic (stage `produce`): a
+//! record librdkafka refuses at send time, and (at-least-once) a record the broker refuses at
+//! delivery. To name the input record a failed delivery came from, the delivery opaque of an
+//! output record is an index into a side table of origins (`(interned topic-partition, offset)`,
+//! 16 bytes, no allocation per record) that is cleared whenever nothing is outstanding at a commit.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 use rdkafka::TopicPartitionList;
@@ -21,7 +28,105 @@ use rdkafka::consumer::ConsumerGroupMetadata;
 
 use super::config::{AppConfig, ProcessingGuarantee};
 use crate::error::{Error, Result};
-use crate::record::ProducerRecord;
+use crate::record::{Headers, Origin, ProducerRecord};
+use crate::task::{
+    ErrorPolicies, OnBadRecord, count_dead_lettered, count_skipped, dead_letter_record, stage,
+};
+
+/// The kind of a record, in the low two bits of its delivery opaque; the other bits are an index.
+const KIND_BITS: usize = 2;
+const KIND_MASK: usize = 0b11;
+/// An output record; index 0: origin unknown, `i + 1`: `origins[i]`.
+const OUTPUT: usize = 0;
+/// A changelog record; index: the changelog topic.
+const CHANGELOG: usize = 1;
+/// A dead-letter record (its failure always fails).
+const DEAD_LETTER: usize = 2;
+/// An output record sent again alone after a size error; index as for [`OUTPUT`].
+const ALONE: usize = 3;
+
+/// A record the broker (or librdkafka) refused for what it is, not for the state of the cluster.
+fn is_record_error(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+        )
+    )
+}
+
+/// The broker checks `max.message.bytes` against a whole batch: a small record refused with a
+/// large one is sent again alone before its policy applies.
+fn is_size_error(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge
+        )
+    )
+}
+
+/// "a record to topic `t` partition p (the output of the record at topic `i` partition q offset o)".
+fn describe(topic: &str, partition: Option<i32>, origin: Option<&Origin>) -> String {
+    let mut s = format!("a record to topic `{topic}`");
+    if let Some(p) = partition {
+        let _ = write!(s, " partition {p}");
+    }
+    if let Some(o) = origin {
+        let _ = write!(s, " (the output of the record at {o})");
+    }
+    s
+}
+
+/// The production policies of the app, resolved only on the error path.
+#[derive(Debug, Default)]
+struct ProductionPolicies {
+    policies: ErrorPolicies,
+    /// Every dead-letter topic of every policy: a record for one of them always fails.
+    dead_letter_topics: BTreeSet<String>,
+}
+
+impl ProductionPolicies {
+    fn new(config: &AppConfig) -> Self {
+        let dead_letter_topics = config
+            .errors
+            .all()
+            .filter_map(|p| match p {
+                OnBadRecord::DeadLetter { topic } => Some(topic.clone()),
+                _ => None,
+            })
+            .collect();
+        ProductionPolicies {
+            policies: config.errors.clone(),
+            dead_letter_topics,
+        }
+    }
+
+    /// The policy of a record for `topic`, not a changelog.
+    fn policy(&self, topic: &str) -> OnBadRecord {
+        if self.dead_letter_topics.contains(topic) {
+            return OnBadRecord::Fail;
+        }
+        self.policies.production(topic).clone()
+    }
+}
+
+/// A record whose delivery failed, copied out of librdkafka's buffers (only on failure).
+#[derive(Debug)]
+struct Failed {
+    opaque: usize,
+    topic: String,
+    partition: i32,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    timestamp: i64,
+    headers: Headers,
+    error: KafkaError,
+}
 
 /// Forwards librdkafka's logs and errors to `tracing`.
 pub(crate) fn log_to_tracing(level: RDKafkaLogLevel, fac: &str, message: &str) {
@@ -41,7 +146,7 @@ pub(crate) fn log_to_tracing(level: RDKafkaLogLevel, fac: &str, message: &str) {
 #[derive(Debug, Default)]
 struct Deliveries {
     outstanding: u64,
-    errors: Vec<String>,
+    failed: Vec<Failed>,
     /// `(changelog index, partition)` to the next offset after the highest acknowledged one.
     changelog_acked: HashMap<(usize, i32), i64>,
 }
@@ -68,30 +173,43 @@ impl ClientContext for SinkContext {
 }
 
 impl ProducerContext for SinkContext {
-    /// 0 for an output record, `i + 1` for changelog topic `i`.
+    /// The record's kind in the low bits ([`OUTPUT`], [`CHANGELOG`], [`DEAD_LETTER`],
+    /// [`ALONE`]) and an index above them.
     type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, tag: usize) {
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         let mut s = self.lock();
         match result {
             Ok(m) => {
-                if tag > 0 {
+                if opaque & KIND_MASK == CHANGELOG {
                     let next = m.offset() + 1;
                     let e = s
                         .changelog_acked
-                        .entry((tag - 1, m.partition()))
+                        .entry((opaque >> KIND_BITS, m.partition()))
                         .or_insert(next);
                     *e = (*e).max(next);
                 }
             }
             Err((e, m)) => {
-                if s.errors.len() < 10 {
-                    s.errors.push(format!(
-                        "cannot deliver a record to topic `{}` partition {}: {e}",
-                        m.topic(),
-                        m.partition()
-                    ));
-                }
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key, h.value.map(<[u8]>::to_vec)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                s.failed.push(Failed {
+                    opaque,
+                    topic: m.topic().to_owned(),
+                    partition: m.partition(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    timestamp: m.timestamp().to_millis().unwrap_or(-1),
+                    headers,
+                    error: e.clone(),
+                });
+                self.idle.notify_all();
             }
         }
         s.outstanding = s.outstanding.saturating_sub(1);
@@ -110,6 +228,17 @@ pub(crate) struct Sink {
     transactional: bool,
     /// A transaction is open (begun at the first send after a commit or abort).
     in_transaction: bool,
+    policies: ProductionPolicies,
+    /// The origins' topic-partitions, interned.
+    origin_partitions: Vec<(Arc<str>, i32)>,
+    /// The origins of the output records sent since the last time nothing was outstanding:
+    /// `(index in origin_partitions, offset)`; an output's delivery opaque indexes it.
+    origins: Vec<(u32, i64)>,
+    /// The first delivery error that failed: every later wait fails with it too.
+    fatal: Option<String>,
+    /// Output records skipped and dead-lettered by the production policy, not yet reported.
+    skipped: u64,
+    dead_lettered: u64,
 }
 
 impl std::fmt::Debug for Sink {
@@ -125,6 +254,7 @@ impl Sink {
         let producer: ThreadedProducer<SinkContext> = config
             .producer_config(bootstrap)
             .create_with_context(SinkContext::default())
+            .map_err(super::config::redact_client_error)
             .map_err(|source| Error::Kafka {
                 context: "creating the producer".into(),
                 source,
@@ -149,6 +279,12 @@ impl Sink {
             delivery_timeout: config.delivery_timeout,
             transactional,
             in_transaction: false,
+            policies: ProductionPolicies::new(config),
+            origin_partitions: Vec::new(),
+            origins: Vec::new(),
+            fatal: None,
+            skipped: 0,
+            dead_lettered: 0,
         })
     }
 
@@ -228,8 +364,8 @@ impl Sink {
 
     /// Exactly-once, after an abort: forgets the aborted transaction's deliveries (their errors,
     /// and the changelog offsets acknowledged inside it), once the purged records reported back
-    /// (for at most 5 s).
-    pub(crate) fn clear_deliveries(&self) {
+    /// (for at most 5 s), and the delivery error that failed it.
+    pub(crate) fn clear_deliveries(&mut self) {
         let ctx = self.producer.context();
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut s = ctx.lock();
@@ -241,86 +377,190 @@ impl Sink {
                 .unwrap_or_else(|e| e.into_inner().0);
         }
         *s = Deliveries::default();
+        drop(s);
+        self.fatal = None;
+        self.origins.clear();
+        self.origin_partitions.clear();
     }
 
-    fn tag(&mut self, topic: &Arc<str>, changelog: bool) -> usize {
-        if !changelog {
-            return 0;
-        }
+    fn changelog_index(&mut self, topic: &Arc<str>) -> usize {
         match self.changelogs.iter().position(|t| t == topic) {
-            Some(i) => i + 1,
+            Some(i) => i,
             None => {
                 self.changelogs.push(topic.clone());
-                self.changelogs.len()
+                self.changelogs.len() - 1
             }
         }
     }
 
-    /// Sends records without waiting for acknowledgements (librdkafka batches them).
+    /// The opaque index of an output's origin: 0 when unknown, else its place in the side table
+    /// plus one. O(1) amortized: records come in runs of one input partition.
+    fn origin_index(&mut self, origin: Option<&Origin>) -> usize {
+        let Some(o) = origin else { return 0 };
+        let same = |(t, p): &(Arc<str>, i32)| {
+            *p == o.partition && (Arc::ptr_eq(t, &o.topic) || **t == *o.topic)
+        };
+        let tp = match self.origin_partitions.iter().rposition(same) {
+            Some(i) => i,
+            None => {
+                self.origin_partitions.push((o.topic.clone(), o.partition));
+                self.origin_partitions.len() - 1
+            }
+        };
+        self.origins.push((tp as u32, o.offset));
+        self.origins.len()
+    }
+
+    fn origin_at(&self, index: usize) -> Option<Origin> {
+        let (tp, offset) = *self.origins.get(index.checked_sub(1)?)?;
+        let (topic, partition) = self.origin_partitions.get(tp as usize)?;
+        Some(Origin {
+            topic: topic.clone(),
+            partition: *partition,
+            offset,
+        })
+    }
+
+    /// Sends records without waiting for acknowledgements (librdkafka batches them). A record
+    /// librdkafka refuses for what it is (too large, invalid) goes through the production policy
+    /// of its topic; a changelog record never does.
     pub(crate) fn send(&mut self, records: &[ProducerRecord], changelog: bool) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
         self.ensure_transaction()?;
         for r in records {
-            let tag = self.tag(&r.topic, changelog);
-            let mut headers = None;
-            if !r.headers.is_empty() {
-                let mut h = OwnedHeaders::new_with_capacity(r.headers.len());
-                for (key, value) in r.headers.iter() {
-                    h = h.insert(Header { key, value });
-                }
-                headers = Some(h);
-            }
-            let mut record: BaseRecord<'_, [u8], [u8], usize> =
-                BaseRecord::with_opaque_to(&r.topic, tag);
-            if let Some(k) = &r.key {
-                record = record.key(k.as_slice());
-            }
-            if let Some(v) = &r.value {
-                record = record.payload(v.as_slice());
-            }
-            if let Some(p) = r.partition {
-                record = record.partition(p);
-            }
-            if r.timestamp >= 0 {
-                record = record.timestamp(r.timestamp);
-            }
-            if let Some(h) = headers {
-                record = record.headers(h);
-            }
-            self.producer.context().lock().outstanding += 1;
-            let deadline = Instant::now() + self.delivery_timeout;
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        if Instant::now() > deadline {
-                            self.producer.context().lock().outstanding -= 1;
-                            return Err(Error::Runtime(format!(
-                                "the producer queue stayed full for {:?} while sending to `{}`",
-                                self.delivery_timeout, r.topic
-                            )));
-                        }
-                        record = back;
-                        // Backpressure: let the background thread serve delivery reports.
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Err((source, _)) => {
-                        let mut s = self.producer.context().lock();
-                        s.outstanding -= 1;
-                        if s.outstanding == 0 {
-                            self.producer.context().idle.notify_all();
-                        }
-                        return Err(Error::Kafka {
-                            context: format!("sending a record to topic `{}`", r.topic),
-                            source,
-                        });
-                    }
-                }
+            let opaque = if changelog {
+                (self.changelog_index(&r.topic) << KIND_BITS) | CHANGELOG
+            } else {
+                (self.origin_index(r.origin.as_ref()) << KIND_BITS) | OUTPUT
+            };
+            if let Some(source) = self.send_one(r, opaque)? {
+                self.on_send_error(r, changelog, source)?;
             }
         }
         Ok(())
+    }
+
+    /// A record librdkafka refused at send time: fail, skip or dead-letter it.
+    fn on_send_error(
+        &mut self,
+        r: &ProducerRecord,
+        changelog: bool,
+        source: KafkaError,
+    ) -> Result<()> {
+        let what = describe(&r.topic, r.partition, r.origin.as_ref());
+        let policy = if changelog {
+            OnBadRecord::Fail
+        } else {
+            self.policies.policy(&r.topic)
+        };
+        match policy {
+            OnBadRecord::Fail => Err(Error::Kafka {
+                context: format!("sending {what}"),
+                source,
+            }),
+            OnBadRecord::Skip => {
+                count_skipped(&r.topic, stage::PRODUCE, &what, &source);
+                self.skipped += 1;
+                Ok(())
+            }
+            OnBadRecord::DeadLetter { topic } => {
+                let message = format!("cannot send {what}: {source}");
+                let dead = dead_letter_record(
+                    &topic,
+                    r.origin.as_ref(),
+                    stage::PRODUCE,
+                    &message,
+                    Some(&r.topic),
+                    r.key.clone(),
+                    r.value.clone(),
+                    r.timestamp,
+                    r.headers.clone(),
+                );
+                self.send_dead_letter(&dead, &what)?;
+                count_dead_lettered(&r.topic, stage::PRODUCE, &what, &source, &topic);
+                self.dead_lettered += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn send_dead_letter(&mut self, dead: &ProducerRecord, what: &str) -> Result<()> {
+        match self.send_one(dead, DEAD_LETTER)? {
+            None => Ok(()),
+            Some(source) => Err(Error::Kafka {
+                context: format!("dead-lettering {what} to topic `{}`", dead.topic),
+                source,
+            }),
+        }
+    }
+
+    /// Sends one record, waiting while the queue is full. `Ok(Some(error))`: librdkafka refused
+    /// this record for what it is ([`is_record_error`]); any other refusal is an error.
+    fn send_one(&mut self, r: &ProducerRecord, opaque: usize) -> Result<Option<KafkaError>> {
+        let mut headers = None;
+        if !r.headers.is_empty() {
+            let mut h = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (key, value) in r.headers.iter() {
+                h = h.insert(Header { key, value });
+            }
+            headers = Some(h);
+        }
+        let mut record: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(&r.topic, opaque);
+        if let Some(k) = &r.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(v) = &r.value {
+            record = record.payload(v.as_slice());
+        }
+        if let Some(p) = r.partition {
+            record = record.partition(p);
+        }
+        if r.timestamp >= 0 {
+            record = record.timestamp(r.timestamp);
+        }
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
+        self.producer.context().lock().outstanding += 1;
+        let deadline = Instant::now() + self.delivery_timeout;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(None),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    if Instant::now() > deadline {
+                        self.producer.context().lock().outstanding -= 1;
+                        return Err(Error::Runtime(format!(
+                            "the producer queue stayed full for {:?} while sending to `{}`",
+                            self.delivery_timeout, r.topic
+                        )));
+                    }
+                    record = back;
+                    // Backpressure: let the background thread serve delivery reports.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((source, _)) => {
+                    let mut s = self.producer.context().lock();
+                    s.outstanding -= 1;
+                    if s.outstanding == 0 {
+                        self.producer.context().idle.notify_all();
+                    }
+                    drop(s);
+                    if is_record_error(&source) {
+                        return Ok(Some(source));
+                    }
+                    return Err(Error::Kafka {
+                        context: format!(
+                            "sending {}",
+                            describe(&r.topic, r.partition, r.origin.as_ref())
+                        ),
+                        source,
+                    });
+                }
+            }
+        }
     }
 
     /// How many records are sent but not yet acknowledged.
@@ -328,18 +568,76 @@ impl Sink {
         self.producer.context().lock().outstanding
     }
 
-    /// Waits until every record sent so far is acknowledged; fails on the first delivery error or
-    /// after the delivery timeout.
-    pub(crate) fn wait_acked(&self) -> Result<()> {
+    /// Output records skipped and dead-lettered by the production policy since the last call.
+    pub(crate) fn take_handled(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.skipped),
+            std::mem::take(&mut self.dead_lettered),
+        )
+    }
+
+    /// Waits until every record sent so far is acknowledged, or dead-lettered (acknowledged too)
+    /// or skipped by the production policy; fails on a delivery error the policy does not handle,
+    /// or after the delivery timeout. Once it failed, every later call fails too (a record may
+    /// have been neither delivered nor handled: nothing may be committed after it).
+    pub(crate) fn wait_acked(&mut self) -> Result<()> {
+        if let Some(e) = &self.fatal {
+            return Err(Error::Runtime(e.clone()));
+        }
+        self.wait_acked_once().map_err(|e| {
+            let message = e.to_string();
+            self.fatal = Some(message.clone());
+            Error::Runtime(message)
+        })
+    }
+
+    fn wait_acked_once(&mut self) -> Result<()> {
+        // Records refused with a size error, to send again one at a time.
+        let mut alone: std::collections::VecDeque<Failed> = Default::default();
+        loop {
+            let failed = self.wait_event()?;
+            if failed.is_empty() {
+                // Nothing outstanding.
+                let Some(f) = alone.pop_front() else {
+                    self.origins.clear();
+                    self.origin_partitions.clear();
+                    return Ok(());
+                };
+                let record = ProducerRecord {
+                    topic: f.topic.as_str().into(),
+                    partition: Some(f.partition),
+                    key: f.key,
+                    value: f.value,
+                    timestamp: f.timestamp,
+                    headers: f.headers,
+                    origin: None,
+                };
+                let opaque = (f.opaque & !KIND_MASK) | ALONE;
+                if let Some(source) = self.send_one(&record, opaque)? {
+                    let origin = self.origin_at(f.opaque >> KIND_BITS);
+                    let r = ProducerRecord { origin, ..record };
+                    self.on_send_error(&r, false, source)?;
+                }
+                continue;
+            }
+            for f in failed {
+                self.on_delivery_failure(f, &mut alone)?;
+            }
+        }
+    }
+
+    /// Waits until nothing is outstanding (returns no failure) or a delivery failed (returns the
+    /// failures so far).
+    fn wait_event(&self) -> Result<Vec<Failed>> {
         let ctx = self.producer.context();
         let deadline = Instant::now() + self.delivery_timeout + Duration::from_secs(5);
         let mut s = ctx.lock();
         loop {
-            if !s.errors.is_empty() {
-                return Err(Error::Runtime(s.errors.join("; ")));
+            if !s.failed.is_empty() {
+                return Ok(std::mem::take(&mut s.failed));
             }
             if s.outstanding == 0 {
-                return Ok(());
+                return Ok(Vec::new());
             }
             let now = Instant::now();
             if now > deadline {
@@ -354,6 +652,61 @@ impl Sink {
                 .wait_timeout(s, wait)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    /// A delivery the broker refused: fail, send again alone (a size error in a batch), skip or
+    /// dead-letter. Changelog and dead-letter records, errors that are not about the record, and
+    /// every delivery error under exactly-once (the transaction is abortable) fail.
+    fn on_delivery_failure(
+        &mut self,
+        f: Failed,
+        alone: &mut std::collections::VecDeque<Failed>,
+    ) -> Result<()> {
+        let kind = f.opaque & KIND_MASK;
+        let output = kind == OUTPUT || kind == ALONE;
+        let origin = if output {
+            self.origin_at(f.opaque >> KIND_BITS)
+        } else {
+            None
+        };
+        let what = describe(&f.topic, Some(f.partition), origin.as_ref());
+        let message = format!("cannot deliver {what}: {}", f.error);
+        if !output || self.transactional || !is_record_error(&f.error) {
+            return Err(Error::Runtime(message));
+        }
+        let policy = self.policies.policy(&f.topic);
+        if policy == OnBadRecord::Fail && kind == ALONE {
+            return Err(Error::Runtime(message));
+        }
+        if kind == OUTPUT && is_size_error(&f.error) {
+            alone.push_back(f);
+            return Ok(());
+        }
+        match policy {
+            OnBadRecord::Fail => Err(Error::Runtime(message)),
+            OnBadRecord::Skip => {
+                count_skipped(&f.topic, stage::PRODUCE, &what, &f.error);
+                self.skipped += 1;
+                Ok(())
+            }
+            OnBadRecord::DeadLetter { topic } => {
+                let dead = dead_letter_record(
+                    &topic,
+                    origin.as_ref(),
+                    stage::PRODUCE,
+                    &message,
+                    Some(&f.topic),
+                    f.key,
+                    f.value,
+                    f.timestamp,
+                    f.headers,
+                );
+                self.send_dead_letter(&dead, &what)?;
+                count_dead_lettered(&f.topic, stage::PRODUCE, &what, &f.error, &topic);
+                self.dead_lettered += 1;
+                Ok(())
+            }
         }
     }
 

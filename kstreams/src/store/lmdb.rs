@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use std::fs::{File, TryLockError};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithoutTls};
@@ -56,7 +56,12 @@ pub(super) struct LmdbState {
     dbs: Vec<Database<Bytes, Bytes>>,
     meta: Database<Bytes, Bytes>,
     path: PathBuf,
+    /// The stores and the task, for errors.
+    what: String,
     max_map_size: usize,
+    /// Set when a resize failed inside LMDB: its map is gone (`mdb_env_set_mapsize` unmaps
+    /// before it remaps), so any further use would touch unmapped memory.
+    broken: AtomicBool,
     commits: AtomicU64,
     _lock: File,
 }
@@ -72,8 +77,9 @@ pub(super) fn is_map_full(e: &Error) -> bool {
 }
 
 /// Allocates disk blocks for the first `size` bytes of the data file, so that LMDB's write map
-/// never touches a page the file system cannot back.
-fn reserve(path: &Path, size: usize) -> Result<()> {
+/// never touches a page the file system cannot back. `what` names the stores and the task, for
+/// the error.
+fn reserve(path: &Path, size: usize, what: &str) -> Result<()> {
     use std::os::fd::AsRawFd;
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -82,7 +88,7 @@ fn reserve(path: &Path, size: usize) -> Result<()> {
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     let len = libc::off_t::try_from(size).map_err(|_| {
         Error::Store(format!(
-            "LMDB map size {size} is too large for this platform"
+            "LMDB map size {size} of {what} is too large for this platform"
         ))
     })?;
     // SAFETY: `posix_fallocate` on a file descriptor we own for the duration of the call.
@@ -90,16 +96,42 @@ fn reserve(path: &Path, size: usize) -> Result<()> {
     match rc {
         0 => Ok(()),
         libc::ENOSPC => Err(Error::Store(format!(
-            "no disk space left to reserve {size} bytes for the LMDB map {}: free disk space, then restart (state is intact)",
+            "no disk space left to reserve {size} bytes for the LMDB map of {what} ({}): \
+             the batch was not applied; free disk space, then restart (the state on disk is intact)",
+            path.display()
+        ))),
+        libc::EFBIG => Err(Error::Store(format!(
+            "the file size limit (RLIMIT_FSIZE, `ulimit -f`) does not allow {size} bytes for the \
+             LMDB map of {what} ({}): the batch was not applied; raise the limit, then restart \
+             (the state on disk is intact)",
             path.display()
         ))),
         // File systems without fallocate (EOPNOTSUPP, EINVAL): fall back to a sparse file.
         libc::EOPNOTSUPP | libc::EINVAL => Ok(()),
         errno => Err(Error::io(
-            format!("reserving {size} bytes for {}", path.display()),
+            format!(
+                "reserving {size} bytes for the LMDB map of {what} ({})",
+                path.display()
+            ),
             std::io::Error::from_raw_os_error(errno),
         )),
     }
+}
+
+/// "store `a` of task 1_0" / "stores `a`, `b` of task 1_0": the task is the environment's
+/// directory name (`<state dir>/<application id>/<task id>`).
+fn describe(dir: &Path, names: &[String]) -> String {
+    let stores = names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let task = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string());
+    let s = if names.len() == 1 { "" } else { "s" };
+    format!("store{s} {stores} of task {task}")
 }
 
 fn page_size() -> usize {
@@ -142,8 +174,9 @@ impl LmdbState {
             opts.open(dir)
         }
         .map_err(lmdb_err)?;
+        let what = describe(dir, names);
         // Reserve the map on disk before the first write transaction (see the module docs).
-        reserve(&dir.join("data.mdb"), env.info().map_size)?;
+        reserve(&dir.join("data.mdb"), env.info().map_size, &what)?;
         let mut wtxn = env.write_txn().map_err(lmdb_err)?;
         let mut dbs = Vec::with_capacity(names.len());
         for name in names {
@@ -161,7 +194,9 @@ impl LmdbState {
             dbs,
             meta,
             path: dir.to_owned(),
+            what,
             max_map_size: options.max_map_size,
+            broken: AtomicBool::new(false),
             commits: AtomicU64::new(0),
             _lock: lock,
         })
@@ -183,11 +218,13 @@ impl LmdbState {
     }
 
     /// Grows the map when more than half of it is in use, so that most batches never meet
-    /// `MDB_MAP_FULL`. Called with no transaction open.
+    /// `MDB_MAP_FULL`. Called with no transaction open. A map already at its maximum is left
+    /// alone: writes that still fit must go on (only a real `MDB_MAP_FULL` is an error).
     pub(super) fn grow_if_needed(&self) -> Result<()> {
+        self.check_usable()?;
         let info = self.env.info();
         let used = (info.last_page_number + 1) * page_size();
-        if used * 2 > info.map_size {
+        if used * 2 > info.map_size && info.map_size < self.max_map_size {
             self.grow()?;
         }
         Ok(())
@@ -195,10 +232,14 @@ impl LmdbState {
 
     /// Doubles the map. Called with no transaction open.
     pub(super) fn grow(&self) -> Result<()> {
+        self.check_usable()?;
         let current = self.env.info().map_size;
         if current >= self.max_map_size {
             return Err(Error::Store(format!(
-                "LMDB map of {} is full at its maximum size of {} bytes (raise LmdbOptions::max_map_size)",
+                "the LMDB map of {} ({}) is full at its maximum size of {} bytes \
+                 (LmdbOptions::max_map_size, set with AppConfig::lmdb): the batch was not applied; \
+                 raise the maximum, then restart (the state on disk is intact)",
+                self.what,
                 self.path.display(),
                 self.max_map_size
             )));
@@ -206,15 +247,32 @@ impl LmdbState {
         let new_size =
             (current.saturating_mul(2)).min(self.max_map_size) / page_size() * page_size();
         tracing::debug!(path = %self.path.display(), from = current, to = new_size, "growing LMDB map");
-        reserve(&self.path.join("data.mdb"), new_size)?;
+        reserve(&self.path.join("data.mdb"), new_size, &self.what)?;
         // SAFETY: `mdb_env_set_mapsize` may be called on an open environment when no transaction
         // is active in this process. `StateStores` owns the only handle to this environment and
         // calls `grow` only between transactions (`&mut self` in `StateStores::transaction`, with
         // the previous `StateTxn` dropped); read transactions are local to `read_meta`.
-        unsafe { self.env.resize(new_size) }.map_err(|e| self.err(e))
+        unsafe { self.env.resize(new_size) }.map_err(|e| {
+            // LMDB unmapped the old map before it failed to map the new one.
+            self.broken.store(true, Ordering::Relaxed);
+            self.err(e)
+        })
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        if self.broken.load(Ordering::Relaxed) {
+            return Err(Error::Store(format!(
+                "the LMDB environment of {} ({}) cannot be used after a failed resize: restart \
+                 (the state on disk is intact)",
+                self.what,
+                self.path.display()
+            )));
+        }
+        Ok(())
     }
 
     pub(super) fn begin(&self) -> Result<LmdbTxn<'_>> {
+        self.check_usable()?;
         let txn = self.env.write_txn().map_err(|e| self.err(e))?;
         Ok(LmdbTxn {
             state: self,
@@ -223,6 +281,7 @@ impl LmdbState {
     }
 
     pub(super) fn read_meta(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.check_usable()?;
         let rtxn = self.env.read_txn().map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for item in self.meta.iter(&rtxn).map_err(|e| self.err(e))? {
@@ -233,7 +292,18 @@ impl LmdbState {
     }
 
     pub(super) fn sync(&self) -> Result<()> {
+        self.check_usable()?;
         self.env.force_sync().map_err(|e| self.err(e))
+    }
+}
+
+impl Drop for LmdbState {
+    fn drop(&mut self) {
+        if self.broken.load(Ordering::Relaxed) {
+            // `mdb_env_close` would `munmap` the stale address of the lost map, which by now may
+            // belong to another mapping (another task's map): leak the environment instead.
+            std::mem::forget(self.env.clone());
+        }
     }
 }
 

@@ -653,13 +653,19 @@ impl StateStores {
                 l.grow_if_needed()?;
             }
             let txn = self.begin()?;
-            match f(&txn) {
-                Ok(r) => {
-                    txn.commit()?;
-                    return Ok(r);
-                }
-                Err(e) if attempts < 8 && lmdb::is_map_full(&e) => {
+            // The commit can meet MDB_MAP_FULL too (LMDB allocates pages for its free list
+            // while committing); a failed commit aborts the transaction, so it is retried as
+            // a failed `f` is.
+            let outcome = match f(&txn) {
+                Ok(r) => txn.commit().map(|()| r),
+                Err(e) => {
                     drop(txn);
+                    Err(e)
+                }
+            };
+            match outcome {
+                Ok(r) => return Ok(r),
+                Err(e) if attempts < 8 && lmdb::is_map_full(&e) => {
                     attempts += 1;
                     if let Some(l) = &self.lmdb {
                         l.grow()?;

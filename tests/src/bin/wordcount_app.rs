@@ -5,11 +5,24 @@
 //! wordcount_app BOOTSTRAP APP_ID INPUT WORDS OUTPUT STATE_DIR alo|eos BATCH_MAX_RECORDS
 //! ```
 //!
+//! Optional environment variables, for fault tests (unset: the library's defaults):
+//!
+//! - `KSTREAMS_TEST_SESSION_TIMEOUT_MS`: the consumer's `session.timeout.ms` (a SIGKILLed member
+//!   leaves the group after this long; librdkafka's default is 45 s);
+//! - `KSTREAMS_TEST_LMDB_INITIAL_MAP_BYTES`, `KSTREAMS_TEST_LMDB_MAX_MAP_BYTES`:
+//!   [`LmdbOptions`](kstreams::store::LmdbOptions);
+//! - `KSTREAMS_TEST_STATUS_FILE`: a file rewritten every 100 ms (write to `.tmp`, rename) with
+//!   the app's status, one `name=value` a line: `assigned` (`topic:partition`, comma-separated),
+//!   `processed`, `restored`, `commits`, `rebalances`.
+//!
 //! Exits 0 after a graceful stop, 1 with the error on stderr otherwise.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use kstreams::kafka::{App, AppConfig, ProcessingGuarantee};
+use kstreams::kafka::{App, AppConfig, AppStatus, ProcessingGuarantee};
+use kstreams::store::LmdbOptions;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -46,7 +59,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         "eos" => ProcessingGuarantee::ExactlyOnce,
         other => return Err(format!("guarantee `{other}`: alo or eos").into()),
     };
-    let config = AppConfig::new(app_id)
+    let mut config = AppConfig::new(app_id)
         .bootstrap_servers(bootstrap)
         .state_dir(state)
         .processing_guarantee(guarantee)
@@ -54,8 +67,56 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .commit_interval(Duration::from_millis(100))
         .startup_timeout(Duration::from_secs(30))
         .handle_ctrl_c(true);
+    if let Some(ms) = env_number("KSTREAMS_TEST_SESSION_TIMEOUT_MS")? {
+        config = config.consumer_property("session.timeout.ms", ms.to_string());
+    }
+    let initial = env_number("KSTREAMS_TEST_LMDB_INITIAL_MAP_BYTES")?;
+    let max = env_number("KSTREAMS_TEST_LMDB_MAX_MAP_BYTES")?;
+    if initial.is_some() || max.is_some() {
+        let d = LmdbOptions::default();
+        config = config.lmdb(LmdbOptions {
+            initial_map_size: initial.unwrap_or(d.initial_map_size),
+            max_map_size: max.unwrap_or(d.max_map_size),
+        });
+    }
     let topology = kstreams_examples::wordcount::topology(input, words, output)?;
-    let app = App::new(topology, config)?;
+    let app = Arc::new(App::new(topology, config)?);
+    if let Some(path) = std::env::var_os("KSTREAMS_TEST_STATUS_FILE") {
+        let (app, path) = (app.clone(), PathBuf::from(path));
+        tokio::spawn(async move {
+            loop {
+                // Best effort: a status that cannot be written is simply not updated.
+                let _ = write_status(&path, &app.status());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    }
     app.run().await?;
     Ok(())
+}
+
+fn env_number(name: &str) -> Result<Option<usize>, Box<dyn std::error::Error>> {
+    match std::env::var(name) {
+        Ok(v) => Ok(Some(
+            v.parse()
+                .map_err(|e| format!("{name}=`{v}`: not a number: {e}"))?,
+        )),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(e) => Err(format!("{name}: {e}").into()),
+    }
+}
+
+fn write_status(path: &std::path::Path, s: &AppStatus) -> std::io::Result<()> {
+    let assigned: Vec<String> = s.assigned.iter().map(|(t, p)| format!("{t}:{p}")).collect();
+    let text = format!(
+        "assigned={}\nprocessed={}\nrestored={}\ncommits={}\nrebalances={}\n",
+        assigned.join(","),
+        s.processed_records,
+        s.restored_records,
+        s.commits,
+        s.rebalances
+    );
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
