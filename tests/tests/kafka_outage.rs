@@ -9,8 +9,11 @@
 //! commit cannot reach the broker, and it must end with an error naming the commit rather than
 //! hang or pretend success.
 //!
-//! Known to flake (7 failures in 30 runs, see NOTES-outage.md): after the restart, a group
-//! consumer sometimes cannot reach its coordinator for over a minute.
+//! The broker is killed (SIGKILL), not stopped gracefully: a single broker's controlled shutdown
+//! drops the leadership of every partition while its transaction coordinator still runs, and a
+//! transaction completing at that moment has its markers skipped and hangs for good (the group's
+//! offsets stay unstable and `read_committed` readers stop at it), which no client can repair. That
+//! is a broker defect, seen here as 1 run in 9, so it is documented, not tested.
 //!
 //! One broker and one outage serve all four: a private broker costs 6-30 s to start and as much to
 //! restart on a busy machine.
@@ -155,10 +158,10 @@ async fn broker_down_10_s_mid_stream_apps_recover_by_themselves_and_lose_nothing
         "not mid-stream: (updates out, words before the outage) {progress:?}"
     );
 
-    broker.stop_keeping_data();
+    broker.kill_keeping_data();
     let down = Instant::now();
     eprintln!(
-        "broker stopped at {:?}; (updates out, words before the outage): {progress:?}",
+        "broker killed at {:?}; (updates out, words before the outage): {progress:?}",
         test_began.elapsed()
     );
 
