@@ -1063,6 +1063,17 @@ impl PrivateBroker {
         self.script(&["stop", "--kill", "--keep-data"]);
     }
 
+    /// The lines of the broker's log (`run/broker.log`, every run of this broker) that contain
+    /// every one of `needles`; none if the log cannot be read.
+    pub fn log_lines_with(&self, needles: &[&str]) -> Vec<String> {
+        std::fs::read_to_string(self.home.path().join("run/broker.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Starts the stopped broker again on its data and port; returns once it serves.
     pub fn start_again(&self) {
         let b = self.script_start();

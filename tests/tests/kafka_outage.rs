@@ -9,11 +9,18 @@
 //! commit cannot reach the broker, and it must end with an error naming the commit rather than
 //! hang or pretend success.
 //!
-//! The broker is killed (SIGKILL), not stopped gracefully: a single broker's controlled shutdown
-//! drops the leadership of every partition while its transaction coordinator still runs, and a
-//! transaction completing at that moment has its markers skipped and hangs for good (the group's
-//! offsets stay unstable and `read_committed` readers stop at it), which no client can repair. That
-//! is a broker defect, seen here as 1 run in 9, so it is documented, not tested.
+//! A Kafka defect of single-broker clusters gets in the way of the exactly-once half: a transaction
+//! that is completing (between `EndTxn` and its markers) when the only broker stops, gracefully or
+//! not, has its markers skipped by the broker's transaction coordinator ("Couldn't find leader
+//! endpoint ... likely deleted already": at shutdown, and at the restart while the broker is
+//! still fenced). The transaction then hangs in its partitions for good; no client can repair it.
+//! Measured here with 100 ms commits: 1 run in 13 (graceful stop), 3 in 9 (SIGKILL). The test
+//! makes it rare (the broker is killed, no controlled shutdown; the exactly-once app commits every
+//! second, so a kill rarely falls inside a commit) and, when the broker log shows it for the
+//! exactly-once app's transactional id, runs the whole scenario again on a fresh broker (at most 3
+//! attempts; each one is reported). A run that hits it asserts nothing more: the broker broke the
+//! transaction, not the app. The app's side of it (it stalls and fails with an error naming a
+//! possible hanging transaction, it never loses state) is in `docs/design/broker-outage.md`.
 //!
 //! One broker and one outage serve all four: a private broker costs 6-30 s to start and as much to
 //! restart on a busy machine.
@@ -67,8 +74,31 @@ fn assert_exactly_once(b: &str, t: &WordCountTopics, lines: &[String]) {
     );
 }
 
+const ATTEMPTS: u32 = 3;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_10_s_mid_stream_apps_recover_by_themselves_and_lose_nothing() {
+    let mut defects = Vec::new();
+    for attempt in 1..=ATTEMPTS {
+        match outage_scenario().await {
+            Ok(()) => {
+                if !defects.is_empty() {
+                    eprintln!("passed at attempt {attempt}; the broker defect hit: {defects:#?}");
+                }
+                return;
+            }
+            Err(defect) => {
+                eprintln!("attempt {attempt}: the broker skipped transaction markers: {defect}");
+                defects.push(defect);
+            }
+        }
+    }
+    panic!("the broker skipped transaction markers in all {ATTEMPTS} attempts: {defects:#?}");
+}
+
+/// The scenario, on a broker of its own. `Err`: the broker skipped the transaction markers of the
+/// exactly-once app (the defect above, the broker log line), so exactly-once cannot be judged.
+async fn outage_scenario() -> Result<(), String> {
     let test_began = Instant::now();
     let broker = PrivateBroker::start();
     let b = broker.bootstrap().to_owned();
@@ -103,7 +133,16 @@ async fn broker_down_10_s_mid_stream_apps_recover_by_themselves_and_lose_nothing
     let bound_state = tempfile::tempdir().expect("tempdir");
     // Small batches, so that the bulk takes a while.
     let mut alo_app = AppProcess::start(EXE, &b, &alo, alo_state.path(), "alo", 10);
-    let mut eos_app = AppProcess::start(EXE, &b, &eos, eos_state.path(), "eos", 10);
+    // Commits every second, not every 100 ms: a kill then rarely falls inside a commit.
+    let mut eos_app = AppProcess::start_with(
+        EXE,
+        &b,
+        &eos,
+        eos_state.path(),
+        "eos",
+        10,
+        &ProcessOptions::default().env("KSTREAMS_TEST_COMMIT_INTERVAL_MS", 1000),
+    );
     let short_app = Arc::new(
         App::new(
             short.topology(),
@@ -203,11 +242,32 @@ async fn broker_down_10_s_mid_stream_apps_recover_by_themselves_and_lose_nothing
         test_began.elapsed()
     );
 
+    // The defect, for the exactly-once app's transactional id (`<app id>-<hash>`).
+    let eos_txn = format!("transaction markers for {}-", eos.app_id);
+    let defect = || {
+        broker
+            .log_lines_with(&["likely deleted already", &eos_txn])
+            .into_iter()
+            .next()
+    };
+    let stop_in_process = || {
+        short_app.shutdown_handle().shutdown();
+    };
+
     produce_lines(&b, &alo.input, alo.partitions, &alo_after);
     produce_lines(&b, &eos.input, eos.partitions, &eos_after);
     produce_lines(&b, &short.input, short.partitions, &short_after);
-    // Every wait fails at once if an app died, rather than at its timeout.
+    // Every wait ends at once if the broker defect shows (checked first: it may make the
+    // exactly-once app give up) and fails at once if an app died, rather than at its timeout.
+    let found = std::cell::RefCell::new(None::<String>);
     let alive = |alo_app: &mut AppProcess, eos_app: &mut AppProcess| {
+        if found.borrow().is_some() {
+            return false;
+        }
+        if let Some(line) = defect() {
+            *found.borrow_mut() = Some(line);
+            return false;
+        }
         assert!(
             !alo_app.exited(),
             "the at-least-once app died after the outage"
@@ -220,32 +280,44 @@ async fn broker_down_10_s_mid_stream_apps_recover_by_themselves_and_lose_nothing
             !short_run.is_finished(),
             "the short-session app died after the outage"
         );
+        true
     };
+    // After each wait: the defect ends the attempt.
+    macro_rules! or_defect {
+        () => {
+            if let Some(line) = found.borrow().clone().or_else(defect) {
+                stop_in_process();
+                return Err(line);
+            }
+        };
+    }
     for t in [&alo, &short] {
         for topic in [&t.input, &t.words] {
             let end = end_offsets(&b, topic, t.partitions);
             wait_for(&format!("`{topic}` committed"), WAIT, || {
-                alive(&mut alo_app, &mut eos_app);
-                group_committed_to(&b, &t.app_id, &end)
+                !alive(&mut alo_app, &mut eos_app) || group_committed_to(&b, &t.app_id, &end)
             })
             .await;
+            or_defect!();
         }
     }
     // Transactional topics end with a commit marker that no consumer commits past: wait for the
     // lines to be committed and the committed output to hold every update.
     let eos_lines_end = end_offsets(&b, &eos.input, eos.partitions);
     wait_for("exactly-once: lines committed", WAIT, || {
-        alive(&mut alo_app, &mut eos_app);
-        group_committed_to(&b, &eos.app_id, &eos_lines_end)
+        !alive(&mut alo_app, &mut eos_app) || group_committed_to(&b, &eos.app_id, &eos_lines_end)
     })
     .await;
+    or_defect!();
     let eos_total = words_of(&eos_lines);
     wait_for("exactly-once: every update committed", WAIT, || {
-        alive(&mut alo_app, &mut eos_app);
-        read_all_committed(&b, &eos.output, eos.partitions).len() as u64 >= eos_total
+        !alive(&mut alo_app, &mut eos_app)
+            || read_all_committed(&b, &eos.output, eos.partitions).len() as u64 >= eos_total
     })
     .await;
+    or_defect!();
     alive(&mut alo_app, &mut eos_app);
+    or_defect!();
     alo_app.stop();
     eos_app.stop();
     short_app.shutdown_handle().shutdown();
@@ -259,6 +331,8 @@ async fn broker_down_10_s_mid_stream_apps_recover_by_themselves_and_lose_nothing
     assert_at_least_once_counts(&got, &independent_count(&alo_lines));
     let got = last_counts(&read_all(&b, &short.output, short.partitions));
     assert_at_least_once_counts(&got, &independent_count(&short_lines));
+    or_defect!();
     assert_exactly_once(&b, &eos, &eos_lines);
     eprintln!("done in {:?}", test_began.elapsed());
+    Ok(())
 }

@@ -518,6 +518,7 @@ impl Engine {
                 &mut running.task,
                 self.config.restore_batch_records,
                 self.config.startup_timeout,
+                self.exactly_once(),
             )?;
             if outcome == Restored::LocalStateInvalid {
                 let path = running.task.state_path();
@@ -534,6 +535,7 @@ impl Engine {
                     &mut running.task,
                     self.config.restore_batch_records,
                     self.config.startup_timeout,
+                    self.exactly_once(),
                 )?;
             }
             if let Restored::Done(n) = outcome {
@@ -685,7 +687,16 @@ impl Engine {
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    return Err(Error::Runtime(format!(
+                        "exactly-once: the tasks could not be reopened after an aborted \
+                         transaction within {:?} (the bound is the delivery timeout, {bound:?}): \
+                         {e}. If the broker is up, a transaction it never completed (a hanging \
+                         transaction, `kafka-transactions.sh find-hanging`) keeps the committed \
+                         offsets or the changelog unstable",
+                        began.elapsed()
+                    )));
+                }
             }
         }
         tracing::warn!(

@@ -57,11 +57,20 @@ fn raw<'a>(m: &'a BorrowedMessage<'a>) -> RawRecord<'a> {
 }
 
 /// Restores every changelogged store of `task` from its changelog partition.
+///
+/// `read_committed` (exactly-once): the consumer's "high watermark" is then the last stable offset,
+/// which trails the log while a transaction on the changelog is not decided yet (its markers are
+/// written a few ms after `commit_transaction` returns, or never, if the broker skipped them: a
+/// hanging transaction). Local state that recorded more than that is not taken for a recreated
+/// changelog: the restore waits up to `timeout` for the stable offset to reach it, and otherwise
+/// fails. Wiping the state and restoring only up to a stable offset that trails committed
+/// transactions would silently lose their effects.
 pub(crate) fn restore_task(
     consumer: &BaseConsumer<RestoreContext>,
     task: &mut Task,
     batch_records: usize,
     timeout: Duration,
+    read_committed: bool,
 ) -> Result<Restored> {
     let partition = task.id().partition;
     let position = task.position()?;
@@ -73,15 +82,38 @@ pub(crate) fn restore_task(
         .collect();
     let mut total = 0;
     for (store, topic) in stores {
-        let (low, high) = consumer
-            .fetch_watermarks(&topic, partition, timeout)
-            .map_err(|source| Error::Kafka {
-                context: format!(
-                    "reading the offsets of changelog `{topic}` partition {partition}"
-                ),
-                source,
-            })?;
+        let watermarks = || {
+            consumer
+                .fetch_watermarks(&topic, partition, timeout)
+                .map_err(|source| Error::Kafka {
+                    context: format!(
+                        "reading the offsets of changelog `{topic}` partition {partition}"
+                    ),
+                    source,
+                })
+        };
+        let (low, mut high) = watermarks()?;
         let recorded = position.changelog(&store);
+        if read_committed && recorded.is_some_and(|r| r > high) {
+            let waited = Instant::now();
+            while recorded.is_some_and(|r| r > high) && waited.elapsed() < timeout {
+                std::thread::sleep(Duration::from_millis(100));
+                high = watermarks()?.1;
+            }
+            if let Some(r) = recorded.filter(|r| *r > high) {
+                return Err(Error::Runtime(format!(
+                    "restoring store `{store}` of task {}: its local state recorded changelog \
+                     `{topic}` partition {partition} up to offset {r}, but the last stable offset \
+                     stayed at {high} for {timeout:?}: a transaction on the changelog is not \
+                     decided (a hanging transaction: see `kafka-transactions.sh find-hanging`), \
+                     or the changelog was recreated (then delete the state directory)",
+                    task.id()
+                )));
+            }
+            tracing::info!(task = %task.id(), %store, recorded = ?recorded, high,
+                waited_ms = waited.elapsed().as_millis() as u64,
+                "the changelog's last stable offset caught up with the local state");
+        }
         if recorded.is_some_and(|r| r > high) {
             tracing::warn!(task = %task.id(), %store, ?recorded, high,
                 "local state is ahead of its changelog (changelog recreated?); rebuilding it");

@@ -11,6 +11,7 @@
 //!   leaves the group after this long; librdkafka's default is 45 s);
 //! - `KSTREAMS_TEST_LMDB_INITIAL_MAP_BYTES`, `KSTREAMS_TEST_LMDB_MAX_MAP_BYTES`:
 //!   [`LmdbOptions`](kstreams::store::LmdbOptions);
+//! - `KSTREAMS_TEST_COMMIT_INTERVAL_MS`: the commit interval (100 ms unless set);
 //! - `KSTREAMS_TEST_RDKAFKA_DEBUG`: librdkafka's `debug` property for every client (e.g.
 //!   `cgrp,eos,broker`; its lines go to the `librdkafka` tracing target at debug level, so also set
 //!   `RUST_LOG=warn,librdkafka=debug`), for post-mortems of fault tests;
@@ -72,6 +73,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .handle_ctrl_c(true);
     if let Some(ms) = env_number("KSTREAMS_TEST_SESSION_TIMEOUT_MS")? {
         config = config.consumer_property("session.timeout.ms", ms.to_string());
+    }
+    if let Some(ms) = env_number("KSTREAMS_TEST_COMMIT_INTERVAL_MS")? {
+        config = config.commit_interval(Duration::from_millis(ms as u64));
     }
     if let Ok(debug) = std::env::var("KSTREAMS_TEST_RDKAFKA_DEBUG") {
         config = config.property("debug", debug);
