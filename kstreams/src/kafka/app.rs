@@ -1031,7 +1031,8 @@ fn describe_offsets(tpl: &TopicPartitionList) -> String {
 /// (100 ms doubling to 2 s, each retry logged at warn) for at most `bound` from the first attempt
 /// (the delivery timeout: the time a commit already waits for acknowledgements); after that, or
 /// on any other error, it fails naming the offsets. (One attempt itself may wait up to
-/// `session.timeout.ms` for a coordinator: librdkafka defers it that long.) Returns `false`,
+/// `session.timeout.ms` for a coordinator librdkafka knows is gone, or up to `socket.timeout.ms`
+/// for a request already queued for it.) Returns `false`,
 /// committing nothing, when the group moved on without this member: the rebalance that follows
 /// revokes the partitions and their next owner processes them again from the last commit, which
 /// at-least-once allows.
