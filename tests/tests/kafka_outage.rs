@@ -156,16 +156,16 @@ async fn outage_scenario() -> Result<(), String> {
     // Offsets are committed only at shutdown (1 h interval); the final commit may retry for 3 s
     // (the delivery timeout). One attempt waits for the coordinator for at most the 6 s session
     // if librdkafka already knows it is gone, or, if the request was already queued for it, until
-    // the request times out: `socket.timeout.ms`, 60 s by default, 5 s here (seen once in 14 runs
-    // with the default: the app then ended only after the broker came back).
+    // the request times out: `socket.timeout.ms`, 60 s by default (seen once in 14 runs; a 5 s
+    // socket timeout made the shutdown hang more often, so the default stays and so does the
+    // bound the docs state: the delivery timeout + 60 s, then a margin).
     let bound_app = Arc::new(
         App::new(
             bound.topology(),
             config(&bound.app_id, &b, bound_state.path())
                 .commit_interval(Duration::from_secs(3600))
                 .delivery_timeout(Duration::from_secs(3))
-                .consumer_property("session.timeout.ms", "6000")
-                .consumer_property("socket.timeout.ms", "5000"),
+                .consumer_property("session.timeout.ms", "6000"),
         )
         .expect("app"),
     );
@@ -210,9 +210,9 @@ async fn outage_scenario() -> Result<(), String> {
 
     // The bounded app stops during the outage: its final commit cannot be made and it says so.
     bound_app.shutdown_handle().shutdown();
-    let result = tokio::time::timeout(Duration::from_secs(30), bound_run)
+    let result = tokio::time::timeout(Duration::from_secs(75), bound_run)
         .await
-        .expect("the bounded app ended within 30 s of its shutdown")
+        .expect("the bounded app ended within 75 s of its shutdown")
         .expect("join");
     let err = result
         .expect_err("a commit with the broker down cannot succeed")
