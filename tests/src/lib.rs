@@ -36,18 +36,23 @@ fn reachable(bootstrap: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// Installs the tests' log subscriber once (`RUST_LOG`, default `warn`; the test writer).
+fn init_test_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
+}
+
 /// The broker's bootstrap address (see the module docs). Panics when there is no usable broker.
 pub fn bootstrap() -> String {
     static BOOTSTRAP: OnceLock<String> = OnceLock::new();
     BOOTSTRAP
         .get_or_init(|| {
-            let _ = tracing_subscriber::fmt()
-                .with_test_writer()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-                )
-                .try_init();
+            init_test_logs();
             if let Ok(b) = std::env::var("KSTREAMS_BOOTSTRAP") {
                 if let Err(e) = reachable(&b) {
                     panic!("KSTREAMS_BOOTSTRAP={b} is not reachable: {e}");
@@ -984,13 +989,7 @@ impl PrivateBroker {
     /// Starts a fresh broker on free ports; panics (naming the script's output) if it cannot.
     /// Also installs the tests' log subscriber (`RUST_LOG`, default `warn`), as [`bootstrap`].
     pub fn start() -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_test_writer()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-            )
-            .try_init();
+        init_test_logs();
         let lib = match std::env::var_os("KSTREAMS_KAFKA_LIB") {
             Some(lib) => PathBuf::from(lib),
             None => {
