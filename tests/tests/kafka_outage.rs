@@ -19,11 +19,12 @@
 //! Measured here with 100 ms commits: 1 run in 13 (graceful stop), 3 in 9 (SIGKILL); with the
 //! broker killed and the exactly-once app committing every second, 2 in 20. So when the broker log
 //! shows it for the exactly-once app's transactional id, the whole scenario runs again on a fresh
-//! broker (at most 4 attempts; each one is reported). A run that hits it asserts nothing more: the broker broke the
-//! transaction, not the app. The app's side of it (it stalls and fails with an error naming a
-//! possible hanging transaction, it never loses state) is in `docs/design/broker-outage.md`.
+//! broker (at most 4 attempts; each one is reported). A run that hits it asserts nothing more:
+//! the broker broke the transaction, not the app. The app's side of it (it stalls and fails with
+//! an error naming a possible hanging transaction, it never loses state) is in
+//! `docs/design/broker-outage.md`.
 //!
-//! One broker and one outage serve all four: a private broker costs 6-30 s to start and as much to
+//! One broker and one outage serve all three: a private broker costs 6-30 s to start and as much to
 //! restart on a busy machine.
 
 use std::sync::Arc;
