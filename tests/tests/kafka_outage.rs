@@ -2,14 +2,13 @@
 //! word count runs (as processes of their own, under at-least-once and exactly-once) and still has
 //! input to process, then started again on the same data and port. Both apps must ride it out by
 //! themselves and lose nothing: at-least-once counts every word, none below the truth; exactly-once
-//! counts exactly with one committed update per word. A third app runs in this process:
+//! counts exactly with one committed update per word. Two more apps run in this process: one
 //! at-least-once with a 6 s session timeout, so that its commits during the outage fail (librdkafka
-//! defers a commit for at most the session timeout) and its group session is lost and rejoined.
-//!
-//! Not tested here: an app stopped during the outage. Its final commit must end with an error
-//! naming the commit, and it did so 6.1-6.4 s into the outage in most runs. But with the broker
-//! killed, the shutdown sometimes did not end within 75 s (3 of 7 runs), inside librdkafka's
-//! synchronous commit or its consumer close (see `docs/design/broker-outage.md`).
+//! defers a commit for at most the session timeout) and its group session is lost and rejoined;
+//! and one with a 3 s retry bound that is stopped during the outage: its final offset commit
+//! cannot reach the broker, and it must end with an error naming the commit within 30 s rather
+//! than hang (librdkafka's synchronous commit and consumer close have no deadline of their own:
+//! `commit_sync_within`, `close_consumer_within`) or pretend success.
 //!
 //! A Kafka defect of single-broker clusters gets in the way of the exactly-once half: a transaction
 //! that is completing (between `EndTxn` and its markers) when the only broker stops, gracefully or
@@ -24,7 +23,7 @@
 //! an error naming a possible hanging transaction, it never loses state) is in
 //! `docs/design/broker-outage.md`.
 //!
-//! One broker and one outage serve all three: a private broker costs 6-30 s to start and as much to
+//! One broker and one outage serve all four: a private broker costs 6-30 s to start and as much to
 //! restart on a busy machine.
 
 use std::sync::Arc;
@@ -73,6 +72,7 @@ async fn outage_scenario() -> Result<(), String> {
     let alo = WordCountTopics::create(&b, "outage-alo", 3).await;
     let eos = WordCountTopics::create(&b, "outage-eos", 3).await;
     let short = WordCountTopics::create(&b, "outage-session", 3).await;
+    let bound = WordCountTopics::create(&b, "outage-bound", 1).await;
 
     // Lines: a few to warm up (every app joined its group, initialized its transactions and
     // produced output), then the bulk, produced all at once right before the broker is stopped
@@ -81,6 +81,7 @@ async fn outage_scenario() -> Result<(), String> {
     let alo_lines = sample_lines(71, 4000);
     let eos_lines = sample_lines(72, 4000);
     let short_lines = sample_lines(74, 4000);
+    let bound_lines = sample_lines(73, 50);
     let parts = |l: &[String]| -> (Vec<String>, Vec<String>, Vec<String>) {
         (l[..30].to_vec(), l[30..3000].to_vec(), l[3000..].to_vec())
     };
@@ -90,10 +91,12 @@ async fn outage_scenario() -> Result<(), String> {
     produce_lines(&b, &alo.input, alo.partitions, &alo_warm);
     produce_lines(&b, &eos.input, eos.partitions, &eos_warm);
     produce_lines(&b, &short.input, short.partitions, &short_warm);
+    produce_lines(&b, &bound.input, bound.partitions, &bound_lines);
 
     let alo_state = tempfile::tempdir().expect("tempdir");
     let eos_state = tempfile::tempdir().expect("tempdir");
     let short_state = tempfile::tempdir().expect("tempdir");
+    let bound_state = tempfile::tempdir().expect("tempdir");
     // Small batches, so that the bulk takes a while.
     let mut alo_app = AppProcess::start(EXE, &b, &alo, alo_state.path(), "alo", 10);
     // Commits every second, not every 100 ms: a kill then rarely falls inside a commit.
@@ -116,11 +119,27 @@ async fn outage_scenario() -> Result<(), String> {
         .expect("app"),
     );
     let short_run = spawn(short_app.clone());
+    // Offsets are committed only at shutdown (1 h interval); the final commit may retry for 3 s
+    // (the delivery timeout), and closing the consumer may take 10 s more.
+    let bound_app = Arc::new(
+        App::new(
+            bound.topology(),
+            config(&bound.app_id, &b, bound_state.path())
+                .commit_interval(Duration::from_secs(3600))
+                .delivery_timeout(Duration::from_secs(3))
+                .consumer_property("session.timeout.ms", "6000"),
+        )
+        .expect("app"),
+    );
+    let bound_run = spawn(bound_app.clone());
     let warm = |t: &WordCountTopics, l: &[String]| {
         total_end(&b, &t.output, t.partitions) >= words_of(l) as i64
     };
     wait_for("every app's output of the warm-up lines", WAIT, || {
-        warm(&alo, &alo_warm) && warm(&eos, &eos_warm) && warm(&short, &short_warm)
+        warm(&alo, &alo_warm)
+            && warm(&eos, &eos_warm)
+            && warm(&short, &short_warm)
+            && warm(&bound, &bound_lines)
     })
     .await;
 
@@ -149,6 +168,24 @@ async fn outage_scenario() -> Result<(), String> {
     eprintln!(
         "broker killed at {:?}; (updates out, words before the outage): {progress:?}",
         test_began.elapsed()
+    );
+
+    // The bounded app stops during the outage: its final commit cannot be made and it says so.
+    bound_app.shutdown_handle().shutdown();
+    let result = tokio::time::timeout(Duration::from_secs(30), bound_run)
+        .await
+        .expect("the bounded app ended within 30 s of its shutdown")
+        .expect("join");
+    let err = result
+        .expect_err("a commit with the broker down cannot succeed")
+        .to_string();
+    assert!(
+        err.contains("committing offsets") && err.contains(&bound.input),
+        "the error names the commit and the input: {err}"
+    );
+    eprintln!(
+        "bounded app ended {:?} into the outage: {err}",
+        down.elapsed()
     );
 
     tokio::time::sleep(OUTAGE.saturating_sub(down.elapsed())).await;

@@ -57,7 +57,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -1046,7 +1046,11 @@ fn commit_offsets_retrying<C: ConsumerContext>(
     let mut backoff = Duration::from_millis(100);
     let mut attempt = 1u32;
     loop {
-        let Err(e) = consumer.commit(tpl, CommitMode::Sync) else {
+        // Each attempt gets what is left of the bound (at least 1 s).
+        let left = bound
+            .saturating_sub(began.elapsed())
+            .max(Duration::from_secs(1));
+        let Err(e) = commit_sync_within(consumer, tpl, left) else {
             if attempt > 1 {
                 tracing::warn!(
                     why,
@@ -1089,6 +1093,75 @@ fn commit_offsets_retrying<C: ConsumerContext>(
             }
         }
     }
+}
+
+/// `consumer.commit(tpl, CommitMode::Sync)` with a deadline. librdkafka's synchronous commit waits
+/// for its reply without one (`RD_POLL_INFINITE`), and when the group coordinator died with the
+/// request queued for it, the reply can take until the broker is back (seen: over 100 s into an
+/// outage, at shutdown). This sends the same commit with the reply on a queue of its own, which it
+/// polls for at most `timeout`; past that the commit fails with `OperationTimedOut` (retriable),
+/// and a late reply is dropped with the queue.
+fn commit_sync_within<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tpl: &TopicPartitionList,
+    timeout: Duration,
+) -> rdkafka::error::KafkaResult<()> {
+    use rdkafka::bindings as rd;
+    use rdkafka::types::RDKafkaRespErr as E;
+    let rk = consumer.client().native_ptr();
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: `rk` is the handle of `consumer`, alive for this call; the queue is created,
+    // polled and destroyed here, once (librdkafka keeps its own reference for a late reply);
+    // `tpl` outlives the call (librdkafka copies the list); the event is destroyed once.
+    let err = unsafe {
+        let queue = rd::rd_kafka_queue_new(rk);
+        let mut err = rd::rd_kafka_commit_queue(rk, tpl.ptr(), queue, None, std::ptr::null_mut());
+        if err == E::RD_KAFKA_RESP_ERR_NO_ERROR {
+            let event = rd::rd_kafka_queue_poll(queue, ms);
+            if event.is_null() {
+                err = E::RD_KAFKA_RESP_ERR__TIMED_OUT;
+            } else {
+                err = rd::rd_kafka_event_error(event);
+                rd::rd_kafka_event_destroy(event);
+            }
+        }
+        rd::rd_kafka_queue_destroy(queue);
+        err
+    };
+    if err == E::RD_KAFKA_RESP_ERR_NO_ERROR {
+        Ok(())
+    } else {
+        Err(KafkaError::ConsumerCommit(err.into()))
+    }
+}
+
+/// How long closing the group consumer (leaving the group) may take at the end of `run`.
+const CONSUMER_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Closes the group consumer (revokes its assignment, leaves the group) within `timeout`.
+/// rust-rdkafka's `Drop` polls until librdkafka says the consumer is closed, and with the group
+/// coordinator unreachable and a request still queued for it (an outage) that can take until the
+/// broker is back. Past `timeout` the consumer is left to the process (`mem::forget`: its
+/// librdkafka threads keep running) with a warning, so that `run` returns.
+fn close_consumer_within(consumer: BaseConsumer<GroupContext>, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    if consumer.close_queue().is_ok() {
+        while !consumer.closed() {
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    ?timeout,
+                    "the consumer could not leave the group in time (broker \
+                    unreachable?); leaving its resources to the process"
+                );
+                std::mem::forget(consumer);
+                return;
+            }
+            // Serves the close (the revoke callback finds no engine: it was taken) and drops
+            // any record still fetched.
+            let _ = consumer.poll(Duration::from_millis(100));
+        }
+    }
+    drop(consumer);
 }
 
 fn committed_offset(committed: &TopicPartitionList, topic: &str, partition: i32) -> Option<i64> {
@@ -1233,7 +1306,7 @@ fn run_blocking(p: RunParams) -> Result<()> {
         }
     };
     let engine = lock(&consumer.context().engine).take();
-    drop(consumer);
+    close_consumer_within(consumer, CONSUMER_CLOSE_TIMEOUT);
     drop(engine);
     lock(&status).running = false;
     tracing::info!("stopped");
