@@ -593,21 +593,15 @@ impl AppProcess {
         guarantee: &str,
         batch: usize,
     ) -> Self {
-        let child = Command::new(exe)
-            .args([
-                bootstrap,
-                &t.app_id,
-                &t.input,
-                &t.words,
-                &t.output,
-                &state.to_string_lossy(),
-                guarantee,
-                &batch.to_string(),
-            ])
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .expect("start wordcount_app");
-        AppProcess(child)
+        Self::start_with(
+            exe,
+            bootstrap,
+            t,
+            state,
+            guarantee,
+            batch,
+            &ProcessOptions::default(),
+        )
     }
 
     /// SIGKILL: no flush, no commit, no cleanup.
