@@ -138,6 +138,13 @@ pub fn processor(args: TokenStream, item: TokenStream) -> TokenStream {
     entry::processor(ast::Kind::PerRecord, args.into(), item.into()).into()
 }
 
+/// Turns `fn(&Punctuation, &mut Store.., &mut Emit<K2, V2>)` into a punctuation handler that a
+/// processor names in `punctuate(with = ...)`; see `kstreams::punctuator`.
+#[proc_macro_attribute]
+pub fn punctuator(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry::processor(ast::Kind::Punctuator, args.into(), item.into()).into()
+}
+
 /// Turns `type Name = KeyValue<K, V>;` into a typed store handle; see `kstreams::store`.
 #[proc_macro_attribute]
 pub fn store(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -154,15 +161,24 @@ mod entry {
 
     pub(crate) fn processor(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
         let mut errors = Errors::new();
-        let args = attr::processor_args(kind.macro_name(), args, &mut errors);
+        let args = if kind == Kind::Punctuator {
+            attr::punctuator_args(args, &mut errors);
+            attr::ProcessorArgs::default()
+        } else {
+            attr::processor_args(kind.macro_name(), args, &mut errors)
+        };
         if let Some(name) = &args.name {
             valid::check_name("node", name, &mut errors);
         }
         let parsed = ast::processor_fn(kind, item, &mut errors);
+        if let Some(syn::Item::Fn(f)) = &parsed.item {
+            valid::check_param_names(kind.macro_name(), f, &mut errors);
+        }
         if let Some(model) = &parsed.model {
             valid::check_processor(model, &mut errors);
         }
         let out = match (errors.finish(), &parsed.model) {
+            (Ok(()), Some(model)) if kind == Kind::Punctuator => expand::punctuator(model),
             (Ok(()), Some(model)) => expand::processor(model, &args),
             (Err(e), _) => fallback::processor(kind, &parsed, e),
             (Ok(()), None) => fallback::processor(
