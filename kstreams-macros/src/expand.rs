@@ -86,6 +86,22 @@ pub(crate) fn unit_struct(kind: Kind, item: &syn::ItemFn) -> TokenStream {
     }
 }
 
+/// A function that names every store parameter's type through `store_param`, placed before the
+/// user's function: rustc checks items in order, so a type that is not a store (such as a
+/// `type Totals = KeyValue<..>` without `#[store]`) is reported before the errors it causes in
+/// the body (`no method named get`).
+fn stores_check(params: &[TokenStream]) -> TokenStream {
+    if params.is_empty() {
+        return quote!();
+    }
+    quote! {
+        #[allow(dead_code)]
+        fn __kstreams_stores_first() {
+            #(let _ = #params;)*
+        }
+    }
+}
+
 /// The user's function, renamed, with its non-doc attributes.
 pub(crate) fn inner_fn(item: &syn::ItemFn) -> TokenStream {
     let (_, _, rest) = split_attrs(&item.attrs);
@@ -230,6 +246,7 @@ pub(crate) fn processor(f: &ProcessorFn, args: &ProcessorArgs) -> TokenStream {
         }
     };
     let unit = unit_struct(f.kind, item);
+    let check = stores_check(&params);
     let inner_fn = inner_fn(item);
     let deref = deref_impl(item);
     quote! {
@@ -238,6 +255,8 @@ pub(crate) fn processor(f: &ProcessorFn, args: &ProcessorArgs) -> TokenStream {
         #(#cfgs)*
         #[allow(elided_lifetimes_in_paths)]
         const _: () = {
+            #check
+
             #inner_fn
 
             #deref
@@ -345,6 +364,7 @@ pub(crate) fn punctuator(f: &ProcessorFn) -> TokenStream {
         )
     };
     let unit = unit_struct(f.kind, item);
+    let check = stores_check(&params);
     let inner_fn = inner_fn(item);
     let deref = deref_impl(item);
     quote! {
@@ -353,6 +373,8 @@ pub(crate) fn punctuator(f: &ProcessorFn) -> TokenStream {
         #(#cfgs)*
         #[allow(elided_lifetimes_in_paths)]
         const _: () = {
+            #check
+
             #inner_fn
 
             #deref
