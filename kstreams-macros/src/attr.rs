@@ -448,7 +448,9 @@ mod tests {
         processor_args("batch_processor", quote!(nme = "x"), &mut errors);
         assert_eq!(
             messages(errors),
-            ["unknown key `nme` (did you mean `name`?); `#[batch_processor]` takes: `name`"]
+            [
+                "unknown key `nme` (did you mean `name`?); `#[batch_processor]` takes: `name`, `init`, `punctuate`"
+            ]
         );
         let mut errors = Errors::new();
         store_args(quote!(name = "s", durable = true), &mut errors);
@@ -513,6 +515,83 @@ mod tests {
             [
                 "`name` takes a value: `name = ...`",
                 "`backend` takes a string: `backend = \"...\"`"
+            ]
+        );
+    }
+
+    #[test]
+    fn durations_are_read_in_milliseconds() {
+        assert_eq!(parse_duration("10s"), Ok(10_000));
+        assert_eq!(parse_duration("500ms"), Ok(500));
+        assert_eq!(parse_duration("1m30s"), Ok(90_000));
+        assert_eq!(parse_duration("2h"), Ok(7_200_000));
+        for (text, why) in [
+            ("", "it is empty"),
+            ("10", "`10` has no unit"),
+            ("10 s", "`10` has no unit"),
+            ("s", "a part does not start with a number"),
+            ("3d", "unknown unit `d`"),
+            ("0s", "a punctuation interval is at least 1 ms"),
+            ("99999999999999999999h", "it is too long"),
+        ] {
+            let err = parse_duration(text).expect_err(text);
+            assert!(
+                err.starts_with(&format!("invalid duration {text:?}: {why};")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn punctuations_are_read_in_order() {
+        let mut errors = Errors::new();
+        let args = processor_args(
+            "batch_processor",
+            quote!(
+                punctuate(every = "10s", time = wall_clock, with = a::report),
+                init = setup,
+                punctuate(with = tick, time = stream_time, every = INTERVAL)
+            ),
+            &mut errors,
+        );
+        assert!(errors.is_empty());
+        assert_eq!(args.punctuate.len(), 2);
+        let p = &args.punctuate[0];
+        assert!(matches!(p.every, Every::Millis(10_000)));
+        assert_eq!(p.clock, Clock::WallClock);
+        let with = &p.with;
+        assert_eq!(quote!(#with).to_string().replace(' ', ""), "a::report");
+        let p = &args.punctuate[1];
+        assert!(matches!(p.every, Every::Expr(_)));
+        assert_eq!(p.clock, Clock::StreamTime);
+        assert!(args.init.is_some_and(|f| f.is_ident("setup")));
+    }
+
+    #[test]
+    fn punctuation_mistakes_are_each_reported() {
+        let mut errors = Errors::new();
+        processor_args(
+            "batch_processor",
+            quote!(
+                punctuate(every = "10", time = wall_clock, with = f),
+                punctuate(every = 10, time = now, with = "f"),
+                punctuate(with = f),
+                punctuate = 3,
+                init(f)
+            ),
+            &mut errors,
+        );
+        assert_eq!(
+            messages(errors),
+            [
+                "invalid duration \"10\": `10` has no unit; write a number and a unit (ms, s, m, h), such as \"10s\", \"500ms\" or \"1m30s\"",
+                "`every` takes a duration such as `\"10s\"`, `\"500ms\"`, `\"1m30s\"` (units ms, s, m, h), or an expression of type `Duration`",
+                "`time` is `wall_clock` (fires on idle partitions too) or `stream_time` (advances with record timestamps)",
+                "`with` names a function: `with = function_name`",
+                "`punctuate(...)` needs `every`: `punctuate(every = \"10s\", time = wall_clock, with = handler)`",
+                "`punctuate(...)` needs `time`: `punctuate(every = \"10s\", time = wall_clock, with = handler)`",
+                "`punctuate` takes a list: `punctuate(...)`",
+                "`init` takes a value: `init = ...`",
             ]
         );
     }

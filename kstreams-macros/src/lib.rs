@@ -276,6 +276,74 @@ mod tests {
     }
 
     #[test]
+    fn a_parameter_named_like_its_function_is_one_error_and_no_body() {
+        let out = processor(quote! {
+            fn totals(orders: &[Record<String, u64>], totals: &mut Totals) {
+                totals.get(&orders[0].key);
+            }
+        });
+        assert_eq!(out.matches("compile_error").count(), 1);
+        assert!(out.contains("the parameter `totals` has the name of its function"));
+        assert!(out.contains("struct totals ;"));
+        // The body would only add errors (its `totals` is the unit struct): it is left out.
+        assert!(!out.contains("totals . get"), "{out}");
+    }
+
+    #[test]
+    fn punctuations_are_scheduled_in_init_and_dispatched_by_id() {
+        let out = entry::processor(
+            Kind::Batch,
+            quote!(
+                punctuate(every = "1m30s", time = wall_clock, with = report),
+                punctuate(every = INTERVAL, time = stream_time, with = m::tick),
+                init = setup
+            ),
+            quote! {
+                fn count(lines: &[Record<(), String>], out: &mut Emit<String, u64>) {}
+            },
+        )
+        .to_string();
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(out.contains("Duration :: from_millis (90000u64)"), "{out}");
+        assert!(out.contains("PunctuationType :: WallClock"));
+        assert!(out.contains("let __kstreams_every : :: core :: time :: Duration = INTERVAL ;"));
+        assert!(out.contains("run_init (__kstreams_ctx , setup)"));
+        assert!(out.contains("0usize => < _ as :: kstreams :: __private :: Punctuator < String , u64 >> :: punctuate (& report"), "{out}");
+        assert!(out.contains("1usize => < _ as :: kstreams :: __private :: Punctuator < String , u64 >> :: punctuate (& m :: tick"));
+        assert!(out.contains("merge_stores (& mut __kstreams_stores"));
+    }
+
+    #[test]
+    fn a_punctuator_implements_the_handler_trait() {
+        let out = entry::processor(
+            Kind::Punctuator,
+            quote!(),
+            quote! {
+                fn report(p: &Punctuation, counts: &mut Counts, out: &mut Emit<String, u64>) -> kstreams::Result<()> { Ok(()) }
+            },
+        )
+        .to_string();
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(
+            out.contains("impl :: kstreams :: __private :: Punctuator < String , u64 > for report")
+        );
+        assert!(out.contains("(:: kstreams :: __private :: store_param :: < Counts > () . bind_named) (__kstreams_binder)"), "{out}");
+
+        // Without an output, it fits any processor; arguments are refused.
+        let out = entry::processor(
+            Kind::Punctuator,
+            quote!(every = "1s"),
+            quote! {
+                fn tick(p: &Punctuation) {}
+            },
+        )
+        .to_string();
+        assert_eq!(out.matches("compile_error").count(), 1);
+        assert!(out.contains("`#[punctuator]` takes no arguments"));
+        assert!(out.contains("Punctuator < __KstreamsK , __KstreamsV > for tick"));
+    }
+
+    #[test]
     fn a_store_without_name_still_declares_its_type() {
         let out = entry::store(
             quote!(),
