@@ -685,9 +685,30 @@ fn check_init(nodes: &[NodeDef]) -> Result<(), TopologyError> {
     Ok(())
 }
 
+/// A type name without its module paths: `Vec<alloc::string::String>` → `Vec<String>`.
+fn without_paths(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    // Where the path segment being written starts in `out`.
+    let mut segment = 0;
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ':' && chars.peek() == Some(&':') {
+            chars.next();
+            out.truncate(segment);
+        } else {
+            out.push(c);
+            if !(c.is_alphanumeric() || c == '_') {
+                segment = out.len();
+            }
+        }
+    }
+    out
+}
+
 /// A declaration in words: "`K` → `V` on LMDB, with a changelog".
 pub(crate) fn describe_store(spec: &StoreSpec) -> String {
     let (key, value) = spec.type_names();
+    let (key, value) = (without_paths(key), without_paths(value));
     format!(
         "`{key}` → `{value}` on {}, {}",
         match spec.get_backend() {
@@ -1260,4 +1281,43 @@ pub(crate) fn init_node(
     };
     node.init(&mut ctx)?;
     Ok(schedules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Backend;
+
+    #[test]
+    fn a_store_conflict_names_both_declarations_in_a_sentence() {
+        let first = StoreSpec::new::<String, u64>("totals");
+        let second = StoreSpec::new::<String, i64>("totals")
+            .backend(Backend::InMemory)
+            .changelog(false);
+        let err = store_conflict(&first, "processor `add-up`", &second, "processor `report`");
+        assert_eq!(
+            err.to_string(),
+            "store `totals` is declared twice, differently (value types, backends, changelog): \
+             by processor `add-up` as `String` → `u64` on LMDB, with a changelog, \
+             and by processor `report` as `String` → `i64` on the in-memory \
+             backend, without a changelog; declare it once, with one `#[kstreams::store]` type \
+             used by both"
+        );
+
+        assert_eq!(
+            without_paths("core::option::Option<(alloc::vec::Vec<u8>, my_app::Totals)>"),
+            "Option<(Vec<u8>, Totals)>"
+        );
+
+        // Through the builder: the explicit declaration is named too.
+        let mut t = Topology::builder();
+        t.store(StoreSpec::new::<u64, u64>("totals"));
+        t.store(first);
+        let err = t.build().map(|_| ()).expect_err("a conflict");
+        assert!(
+            matches!(&err, TopologyError::StoreConflict { differ, first, .. }
+                if differ == "key types" && first.starts_with("by `TopologyBuilder::store` as `u64`")),
+            "{err}"
+        );
+    }
 }
