@@ -123,17 +123,17 @@ pub use topology::{Stream, Topology, TopologyBuilder};
 /// use kstreams::{batch_processor, punctuator, store, Emit, Punctuation, Record, Topology};
 ///
 /// #[store(name = "alert-count", backend = "in_memory")]
-/// type AlertCount = kstreams::KeyValue<(), u64>;
+/// type AlertCount = kstreams::KeyValue<String, u64>;
 ///
 /// #[batch_processor(punctuate(every = "10s", time = wall_clock, with = report))]
 /// fn count(alerts: &[Record<String, String>], seen: &mut AlertCount, _out: &mut Emit<String, u64>) -> kstreams::Result<()> {
-///     let n = seen.get(&())?.unwrap_or(0);
-///     seen.put(&(), &(n + alerts.len() as u64))
+///     let n = seen.get(&"alerts".to_string())?.unwrap_or(0);
+///     seen.put(&"alerts".to_string(), &(n + alerts.len() as u64))
 /// }
 ///
 /// #[punctuator]
 /// fn report(p: &Punctuation, seen: &mut AlertCount, out: &mut Emit<String, u64>) -> kstreams::Result<()> {
-///     let n = seen.get(&())?.unwrap_or(0);
+///     let n = seen.get(&"alerts".to_string())?.unwrap_or(0);
 ///     out.forward(Record::new("alerts".to_string(), n).with_timestamp(p.timestamp));
 ///     Ok(())
 /// }
@@ -145,7 +145,10 @@ pub use topology::{Stream, Topology, TopologyBuilder};
 ///
 /// let mut driver = TopologyTestDriver::new(t.build()?)?;
 /// driver.pipe("alerts", "sensor-1".to_string(), "too hot".to_string())?;
-/// driver.advance_wall_clock(std::time::Duration::from_secs(10))?;
+/// for _ in 0..2 {
+///     // (The first wall-clock punctuation is due one interval after the task first sees the clock.)
+///     driver.advance_wall_clock(std::time::Duration::from_secs(10))?;
+/// }
 /// let out = driver.read_output::<String, u64>("alert-counts")?;
 /// assert_eq!(out.last().map(|r| r.value), Some(1));
 /// # Ok::<(), kstreams::Error>(())
