@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use kstreams_examples::{aggregation, dead_letter, enrichment, punctuation};
 
