@@ -517,3 +517,54 @@ fn a_store_missing_from_stores_is_a_build_error() -> kstreams::Result<()> {
     );
     Ok(())
 }
+
+/// A hand-written processor that declares its store otherwise than the handle it uses.
+#[derive(Debug, Clone)]
+struct DeclaresOtherwise;
+
+impl kstreams::BatchProcessor<String, String> for DeclaresOtherwise {
+    type OutKey = ();
+    type OutValue = ();
+    fn stores(&self) -> Vec<kstreams::StoreSpec> {
+        vec![kstreams::StoreSpec::new::<String, i64>("alert-tally")]
+    }
+    fn init(&mut self, ctx: &mut kstreams::InitContext<'_>) -> kstreams::Result<()> {
+        ctx.require_store::<AlertTally<'_>>()
+    }
+    fn process_batch(
+        &mut self,
+        _: &[Record<String, String>],
+        _: &mut kstreams::Context<'_, (), ()>,
+    ) -> kstreams::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_store_declared_otherwise_than_its_handle_is_a_build_error() {
+    let mut t = Topology::builder();
+    let input = t.source::<String, String>("input");
+    let _ = t.add_named("otherwise", DeclaresOtherwise, &input);
+    let err = t.build().expect_err("declared with other types");
+    assert_eq!(
+        err.to_string(),
+        "processor `otherwise` cannot start: invalid configuration: processor `otherwise` uses the store `alert-tally` as `AlertTally` (`String` → `u64` on the in-memory backend, without a changelog) but declares it in `stores()` as `String` → `i64` on LMDB, with a changelog; declare it with `AlertTally::spec()`"
+    );
+}
+
+const NO_TIME: std::time::Duration = std::time::Duration::ZERO;
+
+#[batch_processor(punctuate(every = NO_TIME, time = wall_clock, with = count_ticks))]
+fn too_often(_records: &[Record<String, String>]) {}
+
+#[test]
+fn an_interval_below_one_millisecond_fails_the_build() {
+    let mut t = Topology::builder();
+    let input = t.source::<String, String>("input");
+    let _ = t.add(too_often, &input);
+    let err = t.build().expect_err("a zero interval");
+    assert_eq!(
+        err.to_string(),
+        "processor `too_often` cannot start: invalid configuration: processor `too_often`: a punctuation interval must be at least 1 ms"
+    );
+}
