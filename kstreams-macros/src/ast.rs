@@ -659,6 +659,45 @@ mod tests {
     }
 
     #[test]
+    fn a_punctuator_takes_the_punctuation_first() {
+        let (parsed, errors) = check(
+            Kind::Punctuator,
+            quote!(
+                fn report(p: &kstreams::Punctuation, s: &mut S, out: &mut Emit<String, u64>) {}
+            ),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let m = parsed.model.expect("a model");
+        assert_eq!(m.stores.len(), 1);
+        assert!(m.emit.is_some());
+
+        let (_, errors) = check(
+            Kind::Punctuator,
+            quote!(
+                fn report(p: Punctuation) {}
+            ),
+        );
+        assert_eq!(
+            errors,
+            [
+                "the first parameter of a `#[punctuator]` function is its punctuation, `&Punctuation`: take it by reference"
+            ]
+        );
+        let (_, errors) = check(
+            Kind::Punctuator,
+            quote!(
+                fn report() {}
+            ),
+        );
+        assert_eq!(
+            errors,
+            [
+                "`report` has no punctuation parameter: the first parameter of a `#[punctuator]` function is `punctuation: &Punctuation`"
+            ]
+        );
+    }
+
+    #[test]
     fn not_a_function() {
         let (parsed, errors) = check(
             Kind::Batch,

@@ -1,5 +1,5 @@
 //! The attribute macros of [kstreams](https://docs.rs/kstreams): `#[batch_processor]`,
-//! `#[processor]` and `#[store]`. Use them through `kstreams`, which re-exports them and documents
+//! `#[processor]`, `#[punctuator]` and `#[store]`. Use them through `kstreams`, which re-exports them and documents
 //! them with examples; this crate only holds their implementation.
 //!
 //! Each entry point hands `proc_macro2` tokens to a plain function; the work is done in
@@ -72,6 +72,11 @@
 //! struct count_words;
 //! #[allow(elided_lifetimes_in_paths)]
 //! const _: () = {
+//!     // Checked first, so that a parameter that is not a store is the first error.
+//!     #[allow(dead_code)]
+//!     fn __kstreams_stores_first() {
+//!         let _ = ::kstreams::__private::store_param::<WordCounts>();
+//!     }
 //!     fn __kstreams_count_words(
 //!         lines: &[Record<(), String>],
 //!         counts: &mut WordCounts,
@@ -113,6 +118,34 @@
 //!
 //! `#[processor]` differs only in `process_batch`, which binds the stores once and calls the
 //! function for each record, filling in the record's origin on an error.
+//!
+//! With `punctuate(every = "10s", time = wall_clock, with = report)` (repeatable) and
+//! `init = setup`, the impl also gets
+//!
+//! ```text
+//! fn stores(&self) -> Vec<StoreSpec> {
+//!     let mut __kstreams_stores = Vec::from([/* the function's own */]);
+//!     ::kstreams::__private::merge_stores(&mut __kstreams_stores,
+//!         <_ as ::kstreams::__private::Punctuator<String, u64>>::stores(&report));
+//!     __kstreams_stores
+//! }
+//! fn init(&mut self, __kstreams_ctx: &mut InitContext<'_>) -> Result<()> {
+//!     __kstreams_ctx.schedule(::core::time::Duration::from_millis(10000u64), PunctuationType::WallClock)?;
+//!     ::kstreams::__private::run_init(__kstreams_ctx, setup)?;
+//!     Ok(())
+//! }
+//! fn punctuate(&mut self, __kstreams_punctuation: Punctuation, __kstreams_ctx: &mut Context<'_, String, u64>) -> Result<()> {
+//!     match __kstreams_punctuation.id {
+//!         0usize => <_ as ::kstreams::__private::Punctuator<String, u64>>::punctuate(&report, &__kstreams_punctuation, __kstreams_ctx),
+//!         _ => ::kstreams::__private::unknown_punctuation(__kstreams_ctx, &__kstreams_punctuation),
+//!     }
+//! }
+//! ```
+//!
+//! and `#[punctuator] fn report(p: &Punctuation, counts: &mut WordCounts, out: &mut Emit<String, u64>)`
+//! becomes a unit struct `report` implementing `__private::Punctuator<String, u64>` (for every
+//! `<K, V>` when it has no output), whose `punctuate` binds its stores by name and calls the
+//! function.
 
 use proc_macro::TokenStream;
 
