@@ -281,7 +281,8 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
     /// The store of a `#[kstreams::store]` handle type, which this processor declared.
     ///
     /// What a `#[batch_processor]` does for its store parameters, for code that calls the function
-    /// itself (see [`testing::run_plain`](crate::testing::run_plain)).
+    /// itself (see [`testing::run_plain`](crate::testing::run_plain)). A hand-written processor
+    /// checks in `init` that it declared the store ([`InitContext::require_store`]).
     pub fn store_handle<S: StoreHandle<'a>>(&self) -> Result<S> {
         Ok(S::bind(self.store(S::NAME)?))
     }
