@@ -33,6 +33,7 @@ pub use topology::{Stream, Topology, TopologyBuilder};
 ///     store: &mut SomeStore, ...    // zero or more `&mut` handles of `#[store]` types
 ///     out: &mut Emit<K2, V2>,       // optional, last: where the output goes; absent => `((), ())`
 /// ) -> kstreams::Result<()>         // or `()`, or `Result<(), E>` with `E: Into<kstreams::Error>`
+///                                   // (`String` and `&str` too: a message is `Error::processing`)
 /// ```
 ///
 /// The function becomes a unit struct of the same name (and visibility) that implements

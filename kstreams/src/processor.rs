@@ -141,7 +141,8 @@ pub fn with_origin<K, V>(err: Error, record: &Record<K, V>) -> Error {
 }
 
 /// What a `#[batch_processor]` or `#[processor]` function may return: `()`, or
-/// `Result<(), E>` where `E: Into<kstreams::Error>` (such as [`kstreams::Result<()>`](crate::Result)).
+/// `Result<(), E>` where `E: Into<kstreams::Error>` (such as [`kstreams::Result<()>`](crate::Result),
+/// or `Result<(), String>`: a message becomes [`Error::processing`]).
 #[diagnostic::on_unimplemented(
     message = "a processor function cannot return `{Self}`",
     label = "return `()`, `kstreams::Result<()>` or `Result<(), E>` where `E: Into<kstreams::Error>`",
