@@ -5,8 +5,6 @@
 //! ```
 //! Prints the topology, then the summary lines (stdout); logs go to stderr.
 
-use std::time::Duration;
-
 use kstreams_examples::punctuation;
 
 #[tokio::main]
@@ -16,11 +14,10 @@ async fn main() -> kstreams::Result<()> {
         .init();
     let mut stdout = std::io::stdout().lock();
     use std::io::Write as _;
-    let interval = Duration::from_millis(500);
-    let _ = writeln!(stdout, "{}", punctuation::topology(interval)?.describe());
+    let _ = writeln!(stdout, "{}", punctuation::topology()?.describe());
     let alerts = ["too hot", "too cold", "too hot"];
     let state = std::env::temp_dir().join(format!("kstreams-punctuation-{}", std::process::id()));
-    let lines = punctuation::run(&alerts, interval, &state).await;
+    let lines = punctuation::run(&alerts, &state).await;
     let _ = std::fs::remove_dir_all(&state);
     for line in lines? {
         let _ = writeln!(stdout, "{line}");

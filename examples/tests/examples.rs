@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use kstreams_examples::{aggregation, dead_letter, enrichment, punctuation};
 
@@ -137,13 +136,10 @@ async fn dead_letter_sends_malformed_records_aside_and_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn punctuation_emits_a_periodic_summary() {
     let state = tempfile::tempdir().expect("tempdir");
-    let lines = punctuation::run(
-        &["too hot", "too cold", "too hot"],
-        Duration::from_millis(300),
-        state.path(),
-    )
-    .await
-    .expect("run");
+    // Summaries every `punctuation::INTERVAL` (300 ms).
+    let lines = punctuation::run(&["too hot", "too cold", "too hot"], state.path())
+        .await
+        .expect("run");
     // However the three alerts were cut into batches and summaries, the last summary has them all
     // and every line counts something new.
     assert!(!lines.is_empty(), "no summary was emitted");

@@ -15,11 +15,13 @@ use syn::{
 
 use crate::ctxt::Errors;
 
-/// Which macro: over a batch (`&[Record<K, V>]`) or over one record (`&Record<K, V>`).
+/// Which macro: over a batch (`&[Record<K, V>]`), over one record (`&Record<K, V>`), or a
+/// punctuation handler (`&Punctuation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Batch,
     PerRecord,
+    Punctuator,
 }
 
 impl Kind {
@@ -27,6 +29,7 @@ impl Kind {
         match self {
             Kind::Batch => "batch_processor",
             Kind::PerRecord => "processor",
+            Kind::Punctuator => "punctuator",
         }
     }
 
@@ -34,6 +37,15 @@ impl Kind {
         match self {
             Kind::Batch => "&[Record<K, V>]",
             Kind::PerRecord => "&Record<K, V>",
+            Kind::Punctuator => "&Punctuation",
+        }
+    }
+
+    /// What the first parameter holds, and its usual name.
+    fn first_param(self) -> &'static str {
+        match self {
+            Kind::Batch | Kind::PerRecord => "records",
+            Kind::Punctuator => "punctuation",
         }
     }
 }
@@ -121,7 +133,8 @@ const OUTPUT_NAMES: &[&str] = &["Emit", "Context"];
 
 fn supported(kind: Kind) -> String {
     format!(
-        "supported: the records `{}` first, then zero or more `&mut` stores (types declared with `#[kstreams::store]`), then optionally the output `&mut Emit<K, V>`",
+        "supported: the {} `{}` first, then zero or more `&mut` stores (types declared with `#[kstreams::store]`), then optionally the output `&mut Emit<K, V>`",
+        kind.first_param(),
         kind.records_form()
     )
 }
@@ -204,7 +217,8 @@ pub(crate) fn processor_fn(kind: Kind, tokens: TokenStream, errors: &mut Errors)
         errors.spanned(
             item_head(&item),
             format_args!(
-                "`#[{macro_name}]` applies to a function: `fn name(records: {}, ...)`",
+                "`#[{macro_name}]` applies to a function: `fn name({}: {}, ...)`",
+                kind.first_param(),
                 kind.records_form()
             ),
         );
@@ -292,9 +306,10 @@ pub(crate) fn processor_fn(kind: Kind, tokens: TokenStream, errors: &mut Errors)
         None => errors.at(
             sig.paren_token.span.join(),
             format_args!(
-                "`{}` has no records parameter: the first parameter of a `#[{macro_name}]` function is `records: {}`",
+                "`{}` has no {first} parameter: the first parameter of a `#[{macro_name}]` function is `{first}: {}`",
                 sig.ident,
-                kind.records_form()
+                kind.records_form(),
+                first = kind.first_param(),
             ),
         ),
         Some(FnArg::Receiver(r)) => errors.spanned(
@@ -417,12 +432,27 @@ fn records_param(kind: Kind, ty: &Type, errors: &mut Errors) -> Option<(Type, Ty
         errors.spanned(
             ty,
             format_args!(
-                "the first parameter of a `#[{macro_name}]` function is its records, `{}`{extra}",
+                "the first parameter of a `#[{macro_name}]` function is its {}, `{}`{extra}",
+                kind.first_param(),
                 kind.records_form()
             ),
         );
         None
     };
+    if kind == Kind::Punctuator {
+        return match ty {
+            Type::Reference(TypeReference {
+                mutability: None,
+                elem,
+                ..
+            }) if names_segment(elem, &["Punctuation"]) => {
+                let unit: Type = syn::parse_quote!(());
+                Some((unit.clone(), unit))
+            }
+            _ if names_segment(ty, &["Punctuation"]) => wrong(errors, ": take it by reference"),
+            _ => wrong(errors, ""),
+        };
+    }
     let Type::Reference(TypeReference {
         mutability, elem, ..
     }) = ty
@@ -625,6 +655,45 @@ mod tests {
         assert_eq!(
             errors,
             ["the output parameter `&mut Emit<K, V>` comes last, after the store parameters"]
+        );
+    }
+
+    #[test]
+    fn a_punctuator_takes_the_punctuation_first() {
+        let (parsed, errors) = check(
+            Kind::Punctuator,
+            quote!(
+                fn report(p: &kstreams::Punctuation, s: &mut S, out: &mut Emit<String, u64>) {}
+            ),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let m = parsed.model.expect("a model");
+        assert_eq!(m.stores.len(), 1);
+        assert!(m.emit.is_some());
+
+        let (_, errors) = check(
+            Kind::Punctuator,
+            quote!(
+                fn report(p: Punctuation) {}
+            ),
+        );
+        assert_eq!(
+            errors,
+            [
+                "the first parameter of a `#[punctuator]` function is its punctuation, `&Punctuation`: take it by reference"
+            ]
+        );
+        let (_, errors) = check(
+            Kind::Punctuator,
+            quote!(
+                fn report() {}
+            ),
+        );
+        assert_eq!(
+            errors,
+            [
+                "`report` has no punctuation parameter: the first parameter of a `#[punctuator]` function is `punctuation: &Punctuation`"
+            ]
         );
     }
 

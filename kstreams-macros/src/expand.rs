@@ -13,7 +13,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, Ident, LitStr, ReturnType, Type};
 
 use crate::ast::{Kind, ProcessorFn, StoreAlias};
-use crate::attr::{Backend, ProcessorArgs, StoreArgs};
+use crate::attr::{Backend, Clock, Every, ProcessorArgs, StoreArgs};
 
 /// `r#type` → `type`.
 pub(crate) fn unraw(ident: &Ident) -> String {
@@ -58,11 +58,18 @@ pub(crate) fn unit_struct(kind: Kind, item: &syn::ItemFn) -> TokenStream {
     let (docs, cfgs, _) = split_attrs(&item.attrs);
     let vis = &item.vis;
     let ident = &item.sig.ident;
-    let note = format!(
-        " A processor made by `#[kstreams::{}]` from the function `{}`: connect it with `TopologyBuilder::add`, or call it like that function.",
-        kind.macro_name(),
-        unraw(ident)
-    );
+    let note = match kind {
+        Kind::Punctuator => format!(
+            " A punctuation handler made by `#[kstreams::punctuator]` from the function `{}`: name it in `#[batch_processor(punctuate(with = {}, ..))]`, or call it like that function.",
+            unraw(ident),
+            unraw(ident)
+        ),
+        Kind::Batch | Kind::PerRecord => format!(
+            " A processor made by `#[kstreams::{}]` from the function `{}`: connect it with `TopologyBuilder::add`, or call it like that function.",
+            kind.macro_name(),
+            unraw(ident)
+        ),
+    };
     let sep = if docs.is_empty() {
         quote!()
     } else {
@@ -76,6 +83,22 @@ pub(crate) fn unit_struct(kind: Kind, item: &syn::ItemFn) -> TokenStream {
         #[allow(non_camel_case_types)]
         #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug)]
         #vis struct #ident;
+    }
+}
+
+/// A function that names every store parameter's type through `store_param`, placed before the
+/// user's function: rustc checks items in order, so a type that is not a store (such as a
+/// `type Totals = KeyValue<..>` without `#[store]`) is reported before the errors it causes in
+/// the body (`no method named get`).
+fn stores_check(params: &[TokenStream]) -> TokenStream {
+    if params.is_empty() {
+        return quote!();
+    }
+    quote! {
+        #[allow(dead_code)]
+        fn __kstreams_stores_first() {
+            #(let _ = #params;)*
+        }
     }
 }
 
@@ -130,12 +153,53 @@ pub(crate) fn processor(f: &ProcessorFn, args: &ProcessorArgs) -> TokenStream {
         .iter()
         .map(|ty| quote_spanned!(ty.span()=> ::kstreams::__private::store_param::<#ty>()))
         .collect();
-    let stores_fn = if params.is_empty() {
+    // A punctuation handler named by `with`, as a value: the unit struct of a
+    // `#[punctuator]`, checked against the processor's output types at the path.
+    let handler = |with: &syn::Path| quote_spanned!(with.span()=> <_ as ::kstreams::__private::Punctuator<#out_key, #out_value>>);
+    let handler_stores: Vec<TokenStream> = args
+        .punctuate
+        .iter()
+        .map(|p| {
+            let (h, with) = (handler(&p.with), &p.with);
+            quote!(::kstreams::__private::merge_stores(&mut __kstreams_stores, #h::stores(&#with));)
+        })
+        .collect();
+    let stores_fn = if params.is_empty() && handler_stores.is_empty() {
         quote!()
-    } else {
+    } else if handler_stores.is_empty() {
         quote! {
             fn stores(&self) -> ::kstreams::__private::Vec<::kstreams::__private::StoreSpec> {
                 ::kstreams::__private::Vec::from([#((#params.spec)()),*])
+            }
+        }
+    } else {
+        quote! {
+            fn stores(&self) -> ::kstreams::__private::Vec<::kstreams::__private::StoreSpec> {
+                let mut __kstreams_stores: ::kstreams::__private::Vec<::kstreams::__private::StoreSpec> =
+                    ::kstreams::__private::Vec::from([#((#params.spec)()),*]);
+                #(#handler_stores)*
+                __kstreams_stores
+            }
+        }
+    };
+    let init_fn = init_fn(args);
+    let punctuate_fn = if args.punctuate.is_empty() {
+        quote!()
+    } else {
+        let arms = args.punctuate.iter().enumerate().map(|(i, p)| {
+            let (h, with) = (handler(&p.with), &p.with);
+            quote!(#i => #h::punctuate(&#with, &__kstreams_punctuation, __kstreams_ctx),)
+        });
+        quote! {
+            fn punctuate(
+                &mut self,
+                __kstreams_punctuation: ::kstreams::__private::Punctuation,
+                __kstreams_ctx: &mut ::kstreams::__private::Context<'_, #out_key, #out_value>,
+            ) -> ::kstreams::__private::Result<()> {
+                match __kstreams_punctuation.id {
+                    #(#arms)*
+                    _ => ::kstreams::__private::unknown_punctuation(__kstreams_ctx, &__kstreams_punctuation),
+                }
             }
         }
     };
@@ -170,7 +234,7 @@ pub(crate) fn processor(f: &ProcessorFn, args: &ProcessorArgs) -> TokenStream {
                 #call
             }
         }
-        Kind::PerRecord => {
+        Kind::PerRecord | Kind::Punctuator => {
             let call = call(quote!(__kstreams_record));
             quote! {
                 #bind
@@ -182,6 +246,7 @@ pub(crate) fn processor(f: &ProcessorFn, args: &ProcessorArgs) -> TokenStream {
         }
     };
     let unit = unit_struct(f.kind, item);
+    let check = stores_check(&params);
     let inner_fn = inner_fn(item);
     let deref = deref_impl(item);
     quote! {
@@ -190,6 +255,8 @@ pub(crate) fn processor(f: &ProcessorFn, args: &ProcessorArgs) -> TokenStream {
         #(#cfgs)*
         #[allow(elided_lifetimes_in_paths)]
         const _: () = {
+            #check
+
             #inner_fn
 
             #deref
@@ -204,6 +271,10 @@ pub(crate) fn processor(f: &ProcessorFn, args: &ProcessorArgs) -> TokenStream {
 
                 #stores_fn
 
+                #init_fn
+
+                #punctuate_fn
+
                 #[inline]
                 fn process_batch(
                     &mut self,
@@ -211,6 +282,117 @@ pub(crate) fn processor(f: &ProcessorFn, args: &ProcessorArgs) -> TokenStream {
                     __kstreams_ctx: &mut ::kstreams::__private::Context<'_, #out_key, #out_value>,
                 ) -> ::kstreams::__private::Result<()> {
                     #body
+                }
+            }
+        };
+    }
+}
+
+/// `BatchProcessor::init`: schedules the `punctuate(...)`s in order (their ids are 0, 1, ...),
+/// then calls the `init = f` function.
+fn init_fn(args: &ProcessorArgs) -> TokenStream {
+    if args.punctuate.is_empty() && args.init.is_none() {
+        return quote!();
+    }
+    let schedules = args.punctuate.iter().map(|p| {
+        let every = match &p.every {
+            Every::Millis(ms) => quote!(::core::time::Duration::from_millis(#ms)),
+            Every::Expr(e) => quote_spanned! {e.span()=>
+                {
+                    let __kstreams_every: ::core::time::Duration = #e;
+                    __kstreams_every
+                }
+            },
+        };
+        let clock = match p.clock {
+            Clock::WallClock => quote!(::kstreams::__private::PunctuationType::WallClock),
+            Clock::StreamTime => quote!(::kstreams::__private::PunctuationType::StreamTime),
+        };
+        quote!(__kstreams_ctx.schedule(#every, #clock)?;)
+    });
+    let init = args.init.as_ref().map(|f| {
+        let call = quote_spanned!(f.span()=> ::kstreams::__private::run_init(__kstreams_ctx, #f));
+        quote!(#call?;)
+    });
+    quote! {
+        fn init(
+            &mut self,
+            __kstreams_ctx: &mut ::kstreams::__private::InitContext<'_>,
+        ) -> ::kstreams::__private::Result<()> {
+            #(#schedules)*
+            #init
+            ::core::result::Result::Ok(())
+        }
+    }
+}
+
+/// `#[punctuator]`: the unit struct, the renamed function and its `Punctuator` impl. Its stores
+/// are bound by name (they are part of the processor's stores, wherever they are in its list).
+pub(crate) fn punctuator(f: &ProcessorFn) -> TokenStream {
+    let item = &f.item;
+    let ident = f.ident();
+    let inner = inner_ident(ident);
+    let (_, cfgs, _) = split_attrs(&item.attrs);
+    let (generics, out_key, out_value) = match &f.emit {
+        Some((k, v)) => (quote!(), k.to_token_stream(), v.to_token_stream()),
+        None => (
+            quote!(<__KstreamsK: 'static, __KstreamsV: 'static>),
+            quote!(__KstreamsK),
+            quote!(__KstreamsV),
+        ),
+    };
+    let params: Vec<TokenStream> = f
+        .stores
+        .iter()
+        .map(|s| {
+            let ty = &s.ty;
+            quote_spanned!(ty.span()=> ::kstreams::__private::store_param::<#ty>())
+        })
+        .collect();
+    let store_vars: Vec<Ident> = (0..params.len())
+        .map(|i| format_ident!("__kstreams_store_{}", i))
+        .collect();
+    let out_arg = f.emit.as_ref().map(|_| quote!(__kstreams_ctx));
+    let ret_span = match &item.sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => Span::call_site(),
+    };
+    let call_inner = Ident::new(&inner.to_string(), ret_span);
+    let call = quote_spanned! {ret_span=>
+        ::kstreams::__private::ProcessorReturn::into_result(
+            #call_inner(__kstreams_punctuation, #(&mut #store_vars,)* #out_arg)
+        )
+    };
+    let unit = unit_struct(f.kind, item);
+    let check = stores_check(&params);
+    let inner_fn = inner_fn(item);
+    let deref = deref_impl(item);
+    quote! {
+        #unit
+
+        #(#cfgs)*
+        #[allow(elided_lifetimes_in_paths)]
+        const _: () = {
+            #check
+
+            #inner_fn
+
+            #deref
+
+            impl #generics ::kstreams::__private::Punctuator<#out_key, #out_value> for #ident {
+                fn stores(&self) -> ::kstreams::__private::Vec<::kstreams::__private::StoreSpec> {
+                    ::kstreams::__private::Vec::from([#((#params.spec)()),*])
+                }
+
+                #[inline]
+                fn punctuate(
+                    &self,
+                    __kstreams_punctuation: &::kstreams::__private::Punctuation,
+                    __kstreams_ctx: &mut ::kstreams::__private::Context<'_, #out_key, #out_value>,
+                ) -> ::kstreams::__private::Result<()> {
+                    let __kstreams_binder = ::kstreams::__private::binder(__kstreams_ctx);
+                    #(let mut #store_vars = (#params.bind_named)(__kstreams_binder)?;)*
+                    #call
                 }
             }
         };

@@ -7,7 +7,7 @@ use quote::{ToTokens, quote};
 use syn::{FnArg, Item};
 
 use crate::ast::{Kind, ParsedFn, ParsedStore, has_impl_trait};
-use crate::expand;
+use crate::{expand, valid};
 
 fn has_receiver(f: &syn::ItemFn) -> bool {
     f.sig.inputs.iter().any(|a| matches!(a, FnArg::Receiver(_)))
@@ -40,8 +40,10 @@ pub(crate) fn processor(kind: Kind, parsed: &ParsedFn, errors: syn::Error) -> To
         None => (quote!(()), quote!(())),
     };
     let unit = expand::unit_struct(kind, f);
-    // A function with `self` or `...` would only add errors of its own.
-    let inner = if has_receiver(f) || f.sig.variadic.is_some() {
+    // A function with `self` or `...` would only add errors of its own; so would one with a
+    // parameter named like the function (the unit struct above would shadow it in the body).
+    let misnamed = !valid::params_named_like_fn(f).is_empty();
+    let inner = if has_receiver(f) || f.sig.variadic.is_some() || misnamed {
         // Still name the parameter types, so that their imports are used.
         let types = f.sig.inputs.iter().filter_map(|a| match a {
             FnArg::Typed(pt) if !has_impl_trait(pt.ty.to_token_stream()) => Some(&pt.ty),
@@ -52,11 +54,34 @@ pub(crate) fn processor(kind: Kind, parsed: &ParsedFn, errors: syn::Error) -> To
         let inner = expand::inner_fn(f);
         quote!(#[allow(dead_code, elided_lifetimes_in_paths)] #inner)
     };
-    let deref = if nameable(f) {
+    let deref = if nameable(f) && !misnamed {
         expand::deref_impl(f)
     } else {
         quote!()
     };
+    if kind == Kind::Punctuator {
+        return quote! {
+            #compile_errors
+            #unit
+            #[allow(elided_lifetimes_in_paths)]
+            const _: () = {
+                #inner
+                #deref
+                impl<__KstreamsK: 'static, __KstreamsV: 'static> ::kstreams::__private::Punctuator<__KstreamsK, __KstreamsV> for #ident {
+                    fn stores(&self) -> ::kstreams::__private::Vec<::kstreams::__private::StoreSpec> {
+                        ::core::unreachable!()
+                    }
+                    fn punctuate(
+                        &self,
+                        _: &::kstreams::__private::Punctuation,
+                        _: &mut ::kstreams::__private::Context<'_, __KstreamsK, __KstreamsV>,
+                    ) -> ::kstreams::__private::Result<()> {
+                        ::core::unreachable!()
+                    }
+                }
+            };
+        };
+    }
     quote! {
         #compile_errors
         #unit

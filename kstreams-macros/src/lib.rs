@@ -1,5 +1,5 @@
 //! The attribute macros of [kstreams](https://docs.rs/kstreams): `#[batch_processor]`,
-//! `#[processor]` and `#[store]`. Use them through `kstreams`, which re-exports them and documents
+//! `#[processor]`, `#[punctuator]` and `#[store]`. Use them through `kstreams`, which re-exports them and documents
 //! them with examples; this crate only holds their implementation.
 //!
 //! Each entry point hands `proc_macro2` tokens to a plain function; the work is done in
@@ -72,6 +72,11 @@
 //! struct count_words;
 //! #[allow(elided_lifetimes_in_paths)]
 //! const _: () = {
+//!     // Checked first, so that a parameter that is not a store is the first error.
+//!     #[allow(dead_code)]
+//!     fn __kstreams_stores_first() {
+//!         let _ = ::kstreams::__private::store_param::<WordCounts>();
+//!     }
 //!     fn __kstreams_count_words(
 //!         lines: &[Record<(), String>],
 //!         counts: &mut WordCounts,
@@ -113,6 +118,34 @@
 //!
 //! `#[processor]` differs only in `process_batch`, which binds the stores once and calls the
 //! function for each record, filling in the record's origin on an error.
+//!
+//! With `punctuate(every = "10s", time = wall_clock, with = report)` (repeatable) and
+//! `init = setup`, the impl also gets
+//!
+//! ```text
+//! fn stores(&self) -> Vec<StoreSpec> {
+//!     let mut __kstreams_stores = Vec::from([/* the function's own */]);
+//!     ::kstreams::__private::merge_stores(&mut __kstreams_stores,
+//!         <_ as ::kstreams::__private::Punctuator<String, u64>>::stores(&report));
+//!     __kstreams_stores
+//! }
+//! fn init(&mut self, __kstreams_ctx: &mut InitContext<'_>) -> Result<()> {
+//!     __kstreams_ctx.schedule(::core::time::Duration::from_millis(10000u64), PunctuationType::WallClock)?;
+//!     ::kstreams::__private::run_init(__kstreams_ctx, setup)?;
+//!     Ok(())
+//! }
+//! fn punctuate(&mut self, __kstreams_punctuation: Punctuation, __kstreams_ctx: &mut Context<'_, String, u64>) -> Result<()> {
+//!     match __kstreams_punctuation.id {
+//!         0usize => <_ as ::kstreams::__private::Punctuator<String, u64>>::punctuate(&report, &__kstreams_punctuation, __kstreams_ctx),
+//!         _ => ::kstreams::__private::unknown_punctuation(__kstreams_ctx, &__kstreams_punctuation),
+//!     }
+//! }
+//! ```
+//!
+//! and `#[punctuator] fn report(p: &Punctuation, counts: &mut WordCounts, out: &mut Emit<String, u64>)`
+//! becomes a unit struct `report` implementing `__private::Punctuator<String, u64>` (for every
+//! `<K, V>` when it has no output), whose `punctuate` binds its stores by name and calls the
+//! function.
 
 use proc_macro::TokenStream;
 
@@ -138,6 +171,13 @@ pub fn processor(args: TokenStream, item: TokenStream) -> TokenStream {
     entry::processor(ast::Kind::PerRecord, args.into(), item.into()).into()
 }
 
+/// Turns `fn(&Punctuation, &mut Store.., &mut Emit<K2, V2>)` into a punctuation handler that a
+/// processor names in `punctuate(with = ...)`; see `kstreams::punctuator`.
+#[proc_macro_attribute]
+pub fn punctuator(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry::processor(ast::Kind::Punctuator, args.into(), item.into()).into()
+}
+
 /// Turns `type Name = KeyValue<K, V>;` into a typed store handle; see `kstreams::store`.
 #[proc_macro_attribute]
 pub fn store(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -154,15 +194,24 @@ mod entry {
 
     pub(crate) fn processor(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
         let mut errors = Errors::new();
-        let args = attr::processor_args(kind.macro_name(), args, &mut errors);
+        let args = if kind == Kind::Punctuator {
+            attr::punctuator_args(args, &mut errors);
+            attr::ProcessorArgs::default()
+        } else {
+            attr::processor_args(kind.macro_name(), args, &mut errors)
+        };
         if let Some(name) = &args.name {
             valid::check_name("node", name, &mut errors);
         }
         let parsed = ast::processor_fn(kind, item, &mut errors);
+        if let Some(syn::Item::Fn(f)) = &parsed.item {
+            valid::check_param_names(kind.macro_name(), f, &mut errors);
+        }
         if let Some(model) = &parsed.model {
             valid::check_processor(model, &mut errors);
         }
         let out = match (errors.finish(), &parsed.model) {
+            (Ok(()), Some(model)) if kind == Kind::Punctuator => expand::punctuator(model),
             (Ok(()), Some(model)) => expand::processor(model, &args),
             (Err(e), _) => fallback::processor(kind, &parsed, e),
             (Ok(()), None) => fallback::processor(
@@ -257,6 +306,74 @@ mod tests {
         assert!(out.contains("struct count ;"));
         assert!(out.contains("fn __kstreams_count"));
         assert!(out.contains("BatchProcessor < __KstreamsK , __KstreamsV > for count"));
+    }
+
+    #[test]
+    fn a_parameter_named_like_its_function_is_one_error_and_no_body() {
+        let out = processor(quote! {
+            fn totals(orders: &[Record<String, u64>], totals: &mut Totals) {
+                totals.get(&orders[0].key);
+            }
+        });
+        assert_eq!(out.matches("compile_error").count(), 1);
+        assert!(out.contains("the parameter `totals` has the name of its function"));
+        assert!(out.contains("struct totals ;"));
+        // The body would only add errors (its `totals` is the unit struct): it is left out.
+        assert!(!out.contains("totals . get"), "{out}");
+    }
+
+    #[test]
+    fn punctuations_are_scheduled_in_init_and_dispatched_by_id() {
+        let out = entry::processor(
+            Kind::Batch,
+            quote!(
+                punctuate(every = "1m30s", time = wall_clock, with = report),
+                punctuate(every = INTERVAL, time = stream_time, with = m::tick),
+                init = setup
+            ),
+            quote! {
+                fn count(lines: &[Record<(), String>], out: &mut Emit<String, u64>) {}
+            },
+        )
+        .to_string();
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(out.contains("Duration :: from_millis (90000u64)"), "{out}");
+        assert!(out.contains("PunctuationType :: WallClock"));
+        assert!(out.contains("let __kstreams_every : :: core :: time :: Duration = INTERVAL ;"));
+        assert!(out.contains("run_init (__kstreams_ctx , setup)"));
+        assert!(out.contains("0usize => < _ as :: kstreams :: __private :: Punctuator < String , u64 >> :: punctuate (& report"), "{out}");
+        assert!(out.contains("1usize => < _ as :: kstreams :: __private :: Punctuator < String , u64 >> :: punctuate (& m :: tick"));
+        assert!(out.contains("merge_stores (& mut __kstreams_stores"));
+    }
+
+    #[test]
+    fn a_punctuator_implements_the_handler_trait() {
+        let out = entry::processor(
+            Kind::Punctuator,
+            quote!(),
+            quote! {
+                fn report(p: &Punctuation, counts: &mut Counts, out: &mut Emit<String, u64>) -> kstreams::Result<()> { Ok(()) }
+            },
+        )
+        .to_string();
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(
+            out.contains("impl :: kstreams :: __private :: Punctuator < String , u64 > for report")
+        );
+        assert!(out.contains("(:: kstreams :: __private :: store_param :: < Counts > () . bind_named) (__kstreams_binder)"), "{out}");
+
+        // Without an output, it fits any processor; arguments are refused.
+        let out = entry::processor(
+            Kind::Punctuator,
+            quote!(every = "1s"),
+            quote! {
+                fn tick(p: &Punctuation) {}
+            },
+        )
+        .to_string();
+        assert_eq!(out.matches("compile_error").count(), 1);
+        assert!(out.contains("`#[punctuator]` takes no arguments"));
+        assert!(out.contains("Punctuator < __KstreamsK , __KstreamsV > for tick"));
     }
 
     #[test]

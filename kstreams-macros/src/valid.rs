@@ -1,5 +1,5 @@
 //! Checks over the parsed model that need no types: names the topology would reject at run time,
-//! and a store taken twice by one function.
+//! a store taken twice by one function, and a parameter named like its function.
 
 use quote::ToTokens;
 use syn::LitStr;
@@ -24,6 +24,37 @@ pub(crate) fn check_name(what: &str, name: &LitStr, errors: &mut Errors) {
             format_args!(
                 "invalid {what} name {:?}: use 1 to 200 of the characters a-z A-Z 0-9 . _ -",
                 name.value()
+            ),
+        );
+    }
+}
+
+/// The parameters of `f` whose name is the function's own: the macro turns the function into a
+/// unit struct of that name, so such a parameter would be read as that struct (a pattern), and
+/// rustc's errors would speak of unit structs.
+pub(crate) fn params_named_like_fn(f: &syn::ItemFn) -> Vec<&syn::PatIdent> {
+    let name = crate::expand::unraw(&f.sig.ident);
+    f.sig
+        .inputs
+        .iter()
+        .filter_map(|a| match a {
+            syn::FnArg::Typed(pt) => match &*pt.pat {
+                syn::Pat::Ident(p) if crate::expand::unraw(&p.ident) == name => Some(p),
+                _ => None,
+            },
+            syn::FnArg::Receiver(_) => None,
+        })
+        .collect()
+}
+
+/// A parameter named like its function (see [`params_named_like_fn`]).
+pub(crate) fn check_param_names(macro_name: &str, f: &syn::ItemFn, errors: &mut Errors) {
+    for p in params_named_like_fn(f) {
+        errors.spanned(
+            &p.ident,
+            format_args!(
+                "the parameter `{name}` has the name of its function: `#[{macro_name}]` turns `fn {name}` into a type named `{name}`, which the parameter's name would then refer to; rename the parameter (or the function)",
+                name = crate::expand::unraw(&p.ident),
             ),
         );
     }

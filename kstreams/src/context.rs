@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::record::Record;
-use crate::store::{KeyValueStore, RawTxn, StoreHandle};
+use crate::store::{KeyValueStore, RawTxn, StoreHandle, StoreSpec};
 
 /// Which clock a punctuation follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,6 +45,8 @@ pub struct InitContext<'a> {
     pub(crate) node: &'a str,
     pub(crate) schedules: &'a mut Vec<Schedule>,
     pub(crate) partition: i32,
+    /// The stores the processor declared in `stores()`.
+    pub(crate) stores: &'a [StoreSpec],
 }
 
 impl InitContext<'_> {
@@ -70,6 +72,66 @@ impl InitContext<'_> {
     /// The processor's node name.
     pub fn name(&self) -> &str {
         self.node
+    }
+
+    /// Checks that the processor declared the store of the `#[kstreams::store]` handle `S`, with
+    /// the same types and settings, in its [`stores()`](crate::BatchProcessor::stores).
+    ///
+    /// For a hand-written [`BatchProcessor`](crate::BatchProcessor) that reaches a store with
+    /// [`Context::store_handle`]: call it in `init` for each such store. `init` also runs when
+    /// the topology is built, so a store missing from `stores()` is an error of
+    /// [`TopologyBuilder::build`](crate::TopologyBuilder::build), not of the first batch.
+    /// (`#[batch_processor]` functions declare their stores by themselves.)
+    ///
+    /// ```
+    /// use kstreams::{BatchProcessor, Context, InitContext, Record, Result, Topology};
+    ///
+    /// #[kstreams::store(name = "seen")]
+    /// type Seen = kstreams::KeyValue<String, u64>;
+    ///
+    /// #[derive(Clone)]
+    /// struct Forgetful;
+    ///
+    /// impl BatchProcessor<String, String> for Forgetful {
+    ///     type OutKey = ();
+    ///     type OutValue = ();
+    ///     // No `fn stores(&self) -> Vec<StoreSpec> { vec![Seen::spec()] }`.
+    ///     fn init(&mut self, ctx: &mut InitContext<'_>) -> Result<()> {
+    ///         ctx.require_store::<Seen>()
+    ///     }
+    ///     fn process_batch(&mut self, records: &[Record<String, String>], ctx: &mut Context<'_, (), ()>) -> Result<()> {
+    ///         let seen = ctx.store_handle::<Seen>()?;
+    ///         seen.put(&"n".to_string(), &(records.len() as u64))
+    ///     }
+    /// }
+    ///
+    /// let mut t = Topology::builder();
+    /// let input = t.source::<String, String>("input");
+    /// let _ = t.add(Forgetful, &input);
+    /// let err = t.build().unwrap_err().to_string();
+    /// assert!(err.contains("list it in `stores()`"), "{err}");
+    /// ```
+    pub fn require_store<'t, S: StoreHandle<'t>>(&self) -> Result<()> {
+        let wanted = S::spec();
+        // `app::stores::Seen<'_>` → `Seen`.
+        let handle = std::any::type_name::<S>();
+        let handle = handle.split('<').next().unwrap_or(handle);
+        let handle = handle.rsplit("::").next().unwrap_or(handle);
+        match self.stores.iter().find(|s| s.name() == S::NAME) {
+            Some(declared) if declared.same_as(&wanted) => Ok(()),
+            Some(declared) => Err(Error::Config(format!(
+                "processor `{}` uses the store `{}` as `{handle}` ({}) but declares it in `stores()` as {}; declare it with `{handle}::spec()`",
+                self.node,
+                S::NAME,
+                crate::topology::describe_store(&wanted),
+                crate::topology::describe_store(declared)
+            ))),
+            None => Err(Error::Config(format!(
+                "processor `{}` uses the store `{}` (`{handle}`) but does not declare it: list it in `stores()`, as `{handle}::spec()`",
+                self.node,
+                S::NAME
+            ))),
+        }
     }
 
     /// The input partition of the task this processor instance belongs to.
@@ -213,26 +275,14 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
 
     /// The store named `name`, which this processor declared.
     pub fn store<SK: 'static, SV: 'static>(&self, name: &str) -> Result<KeyValueStore<'a, SK, SV>> {
-        let txn = self.txn;
-        let index = self
-            .node
-            .stores
-            .iter()
-            .copied()
-            .find(|i| txn.store_spec(*i).name() == name)
-            .ok_or_else(|| {
-                Error::Store(format!(
-                    "processor `{}` did not declare a store named `{name}`",
-                    self.node.name
-                ))
-            })?;
-        KeyValueStore::bind(txn, index)
+        crate::__private::binder(self).bind_named(name)
     }
 
     /// The store of a `#[kstreams::store]` handle type, which this processor declared.
     ///
     /// What a `#[batch_processor]` does for its store parameters, for code that calls the function
-    /// itself (see [`testing::run_plain`](crate::testing::run_plain)).
+    /// itself (see [`testing::run_plain`](crate::testing::run_plain)). A hand-written processor
+    /// checks in `init` that it declared the store ([`InitContext::require_store`]).
     pub fn store_handle<S: StoreHandle<'a>>(&self) -> Result<S> {
         Ok(S::bind(self.store(S::NAME)?))
     }

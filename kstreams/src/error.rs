@@ -197,3 +197,18 @@ impl From<std::convert::Infallible> for Error {
         match e {}
     }
 }
+
+/// A message returned as an error (`Result<(), String>`): a processing error with that message
+/// (see [`Error::processing`]).
+impl From<String> for Error {
+    fn from(message: String) -> Self {
+        Error::processing(message)
+    }
+}
+
+/// A message returned as an error (`Result<(), &str>`): a processing error with that message.
+impl From<&str> for Error {
+    fn from(message: &str) -> Self {
+        Error::processing(message)
+    }
+}

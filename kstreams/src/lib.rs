@@ -26,11 +26,14 @@ pub use topology::{Stream, Topology, TopologyBuilder};
 ///
 /// ```text
 /// #[batch_processor]                // or #[batch_processor(name = "node-name")]; default: the fn name
+///                                   // also: punctuate(every = "10s", time = wall_clock, with = handler)
+///                                   //       (repeatable) and init = function; see below
 /// fn name(
 ///     records: &[Record<K, V>],     // first: the batch, records of one partition in offset order
 ///     store: &mut SomeStore, ...    // zero or more `&mut` handles of `#[store]` types
 ///     out: &mut Emit<K2, V2>,       // optional, last: where the output goes; absent => `((), ())`
 /// ) -> kstreams::Result<()>         // or `()`, or `Result<(), E>` with `E: Into<kstreams::Error>`
+///                                   // (`String` and `&str` too: a message is `Error::processing`)
 /// ```
 ///
 /// The function becomes a unit struct of the same name (and visibility) that implements
@@ -99,6 +102,67 @@ pub use topology::{Stream, Topology, TopologyBuilder};
 /// fn f(lines: &[Record<(), String>], last: &mut String) {}
 /// ```
 ///
+/// # Punctuations and init
+///
+/// `punctuate(every = "...", time = wall_clock | stream_time, with = handler)` schedules a
+/// punctuation ([`InitContext::schedule`]) when a task starts, and calls `handler` when it is due,
+/// between batches. `handler` is a function marked [`#[punctuator]`](punctuator): it takes the
+/// [`&Punctuation`](Punctuation) and then the same kinds of parameters as the processor (`&mut`
+/// stores, optionally `&mut Emit<K2, V2>` with the processor's output types), and its stores are
+/// declared with the processor's. `every` is a literal of one or more `<number><unit>`, units `ms`,
+/// `s`, `m`, `h` (`"10s"`, `"500ms"`, `"1m30s"`; a bad one is a compile error at the literal), or
+/// any expression of type [`Duration`](std::time::Duration). Several `punctuate(...)` may be given;
+/// their punctuations carry the ids 0, 1, ... in the order written.
+///
+/// `init = f` calls `fn f(ctx: &mut InitContext<'_>) -> R` (`R` as for the processor) when a
+/// task starts, after the punctuations are scheduled; `init` also runs once when the topology is
+/// built, so an error it returns fails [`TopologyBuilder::build`]. Its punctuations are the
+/// `punctuate(...)` ones: one it schedules itself would have no handler, and is an error.
+///
+/// ```
+/// use kstreams::testing::TopologyTestDriver;
+/// use kstreams::{batch_processor, punctuator, store, Emit, Punctuation, Record, Topology};
+///
+/// #[store(name = "alert-count", backend = "in_memory")]
+/// type AlertCount = kstreams::KeyValue<String, u64>;
+///
+/// #[batch_processor(punctuate(every = "10s", time = wall_clock, with = report))]
+/// fn count(alerts: &[Record<String, String>], seen: &mut AlertCount, _out: &mut Emit<String, u64>) -> kstreams::Result<()> {
+///     let n = seen.get(&"alerts".to_string())?.unwrap_or(0);
+///     seen.put(&"alerts".to_string(), &(n + alerts.len() as u64))
+/// }
+///
+/// #[punctuator]
+/// fn report(p: &Punctuation, seen: &mut AlertCount, out: &mut Emit<String, u64>) -> kstreams::Result<()> {
+///     let n = seen.get(&"alerts".to_string())?.unwrap_or(0);
+///     out.forward(Record::new("alerts".to_string(), n).with_timestamp(p.timestamp));
+///     Ok(())
+/// }
+///
+/// let mut t = Topology::builder();
+/// let alerts = t.source::<String, String>("alerts");
+/// let counts = t.add(count, &alerts);
+/// t.sink("alert-counts", &counts);
+///
+/// let mut driver = TopologyTestDriver::new(t.build()?)?;
+/// driver.pipe("alerts", "sensor-1".to_string(), "too hot".to_string())?;
+/// for _ in 0..2 {
+///     // (The first wall-clock punctuation is due one interval after the task first sees the clock.)
+///     driver.advance_wall_clock(std::time::Duration::from_secs(10))?;
+/// }
+/// let out = driver.read_output::<String, u64>("alert-counts")?;
+/// assert_eq!(out.last().map(|r| r.value), Some(1));
+/// # Ok::<(), kstreams::Error>(())
+/// ```
+///
+/// A handler that forwards other types than the processor, or a function not marked
+/// `#[punctuator]`, does not compile (`` `report` is not a punctuation handler of a processor
+/// forwarding `Record<String, u64>` ``).
+///
+/// What still needs a hand-written [`BatchProcessor`] (state in fields, punctuations scheduled
+/// from run-time values): see [`InitContext::require_store`] for stores reached with
+/// [`Context::store_handle`].
+///
 /// # Good to know
 ///
 /// - The function's name is now a unit struct, also in patterns: `let count = t.add(count, &s);`
@@ -140,6 +204,22 @@ pub use kstreams_macros::batch_processor;
 /// fn f(lines: &[Record<(), String>]) {}
 /// ```
 pub use kstreams_macros::processor;
+
+/// Turns a function into a punctuation handler, for `#[batch_processor(punctuate(with = ...))]`
+/// (see [`batch_processor`]'s "Punctuations and init").
+///
+/// ```text
+/// #[punctuator]
+/// fn name(
+///     punctuation: &Punctuation,    // first: which punctuation fired, and its time
+///     store: &mut SomeStore, ...    // zero or more `&mut` handles of `#[store]` types
+///     out: &mut Emit<K2, V2>,       // optional, last: the output types of the processor
+/// ) -> kstreams::Result<()>         // or `()`, or `Result<(), E>` with `E: Into<kstreams::Error>`
+/// ```
+///
+/// The function becomes a unit struct of the same name that the processor calls; it derefs to the
+/// function, which can still be called as one.
+pub use kstreams_macros::punctuator;
 
 /// Declares a store: turns `type Name = kstreams::KeyValue<K, V>;` into a typed handle.
 ///

@@ -2,11 +2,12 @@
 //!
 //! Owns: re-exports of the runtime items expansions use, so that generated code depends on neither
 //! the user's imports nor the prelude, and the small glue that binds a function's store
-//! parameters. Not a public API: it changes with the macros, which this crate pins with `=`.
+//! parameters, runs an `init = f` function and dispatches punctuations to `#[punctuator]`
+//! handlers. Not a public API: it changes with the macros, which this crate pins with `=`.
 
 pub use std::vec::Vec;
 
-pub use crate::context::Context;
+pub use crate::context::{Context, InitContext, Punctuation, PunctuationType};
 pub use crate::error::{Error, Result};
 pub use crate::processor::{BatchProcessor, ProcessorReturn, with_origin};
 pub use crate::record::Record;
@@ -54,6 +55,27 @@ impl<'t> StoreBinder<'t> {
         })?;
         KeyValueStore::bind(self.txn, task_index)
     }
+
+    /// The node's store named `name`.
+    pub(crate) fn bind_named<K: 'static, V: 'static>(
+        self,
+        name: &str,
+    ) -> Result<KeyValueStore<'t, K, V>> {
+        let txn = self.txn;
+        let index = self
+            .node
+            .stores
+            .iter()
+            .copied()
+            .find(|i| txn.store_spec(*i).name() == name)
+            .ok_or_else(|| {
+                Error::Store(format!(
+                    "processor `{}` did not declare a store named `{name}`: list it in `stores()`",
+                    self.node.name
+                ))
+            })?;
+        KeyValueStore::bind(txn, index)
+    }
 }
 
 /// A store parameter of a processor function: how to declare it and how to bind it.
@@ -65,6 +87,9 @@ pub struct StoreParam<'t, T> {
     pub spec: fn() -> StoreSpec,
     /// Binds the processor's `index`-th store.
     pub bind: fn(StoreBinder<'t>, usize) -> Result<T>,
+    /// Binds the processor's store of this name (a `#[punctuator]`'s stores are somewhere in
+    /// the list of the processor that names it).
+    pub bind_named: fn(StoreBinder<'t>) -> Result<T>,
 }
 
 impl<T> std::fmt::Debug for StoreParam<'_, T> {
@@ -79,5 +104,59 @@ pub fn store_param<'t, T: StoreHandle<'t>>() -> StoreParam<'t, T> {
     StoreParam {
         spec: T::spec,
         bind: |binder, index| Ok(T::bind(binder.bind::<T::Key, T::Value>(index)?)),
+        bind_named: |binder| Ok(T::bind(binder.bind_named::<T::Key, T::Value>(T::NAME)?)),
     }
+}
+
+/// Adds the stores of a punctuation handler to a processor's: a store both use is listed once
+/// (a declaration that differs is kept, for the topology to report the conflict).
+pub fn merge_stores(stores: &mut Vec<StoreSpec>, more: Vec<StoreSpec>) {
+    for spec in more {
+        if !stores.iter().any(|s| s.same_as(&spec)) {
+            stores.push(spec);
+        }
+    }
+}
+
+/// A punctuation handler made by `#[kstreams::punctuator]`, for a processor forwarding
+/// `Record<K, V>`: the stores it takes and the call.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a punctuation handler of a processor forwarding `Record<{K}, {V}>`",
+    label = "not a `#[kstreams::punctuator]` function with the output `&mut Emit<{K}, {V}>`",
+    note = "`punctuate(with = name)` names a function marked `#[kstreams::punctuator]`: `fn name(punctuation: &Punctuation, stores.., out: &mut Emit<{K}, {V}>)`, whose output types are the processor's (or that has no output parameter)"
+)]
+pub trait Punctuator<K, V> {
+    /// The stores the handler takes.
+    fn stores(&self) -> Vec<StoreSpec>;
+    /// Calls the handler with its stores bound.
+    fn punctuate(&self, punctuation: &Punctuation, ctx: &mut Context<'_, K, V>) -> Result<()>;
+}
+
+/// Calls an `init = f` function. Its punctuations are declared with `punctuate(...)`, which gives
+/// each its handler: one that `f` schedules by itself would have none, so it is an error.
+pub fn run_init<R: ProcessorReturn>(
+    ctx: &mut InitContext<'_>,
+    f: fn(&mut InitContext<'_>) -> R,
+) -> Result<()> {
+    let before = ctx.schedules.len();
+    f(ctx).into_result()?;
+    if ctx.schedules.len() > before {
+        return Err(Error::Config(format!(
+            "processor `{}`: its `init` function scheduled a punctuation, which would have no handler; declare it with `punctuate(every = ..., time = ..., with = handler)` in the processor's attribute",
+            ctx.node
+        )));
+    }
+    Ok(())
+}
+
+/// A punctuation id the processor did not schedule (cannot happen: ids come from its `init`).
+pub fn unknown_punctuation<K: 'static, V: 'static>(
+    ctx: &Context<'_, K, V>,
+    punctuation: &Punctuation,
+) -> Result<()> {
+    Err(Error::Internal(format!(
+        "processor `{}` has no punctuation {}",
+        ctx.name(),
+        punctuation.id
+    )))
 }

@@ -57,7 +57,12 @@ pub trait BatchProcessor<K, V>: Send + 'static {
         None
     }
 
-    /// Called once per task before the first batch; schedule punctuations here.
+    /// Called once per task before the first batch; schedule punctuations here, and check the
+    /// stores reached with [`Context::store_handle`] ([`InitContext::require_store`]).
+    ///
+    /// [`TopologyBuilder::build`](crate::TopologyBuilder::build) also calls it once, on a fresh
+    /// copy (as for partition 0) that it then drops, so that an error it returns fails the
+    /// build: keep it to scheduling and checks.
     fn init(&mut self, _ctx: &mut InitContext<'_>) -> Result<()> {
         Ok(())
     }
@@ -136,7 +141,8 @@ pub fn with_origin<K, V>(err: Error, record: &Record<K, V>) -> Error {
 }
 
 /// What a `#[batch_processor]` or `#[processor]` function may return: `()`, or
-/// `Result<(), E>` where `E: Into<kstreams::Error>` (such as [`kstreams::Result<()>`](crate::Result)).
+/// `Result<(), E>` where `E: Into<kstreams::Error>` (such as [`kstreams::Result<()>`](crate::Result),
+/// or `Result<(), String>`: a message becomes [`Error::processing`]).
 #[diagnostic::on_unimplemented(
     message = "a processor function cannot return `{Self}`",
     label = "return `()`, `kstreams::Result<()>` or `Result<(), E>` where `E: Into<kstreams::Error>`",

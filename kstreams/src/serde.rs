@@ -66,7 +66,8 @@ pub trait Serde<T>: Send + Sync + 'static {
     message = "`{Self}` has no default serde",
     label = "kstreams does not know how to turn `{Self}` into bytes",
     note = "built-in serdes cover String, Vec<u8>, i32, i64, u32, u64, f64, () and Option of those",
-    note = "for a serde-derived type, write `kstreams::json_serde!({Self});`, or pass a serde explicitly"
+    note = "a borrowed value (`&str`, `&[u8]`, `&T`) has no serde: keys and values are owned, so pass a `String`, a `Vec<u8>` or a `T`",
+    note = "for a type of your own that derives serde's traits, write `kstreams::json_serde!(YourType);`, or pass a serde explicitly"
 )]
 pub trait DefaultSerde: Sized + 'static {
     /// The serde used when none is given.

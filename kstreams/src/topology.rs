@@ -41,15 +41,26 @@ pub enum TopologyError {
     DuplicateSourceTopic(String),
     /// Two declarations of one store disagree.
     #[error(
-        "store `{name}` is declared twice with different types or settings: {first} and {second}"
+        "store `{name}` is declared twice, differently ({differ}): {first}, and {second}; declare it once, with one `#[kstreams::store]` type used by both"
     )]
     StoreConflict {
         /// The store.
         name: String,
-        /// The first declaration.
+        /// The first declaration: who declared it, and as what.
         first: String,
-        /// The second declaration.
+        /// The second declaration: who declared it, and as what.
         second: String,
+        /// What differs: "value types", "backends", ...
+        differ: String,
+    },
+    /// A processor's `init` failed when the topology was built (see
+    /// [`InitContext::require_store`](crate::InitContext::require_store)).
+    #[error("processor `{node}` cannot start: {message}")]
+    Init {
+        /// The processor.
+        node: String,
+        /// What its `init` returned.
+        message: String,
     },
     /// A store was declared but no processor uses it.
     #[error("store `{0}` is declared but no processor uses it")]
@@ -236,6 +247,8 @@ pub struct TopologyBuilder {
     id: u64,
     nodes: Vec<NodeDef>,
     declared_stores: Vec<StoreSpec>,
+    /// Who declared each of `declared_stores` first: "processor `x`", for messages.
+    declared_by: Vec<String>,
     errors: Vec<TopologyError>,
 }
 
@@ -301,6 +314,7 @@ impl TopologyBuilder {
             id: BUILDER_IDS.fetch_add(1, Ordering::Relaxed),
             nodes: Vec::new(),
             declared_stores: Vec::new(),
+            declared_by: Vec::new(),
             errors: Vec::new(),
         }
     }
@@ -478,10 +492,11 @@ impl TopologyBuilder {
         }
         let specs = processor.stores();
         let mut stores = Vec::new();
-        for spec in specs {
+        for spec in &specs {
             stores.push(Arc::<str>::from(spec.name()));
-            self.declare(spec);
+            self.declare(spec.clone(), format!("processor `{name}`"));
         }
+        let declared: Arc<[StoreSpec]> = specs.into();
         let prototype = Arc::new(Mutex::new(processor));
         let factory: Factory = Arc::new(move |info| {
             let processor = match prototype.lock() {
@@ -490,6 +505,7 @@ impl TopologyBuilder {
             };
             Box::new(ProcessorNode::<P, K, V> {
                 processor,
+                declared: declared.clone(),
                 info,
                 out: Outputs::default(),
                 _types: PhantomData,
@@ -518,29 +534,28 @@ impl TopologyBuilder {
     /// Declares a store explicitly (processors declare theirs by themselves; a store declared here
     /// must be used by some processor).
     pub fn store(&mut self, spec: StoreSpec) -> &mut Self {
-        self.declare(spec);
+        self.declare(spec, "`TopologyBuilder::store`".to_owned());
         self
     }
 
-    fn declare(&mut self, spec: StoreSpec) {
+    fn declare(&mut self, spec: StoreSpec, by: String) {
         if !valid_name(spec.name()) {
             self.errors
                 .push(TopologyError::InvalidName(spec.name().to_owned()));
         }
-        if let Some(existing) = self
+        if let Some(i) = self
             .declared_stores
             .iter()
-            .find(|s| s.name() == spec.name())
+            .position(|s| s.name() == spec.name())
         {
+            let existing = &self.declared_stores[i];
             if !existing.same_as(&spec) {
-                self.errors.push(TopologyError::StoreConflict {
-                    name: spec.name().to_owned(),
-                    first: format!("{existing:?}"),
-                    second: format!("{spec:?}"),
-                });
+                self.errors
+                    .push(store_conflict(existing, &self.declared_by[i], &spec, &by));
             }
         } else {
             self.declared_stores.push(spec);
+            self.declared_by.push(by);
         }
     }
 
@@ -634,6 +649,7 @@ impl TopologyBuilder {
                 return Err(TopologyError::UnusedStore(spec.name().to_owned()));
             }
         }
+        check_init(&nodes)?;
         let subtopologies = split(&nodes);
         Ok(Topology {
             inner: Arc::new(Inner {
@@ -642,6 +658,102 @@ impl TopologyBuilder {
                 subtopologies,
             }),
         })
+    }
+}
+
+/// Runs each processor's `init` once, on a fresh copy, so that what it checks (the stores it
+/// requires, its punctuation intervals) fails here and not when a task starts. The copy is
+/// dropped; tasks run `init` again on their own instances.
+fn check_init(nodes: &[NodeDef]) -> Result<(), TopologyError> {
+    for n in nodes {
+        if !matches!(n.kind, NodeKind::Processor) {
+            continue;
+        }
+        let mut node = (n.factory)(NodeInfo {
+            name: n.name.clone(),
+            children: Vec::new(),
+            child_names: Vec::new(),
+            stores: Vec::new(),
+        });
+        if let Err(e) = init_node(node.as_mut(), &n.name, 0) {
+            return Err(TopologyError::Init {
+                node: n.name.to_string(),
+                message: e.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A type name without its module paths: `Vec<alloc::string::String>` → `Vec<String>`.
+fn without_paths(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    // Where the path segment being written starts in `out`.
+    let mut segment = 0;
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ':' && chars.peek() == Some(&':') {
+            chars.next();
+            out.truncate(segment);
+        } else {
+            out.push(c);
+            if !(c.is_alphanumeric() || c == '_') {
+                segment = out.len();
+            }
+        }
+    }
+    out
+}
+
+/// A declaration in words: "`K` → `V` on LMDB, with a changelog".
+pub(crate) fn describe_store(spec: &StoreSpec) -> String {
+    let (key, value) = spec.type_names();
+    let (key, value) = (without_paths(key), without_paths(value));
+    format!(
+        "`{key}` → `{value}` on {}, {}",
+        match spec.get_backend() {
+            crate::store::Backend::Lmdb => "LMDB",
+            crate::store::Backend::InMemory => "the in-memory backend",
+        },
+        if spec.changelog_enabled() {
+            "with a changelog"
+        } else {
+            "without a changelog"
+        }
+    )
+}
+
+/// Two declarations of one store that differ, in a sentence.
+fn store_conflict(
+    first: &StoreSpec,
+    first_by: &str,
+    second: &StoreSpec,
+    second_by: &str,
+) -> TopologyError {
+    let (k1, v1) = first.type_names();
+    let (k2, v2) = second.type_names();
+    let mut differ = Vec::new();
+    if k1 != k2 {
+        differ.push("key types");
+    }
+    if v1 != v2 {
+        differ.push("value types");
+    }
+    if first.get_backend() != second.get_backend() {
+        differ.push("backends");
+    }
+    if first.changelog_enabled() != second.changelog_enabled() {
+        differ.push("changelog");
+    }
+    if differ.is_empty() {
+        // Same type names, different types (two types of one name in different crates).
+        differ.push("types of the same name");
+    }
+    TopologyError::StoreConflict {
+        name: first.name().to_owned(),
+        first: format!("by {first_by} as {}", describe_store(first)),
+        second: format!("by {second_by} as {}", describe_store(second)),
+        differ: differ.join(", "),
     }
 }
 
@@ -968,6 +1080,8 @@ where
     P: BatchProcessor<K, V>,
 {
     processor: P,
+    /// The stores the processor declared, for `InitContext::require_store`.
+    declared: Arc<[StoreSpec]>,
     info: NodeInfo,
     out: Outputs<P::OutKey, P::OutValue>,
     _types: PhantomData<fn(K, V)>,
@@ -1000,7 +1114,13 @@ where
     V: 'static,
 {
     fn init(&mut self, ctx: &mut InitContext<'_>) -> Result<()> {
-        self.processor.init(ctx)
+        let mut ctx = InitContext {
+            node: ctx.node,
+            schedules: &mut *ctx.schedules,
+            partition: ctx.partition,
+            stores: &self.declared,
+        };
+        self.processor.init(&mut ctx)
     }
 
     fn process(&mut self, input: &dyn Any, exec: &mut Exec<'_>) -> Result<()> {
@@ -1157,7 +1277,47 @@ pub(crate) fn init_node(
         node: name,
         schedules: &mut schedules,
         partition,
+        stores: &[],
     };
     node.init(&mut ctx)?;
     Ok(schedules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Backend;
+
+    #[test]
+    fn a_store_conflict_names_both_declarations_in_a_sentence() {
+        let first = StoreSpec::new::<String, u64>("totals");
+        let second = StoreSpec::new::<String, i64>("totals")
+            .backend(Backend::InMemory)
+            .changelog(false);
+        let err = store_conflict(&first, "processor `add-up`", &second, "processor `report`");
+        assert_eq!(
+            err.to_string(),
+            "store `totals` is declared twice, differently (value types, backends, changelog): \
+             by processor `add-up` as `String` → `u64` on LMDB, with a changelog, \
+             and by processor `report` as `String` → `i64` on the in-memory \
+             backend, without a changelog; declare it once, with one `#[kstreams::store]` type \
+             used by both"
+        );
+
+        assert_eq!(
+            without_paths("core::option::Option<(alloc::vec::Vec<u8>, my_app::Totals)>"),
+            "Option<(Vec<u8>, Totals)>"
+        );
+
+        // Through the builder: the explicit declaration is named too.
+        let mut t = Topology::builder();
+        t.store(StoreSpec::new::<u64, u64>("totals"));
+        t.store(first);
+        let err = t.build().map(|_| ()).expect_err("a conflict");
+        assert!(
+            matches!(&err, TopologyError::StoreConflict { differ, first, .. }
+                if differ == "key types" && first.starts_with("by `TopologyBuilder::store` as `u64`")),
+            "{err}"
+        );
+    }
 }

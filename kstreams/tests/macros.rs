@@ -243,3 +243,328 @@ fn processors_are_small_copyable_values() {
     assert_eq!(upper.node_name(), Some("upper-case"));
     assert_eq!(std::mem::size_of_val(&p), 0);
 }
+
+// ---- Punctuations and init in the macros ----
+
+#[store(name = "alert-tally", backend = "in_memory", changelog = false)]
+type AlertTally = kstreams::KeyValue<String, u64>;
+
+#[store(name = "ticks")]
+type Ticks = kstreams::KeyValue<String, i64>;
+
+/// Counts alerts; every 10 s of wall-clock time `summarise` reports them, and every 1 s of stream
+/// time `tick` remembers when it fired (a store only the handler takes).
+#[batch_processor(
+    name = "alert-summary",
+    punctuate(every = "10s", time = wall_clock, with = summarise),
+    punctuate(every = "1s", time = stream_time, with = tick)
+)]
+fn count_alerts(
+    alerts: &[Record<String, String>],
+    tally: &mut AlertTally,
+    _out: &mut Emit<String, String>,
+) -> kstreams::Result<()> {
+    let n = tally.get(&"new".to_string())?.unwrap_or(0);
+    tally.put(&"new".to_string(), &(n + alerts.len() as u64))
+}
+
+#[kstreams::punctuator]
+fn summarise(
+    p: &kstreams::Punctuation,
+    tally: &mut AlertTally,
+    out: &mut Emit<String, String>,
+) -> kstreams::Result<()> {
+    assert_eq!((p.id, p.kind), (0, kstreams::PunctuationType::WallClock));
+    let n = tally.get(&"new".to_string())?.unwrap_or(0);
+    if n > 0 {
+        out.forward(
+            Record::new("summary".to_string(), format!("{n} new")).with_timestamp(p.timestamp),
+        );
+        tally.put(&"new".to_string(), &0)?;
+    }
+    Ok(())
+}
+
+/// No output parameter: it fits any processor.
+#[kstreams::punctuator]
+fn tick(p: &kstreams::Punctuation, ticks: &mut Ticks) -> kstreams::Result<()> {
+    assert_eq!((p.id, p.kind), (1, kstreams::PunctuationType::StreamTime));
+    ticks.put(&"last".to_string(), &p.timestamp)
+}
+
+fn tally_topology() -> Topology {
+    let mut t = Topology::builder();
+    let alerts = t.source::<String, String>("alerts");
+    let summaries = t.add(count_alerts, &alerts);
+    t.sink("summaries", &summaries);
+    t.build().expect("valid topology")
+}
+
+#[test]
+fn punctuations_declared_in_the_attribute_fire_with_their_stores() -> kstreams::Result<()> {
+    use kstreams::BatchProcessor;
+    // The handlers' stores are declared with the processor's, each once.
+    let names: Vec<String> = count_alerts
+        .stores()
+        .iter()
+        .map(|s| s.name().to_owned())
+        .collect();
+    assert_eq!(names, ["alert-tally", "ticks"]);
+    let topology = tally_topology();
+    assert!(
+        topology
+            .describe()
+            .contains("Processor: alert-summary (stores: [alert-tally, ticks])"),
+        "{}",
+        topology.describe()
+    );
+
+    let mut d = TopologyTestDriver::new(topology)?;
+    let ten_seconds = std::time::Duration::from_secs(10);
+    // The wall clock is seen once before the first alert (whenever a first punctuation is due,
+    // each step of one interval then fires once).
+    d.advance_wall_clock(ten_seconds)?;
+    d.pipe_batch(
+        "alerts",
+        ["too hot", "too cold"]
+            .map(|a| Record::new("s".to_string(), a.to_string()).with_timestamp(500)),
+    )?;
+    d.advance_wall_clock(ten_seconds)?;
+    d.pipe("alerts", "s".to_string(), "too hot".to_string())?;
+    d.advance_wall_clock(ten_seconds)?;
+    // A quiet interval forwards nothing.
+    d.advance_wall_clock(ten_seconds)?;
+    let lines: Vec<String> = d
+        .read_output::<String, String>("summaries")?
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(lines, ["2 new", "1 new"]);
+
+    // Stream time: pushed far ahead, the stream-time handler fires and writes its own store.
+    d.advance_stream_time(10_000)?;
+    d.advance_stream_time(20_000)?;
+    let ticks = d.store::<String, i64>("ticks")?;
+    assert_eq!(ticks.len(), 1, "{ticks:?}");
+    assert!(ticks[0].1 >= 10_000, "{ticks:?}");
+    Ok(())
+}
+
+/// Intervals as written: literals and any `Duration` expression.
+const FIVE_SECONDS: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[batch_processor(
+    punctuate(every = "1m30s", time = wall_clock, with = count_ticks),
+    punctuate(every = FIVE_SECONDS, time = stream_time, with = count_ticks),
+    init = check_partition
+)]
+fn quiet(_records: &[Record<String, String>]) {}
+
+#[kstreams::punctuator]
+fn count_ticks(_p: &kstreams::Punctuation, ticks: &mut Ticks) -> kstreams::Result<()> {
+    let n = ticks.get(&"n".to_string())?.unwrap_or(0);
+    ticks.put(&"n".to_string(), &(n + 1))
+}
+
+fn check_partition(ctx: &mut kstreams::InitContext<'_>) -> Result<(), String> {
+    if ctx.partition() > 0 {
+        return Err(format!("`{}` runs on partition 0 only", ctx.name()));
+    }
+    Ok(())
+}
+
+#[test]
+fn schedules_follow_the_written_intervals_and_init_runs_per_task() -> kstreams::Result<()> {
+    let mut t = Topology::builder();
+    let input = t.source::<String, String>("input");
+    let _ = t.add(quiet, &input);
+    let topology = t.build()?;
+
+    let mut d = TopologyTestDriver::new(topology.clone())?;
+    d.pipe("input", "k".to_string(), "v".to_string())?;
+    let ticks = |d: &mut TopologyTestDriver| -> kstreams::Result<i64> {
+        Ok(d.store::<String, i64>("ticks")?
+            .first()
+            .map_or(0, |(_, n)| *n))
+    };
+    // Second by second: the wall-clock punctuation fires every 90 s.
+    let mut fired_at = Vec::new();
+    for second in 0..400 {
+        let before = ticks(&mut d)?;
+        d.advance_wall_clock(std::time::Duration::from_secs(1))?;
+        if ticks(&mut d)? > before {
+            fired_at.push(second);
+        }
+    }
+    let gaps: Vec<i64> = fired_at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.len() >= 2 && gaps.iter().all(|g| *g == 90),
+        "{fired_at:?}"
+    );
+
+    // `init` runs when a task starts: on partition 1 it fails, naming the processor.
+    let err = TopologyTestDriver::builder(topology)
+        .partitions("input", 2)
+        .build()
+        .and_then(|mut d| d.pipe_batch("input", [Record::new("k".to_string(), "v".to_string())]))
+        .expect_err("partition 1 is refused");
+    assert!(
+        err.to_string().contains("`quiet` runs on partition 0 only"),
+        "{err}"
+    );
+    Ok(())
+}
+
+fn schedules_by_itself(ctx: &mut kstreams::InitContext<'_>) -> kstreams::Result<()> {
+    ctx.schedule(
+        std::time::Duration::from_secs(1),
+        kstreams::PunctuationType::WallClock,
+    )?;
+    Ok(())
+}
+
+#[batch_processor(init = schedules_by_itself)]
+fn unhandled(_records: &[Record<String, String>]) {}
+
+#[test]
+fn an_init_function_that_schedules_fails_the_build() {
+    let mut t = Topology::builder();
+    let input = t.source::<String, String>("input");
+    let _ = t.add(unhandled, &input);
+    let err = t.build().expect_err("a punctuation without handler");
+    assert_eq!(
+        err.to_string(),
+        "processor `unhandled` cannot start: invalid configuration: processor `unhandled`: its `init` function scheduled a punctuation, which would have no handler; declare it with `punctuate(every = ..., time = ..., with = handler)` in the processor's attribute"
+    );
+}
+
+/// `Result<(), String>`: the message becomes a processing error.
+#[processor]
+fn parse_number(line: &Record<(), String>, out: &mut Emit<(), u64>) -> Result<(), String> {
+    let n = line
+        .value
+        .parse::<u64>()
+        .map_err(|e| format!("not a number: {e}"))?;
+    out.forward(line.derive((), n));
+    Ok(())
+}
+
+#[test]
+fn a_string_error_is_a_processing_error_with_its_origin() -> kstreams::Result<()> {
+    let mut t = Topology::builder();
+    let lines = t.source::<(), String>("lines");
+    let numbers = t.add(parse_number, &lines);
+    t.sink("numbers", &numbers);
+    let mut d = TopologyTestDriver::new(t.build()?)?;
+    let err = d
+        .pipe_batch("lines", ["1", "x"].map(|s| Record::new((), s.to_string())))
+        .expect_err("x is not a number");
+    assert_eq!(
+        err.to_string(),
+        "processor `parse_number` failed at topic `lines` partition 0 offset 1: not a number: invalid digit found in string"
+    );
+    Ok(())
+}
+
+// ---- The hand-written escape hatch: a store missing from `stores()` fails the build ----
+
+#[derive(Debug, Clone)]
+struct HandWritten {
+    declare: bool,
+}
+
+impl kstreams::BatchProcessor<String, String> for HandWritten {
+    type OutKey = ();
+    type OutValue = ();
+    fn stores(&self) -> Vec<kstreams::StoreSpec> {
+        if self.declare {
+            vec![AlertTally::spec()]
+        } else {
+            Vec::new()
+        }
+    }
+    fn init(&mut self, ctx: &mut kstreams::InitContext<'_>) -> kstreams::Result<()> {
+        ctx.require_store::<AlertTally<'_>>()
+    }
+    fn process_batch(
+        &mut self,
+        records: &[Record<String, String>],
+        ctx: &mut kstreams::Context<'_, (), ()>,
+    ) -> kstreams::Result<()> {
+        let tally = ctx.store_handle::<AlertTally<'_>>()?;
+        tally.put(&"n".to_string(), &(records.len() as u64))
+    }
+}
+
+#[test]
+fn a_store_missing_from_stores_is_a_build_error() -> kstreams::Result<()> {
+    let build = |declare: bool| {
+        let mut t = Topology::builder();
+        let input = t.source::<String, String>("input");
+        let _ = t.add_named("hand-written", HandWritten { declare }, &input);
+        t.build()
+    };
+    let err = build(false).expect_err("the store is not declared");
+    assert_eq!(
+        err.to_string(),
+        "processor `hand-written` cannot start: invalid configuration: processor `hand-written` uses the store `alert-tally` (`AlertTally`) but does not declare it: list it in `stores()`, as `AlertTally::spec()`"
+    );
+    let mut d = TopologyTestDriver::new(build(true)?)?;
+    d.pipe("input", "k".to_string(), "v".to_string())?;
+    assert_eq!(
+        d.store::<String, u64>("alert-tally")?,
+        [("n".to_string(), 1)]
+    );
+    Ok(())
+}
+
+/// A hand-written processor that declares its store otherwise than the handle it uses.
+#[derive(Debug, Clone)]
+struct DeclaresOtherwise;
+
+impl kstreams::BatchProcessor<String, String> for DeclaresOtherwise {
+    type OutKey = ();
+    type OutValue = ();
+    fn stores(&self) -> Vec<kstreams::StoreSpec> {
+        vec![kstreams::StoreSpec::new::<String, i64>("alert-tally")]
+    }
+    fn init(&mut self, ctx: &mut kstreams::InitContext<'_>) -> kstreams::Result<()> {
+        ctx.require_store::<AlertTally<'_>>()
+    }
+    fn process_batch(
+        &mut self,
+        _: &[Record<String, String>],
+        _: &mut kstreams::Context<'_, (), ()>,
+    ) -> kstreams::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_store_declared_otherwise_than_its_handle_is_a_build_error() {
+    let mut t = Topology::builder();
+    let input = t.source::<String, String>("input");
+    let _ = t.add_named("otherwise", DeclaresOtherwise, &input);
+    let err = t.build().expect_err("declared with other types");
+    assert_eq!(
+        err.to_string(),
+        "processor `otherwise` cannot start: invalid configuration: processor `otherwise` uses the store `alert-tally` as `AlertTally` (`String` → `u64` on the in-memory backend, without a changelog) but declares it in `stores()` as `String` → `i64` on LMDB, with a changelog; declare it with `AlertTally::spec()`"
+    );
+}
+
+const NO_TIME: std::time::Duration = std::time::Duration::ZERO;
+
+#[batch_processor(punctuate(every = NO_TIME, time = wall_clock, with = count_ticks))]
+fn too_often(_records: &[Record<String, String>]) {}
+
+#[test]
+fn an_interval_below_one_millisecond_fails_the_build() {
+    let mut t = Topology::builder();
+    let input = t.source::<String, String>("input");
+    let _ = t.add(too_often, &input);
+    let err = t.build().expect_err("a zero interval");
+    assert_eq!(
+        err.to_string(),
+        "processor `too_often` cannot start: invalid configuration: processor `too_often`: a punctuation interval must be at least 1 ms"
+    );
+}

@@ -36,6 +36,36 @@ fn forget_twice(record: &Record<String, u64>, counts: &mut Counts) -> kstreams::
     Ok(())
 }
 
+/// Lines seen.
+#[store(name = "line-count", backend = "in_memory")]
+pub type LineCount = kstreams::KeyValue<String, u64>;
+
+/// Counts lines; reports them every second of stream time.
+#[batch_processor(punctuate(every = "1s", time = stream_time, with = report), init = check)]
+fn count_lines(
+    lines: &[Record<(), String>],
+    counts: &mut LineCount,
+    _out: &mut Emit<String, u64>,
+) -> kstreams::Result<()> {
+    let n = counts.get(&"lines".to_string())?.unwrap_or(0);
+    counts.put(&"lines".to_string(), &(n + lines.len() as u64))
+}
+
+/// Forwards the line count.
+#[kstreams::punctuator]
+fn report(
+    p: &kstreams::Punctuation,
+    counts: &mut LineCount,
+    out: &mut Emit<String, u64>,
+) -> kstreams::Result<()> {
+    let n = counts.get(&"lines".to_string())?.unwrap_or(0);
+    out.forward(Record::new("lines".to_string(), n).with_timestamp(p.timestamp));
+    Ok(())
+}
+
+/// Checks nothing.
+fn check(_ctx: &mut kstreams::InitContext<'_>) {}
+
 /// Only records.
 #[processor]
 fn ignore(_: &Record<(), String>) {}
@@ -48,6 +78,8 @@ fn clippy_clean_processors_run() -> kstreams::Result<()> {
     t.sink("counts", &counted);
     let _ = t.add(forget_twice, &counted);
     let _ = t.add(ignore, &lines);
+    let reported = t.add(count_lines, &lines);
+    t.sink("line-counts", &reported);
     let mut d = TopologyTestDriver::new(t.build()?)?;
     d.pipe_batch(
         "lines",

@@ -1,7 +1,7 @@
 //! Every supported signature and attribute key compiles, and wires.
 
 use kstreams::serde::{Json, StringSerde};
-use kstreams::{batch_processor, processor, store, Emit, Error, Record, Topology};
+use kstreams::{batch_processor, processor, punctuator, store, Emit, Error, InitContext, Punctuation, Record, Topology};
 
 #[store(name = "counts")]
 type Counts = kstreams::KeyValue<String, u64>;
@@ -70,8 +70,35 @@ fn upper(mut_line: &Record<(), String>, mut out: &mut Emit<(), String>) {
     o.forward(mut_line.derive((), mut_line.value.to_uppercase()));
 }
 
+/// Punctuations on a record processor, handlers with and without output, an interval expression,
+/// an init function returning `()`.
+#[processor(
+    name = "punctuated",
+    punctuate(every = "250ms", time = stream_time, with = emit_count),
+    punctuate(every = std::time::Duration::from_secs(60), time = wall_clock, with = nested::forget_all),
+    init = nothing_to_check
+)]
+fn punctuated(line: &Record<String, u64>, counts: &mut Counts, _out: &mut Emit<String, u64>) -> kstreams::Result<()> {
+    counts.put(&line.key, &line.value)
+}
+
+#[punctuator]
+fn emit_count(p: &Punctuation, counts: &mut Counts, memory: &mut InMemory, out: &mut kstreams::Context<'_, String, u64>) -> Result<(), String> {
+    let n = counts.get(&"a".to_string()).map_err(|e| e.to_string())?.unwrap_or(0);
+    memory.put(&n, &None).map_err(|e| e.to_string())?;
+    out.forward(Record::new("a".to_string(), n).with_timestamp(p.timestamp));
+    Ok(())
+}
+
+fn nothing_to_check(_: &mut InitContext<'_>) {}
+
 mod nested {
     use kstreams::{batch_processor, Emit, Record};
+
+    #[kstreams::punctuator]
+    pub(crate) fn forget_all(_: &kstreams::Punctuation, counts: &mut super::Counts) -> kstreams::Result<()> {
+        counts.delete(&"a".to_string())
+    }
 
     #[batch_processor]
     pub fn public_in_a_module(lines: &[Record<(), String>], out: &mut Emit<(), u64>) {
@@ -91,8 +118,11 @@ fn main() -> kstreams::Result<()> {
     t.sink("upper", &up);
     let lens = t.add(nested::public_in_a_module, &lines);
     t.sink("lengths", &lens);
+    let punctuated_out = t.add(punctuated, &counted);
+    t.sink("punctuated", &punctuated_out);
     let topology = t.build()?;
     assert!(topology.describe().contains("with-output"));
+    assert!(topology.describe().contains("Processor: punctuated (stores: [counts, in-memory])"));
     assert_eq!(topology.stores().len(), 4);
     Ok(())
 }

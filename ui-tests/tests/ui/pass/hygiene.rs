@@ -19,6 +19,13 @@ struct Send;
 struct StoreHandle;
 struct BatchProcessor;
 struct Context;
+struct Punctuation;
+struct Punctuator;
+struct PunctuationType;
+struct InitContext;
+struct Duration;
+struct StoreSpec;
+mod core {}
 mod kstreams_private {}
 
 use kstreams::{batch_processor, processor, store, Emit, Record};
@@ -37,6 +44,16 @@ fn count(lines: &[Record<(), Text>], counts: &mut Counts, out: &mut Emit<Text, u
     kstreams::Result::Ok(())
 }
 
+#[batch_processor(punctuate(every = "1s", time = wall_clock, with = tick), punctuate(every = std::time::Duration::from_secs(2), time = stream_time, with = tick), init = start)]
+fn with_punctuations(_lines: &[Record<(), Text>], _counts: &mut Counts) {}
+
+#[kstreams::punctuator]
+fn tick(_p: &kstreams::Punctuation, counts: &mut Counts) -> kstreams::Result<()> {
+    counts.delete(&Text::new())
+}
+
+fn start(_ctx: &mut kstreams::InitContext<'_>) {}
+
 #[processor]
 fn each(line: &Record<(), Text>, out: &mut Emit<(), Text>) {
     out.forward(line.clone());
@@ -49,5 +66,6 @@ fn main() {
     t.sink("counts", &counted);
     let each_out = t.add(each, &lines);
     t.sink("each", &each_out);
+    let _ = t.add(with_punctuations, &lines);
     assert!(t.build().is_ok());
 }
