@@ -873,7 +873,8 @@ impl std::fmt::Display for Entry {
     }
 }
 
-/// Bytes as a quoted string when they are short UTF-8, else as hex (truncated past 64 bytes).
+/// Bytes as a quoted string when they are UTF-8 without control characters, else as hex
+/// (truncated past 64 bytes).
 fn show_bytes(bytes: Option<&[u8]>) -> String {
     const MAX: usize = 64;
     let Some(b) = bytes else {
@@ -886,8 +887,8 @@ fn show_bytes(bytes: Option<&[u8]>) -> String {
         String::new()
     };
     match std::str::from_utf8(cut) {
-        Ok(text) => format!("{text:?}{more}"),
-        Err(_) => {
+        Ok(text) if !text.chars().any(char::is_control) => format!("{text:?}{more}"),
+        _ => {
             let hex: String = cut.iter().map(|x| format!("{x:02x}")).collect();
             format!("0x{hex}{more}")
         }
@@ -1114,7 +1115,7 @@ pub enum SplitCheckError {
         /// How the differing run cut the input ("batches of one", "random batches (seed 7)").
         plan: String,
         /// The first difference.
-        difference: SplitDifference,
+        difference: Box<SplitDifference>,
     },
     /// The topology failed on the input (under the check's error policies) in one of the runs.
     #[error("the topology failed with {plan}: {source}")]
@@ -1123,7 +1124,7 @@ pub enum SplitCheckError {
         plan: String,
         /// The error.
         #[source]
-        source: Error,
+        source: Box<Error>,
     },
     /// The check is set up wrongly (a table output the topology does not write).
     #[error("invalid split-invariance check: {0}")]
@@ -1135,7 +1136,7 @@ impl From<SplitCheckError> for Error {
     /// `downcast_ref::<SplitCheckError>()` gets it back.
     fn from(e: SplitCheckError) -> Self {
         match e {
-            SplitCheckError::Run { source, .. } => source,
+            SplitCheckError::Run { source, .. } => *source,
             other => Error::User(Box::new(other)),
         }
     }
@@ -1283,7 +1284,7 @@ impl SplitCheck {
         let run = |plan: &str, batching| {
             run_once(self, input, batching).map_err(|source| SplitCheckError::Run {
                 plan: plan.to_owned(),
-                source,
+                source: Box::new(source),
             })
         };
         let reference = run("one batch per partition", Batching::Max(usize::MAX))?;
@@ -1301,7 +1302,10 @@ impl SplitCheck {
         for (plan, batching) in plans {
             let got = run(&plan, batching)?;
             if let Some(difference) = first_difference(&reference, &got) {
-                return Err(SplitCheckError::Differs { plan, difference });
+                return Err(SplitCheckError::Differs {
+                    plan,
+                    difference: Box::new(difference),
+                });
             }
         }
         Ok(())
@@ -1522,6 +1526,7 @@ mod tests {
         assert_eq!(show_bytes(None), "null");
         assert_eq!(show_bytes(Some(b"ab")), "\"ab\"");
         assert_eq!(show_bytes(Some(&[0xff, 0x01])), "0xff01");
+        assert_eq!(show_bytes(Some(&7u64.to_be_bytes())), "0x0000000000000007");
         assert!(show_bytes(Some(&[b'x'; 100])).ends_with("… (100 bytes)"));
     }
 }
