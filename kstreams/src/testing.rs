@@ -569,87 +569,13 @@ impl TopologyTestDriver {
 
     /// Checks that the topology writes `topic` with records of the `wanted` `(key, value)` types.
     fn check_readable(&self, topic: &str, wanted: (&str, &str)) -> Result<()> {
-        let sinks = self.topology.topic_types(topic, false);
-        if !sinks.is_empty() {
-            if sinks.contains(&wanted) {
-                return Ok(());
-            }
-            let written: Vec<String> = sinks
-                .iter()
-                .map(|(k, v)| format!("`Record<{k}, {v}>`"))
-                .collect();
-            return Err(Error::Config(format!(
-                "topic `{topic}` is written with {}, not read as `Record<{}, {}>`: read it with \
-                 the sink's types",
-                written.join(" and "),
-                wanted.0,
-                wanted.1
-            )));
-        }
-        if self.dead_letter_topics().iter().any(|t| t == topic) {
-            return Ok(());
-        }
-        for spec in self.topology.stores() {
-            if self.config.changelog_topic(spec.name()) == topic {
-                let types = spec.type_names();
-                if types == wanted {
-                    return Ok(());
-                }
-                return Err(Error::Config(format!(
-                    "topic `{topic}` is the changelog of store `{}` of `({}, {})`, not read as \
-                     `Record<{}, {}>`",
-                    spec.name(),
-                    types.0,
-                    types.1,
-                    wanted.0,
-                    wanted.1
-                )));
-            }
-        }
-        Err(Error::Config(format!(
-            "the topology does not write topic `{topic}`; it writes {}",
-            self.written_topics()
-                .iter()
-                .map(|t| format!("`{t}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )))
-    }
-
-    /// The dead-letter topics of the driver's error policies.
-    fn dead_letter_topics(&self) -> Vec<String> {
-        let mut topics: Vec<String> = self
-            .config
-            .errors
-            .all()
-            .filter_map(|p| match p {
-                OnBadRecord::DeadLetter { topic } => Some(topic.clone()),
-                _ => None,
-            })
-            .collect();
-        topics.sort();
-        topics.dedup();
-        topics
-    }
-
-    /// Every topic the topology writes: sinks, dead letters, changelogs.
-    fn written_topics(&self) -> Vec<String> {
-        let mut topics: Vec<String> = self
-            .topology
-            .sink_topics()
-            .iter()
-            .map(|t| t.to_string())
-            .chain(self.dead_letter_topics())
-            .chain(
-                self.topology
-                    .stores()
-                    .iter()
-                    .map(|s| self.config.changelog_topic(s.name())),
-            )
-            .collect();
-        topics.sort();
-        topics.dedup();
-        topics
+        check_topic_types(
+            &self.topology,
+            &self.config,
+            topic,
+            wanted,
+            TopicUse::Read { sources: false },
+        )
     }
 
     /// The raw records written to `topic` since the last read: `(partition, offset, record)` in
@@ -783,6 +709,148 @@ impl TopologyTestDriver {
         }
         self.process()
     }
+}
+
+/// What a typed access to a topic is for, in [`check_topic_types`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TopicUse {
+    /// Reading records the topology writes (`sources`: its input topics may be read too).
+    Read {
+        /// Whether a source topic may be read (with the source's types).
+        sources: bool,
+    },
+    /// Writing input for a source of the topology.
+    Write,
+}
+
+/// Checks a typed access to `topic` against what `topology` does with it: reading a topic it
+/// writes (a sink's, with the sink's types; a dead-letter topic of `config`'s error policies, any
+/// types; a changelog, the store's types), or writing a topic one of its sources reads (with
+/// the source's types). Anything else is an [`Error::Config`] naming the topics it does write or
+/// read: the driver and the local client never answer wrongly in silence.
+pub(crate) fn check_topic_types(
+    topology: &Topology,
+    config: &TaskConfig,
+    topic: &str,
+    wanted: (&str, &str),
+    what: TopicUse,
+) -> Result<()> {
+    let list = |topics: Vec<String>| {
+        topics
+            .iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mismatch = |role: &str, types: &[(&str, &str)]| {
+        let typed: Vec<String> = types
+            .iter()
+            .map(|(k, v)| format!("`Record<{k}, {v}>`"))
+            .collect();
+        Err(Error::Config(format!(
+            "topic `{topic}` is {role} {}, not {} as `Record<{}, {}>`: use the {} types",
+            typed.join(" and "),
+            if what == TopicUse::Write {
+                "written"
+            } else {
+                "read"
+            },
+            wanted.0,
+            wanted.1,
+            if role.starts_with("written") {
+                "sink's"
+            } else {
+                "source's"
+            },
+        )))
+    };
+    let sources = topology.topic_types(topic, true);
+    if what == TopicUse::Write {
+        if sources.is_empty() {
+            let read: Vec<String> = topology
+                .source_topics()
+                .iter()
+                .map(|t| t.to_string())
+                .collect();
+            return Err(Error::Config(format!(
+                "the topology does not read topic `{topic}`; it reads {}",
+                list(read)
+            )));
+        }
+        return if sources.contains(&wanted) {
+            Ok(())
+        } else {
+            mismatch("read as", &sources)
+        };
+    }
+    let sinks = topology.topic_types(topic, false);
+    if !sinks.is_empty() {
+        return if sinks.contains(&wanted) {
+            Ok(())
+        } else {
+            mismatch("written with", &sinks)
+        };
+    }
+    if what == (TopicUse::Read { sources: true }) && !sources.is_empty() {
+        return if sources.contains(&wanted) {
+            Ok(())
+        } else {
+            mismatch("read as", &sources)
+        };
+    }
+    let dead_letters = dead_letter_topics(&config.errors);
+    if dead_letters.iter().any(|t| t == topic) {
+        return Ok(());
+    }
+    for spec in topology.stores() {
+        if config.changelog_topic(spec.name()) == topic {
+            let types = spec.type_names();
+            if types == wanted {
+                return Ok(());
+            }
+            return Err(Error::Config(format!(
+                "topic `{topic}` is the changelog of store `{}` of `({}, {})`, not read as \
+                 `Record<{}, {}>`",
+                spec.name(),
+                types.0,
+                types.1,
+                wanted.0,
+                wanted.1
+            )));
+        }
+    }
+    let mut written: Vec<String> = topology
+        .sink_topics()
+        .iter()
+        .map(|t| t.to_string())
+        .chain(dead_letters)
+        .chain(
+            topology
+                .stores()
+                .iter()
+                .map(|s| config.changelog_topic(s.name())),
+        )
+        .collect();
+    written.sort();
+    written.dedup();
+    Err(Error::Config(format!(
+        "the topology does not write topic `{topic}`; it writes {}",
+        list(written)
+    )))
+}
+
+/// The dead-letter topics of `errors`, sorted.
+fn dead_letter_topics(errors: &ErrorPolicies) -> Vec<String> {
+    let mut topics: Vec<String> = errors
+        .all()
+        .filter_map(|p| match p {
+            OnBadRecord::DeadLetter { topic } => Some(topic.clone()),
+            _ => None,
+        })
+        .collect();
+    topics.sort();
+    topics.dedup();
+    topics
 }
 
 /// The input of a split-invariance check: records for topics, serialized once.

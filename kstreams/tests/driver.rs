@@ -123,7 +123,7 @@ fn reading_with_other_types_than_the_sinks_is_an_error() -> kstreams::Result<()>
         err.to_string(),
         "invalid configuration: topic `counts` is written with \
          `Record<alloc::string::String, u64>`, not read as \
-         `Record<alloc::string::String, alloc::string::String>`: read it with the sink's types"
+         `Record<alloc::string::String, alloc::string::String>`: use the sink's types"
     );
     let err = d
         .read_output::<String, String>("test-app-word-counts-changelog")
