@@ -117,10 +117,12 @@ impl AppClient {
         let config = app.config();
         let bootstrap = app.bootstrap_servers();
         let mut producer_config = config.admin_config(bootstrap);
-        // The Java client's default partitioner, as the app's sinks and the test driver use.
+        // The Java client's default partitioner, as the app's sinks and the test driver use. One
+        // request in flight keeps the records of a partition in the order given, without the
+        // idempotent producer's id (whose retries on a starting broker log warnings).
         producer_config
             .set("partitioner", "murmur2_random")
-            .set("enable.idempotence", "true");
+            .set("max.in.flight.requests.per.connection", "1");
         let producer = producer_config
             .create_with_context(Quiet)
             .map_err(super::config::redact_client_error)
