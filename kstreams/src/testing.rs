@@ -719,8 +719,12 @@ pub(crate) enum TopicUse {
         /// Whether a source topic may be read (with the source's types).
         sources: bool,
     },
-    /// Writing input for a source of the topology.
-    Write,
+    /// Writing input for a source of the topology (`typed`: with the source's types; else as
+    /// bytes, any types).
+    Write {
+        /// Whether the types must be the source's.
+        typed: bool,
+    },
 }
 
 /// Checks a typed access to `topic` against what `topology` does with it: reading a topic it
@@ -750,7 +754,7 @@ pub(crate) fn check_topic_types(
         Err(Error::Config(format!(
             "topic `{topic}` is {role} {}, not {} as `Record<{}, {}>`: use the {} types",
             typed.join(" and "),
-            if what == TopicUse::Write {
+            if matches!(what, TopicUse::Write { .. }) {
                 "written"
             } else {
                 "read"
@@ -765,7 +769,7 @@ pub(crate) fn check_topic_types(
         )))
     };
     let sources = topology.topic_types(topic, true);
-    if what == TopicUse::Write {
+    if let TopicUse::Write { typed } = what {
         if sources.is_empty() {
             let read: Vec<String> = topology
                 .source_topics()
@@ -777,7 +781,7 @@ pub(crate) fn check_topic_types(
                 list(read)
             )));
         }
-        return if sources.contains(&wanted) {
+        return if !typed || sources.contains(&wanted) {
             Ok(())
         } else {
             mismatch("read as", &sources)

@@ -235,3 +235,67 @@ async fn waiting_for_an_app_that_does_not_run_names_the_lagging_partitions() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_input_the_serdes_reject_can_be_produced_and_its_dead_letters_read() {
+    let _serial = SERIAL.lock().await;
+    let id = unique("client-raw");
+    let (orders, totals, dlq) = (
+        format!("{id}-orders"),
+        format!("{id}-totals"),
+        format!("{id}-dlq"),
+    );
+    let mut t = Topology::builder();
+    let s = t.source::<String, u64>(&orders);
+    let sums = t.add(total, &s);
+    t.sink(&totals, &sums);
+    let state = tempfile::tempdir().expect("tempdir");
+    let config = AppConfig::new(&id)
+        .state_dir(state.path())
+        .commit_interval(Duration::from_millis(100))
+        .on_deserialization_error(kstreams::task::OnBadRecord::DeadLetter { topic: dlq.clone() })
+        .handle_ctrl_c(false);
+    let app = Arc::new(App::new(t.build().expect("topology"), config).expect("app"));
+    let client = AppClient::new(&app).expect("client");
+    client.create_app_topics(1).await.expect("topics");
+    client
+        .create_topics(&[kstreams::kafka::TopicSpec::new(&dlq, 1)])
+        .await
+        .expect("dead-letter topic");
+    let running = tokio::spawn({
+        let app = app.clone();
+        async move { app.run().await }
+    });
+    client
+        .produce_raw(
+            &orders,
+            [
+                Record::new(Some(b"a".to_vec()), Some(b"abc".to_vec())),
+                Record::new(Some(b"a".to_vec()), Some(5u64.to_be_bytes().to_vec())),
+            ],
+        )
+        .await
+        .expect("produce raw");
+    client
+        .wait_until_processed(Duration::from_secs(120))
+        .await
+        .expect("processed");
+    let dead = client
+        .read::<Option<Vec<u8>>, Option<Vec<u8>>>(&dlq)
+        .await
+        .expect("read dead letters");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].value.as_deref(), Some(&b"abc"[..]));
+    let out = client
+        .read::<String, u64>(&totals)
+        .await
+        .expect("read totals");
+    assert_eq!(
+        out.iter()
+            .map(|r| (r.key.as_str(), r.value))
+            .collect::<Vec<_>>(),
+        [("a", 5)]
+    );
+    app.shutdown_handle().shutdown();
+    running.await.expect("join").expect("run");
+}
