@@ -1,9 +1,12 @@
 //! Testing without a broker: [`TopologyTestDriver`] and the split-invariance check.
 //!
 //! Owns: in-memory topics (partitioned logs of raw records), the driver that feeds them to the very
-//! same [`Task`] code the Kafka runtime runs, and
-//! [`check_split_invariance`]. State lives in real LMDB files (a temporary directory) unless the
-//! driver is told to keep it in memory.
+//! same [`Task`] code the Kafka runtime runs, the split-invariance check ([`SplitCheck`],
+//! [`check_split_invariance`]) and the check of typed topic access that the driver and
+//! `kafka::AppClient` share (a topic the topology does not read or write, or
+//! other types than its source's or sink's, is an error, never an empty or garbled answer).
+//! State lives in real LMDB files (a temporary directory) unless the driver is told to keep it in
+//! memory.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -713,6 +716,7 @@ impl TopologyTestDriver {
 
 /// What a typed access to a topic is for, in [`check_topic_types`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))] // `Write` and `sources` are the client's
 pub(crate) enum TopicUse {
     /// Reading records the topology writes (`sources`: its input topics may be read too).
     Read {
