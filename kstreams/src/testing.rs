@@ -400,7 +400,9 @@ impl TopologyTestDriver {
 
     /// Pipes records (their timestamps and headers kept) with the default serdes, then processes
     /// what waits, cut into batches as the driver's [`Batching`] says (by default, one batch per
-    /// partition).
+    /// partition). `topic` must be a source topic of the topology and `K`, `V` its source's
+    /// types (else an [`Error::Config`]; to feed bytes that its serdes reject, use
+    /// [`append_raw`](Self::append_raw) and [`process`](Self::process)).
     pub fn pipe_batch<K: DefaultSerde, V: DefaultSerde>(
         &mut self,
         topic: &str,
@@ -417,6 +419,13 @@ impl TopologyTestDriver {
         key_serde: &dyn Serde<K>,
         value_serde: &dyn Serde<V>,
     ) -> Result<()> {
+        check_topic_types(
+            &self.topology,
+            &self.config,
+            topic,
+            (std::any::type_name::<K>(), std::any::type_name::<V>()),
+            TopicUse::Write { typed: true },
+        )?;
         for r in records {
             let target = || format!("test input topic `{topic}`");
             let stored = serialize_record(r, key_serde, value_serde, target)?;
@@ -716,7 +725,7 @@ impl TopologyTestDriver {
 
 /// What a typed access to a topic is for, in [`check_topic_types`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(feature = "kafka"), allow(dead_code))] // `Write` and `sources` are the client's
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))] // `sources` is the client's
 pub(crate) enum TopicUse {
     /// Reading records the topology writes (`sources`: its input topics may be read too).
     Read {
@@ -866,6 +875,8 @@ fn dead_letter_topics(errors: &ErrorPolicies) -> Vec<String> {
 pub struct SplitInput {
     records: Vec<(String, StoredRecord)>,
     partitions: BTreeMap<String, i32>,
+    /// The record types given for each topic, checked against the topology's sources.
+    types: Vec<(String, (&'static str, &'static str))>,
 }
 
 impl SplitInput {
@@ -881,7 +892,8 @@ impl SplitInput {
         self
     }
 
-    /// Adds records for `topic`, serialized with the default serdes.
+    /// Adds records for `topic`, serialized with the default serdes. [`SplitCheck::run`] rejects
+    /// a topic the topology does not read and types other than its source's.
     pub fn records<K: DefaultSerde, V: DefaultSerde>(
         mut self,
         topic: &str,
@@ -889,6 +901,10 @@ impl SplitInput {
     ) -> Result<Self> {
         let ks = K::Serde::default();
         let vs = V::Serde::default();
+        let types = (std::any::type_name::<K>(), std::any::type_name::<V>());
+        if !self.types.iter().any(|(t, ty)| t == topic && *ty == types) {
+            self.types.push((topic.to_owned(), types));
+        }
         for r in records {
             let target = || format!("split-invariance input `{topic}`");
             let stored = serialize_record(r, &ks, &vs, target)?;
@@ -1202,7 +1218,8 @@ pub enum SplitCheckError {
         #[source]
         source: Box<Error>,
     },
-    /// The check is set up wrongly (a table output the topology does not write).
+    /// The check is set up wrongly (a table output the topology does not write, input for a
+    /// topic it does not read or of other types than its source's).
     #[error("invalid split-invariance check: {0}")]
     Invalid(String),
 }
@@ -1356,6 +1373,17 @@ impl SplitCheck {
                 "table output `{t}` is not a sink topic of the topology (sink topics: {})",
                 list.join(", ")
             )));
+        }
+        let config = TaskConfig::new("split-check", "");
+        for (topic, types) in &input.types {
+            check_topic_types(
+                &self.topology,
+                &config,
+                topic,
+                *types,
+                TopicUse::Write { typed: true },
+            )
+            .map_err(|e| SplitCheckError::Invalid(format!("input: {e}")))?;
         }
         let run = |plan: &str, batching| {
             run_once(self, input, batching).map_err(|source| SplitCheckError::Run {

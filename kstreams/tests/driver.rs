@@ -196,3 +196,29 @@ fn the_readme_word_count_is_split_invariant() -> kstreams::Result<()> {
         .run(&input)?;
     Ok(())
 }
+
+#[test]
+fn piping_into_a_topic_the_topology_does_not_read_or_with_other_types_is_an_error()
+-> kstreams::Result<()> {
+    let mut d = TopologyTestDriver::new(topology())?;
+    let err = d
+        .pipe("lnies", (), "a b".to_string())
+        .expect_err("misspelt");
+    assert_eq!(
+        err.to_string(),
+        "invalid configuration: the topology does not read topic `lnies`; it reads `lines`"
+    );
+    let err = d
+        .pipe("lines", "k".to_string(), "a b".to_string())
+        .expect_err("a String key for a () source");
+    assert_eq!(
+        err.to_string(),
+        "invalid configuration: topic `lines` is read as `Record<(), alloc::string::String>`, \
+         not written as `Record<alloc::string::String, alloc::string::String>`: use the \
+         source's types"
+    );
+    // Nothing was appended by the failed pipes.
+    assert!(d.topic_names().iter().all(|t| t != "lnies"));
+    assert!(d.topic_partition("lines", 0).is_empty());
+    Ok(())
+}

@@ -333,3 +333,33 @@ fn the_dead_letter_path_is_split_invariant() {
         "{err}"
     );
 }
+
+/// Input for a topic the topology does not read, or of other types, is a set-up error, not a
+/// check that passes on nothing.
+#[test]
+fn input_the_topology_does_not_read_is_a_set_up_error() {
+    let input = SplitInput::new()
+        .records(
+            "amuonts",
+            (0..3u64).map(|i| Record::new(format!("k{i}"), i)),
+        )
+        .expect("input");
+    let err = SplitCheck::new(&totals_topology())
+        .run(&input)
+        .expect_err("misspelt input topic");
+    assert_eq!(
+        err.to_string(),
+        "invalid split-invariance check: input: invalid configuration: the topology does not \
+         read topic `amuonts`; it reads `amounts`"
+    );
+    let input = SplitInput::new()
+        .records(
+            "amounts",
+            (0..3).map(|i| Record::new(format!("k{i}"), i.to_string())),
+        )
+        .expect("input");
+    let err = SplitCheck::new(&totals_topology())
+        .run(&input)
+        .expect_err("strings for a u64 source");
+    assert!(err.to_string().contains("use the source's types"), "{err}");
+}
