@@ -82,3 +82,50 @@ pub async fn run(
     }
     Ok(last)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kstreams::testing::{SplitCheck, SplitCheckError, SplitInput, TopologyTestDriver};
+
+    fn views() -> Vec<Record<String, String>> {
+        (0..200)
+            .map(|i| Record::new(format!("user-{}", i % 3), format!("/page/{i}")).with_timestamp(i))
+            .collect()
+    }
+
+    /// `views-per-user` is a table's changelog: one update per user and batch. Compared as a
+    /// table (the last count per user in each partition), it does not depend on the cut.
+    #[test]
+    fn counts_are_split_invariant_as_a_table() -> Result<()> {
+        let topology = topology()?;
+        let input = SplitInput::new()
+            .partitions("page-views", 2)
+            .partitions("views-per-user", 2)
+            .records("page-views", views())?;
+        SplitCheck::new(&topology)
+            .table_output("views-per-user")
+            .seed(17)
+            .runs(4)
+            .run(&input)?;
+        // Record for record it does depend on the cut: bigger batches, fewer updates.
+        let err = SplitCheck::new(&topology)
+            .run(&input)
+            .expect_err("fewer updates in bigger batches");
+        assert!(matches!(err, SplitCheckError::Differs { .. }), "{err}");
+
+        let mut driver = TopologyTestDriver::new(topology)?;
+        driver.pipe_batch("page-views", views())?;
+        let out = driver.read_output::<String, u64>("views-per-user")?;
+        let last: BTreeMap<String, u64> = out.into_iter().map(|r| (r.key, r.value)).collect();
+        assert_eq!(
+            last,
+            BTreeMap::from([
+                ("user-0".to_owned(), 67),
+                ("user-1".to_owned(), 67),
+                ("user-2".to_owned(), 66)
+            ])
+        );
+        Ok(())
+    }
+}

@@ -1,9 +1,12 @@
 //! Testing without a broker: [`TopologyTestDriver`] and the split-invariance check.
 //!
 //! Owns: in-memory topics (partitioned logs of raw records), the driver that feeds them to the very
-//! same [`Task`] code the Kafka runtime runs, and
-//! [`check_split_invariance`]. State lives in real LMDB files (a temporary directory) unless the
-//! driver is told to keep it in memory.
+//! same [`Task`] code the Kafka runtime runs, the split-invariance check ([`SplitCheck`],
+//! [`check_split_invariance`]) and the check of typed topic access that the driver and
+//! `kafka::AppClient` share (a topic the topology does not read or write, or
+//! other types than its source's or sink's, is an error, never an empty or garbled answer).
+//! State lives in real LMDB files (a temporary directory) unless the driver is told to keep it in
+//! memory.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -172,6 +175,13 @@ impl DriverBuilder {
         policy: OnBadRecord,
     ) -> Self {
         self.errors = self.errors.on_production_error_for(topic, policy);
+        self
+    }
+
+    /// Every error policy at once (replaces what the `on_*` methods set).
+    #[must_use]
+    pub fn error_policies(mut self, errors: ErrorPolicies) -> Self {
+        self.errors = errors;
         self
     }
 
@@ -390,7 +400,9 @@ impl TopologyTestDriver {
 
     /// Pipes records (their timestamps and headers kept) with the default serdes, then processes
     /// what waits, cut into batches as the driver's [`Batching`] says (by default, one batch per
-    /// partition).
+    /// partition). `topic` must be a source topic of the topology and `K`, `V` its source's
+    /// types (else an [`Error::Config`]; to feed bytes that its serdes reject, use
+    /// [`append_raw`](Self::append_raw) and [`process`](Self::process)).
     pub fn pipe_batch<K: DefaultSerde, V: DefaultSerde>(
         &mut self,
         topic: &str,
@@ -407,6 +419,13 @@ impl TopologyTestDriver {
         key_serde: &dyn Serde<K>,
         value_serde: &dyn Serde<V>,
     ) -> Result<()> {
+        check_topic_types(
+            &self.topology,
+            &self.config,
+            topic,
+            (std::any::type_name::<K>(), std::any::type_name::<V>()),
+            TopicUse::Write { typed: true },
+        )?;
         for r in records {
             let target = || format!("test input topic `{topic}`");
             let stored = serialize_record(r, key_serde, value_serde, target)?;
@@ -491,6 +510,28 @@ impl TopologyTestDriver {
 
     /// Reads the records written to `topic` since the last read, in the order they were produced,
     /// with the default serdes.
+    ///
+    /// `topic` must be one the topology writes: a sink's topic, a dead-letter topic of the error
+    /// policies or a store's changelog; `K` and `V` must be the types of a sink writing it (or
+    /// of the store, for a changelog; dead letters are bytes, any types are accepted). Anything
+    /// else is an [`Error::Config`] naming what the topology writes, not an empty or garbled
+    /// answer.
+    ///
+    /// ```
+    /// use kstreams::testing::TopologyTestDriver;
+    /// use kstreams::{processor, Record, Topology};
+    ///
+    /// let mut t = Topology::builder();
+    /// let s = t.source::<String, String>("in");
+    /// let n = t.add(processor::map(|r: &Record<String, String>| r.derive(r.key.clone(), r.value.len() as u64)), &s);
+    /// t.sink("lengths", &n);
+    /// let mut driver = TopologyTestDriver::new(t.build()?)?;
+    /// driver.pipe("in", "k".to_string(), "four".to_string())?;
+    /// assert!(driver.read_output::<String, u64>("lenghts").is_err()); // misspelt
+    /// assert!(driver.read_output::<String, String>("lengths").is_err()); // not the sink's types
+    /// assert_eq!(driver.read_output::<String, u64>("lengths")?[0].value, 4);
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
     pub fn read_output<K: DefaultSerde, V: DefaultSerde>(
         &mut self,
         topic: &str,
@@ -505,6 +546,10 @@ impl TopologyTestDriver {
         key_serde: &dyn Serde<K>,
         value_serde: &dyn Serde<V>,
     ) -> Result<Vec<Record<K, V>>> {
+        self.check_readable(
+            topic,
+            (std::any::type_name::<K>(), std::any::type_name::<V>()),
+        )?;
         let raw = self.read_output_raw(topic);
         raw.into_iter()
             .map(|(partition, offset, r)| {
@@ -534,8 +579,21 @@ impl TopologyTestDriver {
             .collect()
     }
 
+    /// Checks that the topology writes `topic` with records of the `wanted` `(key, value)` types.
+    fn check_readable(&self, topic: &str, wanted: (&str, &str)) -> Result<()> {
+        check_topic_types(
+            &self.topology,
+            &self.config,
+            topic,
+            wanted,
+            TopicUse::Read { sources: false },
+        )
+    }
+
     /// The raw records written to `topic` since the last read: `(partition, offset, record)` in
-    /// production order.
+    /// production order. Unlike [`read_output`](Self::read_output) it does not check that the
+    /// topology writes `topic`: any topic of the driver can be read this way (an unknown one is
+    /// empty).
     pub fn read_output_raw(&mut self, topic: &str) -> Vec<(i32, i64, StoredRecord)> {
         let Some(log) = self.topics.get_mut(topic) else {
             return Vec::new();
@@ -665,11 +723,160 @@ impl TopologyTestDriver {
     }
 }
 
+/// What a typed access to a topic is for, in [`check_topic_types`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))] // `sources` is the client's
+pub(crate) enum TopicUse {
+    /// Reading records the topology writes (`sources`: its input topics may be read too).
+    Read {
+        /// Whether a source topic may be read (with the source's types).
+        sources: bool,
+    },
+    /// Writing input for a source of the topology (`typed`: with the source's types; else as
+    /// bytes, any types).
+    Write {
+        /// Whether the types must be the source's.
+        typed: bool,
+    },
+}
+
+/// Checks a typed access to `topic` against what `topology` does with it: reading a topic it
+/// writes (a sink's, with the sink's types; a dead-letter topic of `config`'s error policies, any
+/// types; a changelog, the store's types), or writing a topic one of its sources reads (with
+/// the source's types). Anything else is an [`Error::Config`] naming the topics it does write or
+/// read: the driver and the local client never answer wrongly in silence.
+pub(crate) fn check_topic_types(
+    topology: &Topology,
+    config: &TaskConfig,
+    topic: &str,
+    wanted: (&str, &str),
+    what: TopicUse,
+) -> Result<()> {
+    let list = |topics: Vec<String>| {
+        topics
+            .iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mismatch = |role: &str, types: &[(&str, &str)]| {
+        let typed: Vec<String> = types
+            .iter()
+            .map(|(k, v)| format!("`Record<{k}, {v}>`"))
+            .collect();
+        Err(Error::Config(format!(
+            "topic `{topic}` is {role} {}, not {} as `Record<{}, {}>`: use the {} types",
+            typed.join(" and "),
+            if matches!(what, TopicUse::Write { .. }) {
+                "written"
+            } else {
+                "read"
+            },
+            wanted.0,
+            wanted.1,
+            if role.starts_with("written") {
+                "sink's"
+            } else {
+                "source's"
+            },
+        )))
+    };
+    let sources = topology.topic_types(topic, true);
+    if let TopicUse::Write { typed } = what {
+        if sources.is_empty() {
+            let read: Vec<String> = topology
+                .source_topics()
+                .iter()
+                .map(|t| t.to_string())
+                .collect();
+            return Err(Error::Config(format!(
+                "the topology does not read topic `{topic}`; it reads {}",
+                list(read)
+            )));
+        }
+        return if !typed || sources.contains(&wanted) {
+            Ok(())
+        } else {
+            mismatch("read as", &sources)
+        };
+    }
+    let sinks = topology.topic_types(topic, false);
+    if !sinks.is_empty() {
+        return if sinks.contains(&wanted) {
+            Ok(())
+        } else {
+            mismatch("written with", &sinks)
+        };
+    }
+    if what == (TopicUse::Read { sources: true }) && !sources.is_empty() {
+        return if sources.contains(&wanted) {
+            Ok(())
+        } else {
+            mismatch("read as", &sources)
+        };
+    }
+    let dead_letters = dead_letter_topics(&config.errors);
+    if dead_letters.iter().any(|t| t == topic) {
+        return Ok(());
+    }
+    for spec in topology.stores() {
+        if config.changelog_topic(spec.name()) == topic {
+            let types = spec.type_names();
+            if types == wanted {
+                return Ok(());
+            }
+            return Err(Error::Config(format!(
+                "topic `{topic}` is the changelog of store `{}` of `({}, {})`, not read as \
+                 `Record<{}, {}>`",
+                spec.name(),
+                types.0,
+                types.1,
+                wanted.0,
+                wanted.1
+            )));
+        }
+    }
+    let mut written: Vec<String> = topology
+        .sink_topics()
+        .iter()
+        .map(|t| t.to_string())
+        .chain(dead_letters)
+        .chain(
+            topology
+                .stores()
+                .iter()
+                .map(|s| config.changelog_topic(s.name())),
+        )
+        .collect();
+    written.sort();
+    written.dedup();
+    Err(Error::Config(format!(
+        "the topology does not write topic `{topic}`; it writes {}",
+        list(written)
+    )))
+}
+
+/// The dead-letter topics of `errors`, sorted.
+fn dead_letter_topics(errors: &ErrorPolicies) -> Vec<String> {
+    let mut topics: Vec<String> = errors
+        .all()
+        .filter_map(|p| match p {
+            OnBadRecord::DeadLetter { topic } => Some(topic.clone()),
+            _ => None,
+        })
+        .collect();
+    topics.sort();
+    topics.dedup();
+    topics
+}
+
 /// The input of a split-invariance check: records for topics, serialized once.
 #[derive(Debug, Clone, Default)]
 pub struct SplitInput {
     records: Vec<(String, StoredRecord)>,
     partitions: BTreeMap<String, i32>,
+    /// The record types given for each topic, checked against the topology's sources.
+    types: Vec<(String, (&'static str, &'static str))>,
 }
 
 impl SplitInput {
@@ -685,7 +892,8 @@ impl SplitInput {
         self
     }
 
-    /// Adds records for `topic`, serialized with the default serdes.
+    /// Adds records for `topic`, serialized with the default serdes. [`SplitCheck::run`] rejects
+    /// a topic the topology does not read and types other than its source's.
     pub fn records<K: DefaultSerde, V: DefaultSerde>(
         mut self,
         topic: &str,
@@ -693,6 +901,10 @@ impl SplitInput {
     ) -> Result<Self> {
         let ks = K::Serde::default();
         let vs = V::Serde::default();
+        let types = (std::any::type_name::<K>(), std::any::type_name::<V>());
+        if !self.types.iter().any(|(t, ty)| t == topic && *ty == types) {
+            self.types.push((topic.to_owned(), types));
+        }
         for r in records {
             let target = || format!("split-invariance input `{topic}`");
             let stored = serialize_record(r, &ks, &vs, target)?;
@@ -725,14 +937,88 @@ fn serialize_record<K: 'static, V: 'static>(
     })
 }
 
-/// What a run produced: every topic's partitions and every store's entries, as bytes.
-type Snapshot = (
-    BTreeMap<String, Vec<Vec<(Option<Vec<u8>>, Option<Vec<u8>>, i64)>>>,
-    BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>,
-);
+/// One record of a run, as compared: for a table, the last value of a key (no timestamp, no
+/// headers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    timestamp: Option<i64>,
+    headers: Headers,
+}
 
-fn run_once(topology: &Topology, input: &SplitInput, batching: Batching) -> Result<Snapshot> {
-    let mut b = TopologyTestDriver::builder(topology.clone()).batching(batching);
+impl std::fmt::Display for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "key {}, value {}",
+            show_bytes(self.key.as_deref()),
+            show_bytes(self.value.as_deref())
+        )?;
+        if let Some(t) = self.timestamp {
+            write!(f, ", timestamp {t}")?;
+        }
+        for (name, value) in self.headers.iter() {
+            write!(f, ", header `{name}` = {}", show_bytes(value))?;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes as a quoted string when they are UTF-8 without control characters, else as hex
+/// (truncated past 64 bytes).
+fn show_bytes(bytes: Option<&[u8]>) -> String {
+    const MAX: usize = 64;
+    let Some(b) = bytes else {
+        return "null".to_owned();
+    };
+    let cut = &b[..b.len().min(MAX)];
+    let more = if b.len() > MAX {
+        format!("… ({} bytes)", b.len())
+    } else {
+        String::new()
+    };
+    match std::str::from_utf8(cut) {
+        Ok(text) if !text.chars().any(char::is_control) => format!("{text:?}{more}"),
+        _ => {
+            let hex: String = cut.iter().map(|x| format!("{x:02x}")).collect();
+            format!("0x{hex}{more}")
+        }
+    }
+}
+
+/// What a run produced: every topic's partitions (streams record for record, tables as the last
+/// value per key) and every store's entries, as bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Snapshot {
+    topics: BTreeMap<String, Vec<Vec<Entry>>>,
+    /// The topics of `topics` compared as tables.
+    tables: std::collections::BTreeSet<String>,
+    stores: BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>,
+}
+
+/// The last value of each key of a partition, ordered by key bytes; a key whose last value is a
+/// tombstone is absent (as after compaction).
+fn as_table(records: &[StoredRecord]) -> Vec<Entry> {
+    let mut last = BTreeMap::new();
+    for r in records {
+        last.insert(r.key.clone(), r.value.clone());
+    }
+    last.into_iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(key, value)| Entry {
+            key,
+            value,
+            timestamp: None,
+            headers: Headers::new(),
+        })
+        .collect()
+}
+
+fn run_once(check: &SplitCheck, input: &SplitInput, batching: Batching) -> Result<Snapshot> {
+    let mut b = TopologyTestDriver::builder(check.topology.clone())
+        .batching(batching)
+        .error_policies(check.errors.clone());
     for (t, n) in &input.partitions {
         b = b.partitions(t, *n);
     }
@@ -741,50 +1027,398 @@ fn run_once(topology: &Topology, input: &SplitInput, batching: Batching) -> Resu
         driver.append(topic, None, r.clone())?;
     }
     driver.process()?;
-    let changelogs: Vec<String> = topology
-        .stores()
-        .iter()
-        .map(|s| driver.config.changelog_topic(s.name()))
-        .collect();
-    let mut topics = BTreeMap::new();
+    let mut tables: std::collections::BTreeSet<String> = check.tables.clone();
+    // A changelog is compacted: only the last write of each key is state; fewer intermediate
+    // writes is what batching is for.
+    tables.extend(
+        check
+            .topology
+            .stores()
+            .iter()
+            .map(|s| driver.config.changelog_topic(s.name())),
+    );
+    let mut snapshot = Snapshot::default();
     for (name, log) in &driver.topics {
-        let compacted = changelogs.contains(name);
-        topics.insert(
+        let table = tables.contains(name);
+        if table {
+            snapshot.tables.insert(name.clone());
+        }
+        snapshot.topics.insert(
             name.clone(),
             log.partitions
                 .iter()
                 .map(|p| {
-                    if compacted {
-                        // A changelog is compacted: only the last write of each key is state;
-                        // fewer intermediate writes is what batching is for.
-                        let mut last = BTreeMap::new();
-                        for r in p {
-                            last.insert(r.key.clone(), r.value.clone());
-                        }
-                        last.into_iter().map(|(k, v)| (k, v, 0)).collect()
+                    if table {
+                        as_table(p)
                     } else {
                         p.iter()
-                            .map(|r| (r.key.clone(), r.value.clone(), r.timestamp))
+                            .map(|r| Entry {
+                                key: r.key.clone(),
+                                value: r.value.clone(),
+                                timestamp: Some(r.timestamp),
+                                headers: r.headers.clone(),
+                            })
                             .collect()
                     }
                 })
                 .collect(),
         );
     }
-    let mut stores = BTreeMap::new();
-    for spec in topology.stores() {
-        stores.insert(spec.name().to_owned(), driver.store_raw(spec.name())?);
+    for spec in check.topology.stores() {
+        snapshot
+            .stores
+            .insert(spec.name().to_owned(), driver.store_raw(spec.name())?);
     }
-    Ok((topics, stores))
+    Ok(snapshot)
 }
 
-/// Checks invariant 2: the outputs (every topic partition, record for record), the compacted
-/// changelogs (last value per key) and the final state of every store do not depend on how the
-/// input was cut into batches.
+/// The first place where a run differs from the run with one batch per partition (the
+/// reference). `expected` is what the reference holds there, `actual` what the other run holds
+/// (`None`: nothing there); records are shown as key, value, timestamp and headers, bytes as
+/// UTF-8 text when they are, else as hex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SplitDifference {
+    /// A topic that one run writes and the other does not.
+    Topic {
+        /// The topic.
+        topic: String,
+        /// Whether the reference run is the one that wrote it.
+        in_reference: bool,
+    },
+    /// A stream topic (compared record for record) differs at this offset.
+    Record {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset in the partition.
+        offset: usize,
+        /// The reference's record at that offset.
+        expected: Option<String>,
+        /// The other run's record at that offset.
+        actual: Option<String>,
+    },
+    /// A table topic (a declared [table output](SplitCheck::table_output) or a changelog,
+    /// compared as the last value per key) differs at this position: the index of the entry in
+    /// key order after compaction, not an offset.
+    TableEntry {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The position in key order of the compacted partition.
+        position: usize,
+        /// The reference's entry at that position.
+        expected: Option<String>,
+        /// The other run's entry at that position.
+        actual: Option<String>,
+    },
+    /// A store that one run has and the other does not.
+    Store {
+        /// The store.
+        store: String,
+        /// Whether the reference run is the one that has it.
+        in_reference: bool,
+    },
+    /// A store's entries (in key order, across tasks) differ at this position.
+    StoreEntry {
+        /// The store.
+        store: String,
+        /// The position in key order.
+        position: usize,
+        /// The reference's entry at that position.
+        expected: Option<String>,
+        /// The other run's entry at that position.
+        actual: Option<String>,
+    },
+}
+
+fn or_nothing(side: &Option<String>) -> &str {
+    side.as_deref().unwrap_or("nothing")
+}
+
+impl std::fmt::Display for SplitDifference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SplitDifference::Topic {
+                topic,
+                in_reference: true,
+            } => write!(f, "topic `{topic}` is missing"),
+            SplitDifference::Topic {
+                topic,
+                in_reference: false,
+            } => write!(f, "unexpected topic `{topic}`"),
+            SplitDifference::Record {
+                topic,
+                partition,
+                offset,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "topic `{topic}` partition {partition} offset {offset} holds {} instead of {}",
+                or_nothing(actual),
+                or_nothing(expected)
+            ),
+            SplitDifference::TableEntry {
+                topic,
+                partition,
+                position,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "table topic `{topic}` partition {partition} (last value per key) holds {} \
+                 instead of {} at position {position}",
+                or_nothing(actual),
+                or_nothing(expected)
+            ),
+            SplitDifference::Store {
+                store,
+                in_reference: true,
+            } => write!(f, "store `{store}` is missing"),
+            SplitDifference::Store {
+                store,
+                in_reference: false,
+            } => write!(f, "unexpected store `{store}`"),
+            SplitDifference::StoreEntry {
+                store,
+                position,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "store `{store}` holds {} instead of {} at position {position}",
+                or_nothing(actual),
+                or_nothing(expected)
+            ),
+        }
+    }
+}
+
+/// Why [`SplitCheck::run`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SplitCheckError {
+    /// Split invariance does not hold: a run cut into other batches gave another result.
+    #[error("{plan} differ from one batch per partition: {difference}")]
+    Differs {
+        /// How the differing run cut the input ("batches of one", "random batches (seed 7)").
+        plan: String,
+        /// The first difference.
+        difference: Box<SplitDifference>,
+    },
+    /// The topology failed on the input (under the check's error policies) in one of the runs.
+    #[error("the topology failed with {plan}: {source}")]
+    Run {
+        /// How that run cut the input.
+        plan: String,
+        /// The error.
+        #[source]
+        source: Box<Error>,
+    },
+    /// The check is set up wrongly (a table output the topology does not write, input for a
+    /// topic it does not read or of other types than its source's).
+    #[error("invalid split-invariance check: {0}")]
+    Invalid(String),
+}
+
+impl From<SplitCheckError> for Error {
+    /// A run's error as it is; a difference (or a wrong set-up) as [`Error::User`], from which
+    /// `downcast_ref::<SplitCheckError>()` gets it back.
+    fn from(e: SplitCheckError) -> Self {
+        match e {
+            SplitCheckError::Run { source, .. } => *source,
+            other => Error::User(Box::new(other)),
+        }
+    }
+}
+
+/// Checks invariant 2, split invariance: the outputs and the final state of every store do not
+/// depend on how the input was cut into batches.
 ///
-/// It runs the topology on `input` with all of each partition in one batch, then with batches of
-/// one, then `runs` times with random batch sizes (seeded by `seed`, so a failure is
-/// reproducible), each in fresh LMDB state, and compares byte for byte.
+/// It runs the topology on the input with all of each partition in one batch (the reference),
+/// then with batches of one, then [`runs`](Self::runs) times with random batch sizes (seeded by
+/// [`seed`](Self::seed), so a failure is reproducible), each in fresh LMDB state, and compares
+/// with the reference, byte for byte:
+/// - a **stream** topic (the default for a sink topic, and dead-letter topics) record for
+///   record: key, value, timestamp and headers at each offset of each partition;
+/// - a **table** topic (one declared with [`table_output`](Self::table_output), and every store's
+///   changelog) as the last value of each key in each partition, as compaction would leave it (a
+///   key whose last value is a tombstone is absent). An aggregation that forwards one update
+///   per key and batch writes fewer updates in bigger batches; what must not depend on the cut is
+///   where each key ends up;
+/// - every store, entry by entry in key order.
+///
+/// The first difference comes back as [`SplitCheckError::Differs`].
+///
+/// ```
+/// use kstreams::testing::{SplitCheck, SplitInput};
+/// use kstreams::{batch_processor, store, Emit, Record, Topology};
+///
+/// #[store(name = "totals")]
+/// type Totals = kstreams::KeyValue<String, u64>;
+///
+/// /// One output per key and batch: the key's new total.
+/// #[batch_processor]
+/// fn total(amounts: &[Record<String, u64>], totals: &mut Totals, out: &mut Emit<String, u64>) -> kstreams::Result<()> {
+///     let mut sums = std::collections::BTreeMap::new();
+///     for r in amounts {
+///         *sums.entry(r.key.clone()).or_insert(0) += r.value;
+///     }
+///     for (key, sum) in sums {
+///         let t = totals.get(&key)?.unwrap_or(0) + sum;
+///         totals.put(&key, &t)?;
+///         out.forward(Record::new(key, t));
+///     }
+///     Ok(())
+/// }
+///
+/// let mut t = Topology::builder();
+/// let amounts = t.source::<String, u64>("amounts");
+/// let totals = t.add(total, &amounts);
+/// t.sink("totals", &totals);
+/// let topology = t.build()?;
+/// let input = SplitInput::new().records("amounts", (0..100u64).map(|i| Record::new(format!("k{}", i % 3), i)))?;
+/// // Record for record, bigger batches write fewer updates...
+/// assert!(SplitCheck::new(&topology).run(&input).is_err());
+/// // ...but the last total of each key is the same however the input is cut.
+/// SplitCheck::new(&topology).table_output("totals").seed(7).runs(3).run(&input)?;
+/// # Ok::<(), kstreams::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SplitCheck {
+    topology: Topology,
+    tables: std::collections::BTreeSet<String>,
+    errors: ErrorPolicies,
+    seed: u64,
+    runs: usize,
+}
+
+impl SplitCheck {
+    /// A check of `topology`: every sink topic a stream, error policies `Fail`, seed 0, three
+    /// random runs.
+    pub fn new(topology: &Topology) -> Self {
+        SplitCheck {
+            topology: topology.clone(),
+            tables: std::collections::BTreeSet::new(),
+            errors: ErrorPolicies::default(),
+            seed: 0,
+            runs: 3,
+        }
+    }
+
+    /// Compares sink topic `topic` as a table (the last value per key in each partition), not
+    /// record for record: for the updates of an aggregation. [`run`](Self::run) rejects a topic
+    /// the topology does not write.
+    #[must_use]
+    pub fn table_output(mut self, topic: impl Into<String>) -> Self {
+        self.tables.insert(topic.into());
+        self
+    }
+
+    /// The seed of the first random run (run `i` uses `seed + i`).
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// How many runs with random batch sizes follow the run with batches of one.
+    #[must_use]
+    pub fn runs(mut self, runs: usize) -> Self {
+        self.runs = runs;
+        self
+    }
+
+    /// The error policies of every run (default: fail), e.g. to check the dead-letter path.
+    #[must_use]
+    pub fn error_policies(mut self, errors: ErrorPolicies) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    /// What to do with records that cannot be deserialized (default: fail).
+    #[must_use]
+    pub fn on_deserialization_error(mut self, policy: OnBadRecord) -> Self {
+        self.errors = self.errors.on_deserialization_error(policy);
+        self
+    }
+
+    /// What to do with records a processor fails (default: fail).
+    #[must_use]
+    pub fn on_processing_error(mut self, policy: OnBadRecord) -> Self {
+        self.errors = self.errors.on_processing_error(policy);
+        self
+    }
+
+    /// What to do with output records that cannot be serialized (default: fail).
+    #[must_use]
+    pub fn on_production_error(mut self, policy: OnBadRecord) -> Self {
+        self.errors = self.errors.on_production_error(policy);
+        self
+    }
+
+    /// Runs the check on `input`.
+    pub fn run(&self, input: &SplitInput) -> Result<(), SplitCheckError> {
+        let sinks = self.topology.sink_topics();
+        if let Some(t) = self
+            .tables
+            .iter()
+            .find(|t| !sinks.iter().any(|s| **s == ***t))
+        {
+            let list: Vec<String> = sinks.iter().map(|s| format!("`{s}`")).collect();
+            return Err(SplitCheckError::Invalid(format!(
+                "table output `{t}` is not a sink topic of the topology (sink topics: {})",
+                list.join(", ")
+            )));
+        }
+        let config = TaskConfig::new("split-check", "");
+        for (topic, types) in &input.types {
+            check_topic_types(
+                &self.topology,
+                &config,
+                topic,
+                *types,
+                TopicUse::Write { typed: true },
+            )
+            .map_err(|e| SplitCheckError::Invalid(format!("input: {e}")))?;
+        }
+        let run = |plan: &str, batching| {
+            run_once(self, input, batching).map_err(|source| SplitCheckError::Run {
+                plan: plan.to_owned(),
+                source: Box::new(source),
+            })
+        };
+        let reference = run("one batch per partition", Batching::Max(usize::MAX))?;
+        let mut plans = vec![("batches of one".to_owned(), Batching::Max(1))];
+        for i in 0..self.runs {
+            let s = self.seed.wrapping_add(i as u64);
+            plans.push((
+                format!("random batches (seed {s})"),
+                Batching::Random {
+                    seed: s,
+                    max: 1 + (s as usize % 64),
+                },
+            ));
+        }
+        for (plan, batching) in plans {
+            let got = run(&plan, batching)?;
+            if let Some(difference) = first_difference(&reference, &got) {
+                return Err(SplitCheckError::Differs {
+                    plan,
+                    difference: Box::new(difference),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// [`SplitCheck`] with every sink topic compared record for record and the `Fail` policies:
+/// `SplitCheck::new(topology).seed(seed).runs(runs).run(input)`. A difference comes back as
+/// [`Error::User`] holding the [`SplitCheckError`].
 ///
 /// ```
 /// use kstreams::testing::{check_split_invariance, SplitInput};
@@ -803,70 +1437,80 @@ pub fn check_split_invariance(
     seed: u64,
     runs: usize,
 ) -> Result<()> {
-    let reference = run_once(topology, input, Batching::Max(usize::MAX))?;
-    let mut plans = vec![("batches of one".to_owned(), Batching::Max(1))];
-    for i in 0..runs {
-        let s = seed.wrapping_add(i as u64);
-        plans.push((
-            format!("random batches (seed {s})"),
-            Batching::Random {
-                seed: s,
-                max: 1 + (s as usize % 64),
-            },
-        ));
-    }
-    for (what, batching) in plans {
-        let got = run_once(topology, input, batching)?;
-        if let Some(diff) = first_difference(&reference, &got) {
-            return Err(Error::Processing {
-                processor: "split-invariance check".to_owned(),
-                origin: None,
-                message: format!("{what} differ from one batch per partition: {diff}"),
+    Ok(SplitCheck::new(topology).seed(seed).runs(runs).run(input)?)
+}
+
+/// The first place where `b` differs from the reference `a`; every topic and store of either
+/// side is looked at.
+fn first_difference(a: &Snapshot, b: &Snapshot) -> Option<SplitDifference> {
+    let show = |e: Option<&Entry>| e.map(ToString::to_string);
+    for (topic, pa) in &a.topics {
+        let Some(pb) = b.topics.get(topic) else {
+            return Some(SplitDifference::Topic {
+                topic: topic.clone(),
+                in_reference: true,
+            });
+        };
+        let table = a.tables.contains(topic);
+        for p in 0..pa.len().max(pb.len()) {
+            let (ra, rb) = (
+                pa.get(p).map_or(&[][..], Vec::as_slice),
+                pb.get(p).map_or(&[][..], Vec::as_slice),
+            );
+            let Some(i) = (0..ra.len().max(rb.len())).find(|&i| ra.get(i) != rb.get(i)) else {
+                continue;
+            };
+            let (topic, partition) = (topic.clone(), p as i32);
+            let (expected, actual) = (show(ra.get(i)), show(rb.get(i)));
+            return Some(if table {
+                SplitDifference::TableEntry {
+                    topic,
+                    partition,
+                    position: i,
+                    expected,
+                    actual,
+                }
+            } else {
+                SplitDifference::Record {
+                    topic,
+                    partition,
+                    offset: i,
+                    expected,
+                    actual,
+                }
             });
         }
     }
-    Ok(())
-}
-
-fn first_difference(a: &Snapshot, b: &Snapshot) -> Option<String> {
-    for (topic, pa) in &a.0 {
-        let Some(pb) = b.0.get(topic) else {
-            return Some(format!("topic `{topic}` missing"));
+    if let Some(topic) = b.topics.keys().find(|t| !a.topics.contains_key(*t)) {
+        return Some(SplitDifference::Topic {
+            topic: topic.clone(),
+            in_reference: false,
+        });
+    }
+    let show_entry = |e: Option<&(Vec<u8>, Vec<u8>)>| {
+        e.map(|(k, v)| format!("key {}, value {}", show_bytes(Some(k)), show_bytes(Some(v))))
+    };
+    for (store, ea) in &a.stores {
+        let Some(eb) = b.stores.get(store) else {
+            return Some(SplitDifference::Store {
+                store: store.clone(),
+                in_reference: true,
+            });
         };
-        for (p, (ra, rb)) in pa.iter().zip(pb).enumerate() {
-            if ra.len() != rb.len() {
-                return Some(format!(
-                    "topic `{topic}` partition {p} holds {} records instead of {}",
-                    rb.len(),
-                    ra.len()
-                ));
-            }
-            if let Some(i) = ra.iter().zip(rb).position(|(x, y)| x != y) {
-                return Some(format!(
-                    "topic `{topic}` partition {p} differs at offset {i}"
-                ));
-            }
+        if let Some(i) = (0..ea.len().max(eb.len())).find(|&i| ea.get(i) != eb.get(i)) {
+            return Some(SplitDifference::StoreEntry {
+                store: store.clone(),
+                position: i,
+                expected: show_entry(ea.get(i)),
+                actual: show_entry(eb.get(i)),
+            });
         }
     }
-    for topic in b.0.keys() {
-        if !a.0.contains_key(topic) {
-            return Some(format!("unexpected topic `{topic}`"));
-        }
-    }
-    for (store, ea) in &a.1 {
-        let eb = b.1.get(store)?;
-        if ea != eb {
-            let at = ea
-                .iter()
-                .zip(eb)
-                .position(|(x, y)| x != y)
-                .unwrap_or(ea.len().min(eb.len()));
-            return Some(format!(
-                "store `{store}` differs at entry {at} ({} entries instead of {})",
-                eb.len(),
-                ea.len()
-            ));
-        }
+    if let Some(store) = b.stores.keys().find(|s| !a.stores.contains_key(*s)) {
+        return Some(SplitDifference::Store {
+            store: store.clone(),
+            in_reference: false,
+        });
     }
     None
 }
@@ -934,5 +1578,59 @@ struct FailRecords;
 impl crate::task::RecordFailures for FailRecords {
     fn fail_record(&mut self, _: &str, _: Option<&Origin>, error: Error) -> Result<()> {
         Err(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stores(entries: &[(&str, &[u8])]) -> Snapshot {
+        Snapshot {
+            stores: entries
+                .iter()
+                .map(|(name, v)| ((*name).to_owned(), vec![(b"k".to_vec(), v.to_vec())]))
+                .collect(),
+            ..Snapshot::default()
+        }
+    }
+
+    /// A store missing on one side is a difference, and the stores after it are still compared.
+    #[test]
+    fn a_store_missing_on_either_side_is_a_difference() {
+        let reference = stores(&[("a", b"1"), ("b", b"2")]);
+        assert_eq!(
+            first_difference(&reference, &stores(&[("b", b"2")])),
+            Some(SplitDifference::Store {
+                store: "a".into(),
+                in_reference: true
+            })
+        );
+        assert_eq!(
+            first_difference(&stores(&[("b", b"2")]), &reference),
+            Some(SplitDifference::Store {
+                store: "a".into(),
+                in_reference: false
+            })
+        );
+        assert_eq!(
+            first_difference(&reference, &stores(&[("a", b"1"), ("b", b"3")])),
+            Some(SplitDifference::StoreEntry {
+                store: "b".into(),
+                position: 0,
+                expected: Some(r#"key "k", value "2""#.into()),
+                actual: Some(r#"key "k", value "3""#.into()),
+            })
+        );
+        assert_eq!(first_difference(&reference, &reference.clone()), None);
+    }
+
+    #[test]
+    fn bytes_show_as_text_or_hex() {
+        assert_eq!(show_bytes(None), "null");
+        assert_eq!(show_bytes(Some(b"ab")), "\"ab\"");
+        assert_eq!(show_bytes(Some(&[0xff, 0x01])), "0xff01");
+        assert_eq!(show_bytes(Some(&7u64.to_be_bytes())), "0x0000000000000007");
+        assert!(show_bytes(Some(&[b'x'; 100])).ends_with("… (100 bytes)"));
     }
 }

@@ -171,7 +171,8 @@ pub(crate) struct NodeDef {
     pub(crate) children: Vec<usize>,
     pub(crate) stores: Vec<Arc<str>>,
     pub(crate) factory: Factory,
-    /// `(key type, value type, output is unit)`, for processors.
+    /// `(key type, value type, output is unit)`: what a source or processor forwards, what a
+    /// sink takes (`std::any::type_name`).
     output: (&'static str, &'static str, bool),
 }
 
@@ -597,7 +598,7 @@ impl TopologyBuilder {
                 children: Vec::new(),
                 stores: Vec::new(),
                 factory,
-                output: ("", "", true),
+                output: (std::any::type_name::<K>(), std::any::type_name::<V>(), true),
             },
             &[parent],
         );
@@ -861,6 +862,24 @@ impl Topology {
         v.sort();
         v.dedup();
         v
+    }
+
+    /// The `(key, value)` type names (`std::any::type_name`) of each sink writing `topic`
+    /// (`source == false`) or of the source reading it (`source == true`).
+    pub(crate) fn topic_types(
+        &self,
+        topic: &str,
+        source: bool,
+    ) -> Vec<(&'static str, &'static str)> {
+        self.nodes()
+            .iter()
+            .filter(|n| match &n.kind {
+                NodeKind::Source { topic: t } => source && &**t == topic,
+                NodeKind::Sink { topic: t } => !source && &**t == topic,
+                NodeKind::Processor => false,
+            })
+            .map(|n| (n.output.0, n.output.1))
+            .collect()
     }
 
     /// The sub-topology that reads `topic`.

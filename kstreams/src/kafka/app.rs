@@ -205,6 +205,11 @@ impl App {
         self.embedded.is_some()
     }
 
+    /// The topology the app runs.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
     /// The config.
     pub fn config(&self) -> &AppConfig {
         &self.config

@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod local;
 pub mod mock;
 pub mod observe;
 mod restore;
@@ -19,4 +20,5 @@ mod sink;
 pub use admin::TopicSpec;
 pub use app::{App, AppStatus, ShutdownHandle};
 pub use config::{AppConfig, ProcessingGuarantee};
+pub use local::AppClient;
 pub use mock::EmbeddedCluster;
