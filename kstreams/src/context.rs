@@ -237,15 +237,6 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
         Ok(S::bind(self.store(S::NAME)?))
     }
 
-    /// The `index`-th store this processor declared (what `#[batch_processor]` uses).
-    #[doc(hidden)]
-    pub fn store_at<SK: 'static, SV: 'static>(
-        &self,
-        index: usize,
-    ) -> Result<KeyValueStore<'a, SK, SV>> {
-        crate::__private::binder(self).bind(index)
-    }
-
     /// The task's stream time: the largest record timestamp it has seen (milliseconds).
     pub fn stream_time(&self) -> i64 {
         self.clocks.stream_time

@@ -258,18 +258,6 @@ pub struct TaskOutput {
     pub output_dead_lettered: u64,
 }
 
-impl TaskOutput {
-    fn append(&mut self, mut other: TaskOutput) {
-        self.records.append(&mut other.records);
-        self.changelog.append(&mut other.changelog);
-        self.processed += other.processed;
-        self.skipped += other.skipped;
-        self.dead_lettered += other.dead_lettered;
-        self.output_skipped += other.output_skipped;
-        self.output_dead_lettered += other.output_dead_lettered;
-    }
-}
-
 /// Where a call's produced records, bad records and counts go.
 pub(crate) struct Collector<'e> {
     pub(crate) produced: &'e mut Vec<ProducerRecord>,
@@ -975,11 +963,6 @@ impl Task {
     /// The LMDB directory of the task, when it has LMDB stores.
     pub fn state_path(&self) -> Option<PathBuf> {
         self.state.path()
-    }
-
-    /// Merges the output of several calls (a helper for runtimes that batch their sends).
-    pub fn merge_outputs(into: &mut TaskOutput, other: TaskOutput) {
-        into.append(other);
     }
 }
 
