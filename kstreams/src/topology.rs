@@ -1120,6 +1120,8 @@ where
         };
         if let Err(e) = self.processor.process_batch(batch, &mut ctx) {
             let e = name_error(e, &self.info.name);
+            // An error about the data: the task finds the record and applies its policy.
+            exec.processor_failed(&self.info.name, &e);
             // A batch error without a record: name the batch's first record.
             let e = match (e, batch.first()) {
                 (
