@@ -69,7 +69,10 @@ pub trait BatchProcessor<K, V>: Send + 'static {
         ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
     ) -> Result<()>;
 
-    /// Called when a punctuation scheduled in [`init`](Self::init) is due, between batches.
+    /// Called when a punctuation scheduled in [`init`](Self::init) is due: for stream time,
+    /// right after the record that reached its due time (see
+    /// [`InitContext::schedule`](crate::InitContext::schedule)); for wall-clock time, between
+    /// batches.
     fn punctuate(
         &mut self,
         _punctuation: Punctuation,
