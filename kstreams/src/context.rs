@@ -196,7 +196,9 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
         self.outputs.records.extend(records);
     }
 
-    /// Forwards a record to the child named `child` only.
+    /// Forwards a record to the child named `child` only. A name that is not one of the
+    /// processor's children is an [`Error::Config`] (a wiring mistake fails the batch, whatever
+    /// the processing policy).
     pub fn forward_to(&mut self, child: &str, record: Record<K, V>) -> Result<()>
     where
         K: Clone,
@@ -207,18 +209,19 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
             .child_names
             .iter()
             .position(|c| &**c == child)
-            .ok_or_else(|| Error::Processing {
-                processor: self.node.name.to_string(),
-                origin: record.origin.clone(),
-                message: format!(
-                    "no child named `{child}` (children: {})",
+            // A wiring mistake, not bad data: it fails the batch whatever the processing policy.
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "processor `{}` forwards to a child named `{child}`, which it does not have \
+                     (children: {})",
+                    self.node.name,
                     self.node
                         .child_names
                         .iter()
                         .map(|c| format!("`{c}`"))
                         .collect::<Vec<_>>()
                         .join(", ")
-                ),
+                ))
             })?;
         self.outputs.merge = Some(merge_for_child::<K, V>);
         self.outputs

@@ -238,8 +238,9 @@ fn forward_to_reaches_one_named_child_in_order() -> Result<()> {
         .pipe("numbers", "k".to_string(), 1i64)
         .expect_err("no such child");
     assert!(
-        err.to_string()
-            .contains("no child named `nobody` (children: `x-sink`)"),
+        err.to_string().contains(
+            "forwards to a child named `nobody`, which it does not have (children: `x-sink`)"
+        ),
         "{err}"
     );
     Ok(())
