@@ -371,7 +371,7 @@ fn stream_time_punctuations_fire_on_interval_boundaries_inside_a_batch() -> Resu
         Batching::Random { seed: 7, max: 4 },
     ] {
         assert_eq!(
-            stream_time_summaries(batching.clone(), &timestamps)?,
+            stream_time_summaries(batching, &timestamps)?,
             want,
             "{batching:?}"
         );
