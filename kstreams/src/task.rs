@@ -1,8 +1,12 @@
 //! Tasks: one sub-topology bound to one input partition, with its own stores.
 //!
 //! Owns: [`Task`] (processor instances, stores, stream time, punctuations) and the execution of one
-//! batch: deserialize at the source, run each node over the whole batch depth-first, serialize at
-//! the sinks, record the state's input position, and commit it all in one state transaction. The
+//! batch: deserialize at the source, run each node over the batch depth-first (cut into runs where
+//! a stream-time punctuation is due, the punctuation between runs), serialize at the sinks, record
+//! the state's input position, and commit it all in one state transaction. It also owns what
+//! happens to a bad record ([`OnBadRecord`], [`ErrorPolicies`], [`is_record_level`]): once per
+//! input record, and for a processor's error about one record, after finding that record by
+//! running the batch again one record at a time. The
 //! Kafka runtime and the [`TopologyTestDriver`](crate::testing::TopologyTestDriver) both drive this
 //! same code; neither processes records by itself. A task never talks to Kafka: what it produces is
 //! returned as [`TaskOutput`] for the caller to send, and only then may the caller commit offsets.
