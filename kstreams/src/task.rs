@@ -278,6 +278,8 @@ pub(crate) struct Collector<'e> {
     handled: BTreeSet<Origin>,
     /// An error policy said `Fail` in this call (the error it returned is final).
     policy_failed: bool,
+    /// What was skipped and dead-lettered, to log and count once the call committed.
+    reports: Vec<Report>,
 }
 
 /// How a processor fails one record of its batch without failing the batch (see
@@ -359,6 +361,27 @@ pub(crate) fn count_dead_lettered(
         .increment(1);
 }
 
+/// A bad record's warning and metric, emitted once the transaction that handled it committed (a
+/// batch may run more than once before one does: a full LMDB map, a processor error about one
+/// record).
+#[derive(Debug)]
+pub(crate) struct Report {
+    topic: String,
+    stage: &'static str,
+    what: String,
+    error: String,
+    dead_letter_topic: Option<String>,
+}
+
+impl Report {
+    fn emit(&self) {
+        match &self.dead_letter_topic {
+            None => count_skipped(&self.topic, self.stage, &self.what, &self.error),
+            Some(dlq) => count_dead_lettered(&self.topic, self.stage, &self.what, &self.error, dlq),
+        }
+    }
+}
+
 impl<'e> Collector<'e> {
     /// The raw input record of `origin`, when it is in this call's batch.
     fn raw_of(&self, origin: &Origin) -> Option<&'e RawRecord<'e>> {
@@ -407,7 +430,13 @@ impl<'e> Collector<'e> {
                 Err(error)
             }
             (OnBadRecord::Skip, _) => {
-                count_skipped(&metric_topic, stage, what, &error);
+                self.reports.push(Report {
+                    topic: metric_topic,
+                    stage,
+                    what: what.to_string(),
+                    error: error.to_string(),
+                    dead_letter_topic: None,
+                });
                 if produce {
                     self.stats.output_skipped += 1;
                 } else {
@@ -430,7 +459,13 @@ impl<'e> Collector<'e> {
                     raw.timestamp,
                     raw.headers.clone(),
                 ));
-                count_dead_lettered(&metric_topic, stage, what, &error, topic);
+                self.reports.push(Report {
+                    topic: metric_topic,
+                    stage,
+                    what: what.to_string(),
+                    error: error.to_string(),
+                    dead_letter_topic: Some(topic.clone()),
+                });
                 if produce {
                     self.stats.output_dead_lettered += 1;
                 } else {
@@ -563,7 +598,7 @@ impl Exec<'_> {
             self.fault = Some(Fault {
                 processor: processor.to_owned(),
                 message,
-                record: None,
+                run: None,
             });
         }
     }
@@ -623,15 +658,14 @@ pub(crate) struct Fault {
     processor: String,
     /// What it said (without the processor's name).
     message: String,
-    /// The index in the input batch of the one record of the run that failed, when the run held
-    /// one record.
-    record: Option<usize>,
+    /// The indices in the input batch of the run that failed (`None`: not a run of input records).
+    run: Option<std::ops::Range<usize>>,
 }
 
 /// How [`run_batch`] cuts a batch into runs.
 struct Plan<'p> {
-    /// Every record alone (to find the record a processor error is about).
-    one_at_a_time: bool,
+    /// Every record from this index on alone (to find the record a processor error is about).
+    alone_from: Option<usize>,
     /// Records found failing on an earlier attempt: they go through the processing policy instead
     /// of the processors.
     excluded: &'p BTreeMap<usize, Fault>,
@@ -692,7 +726,7 @@ fn run_batch(
                 Some(_) => {}
             }
         }
-        if punctuate || plan.one_at_a_time {
+        if punctuate || plan.alone_from.is_some_and(|a| i >= a) {
             run_range(exec, src, start..i + 1, stream_time)?;
             start = i + 1;
         }
@@ -722,10 +756,9 @@ fn run_range(
     exec.clocks.stream_time = stream_time;
     let result = exec.run_source(source, topic, partition, records);
     if result.is_err()
-        && range.len() == 1
         && let Some(f) = &mut exec.fault
     {
-        f.record.get_or_insert(range.start);
+        f.run.get_or_insert(range);
     }
     result
 }
@@ -951,13 +984,19 @@ impl Task {
             wall_clock,
         };
         // Records a processor failed with an error about their data, found on earlier attempts:
-        // they go through the processing policy instead of the processors.
+        // they go through the processing policy instead of the processors. A faulty run is run
+        // again record by record from its start; once its bad record is found, the rest of the
+        // batch runs in runs again. Every attempt excludes a new record or narrows a run, so at
+        // most 2 × (batch length + 1) attempts are made (more: the processor is not
+        // deterministic, and the error stands).
         let mut excluded: BTreeMap<usize, Fault> = BTreeMap::new();
-        let mut one_at_a_time = false;
-        let (out, due) = loop {
+        let mut alone_from = None;
+        let mut attempts = 0usize;
+        let (out, due, reports) = loop {
+            attempts += 1;
             let mut fault = None;
             let plan = Plan {
-                one_at_a_time,
+                alone_from,
                 excluded: &excluded,
             };
             let result = self.run_in_txn(
@@ -980,39 +1019,38 @@ impl Task {
                 Ok(done) => break done,
                 Err(e) => e,
             };
-            match fault {
-                Some(Fault {
-                    record: Some(i),
-                    processor,
-                    message,
-                }) => {
-                    let origin = Origin {
-                        topic: topic_arc.clone(),
-                        partition,
-                        offset: batch[i].offset,
-                    };
+            let Some(fault) = fault else {
+                return Err(error);
+            };
+            if attempts > 2 * (batch.len() + 1) {
+                return Err(error);
+            }
+            match fault.run.clone() {
+                Some(run) if run.len() == 1 => {
+                    let i = run.start;
                     if *self.config.errors.processing(topic) == OnBadRecord::Fail {
                         return Err(Error::Processing {
-                            processor,
-                            origin: Some(origin),
-                            message,
+                            processor: fault.processor,
+                            origin: Some(Origin {
+                                topic: topic_arc.clone(),
+                                partition,
+                                offset: batch[i].offset,
+                            }),
+                            message: fault.message,
                         });
                     }
-                    excluded.insert(
-                        i,
-                        Fault {
-                            processor,
-                            message,
-                            record: Some(i),
-                        },
-                    );
-                    one_at_a_time = false;
+                    excluded.insert(i, fault);
+                    alone_from = None;
                 }
-                // The error is about some record of a run: find it.
-                Some(_) if !one_at_a_time => one_at_a_time = true,
-                _ => return Err(error),
+                // The error is about some record of the run: find it.
+                Some(run) => alone_from = Some(run.start),
+                None => return Err(error),
             }
         };
+        // Only the attempt that committed says what was skipped and dead-lettered.
+        for report in &reports {
+            report.emit();
+        }
         self.stream_time = stream_time;
         self.apply_due(due);
         let mut out = out;
@@ -1055,13 +1093,16 @@ impl Task {
         if !self.schedules.iter().any(|s| s.schedule.kind == kind) {
             return Ok(TaskOutput::default());
         }
-        let (out, due) = self.run_in_txn(
+        let (out, due, reports) = self.run_in_txn(
             clocks,
             ("", &[]),
             &mut None,
             |exec, schedules, due| punctuate_due(exec, schedules, due, kind),
             |_| Ok(()),
         )?;
+        for report in &reports {
+            report.emit();
+        }
         self.apply_due(due);
         Ok(out)
     }
@@ -1073,7 +1114,8 @@ impl Task {
     }
 
     /// Runs `body` in one transaction, with the schedules and a copy of their due times to update;
-    /// returns the output and the new due times (applied only once the transaction committed).
+    /// returns the output, the new due times (applied only once the transaction committed) and
+    /// the reports of bad records (to emit then).
     /// When `body` fails on an error about the data, `fault` says which processor and record.
     fn run_in_txn(
         &mut self,
@@ -1082,7 +1124,7 @@ impl Task {
         fault: &mut Option<Fault>,
         mut body: impl FnMut(&mut Exec<'_>, &[Scheduled], &mut [Option<i64>]) -> Result<()>,
         mut finish: impl FnMut(&crate::store::StateTxn<'_>) -> Result<()>,
-    ) -> Result<(TaskOutput, Vec<Option<i64>>)> {
+    ) -> Result<(TaskOutput, Vec<Option<i64>>, Vec<Report>)> {
         let Task {
             nodes,
             state,
@@ -1099,6 +1141,7 @@ impl Task {
             let mut produced = Vec::new();
             let mut stats = TaskOutput::default();
             let mut due: Vec<Option<i64>> = schedules.iter().map(|s| s.next_due).collect();
+            let reports;
             {
                 let mut exec = Exec {
                     nodes: nodes.as_mut_slice(),
@@ -1114,6 +1157,7 @@ impl Task {
                         raw_topic: Some(raw.0),
                         handled: BTreeSet::new(),
                         policy_failed: false,
+                        reports: Vec::new(),
                     },
                     fault: None,
                 };
@@ -1121,6 +1165,7 @@ impl Task {
                     *fault = exec.fault.take();
                     return Err(e);
                 }
+                reports = std::mem::take(&mut exec.collector.reports);
             }
             finish(txn)?;
             let changelog = txn
@@ -1141,7 +1186,7 @@ impl Task {
                 .collect();
             stats.records = produced;
             stats.changelog = changelog;
-            Ok((stats, due))
+            Ok((stats, due, reports))
         })
     }
 

@@ -303,3 +303,71 @@ fn an_error_that_is_not_about_a_record_fails_the_batch_as_it_is() -> Result<()> 
     );
     Ok(())
 }
+
+fn remember_task(policy: OnBadRecord, dir: &std::path::Path) -> Result<Task> {
+    let mut t = Topology::builder();
+    let s = t.source::<String, String>("in");
+    let p = t.add(Remember, &s);
+    t.sink("out", &p);
+    let mut config = TaskConfig::new("record-errors", dir);
+    config.errors = config.errors.on_processing_error(policy);
+    Task::new(
+        &t.build()?,
+        TaskId {
+            subtopology: 0,
+            partition: 0,
+        },
+        Arc::new(config),
+    )
+}
+
+#[test]
+fn several_bad_records_in_one_batch_each_go_through_the_policy_once() -> Result<()> {
+    let values: [&[u8]; 8] = [
+        b"1", b"poison", b"3", b"4", b"5", b"poison", b"7", b"poison",
+    ];
+    let batch: Vec<RawRecord<'_>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| RawRecord {
+            key: Some(b"k"),
+            value: Some(v),
+            timestamp: 1,
+            offset: 100 + i as i64,
+            headers: Headers::new(),
+        })
+        .collect();
+    let dir = tempfile::tempdir().map_err(|e| Error::Runtime(e.to_string()))?;
+    let mut task = remember_task(dlq(), dir.path())?;
+    let out = task.process("in", 0, &batch, 0)?;
+    assert_eq!((out.processed, out.skipped, out.dead_lettered), (5, 0, 3));
+    let offsets: Vec<Option<&[u8]>> = out
+        .records
+        .iter()
+        .filter(|r| &*r.topic == "dlq")
+        .map(|r| r.headers.last("kstreams.error.offset").flatten())
+        .collect();
+    assert_eq!(offsets, [Some(&b"101"[..]), Some(b"105"), Some(b"107")]);
+    let good: Vec<Option<&[u8]>> = out
+        .records
+        .iter()
+        .filter(|r| &*r.topic == "out")
+        .map(|r| r.value.as_deref())
+        .collect();
+    assert_eq!(
+        good,
+        [
+            Some(&b"k=1"[..]),
+            Some(b"k=3"),
+            Some(b"k=4"),
+            Some(b"k=5"),
+            Some(b"k=7")
+        ]
+    );
+    assert_eq!(task.committed_transactions(), 1, "one commit for the batch");
+    assert_eq!(
+        task.store_entries_raw("last")?,
+        [(b"k".to_vec(), b"7".to_vec())]
+    );
+    Ok(())
+}
