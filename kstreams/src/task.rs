@@ -6,10 +6,12 @@
 //! the state's input position, and commit it all in one state transaction. It also owns what
 //! happens to a bad record ([`OnBadRecord`], [`ErrorPolicies`], [`is_record_level`]): once per
 //! input record, and for a processor's error about one record, after finding that record by
-//! running the batch again one record at a time. The
-//! Kafka runtime and the [`TopologyTestDriver`](crate::testing::TopologyTestDriver) both drive this
-//! same code; neither processes records by itself. A task never talks to Kafka: what it produces is
-//! returned as [`TaskOutput`] for the caller to send, and only then may the caller commit offsets.
+//! running its run again record by record.
+//!
+//! The Kafka runtime and the [`TopologyTestDriver`](crate::testing::TopologyTestDriver) both drive
+//! this same code; neither processes records by itself. A task never talks to Kafka: what it
+//! produces is returned as [`TaskOutput`] for the caller to send, and only then may the caller
+//! commit offsets.
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
@@ -685,7 +687,7 @@ fn boundary_after(time: i64, interval: i64) -> i64 {
 /// Runs a batch through the task's nodes, cut into runs: at each record that moves stream time to
 /// or past a stream-time punctuation's due time (the punctuation runs after that record), around
 /// each excluded record (which goes through the processing policy instead), and after every
-/// record when the plan says one at a time.
+/// record from the plan's `alone_from` on.
 fn run_batch(
     exec: &mut Exec<'_>,
     src: SourceBatch<'_, '_>,
@@ -946,8 +948,9 @@ impl Task {
     /// punctuation's due time; the punctuation runs between the runs, in the same transaction
     /// (see [`InitContext::schedule`](crate::InitContext::schedule)). When a processor returns an
     /// error about the data ([`is_record_level`]), the transaction is aborted and the batch run
-    /// again one record at a time to find the record; it goes through the processing policy of
-    /// `topic` (failing names the processor and the record), and the rest of the batch goes on.
+    /// again, the faulty run record by record, to find the record; it goes through the processing
+    /// policy of `topic` (failing names the processor and the record), and the rest of the batch
+    /// goes on, all in one committed transaction.
     pub fn process(
         &mut self,
         topic: &str,
