@@ -371,3 +371,112 @@ fn several_bad_records_in_one_batch_each_go_through_the_policy_once() -> Result<
     );
     Ok(())
 }
+
+/// Counts the increments of one counter name, labels ignored.
+#[derive(Debug, Default)]
+struct CountOne {
+    name: &'static str,
+    total: Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[derive(Debug)]
+struct Add(Arc<std::sync::atomic::AtomicU64>);
+
+impl metrics::CounterFn for Add {
+    fn increment(&self, value: u64) {
+        self.0
+            .fetch_add(value, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn absolute(&self, _: u64) {}
+}
+
+impl metrics::Recorder for CountOne {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        if key.name() == self.name {
+            metrics::Counter::from_arc(Arc::new(Add(self.total.clone())))
+        } else {
+            metrics::Counter::noop()
+        }
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+#[test]
+fn a_batch_run_several_times_counts_its_bad_records_once() -> Result<()> {
+    // Two bad values and an undecodable one: the batch runs five times before it commits; the
+    // skipped-records counter says 3, not once per attempt.
+    let values: [&[u8]; 6] = [b"1", b"poison", b"\xff", b"4", b"poison", b"6"];
+    let batch: Vec<RawRecord<'_>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| RawRecord {
+            key: Some(b"k"),
+            value: Some(v),
+            timestamp: 1,
+            offset: i as i64,
+            headers: Headers::new(),
+        })
+        .collect();
+    let dir = tempfile::tempdir().map_err(|e| Error::Runtime(e.to_string()))?;
+    let mut task = {
+        let mut t = Topology::builder();
+        let s = t.source::<String, String>("in");
+        let p = t.add(Remember, &s);
+        t.sink("out", &p);
+        let mut config = TaskConfig::new("record-errors", dir.path());
+        config.errors = config
+            .errors
+            .on_processing_error(OnBadRecord::Skip)
+            .on_deserialization_error(OnBadRecord::Skip);
+        Task::new(
+            &t.build()?,
+            TaskId {
+                subtopology: 0,
+                partition: 0,
+            },
+            Arc::new(config),
+        )?
+    };
+    let recorder = CountOne {
+        name: "kstreams_skipped_records_total",
+        ..CountOne::default()
+    };
+    let out = metrics::with_local_recorder(&recorder, || task.process("in", 0, &batch, 0))?;
+    assert_eq!((out.processed, out.skipped), (3, 3));
+    assert_eq!(
+        recorder.total.load(std::sync::atomic::Ordering::Relaxed),
+        3,
+        "one count per bad record"
+    );
+    Ok(())
+}
