@@ -485,7 +485,12 @@ impl Sink {
             } else {
                 (self.origin_index(r.origin.as_ref()) << KIND_BITS) | OUTPUT
             };
-            if let Some(source) = self.send_one(r, opaque)? {
+            let sent = self.send_one(r, opaque);
+            if !changelog && !matches!(sent, Ok(None)) {
+                // Not in flight: no delivery report will free its origin.
+                self.forget_origin(opaque >> KIND_BITS);
+            }
+            if let Some(source) = sent? {
                 self.on_send_error(r, changelog, source)?;
             }
         }
