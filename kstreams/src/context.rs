@@ -50,8 +50,24 @@ pub struct InitContext<'a> {
 }
 
 impl InitContext<'_> {
-    /// Asks for `punctuate` to be called every `interval` of the given clock. Punctuations run
-    /// between batches. Returns the id the punctuation will carry.
+    /// Asks for `punctuate` to be called every `interval` of the given clock. Returns the id the
+    /// punctuation will carry.
+    ///
+    /// **Stream time** (the largest record timestamp the task has seen): the punctuation is due at
+    /// every multiple of `interval` (as Kafka Streams schedules against stream time), the first
+    /// one after the stream time of the first record the task sees. It fires right after the
+    /// record whose timestamp moves stream time to or past the due time, before the next record
+    /// of the same batch: the task cuts the batch there and runs the punctuation between the two
+    /// runs, in the batch's one state transaction. So what a punctuation sees and emits does not
+    /// depend on where the input was cut into batches (invariant 2). Its
+    /// [`timestamp`](Punctuation::timestamp) is the stream time then. A jump over several due
+    /// times fires once, and the next due time is the first multiple after it (missed intervals
+    /// are not replayed). Stream time is not persisted: after a restart the first due time is
+    /// again the one after the first record seen.
+    ///
+    /// **Wall clock**: fires on idle partitions too, from the runtime's tick between batches; the
+    /// first punctuation is one interval after the clock is first seen, then every interval
+    /// (missed intervals are not replayed).
     pub fn schedule(&mut self, interval: Duration, kind: PunctuationType) -> Result<usize> {
         let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
         if interval_ms < 1 {
@@ -242,7 +258,9 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
         self.outputs.records.extend(records);
     }
 
-    /// Forwards a record to the child named `child` only.
+    /// Forwards a record to the child named `child` only. A name that is not one of the
+    /// processor's children is an [`Error::Config`] (a wiring mistake fails the batch, whatever
+    /// the processing policy).
     pub fn forward_to(&mut self, child: &str, record: Record<K, V>) -> Result<()>
     where
         K: Clone,
@@ -253,18 +271,19 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
             .child_names
             .iter()
             .position(|c| &**c == child)
-            .ok_or_else(|| Error::Processing {
-                processor: self.node.name.to_string(),
-                origin: record.origin.clone(),
-                message: format!(
-                    "no child named `{child}` (children: {})",
+            // A wiring mistake, not bad data: it fails the batch whatever the processing policy.
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "processor `{}` forwards to a child named `{child}`, which it does not have \
+                     (children: {})",
+                    self.node.name,
                     self.node
                         .child_names
                         .iter()
                         .map(|c| format!("`{c}`"))
                         .collect::<Vec<_>>()
                         .join(", ")
-                ),
+                ))
             })?;
         self.outputs.merge = Some(merge_for_child::<K, V>);
         self.outputs
@@ -287,16 +306,9 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
         Ok(S::bind(self.store(S::NAME)?))
     }
 
-    /// The `index`-th store this processor declared (what `#[batch_processor]` uses).
-    #[doc(hidden)]
-    pub fn store_at<SK: 'static, SV: 'static>(
-        &self,
-        index: usize,
-    ) -> Result<KeyValueStore<'a, SK, SV>> {
-        crate::__private::binder(self).bind(index)
-    }
-
-    /// The task's stream time: the largest record timestamp it has seen (milliseconds).
+    /// The task's stream time: the largest record timestamp it has seen (milliseconds), the
+    /// records of this call included. A batch is cut at stream-time punctuations, so in a
+    /// punctuation it is the punctuation's timestamp.
     pub fn stream_time(&self) -> i64 {
         self.clocks.stream_time
     }

@@ -68,13 +68,23 @@ pub trait BatchProcessor<K, V>: Send + 'static {
     }
 
     /// Processes one batch: records of one partition, in offset order.
+    ///
+    /// An `Err` about the data ([`task::is_record_level`](crate::task::is_record_level): your own
+    /// [`Error::processing`], a store value its serde cannot read or write, ...) does not fail the
+    /// application by itself: the task runs the batch again record by record to find the record
+    /// it is about, and applies the processing policy of its source topic to it, as
+    /// [`Context::fail_record`] does; other errors fail the batch. Calling `fail_record` yourself
+    /// saves the search.
     fn process_batch(
         &mut self,
         records: &[Record<K, V>],
         ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
     ) -> Result<()>;
 
-    /// Called when a punctuation scheduled in [`init`](Self::init) is due, between batches.
+    /// Called when a punctuation scheduled in [`init`](Self::init) is due: for stream time,
+    /// right after the record that reached its due time (see
+    /// [`InitContext::schedule`](crate::InitContext::schedule)); for wall-clock time, between
+    /// batches.
     fn punctuate(
         &mut self,
         _punctuation: Punctuation,

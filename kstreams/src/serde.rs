@@ -12,7 +12,22 @@ use crate::error::SerdeError;
 /// Turns values of `T` into bytes and back.
 ///
 /// `None` bytes stand for Kafka's null (a null key, or a tombstone value). The batch forms exist so
-/// that a serde can amortize work over a batch; their default loops over the single forms.
+/// that a serde can amortize work over a batch; their default loops over the single forms. Sources
+/// read through [`deserialize_batch`](Self::deserialize_batch), sinks write through
+/// [`serialize_batch`](Self::serialize_batch).
+///
+/// # The batch contract
+///
+/// A batch form called over `n` items appends to `out`:
+/// - on `Ok(())`, exactly `n` outputs, the one of item `j` at position `j`;
+/// - on `Err((i, error))`, `i < n` is the first item that failed, and exactly the `i` outputs of
+///   the items before it were appended (nothing for item `i` or after it).
+///
+/// The runtime calls the form again on the items after `i`, so a failing item costs one call and
+/// the other items of the batch go on (each failure goes through its error policy). It checks the
+/// contract on every call: a serde that breaks it (an index out of range, too many or too few
+/// outputs) fails the batch with an [`Error::Config`](crate::Error::Config) naming the serde's
+/// source or sink topic; keys are never paired with the wrong values.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a serde for `{T}`",
     label = "this serde does not read or write `{T}`",
@@ -26,7 +41,8 @@ pub trait Serde<T>: Send + Sync + 'static {
     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, SerdeError>;
 
     /// Writes a batch of values, in order, appending to `out`. On error, returns the index of the
-    /// value that failed.
+    /// first value that failed, with the outputs of the values before it appended (see [the batch
+    /// contract](Self#the-batch-contract)).
     fn serialize_batch<'a>(
         &self,
         values: &mut dyn Iterator<Item = &'a T>,
@@ -42,7 +58,8 @@ pub trait Serde<T>: Send + Sync + 'static {
     }
 
     /// Reads a batch of values, in order, appending to `out`. On error, returns the index of the
-    /// bytes that failed; values before it are in `out`.
+    /// first bytes that failed, with the values before it appended (see [the batch
+    /// contract](Self#the-batch-contract)).
     fn deserialize_batch(
         &self,
         bytes: &mut dyn Iterator<Item = Option<&[u8]>>,

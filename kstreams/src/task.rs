@@ -1,14 +1,20 @@
 //! Tasks: one sub-topology bound to one input partition, with its own stores.
 //!
 //! Owns: [`Task`] (processor instances, stores, stream time, punctuations) and the execution of one
-//! batch: deserialize at the source, run each node over the whole batch depth-first, serialize at
-//! the sinks, record the state's input position, and commit it all in one state transaction. The
-//! Kafka runtime and the [`TopologyTestDriver`](crate::testing::TopologyTestDriver) both drive this
-//! same code; neither processes records by itself. A task never talks to Kafka: what it produces is
-//! returned as [`TaskOutput`] for the caller to send, and only then may the caller commit offsets.
+//! batch: deserialize at the source, run each node over the batch depth-first (cut into runs where
+//! a stream-time punctuation is due, the punctuation between runs), serialize at the sinks, record
+//! the state's input position, and commit it all in one state transaction. It also owns what
+//! happens to a bad record ([`OnBadRecord`], [`ErrorPolicies`], [`is_record_level`]): once per
+//! input record, and for a processor's error about one record, after finding that record by
+//! running its run again record by record.
+//!
+//! The Kafka runtime and the [`TopologyTestDriver`](crate::testing::TopologyTestDriver) both drive
+//! this same code; neither processes records by itself. A task never talks to Kafka: what it
+//! produces is returned as [`TaskOutput`] for the caller to send, and only then may the caller
+//! commit offsets.
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -258,18 +264,6 @@ pub struct TaskOutput {
     pub output_dead_lettered: u64,
 }
 
-impl TaskOutput {
-    fn append(&mut self, mut other: TaskOutput) {
-        self.records.append(&mut other.records);
-        self.changelog.append(&mut other.changelog);
-        self.processed += other.processed;
-        self.skipped += other.skipped;
-        self.dead_lettered += other.dead_lettered;
-        self.output_skipped += other.output_skipped;
-        self.output_dead_lettered += other.output_dead_lettered;
-    }
-}
-
 /// Where a call's produced records, bad records and counts go.
 pub(crate) struct Collector<'e> {
     pub(crate) produced: &'e mut Vec<ProducerRecord>,
@@ -281,6 +275,13 @@ pub(crate) struct Collector<'e> {
     /// The raw input batch of this call (empty for punctuations), to dead-letter original bytes.
     raw: &'e [RawRecord<'e>],
     raw_topic: Option<&'e str>,
+    /// Input records already skipped or dead-lettered in this call: an input record counts, and
+    /// is dead-lettered, once, however many of the records derived from it fail.
+    handled: BTreeSet<Origin>,
+    /// An error policy said `Fail` in this call (the error it returned is final).
+    policy_failed: bool,
+    /// What was skipped and dead-lettered, to log and count once the call committed.
+    reports: Vec<Report>,
 }
 
 /// How a processor fails one record of its batch without failing the batch (see
@@ -362,6 +363,27 @@ pub(crate) fn count_dead_lettered(
         .increment(1);
 }
 
+/// A bad record's warning and metric, emitted once the transaction that handled it committed (a
+/// batch may run more than once before one does: a full LMDB map, a processor error about one
+/// record).
+#[derive(Debug)]
+pub(crate) struct Report {
+    topic: String,
+    stage: &'static str,
+    what: String,
+    error: String,
+    dead_letter_topic: Option<String>,
+}
+
+impl Report {
+    fn emit(&self) {
+        match &self.dead_letter_topic {
+            None => count_skipped(&self.topic, self.stage, &self.what, &self.error),
+            Some(dlq) => count_dead_lettered(&self.topic, self.stage, &self.what, &self.error, dlq),
+        }
+    }
+}
+
 impl<'e> Collector<'e> {
     /// The raw input record of `origin`, when it is in this call's batch.
     fn raw_of(&self, origin: &Origin) -> Option<&'e RawRecord<'e>> {
@@ -396,14 +418,34 @@ impl<'e> Collector<'e> {
             Some(o) => o,
             None => &"a record without origin",
         };
+        // An input record goes through its policy once (the first of its failures decides).
+        let input = match origin {
+            Some(o) if !produce => Some(o),
+            _ => None,
+        };
+        if input.is_some_and(|o| self.handled.contains(o)) && *policy != OnBadRecord::Fail {
+            return Ok(());
+        }
         match (policy, raw) {
-            (OnBadRecord::Fail, _) | (OnBadRecord::DeadLetter { .. }, None) => Err(error),
+            (OnBadRecord::Fail, _) | (OnBadRecord::DeadLetter { .. }, None) => {
+                self.policy_failed = true;
+                Err(error)
+            }
             (OnBadRecord::Skip, _) => {
-                count_skipped(&metric_topic, stage, what, &error);
+                self.reports.push(Report {
+                    topic: metric_topic,
+                    stage,
+                    what: what.to_string(),
+                    error: error.to_string(),
+                    dead_letter_topic: None,
+                });
                 if produce {
                     self.stats.output_skipped += 1;
                 } else {
                     self.stats.skipped += 1;
+                }
+                if let Some(o) = input {
+                    self.handled.insert(o.clone());
                 }
                 Ok(())
             }
@@ -419,11 +461,20 @@ impl<'e> Collector<'e> {
                     raw.timestamp,
                     raw.headers.clone(),
                 ));
-                count_dead_lettered(&metric_topic, stage, what, &error, topic);
+                self.reports.push(Report {
+                    topic: metric_topic,
+                    stage,
+                    what: what.to_string(),
+                    error: error.to_string(),
+                    dead_letter_topic: Some(topic.clone()),
+                });
                 if produce {
                     self.stats.output_dead_lettered += 1;
                 } else {
                     self.stats.dead_lettered += 1;
+                }
+                if let Some(o) = input {
+                    self.handled.insert(o.clone());
                 }
                 Ok(())
             }
@@ -515,6 +566,8 @@ pub(crate) struct Exec<'e> {
     pub(crate) txn: &'e (dyn crate::store::RawTxn + 'e),
     pub(crate) clocks: Clocks,
     pub(crate) collector: Collector<'e>,
+    /// The processor error about the data that failed this call, if one did.
+    pub(crate) fault: Option<Fault>,
 }
 
 impl Exec<'_> {
@@ -535,6 +588,23 @@ impl Exec<'_> {
         result
     }
 
+    /// Notes that processor `processor` returned `error` from a batch: when it is about the data
+    /// ([`is_record_level`]) and no error policy produced it (a `Fail` is final), the task looks
+    /// for the record it is about.
+    pub(crate) fn processor_failed(&mut self, processor: &str, error: &Error) {
+        if is_record_level(error) && !self.collector.policy_failed {
+            let message = match error {
+                Error::Processing { message, .. } => message.clone(),
+                other => other.to_string(),
+            };
+            self.fault = Some(Fault {
+                processor: processor.to_owned(),
+                message,
+                run: None,
+            });
+        }
+    }
+
     /// Runs node `node` over a batch (a `&Vec<Record<K, V>>` of its input types).
     pub(crate) fn run(&mut self, node: usize, input: &dyn Any) -> Result<()> {
         self.with_node(node, |n, exec| n.process(input, exec))
@@ -553,6 +623,200 @@ impl Exec<'_> {
     fn punctuate(&mut self, node: usize, punctuation: Punctuation) -> Result<()> {
         self.with_node(node, |n, exec| n.punctuate(punctuation, exec))
     }
+}
+
+/// Whether a processor's error is about the data of the records it was given (and so goes through
+/// the processing policy of the record it is about), rather than about the infrastructure (and so
+/// fails the batch as it is).
+///
+/// Record-level: [`Error::Processing`] and [`Error::User`] (what a processor says about a record),
+/// and the store errors about a key or value: [`Error::StoreCorrupt`] (bytes a store's serde
+/// cannot read) and [`Error::Serialize`] (a key or value a store's serde cannot write); a
+/// [`Error::Deserialize`] a processor returns. Everything else fails the batch: LMDB and I/O
+/// errors (a full map, a full disk), [`Error::StateDirLocked`], [`Error::Store`] (a store the
+/// processor did not declare), configuration, runtime and internal errors.
+///
+/// ```
+/// use kstreams::Error;
+/// use kstreams::task::is_record_level;
+/// assert!(is_record_level(&Error::processing("unknown currency")));
+/// assert!(!is_record_level(&Error::Internal("a bug".into())));
+/// ```
+pub fn is_record_level(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Processing { .. }
+            | Error::User(_)
+            | Error::StoreCorrupt { .. }
+            | Error::Serialize { .. }
+            | Error::Deserialize { .. }
+    )
+}
+
+/// A processor's error about the data of its records, found while running a batch.
+#[derive(Debug)]
+pub(crate) struct Fault {
+    /// The processor's node name.
+    processor: String,
+    /// What it said (without the processor's name).
+    message: String,
+    /// The indices in the input batch of the run that failed (`None`: not a run of input records).
+    run: Option<std::ops::Range<usize>>,
+}
+
+/// How [`run_batch`] cuts a batch into runs.
+struct Plan<'p> {
+    /// Every record from this index on alone (to find the record a processor error is about).
+    alone_from: Option<usize>,
+    /// Records found failing on an earlier attempt: they go through the processing policy instead
+    /// of the processors.
+    excluded: &'p BTreeMap<usize, Fault>,
+}
+
+/// The source side of a batch: source node, topic, partition, records.
+type SourceBatch<'s, 'r> = (usize, &'s Arc<str>, i32, &'s [RawRecord<'r>]);
+
+/// The first multiple of `interval` after `time` (saturating).
+fn boundary_after(time: i64, interval: i64) -> i64 {
+    time.div_euclid(interval)
+        .checked_add(1)
+        .and_then(|k| k.checked_mul(interval))
+        .unwrap_or(i64::MAX)
+}
+
+/// Runs a batch through the task's nodes, cut into runs: at each record that moves stream time to
+/// or past a stream-time punctuation's due time (the punctuation runs after that record), around
+/// each excluded record (which goes through the processing policy instead), and after every
+/// record from the plan's `alone_from` on.
+fn run_batch(
+    exec: &mut Exec<'_>,
+    src: SourceBatch<'_, '_>,
+    schedules: &[Scheduled],
+    due: &mut [Option<i64>],
+    mut stream_time: i64,
+    plan: &Plan<'_>,
+) -> Result<()> {
+    let (_, topic, partition, batch) = src;
+    let mut start = 0;
+    for (i, r) in batch.iter().enumerate() {
+        if let Some(f) = plan.excluded.get(&i) {
+            run_range(exec, src, start..i, stream_time)?;
+            start = i + 1;
+            let origin = Origin {
+                topic: topic.clone(),
+                partition,
+                offset: r.offset,
+            };
+            let error = Error::Processing {
+                processor: f.processor.clone(),
+                origin: Some(origin.clone()),
+                message: f.message.clone(),
+            };
+            exec.collector
+                .fail_record(&f.processor, Some(&origin), error)?;
+        }
+        stream_time = stream_time.max(r.timestamp);
+        let mut punctuate = false;
+        for (s, d) in schedules.iter().zip(due.iter_mut()) {
+            if s.schedule.kind != PunctuationType::StreamTime {
+                continue;
+            }
+            match d {
+                // The first record the task sees: the first due time is the next boundary.
+                None => *d = Some(boundary_after(stream_time, s.schedule.interval_ms)),
+                Some(d) if stream_time >= *d => punctuate = true,
+                Some(_) => {}
+            }
+        }
+        if punctuate || plan.alone_from.is_some_and(|a| i >= a) {
+            run_range(exec, src, start..i + 1, stream_time)?;
+            start = i + 1;
+        }
+        if punctuate {
+            exec.clocks.stream_time = stream_time;
+            punctuate_due(exec, schedules, due, PunctuationType::StreamTime)?;
+        }
+    }
+    run_range(exec, src, start..batch.len(), stream_time)
+}
+
+/// Runs the records `range` of a batch from its source, with `stream_time` as the stream time.
+fn run_range(
+    exec: &mut Exec<'_>,
+    (source, topic, partition, batch): SourceBatch<'_, '_>,
+    range: std::ops::Range<usize>,
+    stream_time: i64,
+) -> Result<()> {
+    let Some(records) = batch.get(range.clone()) else {
+        return Err(Error::Internal(format!(
+            "no records {range:?} in the batch"
+        )));
+    };
+    if records.is_empty() {
+        return Ok(());
+    }
+    exec.clocks.stream_time = stream_time;
+    let result = exec.run_source(source, topic, partition, records);
+    if result.is_err()
+        && let Some(f) = &mut exec.fault
+    {
+        f.run.get_or_insert(range);
+    }
+    result
+}
+
+/// Fires the punctuations of `kind` that are due on the exec's clock and moves their due times.
+/// Stream time: due times are the multiples of the interval, the first the one after the first
+/// stream time seen; wall clock: the first one interval after the clock is first seen. Missed
+/// intervals are not replayed: a punctuation fires once, and its next due time is after now.
+fn punctuate_due(
+    exec: &mut Exec<'_>,
+    schedules: &[Scheduled],
+    due: &mut [Option<i64>],
+    kind: PunctuationType,
+) -> Result<()> {
+    let now = match kind {
+        PunctuationType::StreamTime => exec.clocks.stream_time,
+        PunctuationType::WallClock => exec.clocks.wall_clock,
+    };
+    if now == i64::MIN {
+        return Ok(());
+    }
+    for (s, d) in schedules.iter().zip(due.iter_mut()) {
+        if s.schedule.kind != kind {
+            continue;
+        }
+        let interval = s.schedule.interval_ms;
+        match *d {
+            None => {
+                *d = Some(match kind {
+                    PunctuationType::StreamTime => boundary_after(now, interval),
+                    PunctuationType::WallClock => now.saturating_add(interval),
+                })
+            }
+            Some(at) if now >= at => {
+                let punctuation = Punctuation {
+                    id: s.schedule.id,
+                    kind,
+                    timestamp: now,
+                };
+                if let Err(e) = exec.punctuate(s.node, punctuation) {
+                    // Not about an input record: the batch fails as it is.
+                    exec.fault = None;
+                    return Err(e);
+                }
+                *d = Some(match kind {
+                    PunctuationType::StreamTime => boundary_after(now, interval),
+                    PunctuationType::WallClock => {
+                        let missed = now.saturating_sub(at) / interval + 1;
+                        at.saturating_add(missed.saturating_mul(interval))
+                    }
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 struct Scheduled {
@@ -679,6 +943,14 @@ impl Task {
 
     /// Processes one batch of one partition of `topic`, in offset order, in one state transaction
     /// that also records `last offset + 1` as the partition's position. Returns what to produce.
+    ///
+    /// The batch is cut into runs where a record moves stream time to or past a stream-time
+    /// punctuation's due time; the punctuation runs between the runs, in the same transaction
+    /// (see [`InitContext::schedule`](crate::InitContext::schedule)). When a processor returns an
+    /// error about the data ([`is_record_level`]), the transaction is aborted and the batch run
+    /// again, the faulty run record by record, to find the record; it goes through the processing
+    /// policy of `topic` (failing names the processor and the record), and the rest of the batch
+    /// goes on, all in one committed transaction.
     pub fn process(
         &mut self,
         topic: &str,
@@ -708,22 +980,86 @@ impl Task {
         };
         let next_offset = last.offset + 1;
         let batch_max = batch.iter().map(|r| r.timestamp).max().unwrap_or(i64::MIN);
-        let stream_time = self.stream_time.max(batch_max);
+        let start_time = self.stream_time;
+        let stream_time = start_time.max(batch_max);
         let clocks = Clocks {
             stream_time,
             wall_clock,
         };
-        let (out, fired) = self.run_in_txn(
-            clocks,
-            Some(PunctuationType::StreamTime),
-            (topic, batch),
-            |exec| exec.run_source(source, &topic_arc, partition, batch),
-            |txn| txn.set_input_position(topic, partition, next_offset),
-        )?;
+        // Records a processor failed with an error about their data, found on earlier attempts:
+        // they go through the processing policy instead of the processors. A faulty run is run
+        // again record by record from its start; once its bad record is found, the rest of the
+        // batch runs in runs again. Every attempt excludes a new record or narrows a run, so at
+        // most 2 × (batch length + 1) attempts are made (more: the processor is not
+        // deterministic, and the error stands).
+        let mut excluded: BTreeMap<usize, Fault> = BTreeMap::new();
+        let mut alone_from = None;
+        let mut attempts = 0usize;
+        let (out, due, reports) = loop {
+            attempts += 1;
+            let mut fault = None;
+            let plan = Plan {
+                alone_from,
+                excluded: &excluded,
+            };
+            let result = self.run_in_txn(
+                clocks,
+                (topic, batch),
+                &mut fault,
+                |exec, schedules, due| {
+                    run_batch(
+                        exec,
+                        (source, &topic_arc, partition, batch),
+                        schedules,
+                        due,
+                        start_time,
+                        &plan,
+                    )
+                },
+                |txn| txn.set_input_position(topic, partition, next_offset),
+            );
+            let error = match result {
+                Ok(done) => break done,
+                Err(e) => e,
+            };
+            let Some(fault) = fault else {
+                return Err(error);
+            };
+            if attempts > 2 * (batch.len() + 1) {
+                return Err(error);
+            }
+            match fault.run.clone() {
+                Some(run) if run.len() == 1 => {
+                    let i = run.start;
+                    if *self.config.errors.processing(topic) == OnBadRecord::Fail {
+                        return Err(Error::Processing {
+                            processor: fault.processor,
+                            origin: Some(Origin {
+                                topic: topic_arc.clone(),
+                                partition,
+                                offset: batch[i].offset,
+                            }),
+                            message: fault.message,
+                        });
+                    }
+                    excluded.insert(i, fault);
+                    alone_from = None;
+                }
+                // The error is about some record of the run: find it.
+                Some(run) => alone_from = Some(run.start),
+                None => return Err(error),
+            }
+        };
+        // Only the attempt that committed says what was skipped and dead-lettered.
+        for report in &reports {
+            report.emit();
+        }
         self.stream_time = stream_time;
-        self.apply_fired(fired);
+        self.apply_due(due);
         let mut out = out;
-        out.processed = batch.len() as u64 - out.skipped - out.dead_lettered;
+        out.processed = (batch.len() as u64)
+            .saturating_sub(out.skipped)
+            .saturating_sub(out.dead_lettered);
         metrics::counter!("kstreams_records_in_total", "topic" => topic.to_owned())
             .increment(batch.len() as u64);
         metrics::histogram!("kstreams_batch_size").record(batch.len() as f64);
@@ -744,42 +1080,54 @@ impl Task {
 
     /// Moves stream time forward to `time` (never back) and fires due stream-time punctuations.
     pub fn advance_stream_time(&mut self, time: i64, wall_clock: i64) -> Result<TaskOutput> {
-        self.stream_time = self.stream_time.max(time);
-        self.punctuate_at(
+        let time = self.stream_time.max(time);
+        let out = self.punctuate_at(
             Clocks {
-                stream_time: self.stream_time,
+                stream_time: time,
                 wall_clock,
             },
             PunctuationType::StreamTime,
-        )
+        )?;
+        self.stream_time = time;
+        Ok(out)
     }
 
     fn punctuate_at(&mut self, clocks: Clocks, kind: PunctuationType) -> Result<TaskOutput> {
         if !self.schedules.iter().any(|s| s.schedule.kind == kind) {
             return Ok(TaskOutput::default());
         }
-        let (out, fired) =
-            self.run_in_txn(clocks, Some(kind), ("", &[]), |_| Ok(()), |_| Ok(()))?;
-        self.apply_fired(fired);
+        let (out, due, reports) = self.run_in_txn(
+            clocks,
+            ("", &[]),
+            &mut None,
+            |exec, schedules, due| punctuate_due(exec, schedules, due, kind),
+            |_| Ok(()),
+        )?;
+        for report in &reports {
+            report.emit();
+        }
+        self.apply_due(due);
         Ok(out)
     }
 
-    fn apply_fired(&mut self, fired: Vec<(usize, i64)>) {
-        for (i, next) in fired {
-            self.schedules[i].next_due = Some(next);
+    fn apply_due(&mut self, due: Vec<Option<i64>>) {
+        for (s, next) in self.schedules.iter_mut().zip(due) {
+            s.next_due = next;
         }
     }
 
-    /// Runs `body` and the due punctuations of `kind` in one transaction; returns the output and
-    /// the new due times of the schedules (applied only once the transaction committed).
+    /// Runs `body` in one transaction, with the schedules and a copy of their due times to update;
+    /// returns the output, the new due times (applied only once the transaction committed) and
+    /// the reports of bad records (to emit then).
+    /// When `body` fails on an error about the data, `fault` says which processor and record.
     fn run_in_txn(
         &mut self,
         clocks: Clocks,
-        kind: Option<PunctuationType>,
         raw: (&str, &[RawRecord<'_>]),
-        mut body: impl FnMut(&mut Exec<'_>) -> Result<()>,
+        fault: &mut Option<Fault>,
+        mut body: impl FnMut(&mut Exec<'_>, &[Scheduled], &mut [Option<i64>]) -> Result<()>,
         mut finish: impl FnMut(&crate::store::StateTxn<'_>) -> Result<()>,
-    ) -> Result<(TaskOutput, Vec<(usize, i64)>)> {
+    ) -> Result<(TaskOutput, Vec<Option<i64>>, Vec<Report>)> {
         let Task {
             nodes,
             state,
@@ -791,10 +1139,12 @@ impl Task {
         } = self;
         let partition = id.partition;
         let config: &TaskConfig = config;
+        let schedules: &[Scheduled] = schedules;
         state.transaction(|txn| {
             let mut produced = Vec::new();
             let mut stats = TaskOutput::default();
-            let mut fired = Vec::new();
+            let mut due: Vec<Option<i64>> = schedules.iter().map(|s| s.next_due).collect();
+            let reports;
             {
                 let mut exec = Exec {
                     nodes: nodes.as_mut_slice(),
@@ -808,42 +1158,17 @@ impl Task {
                         on_processing: config.errors.processing(raw.0),
                         raw: raw.1,
                         raw_topic: Some(raw.0),
+                        handled: BTreeSet::new(),
+                        policy_failed: false,
+                        reports: Vec::new(),
                     },
+                    fault: None,
                 };
-                body(&mut exec)?;
-                if let Some(kind) = kind {
-                    let now = match kind {
-                        PunctuationType::StreamTime => clocks.stream_time,
-                        PunctuationType::WallClock => clocks.wall_clock,
-                    };
-                    if now != i64::MIN {
-                        for (i, s) in schedules.iter().enumerate() {
-                            if s.schedule.kind != kind {
-                                continue;
-                            }
-                            let interval = s.schedule.interval_ms;
-                            match s.next_due {
-                                // The first time a clock is seen, the first punctuation is one
-                                // interval later.
-                                None => fired.push((i, now.saturating_add(interval))),
-                                Some(due) if now >= due => {
-                                    exec.punctuate(
-                                        s.node,
-                                        Punctuation {
-                                            id: s.schedule.id,
-                                            kind,
-                                            timestamp: now,
-                                        },
-                                    )?;
-                                    // Missed intervals are not replayed: the next one is after now.
-                                    let missed = (now - due) / interval + 1;
-                                    fired.push((i, due.saturating_add(missed * interval)));
-                                }
-                                Some(_) => {}
-                            }
-                        }
-                    }
+                if let Err(e) = body(&mut exec, schedules, &mut due) {
+                    *fault = exec.fault.take();
+                    return Err(e);
                 }
+                reports = std::mem::take(&mut exec.collector.reports);
             }
             finish(txn)?;
             let changelog = txn
@@ -864,7 +1189,7 @@ impl Task {
                 .collect();
             stats.records = produced;
             stats.changelog = changelog;
-            Ok((stats, fired))
+            Ok((stats, due, reports))
         })
     }
 
@@ -975,11 +1300,6 @@ impl Task {
     /// The LMDB directory of the task, when it has LMDB stores.
     pub fn state_path(&self) -> Option<PathBuf> {
         self.state.path()
-    }
-
-    /// Merges the output of several calls (a helper for runtimes that batch their sends).
-    pub fn merge_outputs(into: &mut TaskOutput, other: TaskOutput) {
-        into.append(other);
     }
 }
 

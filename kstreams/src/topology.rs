@@ -77,9 +77,6 @@ pub enum TopologyError {
         /// Its output value type.
         value: &'static str,
     },
-    /// The graph has a cycle.
-    #[error("the topology has a cycle through `{0}`")]
-    Cycle(String),
     /// A node no source reaches.
     #[error("node `{0}` is not reachable from any source")]
     Unreachable(String),
@@ -391,6 +388,8 @@ impl TopologyBuilder {
             Box::new(SourceNode::<K, V> {
                 serdes: serdes.clone() as Arc<dyn SourceSerdes<K, V>>,
                 info,
+                keys: Vec::new(),
+                values: Vec::new(),
                 out: Vec::new(),
             })
         });
@@ -623,11 +622,9 @@ impl TopologyBuilder {
         if !has_source {
             return Err(TopologyError::NoSource);
         }
-        // Parents always precede children in this builder, but check (a cycle would hang a task).
-        for (i, n) in nodes.iter().enumerate() {
-            if n.children.iter().any(|&c| c <= i) {
-                return Err(TopologyError::Cycle(n.name.to_string()));
-            }
+        // No cycle is possible: a node's parents are streams that exist before it, so parents
+        // always precede children.
+        for n in &nodes {
             if matches!(n.kind, NodeKind::Sink { .. }) && !n.children.is_empty() {
                 return Err(TopologyError::SinkWithChildren(n.name.to_string()));
             }
@@ -1032,9 +1029,91 @@ fn deliver<K: 'static, V: 'static>(
     Ok(())
 }
 
+/// Runs a batch serde form over the `n` items of a batch, resuming after each index it reports as
+/// failed, and checks the [`Serde`] batch contract: on `Ok` one output was appended per input, on
+/// `Err((i, _))` `i` is inside the batch and exactly the `i` outputs before it were appended.
+/// `call(start, out)` runs the form over the items from `start`. Returns the failed indices (in
+/// order) with their errors; `out` then holds one entry per item that did not fail, in order. A
+/// serde that breaks the contract is an error naming `what` (never a mis-pairing or a panic).
+fn each_in_batch<O>(
+    n: usize,
+    out: &mut Vec<O>,
+    what: &dyn Fn() -> String,
+    mut call: impl FnMut(usize, &mut Vec<O>) -> core::result::Result<(), (usize, SerdeError)>,
+) -> Result<Vec<(usize, SerdeError)>> {
+    let broken = |how: String| {
+        Error::Config(format!(
+            "{} breaks the `Serde` batch contract: {how}",
+            what()
+        ))
+    };
+    let mut failed = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let before = out.len();
+        let rest = n - start;
+        match call(start, out) {
+            Ok(()) => {
+                if out.len() != before + rest {
+                    return Err(broken(format!(
+                        "it returned `Ok` with {} outputs for {rest} inputs",
+                        out.len().saturating_sub(before)
+                    )));
+                }
+                break;
+            }
+            Err((i, source)) => {
+                if i >= rest {
+                    return Err(broken(format!(
+                        "it reported index {i} as failed in a batch of {rest}"
+                    )));
+                }
+                if out.len() != before + i {
+                    return Err(broken(format!(
+                        "it reported index {i} as failed after appending {} outputs (must be {i})",
+                        out.len().saturating_sub(before)
+                    )));
+                }
+                failed.push((start + i, source));
+                start += i + 1;
+            }
+        }
+    }
+    Ok(failed)
+}
+
+/// Pairs the outputs of [`each_in_batch`] with the batch again: the item at each index is its
+/// error, or the next output.
+struct Aligned<'a, O> {
+    outputs: std::vec::Drain<'a, O>,
+    failed: std::iter::Peekable<std::vec::IntoIter<(usize, SerdeError)>>,
+}
+
+impl<'a, O> Aligned<'a, O> {
+    fn new(outputs: &'a mut Vec<O>, failed: Vec<(usize, SerdeError)>) -> Self {
+        Aligned {
+            outputs: outputs.drain(..),
+            failed: failed.into_iter().peekable(),
+        }
+    }
+
+    /// The item at index `i` (called for every index in order).
+    fn at(&mut self, i: usize) -> Result<core::result::Result<O, SerdeError>> {
+        if let Some((_, e)) = self.failed.next_if(|(j, _)| *j == i) {
+            return Ok(Err(e));
+        }
+        self.outputs
+            .next()
+            .map(Ok)
+            .ok_or_else(|| Error::Internal(format!("no serde output for index {i}")))
+    }
+}
+
 struct SourceNode<K, V> {
     serdes: Arc<dyn SourceSerdes<K, V>>,
     info: NodeInfo,
+    keys: Vec<K>,
+    values: Vec<V>,
     out: Vec<Record<K, V>>,
 }
 
@@ -1055,35 +1134,56 @@ impl<K: Send + 'static, V: Send + 'static> NodeRun for SourceNode<K, V> {
         exec: &mut Exec<'_>,
     ) -> Result<()> {
         self.out.clear();
+        self.keys.clear();
+        self.values.clear();
         self.out.reserve(raw.len());
-        for r in raw {
+        // The batch forms read the whole batch in one call each; a record that fails goes through
+        // the deserialization policy and the rest of the batch goes on after it.
+        let serdes = &self.serdes;
+        let key_failed = each_in_batch(
+            raw.len(),
+            &mut self.keys,
+            &|| format!("the key serde of the source of topic `{topic}`"),
+            |start, out| {
+                serdes
+                    .key()
+                    .deserialize_batch(&mut raw[start..].iter().map(|r| r.key), out)
+            },
+        )?;
+        let value_failed = each_in_batch(
+            raw.len(),
+            &mut self.values,
+            &|| format!("the value serde of the source of topic `{topic}`"),
+            |start, out| {
+                serdes
+                    .value()
+                    .deserialize_batch(&mut raw[start..].iter().map(|r| r.value), out)
+            },
+        )?;
+        let mut keys = Aligned::new(&mut self.keys, key_failed);
+        let mut values = Aligned::new(&mut self.values, value_failed);
+        for (i, r) in raw.iter().enumerate() {
             let origin = Origin {
                 topic: topic.clone(),
                 partition,
                 offset: r.offset,
             };
-            let key = match self.serdes.key().deserialize(r.key) {
-                Ok(k) => k,
-                Err(source) => {
-                    exec.collector.bad_record(&origin, r, Part::Key, source)?;
-                    continue;
+            // One error per record: its key's when both fail.
+            match (keys.at(i)?, values.at(i)?) {
+                (Ok(key), Ok(value)) => self.out.push(Record {
+                    key,
+                    value,
+                    timestamp: r.timestamp,
+                    headers: r.headers.clone(),
+                    origin: Some(origin),
+                }),
+                (Err(source), _) => exec.collector.bad_record(&origin, r, Part::Key, source)?,
+                (Ok(_), Err(source)) => {
+                    exec.collector.bad_record(&origin, r, Part::Value, source)?
                 }
-            };
-            let value = match self.serdes.value().deserialize(r.value) {
-                Ok(v) => v,
-                Err(source) => {
-                    exec.collector.bad_record(&origin, r, Part::Value, source)?;
-                    continue;
-                }
-            };
-            self.out.push(Record {
-                key,
-                value,
-                timestamp: r.timestamp,
-                headers: r.headers.clone(),
-                origin: Some(origin),
-            });
+            }
         }
+        drop((keys, values));
         if !self.out.is_empty() {
             for &c in &self.info.children {
                 exec.run(c, &self.out)?;
@@ -1159,6 +1259,8 @@ where
         };
         if let Err(e) = self.processor.process_batch(batch, &mut ctx) {
             let e = name_error(e, &self.info.name);
+            // An error about the data: the task finds the record and applies its policy.
+            exec.processor_failed(&self.info.name, &e);
             // A batch error without a record: name the batch's first record.
             let e = match (e, batch.first()) {
                 (
@@ -1220,66 +1322,60 @@ impl<K: 'static, V: 'static> NodeRun for SinkNode<K, V> {
         self.values.clear();
         // The fast path serializes the whole batch in one call; a record that fails goes through
         // the production policy and the rest of the batch goes on after it.
-        let mut failed: Vec<(usize, Part, SerdeError)> = Vec::new();
-        let mut start = 0;
-        while let Err((i, source)) = self
-            .serdes
-            .key()
-            .serialize_batch(&mut batch[start..].iter().map(|r| &r.key), &mut self.keys)
-        {
-            failed.push((start + i, Part::Key, source));
-            self.keys.push(None);
-            start += i + 1;
-        }
-        start = 0;
-        while let Err((i, source)) = self.serdes.value().serialize_batch(
-            &mut batch[start..].iter().map(|r| &r.value),
+        let serdes = &self.serdes;
+        let topic = &self.topic;
+        let key_failed = each_in_batch(
+            batch.len(),
+            &mut self.keys,
+            &|| format!("the key serde of the sink of topic `{topic}`"),
+            |start, out| {
+                serdes
+                    .key()
+                    .serialize_batch(&mut batch[start..].iter().map(|r| &r.key), out)
+            },
+        )?;
+        let value_failed = each_in_batch(
+            batch.len(),
             &mut self.values,
-        ) {
-            failed.push((start + i, Part::Value, source));
-            self.values.push(None);
-            start += i + 1;
-        }
-        if !failed.is_empty() {
-            // In batch order, one error per record (its key's when both fail).
-            failed.sort_by_key(|(i, part, _)| (*i, *part == Part::Value));
-            failed.dedup_by_key(|(i, _, _)| *i);
-            for (i, part, source) in &failed {
-                let origin = batch[*i].origin.as_ref();
-                let target = match origin {
-                    Some(o) => format!("topic `{}` (the output of the record at {o})", self.topic),
-                    None => format!("topic `{}`", self.topic),
-                };
-                let error = Error::Serialize {
-                    target,
-                    part: *part,
-                    source: source.clone(),
-                };
-                exec.collector
-                    .production_error(&self.topic, origin, error)?;
-            }
-        }
+            &|| format!("the value serde of the sink of topic `{topic}`"),
+            |start, out| {
+                serdes
+                    .value()
+                    .serialize_batch(&mut batch[start..].iter().map(|r| &r.value), out)
+            },
+        )?;
+        let mut keys = Aligned::new(&mut self.keys, key_failed);
+        let mut values = Aligned::new(&mut self.values, value_failed);
         exec.collector.produced.reserve(batch.len());
-        let mut next_failed = failed.iter().map(|(i, _, _)| *i).peekable();
-        for (i, ((r, k), v)) in batch
-            .iter()
-            .zip(self.keys.drain(..))
-            .zip(self.values.drain(..))
-            .enumerate()
-        {
-            if next_failed.peek() == Some(&i) {
-                next_failed.next();
-                continue;
-            }
-            exec.collector.produced.push(ProducerRecord {
-                topic: self.topic.clone(),
-                partition: None,
-                key: k,
-                value: v,
-                timestamp: r.timestamp,
-                headers: r.headers.clone(),
-                origin: r.origin.clone(),
-            });
+        for (i, r) in batch.iter().enumerate() {
+            // One error per record: its key's when both fail.
+            let (part, source) = match (keys.at(i)?, values.at(i)?) {
+                (Ok(key), Ok(value)) => {
+                    exec.collector.produced.push(ProducerRecord {
+                        topic: topic.clone(),
+                        partition: None,
+                        key,
+                        value,
+                        timestamp: r.timestamp,
+                        headers: r.headers.clone(),
+                        origin: r.origin.clone(),
+                    });
+                    continue;
+                }
+                (Err(source), _) => (Part::Key, source),
+                (Ok(_), Err(source)) => (Part::Value, source),
+            };
+            let origin = r.origin.as_ref();
+            let target = match origin {
+                Some(o) => format!("topic `{topic}` (the output of the record at {o})"),
+                None => format!("topic `{topic}`"),
+            };
+            let error = Error::Serialize {
+                target,
+                part,
+                source,
+            };
+            exec.collector.production_error(topic, origin, error)?;
         }
         Ok(())
     }

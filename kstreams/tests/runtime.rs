@@ -238,8 +238,9 @@ fn forward_to_reaches_one_named_child_in_order() -> Result<()> {
         .pipe("numbers", "k".to_string(), 1i64)
         .expect_err("no such child");
     assert!(
-        err.to_string()
-            .contains("no child named `nobody` (children: `x-sink`)"),
+        err.to_string().contains(
+            "forwards to a child named `nobody`, which it does not have (children: `x-sink`)"
+        ),
         "{err}"
     );
     Ok(())
@@ -312,7 +313,7 @@ fn wall_clock_punctuations_fire_on_idle_partitions() -> Result<()> {
 fn stream_time_punctuations_follow_record_timestamps() -> Result<()> {
     let mut d = summary_driver(PunctuationType::StreamTime)?;
     let at = |ts: i64| Record::new("k".to_string(), "v".to_string()).with_timestamp(ts);
-    d.pipe_batch("in", [at(1000)])?; // stream time starts at 1000; first due 1100
+    d.pipe_batch("in", [at(1000)])?; // stream time starts at 1000; first due 1100 (a boundary)
     d.advance_wall_clock(Duration::from_secs(60))?;
     assert!(
         d.read_output::<String, u64>("summary")?.is_empty(),
@@ -323,11 +324,79 @@ fn stream_time_punctuations_follow_record_timestamps() -> Result<()> {
     d.pipe_batch("in", [at(1100)])?;
     let out = d.read_output::<String, u64>("summary")?;
     assert_eq!(out.len(), 1);
-    // The punctuation runs after the batch, in the same transaction: it sees all 4 records.
+    // The punctuation runs right after the record that reached its due time, in the batch's
+    // transaction: it sees all 4 records.
     assert_eq!((out[0].key.as_str(), out[0].value), ("at-1100", 4));
     d.advance_stream_time(1250)?;
     assert_eq!(d.read_output::<String, u64>("summary")?.len(), 1);
     Ok(())
+}
+
+/// The stream-time summaries of `timestamps` (one record each), cut into batches as `batching`.
+fn stream_time_summaries(batching: Batching, timestamps: &[i64]) -> Result<Vec<(String, u64)>> {
+    let mut t = Topology::builder();
+    let s = t.source::<String, String>("in");
+    let p = t.add(Summary(PunctuationType::StreamTime), &s);
+    t.sink("summary", &p);
+    let mut d = TopologyTestDriver::builder(t.build()?)
+        .batching(batching)
+        .build()?;
+    d.pipe_batch(
+        "in",
+        timestamps
+            .iter()
+            .map(|&ts| Record::new("k".to_string(), "v".to_string()).with_timestamp(ts)),
+    )?;
+    Ok(d.read_output::<String, u64>("summary")?
+        .into_iter()
+        .map(|r| (r.key, r.value))
+        .collect())
+}
+
+#[test]
+fn stream_time_punctuations_fire_on_interval_boundaries_inside_a_batch() -> Result<()> {
+    // Interval 100 ms: due at 1100 (the first boundary after the first record's 1000), then at
+    // each boundary after the last firing. A record that reaches a due time fires the punctuation
+    // right after itself, before the next record, whatever the batch: the summary counts exactly
+    // the records up to it. The jump to 1250 fires once (1200 is not replayed); a late record
+    // (1020) does not move stream time.
+    let timestamps = [1000, 1099, 1100, 1020, 1250, 1299, 1300, 1301];
+    let want: Vec<(String, u64)> = [("at-1100", 3), ("at-1250", 5), ("at-1300", 7)]
+        .map(|(k, n)| (k.to_string(), n))
+        .to_vec();
+    for batching in [
+        Batching::Max(usize::MAX),
+        Batching::Max(1),
+        Batching::Max(3),
+        Batching::Random { seed: 7, max: 4 },
+    ] {
+        assert_eq!(
+            stream_time_summaries(batching, &timestamps)?,
+            want,
+            "{batching:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn stream_time_punctuations_pass_the_split_invariance_check() -> Result<()> {
+    let mut t = Topology::builder();
+    let s = t.source::<String, String>("in");
+    let p = t.add(Summary(PunctuationType::StreamTime), &s);
+    t.sink("summary", &p);
+    let topology = t.build()?;
+    let input = kstreams::testing::SplitInput::new()
+        .partitions("in", 2)
+        .records(
+            "in",
+            (0..300i64).map(|i| {
+                // Mostly increasing, with late records and jumps over several intervals.
+                let ts = 1_000 + i * 7 - (i % 5) * 13 + (i / 100) * 450;
+                Record::new(format!("k{}", i % 3), format!("v{i}")).with_timestamp(ts)
+            }),
+        )?;
+    kstreams::testing::check_split_invariance(&topology, &input, 11, 4)
 }
 
 #[test]

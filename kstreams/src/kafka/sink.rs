@@ -9,8 +9,10 @@
 //! Production errors go through the production policy of the sink topic (stage `produce`): a
 //! record librdkafka refuses at send time, and (at-least-once) a record the broker refuses at
 //! delivery. To name the input record a failed delivery came from, the delivery opaque of an
-//! output record is an index into a side table of origins (`(interned topic-partition, offset)`,
-//! 16 bytes, no allocation per record) that is cleared whenever nothing is outstanding at a commit.
+//! output record is a key into a table of origins ([`OriginTable`]: `(interned topic-partition,
+//! offset)`, a slab of 16-byte entries, no allocation per record). An entry is freed when its
+//! record's delivery is acknowledged (in the delivery callback), or once its failure was handled,
+//! so the table holds at most the records in flight, however long the load never pauses.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -36,7 +38,7 @@ use crate::task::{
 /// The kind of a record, in the low two bits of its delivery opaque; the other bits are an index.
 const KIND_BITS: usize = 2;
 const KIND_MASK: usize = 0b11;
-/// An output record; index 0: origin unknown, `i + 1`: `origins[i]`.
+/// An output record; index 0: origin unknown, `k + 1`: the origin of key `k` in [`OriginTable`].
 const OUTPUT: usize = 0;
 /// A changelog record; index: the changelog topic.
 const CHANGELOG: usize = 1;
@@ -143,12 +145,88 @@ pub(crate) fn log_to_tracing(level: RDKafkaLogLevel, fac: &str, message: &str) {
     }
 }
 
+/// The origins of the output records in flight: `(index in partitions, offset)` in a slab whose
+/// keys are the records' delivery opaque indices (minus one). Bounded by the records in flight:
+/// an entry is removed when its record is acknowledged, or once its failure is handled.
+#[derive(Debug, Default)]
+struct OriginTable {
+    /// The origins' topic-partitions, interned.
+    partitions: Vec<(Arc<str>, i32)>,
+    entries: slab::Slab<(u32, i64)>,
+}
+
+impl OriginTable {
+    /// The opaque index of an output's origin: 0 when unknown, else its key plus one. O(1)
+    /// amortized: records come in runs of one input partition.
+    fn insert(&mut self, origin: Option<&Origin>) -> usize {
+        let Some(o) = origin else { return 0 };
+        let same = |(t, p): &(Arc<str>, i32)| {
+            *p == o.partition && (Arc::ptr_eq(t, &o.topic) || **t == *o.topic)
+        };
+        let tp = match self.partitions.iter().rposition(same) {
+            Some(i) => i,
+            None => {
+                self.partitions.push((o.topic.clone(), o.partition));
+                self.partitions.len() - 1
+            }
+        };
+        self.entries.insert((tp as u32, o.offset)) + 1
+    }
+
+    /// The origin of opaque index `index`, while its entry is there.
+    fn get(&self, index: usize) -> Option<Origin> {
+        let (tp, offset) = *self.entries.get(index.checked_sub(1)?)?;
+        let (topic, partition) = self.partitions.get(tp as usize)?;
+        Some(Origin {
+            topic: topic.clone(),
+            partition: *partition,
+            offset,
+        })
+    }
+
+    /// Frees the entry of opaque index `index` (0, or an index already freed: nothing).
+    fn remove(&mut self, index: usize) {
+        if let Some(key) = index.checked_sub(1) {
+            self.entries.try_remove(key);
+        }
+        if self.entries.is_empty() {
+            self.partitions.clear();
+        }
+    }
+
+    /// How many origins are held.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Deliveries {
     outstanding: u64,
     failed: Vec<Failed>,
     /// `(changelog index, partition)` to the next offset after the highest acknowledged one.
     changelog_acked: HashMap<(usize, i32), i64>,
+    /// The origins of the output records in flight.
+    origins: OriginTable,
+}
+
+impl Deliveries {
+    /// A record with delivery opaque `opaque` was acknowledged (at `offset` of `partition`).
+    fn acknowledged(&mut self, opaque: usize, partition: i32, offset: i64) {
+        match opaque & KIND_MASK {
+            CHANGELOG => {
+                let next = offset + 1;
+                let e = self
+                    .changelog_acked
+                    .entry((opaque >> KIND_BITS, partition))
+                    .or_insert(next);
+                *e = (*e).max(next);
+            }
+            OUTPUT | ALONE => self.origins.remove(opaque >> KIND_BITS),
+            _ => {}
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -180,16 +258,7 @@ impl ProducerContext for SinkContext {
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         let mut s = self.lock();
         match result {
-            Ok(m) => {
-                if opaque & KIND_MASK == CHANGELOG {
-                    let next = m.offset() + 1;
-                    let e = s
-                        .changelog_acked
-                        .entry((opaque >> KIND_BITS, m.partition()))
-                        .or_insert(next);
-                    *e = (*e).max(next);
-                }
-            }
+            Ok(m) => s.acknowledged(opaque, m.partition(), m.offset()),
             Err((e, m)) => {
                 let headers = m
                     .headers()
@@ -229,11 +298,6 @@ pub(crate) struct Sink {
     /// A transaction is open (begun at the first send after a commit or abort).
     in_transaction: bool,
     policies: ProductionPolicies,
-    /// The origins' topic-partitions, interned.
-    origin_partitions: Vec<(Arc<str>, i32)>,
-    /// The origins of the output records sent since the last time nothing was outstanding:
-    /// `(index in origin_partitions, offset)`; an output's delivery opaque indexes it.
-    origins: Vec<(u32, i64)>,
     /// The first delivery error that failed: every later wait fails with it too.
     fatal: Option<String>,
     /// Output records skipped and dead-lettered by the production policy, not yet reported.
@@ -280,8 +344,6 @@ impl Sink {
             transactional,
             in_transaction: false,
             policies: ProductionPolicies::new(config),
-            origin_partitions: Vec::new(),
-            origins: Vec::new(),
             fatal: None,
             skipped: 0,
             dead_lettered: 0,
@@ -379,8 +441,6 @@ impl Sink {
         *s = Deliveries::default();
         drop(s);
         self.fatal = None;
-        self.origins.clear();
-        self.origin_partitions.clear();
     }
 
     fn changelog_index(&mut self, topic: &Arc<str>) -> usize {
@@ -393,32 +453,22 @@ impl Sink {
         }
     }
 
-    /// The opaque index of an output's origin: 0 when unknown, else its place in the side table
-    /// plus one. O(1) amortized: records come in runs of one input partition.
-    fn origin_index(&mut self, origin: Option<&Origin>) -> usize {
-        let Some(o) = origin else { return 0 };
-        let same = |(t, p): &(Arc<str>, i32)| {
-            *p == o.partition && (Arc::ptr_eq(t, &o.topic) || **t == *o.topic)
-        };
-        let tp = match self.origin_partitions.iter().rposition(same) {
-            Some(i) => i,
-            None => {
-                self.origin_partitions.push((o.topic.clone(), o.partition));
-                self.origin_partitions.len() - 1
-            }
-        };
-        self.origins.push((tp as u32, o.offset));
-        self.origins.len()
+    /// The opaque index of an output's origin (see [`OriginTable::insert`]).
+    fn origin_index(&self, origin: Option<&Origin>) -> usize {
+        if origin.is_none() {
+            return 0;
+        }
+        self.producer.context().lock().origins.insert(origin)
     }
 
+    /// The origin of an output's opaque index, while it is held.
     fn origin_at(&self, index: usize) -> Option<Origin> {
-        let (tp, offset) = *self.origins.get(index.checked_sub(1)?)?;
-        let (topic, partition) = self.origin_partitions.get(tp as usize)?;
-        Some(Origin {
-            topic: topic.clone(),
-            partition: *partition,
-            offset,
-        })
+        self.producer.context().lock().origins.get(index)
+    }
+
+    /// Forgets the origin of an output whose failure is handled.
+    fn forget_origin(&self, index: usize) {
+        self.producer.context().lock().origins.remove(index);
     }
 
     /// Sends records without waiting for acknowledgements (librdkafka batches them). A record
@@ -435,7 +485,12 @@ impl Sink {
             } else {
                 (self.origin_index(r.origin.as_ref()) << KIND_BITS) | OUTPUT
             };
-            if let Some(source) = self.send_one(r, opaque)? {
+            let sent = self.send_one(r, opaque);
+            if !changelog && !matches!(sent, Ok(None)) {
+                // Not in flight: no delivery report will free its origin.
+                self.forget_origin(opaque >> KIND_BITS);
+            }
+            if let Some(source) = sent? {
                 self.on_send_error(r, changelog, source)?;
             }
         }
@@ -599,8 +654,6 @@ impl Sink {
             if failed.is_empty() {
                 // Nothing outstanding.
                 let Some(f) = alone.pop_front() else {
-                    self.origins.clear();
-                    self.origin_partitions.clear();
                     return Ok(());
                 };
                 let record = ProducerRecord {
@@ -615,6 +668,7 @@ impl Sink {
                 let opaque = (f.opaque & !KIND_MASK) | ALONE;
                 if let Some(source) = self.send_one(&record, opaque)? {
                     let origin = self.origin_at(f.opaque >> KIND_BITS);
+                    self.forget_origin(f.opaque >> KIND_BITS);
                     let r = ProducerRecord { origin, ..record };
                     self.on_send_error(&r, false, source)?;
                 }
@@ -670,6 +724,11 @@ impl Sink {
         } else {
             None
         };
+        // Held only while the record may be sent again alone (a size error in a batch).
+        let resend = kind == OUTPUT && !self.transactional && is_size_error(&f.error);
+        if output && !resend {
+            self.forget_origin(f.opaque >> KIND_BITS);
+        }
         let what = describe(&f.topic, Some(f.partition), origin.as_ref());
         let message = format!("cannot deliver {what}: {}", f.error);
         if !output || self.transactional || !is_record_error(&f.error) {
@@ -679,7 +738,7 @@ impl Sink {
         if policy == OnBadRecord::Fail && kind == ALONE {
             return Err(Error::Runtime(message));
         }
-        if kind == OUTPUT && is_size_error(&f.error) {
+        if resend {
             alone.push_back(f);
             return Ok(());
         }
@@ -730,5 +789,75 @@ impl Sink {
                 .changelog_acked
                 .remove(&(i, partition));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    fn origin(topic: &Arc<str>, offset: i64) -> Origin {
+        Origin {
+            topic: topic.clone(),
+            partition: (offset % 4) as i32,
+            offset,
+        }
+    }
+
+    #[test]
+    fn origins_stay_bounded_when_a_commit_always_finds_records_outstanding() {
+        // Steady load: the broker acknowledges each output 500 records after it was sent, so
+        // every commit finds records outstanding (the old table, cleared only when nothing was,
+        // grew by one entry per output, forever).
+        let topic: Arc<str> = "in".into();
+        let mut d = Deliveries::default();
+        let mut in_flight = VecDeque::new();
+        let mut most = 0;
+        for offset in 0..100_000 {
+            let o = origin(&topic, offset);
+            let index = d.origins.insert(Some(&o));
+            assert_eq!(d.origins.get(index).as_ref(), Some(&o));
+            in_flight.push_back(((index << KIND_BITS) | OUTPUT, o));
+            if in_flight.len() > 500
+                && let Some((opaque, o)) = in_flight.pop_front()
+            {
+                // What the delivery callback does for an acknowledged record.
+                d.acknowledged(opaque, o.partition, o.offset);
+                assert_eq!(d.origins.get(opaque >> KIND_BITS), None, "freed");
+            }
+            most = most.max(d.origins.len());
+        }
+        assert_eq!(most, 500, "at most the records in flight");
+        assert!(d.origins.entries.capacity() < 1024, "slots are reused");
+        // Every origin still in flight is still there, unchanged.
+        for (opaque, o) in &in_flight {
+            assert_eq!(d.origins.get(opaque >> KIND_BITS).as_ref(), Some(o));
+        }
+        for (opaque, o) in in_flight.drain(..) {
+            d.acknowledged(opaque, o.partition, o.offset);
+        }
+        assert_eq!(d.origins.len(), 0);
+        assert!(
+            d.origins.partitions.is_empty(),
+            "interned partitions freed too"
+        );
+    }
+
+    #[test]
+    fn acknowledgements_of_other_kinds_free_no_origin() {
+        let topic: Arc<str> = "in".into();
+        let mut d = Deliveries::default();
+        let index = d.origins.insert(Some(&origin(&topic, 7)));
+        assert_eq!(d.origins.insert(None), 0, "no origin, no entry");
+        // A changelog record whose index happens to equal the output's: its ack moves the
+        // changelog offset and leaves the origin alone.
+        d.acknowledged((index << KIND_BITS) | CHANGELOG, 0, 41);
+        d.acknowledged(DEAD_LETTER, 0, 1);
+        assert_eq!(d.changelog_acked.get(&(index, 0)), Some(&42));
+        assert_eq!(d.origins.get(index), Some(origin(&topic, 7)));
+        d.acknowledged((index << KIND_BITS) | ALONE, 0, 1);
+        assert_eq!(d.origins.len(), 0);
     }
 }
