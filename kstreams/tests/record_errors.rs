@@ -299,7 +299,7 @@ fn an_error_that_is_not_about_a_record_fails_the_batch_as_it_is() -> Result<()> 
         .expect_err("fails");
     assert_eq!(
         err.to_string(),
-        "processor `Undeclared` did not declare a store named `nowhere`"
+        "processor `Undeclared` did not declare a store named `nowhere`: list it in `stores()`"
     );
     Ok(())
 }
