@@ -59,16 +59,17 @@ use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::admin::{self, TopicSpec};
 use super::config::{AppConfig, ProcessingGuarantee, redact_client_error};
+use super::convert::raw_record;
 use super::mock::{EmbeddedCluster, MockCommands};
 use super::restore::{RestoreContext, Restored, restore_task};
 use super::sink::Sink;
 use crate::error::{Error, Result};
-use crate::record::{Headers, RawRecord};
+use crate::record::RawRecord;
 use crate::task::{Task, TaskConfig, TaskId, TaskOutput};
 use crate::topology::Topology;
 
@@ -825,19 +826,7 @@ impl Engine {
                 .iter()
                 .map(|&i| &msgs[i])
                 .filter(|m| next.is_none_or(|n| m.offset() >= n))
-                .map(|m| RawRecord {
-                    key: m.key(),
-                    value: m.payload(),
-                    timestamp: m.timestamp().to_millis().unwrap_or(now),
-                    offset: m.offset(),
-                    headers: match m.headers() {
-                        Some(h) => h
-                            .iter()
-                            .map(|h| (h.key, h.value.map(<[u8]>::to_vec)))
-                            .collect(),
-                        None => Headers::new(),
-                    },
-                })
+                .map(|m| raw_record(m, now))
                 .collect();
             let Some(last) = batch.last().map(|r| r.offset) else {
                 continue;

@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+mod convert;
 pub mod mock;
 pub mod observe;
 mod restore;
