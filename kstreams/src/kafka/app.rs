@@ -155,7 +155,7 @@ pub struct App {
     topology: Topology,
     config: AppConfig,
     bootstrap: String,
-    embedded: Option<EmbeddedCluster>,
+    pub(super) embedded: Option<EmbeddedCluster>,
     shutdown: ShutdownHandle,
     status: Arc<Mutex<AppStatus>>,
 }
