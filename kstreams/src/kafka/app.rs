@@ -328,7 +328,7 @@ impl ClientContext for GroupContext {
         super::sink::log_to_tracing(level, fac, log_message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", %error, "consumer: {reason}");
+        super::observe::client_error("consumer", &error, reason);
     }
 }
 
@@ -1128,29 +1128,37 @@ fn commit_sync_within<C: ConsumerContext>(
 const CONSUMER_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Closes the group consumer (revokes its assignment, leaves the group) within `timeout`.
-/// rust-rdkafka's `Drop` polls until librdkafka says the consumer is closed, and with the group
-/// coordinator unreachable and a request still queued for it (an outage) that can take until the
-/// broker is back. Past `timeout` the consumer is left to the process (`mem::forget`: its
-/// librdkafka threads keep running) with a warning, so that `run` returns.
+///
+/// The consumer is dropped on a thread of its own: rust-rdkafka's `Drop` closes it (its close
+/// serves the revoke callback, which finds no engine: it was taken, and drops any record still
+/// fetched) and polls until librdkafka says it is closed. Closing it here first and dropping it
+/// after would make `Drop` close it a second time, which fails and logs
+/// `ERROR Failed to close consumer queue on drop ... BrokerDestroy` on every normal run. With the
+/// group coordinator unreachable and a request still queued for it (an outage) the close can take
+/// until the broker is back: past `timeout` the thread is left to finish (or to end with the
+/// process) with a warning, so that `run` returns.
 fn close_consumer_within(consumer: BaseConsumer<GroupContext>, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    if consumer.close_queue().is_ok() {
-        while !consumer.closed() {
-            if Instant::now() >= deadline {
-                tracing::warn!(
-                    ?timeout,
-                    "the consumer could not leave the group in time (broker \
-                    unreachable?); leaving its resources to the process"
-                );
-                std::mem::forget(consumer);
-                return;
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+    let closing = std::thread::Builder::new()
+        .name("kstreams-consumer-close".into())
+        .spawn(move || {
+            drop(consumer);
+            let _ = closed_tx.send(());
+        });
+    match closing {
+        Ok(closing) => match closed_rx.recv_timeout(timeout) {
+            Ok(()) => {
+                let _ = closing.join();
             }
-            // Serves the close (the revoke callback finds no engine: it was taken) and drops
-            // any record still fetched.
-            let _ = consumer.poll(Duration::from_millis(100));
-        }
+            Err(_) => tracing::warn!(
+                ?timeout,
+                "the consumer could not leave the group in time (broker unreachable?); \
+                 leaving its close to a background thread"
+            ),
+        },
+        // No thread for it: close it here, without the bound.
+        Err(e) => tracing::warn!(error = %e, "cannot spawn a thread to close the consumer"),
     }
-    drop(consumer);
 }
 
 fn committed_offset(committed: &TopicPartitionList, topic: &str, partition: i32) -> Option<i64> {

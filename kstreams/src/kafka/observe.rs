@@ -29,6 +29,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 
 use super::config::AppConfig;
 #[cfg(feature = "prometheus")]
@@ -131,6 +133,25 @@ fn install_prometheus(addr: std::net::SocketAddr) -> Result<()> {
     *installed = Some(addr);
     tracing::info!(%addr, "Prometheus metrics at http://{addr}/metrics");
     Ok(())
+}
+
+/// Logs an error event librdkafka reported to a client's context at the level it deserves:
+/// the end of a partition (`PartitionEOF`, which the restore consumer asks for to know a
+/// changelog is restored; librdkafka reports it as an error event, as `KafkaError::Global`) is
+/// information, logged at `debug`; anything else is a `warn` (the runtime handles what it can,
+/// and what stops the app is returned as an error).
+pub(crate) fn client_error(client: &str, error: &KafkaError, reason: &str) {
+    if is_informational(error) {
+        tracing::debug!(target: "librdkafka", %error, "{client}: {reason}");
+    } else {
+        tracing::warn!(target: "librdkafka", %error, "{client}: {reason}");
+    }
+}
+
+/// Whether an error event is only information: the end of a partition was reached.
+fn is_informational(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::PartitionEOF(_))
+        || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
 }
 
 /// The per-app bookkeeping behind the metrics and the progress log.
@@ -289,5 +310,26 @@ impl RestoreProgress {
 
     pub(crate) fn done(&self) {
         self.gauge(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The end of a partition, as librdkafka's error callback reports it (`Global`) and as a
+    /// poll returns it, is information; a broker failure is not.
+    #[test]
+    fn partition_eof_is_information_not_a_warning() {
+        assert!(is_informational(&KafkaError::Global(
+            RDKafkaErrorCode::PartitionEOF
+        )));
+        assert!(is_informational(&KafkaError::PartitionEOF(3)));
+        assert!(!is_informational(&KafkaError::Global(
+            RDKafkaErrorCode::BrokerTransportFailure
+        )));
+        assert!(!is_informational(&KafkaError::Global(
+            RDKafkaErrorCode::AllBrokersDown
+        )));
     }
 }

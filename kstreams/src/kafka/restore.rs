@@ -28,10 +28,7 @@ impl ClientContext for RestoreContext {
         super::sink::log_to_tracing(level, fac, log_message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error, KafkaError::PartitionEOF(_)) {
-            return;
-        }
-        tracing::warn!(target: "librdkafka", %error, "restore consumer: {reason}");
+        super::observe::client_error("restore consumer", &error, reason);
     }
 }
 impl ConsumerContext for RestoreContext {}
