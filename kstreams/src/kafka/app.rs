@@ -501,8 +501,21 @@ impl Engine {
                     ))
                 })?;
                 if let Some(why) = untrusted_state(&running.task, id, committed)? {
-                    tracing::warn!(task = %id, "{why}: wiping local state and restoring it \
-                        from the committed changelog (exactly-once)");
+                    // No input position at all: there is no local state (a new instance, a
+                    // partition moved here, a lost disk), which is normal; state that disagrees
+                    // with the group is not.
+                    let pos = running.task.position()?;
+                    let none = running
+                        .task
+                        .source_topics()
+                        .all(|t| pos.input(t, id.partition).is_none());
+                    if none {
+                        tracing::info!(task = %id, "{why}: no local state; restoring it from \
+                            the committed changelog (exactly-once)");
+                    } else {
+                        tracing::warn!(task = %id, "{why}: wiping local state and restoring it \
+                            from the committed changelog (exactly-once)");
+                    }
                     let path = running.task.state_path();
                     drop(running);
                     if let Some(path) = path.filter(|p| p.exists()) {
