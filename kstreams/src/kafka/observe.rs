@@ -58,7 +58,8 @@ impl Default for ObserveConfig {
 
 impl AppConfig {
     /// How often the one-line progress summary (records/s in and out, total lag) is logged at
-    /// `info` level; `None` switches it off. Default: every 10 seconds.
+    /// `info` level; `None` switches it off. Default: every 10 seconds; at most
+    /// [`MAX_DURATION`](super::config::MAX_DURATION).
     ///
     /// ```
     /// use std::time::Duration;
