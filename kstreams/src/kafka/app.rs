@@ -325,7 +325,7 @@ impl ClientContext for GroupContext {
                 .map_or(log_message, |(_, rest)| rest);
             *lock(&self.last_failure) = Some(message.to_owned());
         }
-        super::sink::log_to_tracing(level, fac, log_message);
+        super::observe::librdkafka_log(level, fac, log_message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
         super::observe::client_error("consumer", &error, reason);

@@ -28,6 +28,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
@@ -146,6 +147,26 @@ pub(crate) fn client_error(client: &str, error: &KafkaError, reason: &str) {
         tracing::debug!(target: "librdkafka", %error, "{client}: {reason}");
     } else {
         tracing::warn!(target: "librdkafka", %error, "{client}: {reason}");
+    }
+}
+
+/// Forwards one line of librdkafka's log to `tracing` (target `librdkafka`) at the level it
+/// deserves: librdkafka's own, except for a warning that only says it retries while a
+/// coordinator is still loading its state (after a broker start, e.g. `Failed to acquire
+/// idempotence PID from broker ...: Coordinator load in progress: retrying`), which is `info`:
+/// a normal run prints no WARN.
+pub(crate) fn librdkafka_log(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    super::sink::log_to_tracing(log_level(level, message), fac, message);
+}
+
+fn log_level(level: RDKafkaLogLevel, message: &str) -> RDKafkaLogLevel {
+    if matches!(level, RDKafkaLogLevel::Warning)
+        && message.contains("Coordinator load in progress")
+        && message.trim_end().ends_with("retrying")
+    {
+        RDKafkaLogLevel::Info
+    } else {
+        level
     }
 }
 
@@ -332,5 +353,31 @@ mod tests {
         assert!(!is_informational(&KafkaError::Global(
             RDKafkaErrorCode::AllBrokersDown
         )));
+    }
+
+    /// A retry while a coordinator loads is information; other warnings stay warnings.
+    #[test]
+    fn a_retry_while_a_coordinator_loads_is_information() {
+        let level = |l, m| log_level(l, m) as i32;
+        let getpid = "[thrd:main]: Failed to acquire idempotence PID from broker \
+                      127.0.0.1:45593/1: Broker: Coordinator load in progress: retrying";
+        assert_eq!(
+            level(RDKafkaLogLevel::Warning, getpid),
+            RDKafkaLogLevel::Info as i32
+        );
+        for other in [
+            "[thrd:main]: Failed to acquire idempotence PID from broker b/1: Broker: \
+             Transactional Id authorization failed",
+            "127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused",
+        ] {
+            assert_eq!(
+                level(RDKafkaLogLevel::Warning, other),
+                RDKafkaLogLevel::Warning as i32
+            );
+        }
+        assert_eq!(
+            level(RDKafkaLogLevel::Error, getpid),
+            RDKafkaLogLevel::Error as i32
+        );
     }
 }

@@ -25,7 +25,7 @@ pub(crate) struct RestoreContext;
 
 impl ClientContext for RestoreContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        super::sink::log_to_tracing(level, fac, log_message);
+        super::observe::librdkafka_log(level, fac, log_message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
         super::observe::client_error("restore consumer", &error, reason);
