@@ -1169,7 +1169,8 @@ fn close_consumer_within(consumer: BaseConsumer<GroupContext>, timeout: Duration
                  leaving its close to a background thread"
             ),
         },
-        // No thread for it: close it here, without the bound.
+        // No thread for it: `spawn` dropped the closure, so the consumer was closed by its
+        // `Drop` right here, without the bound.
         Err(e) => tracing::warn!(error = %e, "cannot spawn a thread to close the consumer"),
     }
 }
