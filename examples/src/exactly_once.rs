@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use kstreams::kafka::{AppConfig, ProcessingGuarantee, TopicSpec};
 use kstreams::{Emit, Error, Record, Result, Topology, batch_processor, store};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::embedded::{self, Scenario};
 
@@ -109,16 +111,30 @@ fn kafka(context: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> Er
     }
 }
 
+/// The reader's client context: the end of a partition is what the reader waits for, not an
+/// error (rdkafka's default context logs librdkafka's `PartitionEOF` event at error level).
+struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            eprintln!("reader: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
 /// Reads every committed record of `topic` to the end of each partition (past transaction
 /// markers, which a plain offset count would never reach).
 fn read_committed(bootstrap: &str, topic: &str, partitions: i32) -> Result<Outcome> {
-    let reader: BaseConsumer = ClientConfig::new()
+    let reader: BaseConsumer<ReaderContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("{topic}-reader"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
-        .create()
+        .create_with_context(ReaderContext)
         .map_err(kafka("creating the reader"))?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {

@@ -42,6 +42,123 @@ fn wordcount_counts_the_sample_as_expected() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
 }
 
+/// The lines of a run's stderr logged at WARN or ERROR level (ANSI colours stripped).
+fn loud_lines(stderr: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(stderr);
+    text.lines()
+        .map(|l| {
+            // Strip `ESC [ ... m` colour sequences.
+            let mut out = String::new();
+            let mut chars = l.chars();
+            while let Some(c) = chars.next() {
+                if c == '\u{1b}' {
+                    for c in chars.by_ref() {
+                        if c == 'm' {
+                            break;
+                        }
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        })
+        // `<timestamp> <LEVEL> ...`, tracing-subscriber's format.
+        .filter(|l| matches!(l.split_whitespace().nth(1), Some("WARN" | "ERROR")))
+        .collect()
+}
+
+/// Runs an example binary with `args` at the default log level (`info`); asserts it succeeds
+/// and returns its stdout and its WARN/ERROR lines.
+fn run_example(name: &str, args: &[&std::ffi::OsStr]) -> (String, Vec<String>) {
+    let out = Command::new(example_binary(name))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap_or_else(|e| panic!("run the {name} example (built by `cargo test`): {e}"));
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        loud_lines(&out.stderr),
+    )
+}
+
+/// The shared broker (`KSTREAMS_BOOTSTRAP`, as `scripts/test` sets it), else the one
+/// `scripts/kafka/kafka start` runs (idempotent), as `kstreams-tests` finds it. Never skipped.
+fn broker() -> String {
+    if let Ok(b) = std::env::var("KSTREAMS_BOOTSTRAP") {
+        return b;
+    }
+    let script = repo_root().join("scripts/kafka/kafka");
+    let out = Command::new(&script)
+        .arg("start")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} start failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A normal run prints no WARN and no ERROR line (issue #12, point 12: every run ended with
+/// `ERROR ... Failed to close consumer queue on drop ... BrokerDestroy`), on the embedded
+/// cluster and on a real broker.
+#[test]
+fn wordcount_runs_quietly_on_the_embedded_cluster_and_on_a_broker() {
+    let root = repo_root();
+    let expected =
+        std::fs::read_to_string(root.join("examples/data/sample.expected.txt")).expect("expected");
+    let input = root.join("examples/data/sample.txt");
+    let brokers = broker();
+    let runs: [Vec<&std::ffi::OsStr>; 2] = [
+        vec!["--input".as_ref(), input.as_os_str()],
+        vec![
+            "--input".as_ref(),
+            input.as_os_str(),
+            "--brokers".as_ref(),
+            brokers.as_ref(),
+        ],
+    ];
+    for args in runs {
+        let (stdout, loud) = run_example("wordcount", &args);
+        assert_eq!(stdout, expected, "{args:?}");
+        assert!(loud.is_empty(), "{args:?}: {loud:#?}");
+    }
+}
+
+/// Every other example that needs no broker runs quietly; `dead_letter`'s only warnings are the
+/// records it dead-letters (its point), and `exactly_once` (a broker) runs quietly too.
+#[test]
+fn the_other_examples_run_quietly() {
+    for name in ["aggregation", "enrichment", "punctuation"] {
+        let (_, loud) = run_example(name, &[]);
+        assert!(loud.is_empty(), "{name}: {loud:#?}");
+    }
+    let (_, loud) = run_example("dead_letter", &[]);
+    assert_eq!(loud.len(), 2, "{loud:#?}");
+    assert!(
+        loud.iter()
+            .all(|l| l.contains(" WARN ") && l.contains("dead-lettering a record")),
+        "{loud:#?}"
+    );
+    let brokers = broker();
+    let (stdout, loud) = run_example("exactly_once", &["--brokers".as_ref(), brokers.as_ref()]);
+    assert!(stdout.contains("committed updates"), "{stdout}");
+    assert!(loud.is_empty(), "exactly_once: {loud:#?}");
+}
+
 #[test]
 fn wordcount_describes_and_writes_mermaid() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -40,8 +40,47 @@ impl fmt::Display for Origin {
 }
 
 /// Record headers: ordered, with repeated names allowed, as in Kafka.
+///
+/// # Names that are not UTF-8
+/// Kafka header names are bytes on the wire. The Java clients write UTF-8, but any producer may
+/// write other bytes, and such a record is an ordinary record: `Headers` keeps every name exactly
+/// as read, never panics on it and never drops it. The `&str` API is the UTF-8 view:
+/// [`last`](Self::last), [`all`](Self::all) and [`remove`](Self::remove) match names byte for
+/// byte, so a name that is not UTF-8 never matches them, and [`iter`](Self::iter) shows such a
+/// name lossily (invalid sequences become U+FFFD, as the Java client decodes them). The bytes
+/// themselves are in [`iter_raw`](Self::iter_raw) and [`last_raw`](Self::last_raw). A record
+/// forwarded to a sink or dead-letter topic carries such a name in its lossy form. (librdkafka
+/// hands names over as C strings: a name read from Kafka ends at its first NUL byte.)
+///
+/// ```
+/// use kstreams::Headers;
+/// let mut h = Headers::new().with("trace", "t1");
+/// h.push_raw(vec![0xff, b'x'], Some(b"v".to_vec()));
+/// assert_eq!(h.last("trace"), Some(Some(&b"t1"[..])));
+/// assert_eq!(h.last_raw(&[0xff, b'x']), Some(Some(&b"v"[..])));
+/// let names: Vec<&str> = h.iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, ["trace", "\u{fffd}x"]);
+/// assert_eq!(h.last("\u{fffd}x"), None, "lookups match bytes, not the lossy text");
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Headers(Vec<(String, Option<Vec<u8>>)>);
+pub struct Headers(Vec<Header>);
+
+/// One header: its name (lossy text when the bytes are not UTF-8, with the bytes kept in `raw`)
+/// and its value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Header {
+    name: String,
+    /// The name's bytes when they are not UTF-8 (`None`: `name` is exact).
+    raw: Option<Box<[u8]>>,
+    value: Option<Vec<u8>>,
+}
+
+impl Header {
+    /// The name exactly as read or pushed.
+    fn name_bytes(&self) -> &[u8] {
+        self.raw.as_deref().unwrap_or(self.name.as_bytes())
+    }
+}
 
 impl Headers {
     /// No headers (does not allocate).
@@ -51,7 +90,27 @@ impl Headers {
 
     /// Appends a header; an existing header of the same name stays.
     pub fn push(&mut self, name: impl Into<String>, value: Option<Vec<u8>>) {
-        self.0.push((name.into(), value));
+        self.0.push(Header {
+            name: name.into(),
+            raw: None,
+            value,
+        });
+    }
+
+    /// Appends a header whose name is any bytes (as Kafka allows); a name that is not UTF-8 is
+    /// kept as it is (see the type's docs).
+    pub fn push_raw(&mut self, name: impl Into<Vec<u8>>, value: Option<Vec<u8>>) {
+        match String::from_utf8(name.into()) {
+            Ok(name) => self.push(name, value),
+            Err(e) => {
+                let raw = e.into_bytes();
+                self.0.push(Header {
+                    name: String::from_utf8_lossy(&raw).into_owned(),
+                    raw: Some(raw.into_boxed_slice()),
+                    value,
+                });
+            }
+        }
     }
 
     /// Appends a header, builder style.
@@ -63,29 +122,39 @@ impl Headers {
 
     /// The value of the last header with this name (Kafka's `lastHeader`).
     pub fn last(&self, name: &str) -> Option<Option<&[u8]>> {
+        self.last_raw(name.as_bytes())
+    }
+
+    /// The value of the last header whose name is these bytes.
+    pub fn last_raw(&self, name: &[u8]) -> Option<Option<&[u8]>> {
         self.0
             .iter()
             .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_deref())
+            .find(|h| h.name_bytes() == name)
+            .map(|h| h.value.as_deref())
     }
 
     /// Every value of headers with this name, in order.
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Option<&'a [u8]>> + 'a {
         self.0
             .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_deref())
+            .filter(move |h| h.name_bytes() == name.as_bytes())
+            .map(|h| h.value.as_deref())
     }
 
     /// Removes every header with this name.
     pub fn remove(&mut self, name: &str) {
-        self.0.retain(|(n, _)| n != name);
+        self.0.retain(|h| h.name_bytes() != name.as_bytes());
     }
 
-    /// All headers in order.
+    /// All headers in order, names as text (lossy for a name that is not UTF-8).
     pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_deref()))
+        self.0.iter().map(|h| (h.name.as_str(), h.value.as_deref()))
+    }
+
+    /// All headers in order, names as the exact bytes.
+    pub fn iter_raw(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.0.iter().map(|h| (h.name_bytes(), h.value.as_deref()))
     }
 
     /// How many headers.
@@ -101,7 +170,11 @@ impl Headers {
 
 impl<N: Into<String>> FromIterator<(N, Option<Vec<u8>>)> for Headers {
     fn from_iter<I: IntoIterator<Item = (N, Option<Vec<u8>>)>>(iter: I) -> Self {
-        Headers(iter.into_iter().map(|(n, v)| (n.into(), v)).collect())
+        let mut h = Headers::new();
+        for (n, v) in iter {
+            h.push(n, v);
+        }
+        h
     }
 }
 
@@ -238,4 +311,42 @@ pub struct ProducerRecord {
     /// The input record this one was made from, when known (not for changelog records, nor for
     /// records a punctuation made from nothing): a production error names it, and dead-letters it.
     pub origin: Option<Origin>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names that are not UTF-8 are kept as bytes, looked up as bytes, shown lossily, and never
+    /// match a `&str` lookup; UTF-8 names pushed as bytes behave as if pushed as text.
+    #[test]
+    fn header_names_are_bytes_with_a_utf8_view() {
+        let mut h = Headers::new();
+        h.push_raw(vec![0xc3, 0x28], Some(b"bad".to_vec()));
+        h.push_raw("ok".as_bytes(), Some(b"1".to_vec()));
+        h.push_raw(Vec::new(), None);
+        h.push("ok", Some(b"2".to_vec()));
+        assert_eq!(h.len(), 4);
+        assert_eq!(h, {
+            let mut same = Headers::new();
+            same.push_raw(vec![0xc3, 0x28], Some(b"bad".to_vec()));
+            same.push("ok", Some(b"1".to_vec()));
+            same.push("", None);
+            same.push("ok", Some(b"2".to_vec()));
+            same
+        });
+        let raw: Vec<(&[u8], Option<&[u8]>)> = h.iter_raw().collect();
+        assert_eq!(raw[0], (&[0xc3, 0x28][..], Some(&b"bad"[..])));
+        assert_eq!(raw[2], (&b""[..], None));
+        let text: Vec<&str> = h.iter().map(|(n, _)| n).collect();
+        assert_eq!(text, ["\u{fffd}(", "ok", "", "ok"]);
+        assert_eq!(h.last("ok"), Some(Some(&b"2"[..])));
+        assert_eq!(h.all("ok").count(), 2);
+        assert_eq!(h.last("\u{fffd}("), None);
+        assert_eq!(h.last_raw(&[0xc3, 0x28]), Some(Some(&b"bad"[..])));
+        h.remove("\u{fffd}(");
+        assert_eq!(h.len(), 4, "a text lookup never removes a non-UTF-8 name");
+        h.remove("ok");
+        assert_eq!(h.len(), 2);
+    }
 }

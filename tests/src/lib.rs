@@ -770,6 +770,32 @@ impl AppProcess {
     }
 }
 
+/// The lines of a process's stderr that `tracing-subscriber` logged at WARN or ERROR level
+/// (`<timestamp> <LEVEL> ...`, ANSI colours stripped).
+pub fn loud_lines(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .map(|l| {
+            let mut out = String::new();
+            let mut chars = l.chars();
+            while let Some(c) = chars.next() {
+                if c == '\u{1b}' {
+                    // An `ESC [ ... m` colour sequence.
+                    for c in chars.by_ref() {
+                        if c == 'm' {
+                            break;
+                        }
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        })
+        .filter(|l| matches!(l.split_whitespace().nth(1), Some("WARN" | "ERROR")))
+        .collect()
+}
+
 /// The status `wordcount_app` writes to `KSTREAMS_TEST_STATUS_FILE`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessStatus {

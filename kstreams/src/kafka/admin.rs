@@ -65,7 +65,7 @@ pub(crate) async fn create_topics(
 ) -> Result<()> {
     if let Some(mock) = mock {
         for t in topics {
-            mock.create_topic(&t.name, t.partitions)?;
+            mock.create_topic_async(&t.name, t.partitions).await?;
         }
         return Ok(());
     }

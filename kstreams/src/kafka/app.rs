@@ -59,16 +59,17 @@ use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::admin::{self, TopicSpec};
 use super::config::{AppConfig, ProcessingGuarantee, redact_client_error};
+use super::convert::raw_record;
 use super::mock::{EmbeddedCluster, MockCommands};
 use super::restore::{RestoreContext, Restored, restore_task};
 use super::sink::Sink;
 use crate::error::{Error, Result};
-use crate::record::{Headers, RawRecord};
+use crate::record::RawRecord;
 use crate::task::{Task, TaskConfig, TaskId, TaskOutput};
 use crate::topology::Topology;
 
@@ -154,7 +155,7 @@ pub struct App {
     topology: Topology,
     config: AppConfig,
     bootstrap: String,
-    embedded: Option<EmbeddedCluster>,
+    pub(super) embedded: Option<EmbeddedCluster>,
     shutdown: ShutdownHandle,
     status: Arc<Mutex<AppStatus>>,
 }
@@ -329,10 +330,10 @@ impl ClientContext for GroupContext {
                 .map_or(log_message, |(_, rest)| rest);
             *lock(&self.last_failure) = Some(message.to_owned());
         }
-        super::sink::log_to_tracing(level, fac, log_message);
+        super::observe::librdkafka_log(level, fac, log_message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", %error, "consumer: {reason}");
+        super::observe::client_error("consumer", &error, reason);
     }
 }
 
@@ -505,8 +506,21 @@ impl Engine {
                     ))
                 })?;
                 if let Some(why) = untrusted_state(&running.task, id, committed)? {
-                    tracing::warn!(task = %id, "{why}: wiping local state and restoring it \
-                        from the committed changelog (exactly-once)");
+                    // No input position at all: there is no local state (a new instance, a
+                    // partition moved here, a lost disk), which is normal; state that disagrees
+                    // with the group is not.
+                    let pos = running.task.position()?;
+                    let none = running
+                        .task
+                        .source_topics()
+                        .all(|t| pos.input(t, id.partition).is_none());
+                    if none {
+                        tracing::info!(task = %id, "{why}: no local state; restoring it from \
+                            the committed changelog (exactly-once)");
+                    } else {
+                        tracing::warn!(task = %id, "{why}: wiping local state and restoring it \
+                            from the committed changelog (exactly-once)");
+                    }
                     let path = running.task.state_path();
                     drop(running);
                     if let Some(path) = path.filter(|p| p.exists()) {
@@ -830,19 +844,7 @@ impl Engine {
                 .iter()
                 .map(|&i| &msgs[i])
                 .filter(|m| next.is_none_or(|n| m.offset() >= n))
-                .map(|m| RawRecord {
-                    key: m.key(),
-                    value: m.payload(),
-                    timestamp: m.timestamp().to_millis().unwrap_or(now),
-                    offset: m.offset(),
-                    headers: match m.headers() {
-                        Some(h) => h
-                            .iter()
-                            .map(|h| (h.key, h.value.map(<[u8]>::to_vec)))
-                            .collect(),
-                        None => Headers::new(),
-                    },
-                })
+                .map(|m| raw_record(m, now))
                 .collect();
             let Some(last) = batch.last().map(|r| r.offset) else {
                 continue;
@@ -1144,29 +1146,38 @@ fn commit_sync_within<C: ConsumerContext>(
 const CONSUMER_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Closes the group consumer (revokes its assignment, leaves the group) within `timeout`.
-/// rust-rdkafka's `Drop` polls until librdkafka says the consumer is closed, and with the group
-/// coordinator unreachable and a request still queued for it (an outage) that can take until the
-/// broker is back. Past `timeout` the consumer is left to the process (`mem::forget`: its
-/// librdkafka threads keep running) with a warning, so that `run` returns.
+///
+/// The consumer is dropped on a thread of its own: rust-rdkafka's `Drop` closes it (its close
+/// serves the revoke callback, which finds no engine: it was taken, and drops any record still
+/// fetched) and polls until librdkafka says it is closed. Closing it here first and dropping it
+/// after would make `Drop` close it a second time, which fails and logs
+/// `ERROR Failed to close consumer queue on drop ... BrokerDestroy` on every normal run. With the
+/// group coordinator unreachable and a request still queued for it (an outage) the close can take
+/// until the broker is back: past `timeout` the thread is left to finish (or to end with the
+/// process) with a warning, so that `run` returns.
 fn close_consumer_within(consumer: BaseConsumer<GroupContext>, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    if consumer.close_queue().is_ok() {
-        while !consumer.closed() {
-            if Instant::now() >= deadline {
-                tracing::warn!(
-                    ?timeout,
-                    "the consumer could not leave the group in time (broker \
-                    unreachable?); leaving its resources to the process"
-                );
-                std::mem::forget(consumer);
-                return;
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+    let closing = std::thread::Builder::new()
+        .name("kstreams-consumer-close".into())
+        .spawn(move || {
+            drop(consumer);
+            let _ = closed_tx.send(());
+        });
+    match closing {
+        Ok(closing) => match closed_rx.recv_timeout(timeout) {
+            Ok(()) => {
+                let _ = closing.join();
             }
-            // Serves the close (the revoke callback finds no engine: it was taken) and drops
-            // any record still fetched.
-            let _ = consumer.poll(Duration::from_millis(100));
-        }
+            Err(_) => tracing::warn!(
+                ?timeout,
+                "the consumer could not leave the group in time (broker unreachable?); \
+                 leaving its close to a background thread"
+            ),
+        },
+        // No thread for it: `spawn` dropped the closure, so the consumer was closed by its
+        // `Drop` right here, without the bound.
+        Err(e) => tracing::warn!(error = %e, "cannot spawn a thread to close the consumer"),
     }
-    drop(consumer);
 }
 
 fn committed_offset(committed: &TopicPartitionList, topic: &str, partition: i32) -> Option<i64> {

@@ -52,7 +52,38 @@ const RESERVED: &[(&str, &str)] = &[
         "transactional.id",
         "transactions are driven by the processing guarantee",
     ),
+    (
+        "isolation.level",
+        "it is set by `processing_guarantee` (`read_committed` under exactly-once, which \
+         `read_uncommitted` would silently break)",
+    ),
+    (
+        "enable.partition.eof",
+        "the runtime sets it per consumer (the restore consumer needs it to find the end of a \
+         changelog; the group consumer must not see it)",
+    ),
+    (
+        "transaction.timeout.ms",
+        "it is set by `processing_guarantee` (10 s under exactly-once; `delivery_timeout` is \
+         clamped to it)",
+    ),
 ];
+
+/// The largest value of every [`Duration`] setting of [`AppConfig`]: librdkafka takes timeouts
+/// as `int` milliseconds, so `i32::MAX` ms (about 24.8 days) is the longest any of them can mean,
+/// and bounded settings keep every `Instant + setting` deadline of the runtime from overflowing.
+pub const MAX_DURATION: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// Consumer defaults the runtime sets for the group consumer and the restore consumer; a
+/// [`consumer_property`](AppConfig::consumer_property) or [`property`](AppConfig::property) of
+/// the same name overrides them.
+///
+/// `fetch.queue.backoff.ms=0`: librdkafka's default (1000 ms) makes the fetcher wait a second
+/// before the next fetch once a partition's local queue is past its thresholds, which throttled
+/// every figure of the first benchmark runs (issue #19: with it set to 0, kstreams-map went from
+/// 135.9k to 394k records/s and kstreams-count from 128k to 232k, against 634k for the raw
+/// rdkafka loop).
+const CONSUMER_DEFAULTS: &[(&str, &str)] = &[("fetch.queue.backoff.ms", "0")];
 
 /// The configuration of an [`App`](super::App): the counterpart of Kafka Streams' `StreamsConfig`.
 ///
@@ -230,14 +261,16 @@ impl AppConfig {
         self
     }
 
-    /// How long a round waits for more records once the first one arrived.
+    /// How long a round waits for more records once the first one arrived (at most
+    /// [`MAX_DURATION`]).
     #[must_use]
     pub fn batch_max_wait(mut self, wait: Duration) -> Self {
         self.batch_max_wait = wait;
         self
     }
 
-    /// How often processed offsets are committed (after outputs are acknowledged).
+    /// How often processed offsets are committed (after outputs are acknowledged; positive, at
+    /// most [`MAX_DURATION`]).
     #[must_use]
     pub fn commit_interval(mut self, interval: Duration) -> Self {
         self.commit_interval = interval;
@@ -273,7 +306,8 @@ impl AppConfig {
         self
     }
 
-    /// How long start-up may take to reach the cluster and check topics (default 30 s).
+    /// How long start-up may take to reach the cluster and check topics (default 30 s, at most
+    /// [`MAX_DURATION`]).
     #[must_use]
     pub fn startup_timeout(mut self, timeout: Duration) -> Self {
         self.startup_timeout = timeout;
@@ -281,7 +315,7 @@ impl AppConfig {
     }
 
     /// How long a commit waits for the broker to acknowledge outputs (default 120 s); it is also
-    /// the producer's `message.timeout.ms` unless set.
+    /// the producer's `message.timeout.ms` unless set. At most [`MAX_DURATION`].
     #[must_use]
     pub fn delivery_timeout(mut self, timeout: Duration) -> Self {
         self.delivery_timeout = timeout;
@@ -427,6 +461,14 @@ impl AppConfig {
         if self.commit_interval.is_zero() {
             return Err(Error::Config("commit_interval must be positive".into()));
         }
+        for (name, value) in self.durations() {
+            if let Some(value) = value.filter(|v| *v > MAX_DURATION) {
+                return Err(Error::Config(format!(
+                    "{name} is {value:?}, more than the largest supported duration, \
+                     {MAX_DURATION:?} (i32::MAX milliseconds: librdkafka's limit for timeouts)"
+                )));
+            }
+        }
         for map in [
             &self.properties,
             &self.consumer_properties,
@@ -443,10 +485,30 @@ impl AppConfig {
         Ok(())
     }
 
+    /// Every [`Duration`] setting with its name, for [`validate`](Self::validate).
+    fn durations(&self) -> [(&'static str, Option<Duration>); 5] {
+        [
+            ("batch_max_wait", Some(self.batch_max_wait)),
+            ("commit_interval", Some(self.commit_interval)),
+            ("startup_timeout", Some(self.startup_timeout)),
+            ("delivery_timeout", Some(self.delivery_timeout)),
+            ("progress_log_interval", self.observe.progress_interval),
+        ]
+    }
+
     fn base(&self, bootstrap: &str) -> ClientConfig {
+        self.base_with(bootstrap, &[])
+    }
+
+    /// The settings every client shares: `defaults` first, then the user's
+    /// [`property`](Self::property) values (which override them).
+    fn base_with(&self, bootstrap: &str, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", bootstrap);
         c.set("client.id", format!("{}-kstreams", self.application_id));
+        for (k, v) in defaults {
+            c.set(*k, *v);
+        }
         for (k, v) in &self.properties {
             c.set(k, v);
         }
@@ -454,7 +516,7 @@ impl AppConfig {
     }
 
     pub(crate) fn consumer_config(&self, bootstrap: &str) -> ClientConfig {
-        let mut c = self.base(bootstrap);
+        let mut c = self.base_with(bootstrap, CONSUMER_DEFAULTS);
         c.set("group.id", &self.application_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -468,7 +530,7 @@ impl AppConfig {
     }
 
     pub(crate) fn restore_consumer_config(&self, bootstrap: &str) -> ClientConfig {
-        let mut c = self.base(bootstrap);
+        let mut c = self.base_with(bootstrap, CONSUMER_DEFAULTS);
         c.set("group.id", format!("{}-restore", self.application_id))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -670,5 +732,110 @@ mod tests {
         let e = AppConfig::new("bad id").validate();
         assert!(matches!(e, Err(Error::Config(m)) if m.contains("bad id")));
         assert!(AppConfig::new("good.id-1_2").validate().is_ok());
+    }
+
+    /// Every `Duration` setting at `Duration::MAX` is a config error naming the setting and
+    /// the bound (before, `Instant + Duration` panicked at run time); the bound itself is fine.
+    #[test]
+    fn huge_durations_are_rejected_naming_the_setting_and_its_bound() {
+        type Setter = fn(AppConfig, Duration) -> AppConfig;
+        let settings: [(&str, Setter); 5] = [
+            ("batch_max_wait", AppConfig::batch_max_wait),
+            ("commit_interval", AppConfig::commit_interval),
+            ("startup_timeout", AppConfig::startup_timeout),
+            ("delivery_timeout", AppConfig::delivery_timeout),
+            ("progress_log_interval", |c, d| {
+                c.progress_log_interval(Some(d))
+            }),
+        ];
+        assert_eq!(settings.len(), AppConfig::new("app").durations().len());
+        for (name, set) in settings {
+            for huge in [Duration::MAX, MAX_DURATION + Duration::from_millis(1)] {
+                match set(AppConfig::new("app"), huge).validate() {
+                    Err(Error::Config(m)) => {
+                        assert!(m.contains(name), "{name}: {m}");
+                        assert!(m.contains(&format!("{MAX_DURATION:?}")), "{name}: {m}");
+                    }
+                    other => panic!("{name} = {huge:?}: {other:?}"),
+                }
+            }
+            let ok = set(AppConfig::new("app"), MAX_DURATION);
+            assert!(ok.validate().is_ok(), "{name} at the bound");
+            // The runtime's deadlines at the bound do not overflow.
+            let _ = std::time::Instant::now() + MAX_DURATION + Duration::from_secs(1);
+        }
+        // `App::new` validates: an error, not a panic.
+        let t = {
+            let mut t = crate::Topology::builder();
+            let s = t.source::<String, String>("in");
+            t.sink("out", &s);
+            t.build().expect("topology")
+        };
+        let e = super::super::App::new(
+            t,
+            AppConfig::new("app")
+                .bootstrap_servers("127.0.0.1:1")
+                .startup_timeout(Duration::MAX),
+        );
+        assert!(matches!(e, Err(Error::Config(m)) if m.contains("startup_timeout")));
+    }
+
+    /// The properties the runtime sets from other settings are rejected in every map, with a
+    /// message naming the setting that owns them.
+    #[test]
+    fn properties_owned_by_settings_are_rejected() {
+        for (name, owner) in [
+            ("isolation.level", "processing_guarantee"),
+            ("enable.partition.eof", "restore consumer"),
+            ("transaction.timeout.ms", "processing_guarantee"),
+        ] {
+            type Setter = fn(AppConfig, &str) -> AppConfig;
+            let setters: [Setter; 3] = [
+                |c, n| c.property(n, "x"),
+                |c, n| c.consumer_property(n, "x"),
+                |c, n| c.producer_property(n, "x"),
+            ];
+            for set in setters {
+                match set(AppConfig::new("app"), name).validate() {
+                    Err(Error::Config(m)) => {
+                        assert!(m.contains(&format!("`{name}`")), "{m}");
+                        assert!(m.contains(owner), "{m}");
+                    }
+                    other => panic!("{name}: {other:?}"),
+                }
+            }
+        }
+        let m = AppConfig::new("app")
+            .consumer_property("isolation.level", "read_uncommitted")
+            .validate();
+        assert!(
+            matches!(&m, Err(Error::Config(m)) if m.contains("is set by `processing_guarantee`")),
+            "{m:?}"
+        );
+    }
+
+    /// `fetch.queue.backoff.ms=0` is the default of both consumers (issue #19) and not of the
+    /// producer or the admin client; a consumer or global property overrides it.
+    #[test]
+    fn fetch_queue_backoff_defaults_to_zero_and_can_be_overridden() {
+        const P: &str = "fetch.queue.backoff.ms";
+        let c = AppConfig::new("app");
+        assert_eq!(c.consumer_config("b:1").get(P), Some("0"));
+        assert_eq!(c.restore_consumer_config("b:1").get(P), Some("0"));
+        assert_eq!(c.producer_config("b:1").get(P), None);
+        assert_eq!(c.admin_config("b:1").get(P), None);
+        for c in [
+            AppConfig::new("app").consumer_property(P, "250"),
+            AppConfig::new("app").property(P, "250"),
+        ] {
+            assert!(c.validate().is_ok());
+            assert_eq!(c.consumer_config("b:1").get(P), Some("250"));
+            assert_eq!(c.restore_consumer_config("b:1").get(P), Some("250"));
+        }
+        // librdkafka accepts the default for both consumers.
+        for cc in [c.consumer_config("b:1"), c.restore_consumer_config("b:1")] {
+            cc.create::<rdkafka::consumer::BaseConsumer>()
+                .expect("a consumer with the defaults");
+        }
     }
 }

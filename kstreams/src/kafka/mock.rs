@@ -25,9 +25,37 @@ enum Command {
     CreateTopic {
         name: String,
         partitions: i32,
-        reply: mpsc::Sender<Result<()>>,
+        reply: Reply,
     },
+    /// Test hook: the cluster's thread waits until the sender is dropped or sends.
+    #[cfg(test)]
+    Hold(mpsc::Receiver<()>),
     Stop,
+}
+
+/// Where the mock cluster's thread sends a command's result: a blocking caller waits on a
+/// channel, an async one on a oneshot (so that it never blocks its executor).
+enum Reply {
+    Blocking(mpsc::Sender<Result<()>>),
+    Async(tokio::sync::oneshot::Sender<Result<()>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<()>) {
+        // The caller may have gone (a dropped future): nobody is left to tell.
+        match self {
+            Reply::Blocking(tx) => {
+                let _ = tx.send(result);
+            }
+            Reply::Async(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
+}
+
+fn stopped() -> Error {
+    Error::Runtime("the embedded cluster has stopped".into())
 }
 
 /// A `Send` handle to the mock cluster's thread, for creating topics (the mock has no
@@ -44,17 +72,30 @@ impl std::fmt::Debug for MockCommands {
 impl MockCommands {
     /// Creates a topic on the mock cluster (an error if it exists with another partition count is
     /// left to the caller's metadata check).
+    /// Blocks the calling thread until the cluster's thread answered: not for async code (see
+    /// [`create_topic_async`](Self::create_topic_async)).
     pub(crate) fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
         let (reply, rx) = mpsc::channel();
+        self.command(name, partitions, Reply::Blocking(reply))?;
+        rx.recv().map_err(|_| stopped())?
+    }
+
+    /// [`create_topic`](Self::create_topic) for async callers: waits without blocking the
+    /// executor's thread.
+    pub(crate) async fn create_topic_async(&self, name: &str, partitions: i32) -> Result<()> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.command(name, partitions, Reply::Async(reply))?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    fn command(&self, name: &str, partitions: i32, reply: Reply) -> Result<()> {
         self.0
             .send(Command::CreateTopic {
                 name: name.to_owned(),
                 partitions,
                 reply,
             })
-            .map_err(|_| Error::Runtime("the embedded cluster has stopped".into()))?;
-        rx.recv()
-            .map_err(|_| Error::Runtime("the embedded cluster has stopped".into()))?
+            .map_err(|_| stopped())
     }
 }
 
@@ -104,12 +145,20 @@ impl EmbeddedCluster {
                 };
                 let _ = ready_tx.send(Ok(bootstrap));
                 // Serve commands until the handle is dropped.
-                while let Ok(Command::CreateTopic {
-                    name,
-                    partitions,
-                    reply,
-                }) = cmd_rx.recv()
-                {
+                loop {
+                    let (name, partitions, reply) = match cmd_rx.recv() {
+                        Ok(Command::CreateTopic {
+                            name,
+                            partitions,
+                            reply,
+                        }) => (name, partitions, reply),
+                        #[cfg(test)]
+                        Ok(Command::Hold(until)) => {
+                            let _ = until.recv();
+                            continue;
+                        }
+                        Ok(Command::Stop) | Err(_) => break,
+                    };
                     let result = match client.client().mock_cluster() {
                         Some(mock) => {
                             mock.create_topic(&name, partitions, 1)
@@ -122,7 +171,7 @@ impl EmbeddedCluster {
                         }
                         None => Err(Error::Runtime("the embedded cluster is gone".into())),
                     };
-                    let _ = reply.send(result);
+                    reply.send(result);
                 }
                 let _ = client.flush(std::time::Duration::from_millis(100));
                 drop(client);
@@ -163,5 +212,60 @@ impl Drop for EmbeddedCluster {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// `App::create_topics` on the embedded cluster waits without blocking its executor: on a
+    /// current-thread runtime, the task that lets the cluster's thread go on must run while
+    /// `create_topics` waits. (Before, `create_topics` blocked the only thread on a channel, so
+    /// that task never ran and the runtime hung.)
+    #[test]
+    fn create_topics_does_not_block_a_current_thread_runtime() {
+        let app = {
+            let mut t = crate::Topology::builder();
+            let s = t.source::<String, String>("in");
+            t.sink("out", &s);
+            crate::kafka::App::new(
+                t.build().expect("topology"),
+                crate::kafka::AppConfig::new("create-topics-async").handle_ctrl_c(false),
+            )
+            .expect("app on the embedded cluster")
+        };
+        let commands = app.embedded.as_ref().map(EmbeddedCluster::commands);
+        let Some(commands) = commands else {
+            panic!("no embedded cluster");
+        };
+        let (release, hold) = mpsc::channel();
+        commands.0.send(Command::Hold(hold)).expect("hold");
+        let (done_tx, done_rx) = mpsc::channel();
+        let runner = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let result = rt.block_on(async {
+                let releaser = tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let _ = release.send(());
+                });
+                let created = app
+                    .create_topics(&[crate::kafka::TopicSpec::new("in", 2)])
+                    .await;
+                let _ = releaser.await;
+                created
+            });
+            let _ = done_tx.send(result);
+            app
+        });
+        let result = done_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("create_topics blocked the executor: the releasing task never ran");
+        result.expect("topic created");
+        drop(runner.join().expect("runner"));
     }
 }

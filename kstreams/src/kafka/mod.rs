@@ -6,11 +6,15 @@
 //! topic checks, and what it reports ([`observe`]: metrics, progress log, Prometheus endpoint).
 //! It drives [`Task`](crate::task::Task)s and never processes records itself.
 //!
-//! Processing guarantee: at-least-once. See [`app`] for the commit protocol.
+//! Processing guarantees ([`ProcessingGuarantee`]): at-least-once by default (an input offset is
+//! committed only after its outputs are acknowledged and its state is durable), or exactly-once
+//! (outputs, changelog writes and input offsets commit in one Kafka transaction; needs a real
+//! cluster). See [`app`] for both commit protocols.
 
 pub mod admin;
 pub mod app;
 pub mod config;
+mod convert;
 pub mod local;
 pub mod mock;
 pub mod observe;

@@ -28,7 +28,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 
 use super::config::AppConfig;
 #[cfg(feature = "prometheus")]
@@ -56,7 +59,8 @@ impl Default for ObserveConfig {
 
 impl AppConfig {
     /// How often the one-line progress summary (records/s in and out, total lag) is logged at
-    /// `info` level; `None` switches it off. Default: every 10 seconds.
+    /// `info` level; `None` switches it off. Default: every 10 seconds; at most
+    /// [`MAX_DURATION`](super::config::MAX_DURATION).
     ///
     /// ```
     /// use std::time::Duration;
@@ -131,6 +135,45 @@ fn install_prometheus(addr: std::net::SocketAddr) -> Result<()> {
     *installed = Some(addr);
     tracing::info!(%addr, "Prometheus metrics at http://{addr}/metrics");
     Ok(())
+}
+
+/// Logs an error event librdkafka reported to a client's context at the level it deserves:
+/// the end of a partition (`PartitionEOF`, which the restore consumer asks for to know a
+/// changelog is restored; librdkafka reports it as an error event, as `KafkaError::Global`) is
+/// information, logged at `debug`; anything else is a `warn` (the runtime handles what it can,
+/// and what stops the app is returned as an error).
+pub(crate) fn client_error(client: &str, error: &KafkaError, reason: &str) {
+    if is_informational(error) {
+        tracing::debug!(target: "librdkafka", %error, "{client}: {reason}");
+    } else {
+        tracing::warn!(target: "librdkafka", %error, "{client}: {reason}");
+    }
+}
+
+/// Forwards one line of librdkafka's log to `tracing` (target `librdkafka`) at the level it
+/// deserves: librdkafka's own, except for a warning that only says it retries while a
+/// coordinator is still loading its state (after a broker start, e.g. `Failed to acquire
+/// idempotence PID from broker ...: Coordinator load in progress: retrying`), which is `info`:
+/// a normal run prints no WARN.
+pub(crate) fn librdkafka_log(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    super::sink::log_to_tracing(log_level(level, message), fac, message);
+}
+
+fn log_level(level: RDKafkaLogLevel, message: &str) -> RDKafkaLogLevel {
+    if matches!(level, RDKafkaLogLevel::Warning)
+        && message.contains("Coordinator load in progress")
+        && message.trim_end().ends_with("retrying")
+    {
+        RDKafkaLogLevel::Info
+    } else {
+        level
+    }
+}
+
+/// Whether an error event is only information: the end of a partition was reached.
+fn is_informational(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::PartitionEOF(_))
+        || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
 }
 
 /// The per-app bookkeeping behind the metrics and the progress log.
@@ -289,5 +332,52 @@ impl RestoreProgress {
 
     pub(crate) fn done(&self) {
         self.gauge(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The end of a partition, as librdkafka's error callback reports it (`Global`) and as a
+    /// poll returns it, is information; a broker failure is not.
+    #[test]
+    fn partition_eof_is_information_not_a_warning() {
+        assert!(is_informational(&KafkaError::Global(
+            RDKafkaErrorCode::PartitionEOF
+        )));
+        assert!(is_informational(&KafkaError::PartitionEOF(3)));
+        assert!(!is_informational(&KafkaError::Global(
+            RDKafkaErrorCode::BrokerTransportFailure
+        )));
+        assert!(!is_informational(&KafkaError::Global(
+            RDKafkaErrorCode::AllBrokersDown
+        )));
+    }
+
+    /// A retry while a coordinator loads is information; other warnings stay warnings.
+    #[test]
+    fn a_retry_while_a_coordinator_loads_is_information() {
+        let level = |l, m| log_level(l, m) as i32;
+        let getpid = "[thrd:main]: Failed to acquire idempotence PID from broker \
+                      127.0.0.1:45593/1: Broker: Coordinator load in progress: retrying";
+        assert_eq!(
+            level(RDKafkaLogLevel::Warning, getpid),
+            RDKafkaLogLevel::Info as i32
+        );
+        for other in [
+            "[thrd:main]: Failed to acquire idempotence PID from broker b/1: Broker: \
+             Transactional Id authorization failed",
+            "127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused",
+        ] {
+            assert_eq!(
+                level(RDKafkaLogLevel::Warning, other),
+                RDKafkaLogLevel::Warning as i32
+            );
+        }
+        assert_eq!(
+            level(RDKafkaLogLevel::Error, getpid),
+            RDKafkaLogLevel::Error as i32
+        );
     }
 }

@@ -25,13 +25,10 @@ pub(crate) struct RestoreContext;
 
 impl ClientContext for RestoreContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        super::sink::log_to_tracing(level, fac, log_message);
+        super::observe::librdkafka_log(level, fac, log_message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error, KafkaError::PartitionEOF(_)) {
-            return;
-        }
-        tracing::warn!(target: "librdkafka", %error, "restore consumer: {reason}");
+        super::observe::client_error("restore consumer", &error, reason);
     }
 }
 impl ConsumerContext for RestoreContext {}
