@@ -48,7 +48,7 @@ fn raw_from_parts<'a>(
 }
 
 /// The headers of a consumed message (none when it has none).
-fn message_headers(m: &BorrowedMessage<'_>) -> Headers {
+pub(crate) fn message_headers(m: &BorrowedMessage<'_>) -> Headers {
     let mut list: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
     // SAFETY: `m.ptr()` is the message's librdkafka pointer, valid while `m` lives; librdkafka
     // writes the message's own header list (parsed on first use, owned by the message) to `list`.

@@ -50,7 +50,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -73,10 +73,10 @@ struct Quiet;
 
 impl ClientContext for Quiet {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        super::sink::log_to_tracing(level, fac, log_message);
+        super::observe::librdkafka_log(level, fac, log_message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", %error, "app client: {reason}");
+        super::observe::client_error("app client", &error, reason);
     }
 }
 
@@ -509,13 +509,8 @@ impl RawMessage {
             key: m.key().map(<[u8]>::to_vec),
             value: m.payload().map(<[u8]>::to_vec),
             timestamp: m.timestamp().to_millis().unwrap_or(-1),
-            headers: match m.headers() {
-                Some(h) => h
-                    .iter()
-                    .map(|h| (h.key, h.value.map(<[u8]>::to_vec)))
-                    .collect(),
-                None => Headers::new(),
-            },
+            // Header names as bytes: rdkafka's own accessor panics on a name that is not UTF-8.
+            headers: super::convert::message_headers(m),
         }
     }
 }

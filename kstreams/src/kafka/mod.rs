@@ -3,7 +3,8 @@
 //!
 //! Owns: the application ([`App`], [`AppConfig`], [`ShutdownHandle`]), the group consumer and its
 //! rebalance handling, the sink (batched produce, murmur2 partitioning), changelog restoration and
-//! topic checks, and what it reports ([`observe`]: metrics, progress log, Prometheus endpoint).
+//! topic checks, what it reports ([`observe`]: metrics, progress log, Prometheus endpoint), and
+//! [`AppClient`] (trying an app locally: its topics, typed input and output, waiting for it).
 //! It drives [`Task`](crate::task::Task)s and never processes records itself.
 //!
 //! Processing guarantees ([`ProcessingGuarantee`]): at-least-once by default (an input offset is

@@ -243,7 +243,7 @@ impl SinkContext {
 
 impl ClientContext for SinkContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        log_to_tracing(level, fac, log_message);
+        super::observe::librdkafka_log(level, fac, log_message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(target: "librdkafka", %error, "producer: {reason}");
