@@ -789,3 +789,46 @@ round_trips! {
     round_trip_option_unit: Option<()> = proptest::option::of(Just(()));
     round_trip_option_json: Option<Point> = proptest::option::of(point());
 }
+
+#[test]
+fn the_map_is_reserved_on_disk_a_quarter_above_its_use_not_doubled() -> kstreams::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = LmdbOptions {
+        initial_map_size: 1 << 20,
+        max_map_size: 1 << 30,
+    };
+    let mut s = StateStores::open(
+        dir.path(),
+        vec![StoreSpec::new::<u64, Vec<u8>>("big")],
+        &options,
+    )?;
+    // 6,000 values of 4,000 bytes, one LMDB page each: about 24 MiB of live data, written in
+    // batches of 100 as a running task would.
+    let value = vec![7u8; 4000];
+    for batch in 0..60u64 {
+        s.transaction(|txn| {
+            let big = txn.store::<u64, Vec<u8>>("big")?;
+            for i in batch * 100..(batch + 1) * 100 {
+                big.put(&i, &value)?;
+            }
+            Ok(())
+        })?;
+    }
+    let live = 6000 * 4096;
+    let file = std::fs::metadata(dir.path().join("data.mdb")).expect("data.mdb");
+    let allocated = file.blocks() * 512;
+    // Doubling reserved 64 MiB here (2.7 times the data); growing by a quarter keeps it under 1.3.
+    assert!(
+        allocated < live * 13 / 10,
+        "{allocated} bytes reserved for {live} bytes of data"
+    );
+    // The SIGBUS protection holds: the whole map (the file's length under a write map) is
+    // allocated on disk, not sparse.
+    assert!(
+        allocated >= file.len(),
+        "{allocated} bytes allocated of a {}-byte map",
+        file.len()
+    );
+    Ok(())
+}
