@@ -16,6 +16,15 @@
 //! `SIGBUS` when a page of a sparse file cannot be backed on a full disk; kstreams removes it by
 //! reserving the whole map on disk with `posix_fallocate` before LMDB may use it (at open and at
 //! every growth), so a full disk is a clear error at growth time, never a crash.
+//!
+//! Disk use: as the whole map is reserved, the map is kept close to the data rather than doubled:
+//! before each batch it grows to the used size plus a quarter (at least the initial size) when
+//! less than half of that headroom is free, so the reserve stays within about 1.125 to 1.25 times
+//! the used pages plus the initial size; a batch that still meets `MDB_MAP_FULL` grows it by half
+//! and runs again. Map sizes are whole system pages (`sysconf(_SC_PAGESIZE)`, heed's rule); the
+//! used size counts LMDB's own page size (`mdb_env_stat`).
+//!
+//! Keys of any size: see `long_keys.rs`.
 
 use std::cell::RefCell;
 use std::fs::{File, TryLockError};
@@ -36,8 +45,10 @@ const LOCK_FILE: &str = "kstreams.lock";
 /// Tuning of the LMDB environments.
 #[derive(Debug, Clone)]
 pub struct LmdbOptions {
-    /// The initial map size in bytes (virtual address space; the file grows only as data is written).
-    /// The map doubles by itself when it fills up.
+    /// The initial map size in bytes, and the least the map grows by. The map is reserved on disk
+    /// as a whole (see the module docs), so this is the least disk a task with LMDB stores takes.
+    /// The map grows by itself: ahead of need to its used size plus a quarter (at least this
+    /// size), and by half when a batch still fills it up.
     pub initial_map_size: usize,
     /// The largest the map may grow to, in bytes; past it a write fails with a clear error.
     pub max_map_size: usize,
