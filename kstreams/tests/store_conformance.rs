@@ -477,6 +477,13 @@ fn keys_of_any_size_behave_as_short_ones() -> kstreams::Result<()> {
                     assert_eq!(got, want, "{backend:?}");
                 }
             }
+            // Bounds at the empty key.
+            let empty: Vec<u8> = vec![];
+            assert_eq!(b.range(..=empty.clone())?.count(), 1, "{backend:?}");
+            assert_eq!(b.range(..empty.clone())?.count(), 0, "{backend:?}");
+            assert_eq!(b.range(empty.clone()..)?.count(), keys.len(), "{backend:?}");
+            let after_empty = b.range((Bound::Excluded(empty), Bound::Unbounded))?.count();
+            assert_eq!(after_empty, keys.len() - 1, "{backend:?}");
             // Deletes, single and batch, and write_batch, touch only their own keys.
             b.delete(&keys[6])?; // 512 bytes
             b.delete_batch(&[keys[7].clone(), keys[13].clone()])?; // 1,000,000 and 700 bytes
@@ -830,5 +837,78 @@ fn the_map_is_reserved_on_disk_a_quarter_above_its_use_not_doubled() -> kstreams
         "{allocated} bytes allocated of a {}-byte map",
         file.len()
     );
+    Ok(())
+}
+
+#[kstreams::store(name = "word-counts")]
+type WordCounts = kstreams::KeyValue<String, u64>;
+
+/// The README's word count, as written there.
+#[kstreams::batch_processor]
+fn count_words(
+    lines: &[kstreams::Record<(), String>],
+    counts: &mut WordCounts,
+    out: &mut kstreams::Emit<String, u64>,
+) -> kstreams::Result<()> {
+    let words: Vec<(usize, String)> = lines
+        .iter()
+        .enumerate()
+        .flat_map(|(i, l)| {
+            l.value
+                .to_lowercase()
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(|w| (i, w.to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let keys: Vec<String> = words.iter().map(|(_, w)| w.clone()).collect();
+    let mut totals = std::collections::HashMap::new();
+    for ((i, word), old) in words.into_iter().zip(counts.get_batch(&keys)?) {
+        let n = totals.entry(word.clone()).or_insert(old.unwrap_or(0));
+        *n += 1;
+        out.forward(lines[i].derive(word, *n));
+    }
+    counts.put_batch(&totals.into_iter().collect::<Vec<_>>())
+}
+
+#[test]
+fn the_readme_word_count_counts_a_word_of_5000_characters() -> kstreams::Result<()> {
+    use kstreams::testing::TopologyTestDriver;
+    let long = "x".repeat(5000);
+    for in_memory in [false, true] {
+        let mut t = kstreams::Topology::builder();
+        let lines = t.source::<(), String>("text-input");
+        let counts = t.add(count_words, &lines);
+        t.sink("word-counts", &counts);
+        let mut builder = TopologyTestDriver::builder(t.build()?);
+        if in_memory {
+            builder = builder.in_memory_state();
+        }
+        let mut driver = builder.build()?;
+        driver.pipe("text-input", (), format!("to be {long} or not"))?;
+        driver.pipe("text-input", (), format!("{long} to be"))?;
+        let out: Vec<(String, u64)> = driver
+            .read_output::<String, u64>("word-counts")?
+            .into_iter()
+            .map(|r| (r.key, r.value))
+            .collect();
+        assert!(
+            out.contains(&(long.clone(), 2)),
+            "in memory: {in_memory}: the long word is counted twice"
+        );
+        assert!(
+            out.contains(&("be".to_owned(), 2)),
+            "in memory: {in_memory}"
+        );
+        let stored = driver.store::<String, u64>("word-counts")?;
+        let words: Vec<&str> = stored.iter().map(|(w, _)| w.as_str()).collect();
+        assert_eq!(
+            words,
+            ["be", "not", "or", "to", long.as_str()],
+            "in memory: {in_memory}"
+        );
+        assert!(stored.contains(&(long.clone(), 2)));
+    }
     Ok(())
 }

@@ -528,15 +528,6 @@ impl LmdbTxn<'_> {
             Bound::Unbounded => Bound::Unbounded,
         };
         let in_bounds = |k: &[u8]| std::ops::RangeBounds::<[u8]>::contains(&(lower, upper), k);
-        let range = db
-            .range(
-                &txn,
-                &(
-                    stored_lower.as_ref().map(Vec::as_slice),
-                    stored_upper.as_ref().map(Vec::as_slice),
-                ),
-            )
-            .map_err(|e| self.state.err(e))?;
         let mut left = limit;
         // The empty key is stored out of its place (see `long_keys`): it comes first.
         if left > 0 && in_bounds(&[]) {
@@ -551,6 +542,15 @@ impl LmdbTxn<'_> {
         if matches!(upper, Bound::Included([]) | Bound::Excluded([])) {
             return Ok(());
         }
+        let range = db
+            .range(
+                &txn,
+                &(
+                    stored_lower.as_ref().map(Vec::as_slice),
+                    stored_upper.as_ref().map(Vec::as_slice),
+                ),
+            )
+            .map_err(|e| self.state.err(e))?;
         // The long keys of the current group (one stored prefix), with their values.
         let mut group: Vec<(Vec<u8>, &[u8])> = Vec::new();
         for item in range {
