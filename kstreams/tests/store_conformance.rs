@@ -613,7 +613,7 @@ fn a_string_store_takes_borrowed_keys() -> kstreams::Result<()> {
             let name = String::from("bob");
             assert_eq!(c.get(&name)?, Some(2), "{backend:?}: `&K` still works");
             assert_eq!(c.get_batch(&["alice", "carol"])?, vec![Some(1), None]);
-            assert_eq!(c.get_batch(&[name.clone()])?, vec![Some(2)]);
+            assert_eq!(c.get_batch(std::slice::from_ref(&name))?, vec![Some(2)]);
             c.delete("alice")?;
             assert_eq!(c.get("alice")?, None, "{backend:?}");
             c.delete_batch(&["bob"])?;

@@ -530,14 +530,14 @@ impl LmdbTxn<'_> {
         let in_bounds = |k: &[u8]| std::ops::RangeBounds::<[u8]>::contains(&(lower, upper), k);
         let mut left = limit;
         // The empty key is stored out of its place (see `long_keys`): it comes first.
-        if left > 0 && in_bounds(&[]) {
-            if let Some(v) = db
+        if left > 0
+            && in_bounds(&[])
+            && let Some(v) = db
                 .get(&txn, &long_keys::EMPTY_STORED)
                 .map_err(|e| self.state.err(e))?
-            {
-                f(&[], v)?;
-                left -= 1;
-            }
+        {
+            f(&[], v)?;
+            left -= 1;
         }
         if matches!(upper, Bound::Included([]) | Bound::Excluded([])) {
             return Ok(());
@@ -589,5 +589,62 @@ impl LmdbTxn<'_> {
             .map_err(|e| self.state.err(e))?;
         self.state.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_holding_another_long_key_is_an_error_never_its_value() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let state = LmdbState::open(dir.path(), &["s".to_owned()], &LmdbOptions::default())?;
+        let txn = state.begin()?;
+        let a = vec![1u8; 600];
+        let mut b = a.clone();
+        b[599] = 2;
+        txn.put(0, &a, b"value of a")?;
+        // What a hash collision (or damage) would leave: `b`'s stored key holding `a`'s entry.
+        {
+            let mut t = txn.txn.borrow_mut();
+            state.dbs[0]
+                .put(
+                    &mut t,
+                    &long_keys::encode(&b),
+                    &long_keys::wrap_value(&a, b"value of a"),
+                )
+                .map_err(|e| state.err(e))?;
+        }
+        let is_corrupt =
+            |r: Result<()>| matches!(r, Err(Error::StoreCorrupt { ref store, .. }) if store == "s");
+        assert!(is_corrupt(txn.get(0, &b, &mut |_| Ok(()))), "get");
+        assert!(is_corrupt(txn.put(0, &b, b"value of b")), "put");
+        assert!(is_corrupt(txn.delete(0, &b)), "delete");
+        let scanned = txn.scan(
+            0,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            10,
+            &mut |_, _| Ok(()),
+        );
+        assert!(is_corrupt(scanned), "scan");
+        // `a` itself is untouched.
+        let mut got = None;
+        txn.get(0, &a, &mut |v| {
+            got = v.map(<[u8]>::to_vec);
+            Ok(())
+        })?;
+        assert_eq!(got.as_deref(), Some(&b"value of a"[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn map_sizes_are_whole_system_pages() {
+        let page = system_page_size();
+        assert!(page.is_power_of_two(), "{page}");
+        assert_eq!(whole_pages(page + 1), page);
+        assert_eq!(whole_pages(1), page);
+        assert_eq!(whole_pages(16 << 20) % page, 0);
     }
 }
