@@ -618,6 +618,13 @@ fn a_string_store_takes_borrowed_keys() -> kstreams::Result<()> {
             assert_eq!(c.get("alice")?, None, "{backend:?}");
             c.delete_batch(&["bob"])?;
             assert_eq!(c.iter()?.count(), 0, "{backend:?}");
+            // Integer literals still infer the key type.
+            let names = txn.store::<u32, String>("names")?;
+            names.put(&5, &"five".to_owned())?;
+            assert_eq!(names.get(&5)?.as_deref(), Some("five"));
+            assert_eq!(names.get_batch(&[5, 6])?.len(), 2);
+            names.delete(&5)?;
+            assert_eq!(names.get(&5)?, None);
             Ok(())
         })?;
     }

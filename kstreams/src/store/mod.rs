@@ -515,6 +515,10 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
 
     /// The entries whose keys lie in `range`, in key order, read lazily in chunks (so the store may
     /// be written between two items).
+    ///
+    /// Key order is the order of the serialized key bytes, for keys of any size and on both
+    /// backends. (On LMDB, keys over 479 bytes that share their first 479 bytes are sorted in
+    /// memory when a scan reaches them: many such keys make each chunk read all of them.)
     pub fn range<R: RangeBounds<K>>(&self, range: R) -> Result<Iter<'t, K, V>> {
         let bound = |b: Bound<&K>| -> Result<Bound<Vec<u8>>> {
             Ok(match b {
@@ -536,7 +540,7 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
         })
     }
 
-    /// Every entry, in key order.
+    /// Every entry, in key order (see [`range`](Self::range)).
     pub fn iter(&self) -> Result<Iter<'t, K, V>> {
         self.range::<(Bound<K>, Bound<K>)>((Bound::Unbounded, Bound::Unbounded))
     }
