@@ -73,7 +73,19 @@ pub enum Error {
         #[source]
         source: SerdeError,
     },
-    /// Bytes read from a store could not be deserialized.
+    /// A key or value given to a store could not be serialized (or a key serialized to null).
+    #[error("cannot serialize the {part} for store `{store}`: {source}")]
+    StoreSerialize {
+        /// The store.
+        store: String,
+        /// Key or value.
+        part: Part,
+        /// What was wrong.
+        #[source]
+        source: SerdeError,
+    },
+    /// Bytes read from a store could not be deserialized, or a stored entry does not belong to
+    /// its key (damaged data).
     #[error("store `{store}` holds a {part} that cannot be deserialized: {source}")]
     StoreCorrupt {
         /// The store.
@@ -179,6 +191,15 @@ impl Error {
         Error::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    /// The store this error is about, when it concerns one key or value of a store
+    /// ([`Error::StoreSerialize`], [`Error::StoreCorrupt`]).
+    pub fn store(&self) -> Option<&str> {
+        match self {
+            Error::StoreSerialize { store, .. } | Error::StoreCorrupt { store, .. } => Some(store),
+            _ => None,
         }
     }
 

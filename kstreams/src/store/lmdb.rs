@@ -16,17 +16,28 @@
 //! `SIGBUS` when a page of a sparse file cannot be backed on a full disk; kstreams removes it by
 //! reserving the whole map on disk with `posix_fallocate` before LMDB may use it (at open and at
 //! every growth), so a full disk is a clear error at growth time, never a crash.
+//!
+//! Disk use: as the whole map is reserved, the map is kept close to the data rather than doubled:
+//! before each batch it grows to the used size plus a quarter (at least the initial size) when
+//! less than half of that headroom is free, so the reserve stays within about 1.125 to 1.25 times
+//! the used pages plus the initial size; a batch that still meets `MDB_MAP_FULL` grows it by half
+//! and runs again. Map sizes are whole system pages (`sysconf(_SC_PAGESIZE)`, heed's rule); the
+//! used size counts LMDB's own page size (`mdb_env_stat`).
+//!
+//! Keys of any size: see `long_keys.rs`.
 
 use std::cell::RefCell;
 use std::fs::{File, TryLockError};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithoutTls};
 
-use crate::error::{Error, Result};
+use super::long_keys;
+use crate::error::{Error, Part, Result, SerdeError};
 
 const META_DB: &str = "__kstreams_meta";
 const LOCK_FILE: &str = "kstreams.lock";
@@ -34,8 +45,10 @@ const LOCK_FILE: &str = "kstreams.lock";
 /// Tuning of the LMDB environments.
 #[derive(Debug, Clone)]
 pub struct LmdbOptions {
-    /// The initial map size in bytes (virtual address space; the file grows only as data is written).
-    /// The map doubles by itself when it fills up.
+    /// The initial map size in bytes, and the least the map grows by. The map is reserved on disk
+    /// as a whole (see the module docs), so this is the least disk a task with LMDB stores takes.
+    /// The map grows by itself: ahead of need to its used size plus a quarter (at least this
+    /// size), and by half when a batch still fills it up.
     pub initial_map_size: usize,
     /// The largest the map may grow to, in bytes; past it a write fails with a clear error.
     pub max_map_size: usize,
@@ -54,11 +67,15 @@ pub(super) struct LmdbState {
     // Field order matters: the environment closes before the lock is released.
     env: Env<WithoutTls>,
     dbs: Vec<Database<Bytes, Bytes>>,
+    /// The store names, in the order of `dbs`, for errors.
+    names: Vec<String>,
     meta: Database<Bytes, Bytes>,
     path: PathBuf,
     /// The stores and the task, for errors.
     what: String,
     max_map_size: usize,
+    /// The least the map grows by (the initial map size).
+    step: usize,
     /// Set when a resize failed inside LMDB: its map is gone (`mdb_env_set_mapsize` unmaps
     /// before it remaps), so any further use would touch unmapped memory.
     broken: AtomicBool,
@@ -134,8 +151,23 @@ fn describe(dir: &Path, names: &[String]) -> String {
     format!("store{s} {stores} of task {task}")
 }
 
-fn page_size() -> usize {
-    4096
+/// The system's page size: map sizes are multiples of it (LMDB's and heed's rule).
+fn system_page_size() -> usize {
+    static PAGE: OnceLock<usize> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: `sysconf` only reads a system constant.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(page)
+            .ok()
+            .filter(|p| *p > 0)
+            .unwrap_or(4096)
+    })
+}
+
+/// `size` rounded down to a whole number of pages, at least one page.
+fn whole_pages(size: usize) -> usize {
+    let page = system_page_size();
+    (size / page).max(1) * page
 }
 
 impl LmdbState {
@@ -159,7 +191,7 @@ impl LmdbState {
             path: dir.to_owned(),
             source,
         };
-        let map_size = options.initial_map_size.max(page_size()) / page_size() * page_size();
+        let map_size = whole_pages(options.initial_map_size);
         let mut opts = EnvOpenOptions::new().read_txn_without_tls();
         opts.map_size(map_size)
             .max_dbs(u32::try_from(names.len() + 1).unwrap_or(u32::MAX));
@@ -192,10 +224,12 @@ impl LmdbState {
         Ok(LmdbState {
             env,
             dbs,
+            names: names.to_vec(),
             meta,
             path: dir.to_owned(),
             what,
             max_map_size: options.max_map_size,
+            step: whole_pages(options.initial_map_size),
             broken: AtomicBool::new(false),
             commits: AtomicU64::new(0),
             _lock: lock,
@@ -217,20 +251,38 @@ impl LmdbState {
         self.commits.load(Ordering::Relaxed)
     }
 
-    /// Grows the map when more than half of it is in use, so that most batches never meet
-    /// `MDB_MAP_FULL`. Called with no transaction open. A map already at its maximum is left
-    /// alone: writes that still fit must go on (only a real `MDB_MAP_FULL` is an error).
+    /// Bytes of the map in use: up to the last page LMDB has written (freed pages below it are
+    /// reused before the map is extended).
+    fn used(&self) -> usize {
+        let pages = self.env.info().last_page_number.saturating_add(1);
+        pages.saturating_mul(self.env.stat().page_size as usize)
+    }
+
+    /// The free map space kept ahead of the next batch: a quarter of the used size, at least the
+    /// initial map size.
+    fn headroom(&self, used: usize) -> usize {
+        (used / 4).max(self.step)
+    }
+
+    /// Grows the map when less than half of the wanted headroom is free, to the used size plus
+    /// the headroom (see the module docs: the map is all reserved on disk, so it is kept at
+    /// 1.125 to 1.25 times the used size, plus at least the initial size, instead of doubling).
+    /// Most batches so never meet `MDB_MAP_FULL`. Called with no transaction open. A map already
+    /// at its maximum is left alone: writes that still fit must go on (only a real
+    /// `MDB_MAP_FULL` is an error).
     pub(super) fn grow_if_needed(&self) -> Result<()> {
         self.check_usable()?;
-        let info = self.env.info();
-        let used = (info.last_page_number + 1) * page_size();
-        if used * 2 > info.map_size && info.map_size < self.max_map_size {
-            self.grow()?;
+        let map_size = self.env.info().map_size;
+        let used = self.used();
+        let headroom = self.headroom(used);
+        if map_size.saturating_sub(used) < headroom / 2 && map_size < self.max_map_size {
+            self.grow_to(used.saturating_add(headroom))?;
         }
         Ok(())
     }
 
-    /// Doubles the map. Called with no transaction open.
+    /// Grows the map after a batch met `MDB_MAP_FULL`: by half, at least by the initial size.
+    /// Called with no transaction open.
     pub(super) fn grow(&self) -> Result<()> {
         self.check_usable()?;
         let current = self.env.info().map_size;
@@ -244,8 +296,17 @@ impl LmdbState {
                 self.max_map_size
             )));
         }
-        let new_size =
-            (current.saturating_mul(2)).min(self.max_map_size) / page_size() * page_size();
+        self.grow_to(current.saturating_add((current / 2).max(self.step)))
+    }
+
+    /// Reserves, then maps `target` bytes (at most the maximum, in whole pages). Called with no
+    /// transaction open.
+    fn grow_to(&self, target: usize) -> Result<()> {
+        let current = self.env.info().map_size;
+        let new_size = whole_pages(target.min(self.max_map_size));
+        if new_size <= current {
+            return Ok(());
+        }
         tracing::debug!(path = %self.path.display(), from = current, to = new_size, "growing LMDB map");
         reserve(&self.path.join("data.mdb"), new_size, &self.what)?;
         // SAFETY: `mdb_env_set_mapsize` may be called on an open environment when no transaction
@@ -307,6 +368,24 @@ impl Drop for LmdbState {
     }
 }
 
+/// Sorts a group of long keys sharing a prefix by real key and passes those within the bounds to
+/// `f`, while `left` allows.
+fn flush_group(
+    group: &mut Vec<(Vec<u8>, &[u8])>,
+    left: &mut usize,
+    in_bounds: &dyn Fn(&[u8]) -> bool,
+    f: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>,
+) -> Result<()> {
+    group.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (k, v) in group.drain(..) {
+        if *left > 0 && in_bounds(&k) {
+            f(&k, v)?;
+            *left -= 1;
+        }
+    }
+    Ok(())
+}
+
 pub(super) struct LmdbTxn<'s> {
     state: &'s LmdbState,
     txn: RefCell<RwTxn<'s>>,
@@ -328,6 +407,22 @@ impl LmdbTxn<'_> {
         )
     }
 
+    /// The error for a stored long-key entry that does not belong to its key (damaged data).
+    fn corrupt_long_key(&self, index: usize, len: Option<usize>) -> Error {
+        let key = match len {
+            Some(len) => format!("a key of {len} bytes"),
+            None => "a long key".to_owned(),
+        };
+        Error::StoreCorrupt {
+            store: self.state.names.get(index).cloned().unwrap_or_default(),
+            part: Part::Key,
+            source: SerdeError::new(format!(
+                "the entry stored for {key} (kept under a prefix and a hash) does not hold \
+                 that key: the LMDB data is damaged"
+            )),
+        }
+    }
+
     pub(super) fn get(
         &self,
         index: usize,
@@ -336,20 +431,57 @@ impl LmdbTxn<'_> {
     ) -> Result<()> {
         let db = self.db(index)?;
         let txn = self.txn.try_borrow().map_err(|_| self.busy())?;
-        let value = db.get(&txn, key).map_err(|e| self.state.err(e))?;
-        f(value)
+        let value = db
+            .get(&txn, &long_keys::encode(key))
+            .map_err(|e| self.state.err(e))?;
+        match value {
+            Some(v) if long_keys::is_long(key) => match long_keys::value_for(key, v) {
+                Some(v) => f(Some(v)),
+                None => Err(self.corrupt_long_key(index, Some(key.len()))),
+            },
+            value => f(value),
+        }
+    }
+
+    /// Fails when the stored entry of a long key holds another key (see [`long_keys`]): a write
+    /// must never replace or remove another key's entry.
+    fn check_long_key(
+        &self,
+        index: usize,
+        txn: &RwTxn<'_>,
+        db: Database<Bytes, Bytes>,
+        key: &[u8],
+        stored: &[u8],
+    ) -> Result<()> {
+        if long_keys::is_long(key)
+            && let Some(v) = db.get(txn, stored).map_err(|e| self.state.err(e))?
+            && long_keys::value_for(key, v).is_none()
+        {
+            return Err(self.corrupt_long_key(index, Some(key.len())));
+        }
+        Ok(())
     }
 
     pub(super) fn put(&self, index: usize, key: &[u8], value: &[u8]) -> Result<()> {
         let db = self.db(index)?;
         let mut txn = self.txn.try_borrow_mut().map_err(|_| self.busy())?;
-        db.put(&mut txn, key, value).map_err(|e| self.state.err(e))
+        let stored = long_keys::encode(key);
+        if long_keys::is_long(key) {
+            self.check_long_key(index, &txn, db, key, &stored)?;
+            let wrapped = long_keys::wrap_value(key, value);
+            db.put(&mut txn, &stored, &wrapped)
+        } else {
+            db.put(&mut txn, &stored, value)
+        }
+        .map_err(|e| self.state.err(e))
     }
 
     pub(super) fn delete(&self, index: usize, key: &[u8]) -> Result<()> {
         let db = self.db(index)?;
         let mut txn = self.txn.try_borrow_mut().map_err(|_| self.busy())?;
-        db.delete(&mut txn, key)
+        let stored = long_keys::encode(key);
+        self.check_long_key(index, &txn, db, key, &stored)?;
+        db.delete(&mut txn, &stored)
             .map(|_| ())
             .map_err(|e| self.state.err(e))
     }
@@ -362,6 +494,9 @@ impl LmdbTxn<'_> {
             .map_err(|e| self.state.err(e))
     }
 
+    /// Calls `f` on up to `limit` entries whose real keys lie within the bounds, in real key
+    /// order. Bounds and keys are real keys; long keys are found through their stored form, and a
+    /// group of long keys sharing a prefix (stored in hash order) is sorted by real key first.
     pub(super) fn scan(
         &self,
         index: usize,
@@ -372,14 +507,79 @@ impl LmdbTxn<'_> {
     ) -> Result<()> {
         let db = self.db(index)?;
         let txn = self.txn.try_borrow().map_err(|_| self.busy())?;
-        let range = db
-            .range(&txn, &(lower, upper))
-            .map_err(|e| self.state.err(e))?;
-        for item in range.take(limit) {
-            let (k, v) = item.map_err(|e| self.state.err(e))?;
-            f(k, v)?;
+        // A long bound starts (or ends) the scan at its group, whose entries are filtered below.
+        // LMDB takes no empty key, not even as a bound: every key is at least the empty one, and
+        // an upper bound of the empty key leaves only the empty key (read apart, below).
+        let stored_lower = match lower {
+            Bound::Included([]) | Bound::Excluded([]) => Bound::Unbounded,
+            Bound::Included(k) | Bound::Excluded(k) if long_keys::is_long(k) => {
+                Bound::Included(long_keys::group_start(k))
+            }
+            Bound::Included(k) => Bound::Included(k.to_vec()),
+            Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let stored_upper = match upper {
+            Bound::Included(k) | Bound::Excluded(k) if long_keys::is_long(k) => {
+                Bound::Included(long_keys::group_end(k))
+            }
+            Bound::Included(k) => Bound::Included(k.to_vec()),
+            Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let in_bounds = |k: &[u8]| std::ops::RangeBounds::<[u8]>::contains(&(lower, upper), k);
+        let mut left = limit;
+        // The empty key is stored out of its place (see `long_keys`): it comes first.
+        if left > 0
+            && in_bounds(&[])
+            && let Some(v) = db
+                .get(&txn, &long_keys::EMPTY_STORED)
+                .map_err(|e| self.state.err(e))?
+        {
+            f(&[], v)?;
+            left -= 1;
         }
-        Ok(())
+        if matches!(upper, Bound::Included([]) | Bound::Excluded([])) {
+            return Ok(());
+        }
+        let range = db
+            .range(
+                &txn,
+                &(
+                    stored_lower.as_ref().map(Vec::as_slice),
+                    stored_upper.as_ref().map(Vec::as_slice),
+                ),
+            )
+            .map_err(|e| self.state.err(e))?;
+        // The long keys of the current group (one stored prefix), with their values.
+        let mut group: Vec<(Vec<u8>, &[u8])> = Vec::new();
+        for item in range {
+            if left == 0 {
+                break;
+            }
+            let (k, v) = item.map_err(|e| self.state.err(e))?;
+            if long_keys::is_empty_stored(k) {
+                continue;
+            }
+            if long_keys::is_encoded(k) {
+                let (real, value) =
+                    long_keys::decode(k, v).ok_or_else(|| self.corrupt_long_key(index, None))?;
+                if group
+                    .first()
+                    .is_some_and(|(g, _)| g[..long_keys::MAX_RAW] != real[..long_keys::MAX_RAW])
+                {
+                    flush_group(&mut group, &mut left, &in_bounds, f)?;
+                }
+                group.push((real, value));
+            } else {
+                flush_group(&mut group, &mut left, &in_bounds, f)?;
+                if left > 0 && in_bounds(k) {
+                    f(k, v)?;
+                    left -= 1;
+                }
+            }
+        }
+        flush_group(&mut group, &mut left, &in_bounds, f)
     }
 
     pub(super) fn commit(self) -> Result<()> {
@@ -389,5 +589,62 @@ impl LmdbTxn<'_> {
             .map_err(|e| self.state.err(e))?;
         self.state.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_holding_another_long_key_is_an_error_never_its_value() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let state = LmdbState::open(dir.path(), &["s".to_owned()], &LmdbOptions::default())?;
+        let txn = state.begin()?;
+        let a = vec![1u8; 600];
+        let mut b = a.clone();
+        b[599] = 2;
+        txn.put(0, &a, b"value of a")?;
+        // What a hash collision (or damage) would leave: `b`'s stored key holding `a`'s entry.
+        {
+            let mut t = txn.txn.borrow_mut();
+            state.dbs[0]
+                .put(
+                    &mut t,
+                    &long_keys::encode(&b),
+                    &long_keys::wrap_value(&a, b"value of a"),
+                )
+                .map_err(|e| state.err(e))?;
+        }
+        let is_corrupt =
+            |r: Result<()>| matches!(r, Err(Error::StoreCorrupt { ref store, .. }) if store == "s");
+        assert!(is_corrupt(txn.get(0, &b, &mut |_| Ok(()))), "get");
+        assert!(is_corrupt(txn.put(0, &b, b"value of b")), "put");
+        assert!(is_corrupt(txn.delete(0, &b)), "delete");
+        let scanned = txn.scan(
+            0,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            10,
+            &mut |_, _| Ok(()),
+        );
+        assert!(is_corrupt(scanned), "scan");
+        // `a` itself is untouched.
+        let mut got = None;
+        txn.get(0, &a, &mut |v| {
+            got = v.map(<[u8]>::to_vec);
+            Ok(())
+        })?;
+        assert_eq!(got.as_deref(), Some(&b"value of a"[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn map_sizes_are_whole_system_pages() {
+        let page = system_page_size();
+        assert!(page.is_power_of_two(), "{page}");
+        assert_eq!(whole_pages(page + 1), page);
+        assert_eq!(whole_pages(1), page);
+        assert_eq!(whole_pages(16 << 20) % page, 0);
     }
 }

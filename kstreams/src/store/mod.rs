@@ -6,9 +6,16 @@
 //! It does not know about Kafka: changelog writes are collected here and produced by the runtime.
 //!
 //! Keys are ordered by their serialized bytes (as in LMDB and Kafka Streams' RocksDB stores): the
-//! built-in big-endian serdes order unsigned integers and strings naturally.
+//! built-in big-endian serdes order unsigned integers and strings naturally. Keys may be of any
+//! size: past LMDB's 511-byte limit they are stored under a prefix and a hash (see
+//! `long_keys.rs`), with the same order and the same answers as the in-memory backend; the
+//! changelog always carries the real key bytes.
+//!
+//! Values: a value that serializes to null (`None` of an `Option`, `()`) is a delete, written to
+//! the changelog as a tombstone, as in Kafka; so a store never holds a null value.
 
 mod lmdb;
+mod long_keys;
 mod memory;
 
 use std::any::{Any, TypeId};
@@ -261,6 +268,81 @@ pub(crate) trait RawTxn {
     ) -> Result<()>;
 }
 
+/// A form of a store key `K` that lookups and deletes accept: `K` itself, and borrowed forms of the
+/// built-in key types (`str` and `&str` for `String`, `[u8]` and `&[u8]` for `Vec<u8>`).
+///
+/// The key is serialized by `K`'s serde, so a borrowed form always finds what `K` stored; a form
+/// that is not a `K` is turned into one first ([`KeyForm::Owned`]). Implement it for your own
+/// borrowed key types the same way.
+///
+/// ```
+/// use kstreams::store::{StateStores, StoreSpec};
+/// let mut stores = StateStores::in_memory(vec![StoreSpec::new::<String, u64>("counts")])?;
+/// stores.transaction(|txn| {
+///     let counts = txn.store::<String, u64>("counts")?;
+///     counts.put(&"alice".to_owned(), &3)?;
+///     assert_eq!(counts.get("alice")?, Some(3));
+///     assert_eq!(counts.get_batch(&["alice", "bob"])?, vec![Some(3), None]);
+///     counts.delete("alice")?;
+///     assert_eq!(counts.get(&"alice".to_owned())?, None);
+///     Ok(())
+/// })?;
+/// # Ok::<(), kstreams::Error>(())
+/// ```
+pub trait AsKey<K> {
+    /// This key as a `K`, borrowed when it is one.
+    fn as_key(&self) -> KeyForm<'_, K>;
+}
+
+/// A store key, borrowed or made from a borrowed form; see [`AsKey`].
+#[derive(Debug)]
+pub enum KeyForm<'a, K> {
+    /// The key itself.
+    Borrowed(&'a K),
+    /// A key made from a borrowed form.
+    Owned(K),
+}
+
+impl<K> std::ops::Deref for KeyForm<'_, K> {
+    type Target = K;
+    fn deref(&self) -> &K {
+        match self {
+            KeyForm::Borrowed(k) => k,
+            KeyForm::Owned(k) => k,
+        }
+    }
+}
+
+impl<K> AsKey<K> for K {
+    fn as_key(&self) -> KeyForm<'_, K> {
+        KeyForm::Borrowed(self)
+    }
+}
+
+impl AsKey<String> for str {
+    fn as_key(&self) -> KeyForm<'_, String> {
+        KeyForm::Owned(self.to_owned())
+    }
+}
+
+impl AsKey<String> for &str {
+    fn as_key(&self) -> KeyForm<'_, String> {
+        KeyForm::Owned((*self).to_owned())
+    }
+}
+
+impl AsKey<Vec<u8>> for [u8] {
+    fn as_key(&self) -> KeyForm<'_, Vec<u8>> {
+        KeyForm::Owned(self.to_vec())
+    }
+}
+
+impl AsKey<Vec<u8>> for &[u8] {
+    fn as_key(&self) -> KeyForm<'_, Vec<u8>> {
+        KeyForm::Owned(self.to_vec())
+    }
+}
+
 /// A typed key-value store, bound to the current batch's transaction.
 ///
 /// Every write of a batch commits in one transaction with the input position the batch reached;
@@ -273,7 +355,7 @@ pub(crate) trait RawTxn {
 /// stores.transaction(|txn| {
 ///     let counts = txn.store::<String, u64>("counts")?;
 ///     counts.put_batch(&[("a".into(), 1), ("b".into(), 2)])?;
-///     assert_eq!(counts.get_batch(&["b".into(), "z".into()])?, vec![Some(2), None]);
+///     assert_eq!(counts.get_batch(&["b", "z"])?, vec![Some(2), None]);
 ///     Ok(())
 /// })?;
 /// # Ok::<(), kstreams::Error>(())
@@ -306,27 +388,27 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
     fn key_bytes(&self, key: &K) -> Result<Vec<u8>> {
         match self.serdes.key.serialize(key) {
             Ok(Some(b)) => Ok(b),
-            Ok(None) => Err(Error::Serialize {
-                target: format!("store `{}`", self.name()),
-                part: Part::Key,
-                source: crate::error::SerdeError::new("store keys cannot be null"),
-            }),
-            Err(source) => Err(Error::Serialize {
-                target: format!("store `{}`", self.name()),
-                part: Part::Key,
-                source,
-            }),
+            Ok(None) => Err(self.serialize_error(
+                Part::Key,
+                crate::error::SerdeError::new("store keys cannot be null"),
+            )),
+            Err(source) => Err(self.serialize_error(Part::Key, source)),
         }
     }
 
-    fn value_bytes(&self, value: &V) -> Result<Vec<u8>> {
-        match self.serdes.value.serialize(value) {
-            Ok(b) => Ok(b.unwrap_or_default()),
-            Err(source) => Err(Error::Serialize {
-                target: format!("store `{}`", self.name()),
-                part: Part::Value,
-                source,
-            }),
+    /// The value's bytes; `None` when it serializes to null (a delete).
+    fn value_bytes(&self, value: &V) -> Result<Option<Vec<u8>>> {
+        self.serdes
+            .value
+            .serialize(value)
+            .map_err(|source| self.serialize_error(Part::Value, source))
+    }
+
+    fn serialize_error(&self, part: Part, source: crate::error::SerdeError) -> Error {
+        Error::StoreSerialize {
+            store: self.name().to_owned(),
+            part,
+            source,
         }
     }
 
@@ -353,8 +435,11 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
     }
 
     /// The value of `key`, or `None`.
-    pub fn get(&self, key: &K) -> Result<Option<V>> {
-        let k = self.key_bytes(key)?;
+    ///
+    /// `key` is a `&K` or a borrowed form of it (see [`AsKey`]): `counts.get("alice")` on a
+    /// `String` key.
+    pub fn get<Q: AsKey<K> + ?Sized>(&self, key: &Q) -> Result<Option<V>> {
+        let k = self.key_bytes(&key.as_key())?;
         let mut out = None;
         self.txn.get(self.store, &k, &mut |v| {
             out = v.map(|b| self.read_value(b)).transpose()?;
@@ -364,23 +449,32 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
     }
 
     /// Sets `key` to `value`.
+    ///
+    /// A value that serializes to null (`None` of an `Option<T>` value, `()`) is a delete, as a
+    /// null value is in Kafka: the key is removed, the changelog gets a tombstone, and
+    /// [`get`](Self::get) then returns `None`.
     pub fn put(&self, key: &K, value: &V) -> Result<()> {
         let k = self.key_bytes(key)?;
-        let v = self.value_bytes(value)?;
-        self.txn.put(self.store, &k, &v)
+        match self.value_bytes(value)? {
+            Some(v) => self.txn.put(self.store, &k, &v),
+            None => self.txn.delete(self.store, &k),
+        }
     }
 
-    /// Removes `key` (nothing happens when it is absent).
-    pub fn delete(&self, key: &K) -> Result<()> {
-        let k = self.key_bytes(key)?;
+    /// Removes `key` (nothing happens when it is absent); `key` is a `&K` or a borrowed form of it.
+    pub fn delete<Q: AsKey<K> + ?Sized>(&self, key: &Q) -> Result<()> {
+        let k = self.key_bytes(&key.as_key())?;
         self.txn.delete(self.store, &k)
     }
 
     /// One answer per key, in the order of `keys`; `None` for a missing key.
-    pub fn get_batch(&self, keys: &[K]) -> Result<Vec<Option<V>>> {
+    ///
+    /// `keys` is a slice of `K` or of a borrowed form of it: `get_batch(&["a", "b"])` on a
+    /// `String` key.
+    pub fn get_batch<Q: AsKey<K>>(&self, keys: &[Q]) -> Result<Vec<Option<V>>> {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let k = self.key_bytes(key)?;
+            let k = self.key_bytes(&key.as_key())?;
             self.txn.get(self.store, &k, &mut |v| {
                 out.push(v.map(|b| self.read_value(b)).transpose()?);
                 Ok(())
@@ -389,7 +483,8 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
         Ok(out)
     }
 
-    /// Applies the puts in the order given (the last put of a key wins).
+    /// Applies the puts in the order given (the last put of a key wins). A value that serializes
+    /// to null is a delete, as in [`put`](Self::put).
     pub fn put_batch(&self, entries: &[(K, V)]) -> Result<()> {
         for (k, v) in entries {
             self.put(k, v)?;
@@ -398,7 +493,8 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
     }
 
     /// Applies puts (`Some`) and deletes (`None`) in the order given: a put then a delete of one key
-    /// leaves it deleted.
+    /// leaves it deleted. A `Some` value that serializes to null is a delete too, as in
+    /// [`put`](Self::put).
     pub fn write_batch(&self, entries: &[(K, Option<V>)]) -> Result<()> {
         for (k, v) in entries {
             match v {
@@ -409,8 +505,8 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
         Ok(())
     }
 
-    /// Removes every key given.
-    pub fn delete_batch(&self, keys: &[K]) -> Result<()> {
+    /// Removes every key given (a slice of `K` or of a borrowed form of it).
+    pub fn delete_batch<Q: AsKey<K>>(&self, keys: &[Q]) -> Result<()> {
         for k in keys {
             self.delete(k)?;
         }
@@ -419,6 +515,10 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
 
     /// The entries whose keys lie in `range`, in key order, read lazily in chunks (so the store may
     /// be written between two items).
+    ///
+    /// Key order is the order of the serialized key bytes, for keys of any size and on both
+    /// backends. (On LMDB, keys over 479 bytes that share their first 479 bytes are sorted in
+    /// memory when a scan reaches them: many such keys make each chunk read all of them.)
     pub fn range<R: RangeBounds<K>>(&self, range: R) -> Result<Iter<'t, K, V>> {
         let bound = |b: Bound<&K>| -> Result<Bound<Vec<u8>>> {
             Ok(match b {
@@ -440,7 +540,7 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
         })
     }
 
-    /// Every entry, in key order.
+    /// Every entry, in key order (see [`range`](Self::range)).
     pub fn iter(&self) -> Result<Iter<'t, K, V>> {
         self.range::<(Bound<K>, Bound<K>)>((Bound::Unbounded, Bound::Unbounded))
     }
@@ -462,6 +562,10 @@ impl<K, V> fmt::Debug for Iter<'_, K, V> {
 }
 
 const SCAN_CHUNK: usize = 256;
+
+/// How many times a batch that met `MDB_MAP_FULL` is retried on a grown map (each growth adds
+/// half the map: 32 retries take a 16 MiB map past 1 TiB).
+const MAP_FULL_RETRIES: u32 = 32;
 
 impl<K: 'static, V: 'static> Iterator for Iter<'_, K, V> {
     type Item = Result<(K, V)>;
@@ -567,7 +671,8 @@ fn parse_meta(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Position {
 
 /// The state of one task: its stores, opened on their backends, with one transaction per batch.
 ///
-/// The LMDB stores of a task share one environment in `<state dir>/<task id>`; the environment
+/// The LMDB stores of a task share one environment in `<state dir>/<application id>/<task id>`
+/// (the directory the runtime passes to [`StateStores::open`]); the environment
 /// holds a metadata database where each batch's transaction also records the input offsets it
 /// reached and the changelog offsets it reflects.
 pub struct StateStores {
@@ -645,7 +750,8 @@ impl StateStores {
     }
 
     /// Runs `f` in one write transaction over all stores and commits when it returns `Ok`; on `Err`
-    /// nothing `f` wrote stays. An LMDB map that fills up is grown and `f` is run again.
+    /// nothing `f` wrote stays. An LMDB map that fills up is grown and `f` is run again (so `f`
+    /// may run more than once; only its last run's writes stay).
     pub fn transaction<R>(&mut self, mut f: impl FnMut(&StateTxn<'_>) -> Result<R>) -> Result<R> {
         let mut attempts = 0;
         loop {
@@ -665,7 +771,7 @@ impl StateStores {
             };
             match outcome {
                 Ok(r) => return Ok(r),
-                Err(e) if attempts < 8 && lmdb::is_map_full(&e) => {
+                Err(e) if attempts < MAP_FULL_RETRIES && lmdb::is_map_full(&e) => {
                     attempts += 1;
                     if let Some(l) = &self.lmdb {
                         l.grow()?;
@@ -741,17 +847,6 @@ impl<'s> StateTxn<'s> {
             .iter()
             .position(|s| &*s.name == name)
             .ok_or_else(|| Error::Store(format!("no store named `{name}` in this task")))?;
-        KeyValueStore::bind(self, index)
-    }
-
-    /// The typed handle of the store at `index` in this task.
-    pub fn store_at<K: 'static, V: 'static>(
-        &self,
-        index: usize,
-    ) -> Result<KeyValueStore<'_, K, V>> {
-        if index >= self.specs.len() {
-            return Err(Error::Internal(format!("store index {index} out of range")));
-        }
         KeyValueStore::bind(self, index)
     }
 
