@@ -631,8 +631,9 @@ impl Exec<'_> {
 ///
 /// Record-level: [`Error::Processing`] and [`Error::User`] (what a processor says about a record),
 /// and the store errors about a key or value: [`Error::StoreCorrupt`] (bytes a store's serde
-/// cannot read) and [`Error::Serialize`] (a key or value a store's serde cannot write); a
-/// [`Error::Deserialize`] a processor returns. Everything else fails the batch: LMDB and I/O
+/// cannot read, or a damaged long-key entry) and [`Error::StoreSerialize`] (a key or value a
+/// store's serde cannot write); an [`Error::Serialize`] or [`Error::Deserialize`] a processor
+/// returns. Everything else fails the batch: LMDB and I/O
 /// errors (a full map, a full disk), [`Error::StateDirLocked`], [`Error::Store`] (a store the
 /// processor did not declare), configuration, runtime and internal errors.
 ///
@@ -648,6 +649,7 @@ pub fn is_record_level(error: &Error) -> bool {
         Error::Processing { .. }
             | Error::User(_)
             | Error::StoreCorrupt { .. }
+            | Error::StoreSerialize { .. }
             | Error::Serialize { .. }
             | Error::Deserialize { .. }
     )

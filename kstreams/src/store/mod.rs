@@ -11,8 +11,10 @@
 //! `long_keys.rs`), with the same order and the same answers as the in-memory backend; the
 //! changelog always carries the real key bytes.
 //!
-//! Values: a value that serializes to null (`None` of an `Option`, `()`) is a delete, written to
-//! the changelog as a tombstone, as in Kafka; so a store never holds a null value.
+//! Values: a value that serializes to null (`None` of an `Option`) is a delete, written to the
+//! changelog as a tombstone, as in Kafka; so a store never holds a null value. `()` is the
+//! exception: a `KeyValue<K, ()>` is a set of keys, its unit values stored and logged as empty
+//! bytes.
 
 mod lmdb;
 mod long_keys;
@@ -396,12 +398,19 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
         }
     }
 
-    /// The value's bytes; `None` when it serializes to null (a delete).
+    /// The value's bytes; `None` when it serializes to null (a delete). A `()` value is the
+    /// exception: its serde writes null (a `()` key is Kafka's null key), but a
+    /// `KeyValue<K, ()>` is a set of keys, so a unit value is stored, and logged, as empty bytes.
     fn value_bytes(&self, value: &V) -> Result<Option<Vec<u8>>> {
-        self.serdes
+        let bytes = self
+            .serdes
             .value
             .serialize(value)
-            .map_err(|source| self.serialize_error(Part::Value, source))
+            .map_err(|source| self.serialize_error(Part::Value, source))?;
+        if bytes.is_none() && core::any::TypeId::of::<V>() == core::any::TypeId::of::<()>() {
+            return Ok(Some(Vec::new()));
+        }
+        Ok(bytes)
     }
 
     fn serialize_error(&self, part: Part, source: crate::error::SerdeError) -> Error {
@@ -450,7 +459,7 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
 
     /// Sets `key` to `value`.
     ///
-    /// A value that serializes to null (`None` of an `Option<T>` value, `()`) is a delete, as a
+    /// A value that serializes to null (`None` of an `Option<T>` value) is a delete, as a
     /// null value is in Kafka: the key is removed, the changelog gets a tombstone, and
     /// [`get`](Self::get) then returns `None`.
     pub fn put(&self, key: &K, value: &V) -> Result<()> {
