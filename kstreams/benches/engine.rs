@@ -1,0 +1,176 @@
+//! The engine's ceiling without a broker (issue 17, part 2): pre-built [`RawRecord`]s pushed
+//! through [`Task::process`], the very code the Kafka runtime runs per partition (deserialize at
+//! the source, run the nodes over the batch, serialize at the sink, record the input position and
+//! commit the state transaction), with LMDB state in a temporary directory.
+//!
+//! The two topologies are those of `bench/run` (`examples/examples/kafka_bench.rs`): **map** (the
+//! value ASCII-upper-cased) and **count** (a count per key in an LMDB store with its changelog,
+//! read and written once per batch). The input mirrors one task of the full harness run: 100-byte
+//! values, keys `key-<i % 25,000>` (100,000 keys over 4 partitions). Each case is timed at batch
+//! sizes 1, 100 and 1,000; one iteration is [`PASS`] records. Criterion reports records/s
+//! (`Throughput::Elements`) on one core: the broker-bound figures of `bench/run` are the other
+//! side of the comparison.
+//!
+//! What a task returns (`TaskOutput`: the serialized output and changelog records) is dropped
+//! inside the timed loop, as the runtime drops it once handed to the producer; the producer's own
+//! cost (librdkafka) is not part of this figure.
+//!
+//! Run: `cargo bench -p kstreams --no-default-features --bench engine` (about 30 s: 6 cases of
+//! 10 samples, 3 s of measurement each). Filter with e.g. `-- count/1000`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use kstreams::record::RawRecord;
+use kstreams::task::{Task, TaskConfig, TaskId};
+use kstreams::{BatchProcessor, Context, Headers, Record, StoreSpec, Topology, processor};
+
+/// Records per timed iteration (a multiple of every batch size).
+const PASS: usize = 10_000;
+/// Distinct keys of one task: 100,000 keys of the harness over its 4 partitions.
+const KEYS: usize = 25_000;
+/// The harness's value size.
+const VALUE_BYTES: usize = 100;
+const INPUT: &str = "input";
+const OUTPUT: &str = "output";
+const BATCHES: [usize; 3] = [1, 100, 1_000];
+
+/// The count of `examples/examples/kafka_bench.rs` (a bench cannot depend on the examples
+/// crate): one `get_batch` and one `put_batch` per batch, one output record per input record.
+#[derive(Debug, Clone, Default)]
+struct CountPerKey;
+
+impl BatchProcessor<String, String> for CountPerKey {
+    type OutKey = String;
+    type OutValue = u64;
+    fn stores(&self) -> Vec<StoreSpec> {
+        vec![StoreSpec::new::<String, u64>("counts")]
+    }
+    fn process_batch(
+        &mut self,
+        records: &[Record<String, String>],
+        ctx: &mut Context<'_, String, u64>,
+    ) -> kstreams::Result<()> {
+        let store = ctx.store::<String, u64>("counts")?;
+        let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        let mut keys: Vec<String> = Vec::new();
+        let mut which = Vec::with_capacity(records.len());
+        for r in records {
+            let next = keys.len();
+            let i = *index.entry(r.key.as_str()).or_insert_with(|| {
+                keys.push(r.key.clone());
+                next
+            });
+            which.push(i);
+        }
+        let mut counts: Vec<u64> = store
+            .get_batch(&keys)?
+            .into_iter()
+            .map(|c| c.unwrap_or(0))
+            .collect();
+        for (r, i) in records.iter().zip(which) {
+            counts[i] += 1;
+            ctx.forward(r.derive(keys[i].clone(), counts[i]));
+        }
+        let entries: Vec<(String, u64)> = keys.into_iter().zip(counts).collect();
+        store.put_batch(&entries)
+    }
+}
+
+fn map_topology() -> Topology {
+    let mut t = Topology::builder();
+    let s = t.source::<String, String>(INPUT);
+    let m = t.add(
+        processor::map(|r: &Record<String, String>| {
+            r.derive(r.key.clone(), r.value.to_ascii_uppercase())
+        }),
+        &s,
+    );
+    t.sink(OUTPUT, &m);
+    t.build().expect("the map topology builds")
+}
+
+fn count_topology() -> Topology {
+    let mut t = Topology::builder();
+    let s = t.source::<String, String>(INPUT);
+    let c = t.add(CountPerKey, &s);
+    t.sink(OUTPUT, &c);
+    t.build().expect("the count topology builds")
+}
+
+/// The serialized input: (key, value) bytes of `PASS` records.
+fn input() -> Vec<(Vec<u8>, Vec<u8>)> {
+    (0..PASS)
+        .map(|i| {
+            let key = format!("key-{}", i % KEYS).into_bytes();
+            let mut value = format!("value-{i:08}-").into_bytes();
+            value.resize(VALUE_BYTES, b'x');
+            (key, value)
+        })
+        .collect()
+}
+
+/// Pushes the pass through the task `batch` records at a time. Offsets keep growing across
+/// passes, as they would on a partition.
+fn run_pass(task: &mut Task, input: &[(Vec<u8>, Vec<u8>)], batch: usize, next_offset: &mut i64) {
+    for chunk in input.chunks(batch) {
+        let raw: Vec<RawRecord<'_>> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, (k, v))| RawRecord {
+                key: Some(k),
+                value: Some(v),
+                timestamp: 1_700_000_000_000 + *next_offset + i as i64,
+                offset: *next_offset + i as i64,
+                headers: Headers::new(),
+            })
+            .collect();
+        *next_offset += chunk.len() as i64;
+        let out = task
+            .process(INPUT, 0, &raw, 0)
+            .expect("the bench's own records process");
+        std::hint::black_box(out);
+    }
+}
+
+fn engine(c: &mut Criterion) {
+    let input = input();
+    for (name, topology) in [("map", map_topology()), ("count", count_topology())] {
+        let mut group = c.benchmark_group(name);
+        group.throughput(Throughput::Elements(PASS as u64));
+        for batch in BATCHES {
+            // Set up on the first call only, so a filtered-out case costs nothing (and a profile
+            // of one case holds that case alone, plus its one warm-up pass).
+            let mut state: Option<(tempfile::TempDir, Task, i64)> = None;
+            group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, &batch| {
+                let (_dir, task, offset) = state.get_or_insert_with(|| {
+                    let dir = tempfile::tempdir().expect("a temporary directory");
+                    let config = Arc::new(TaskConfig::new("engine-bench", dir.path()));
+                    let id = TaskId {
+                        subtopology: 0,
+                        partition: 0,
+                    };
+                    let mut task =
+                        Task::new(&topology, id, config).expect("the task opens its stores");
+                    let mut offset = 0_i64;
+                    // Warm the store: every key present, as in a long run.
+                    run_pass(&mut task, &input, 1_000, &mut offset);
+                    (dir, task, offset)
+                });
+                b.iter(|| run_pass(task, &input, batch, offset))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = engine
+}
+criterion_main!(benches);
