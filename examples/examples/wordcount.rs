@@ -236,6 +236,8 @@ async fn main() -> Result<(), BoxError> {
 
     let began = Instant::now();
     for chunk in &chunks {
+        // Lines have no key: the producer spreads them over the partitions (librdkafka's sticky
+        // partitioning for keyless records); the words are keyed and repartitioned.
         let records = chunk.iter().map(|line| Record::new((), (*line).to_owned()));
         app.client.produce(&input_topic, records).await?;
         // Every line processed and committed, and so every word of the repartition topic.

@@ -93,8 +93,9 @@ pub async fn run(
     // committed offset: waiting works under exactly-once here.
     app.processed().await?;
     app.stop().await?;
-    // The output ends with a transaction marker, past the last record: read it with a reader
-    // that stops at the end of each partition.
+    // Every transaction of the output ends with a marker, so the last record is not at the end
+    // of its partition: `AppClient::read` waits for a record that never comes (and fails after
+    // 10 s). A `read_committed` reader that stops at the end of each partition reads it.
     read_committed(bootstrap, &output, 2)
 }
 
