@@ -92,3 +92,41 @@ fn stopped() -> Error {
 fn joined(ended: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
     ended.map_err(|e| Error::Runtime(format!("the app's task failed: {e}")))?
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use kstreams::{Emit, Record, processor};
+
+    use super::*;
+
+    /// Fails on every record (the default policy for processing errors stops the app).
+    #[processor]
+    fn reject(r: &Record<String, String>, _out: &mut Emit<String, String>) -> Result<()> {
+        Err(Error::processing(format!("rejected `{}`", r.value)))
+    }
+
+    /// An app that stops on an error is reported with that error at once, not as input still
+    /// unprocessed after [`TIMEOUT`].
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_app_that_fails_is_reported_with_its_error_at_once() -> Result<()> {
+        let mut t = Topology::builder();
+        let input = t.source::<String, String>("glue-in");
+        let out = t.add(reject, &input);
+        t.sink("glue-out", &out);
+        let state = tempfile::tempdir().map_err(|e| Error::Runtime(e.to_string()))?;
+        let config = AppConfig::new("embedded-glue-test").state_dir(state.path());
+        let mut app = start(t.build()?, config, 1, &[]).await?;
+        let began = Instant::now();
+        app.client
+            .produce("glue-in", [Record::new("k".to_owned(), "boom".to_owned())])
+            .await?;
+        let err = app.processed().await.expect_err("the app failed");
+        assert!(err.to_string().contains("rejected `boom`"), "{err}");
+        assert!(began.elapsed() < TIMEOUT / 2, "{:?}", began.elapsed());
+        // The app's end was reported once; stopping it again is no error.
+        assert!(app.processed().await.is_err());
+        app.stop().await
+    }
+}
