@@ -13,17 +13,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use kstreams::kafka::{App, AppConfig, TopicSpec};
-use kstreams_examples::wordcount;
+use kstreams::Record;
+use kstreams::kafka::AppConfig;
+use kstreams_examples::{embedded, wordcount};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -60,15 +58,19 @@ const CHUNK_WORDS: u64 = 100_000;
 const CHUNK_BYTES: u64 = 4 << 20;
 const RECORD_OVERHEAD: u64 = 40;
 
+/// How long one chunk of input may take to be processed (everything at once against a broker).
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// Reads the output topic from the beginning while the app runs (the embedded cluster forgets old
-/// records), keeping the last count of every word, until the offsets sent on `ends`; fails on a
-/// gap in the offsets (records the cluster dropped before they were read).
+/// records, so `AppClient::read` at the end could miss some), keeping the last count of every
+/// word, until the end of every partition once `done` says the app stopped; fails on a gap in the
+/// offsets (records the cluster dropped before they were read).
 fn read_counts(
     bootstrap: &str,
     group: &str,
     topic: &str,
     partitions: i32,
-    ends: std::sync::mpsc::Receiver<HashMap<i32, i64>>,
+    done: std::sync::mpsc::Receiver<()>,
 ) -> Result<BTreeMap<String, u64>, String> {
     let reader: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -86,10 +88,15 @@ fn read_counts(
     let mut counts = BTreeMap::new();
     let mut final_ends: Option<(HashMap<i32, i64>, Instant)> = None;
     loop {
-        if final_ends.is_none()
-            && let Ok(e) = ends.try_recv()
-        {
-            final_ends = Some((e, Instant::now() + Duration::from_secs(120)));
+        if final_ends.is_none() && done.try_recv().is_ok() {
+            let mut ends = HashMap::new();
+            for p in 0..partitions {
+                let (_, high) = reader
+                    .fetch_watermarks(topic, p, Duration::from_secs(30))
+                    .map_err(|e| e.to_string())?;
+                ends.insert(p, high);
+            }
+            final_ends = Some((ends, Instant::now() + Duration::from_secs(120)));
         }
         if let Some((e, deadline)) = &final_ends {
             if e.iter()
@@ -124,24 +131,6 @@ fn read_counts(
             }
             Some(Err(e)) => return Err(e.to_string()),
         }
-    }
-}
-
-/// Waits until the app committed every offset up to `ends` (or stopped).
-async fn wait_committed(
-    app: &App,
-    ends: &BTreeMap<(String, i32), i64>,
-    runner: &tokio::task::JoinHandle<kstreams::Result<()>>,
-) {
-    loop {
-        let status = app.status();
-        let done = ends
-            .iter()
-            .all(|(tp, end)| *end == 0 || status.committed.get(tp).is_some_and(|c| c >= end));
-        if done || runner.is_finished() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -198,14 +187,14 @@ async fn main() -> Result<(), BoxError> {
     if let Some(b) = &args.brokers {
         config = config.bootstrap_servers(b);
     }
-    let embedded = args.brokers.is_none();
+    let on_embedded = args.brokers.is_none();
 
     // The embedded cluster keeps only ~5 MiB per partition and drops older records, read or not.
     // So there, lines are fed in chunks small enough that the records not yet processed always fit
     // (the next chunk goes in once the last one is committed), and the output is read while it is
     // written. Against a broker, everything goes in at once.
     let partitions = args.partitions.unwrap_or(4).max(1);
-    let chunks: Vec<&[&str]> = if embedded {
+    let chunks: Vec<&[&str]> = if on_embedded {
         config = config.producer_property("compression.type", "lz4");
         let mut chunks = Vec::new();
         let (mut start, mut words, mut bytes) = (0, 0u64, 0u64);
@@ -226,84 +215,36 @@ async fn main() -> Result<(), BoxError> {
         vec![&lines[..]]
     };
 
-    let app = Arc::new(App::new(
+    let mut app = embedded::start(
         wordcount::topology(&input_topic, &words_topic, &output_topic)?,
         config,
-    )?);
-    let bootstrap = app.bootstrap_servers().to_owned();
-    app.create_topics(&[
-        TopicSpec::new(&input_topic, partitions),
-        TopicSpec::new(&words_topic, partitions),
-        TopicSpec::new(&output_topic, partitions),
-    ])
+        partitions,
+        &[],
+    )
     .await?;
 
     // Read the output as it is written (the last count of every word is its final count).
-    let (ends_tx, ends_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
     let reading = {
         let (b, g, t) = (
-            bootstrap.clone(),
+            app.client.app().bootstrap_servers().to_owned(),
             format!("{app_id}-reader"),
             output_topic.clone(),
         );
-        std::thread::spawn(move || read_counts(&b, &g, &t, partitions, ends_rx))
-    };
-    let runner = {
-        let app = app.clone();
-        tokio::spawn(async move { app.run().await })
+        std::thread::spawn(move || read_counts(&b, &g, &t, partitions, done_rx))
     };
 
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
-        .create()?;
-    let offsets: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()?;
-    let ends_of = |topic: &str| -> Result<BTreeMap<(String, i32), i64>, BoxError> {
-        let mut ends = BTreeMap::new();
-        for p in 0..partitions {
-            let (_, high) = offsets.fetch_watermarks(topic, p, Duration::from_secs(30))?;
-            ends.insert((topic.to_owned(), p), high);
-        }
-        Ok(ends)
-    };
     let began = Instant::now();
-    let mut i = 0usize;
-    let mut words_end = BTreeMap::new();
     for chunk in &chunks {
-        // Lines go round-robin over the partitions.
-        for line in *chunk {
-            let mut record = BaseRecord::<(), str>::to(&input_topic)
-                .payload(*line)
-                .partition((i % partitions as usize) as i32);
-            i += 1;
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((
-                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                        r,
-                    )) => {
-                        record = r;
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Err((e, _)) => return Err(e.into()),
-                }
-            }
-        }
-        producer.flush(Duration::from_secs(60))?;
-        // Run until every line is processed and committed; then every word is acknowledged, so
-        // the repartition topic is complete up to its end offsets: wait for those too.
-        wait_committed(&app, &ends_of(&input_topic)?, &runner).await;
-        words_end = ends_of(&words_topic)?;
-        wait_committed(&app, &words_end, &runner).await;
+        // Lines have no key: the producer spreads them over the partitions (librdkafka's sticky
+        // partitioning for keyless records); the words are keyed and repartitioned.
+        let records = chunk.iter().map(|line| Record::new((), (*line).to_owned()));
+        app.client.produce(&input_topic, records).await?;
+        // Every line processed and committed, and so every word of the repartition topic.
+        app.processed_within(PROCESS_TIMEOUT).await?;
     }
-    drop(producer);
-    app.shutdown_handle().shutdown();
-    runner.await??;
-    let status = app.status();
+    app.stop().await?;
+    let status = app.client.app().status();
     tracing::info!(
         lines = lines.len(),
         chunks = chunks.len(),
@@ -312,14 +253,13 @@ async fn main() -> Result<(), BoxError> {
         elapsed_ms = began.elapsed().as_millis() as u64,
         "input processed"
     );
-    let ends: HashMap<i32, i64> = ends_of(&output_topic)?
-        .into_iter()
-        .map(|((_, p), e)| (p, e))
-        .collect();
-    let _ = ends_tx.send(ends);
+    let _ = done_tx.send(());
     let counts = reading.join().map_err(|_| "the output reader panicked")??;
     // Nothing fell out of a topic before it was processed: every line and every word was.
-    let words_in: u64 = words_end.values().map(|e| *e as u64).sum();
+    let words_in = lines
+        .iter()
+        .map(|l| wordcount::words(l).count() as u64)
+        .sum::<u64>();
     let counted: u64 = counts.values().sum();
     if counted != words_in || status.processed_records != lines.len() as u64 + words_in {
         return Err(format!(

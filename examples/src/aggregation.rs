@@ -6,10 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use kstreams::kafka::{AppConfig, TopicSpec};
+use kstreams::kafka::AppConfig;
 use kstreams::{Emit, Record, Result, Topology, batch_processor, store};
 
-use crate::embedded::{self, Scenario};
+use crate::embedded;
 
 /// Views per user.
 #[store(name = "views-per-user")]
@@ -57,30 +57,16 @@ pub async fn run(
     state_dir: &std::path::Path,
 ) -> Result<BTreeMap<String, u64>> {
     let config = AppConfig::new("aggregation-example").state_dir(state_dir);
-    let out = embedded::run(
-        topology()?,
-        config,
-        Scenario {
-            topics: vec![
-                TopicSpec::new("page-views", 2),
-                TopicSpec::new("views-per-user", 2),
-            ],
-            phases: vec![(
-                "page-views".into(),
-                views.iter().map(|(u, p)| embedded::kv(u, p)).collect(),
-            )],
-            linger: std::time::Duration::ZERO,
-            outputs: vec!["views-per-user".into()],
-        },
-    )
-    .await?;
-    let mut last = BTreeMap::new();
-    for r in out.into_values().flatten() {
-        if let Some(n) = embedded::be_u64(&r.value) {
-            last.insert(embedded::text(&r.key), n);
-        }
-    }
-    Ok(last)
+    let mut app = embedded::start(topology()?, config, 2, &[]).await?;
+    let views = views
+        .iter()
+        .map(|(user, page)| Record::new((*user).to_owned(), (*page).to_owned()));
+    app.client.produce("page-views", views).await?;
+    app.processed().await?;
+    app.stop().await?;
+    // One update per user and batch, by partition then offset: the last one is the count.
+    let counts = app.client.read::<String, u64>("views-per-user").await?;
+    Ok(counts.into_iter().map(|r| (r.key, r.value)).collect())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use kstreams::serde::{Json, StringSerde};
 use kstreams::task::OnBadRecord;
 use kstreams::{Emit, Record, Result, Topology, processor};
 
-use crate::embedded::{self, Scenario};
+use crate::embedded;
 
 /// A sensor reading, as JSON: `{"sensor":"s1","celsius":21.5}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -58,42 +58,32 @@ pub async fn run(readings: &[&str], state_dir: &std::path::Path) -> Result<Outco
         .on_deserialization_error(OnBadRecord::DeadLetter {
             topic: DEAD_LETTERS.into(),
         });
-    let mut out = embedded::run(
-        topology()?,
-        config,
-        Scenario {
-            topics: vec![
-                TopicSpec::new("readings", 1),
-                TopicSpec::new("fahrenheit", 1),
-                TopicSpec::new(DEAD_LETTERS, 1),
-            ],
-            phases: vec![(
-                "readings".into(),
-                readings.iter().map(|v| embedded::kv("", v)).collect(),
-            )],
-            linger: std::time::Duration::ZERO,
-            outputs: vec!["fahrenheit".into(), DEAD_LETTERS.into()],
-        },
-    )
-    .await?;
-    let converted = out
-        .remove("fahrenheit")
-        .unwrap_or_default()
+    let mut app =
+        embedded::start(topology()?, config, 1, &[TopicSpec::new(DEAD_LETTERS, 1)]).await?;
+    // Raw bytes: the source's JSON serde would not write the malformed ones.
+    let readings = readings
         .iter()
-        .map(|r| format!("{}: {}", embedded::text(&r.key), embedded::text(&r.value)))
+        .map(|v| Record::new(Some(Vec::new()), Some(v.as_bytes().to_vec())));
+    app.client.produce_raw("readings", readings).await?;
+    app.processed().await?;
+    app.stop().await?;
+    let converted = app
+        .client
+        .read::<String, String>("fahrenheit")
+        .await?
+        .into_iter()
+        .map(|r| format!("{}: {}", r.key, r.value))
         .collect();
-    let dead_letters = out
-        .remove(DEAD_LETTERS)
-        .unwrap_or_default()
-        .iter()
+    let text =
+        |bytes: Option<&[u8]>| String::from_utf8_lossy(bytes.unwrap_or_default()).into_owned();
+    let dead_letters = app
+        .client
+        .read::<Option<Vec<u8>>, Option<Vec<u8>>>(DEAD_LETTERS)
+        .await?
+        .into_iter()
         .map(|r| {
-            let message = r
-                .headers
-                .iter()
-                .find(|(k, _)| k == "kstreams.error.message")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default();
-            (embedded::text(&r.value), message)
+            let message = text(r.headers.last("kstreams.error.message").flatten());
+            (text(r.value.as_deref()), message)
         })
         .collect();
     Ok(Outcome {

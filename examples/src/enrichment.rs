@@ -7,10 +7,10 @@
 //! co-partitioned (same partition count, keyed by customer id), and partition `p` of both is
 //! handled by the same task with the same LMDB environment.
 
-use kstreams::kafka::{AppConfig, TopicSpec};
+use kstreams::kafka::AppConfig;
 use kstreams::{Emit, Record, Result, Topology, batch_processor, processor, store};
 
-use crate::embedded::{self, Scenario};
+use crate::embedded;
 
 /// Customer id → name, loaded from the `customers` topic.
 #[store(name = "customers")]
@@ -62,34 +62,25 @@ pub async fn run(
     state_dir: &std::path::Path,
 ) -> Result<Vec<String>> {
     let config = AppConfig::new("enrichment-example").state_dir(state_dir);
-    let out = embedded::run(
-        topology()?,
-        config,
-        Scenario {
-            topics: vec![
-                TopicSpec::new("customers", 2),
-                TopicSpec::new("orders", 2),
-                TopicSpec::new("enriched-orders", 2),
-            ],
-            phases: vec![
-                (
-                    "customers".into(),
-                    customers.iter().map(|(k, v)| embedded::kv(k, v)).collect(),
-                ),
-                (
-                    "orders".into(),
-                    orders.iter().map(|(k, v)| embedded::kv(k, v)).collect(),
-                ),
-            ],
-            linger: std::time::Duration::ZERO,
-            outputs: vec!["enriched-orders".into()],
-        },
-    )
-    .await?;
-    let mut lines: Vec<String> = out
-        .into_values()
-        .flatten()
-        .map(|r| format!("{}: {}", embedded::text(&r.key), embedded::text(&r.value)))
+    let mut app = embedded::start(topology()?, config, 2, &[]).await?;
+    let records = |pairs: &[(&str, &str)]| -> Vec<Record<String, String>> {
+        pairs
+            .iter()
+            .map(|(k, v)| Record::new((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    // The table first: the orders are produced once every customer is in the store.
+    app.client.produce("customers", records(customers)).await?;
+    app.processed().await?;
+    app.client.produce("orders", records(orders)).await?;
+    app.processed().await?;
+    app.stop().await?;
+    let mut lines: Vec<String> = app
+        .client
+        .read::<String, String>("enriched-orders")
+        .await?
+        .into_iter()
+        .map(|r| format!("{}: {}", r.key, r.value))
         .collect();
     lines.sort();
     Ok(lines)

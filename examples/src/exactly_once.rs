@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use kstreams::kafka::{AppConfig, ProcessingGuarantee, TopicSpec};
+use kstreams::kafka::{AppConfig, ProcessingGuarantee};
 use kstreams::{Emit, Error, Record, Result, Topology, batch_processor, store};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -18,7 +18,7 @@ use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
-use crate::embedded::{self, Scenario};
+use crate::embedded;
 
 /// Balance per account.
 #[store(name = "balances")]
@@ -84,23 +84,18 @@ pub async fn run(
         .state_dir(state_dir)
         .processing_guarantee(ProcessingGuarantee::ExactlyOnce)
         .commit_interval(Duration::from_millis(100));
-    embedded::run(
-        topology(&input, &output)?,
-        config,
-        Scenario {
-            topics: vec![TopicSpec::new(&input, 2), TopicSpec::new(&output, 2)],
-            phases: vec![(
-                input.clone(),
-                deposits
-                    .iter()
-                    .map(|(a, v)| (Some(a.as_bytes().to_vec()), Some(v.to_be_bytes().to_vec())))
-                    .collect(),
-            )],
-            linger: Duration::ZERO,
-            outputs: Vec::new(),
-        },
-    )
-    .await?;
+    let mut app = embedded::start(topology(&input, &output)?, config, 2, &[]).await?;
+    let deposits = deposits
+        .iter()
+        .map(|(account, amount)| Record::new((*account).to_owned(), *amount));
+    app.client.produce(&input, deposits).await?;
+    // The input is not transactional (the client writes it), so its end is the app's last
+    // committed offset: waiting works under exactly-once here.
+    app.processed().await?;
+    app.stop().await?;
+    // Every transaction of the output ends with a marker, so the last record is not at the end
+    // of its partition: `AppClient::read` waits for a record that never comes (and fails after
+    // 10 s). A `read_committed` reader that stops at the end of each partition reads it.
     read_committed(bootstrap, &output, 2)
 }
 

@@ -13,10 +13,10 @@
 
 use std::time::Duration;
 
-use kstreams::kafka::{AppConfig, TopicSpec};
+use kstreams::kafka::AppConfig;
 use kstreams::{Emit, Punctuation, Record, Result, Topology, batch_processor, punctuator, store};
 
-use crate::embedded::{self, Scenario};
+use crate::embedded;
 
 /// How often a summary is due (wall-clock time).
 pub const INTERVAL: Duration = Duration::from_millis(300);
@@ -83,28 +83,21 @@ pub fn topology() -> Result<Topology> {
 /// intervals; returns the summary lines.
 pub async fn run(alerts: &[&str], state_dir: &std::path::Path) -> Result<Vec<String>> {
     let config = AppConfig::new("punctuation-example").state_dir(state_dir);
-    let mut out = embedded::run(
-        topology()?,
-        config,
-        Scenario {
-            topics: vec![
-                TopicSpec::new("alerts", 1),
-                TopicSpec::new("alert-summaries", 1),
-            ],
-            phases: vec![(
-                "alerts".into(),
-                alerts.iter().map(|a| embedded::kv("sensor", a)).collect(),
-            )],
-            linger: INTERVAL * 3,
-            outputs: vec!["alert-summaries".into()],
-        },
-    )
-    .await?;
-    Ok(out
-        .remove("alert-summaries")
-        .unwrap_or_default()
+    let mut app = embedded::start(topology()?, config, 1, &[]).await?;
+    let alerts = alerts
         .iter()
-        .map(|r| embedded::text(&r.value))
+        .map(|a| Record::new("sensor".to_owned(), (*a).to_owned()));
+    app.client.produce("alerts", alerts).await?;
+    app.processed().await?;
+    // Wall-clock punctuations fire while no input arrives.
+    tokio::time::sleep(INTERVAL * 3).await;
+    app.stop().await?;
+    Ok(app
+        .client
+        .read::<String, String>("alert-summaries")
+        .await?
+        .into_iter()
+        .map(|r| r.value)
         .collect())
 }
 
