@@ -8,15 +8,10 @@
 //! refuses exactly-once there.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kstreams::kafka::{AppConfig, ProcessingGuarantee};
-use kstreams::{Emit, Error, Record, Result, Topology, batch_processor, store};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use kstreams::{Emit, Record, Result, Topology, batch_processor, store};
 
 use crate::embedded;
 
@@ -92,80 +87,16 @@ pub async fn run(
     // The input is not transactional (the client writes it), so its end is the app's last
     // committed offset: waiting works under exactly-once here.
     app.processed().await?;
+    // Under exactly-once the client reads `read_committed`: one update per deposit, whatever
+    // the app did before it committed.
+    let updates = app.client.read::<String, i64>(&output).await?;
     app.stop().await?;
-    // Every transaction of the output ends with a marker, so the last record is not at the end
-    // of its partition: `AppClient::read` waits for a record that never comes (and fails after
-    // 10 s). A `read_committed` reader that stops at the end of each partition reads it.
-    read_committed(bootstrap, &output, 2)
-}
-
-fn kafka(context: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> Error {
-    move |source| Error::Kafka {
-        context: context.to_owned(),
-        source,
-    }
-}
-
-/// The reader's client context: the end of a partition is what the reader waits for, not an
-/// error (rdkafka's default context logs librdkafka's `PartitionEOF` event at error level).
-struct ReaderContext;
-
-impl ClientContext for ReaderContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
-            eprintln!("reader: {error}: {reason}");
-        }
-    }
-}
-
-impl ConsumerContext for ReaderContext {}
-
-/// Reads every committed record of `topic` to the end of each partition (past transaction
-/// markers, which a plain offset count would never reach).
-fn read_committed(bootstrap: &str, topic: &str, partitions: i32) -> Result<Outcome> {
-    let reader: BaseConsumer<ReaderContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("{topic}-reader"))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .create_with_context(ReaderContext)
-        .map_err(kafka("creating the reader"))?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .map_err(kafka("assigning"))?;
-    }
-    reader.assign(&tpl).map_err(kafka("assigning"))?;
-    let mut open: BTreeSet<i32> = (0..partitions).collect();
     let mut outcome = Outcome {
         balances: BTreeMap::new(),
-        updates: 0,
+        updates: updates.len(),
     };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !open.is_empty() {
-        if Instant::now() > deadline {
-            return Err(Error::Runtime(format!("reading `{topic}` timed out")));
-        }
-        match reader.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                let balance = m
-                    .payload()
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map(i64::from_be_bytes)
-                    .ok_or_else(|| {
-                        Error::Runtime(format!("offset {} of `{topic}` is not an i64", m.offset()))
-                    })?;
-                let account = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-                outcome.balances.insert(account, balance);
-                outcome.updates += 1;
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                open.remove(&p);
-            }
-            Some(Err(e)) => return Err(kafka("reading")(e)),
-            None => {}
-        }
+    for r in updates {
+        outcome.balances.insert(r.key, r.value);
     }
     Ok(outcome)
 }

@@ -137,7 +137,13 @@ impl AppClient {
             )
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false");
+            // A partition is read once its end is reached: an exactly-once topic ends with a
+            // transaction marker, past its last record.
+            .set("enable.partition.eof", "true");
+        if config.guarantee == super::ProcessingGuarantee::ExactlyOnce {
+            // What the app committed, never an aborted or still open transaction's records.
+            reader_config.set("isolation.level", "read_committed");
+        }
         let mut task_config = TaskConfig::new(config.application_id(), config.get_state_dir());
         task_config.errors = config.errors.clone();
         Ok(AppClient {
@@ -343,7 +349,8 @@ impl AppClient {
     }
 
     /// Every record of `topic` from the beginning up to its end when called, partition by
-    /// partition in offset order, with the default serdes. `K` and `V` must be the types of the
+    /// partition in offset order, with the default serdes. For an exactly-once app it reads
+    /// `read_committed`: the records of committed transactions only. `K` and `V` must be the types of the
     /// topology's sink of `topic` (or source, or store for a changelog; dead-letter topics hold
     /// bytes, any types); a topic the topology neither reads nor writes is an [`Error::Config`]
     /// naming what it writes. Each record's `origin` is where it was read.
@@ -464,6 +471,11 @@ impl AppClient {
                             remaining.remove(&p);
                         }
                         out.push(RawMessage::of(&m));
+                    }
+                    // The end: every record below it was delivered (a transaction marker at
+                    // the end, or aborted records under read_committed, are never delivered).
+                    Some(Err(KafkaError::PartitionEOF(p))) => {
+                        remaining.remove(&p);
                     }
                     Some(Err(e)) => return Err(kafka(format!("reading `{topic}`"))(e)),
                     None if quiet_since.elapsed() > REQUEST_TIMEOUT => {
