@@ -553,28 +553,13 @@ impl TopologyTestDriver {
         let raw = self.read_output_raw(topic);
         raw.into_iter()
             .map(|(partition, offset, r)| {
-                let origin = Origin::new(topic, partition, offset);
-                let key = key_serde.deserialize(r.key.as_deref()).map_err(|source| {
-                    Error::Deserialize {
-                        origin: origin.clone(),
-                        part: Part::Key,
-                        source,
-                    }
-                })?;
-                let value = value_serde
-                    .deserialize(r.value.as_deref())
-                    .map_err(|source| Error::Deserialize {
-                        origin: origin.clone(),
-                        part: Part::Value,
-                        source,
-                    })?;
-                Ok(Record {
-                    key,
-                    value,
-                    timestamp: r.timestamp,
-                    headers: r.headers,
-                    origin: Some(origin),
-                })
+                decode_record(
+                    Origin::new(topic, partition, offset),
+                    (r.key.as_deref(), r.value.as_deref()),
+                    r.timestamp,
+                    r.headers,
+                    (key_serde, value_serde),
+                )
             })
             .collect()
     }
@@ -738,6 +723,36 @@ pub(crate) enum TopicUse {
         /// Whether the types must be the source's.
         typed: bool,
     },
+}
+
+/// A record read back from a topic (`origin`), its key and value bytes decoded with the serdes
+/// given; an error names the record and the part that cannot be read. The driver's and the
+/// [`AppClient`](crate::kafka::AppClient)'s typed reads.
+pub(crate) fn decode_record<K: 'static, V: 'static>(
+    origin: Origin,
+    (key, value): (Option<&[u8]>, Option<&[u8]>),
+    timestamp: i64,
+    headers: crate::record::Headers,
+    (key_serde, value_serde): (&dyn Serde<K>, &dyn Serde<V>),
+) -> Result<Record<K, V>> {
+    let decode_error = |part, source| Error::Deserialize {
+        origin: origin.clone(),
+        part,
+        source,
+    };
+    let key = key_serde
+        .deserialize(key)
+        .map_err(|e| decode_error(Part::Key, e))?;
+    let value = value_serde
+        .deserialize(value)
+        .map_err(|e| decode_error(Part::Value, e))?;
+    Ok(Record {
+        key,
+        value,
+        timestamp,
+        headers,
+        origin: Some(origin),
+    })
 }
 
 /// Checks a typed access to `topic` against what `topology` does with it: reading a topic it

@@ -61,7 +61,7 @@ use crate::error::{Error, Part, Result};
 use crate::record::{Headers, Origin, Record};
 use crate::serde::{DefaultSerde, Serde};
 use crate::task::TaskConfig;
-use crate::testing::{TopicUse, check_topic_types};
+use crate::testing::{TopicUse, check_topic_types, decode_record};
 
 /// How long one metadata or watermark request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -379,28 +379,13 @@ impl AppClient {
         let raw = self.read_raw(topic).await?;
         raw.into_iter()
             .map(|r| {
-                let origin = Origin::new(topic, r.partition, r.offset);
-                let key = key_serde.deserialize(r.key.as_deref()).map_err(|source| {
-                    Error::Deserialize {
-                        origin: origin.clone(),
-                        part: Part::Key,
-                        source,
-                    }
-                })?;
-                let value = value_serde
-                    .deserialize(r.value.as_deref())
-                    .map_err(|source| Error::Deserialize {
-                        origin: origin.clone(),
-                        part: Part::Value,
-                        source,
-                    })?;
-                Ok(Record {
-                    key,
-                    value,
-                    timestamp: r.timestamp,
-                    headers: r.headers,
-                    origin: Some(origin),
-                })
+                decode_record(
+                    Origin::new(topic, r.partition, r.offset),
+                    (r.key.as_deref(), r.value.as_deref()),
+                    r.timestamp,
+                    r.headers,
+                    (key_serde, value_serde),
+                )
             })
             .collect()
     }
