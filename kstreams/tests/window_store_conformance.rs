@@ -704,3 +704,108 @@ fn model_live_at(
 ) -> kstreams::Result<bool> {
     Ok(w.stream_time()?.is_none_or(|t| start > t - RETENTION_MS))
 }
+
+/// A tumbling count of 10 ms windows over a window store reached through the processor's
+/// context: stream time is passed to the store at the end of each batch.
+#[derive(Debug, Clone)]
+struct TumblingCount;
+
+impl kstreams::BatchProcessor<String, String> for TumblingCount {
+    type OutKey = String;
+    type OutValue = u64;
+    fn stores(&self) -> Vec<StoreSpec> {
+        vec![
+            StoreSpec::new::<String, u64>("counts")
+                .windowed(SIZE, SIZE)
+                .expect("valid window spec"),
+        ]
+    }
+    fn process_batch(
+        &mut self,
+        records: &[kstreams::Record<String, String>],
+        ctx: &mut kstreams::Context<'_, String, u64>,
+    ) -> kstreams::Result<()> {
+        let w = ctx.window_store::<String, u64>("counts")?;
+        let mut out = Vec::new();
+        for r in records {
+            let start = r.timestamp - r.timestamp.rem_euclid(10);
+            let count = w.get(&r.key, start)?.unwrap_or(0) + 1;
+            if w.put(&r.key, start, &count)? == WindowWrite::Stored {
+                out.push(kstreams::Record::new(r.key.clone(), count).with_timestamp(r.timestamp));
+            }
+        }
+        w.advance_stream_time(ctx.stream_time())?;
+        for r in out {
+            ctx.forward(r);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_processor_counts_in_a_window_store_and_logs_kafka_windowed_keys() -> kstreams::Result<()> {
+    for in_memory in [false, true] {
+        let mut t = kstreams::Topology::builder();
+        let s = t.source::<String, String>("in");
+        let p = t.add(TumblingCount, &s);
+        t.sink("out", &p);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut b =
+            kstreams::testing::TopologyTestDriver::builder(t.build()?).state_dir(dir.path());
+        if in_memory {
+            b = b.in_memory_state();
+        }
+        let mut d = b.build()?;
+        let rec =
+            |k: &str, ts| kstreams::Record::new(k.to_owned(), String::new()).with_timestamp(ts);
+        d.pipe_batch(
+            "in",
+            [
+                rec("a", 1),
+                rec("a", 5),
+                rec("b", 7),
+                rec("a", 12),
+                rec("a", 3),
+            ],
+        )?;
+        // Stream time is 12: the window [0, 10) is expired (0 <= 12 - 10), a record for it is
+        // refused; [10, 20) is live.
+        d.pipe_batch("in", [rec("a", 4), rec("a", 15)])?;
+        let got: Vec<(String, u64)> = d
+            .read_output::<String, u64>("out")?
+            .into_iter()
+            .map(|r| (r.key, r.value))
+            .collect();
+        let want: Vec<(String, u64)> = [("a", 1), ("a", 2), ("b", 1), ("a", 1), ("a", 3), ("a", 2)]
+            .into_iter()
+            .map(|(k, c)| (k.to_owned(), c))
+            .collect();
+        assert_eq!(got, want, "in memory: {in_memory}");
+        let changelog = d
+            .topic_names()
+            .into_iter()
+            .find(|n| n.ends_with("-counts-changelog"))
+            .expect("a changelog topic");
+        let keys: Vec<Vec<u8>> = d
+            .read_output_raw(&changelog)
+            .into_iter()
+            .filter_map(|(_, _, r)| r.key)
+            .collect();
+        let kafka_key = |k: &str, start: i64| {
+            [k.as_bytes(), &start.to_be_bytes(), &0u32.to_be_bytes()].concat()
+        };
+        assert_eq!(
+            keys,
+            vec![
+                kafka_key("a", 0),
+                kafka_key("a", 0),
+                kafka_key("b", 0),
+                kafka_key("a", 10),
+                kafka_key("a", 0),
+                kafka_key("a", 10)
+            ],
+            "in memory: {in_memory}"
+        );
+    }
+    Ok(())
+}
