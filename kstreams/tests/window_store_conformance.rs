@@ -809,3 +809,31 @@ fn a_processor_counts_in_a_window_store_and_logs_kafka_windowed_keys() -> kstrea
     }
     Ok(())
 }
+
+#[test]
+fn the_test_driver_shows_live_windows_only() -> kstreams::Result<()> {
+    let mut t = kstreams::Topology::builder();
+    let s = t.source::<String, String>("in");
+    let p = t.add(TumblingCount, &s);
+    t.sink("out", &p);
+    let mut d = kstreams::testing::TopologyTestDriver::builder(t.build()?)
+        .in_memory_state()
+        .build()?;
+    let rec = |k: &str, ts| kstreams::Record::new(k.to_owned(), String::new()).with_timestamp(ts);
+    d.pipe_batch("in", [rec("b", 1), rec("a", 2), rec("a", 5)])?;
+    assert_eq!(
+        d.window_store::<String, u64>("counts")?,
+        vec![("a".to_owned(), 0, 2), ("b".to_owned(), 0, 1)]
+    );
+    d.pipe_batch("in", [rec("a", 15)])?;
+    assert_eq!(
+        d.window_store::<String, u64>("counts")?,
+        vec![("a".to_owned(), 10, 1)],
+        "[0, 10) expired at stream time 15"
+    );
+    assert!(
+        d.session_store::<String, u64>("counts").is_err(),
+        "not a session store"
+    );
+    Ok(())
+}

@@ -41,6 +41,7 @@ use crate::serde::{DefaultSerde, Serde};
 
 pub use lmdb::LmdbOptions;
 pub use session::{SessionStore, SessionWindow};
+pub(crate) use window::live_entries;
 pub use window::{PURGE_LIMIT, WindowStore, WindowWrite};
 
 /// How much longer than a windowed store's retention its changelog topic keeps records

@@ -467,6 +467,57 @@ pub(super) fn restore(
     Ok(())
 }
 
+/// The live entries of a window or session store, from all the raw entries one task's backend
+/// holds for it (for the test driver): (serialized key, times, value bytes) in key, then time order, the
+/// expired and the bookkeeping entries left out. Times are `[start]` for a window store and
+/// `[end, start]` for a session store.
+pub(crate) fn live_entries(
+    spec: &super::StoreSpec,
+    raw: Vec<(Vec<u8>, Vec<u8>)>,
+) -> Result<Vec<RawEntry>> {
+    let (retention, n) = match spec.kind() {
+        StoreKind::Window { retention_ms, .. } => (retention_ms, 1),
+        StoreKind::Session { retention_ms } => (retention_ms, 2),
+        StoreKind::KeyValue => {
+            return Err(Error::Store(format!(
+                "store `{}` is a key-value store, not a window or session store",
+                spec.name()
+            )));
+        }
+    };
+    let corrupt = || {
+        Error::Store(format!(
+            "store `{}` holds a malformed window entry (not written by kstreams' window layout)",
+            spec.name()
+        ))
+    };
+    let cut = raw
+        .iter()
+        .filter(|(k, _)| k.as_slice() == STREAM_TIME_KEY)
+        .filter_map(|(_, v)| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .map(|b| i64::from_be_bytes(b).saturating_sub(retention))
+        .max();
+    let mut out = Vec::new();
+    for (k, v) in raw {
+        let Some(rest) = k.strip_prefix(&[TAG_DATA]) else {
+            continue;
+        };
+        let (key, mut rest) = unescape(rest).ok_or_else(corrupt)?;
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            times.push(time_from(rest).ok_or_else(corrupt)?);
+            rest = &rest[8..];
+        }
+        if !rest.is_empty() {
+            return Err(corrupt());
+        }
+        if cut.is_none_or(|c| times[0] > c) {
+            out.push((key, times, v));
+        }
+    }
+    Ok(out)
+}
+
 /// A typed window store, bound to the current batch's transaction: values keyed by (key, window
 /// start), with retention driven by the caller's stream time (see the module docs of
 /// `store::window` for the layout and the rules).
