@@ -699,22 +699,30 @@ impl TopologyTestDriver {
                 spec.kind()
             )));
         }
-        let mut all = Vec::new();
-        for task in self.tasks.values_mut() {
-            if task.stores().iter().any(|s| s.name() == name) {
-                all.extend(crate::store::live_entries(
-                    &spec,
-                    task.store_entries_raw(name)?,
-                )?);
-            }
-        }
-        all.sort();
-        all.into_iter()
+        self.windowed_live(&spec, crate::store::live_entries)?
+            .into_iter()
             .map(|(k, times, v)| {
                 let (k, v) = decode_entry::<K, V>(&spec, &k, &v)?;
                 Ok((k, times, v))
             })
             .collect()
+    }
+
+    /// The live entries of a windowed store, read by `live` from each task's raw entries (each
+    /// task has its own stream time), across all tasks, sorted.
+    fn windowed_live<T: Ord>(
+        &mut self,
+        spec: &crate::store::StoreSpec,
+        live: fn(&crate::store::StoreSpec, Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<T>>,
+    ) -> Result<Vec<T>> {
+        let mut all = Vec::new();
+        for task in self.tasks.values_mut() {
+            if task.stores().iter().any(|s| s.name() == spec.name()) {
+                all.extend(live(spec, task.store_entries_raw(spec.name())?)?);
+            }
+        }
+        all.sort();
+        Ok(all)
     }
 
     /// Every entry of a store as raw bytes, across all tasks, ordered by key bytes.
@@ -1121,9 +1129,12 @@ fn run_once(check: &SplitCheck, input: &SplitInput, batching: Batching) -> Resul
         );
     }
     for spec in check.topology.stores() {
-        snapshot
-            .stores
-            .insert(spec.name().to_owned(), driver.store_raw(spec.name())?);
+        let entries = if spec.kind() == crate::store::StoreKind::KeyValue {
+            driver.store_raw(spec.name())?
+        } else {
+            driver.windowed_live(spec, crate::store::live_raw_entries)?
+        };
+        snapshot.stores.insert(spec.name().to_owned(), entries);
     }
     Ok(snapshot)
 }

@@ -41,8 +41,8 @@ use crate::serde::{DefaultSerde, Serde};
 
 pub use lmdb::LmdbOptions;
 pub use session::{SessionStore, SessionWindow};
-pub(crate) use window::live_entries;
 pub use window::{PURGE_LIMIT, WindowStore, WindowWrite};
+pub(crate) use window::{live_entries, live_raw_entries};
 
 /// How much longer than a windowed store's retention its changelog topic keeps records
 /// (`retention.ms` = retention + this): Kafka Streams' default

@@ -518,6 +518,19 @@ pub(crate) fn live_entries(
     Ok(out)
 }
 
+/// The live data entries of a window or session store as (local key bytes, value bytes), in
+/// key order, from one task's raw entries: what the split check compares (purge progress and the
+/// store's stream time are bookkeeping, not state).
+pub(crate) fn live_raw_entries(
+    spec: &super::StoreSpec,
+    raw: Vec<(Vec<u8>, Vec<u8>)>,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    Ok(live_entries(spec, raw)?
+        .into_iter()
+        .map(|(k, times, v)| (Core::data_key(&k, &times), v))
+        .collect())
+}
+
 /// A typed window store, bound to the current batch's transaction: values keyed by (key, window
 /// start), with retention driven by the caller's stream time (see the module docs of
 /// `store::window` for the layout and the rules).
