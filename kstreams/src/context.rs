@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::record::Record;
-use crate::store::{KeyValueStore, RawTxn, StoreHandle, StoreSpec};
+use crate::store::{KeyValueStore, RawTxn, SessionStore, StoreHandle, StoreSpec, WindowStore};
 
 /// Which clock a punctuation follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -295,6 +295,26 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
     /// The store named `name`, which this processor declared.
     pub fn store<SK: 'static, SV: 'static>(&self, name: &str) -> Result<KeyValueStore<'a, SK, SV>> {
         crate::__private::binder(self).bind_named(name)
+    }
+
+    /// The window store named `name`, which this processor declared (a spec made with
+    /// [`StoreSpec::windowed`]).
+    pub fn window_store<SK: 'static, SV: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<WindowStore<'a, SK, SV>> {
+        let index = crate::__private::binder(self).index_named(name)?;
+        WindowStore::bind(self.txn, index)
+    }
+
+    /// The session store named `name`, which this processor declared (a spec made with
+    /// [`StoreSpec::sessions`]).
+    pub fn session_store<SK: 'static, SV: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<SessionStore<'a, SK, SV>> {
+        let index = crate::__private::binder(self).index_named(name)?;
+        SessionStore::bind(self.txn, index)
     }
 
     /// The store of a `#[kstreams::store]` handle type, which this processor declared.

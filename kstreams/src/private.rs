@@ -61,9 +61,14 @@ impl<'t> StoreBinder<'t> {
         self,
         name: &str,
     ) -> Result<KeyValueStore<'t, K, V>> {
+        let index = self.index_named(name)?;
+        KeyValueStore::bind(self.txn, index)
+    }
+
+    /// The task's index of the node's store named `name`.
+    pub(crate) fn index_named(&self, name: &str) -> Result<usize> {
         let txn = self.txn;
-        let index = self
-            .node
+        self.node
             .stores
             .iter()
             .copied()
@@ -73,8 +78,7 @@ impl<'t> StoreBinder<'t> {
                     "processor `{}` did not declare a store named `{name}`: list it in `stores()`",
                     self.node.name
                 ))
-            })?;
-        KeyValueStore::bind(txn, index)
+            })
     }
 }
 

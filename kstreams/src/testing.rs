@@ -615,35 +615,99 @@ impl TopologyTestDriver {
         self.topics.keys().cloned().collect()
     }
 
-    /// Every entry of a store, across all tasks, ordered by key bytes, with the store's serdes.
+    /// Every entry of a key-value store, across all tasks, ordered by key bytes, with the store's
+    /// serdes (windowed stores: [`window_store`](Self::window_store),
+    /// [`session_store`](Self::session_store)).
     pub fn store<K: 'static, V: 'static>(&mut self, name: &str) -> Result<Vec<(K, V)>> {
-        let spec = self
-            .topology
+        let spec = self.store_spec(name)?;
+        if spec.kind() != crate::store::StoreKind::KeyValue {
+            return Err(Error::Store(format!(
+                "store `{name}` is not a key-value store ({:?}): read it with \
+                 `window_store` or `session_store`",
+                spec.kind()
+            )));
+        }
+        let raw = self.store_raw(name)?;
+        raw.into_iter()
+            .map(|(k, v)| decode_entry::<K, V>(&spec, &k, &v))
+            .collect()
+    }
+
+    fn store_spec(&self, name: &str) -> Result<crate::store::StoreSpec> {
+        self.topology
             .stores()
             .iter()
             .find(|s| s.name() == name)
             .cloned()
-            .ok_or_else(|| Error::Store(format!("the topology has no store `{name}`")))?;
-        let raw = self.store_raw(name)?;
-        let serdes = spec.serdes::<K, V>()?;
-        raw.into_iter()
-            .map(|(k, v)| {
-                let corrupt = |part, source| Error::StoreCorrupt {
-                    store: name.to_owned(),
-                    part,
-                    source,
-                };
-                let key = serdes
-                    .key_serde()
-                    .deserialize(Some(&k))
-                    .map_err(|e| corrupt(Part::Key, e))?;
-                let value = serdes
-                    .value_serde()
-                    .deserialize(Some(&v))
-                    .map_err(|e| corrupt(Part::Value, e))?;
-                Ok((key, value))
+            .ok_or_else(|| Error::Store(format!("the topology has no store `{name}`")))
+    }
+
+    /// The live windows of a window store, across all tasks, as (key, window start, value),
+    /// ordered by key bytes, then start (expired windows not yet purged are left out, as reads
+    /// leave them out).
+    pub fn window_store<K: 'static, V: 'static>(&mut self, name: &str) -> Result<Vec<(K, i64, V)>> {
+        Ok(self
+            .windowed_entries::<K, V>(name, false)?
+            .into_iter()
+            .map(|(k, times, v)| (k, times[0], v))
+            .collect())
+    }
+
+    /// The live sessions of a session store, across all tasks, as (key, session, value),
+    /// ordered by key bytes, then end, then start.
+    pub fn session_store<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+    ) -> Result<Vec<(K, crate::store::SessionWindow, V)>> {
+        Ok(self
+            .windowed_entries::<K, V>(name, true)?
+            .into_iter()
+            .map(|(k, times, v)| (k, crate::store::SessionWindow::new(times[1], times[0]), v))
+            .collect())
+    }
+
+    fn windowed_entries<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        sessions: bool,
+    ) -> Result<Vec<(K, Vec<i64>, V)>> {
+        let spec = self.store_spec(name)?;
+        let kind_matches = match spec.kind() {
+            crate::store::StoreKind::Window { .. } => !sessions,
+            crate::store::StoreKind::Session { .. } => sessions,
+            crate::store::StoreKind::KeyValue => false,
+        };
+        if !kind_matches {
+            return Err(Error::Store(format!(
+                "store `{name}` is not a {} store ({:?})",
+                if sessions { "session" } else { "window" },
+                spec.kind()
+            )));
+        }
+        self.windowed_live(&spec, crate::store::live_entries)?
+            .into_iter()
+            .map(|(k, times, v)| {
+                let (k, v) = decode_entry::<K, V>(&spec, &k, &v)?;
+                Ok((k, times, v))
             })
             .collect()
+    }
+
+    /// The live entries of a windowed store, read by `live` from each task's raw entries (each
+    /// task has its own stream time), across all tasks, sorted.
+    fn windowed_live<T: Ord>(
+        &mut self,
+        spec: &crate::store::StoreSpec,
+        live: fn(&crate::store::StoreSpec, Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<T>>,
+    ) -> Result<Vec<T>> {
+        let mut all = Vec::new();
+        for task in self.tasks.values_mut() {
+            if task.stores().iter().any(|s| s.name() == spec.name()) {
+                all.extend(live(spec, task.store_entries_raw(spec.name())?)?);
+            }
+        }
+        all.sort();
+        Ok(all)
     }
 
     /// Every entry of a store as raw bytes, across all tasks, ordered by key bytes.
@@ -1080,9 +1144,12 @@ fn run_once(check: &SplitCheck, input: &SplitInput, batching: Batching) -> Resul
         );
     }
     for spec in check.topology.stores() {
-        snapshot
-            .stores
-            .insert(spec.name().to_owned(), driver.store_raw(spec.name())?);
+        let entries = if spec.kind() == crate::store::StoreKind::KeyValue {
+            driver.store_raw(spec.name())?
+        } else {
+            driver.windowed_live(spec, crate::store::live_raw_entries)?
+        };
+        snapshot.stores.insert(spec.name().to_owned(), entries);
     }
     Ok(snapshot)
 }
@@ -1594,6 +1661,29 @@ impl crate::task::RecordFailures for FailRecords {
     fn fail_record(&mut self, _: &str, _: Option<&Origin>, error: Error) -> Result<()> {
         Err(error)
     }
+}
+
+/// A store entry's key and value, read with the store's serdes.
+fn decode_entry<K: 'static, V: 'static>(
+    spec: &crate::store::StoreSpec,
+    k: &[u8],
+    v: &[u8],
+) -> Result<(K, V)> {
+    let serdes = spec.serdes::<K, V>()?;
+    let corrupt = |part, source| Error::StoreCorrupt {
+        store: spec.name().to_owned(),
+        part,
+        source,
+    };
+    let key = serdes
+        .key_serde()
+        .deserialize(Some(k))
+        .map_err(|e| corrupt(Part::Key, e))?;
+    let value = serdes
+        .value_serde()
+        .deserialize(Some(v))
+        .map_err(|e| corrupt(Part::Value, e))?;
+    Ok((key, value))
 }
 
 #[cfg(test)]

@@ -15,10 +15,17 @@
 //! changelog as a tombstone, as in Kafka; so a store never holds a null value. `()` is the
 //! exception: a `KeyValue<K, ()>` is a set of keys, its unit values stored and logged as empty
 //! bytes.
+//!
+//! Windowed stores: a [`WindowStore`] (values by key and window start) and a [`SessionStore`]
+//! (values by key and session) are ordinary stores underneath, with the layout, retention and
+//! Kafka Streams-compatible changelog keys of `store/window.rs`; their kind, window size and
+//! retention are in their [`StoreSpec`] ([`StoreSpec::windowed`], [`StoreSpec::sessions`]).
 
 mod lmdb;
 mod long_keys;
 mod memory;
+mod session;
+mod window;
 
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
@@ -33,6 +40,54 @@ use crate::error::{Error, Part, Result};
 use crate::serde::{DefaultSerde, Serde};
 
 pub use lmdb::LmdbOptions;
+pub use session::{SessionStore, SessionWindow};
+pub use window::{PURGE_LIMIT, WindowStore, WindowWrite};
+pub(crate) use window::{live_entries, live_raw_entries};
+
+/// How much longer than a windowed store's retention its changelog topic keeps records
+/// (`retention.ms` = retention + this): Kafka Streams' default
+/// `windowstore.changelog.additional.retention.ms`, one day.
+pub const WINDOW_CHANGELOG_ADDITIONAL_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// What kind of store a [`StoreSpec`] declares. Times are milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StoreKind {
+    /// A key-value store ([`KeyValueStore`]).
+    #[default]
+    KeyValue,
+    /// A window store ([`WindowStore`]): windows `[start, start + size_ms)`, expired once their
+    /// start is at or before `stream time - retention_ms`.
+    Window {
+        /// The window size.
+        size_ms: i64,
+        /// How long a window is kept, counted from its start.
+        retention_ms: i64,
+    },
+    /// A session store ([`SessionStore`]): sessions expired once their end is at or before
+    /// `stream time - retention_ms`.
+    Session {
+        /// How long a session is kept, counted from its end.
+        retention_ms: i64,
+    },
+}
+
+impl StoreKind {
+    fn describe(&self) -> &'static str {
+        match self {
+            StoreKind::KeyValue => "key-value store",
+            StoreKind::Window { .. } => "window store",
+            StoreKind::Session { .. } => "session store",
+        }
+    }
+}
+
+fn millis(name: &str, what: &str, d: std::time::Duration) -> Result<i64> {
+    i64::try_from(d.as_millis()).map_err(|_| {
+        Error::Store(format!(
+            "store `{name}`: the {what} {d:?} does not fit in i64 milliseconds"
+        ))
+    })
+}
 
 /// Where a store keeps its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -85,6 +140,7 @@ pub struct StoreSpec {
     name: Arc<str>,
     backend: Backend,
     changelog: bool,
+    kind: StoreKind,
     key_type: (TypeId, &'static str),
     value_type: (TypeId, &'static str),
     serdes: Arc<dyn Any + Send + Sync>,
@@ -96,6 +152,7 @@ impl fmt::Debug for StoreSpec {
             .field("name", &self.name)
             .field("backend", &self.backend)
             .field("changelog", &self.changelog)
+            .field("kind", &self.kind)
             .field("key", &self.key_type.1)
             .field("value", &self.value_type.1)
             .finish()
@@ -118,6 +175,7 @@ impl StoreSpec {
             name: name.into(),
             backend: Backend::default(),
             changelog: true,
+            kind: StoreKind::KeyValue,
             key_type: (TypeId::of::<K>(), std::any::type_name::<K>()),
             value_type: (TypeId::of::<V>(), std::any::type_name::<V>()),
             serdes: Arc::new(StoreSerdes::<K, V> {
@@ -139,6 +197,95 @@ impl StoreSpec {
     pub fn changelog(mut self, enabled: bool) -> Self {
         self.changelog = enabled;
         self
+    }
+
+    /// The same store as a window store of windows `size` long, kept for `retention` from their
+    /// start (in Kafka Streams, a windowed aggregation's store keeps `size + grace` by default).
+    /// Fails when `size` is zero or `retention` is shorter than `size`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::store::{StoreKind, StoreSpec};
+    /// let spec = StoreSpec::new::<String, u64>("counts")
+    ///     .windowed(Duration::from_secs(60), Duration::from_secs(65))?;
+    /// assert_eq!(spec.kind(), StoreKind::Window { size_ms: 60_000, retention_ms: 65_000 });
+    /// assert!(StoreSpec::new::<String, u64>("bad")
+    ///     .windowed(Duration::from_secs(60), Duration::from_secs(1))
+    ///     .is_err());
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn windowed(
+        mut self,
+        size: std::time::Duration,
+        retention: std::time::Duration,
+    ) -> Result<Self> {
+        let size_ms = millis(&self.name, "window size", size)?;
+        let retention_ms = millis(&self.name, "retention", retention)?;
+        if size_ms <= 0 {
+            return Err(Error::Store(format!(
+                "window store `{}`: the window size must be at least 1 ms, not {size:?}",
+                self.name
+            )));
+        }
+        if retention_ms < size_ms {
+            return Err(Error::Store(format!(
+                "window store `{}`: the retention ({retention:?}) must be at least the window \
+                 size ({size:?})",
+                self.name
+            )));
+        }
+        self.kind = StoreKind::Window {
+            size_ms,
+            retention_ms,
+        };
+        Ok(self)
+    }
+
+    /// The same store as a session store whose sessions are kept for `retention` from their end
+    /// (in Kafka Streams, a session aggregation's store keeps `gap + grace` by default).
+    pub fn sessions(mut self, retention: std::time::Duration) -> Result<Self> {
+        let retention_ms = millis(&self.name, "retention", retention)?;
+        self.kind = StoreKind::Session { retention_ms };
+        Ok(self)
+    }
+
+    /// The store's kind: key-value, window or session.
+    pub fn kind(&self) -> StoreKind {
+        self.kind
+    }
+
+    /// The configs of the store's changelog topic: `cleanup.policy=compact` for a key-value
+    /// store; for window and session stores `cleanup.policy=compact,delete` with `retention.ms`
+    /// = the store's retention + [`WINDOW_CHANGELOG_ADDITIONAL_RETENTION_MS`], as Kafka Streams'
+    /// window changelogs.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::store::StoreSpec;
+    /// let spec = StoreSpec::new::<String, u64>("counts")
+    ///     .windowed(Duration::from_secs(60), Duration::from_secs(60))?;
+    /// assert_eq!(
+    ///     spec.changelog_topic_config(),
+    ///     vec![("cleanup.policy", "compact,delete".to_owned()), ("retention.ms", "86460000".to_owned())]
+    /// );
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn changelog_topic_config(&self) -> Vec<(&'static str, String)> {
+        let retention = match self.kind {
+            StoreKind::KeyValue => return vec![("cleanup.policy", "compact".to_owned())],
+            StoreKind::Window { retention_ms, .. } | StoreKind::Session { retention_ms } => {
+                retention_ms
+            }
+        };
+        vec![
+            ("cleanup.policy", "compact,delete".to_owned()),
+            (
+                "retention.ms",
+                retention
+                    .saturating_add(WINDOW_CHANGELOG_ADDITIONAL_RETENTION_MS)
+                    .to_string(),
+            ),
+        ]
     }
 
     /// The store's name.
@@ -168,6 +315,7 @@ impl StoreSpec {
             && self.value_type.0 == other.value_type.0
             && self.backend == other.backend
             && self.changelog == other.changelog
+            && self.kind == other.kind
     }
 
     pub(crate) fn serdes<K: 'static, V: 'static>(&self) -> Result<&StoreSerdes<K, V>> {
@@ -259,6 +407,11 @@ pub(crate) trait RawTxn {
     ) -> Result<()>;
     fn put(&self, store: usize, key: &[u8], value: &[u8]) -> Result<()>;
     fn delete(&self, store: usize, key: &[u8]) -> Result<()>;
+    /// Writes (`Some`) or deletes (`None`) without a changelog write (windowed stores log their
+    /// own keys with [`log`](Self::log)).
+    fn put_unlogged(&self, store: usize, key: &[u8], value: Option<&[u8]>) -> Result<()>;
+    /// Queues a changelog write for the store (nothing when its changelog is off).
+    fn log(&self, store: usize, key: &[u8], value: Option<&[u8]>) -> Result<()>;
     /// Calls `f` on up to `limit` entries in key order within the bounds.
     fn scan(
         &self,
@@ -378,6 +531,19 @@ impl<K, V> fmt::Debug for KeyValueStore<'_, K, V> {
 
 impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
     pub(crate) fn bind(txn: &'t (dyn RawTxn + 't), store: usize) -> Result<Self> {
+        let spec = txn.store_spec(store);
+        if spec.kind != StoreKind::KeyValue {
+            return Err(Error::Store(format!(
+                "store `{}` is a {}, not a key-value store",
+                spec.name,
+                spec.kind.describe()
+            )));
+        }
+        Self::bind_any(txn, store)
+    }
+
+    /// The typed byte access of any kind of store (windowed stores are built on it).
+    fn bind_any(txn: &'t (dyn RawTxn + 't), store: usize) -> Result<Self> {
         let serdes = txn.store_spec(store).serdes::<K, V>()?;
         Ok(KeyValueStore { txn, store, serdes })
     }
@@ -859,6 +1025,29 @@ impl<'s> StateTxn<'s> {
         KeyValueStore::bind(self, index)
     }
 
+    /// The typed handle of the window store named `name`.
+    pub fn window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<WindowStore<'_, K, V>> {
+        WindowStore::bind(self, self.index_of(name)?)
+    }
+
+    /// The typed handle of the session store named `name`.
+    pub fn session_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<SessionStore<'_, K, V>> {
+        SessionStore::bind(self, self.index_of(name)?)
+    }
+
+    fn index_of(&self, name: &str) -> Result<usize> {
+        self.specs
+            .iter()
+            .position(|s| &*s.name == name)
+            .ok_or_else(|| Error::Store(format!("no store named `{name}` in this task")))
+    }
+
     pub(crate) fn raw(&self) -> &(dyn RawTxn + '_) {
         self
     }
@@ -886,7 +1075,14 @@ impl<'s> StateTxn<'s> {
     }
 
     /// Writes raw bytes to a store without recording them for the changelog: the restore path.
+    /// `key` and `value` are a changelog record's: for a window or session store the key is
+    /// Kafka Streams' windowed changelog key, decoded back to the store's layout.
     pub fn restore_raw(&self, store: usize, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        if let Some(spec) = self.specs.get(store)
+            && spec.kind != StoreKind::KeyValue
+        {
+            return window::restore(self, store, key, value);
+        }
         match value {
             Some(v) => self.write(store, key, Some(v), false),
             None => self.write(store, key, None, false),
@@ -960,6 +1156,25 @@ impl RawTxn for StateTxn<'_> {
 
     fn delete(&self, store: usize, key: &[u8]) -> Result<()> {
         self.write(store, key, None, true)
+    }
+
+    fn put_unlogged(&self, store: usize, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        self.write(store, key, value, false)
+    }
+
+    fn log(&self, store: usize, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        let spec = self
+            .specs
+            .get(store)
+            .ok_or_else(|| Error::Internal(format!("store index {store} out of range")))?;
+        if spec.changelog {
+            self.changelog.borrow_mut().push(ChangelogWrite {
+                store,
+                key: key.to_vec(),
+                value: value.map(<[u8]>::to_vec),
+            });
+        }
+        Ok(())
     }
 
     fn scan(
