@@ -10,15 +10,19 @@
 //! Processing guarantees ([`ProcessingGuarantee`]): at-least-once by default (an input offset is
 //! committed only after its outputs are acknowledged and its state is durable), or exactly-once
 //! (outputs, changelog writes and input offsets commit in one Kafka transaction; needs a real
-//! cluster). See [`app`] for both commit protocols.
+//! cluster). The commit protocols are in `commit` and `eos`.
 
 pub mod admin;
 pub mod app;
+mod commit;
 pub mod config;
 mod convert;
+mod engine;
+mod eos;
 pub mod local;
 pub mod mock;
 pub mod observe;
+mod rebalance;
 mod restore;
 mod sink;
 
@@ -27,3 +31,9 @@ pub use app::{App, AppStatus, ShutdownHandle};
 pub use config::{AppConfig, ProcessingGuarantee};
 pub use local::AppClient;
 pub use mock::EmbeddedCluster;
+
+/// Locks a mutex, going on with its value when a thread panicked while holding it (every value
+/// the runtime keeps behind a mutex stays consistent between statements).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
