@@ -25,6 +25,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::backoff::Backoff;
 use super::engine::{Engine, kafka_err};
 use super::lock;
 use super::rebalance::GroupContext;
@@ -204,34 +205,32 @@ fn commit_offsets_retrying<C: ConsumerContext>(
     why: &str,
     bound: Duration,
 ) -> Result<bool> {
-    let began = Instant::now();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::within(bound);
     let mut attempt = 1u32;
     loop {
         // Each attempt gets what is left of the bound (at least 1 s).
         let left = bound
-            .saturating_sub(began.elapsed())
+            .saturating_sub(backoff.elapsed())
             .max(Duration::from_secs(1));
         let Err(e) = commit_sync_within(consumer, tpl, left) else {
             if attempt > 1 {
                 tracing::warn!(
                     why,
                     attempt,
-                    elapsed_ms = began.elapsed().as_millis() as u64,
+                    elapsed_ms = backoff.elapsed().as_millis() as u64,
                     "offsets committed after the broker came back: {}",
                     describe_offsets(tpl)
                 );
             }
             return Ok(true);
         };
-        let elapsed = began.elapsed();
+        let elapsed = backoff.elapsed();
         match commit_failure(&e) {
-            CommitFailure::Retriable if elapsed + backoff < bound => {
+            CommitFailure::Retriable if backoff.may_retry() => {
                 tracing::warn!(why, attempt, elapsed_ms = elapsed.as_millis() as u64, error = %e,
                     "committing offsets failed (broker or group coordinator unreachable); \
-                     retrying in {backoff:?}: {}", describe_offsets(tpl));
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                     retrying in {:?}: {}", backoff.delay(), describe_offsets(tpl));
+                backoff.wait();
                 attempt += 1;
             }
             CommitFailure::GroupMovedOn => {

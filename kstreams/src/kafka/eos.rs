@@ -23,6 +23,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::backoff::Backoff;
 use super::engine::{Engine, Running, kafka_err};
 use super::lock;
 use super::sink::Sink;
@@ -84,19 +85,18 @@ impl Engine {
             failed; aborting it, rewinding to the committed offsets and rebuilding local state");
         let bound = self.config.delivery_timeout;
         let began = Instant::now();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::since(began, bound);
         loop {
             match self.sink.abort_transaction() {
                 Ok(()) => break,
                 Err(Error::Kafka {
                     source: KafkaError::Transaction(e),
                     ..
-                }) if e.is_retriable() && began.elapsed() + backoff < bound => {
-                    tracing::warn!(error = %e, elapsed_ms = began.elapsed().as_millis() as u64,
+                }) if e.is_retriable() && backoff.may_retry() => {
+                    tracing::warn!(error = %e, elapsed_ms = backoff.elapsed().as_millis() as u64,
                         "exactly-once: aborting the transaction failed (broker unreachable?); \
-                         retrying in {backoff:?}");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                         retrying in {:?}", backoff.delay());
+                    backoff.wait();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "exactly-once: the transaction cannot be aborted; \
@@ -110,18 +110,17 @@ impl Engine {
         let partitions: Vec<(String, i32)> = lock(&self.status).assigned.iter().cloned().collect();
         // Reopening reads the committed offsets (and restores): retried, within the same bound,
         // while the broker or the group coordinator is not back yet.
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::since(began, bound);
         loop {
             self.close_all();
             self.processed.clear();
             match self.reopen_and_rewind(consumer, &partitions) {
                 Ok(()) => break,
-                Err(e) if began.elapsed() + backoff < bound => {
-                    tracing::warn!(error = %e, elapsed_ms = began.elapsed().as_millis() as u64,
+                Err(e) if backoff.may_retry() => {
+                    tracing::warn!(error = %e, elapsed_ms = backoff.elapsed().as_millis() as u64,
                         "exactly-once: reopening the tasks after the abort failed; retrying in \
-                         {backoff:?}");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                         {:?}", backoff.delay());
+                    backoff.wait();
                 }
                 Err(e) => {
                     return Err(Error::Runtime(format!(
@@ -186,7 +185,7 @@ impl Engine {
     /// Exactly-once: replaces the transactional producer, retrying while the transaction
     /// coordinator cannot be reached, until `began + bound`.
     fn replace_producer(&mut self, began: Instant, bound: Duration) -> Result<()> {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::since(began, bound);
         loop {
             match Sink::new(&self.config, &self.bootstrap) {
                 Ok(sink) => {
@@ -196,12 +195,11 @@ impl Engine {
                 Err(Error::Kafka {
                     source: KafkaError::Transaction(e),
                     ..
-                }) if e.is_retriable() && began.elapsed() + backoff < bound => {
-                    tracing::warn!(error = %e, elapsed_ms = began.elapsed().as_millis() as u64,
+                }) if e.is_retriable() && backoff.may_retry() => {
+                    tracing::warn!(error = %e, elapsed_ms = backoff.elapsed().as_millis() as u64,
                         "exactly-once: initializing the new producer's transactions failed \
-                         (broker unreachable?); retrying in {backoff:?}");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                         (broker unreachable?); retrying in {:?}", backoff.delay());
+                    backoff.wait();
                 }
                 Err(e) => return Err(e),
             }

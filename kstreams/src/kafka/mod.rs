@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod app;
+mod backoff;
 mod commit;
 pub mod config;
 mod convert;
