@@ -67,6 +67,8 @@ pub(super) struct Engine {
     pub(super) observer: super::observe::Observer, // observability hook
     /// The cluster, to replace a failed transactional producer.
     pub(super) bootstrap: String,
+    /// Exactly-once: the producer's `transactional.id` (kept to replace a failed producer).
+    pub(super) transactional_id: Option<String>,
     /// Exactly-once: the last error came from the open transaction (a send, a delivery, the
     /// offsets or the commit), not from processing: it can be aborted and the input replayed.
     pub(super) transaction_failed: bool,
@@ -414,7 +416,11 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
     let mut task_config = TaskConfig::new(config.application_id.clone(), config.state_dir.clone());
     task_config.lmdb = config.lmdb.clone();
     task_config.errors = config.errors.clone();
-    let sink = Sink::new(&config, &bootstrap)?;
+    // Exactly-once: one transactional id per processing thread (one thread today).
+    let transactional_id = (config.guarantee == ProcessingGuarantee::ExactlyOnce)
+        .then(|| config.transactional_id_of_thread(0))
+        .transpose()?;
+    let sink = Sink::new(&config, &bootstrap, transactional_id.as_deref())?;
     *lock(&consumer.context().engine) = Some(Engine {
         topology: topology.clone(),
         task_config: Arc::new(task_config),
@@ -427,6 +433,7 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
         status: status.clone(),
         observer: super::observe::Observer::new(&config), // observability hook
         bootstrap: bootstrap.clone(),
+        transactional_id,
         transaction_failed: false,
         recoveries: 0,
     });

@@ -187,7 +187,11 @@ impl Engine {
     fn replace_producer(&mut self, began: Instant, bound: Duration) -> Result<()> {
         let mut backoff = Backoff::since(began, bound);
         loop {
-            match Sink::new(&self.config, &self.bootstrap) {
+            match Sink::new(
+                &self.config,
+                &self.bootstrap,
+                self.transactional_id.as_deref(),
+            ) {
                 Ok(sink) => {
                     self.sink = sink;
                     return Ok(());

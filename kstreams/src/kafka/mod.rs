@@ -23,6 +23,7 @@ mod eos;
 pub mod local;
 pub mod mock;
 pub mod observe;
+mod process_id;
 mod rebalance;
 mod restore;
 mod sink;

@@ -314,9 +314,15 @@ impl std::fmt::Debug for Sink {
 }
 
 impl Sink {
-    pub(crate) fn new(config: &AppConfig, bootstrap: &str) -> Result<Self> {
+    /// A producer for `config`; under exactly-once, transactional with `transactional_id`
+    /// (initialized here: fencing an older producer with the same id).
+    pub(crate) fn new(
+        config: &AppConfig,
+        bootstrap: &str,
+        transactional_id: Option<&str>,
+    ) -> Result<Self> {
         let producer: ThreadedProducer<SinkContext> = config
-            .producer_config(bootstrap)
+            .producer_config(bootstrap, transactional_id)
             .create_with_context(SinkContext::default())
             .map_err(super::config::redact_client_error)
             .map_err(|source| Error::Kafka {
@@ -332,7 +338,7 @@ impl Sink {
                 .map_err(|source| Error::Kafka {
                     context: format!(
                         "initializing transactions (transactional.id `{}`)",
-                        config.effective_transactional_id()
+                        transactional_id.unwrap_or_default()
                     ),
                     source,
                 })?;
