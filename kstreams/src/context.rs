@@ -236,7 +236,7 @@ pub struct Context<'a, K, V> {
     pub(crate) node: &'a NodeInfo,
     pub(crate) txn: &'a (dyn RawTxn + 'a),
     pub(crate) clocks: Clocks,
-    pub(crate) failures: &'a mut (dyn crate::task::RecordFailures + 'a),
+    pub(crate) failures: &'a mut (dyn crate::policy::RecordFailures + 'a),
 }
 
 impl<K, V> std::fmt::Debug for Context<'_, K, V> {
@@ -327,7 +327,7 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
     /// Fails one input record without failing the rest of the batch.
     ///
     /// The record goes through the application's processing-error handler
-    /// ([`OnBadRecord`](crate::task::OnBadRecord)): with `Fail` (the default) this returns the
+    /// ([`OnBadRecord`](crate::OnBadRecord)): with `Fail` (the default) this returns the
     /// error, named with the processor and the record's origin, for you to return with `?` (the
     /// whole batch then fails and nothing of it stays); with `Skip` it is logged and counted, with
     /// `DeadLetter` its original bytes go to the dead-letter topic with the error in headers, and

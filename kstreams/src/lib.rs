@@ -6,7 +6,9 @@
 pub mod __private;
 pub mod context;
 pub mod error;
+pub(crate) mod exec;
 pub mod partitioner;
+pub mod policy;
 pub mod processor;
 pub mod record;
 pub mod serde;
@@ -17,6 +19,7 @@ pub mod topology;
 
 pub use context::{Context, Emit, InitContext, Punctuation, PunctuationType};
 pub use error::{Error, Result};
+pub use policy::{ErrorPolicies, OnBadRecord};
 pub use processor::{BatchProcessor, PerRecord, Processor, ProcessorReturn, SliceOfOne};
 pub use record::{Headers, Origin, Record};
 pub use store::{Backend, KeyValue, KeyValueStore, StoreHandle, StoreSpec};

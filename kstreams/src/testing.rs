@@ -1575,7 +1575,7 @@ pub fn run_plain<K: 'static, V: 'static, R>(
 /// [`Context::fail_record`] in a plain call: the `Fail` policy, the error is returned.
 struct FailRecords;
 
-impl crate::task::RecordFailures for FailRecords {
+impl crate::policy::RecordFailures for FailRecords {
     fn fail_record(&mut self, _: &str, _: Option<&Origin>, error: Error) -> Result<()> {
         Err(error)
     }

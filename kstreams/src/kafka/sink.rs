@@ -30,10 +30,10 @@ use rdkafka::consumer::ConsumerGroupMetadata;
 
 use super::config::{AppConfig, ProcessingGuarantee};
 use crate::error::{Error, Result};
-use crate::record::{Headers, Origin, ProducerRecord};
-use crate::task::{
+use crate::policy::{
     ErrorPolicies, OnBadRecord, count_dead_lettered, count_skipped, dead_letter_record, stage,
 };
+use crate::record::{Headers, Origin, ProducerRecord};
 
 /// The kind of a record, in the low two bits of its delivery opaque; the other bits are an index.
 const KIND_BITS: usize = 2;
