@@ -4,7 +4,7 @@
 //! Owns: [`OnBadRecord`], [`ErrorPolicies`] (per stage, per topic), [`is_record_level`] (which
 //! processor errors are about the data), the error stages, and the shape and accounting of a
 //! dead-lettered record (its headers, the warning and the metric). A leaf: it runs nothing; the
-//! execution of a batch ([`exec`](crate::exec)) and the Kafka runtime's sink apply these policies.
+//! execution of a batch (`exec`) and the Kafka runtime's sink apply these policies.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -252,3 +252,90 @@ pub fn is_record_level(error: &Error) -> bool {
             | Error::Deserialize { .. }
     )
 }
+
+/// The error-policy builder methods of a config type with an [`ErrorPolicies`] field: one copy for
+/// [`AppConfig`](crate::kafka::AppConfig), [`DriverBuilder`](crate::testing::DriverBuilder) and
+/// [`SplitCheck`](crate::testing::SplitCheck) (inherent methods, so callers import nothing).
+/// `base` gives the per-stage policies; `per_topic` adds the per-topic overrides, with `checked`
+/// naming what rejects an override for a topic the topology does not have.
+macro_rules! error_policy_builders {
+    (base: $field:ident, production = $production:literal) => {
+        /// Every error policy at once (replaces what the `on_*` methods set).
+        #[must_use]
+        pub fn error_policies(mut self, errors: $crate::policy::ErrorPolicies) -> Self {
+            self.$field = errors;
+            self
+        }
+
+        /// What to do with records that cannot be deserialized (default: fail).
+        #[must_use]
+        pub fn on_deserialization_error(mut self, policy: $crate::policy::OnBadRecord) -> Self {
+            self.$field = self.$field.on_deserialization_error(policy);
+            self
+        }
+
+        /// What to do with records a processor fails with
+        /// [`Context::fail_record`](crate::Context::fail_record) (default: fail).
+        #[must_use]
+        pub fn on_processing_error(mut self, policy: $crate::policy::OnBadRecord) -> Self {
+            self.$field = self.$field.on_processing_error(policy);
+            self
+        }
+
+        #[doc = concat!("What to do with output records that cannot be ", $production, " (default: fail).")]
+        #[must_use]
+        pub fn on_production_error(mut self, policy: $crate::policy::OnBadRecord) -> Self {
+            self.$field = self.$field.on_production_error(policy);
+            self
+        }
+    };
+    (per_topic: $field:ident, production = $production:literal, checked = $checked:literal) => {
+        $crate::policy::error_policy_builders!(base: $field, production = $production);
+
+        #[doc = concat!(
+            "What to do with records of source topic `topic` that cannot be deserialized \
+             (overrides [`on_deserialization_error`](Self::on_deserialization_error) for that \
+             topic; ", $checked, " rejects a topic the topology does not read)."
+        )]
+        #[must_use]
+        pub fn on_deserialization_error_for(
+            mut self,
+            topic: impl Into<String>,
+            policy: $crate::policy::OnBadRecord,
+        ) -> Self {
+            self.$field = self.$field.on_deserialization_error_for(topic, policy);
+            self
+        }
+
+        #[doc = concat!(
+            "What to do with failed records read from source topic `topic` (overrides \
+             [`on_processing_error`](Self::on_processing_error) for that topic; ", $checked,
+            " rejects a topic the topology does not read)."
+        )]
+        #[must_use]
+        pub fn on_processing_error_for(
+            mut self,
+            topic: impl Into<String>,
+            policy: $crate::policy::OnBadRecord,
+        ) -> Self {
+            self.$field = self.$field.on_processing_error_for(topic, policy);
+            self
+        }
+
+        #[doc = concat!(
+            "What to do with output records for sink topic `topic` (overrides \
+             [`on_production_error`](Self::on_production_error) for that topic; ", $checked,
+            " rejects a topic the topology does not write)."
+        )]
+        #[must_use]
+        pub fn on_production_error_for(
+            mut self,
+            topic: impl Into<String>,
+            policy: $crate::policy::OnBadRecord,
+        ) -> Self {
+            self.$field = self.$field.on_production_error_for(topic, policy);
+            self
+        }
+    };
+}
+pub(crate) use error_policy_builders;

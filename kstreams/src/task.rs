@@ -5,7 +5,7 @@
 //! punctuation is due, the punctuation between runs), record the state's input position, and
 //! commit it all in one state transaction; for a processor's error about one record, find that
 //! record by running its run again record by record. What the nodes do (deserialize, process,
-//! serialize, apply a bad-record policy) is [`exec`](crate::exec)'s; the policies themselves are
+//! serialize, apply a bad-record policy) is `exec`'s; the policies themselves are
 //! [`policy`](crate::policy)'s (re-exported here for old paths).
 //!
 //! The Kafka runtime and the [`TopologyTestDriver`](crate::testing::TopologyTestDriver) both drive

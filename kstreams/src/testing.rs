@@ -116,74 +116,11 @@ impl DriverBuilder {
         self
     }
 
-    /// What to do with records that cannot be deserialized (default: fail).
-    #[must_use]
-    pub fn on_deserialization_error(mut self, policy: OnBadRecord) -> Self {
-        self.errors = self.errors.on_deserialization_error(policy);
-        self
-    }
-
-    /// What to do with records a processor fails with
-    /// [`Context::fail_record`](crate::Context::fail_record) (default: fail).
-    #[must_use]
-    pub fn on_processing_error(mut self, policy: OnBadRecord) -> Self {
-        self.errors = self.errors.on_processing_error(policy);
-        self
-    }
-
-    /// What to do with records of source topic `topic` that cannot be deserialized (overrides
-    /// [`on_deserialization_error`](Self::on_deserialization_error) for that topic;
-    /// [`build`](Self::build) rejects a topic the topology does not read).
-    #[must_use]
-    pub fn on_deserialization_error_for(
-        mut self,
-        topic: impl Into<String>,
-        policy: OnBadRecord,
-    ) -> Self {
-        self.errors = self.errors.on_deserialization_error_for(topic, policy);
-        self
-    }
-
-    /// What to do with failed records read from source topic `topic` (overrides
-    /// [`on_processing_error`](Self::on_processing_error) for that topic;
-    /// [`build`](Self::build) rejects a topic the topology does not read).
-    #[must_use]
-    pub fn on_processing_error_for(
-        mut self,
-        topic: impl Into<String>,
-        policy: OnBadRecord,
-    ) -> Self {
-        self.errors = self.errors.on_processing_error_for(topic, policy);
-        self
-    }
-
-    /// What to do with output records that cannot be serialized for their sink topic (default:
-    /// fail). The driver has no broker, so serialization is the only production error it sees.
-    #[must_use]
-    pub fn on_production_error(mut self, policy: OnBadRecord) -> Self {
-        self.errors = self.errors.on_production_error(policy);
-        self
-    }
-
-    /// What to do with output records for sink topic `topic` that cannot be serialized
-    /// (overrides [`on_production_error`](Self::on_production_error) for that topic;
-    /// [`build`](Self::build) rejects a topic the topology does not write).
-    #[must_use]
-    pub fn on_production_error_for(
-        mut self,
-        topic: impl Into<String>,
-        policy: OnBadRecord,
-    ) -> Self {
-        self.errors = self.errors.on_production_error_for(topic, policy);
-        self
-    }
-
-    /// Every error policy at once (replaces what the `on_*` methods set).
-    #[must_use]
-    pub fn error_policies(mut self, errors: ErrorPolicies) -> Self {
-        self.errors = errors;
-        self
-    }
+    crate::policy::error_policy_builders!(
+        per_topic: errors,
+        production = "serialized for their sink topic (the driver has no broker, so serialization is the only production error it sees)",
+        checked = "[`build`](Self::build)"
+    );
 
     /// Builds the driver.
     pub fn build(self) -> Result<TopologyTestDriver> {
@@ -1332,33 +1269,10 @@ impl SplitCheck {
         self
     }
 
-    /// The error policies of every run (default: fail), e.g. to check the dead-letter path.
-    #[must_use]
-    pub fn error_policies(mut self, errors: ErrorPolicies) -> Self {
-        self.errors = errors;
-        self
-    }
-
-    /// What to do with records that cannot be deserialized (default: fail).
-    #[must_use]
-    pub fn on_deserialization_error(mut self, policy: OnBadRecord) -> Self {
-        self.errors = self.errors.on_deserialization_error(policy);
-        self
-    }
-
-    /// What to do with records a processor fails (default: fail).
-    #[must_use]
-    pub fn on_processing_error(mut self, policy: OnBadRecord) -> Self {
-        self.errors = self.errors.on_processing_error(policy);
-        self
-    }
-
-    /// What to do with output records that cannot be serialized (default: fail).
-    #[must_use]
-    pub fn on_production_error(mut self, policy: OnBadRecord) -> Self {
-        self.errors = self.errors.on_production_error(policy);
-        self
-    }
+    crate::policy::error_policy_builders!(
+        base: errors,
+        production = "serialized for their sink topic"
+    );
 
     /// Runs the check on `input`.
     pub fn run(&self, input: &SplitInput) -> Result<(), SplitCheckError> {

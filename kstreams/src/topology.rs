@@ -4,7 +4,7 @@
 //! definitions, sub-topologies, stores) and [`Topology::describe`]. Edges are typed: connecting a
 //! processor whose input types differ from its parent's output does not compile. What types cannot
 //! catch is checked by [`TopologyBuilder::build`] and reported as a [`TopologyError`].
-//! It does not run anything: the nodes' code is [`exec`](crate::exec)'s, and [`task`](crate::task)
+//! It does not run anything: the nodes' code is `exec`'s, and [`task`](crate::task)
 //! instantiates the nodes of a sub-topology.
 
 use std::any::TypeId;

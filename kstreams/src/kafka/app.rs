@@ -2,9 +2,9 @@
 //! [`ShutdownHandle`] and [`AppStatus`].
 //!
 //! Owns: checking the config, starting the embedded cluster when no broker is configured, and
-//! spawning the processing thread, which runs [`engine::run_blocking`](super::engine). May not
-//! touch: tasks, the consumer, the producer or the commit protocol (see [`engine`](super::engine),
-//! [`commit`](super::commit), [`eos`](super::eos), [`rebalance`](super::rebalance)).
+//! spawning the processing thread, which runs `engine::run_blocking`. May not
+//! touch: tasks, the consumer, the producer or the commit protocol (see `engine`,
+//! `commit`, `eos`, `rebalance`).
 //! Processing itself is the [`Task`](crate::task::Task) code, the same the
 //! [`TopologyTestDriver`](crate::testing::TopologyTestDriver) runs.
 

@@ -14,8 +14,8 @@ use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 
 use crate::error::{Error, Result};
+use crate::policy::ErrorPolicies;
 use crate::store::LmdbOptions;
-use crate::task::{ErrorPolicies, OnBadRecord};
 
 /// What the runtime promises about input records and their effects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -329,68 +329,11 @@ impl AppConfig {
         self
     }
 
-    /// What to do with records that cannot be deserialized (default: fail).
-    #[must_use]
-    pub fn on_deserialization_error(mut self, policy: OnBadRecord) -> Self {
-        self.errors = self.errors.on_deserialization_error(policy);
-        self
-    }
-
-    /// What to do with records whose processing fails through
-    /// [`Context::fail_record`](crate::Context::fail_record) (default: fail).
-    #[must_use]
-    pub fn on_processing_error(mut self, policy: OnBadRecord) -> Self {
-        self.errors = self.errors.on_processing_error(policy);
-        self
-    }
-
-    /// What to do with records of source topic `topic` that cannot be deserialized (overrides
-    /// [`on_deserialization_error`](Self::on_deserialization_error) for that topic;
-    /// [`App::new`](super::App::new) rejects a topic the topology does not read).
-    #[must_use]
-    pub fn on_deserialization_error_for(
-        mut self,
-        topic: impl Into<String>,
-        policy: OnBadRecord,
-    ) -> Self {
-        self.errors = self.errors.on_deserialization_error_for(topic, policy);
-        self
-    }
-
-    /// What to do with failed records read from source topic `topic` (overrides
-    /// [`on_processing_error`](Self::on_processing_error) for that topic;
-    /// [`App::new`](super::App::new) rejects a topic the topology does not read).
-    #[must_use]
-    pub fn on_processing_error_for(
-        mut self,
-        topic: impl Into<String>,
-        policy: OnBadRecord,
-    ) -> Self {
-        self.errors = self.errors.on_processing_error_for(topic, policy);
-        self
-    }
-
-    /// What to do with output records that cannot be serialized, sent or delivered to their sink
-    /// topic (default: fail). Under exactly-once, a delivery error the broker reports always
-    /// fails (it makes the transaction abortable); changelog records always fail.
-    #[must_use]
-    pub fn on_production_error(mut self, policy: OnBadRecord) -> Self {
-        self.errors = self.errors.on_production_error(policy);
-        self
-    }
-
-    /// What to do with output records for sink topic `topic` that cannot be serialized, sent or
-    /// delivered (overrides [`on_production_error`](Self::on_production_error) for that topic;
-    /// [`App::new`](super::App::new) rejects a topic the topology does not write).
-    #[must_use]
-    pub fn on_production_error_for(
-        mut self,
-        topic: impl Into<String>,
-        policy: OnBadRecord,
-    ) -> Self {
-        self.errors = self.errors.on_production_error_for(topic, policy);
-        self
-    }
+    crate::policy::error_policy_builders!(
+        per_topic: errors,
+        production = "serialized, sent or delivered to their sink topic. Under exactly-once, a delivery error the broker reports always fails (it makes the transaction abortable); changelog records always fail",
+        checked = "[`App::new`](crate::kafka::App::new)"
+    );
 
     /// The producer's `transactional.id` under exactly-once. It must be stable across restarts of
     /// one instance (so that a restart fences its own zombie and aborts its open transaction) and
