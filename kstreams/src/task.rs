@@ -73,8 +73,14 @@ impl TaskConfig {
 
     /// The changelog topic of a store: `<application id>-<store>-changelog`.
     pub fn changelog_topic(&self, store: &str) -> String {
-        format!("{}-{store}-changelog", self.application_id)
+        changelog_topic(&self.application_id, store)
     }
+}
+
+/// The changelog topic of store `store` of application `application_id`:
+/// `<application id>-<store>-changelog` (Kafka Streams' name).
+pub(crate) fn changelog_topic(application_id: &str, store: &str) -> String {
+    format!("{application_id}-{store}-changelog")
 }
 
 /// How [`run_batch`] cuts a batch into runs.

@@ -245,7 +245,10 @@ impl Default for TopologyBuilder {
     }
 }
 
-fn valid_name(name: &str) -> bool {
+/// Node, store and application names appear in topic names: 1 to 200 of `a-z A-Z 0-9 . _ -`.
+/// The macros check the same rule at compile time with their own copy (a proc-macro crate
+/// cannot call the runtime); both copies are tested on the cases of `tests/data/names.txt`.
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 200
         && name
@@ -1009,6 +1012,36 @@ impl ErrorPolicies {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cases of `kstreams/tests/data/names.txt`: `(name, valid)`.
+    fn name_cases() -> Vec<(String, bool)> {
+        include_str!("../tests/data/names.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| {
+                let (verdict, name) = l.split_once(' ').unwrap_or((l, ""));
+                let name = match name {
+                    "<empty>" => String::new(),
+                    n if n.starts_with("<x*") => {
+                        let count: usize = n[3..n.len() - 1].parse().unwrap_or(0);
+                        "x".repeat(count)
+                    }
+                    n => n.to_owned(),
+                };
+                (name, verdict == "ok")
+            })
+            .collect()
+    }
+
+    /// The same cases as the macros' copy (`kstreams-macros/src/valid.rs`), from one file.
+    #[test]
+    fn names_follow_the_shared_rule() {
+        let cases = name_cases();
+        assert!(cases.len() >= 8, "{cases:?}");
+        for (name, ok) in cases {
+            assert_eq!(valid_name(&name), ok, "{name:?}");
+        }
+    }
     use crate::store::Backend;
 
     #[test]

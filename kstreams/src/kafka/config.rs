@@ -390,12 +390,7 @@ impl AppConfig {
     /// Checks the config; every problem is a [`Error::Config`] that says what to change.
     pub fn validate(&self) -> Result<()> {
         let id = &self.application_id;
-        if id.is_empty()
-            || id.len() > 200
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        {
+        if !crate::topology::valid_name(id) {
             return Err(Error::Config(format!(
                 "application id `{id}` must be 1 to 200 of the characters a-z A-Z 0-9 . _ - \
                  (it is the consumer group id and prefixes internal topic names)"
