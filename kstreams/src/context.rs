@@ -13,6 +13,7 @@ use crate::store::{KeyValueStore, RawTxn, StoreHandle, StoreSpec};
 
 /// Which clock a punctuation follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PunctuationType {
     /// Stream time: the largest record timestamp the task has seen. Advances only with input.
     StreamTime,

@@ -31,6 +31,7 @@ impl SerdeError {
 
 /// Which part of a record a serde error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Part {
     /// The record's key.
     Key,

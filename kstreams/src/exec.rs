@@ -439,6 +439,7 @@ pub(crate) fn init_node(
 
 /// What a batch produced, to be sent before the batch's input offsets may be committed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TaskOutput {
     /// Records for sink topics and dead-letter topics, in the order they were produced.
     pub records: Vec<ProducerRecord>,

@@ -13,6 +13,10 @@ pub mod processor;
 pub mod record;
 pub mod serde;
 pub mod store;
+// Not public API: the task the Kafka runtime and the test driver both drive, reachable for the
+// workspace's own tests and benches. Its bad-record types are `OnBadRecord` and `ErrorPolicies`
+// at the crate root.
+#[doc(hidden)]
 pub mod task;
 pub mod testing;
 pub mod topology;

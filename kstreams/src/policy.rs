@@ -14,6 +14,7 @@ use crate::record::{Headers, Origin, ProducerRecord};
 
 /// What happens to a record that cannot be deserialized, or that a processor fails.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum OnBadRecord {
     /// Stop with an error naming topic, partition, offset and cause (the default).
     #[default]
@@ -134,6 +135,16 @@ impl ErrorPolicies {
     /// The production policy of records for sink topic `topic`.
     pub fn production(&self, topic: &str) -> &OnBadRecord {
         self.production_for.get(topic).unwrap_or(&self.production)
+    }
+
+    /// Every dead-letter topic of every policy, sorted, each once.
+    pub fn dead_letter_topics(&self) -> std::collections::BTreeSet<String> {
+        self.all()
+            .filter_map(|p| match p {
+                OnBadRecord::DeadLetter { topic } => Some(topic.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Every policy, defaults and overrides (e.g. to find every dead-letter topic).

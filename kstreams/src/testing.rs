@@ -19,10 +19,11 @@ use rand::{Rng, SeedableRng};
 use crate::context::{Clocks, Context, NodeInfo, Outputs};
 use crate::error::{Error, Part, Result};
 use crate::partitioner::partition_for_key;
+use crate::policy::ErrorPolicies;
 use crate::record::{Headers, Origin, ProducerRecord, RawRecord, Record};
 use crate::serde::{DefaultSerde, Serde};
 use crate::store::{Position, StateStores};
-use crate::task::{ErrorPolicies, OnBadRecord, Task, TaskConfig, TaskId, TaskOutput};
+use crate::task::{Task, TaskConfig, TaskId, TaskOutput};
 use crate::topology::Topology;
 
 /// A record in an in-memory topic.
@@ -48,6 +49,7 @@ struct TopicLog {
 
 /// How the driver cuts the records waiting in a partition into batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Batching {
     /// At most this many records per batch (`usize::MAX`: everything waiting, as one batch).
     Max(usize),
@@ -752,8 +754,8 @@ pub(crate) fn check_topic_types(
             mismatch("read as", &sources)
         };
     }
-    let dead_letters = dead_letter_topics(&config.errors);
-    if dead_letters.iter().any(|t| t == topic) {
+    let dead_letters = config.errors.dead_letter_topics();
+    if dead_letters.contains(topic) {
         return Ok(());
     }
     for spec in topology.stores() {
@@ -791,20 +793,6 @@ pub(crate) fn check_topic_types(
         "the topology does not write topic `{topic}`; it writes {}",
         list(written)
     )))
-}
-
-/// The dead-letter topics of `errors`, sorted.
-fn dead_letter_topics(errors: &ErrorPolicies) -> Vec<String> {
-    let mut topics: Vec<String> = errors
-        .all()
-        .filter_map(|p| match p {
-            OnBadRecord::DeadLetter { topic } => Some(topic.clone()),
-            _ => None,
-        })
-        .collect();
-    topics.sort();
-    topics.dedup();
-    topics
 }
 
 /// The input of a split-invariance check: records for topics, serialized once.

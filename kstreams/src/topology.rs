@@ -123,6 +123,7 @@ impl<K, V> fmt::Debug for Stream<K, V> {
 
 /// What a node is.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NodeKind {
     /// Reads a topic.
     Source {

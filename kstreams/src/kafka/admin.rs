@@ -19,6 +19,7 @@ use crate::topology::Topology;
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TopicSpec {
     /// The name.
     pub name: String,

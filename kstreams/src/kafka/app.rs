@@ -51,6 +51,7 @@ impl ShutdownHandle {
 
 /// A snapshot of what a running app is doing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AppStatus {
     /// Whether the processing loop runs (set once start-up checks passed).
     pub running: bool,

@@ -19,6 +19,7 @@ use crate::store::LmdbOptions;
 
 /// What the runtime promises about input records and their effects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ProcessingGuarantee {
     /// Every input record's outputs and state changes are acknowledged before its offset is
     /// committed; after a crash, records since the last commit are processed again.

@@ -94,14 +94,7 @@ struct ProductionPolicies {
 
 impl ProductionPolicies {
     fn new(config: &AppConfig) -> Self {
-        let dead_letter_topics = config
-            .errors
-            .all()
-            .filter_map(|p| match p {
-                OnBadRecord::DeadLetter { topic } => Some(topic.clone()),
-                _ => None,
-            })
-            .collect();
+        let dead_letter_topics = config.errors.dead_letter_topics();
         ProductionPolicies {
             policies: config.errors.clone(),
             dead_letter_topics,
@@ -516,35 +509,12 @@ impl Sink {
         } else {
             self.policies.policy(&r.topic)
         };
-        match policy {
-            OnBadRecord::Fail => Err(Error::Kafka {
-                context: format!("sending {what}"),
-                source,
-            }),
-            OnBadRecord::Skip => {
-                count_skipped(&r.topic, stage::PRODUCE, &what, &source);
-                self.skipped += 1;
-                Ok(())
-            }
-            OnBadRecord::DeadLetter { topic } => {
-                let message = format!("cannot send {what}: {source}");
-                let dead = dead_letter_record(
-                    &topic,
-                    r.origin.as_ref(),
-                    stage::PRODUCE,
-                    &message,
-                    Some(&r.topic),
-                    r.key.clone(),
-                    r.value.clone(),
-                    r.timestamp,
-                    r.headers.clone(),
-                );
-                self.send_dead_letter(&dead, &what)?;
-                count_dead_lettered(&r.topic, stage::PRODUCE, &what, &source, &topic);
-                self.dead_lettered += 1;
-                Ok(())
-            }
-        }
+        let message = format!("cannot send {what}: {source}");
+        let fail = || Error::Kafka {
+            context: format!("sending {what}"),
+            source: source.clone(),
+        };
+        self.skip_or_dead_letter(policy, r.clone(), &what, &message, &source, fail)
     }
 
     fn send_dead_letter(&mut self, dead: &ProducerRecord, what: &str) -> Result<()> {
@@ -748,27 +718,53 @@ impl Sink {
             alone.push_back(f);
             return Ok(());
         }
+        let unproducible = ProducerRecord {
+            topic: f.topic.as_str().into(),
+            partition: Some(f.partition),
+            key: f.key,
+            value: f.value,
+            timestamp: f.timestamp,
+            headers: f.headers,
+            origin,
+        };
+        let fail = || Error::Runtime(message.clone());
+        self.skip_or_dead_letter(policy, unproducible, &what, &message, &f.error, fail)
+    }
+
+    /// The production policy of an output record that cannot be sent or delivered (`r`, with its
+    /// origin; `message` says why, for the dead-letter header): `Fail` returns `fail()`, `Skip`
+    /// counts it, `DeadLetter` sends the record's bytes to the dead-letter topic and counts it.
+    /// The one copy for send-time and delivery-time failures.
+    fn skip_or_dead_letter(
+        &mut self,
+        policy: OnBadRecord,
+        r: ProducerRecord,
+        what: &str,
+        message: &str,
+        error: &dyn std::fmt::Display,
+        fail: impl FnOnce() -> Error,
+    ) -> Result<()> {
         match policy {
-            OnBadRecord::Fail => Err(Error::Runtime(message)),
+            OnBadRecord::Fail => Err(fail()),
             OnBadRecord::Skip => {
-                count_skipped(&f.topic, stage::PRODUCE, &what, &f.error);
+                count_skipped(&r.topic, stage::PRODUCE, &what, error);
                 self.skipped += 1;
                 Ok(())
             }
             OnBadRecord::DeadLetter { topic } => {
                 let dead = dead_letter_record(
                     &topic,
-                    origin.as_ref(),
+                    r.origin.as_ref(),
                     stage::PRODUCE,
-                    &message,
-                    Some(&f.topic),
-                    f.key,
-                    f.value,
-                    f.timestamp,
-                    f.headers,
+                    message,
+                    Some(&r.topic),
+                    r.key,
+                    r.value,
+                    r.timestamp,
+                    r.headers,
                 );
-                self.send_dead_letter(&dead, &what)?;
-                count_dead_lettered(&f.topic, stage::PRODUCE, &what, &f.error, &topic);
+                self.send_dead_letter(&dead, what)?;
+                count_dead_lettered(&r.topic, stage::PRODUCE, &what, error, &topic);
                 self.dead_lettered += 1;
                 Ok(())
             }
