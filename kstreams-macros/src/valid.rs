@@ -83,25 +83,7 @@ pub(crate) fn check_processor(f: &ProcessorFn, errors: &mut Errors) {
 mod tests {
     use super::*;
 
-    /// The cases of `kstreams/tests/data/names.txt`: `(name, valid)`.
-    fn name_cases() -> Vec<(String, bool)> {
-        include_str!("../../kstreams/tests/data/names.txt")
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .map(|l| {
-                let (verdict, name) = l.split_once(' ').unwrap_or((l, ""));
-                let name = match name {
-                    "<empty>" => String::new(),
-                    n if n.starts_with("<x*") => {
-                        let count: usize = n[3..n.len() - 1].parse().unwrap_or(0);
-                        "x".repeat(count)
-                    }
-                    n => n.to_owned(),
-                };
-                (name, verdict == "ok")
-            })
-            .collect()
-    }
+    include!("../../kstreams/tests/data/name_cases.rs");
 
     /// The same cases as the runtime's copy (`topology::tests`), from one file.
     #[test]

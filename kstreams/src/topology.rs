@@ -248,7 +248,7 @@ impl Default for TopologyBuilder {
 
 /// Node, store and application names appear in topic names: 1 to 200 of `a-z A-Z 0-9 . _ -`.
 /// The macros check the same rule at compile time with their own copy (a proc-macro crate
-/// cannot call the runtime); both copies are tested on the cases of `tests/data/names.txt`.
+/// cannot call the runtime); both copies are tested on the cases of `tests/data/name_cases.rs`.
 pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 200
@@ -1014,25 +1014,7 @@ impl ErrorPolicies {
 mod tests {
     use super::*;
 
-    /// The cases of `kstreams/tests/data/names.txt`: `(name, valid)`.
-    fn name_cases() -> Vec<(String, bool)> {
-        include_str!("../tests/data/names.txt")
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .map(|l| {
-                let (verdict, name) = l.split_once(' ').unwrap_or((l, ""));
-                let name = match name {
-                    "<empty>" => String::new(),
-                    n if n.starts_with("<x*") => {
-                        let count: usize = n[3..n.len() - 1].parse().unwrap_or(0);
-                        "x".repeat(count)
-                    }
-                    n => n.to_owned(),
-                };
-                (name, verdict == "ok")
-            })
-            .collect()
-    }
+    include!("../tests/data/name_cases.rs");
 
     /// The same cases as the macros' copy (`kstreams-macros/src/valid.rs`), from one file.
     #[test]

@@ -18,6 +18,29 @@ const DONE: Duration = Duration::from_secs(60);
 /// (`group.min.session.timeout.ms`, 6 s), so the killed one leaves the group in seconds.
 const SESSION_TIMEOUT_MS: u64 = 6000;
 
+/// Waits until two instances (their status files) are both assigned and share `all` the input
+/// partitions.
+async fn wait_sharing(
+    status_a: &std::path::Path,
+    status_b: &std::path::Path,
+    all: &BTreeSet<(String, i32)>,
+) {
+    wait_for(
+        "both instances assigned, sharing the partitions",
+        DONE,
+        || {
+            let (Some(sa), Some(sb)) = (read_status(status_a), read_status(status_b)) else {
+                return false;
+            };
+            !sa.assigned.is_empty()
+                && !sb.assigned.is_empty()
+                && sa.assigned.is_disjoint(&sb.assigned)
+                && sa.assigned.len() + sb.assigned.len() == all.len()
+        },
+    )
+    .await;
+}
+
 /// Committed updates per output partition.
 fn per_partition(out: &[Output]) -> BTreeMap<i32, usize> {
     let mut m = BTreeMap::new();
@@ -48,20 +71,7 @@ async fn two_instances_exactly_once_sigkill_one_and_the_other_takes_over_exactly
     };
     let mut a = AppProcess::start_with(EXE, &b, &t, &state_a, "eos", 20, &options(&status_a));
     let app_b = AppProcess::start_with(EXE, &b, &t, &state_b, "eos", 20, &options(&status_b));
-    wait_for(
-        "both instances assigned, sharing the partitions",
-        DONE,
-        || {
-            let (Some(sa), Some(sb)) = (read_status(&status_a), read_status(&status_b)) else {
-                return false;
-            };
-            !sa.assigned.is_empty()
-                && !sb.assigned.is_empty()
-                && sa.assigned.is_disjoint(&sb.assigned)
-                && sa.assigned.len() + sb.assigned.len() == all_inputs.len()
-        },
-    )
-    .await;
+    wait_sharing(&status_a, &status_b, &all_inputs).await;
 
     let (first, second) = lines.split_at(lines.len() / 2);
     produce_lines(&b, &t.input, t.partitions, first);
@@ -218,20 +228,7 @@ async fn two_exactly_once_instances_with_the_same_state_dir_path_both_make_progr
     let mut a = AppProcess::start_with(EXE, &b, &t, state, "eos", 20, &options(&cwd_a, &status_a));
     let mut app_b =
         AppProcess::start_with(EXE, &b, &t, state, "eos", 20, &options(&cwd_b, &status_b));
-    wait_for(
-        "both instances assigned, sharing the partitions",
-        DONE,
-        || {
-            let (Some(sa), Some(sb)) = (read_status(&status_a), read_status(&status_b)) else {
-                return false;
-            };
-            !sa.assigned.is_empty()
-                && !sb.assigned.is_empty()
-                && sa.assigned.is_disjoint(&sb.assigned)
-                && sa.assigned.len() + sb.assigned.len() == all_inputs.len()
-        },
-    )
-    .await;
+    wait_sharing(&status_a, &status_b, &all_inputs).await;
 
     produce_lines(&b, &t.input, t.partitions, &lines);
     wait_exactly_once_done(&b, &t, words, DONE).await;

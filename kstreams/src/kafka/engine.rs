@@ -118,6 +118,17 @@ impl Engine {
         })
     }
 
+    /// Restores a task's changelogged stores from the changelog offsets its state recorded.
+    fn restore(&self, running: &mut Running) -> Result<Restored> {
+        restore_task(
+            &self.restore,
+            &mut running.task,
+            self.config.restore_batch_records,
+            self.config.startup_timeout,
+            self.exactly_once(),
+        )
+    }
+
     /// Deletes a task's local state (`what` it is, for the message: untrusted, invalid) and opens
     /// the task again, empty.
     pub(super) fn reopen_wiped(&self, running: Running, id: TaskId, what: &str) -> Result<Running> {
@@ -194,22 +205,10 @@ impl Engine {
                 })?;
                 running = self.trusted_or_wiped(running, id, committed)?;
             }
-            let mut outcome = restore_task(
-                &self.restore,
-                &mut running.task,
-                self.config.restore_batch_records,
-                self.config.startup_timeout,
-                self.exactly_once(),
-            )?;
+            let mut outcome = self.restore(&mut running)?;
             if outcome == Restored::LocalStateInvalid {
                 running = self.reopen_wiped(running, id, "invalid")?;
-                outcome = restore_task(
-                    &self.restore,
-                    &mut running.task,
-                    self.config.restore_batch_records,
-                    self.config.startup_timeout,
-                    self.exactly_once(),
-                )?;
+                outcome = self.restore(&mut running)?;
             }
             if let Restored::Done(n) = outcome {
                 restored_total += n;

@@ -123,6 +123,22 @@ struct Failed {
     error: KafkaError,
 }
 
+impl Failed {
+    /// The record that failed, to send again or to dead-letter.
+    fn into_record(self, origin: Option<Origin>) -> (ProducerRecord, KafkaError) {
+        let record = ProducerRecord {
+            topic: self.topic.as_str().into(),
+            partition: Some(self.partition),
+            key: self.key,
+            value: self.value,
+            timestamp: self.timestamp,
+            headers: self.headers,
+            origin,
+        };
+        (record, self.error)
+    }
+}
+
 /// Forwards librdkafka's logs and errors to `tracing`.
 pub(crate) fn log_to_tracing(level: RDKafkaLogLevel, fac: &str, message: &str) {
     match level {
@@ -632,19 +648,12 @@ impl Sink {
                 let Some(f) = alone.pop_front() else {
                     return Ok(());
                 };
-                let record = ProducerRecord {
-                    topic: f.topic.as_str().into(),
-                    partition: Some(f.partition),
-                    key: f.key,
-                    value: f.value,
-                    timestamp: f.timestamp,
-                    headers: f.headers,
-                    origin: None,
-                };
+                let index = f.opaque >> KIND_BITS;
                 let opaque = (f.opaque & !KIND_MASK) | ALONE;
+                let (record, _) = f.into_record(None);
                 if let Some(source) = self.send_one(&record, opaque)? {
-                    let origin = self.origin_at(f.opaque >> KIND_BITS);
-                    self.forget_origin(f.opaque >> KIND_BITS);
+                    let origin = self.origin_at(index);
+                    self.forget_origin(index);
                     let r = ProducerRecord { origin, ..record };
                     self.on_send_error(&r, false, source)?;
                 }
@@ -718,17 +727,9 @@ impl Sink {
             alone.push_back(f);
             return Ok(());
         }
-        let unproducible = ProducerRecord {
-            topic: f.topic.as_str().into(),
-            partition: Some(f.partition),
-            key: f.key,
-            value: f.value,
-            timestamp: f.timestamp,
-            headers: f.headers,
-            origin,
-        };
+        let (unproducible, error) = f.into_record(origin);
         let fail = || Error::Runtime(message.clone());
-        self.skip_or_dead_letter(policy, unproducible, &what, &message, &f.error, fail)
+        self.skip_or_dead_letter(policy, unproducible, &what, &message, &error, fail)
     }
 
     /// The production policy of an output record that cannot be sent or delivered (`r`, with its
