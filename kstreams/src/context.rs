@@ -13,6 +13,7 @@ use crate::store::{KeyValueStore, RawTxn, SessionStore, StoreHandle, StoreSpec, 
 
 /// Which clock a punctuation follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PunctuationType {
     /// Stream time: the largest record timestamp the task has seen. Advances only with input.
     StreamTime,
@@ -236,7 +237,7 @@ pub struct Context<'a, K, V> {
     pub(crate) node: &'a NodeInfo,
     pub(crate) txn: &'a (dyn RawTxn + 'a),
     pub(crate) clocks: Clocks,
-    pub(crate) failures: &'a mut (dyn crate::task::RecordFailures + 'a),
+    pub(crate) failures: &'a mut (dyn crate::policy::RecordFailures + 'a),
 }
 
 impl<K, V> std::fmt::Debug for Context<'_, K, V> {
@@ -347,7 +348,7 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
     /// Fails one input record without failing the rest of the batch.
     ///
     /// The record goes through the application's processing-error handler
-    /// ([`OnBadRecord`](crate::task::OnBadRecord)): with `Fail` (the default) this returns the
+    /// ([`OnBadRecord`](crate::OnBadRecord)): with `Fail` (the default) this returns the
     /// error, named with the processor and the record's origin, for you to return with `?` (the
     /// whole batch then fails and nothing of it stays); with `Skip` it is logged and counted, with
     /// `DeadLetter` its original bytes go to the dead-letter topic with the error in headers, and

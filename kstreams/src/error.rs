@@ -31,6 +31,7 @@ impl SerdeError {
 
 /// Which part of a record a serde error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Part {
     /// The record's key.
     Key,
@@ -203,6 +204,34 @@ impl Error {
         }
     }
 
+    /// Labels an error a processor returned: a [`Error::Processing`] without a processor name gets
+    /// `processor`, one without an origin gets `origin`, and an [`Error::User`] becomes a
+    /// `Processing` error with both. Any other error is returned as it is. The one place the
+    /// runtime fills these in (per-record adapters, processor nodes, failed records).
+    pub(crate) fn labelled(self, processor: &str, origin: Option<&Origin>) -> Error {
+        match self {
+            Error::Processing {
+                processor: p,
+                origin: o,
+                message,
+            } => Error::Processing {
+                processor: if p.is_empty() {
+                    processor.to_owned()
+                } else {
+                    p
+                },
+                origin: o.or_else(|| origin.cloned()),
+                message,
+            },
+            Error::User(inner) => Error::Processing {
+                processor: processor.to_owned(),
+                origin: origin.cloned(),
+                message: inner.to_string(),
+            },
+            other => other,
+        }
+    }
+
     /// The origin of the record this error is about, when there is one.
     pub fn origin(&self) -> Option<&Origin> {
         match self {
@@ -231,5 +260,56 @@ impl From<String> for Error {
 impl From<&str> for Error {
     fn from(message: &str) -> Self {
         Error::processing(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(offset: i64) -> Origin {
+        Origin {
+            topic: "in".into(),
+            partition: 1,
+            offset,
+        }
+    }
+
+    #[test]
+    fn labelled_fills_in_what_is_missing_and_keeps_what_is_there() {
+        let fresh = Error::processing("bad").labelled("count", Some(&origin(7)));
+        assert!(
+            matches!(&fresh, Error::Processing { processor, origin: Some(o), message }
+                if processor == "count" && o.offset == 7 && message == "bad"),
+            "{fresh:?}"
+        );
+        let named = Error::Processing {
+            processor: "inner".into(),
+            origin: Some(origin(3)),
+            message: "bad".into(),
+        }
+        .labelled("outer", Some(&origin(7)));
+        assert!(
+            matches!(&named, Error::Processing { processor, origin: Some(o), .. }
+                if processor == "inner" && o.offset == 3),
+            "{named:?}"
+        );
+        // A user error becomes a processing error about the record (a per-record processor's
+        // `Err` keeps its origin).
+        let user =
+            Error::user(std::io::Error::other("disk says no")).labelled("", Some(&origin(5)));
+        assert!(
+            matches!(&user, Error::Processing { processor, origin: Some(o), message }
+                if processor.is_empty() && o.offset == 5 && message == "disk says no"),
+            "{user:?}"
+        );
+        let message = user.labelled("count", None).to_string();
+        assert!(
+            message.contains("`count`") && message.contains(&origin(5).to_string()),
+            "{message}"
+        );
+        // Anything else is not the processor's to label.
+        let internal = Error::Internal("a bug".into()).labelled("count", Some(&origin(1)));
+        assert!(matches!(internal, Error::Internal(_)), "{internal:?}");
     }
 }

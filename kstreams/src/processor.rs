@@ -136,18 +136,8 @@ pub trait Processor<K, V>: Send + 'static {
 /// Fills in the origin of a processing error from the record that caused it.
 #[doc(hidden)]
 pub fn with_origin<K, V>(err: Error, record: &Record<K, V>) -> Error {
-    match err {
-        Error::Processing {
-            processor,
-            origin: None,
-            message,
-        } => Error::Processing {
-            processor,
-            origin: record.origin.clone(),
-            message,
-        },
-        other => other,
-    }
+    // The processor's name is filled in by its node.
+    err.labelled("", record.origin.as_ref())
 }
 
 /// What a `#[batch_processor]` or `#[processor]` function may return: `()`, or

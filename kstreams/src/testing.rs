@@ -19,10 +19,11 @@ use rand::{Rng, SeedableRng};
 use crate::context::{Clocks, Context, NodeInfo, Outputs};
 use crate::error::{Error, Part, Result};
 use crate::partitioner::partition_for_key;
+use crate::policy::ErrorPolicies;
 use crate::record::{Headers, Origin, ProducerRecord, RawRecord, Record};
 use crate::serde::{DefaultSerde, Serde};
 use crate::store::{Position, StateStores};
-use crate::task::{ErrorPolicies, OnBadRecord, Task, TaskConfig, TaskId, TaskOutput};
+use crate::task::{Task, TaskConfig, TaskId, TaskOutput};
 use crate::topology::Topology;
 
 /// A record in an in-memory topic.
@@ -48,6 +49,7 @@ struct TopicLog {
 
 /// How the driver cuts the records waiting in a partition into batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Batching {
     /// At most this many records per batch (`usize::MAX`: everything waiting, as one batch).
     Max(usize),
@@ -116,74 +118,11 @@ impl DriverBuilder {
         self
     }
 
-    /// What to do with records that cannot be deserialized (default: fail).
-    #[must_use]
-    pub fn on_deserialization_error(mut self, policy: OnBadRecord) -> Self {
-        self.errors = self.errors.on_deserialization_error(policy);
-        self
-    }
-
-    /// What to do with records a processor fails with
-    /// [`Context::fail_record`](crate::Context::fail_record) (default: fail).
-    #[must_use]
-    pub fn on_processing_error(mut self, policy: OnBadRecord) -> Self {
-        self.errors = self.errors.on_processing_error(policy);
-        self
-    }
-
-    /// What to do with records of source topic `topic` that cannot be deserialized (overrides
-    /// [`on_deserialization_error`](Self::on_deserialization_error) for that topic;
-    /// [`build`](Self::build) rejects a topic the topology does not read).
-    #[must_use]
-    pub fn on_deserialization_error_for(
-        mut self,
-        topic: impl Into<String>,
-        policy: OnBadRecord,
-    ) -> Self {
-        self.errors = self.errors.on_deserialization_error_for(topic, policy);
-        self
-    }
-
-    /// What to do with failed records read from source topic `topic` (overrides
-    /// [`on_processing_error`](Self::on_processing_error) for that topic;
-    /// [`build`](Self::build) rejects a topic the topology does not read).
-    #[must_use]
-    pub fn on_processing_error_for(
-        mut self,
-        topic: impl Into<String>,
-        policy: OnBadRecord,
-    ) -> Self {
-        self.errors = self.errors.on_processing_error_for(topic, policy);
-        self
-    }
-
-    /// What to do with output records that cannot be serialized for their sink topic (default:
-    /// fail). The driver has no broker, so serialization is the only production error it sees.
-    #[must_use]
-    pub fn on_production_error(mut self, policy: OnBadRecord) -> Self {
-        self.errors = self.errors.on_production_error(policy);
-        self
-    }
-
-    /// What to do with output records for sink topic `topic` that cannot be serialized
-    /// (overrides [`on_production_error`](Self::on_production_error) for that topic;
-    /// [`build`](Self::build) rejects a topic the topology does not write).
-    #[must_use]
-    pub fn on_production_error_for(
-        mut self,
-        topic: impl Into<String>,
-        policy: OnBadRecord,
-    ) -> Self {
-        self.errors = self.errors.on_production_error_for(topic, policy);
-        self
-    }
-
-    /// Every error policy at once (replaces what the `on_*` methods set).
-    #[must_use]
-    pub fn error_policies(mut self, errors: ErrorPolicies) -> Self {
-        self.errors = errors;
-        self
-    }
+    crate::policy::error_policy_builders!(
+        per_topic: errors,
+        production = "serialized for their sink topic (the driver has no broker, so serialization is the only production error it sees)",
+        checked = "[`build`](Self::build)"
+    );
 
     /// Builds the driver.
     pub fn build(self) -> Result<TopologyTestDriver> {
@@ -894,8 +833,8 @@ pub(crate) fn check_topic_types(
             mismatch("read as", &sources)
         };
     }
-    let dead_letters = dead_letter_topics(&config.errors);
-    if dead_letters.iter().any(|t| t == topic) {
+    let dead_letters = config.errors.dead_letter_topics();
+    if dead_letters.contains(topic) {
         return Ok(());
     }
     for spec in topology.stores() {
@@ -933,20 +872,6 @@ pub(crate) fn check_topic_types(
         "the topology does not write topic `{topic}`; it writes {}",
         list(written)
     )))
-}
-
-/// The dead-letter topics of `errors`, sorted.
-fn dead_letter_topics(errors: &ErrorPolicies) -> Vec<String> {
-    let mut topics: Vec<String> = errors
-        .all()
-        .filter_map(|p| match p {
-            OnBadRecord::DeadLetter { topic } => Some(topic.clone()),
-            _ => None,
-        })
-        .collect();
-    topics.sort();
-    topics.dedup();
-    topics
 }
 
 /// The input of a split-invariance check: records for topics, serialized once.
@@ -1414,33 +1339,10 @@ impl SplitCheck {
         self
     }
 
-    /// The error policies of every run (default: fail), e.g. to check the dead-letter path.
-    #[must_use]
-    pub fn error_policies(mut self, errors: ErrorPolicies) -> Self {
-        self.errors = errors;
-        self
-    }
-
-    /// What to do with records that cannot be deserialized (default: fail).
-    #[must_use]
-    pub fn on_deserialization_error(mut self, policy: OnBadRecord) -> Self {
-        self.errors = self.errors.on_deserialization_error(policy);
-        self
-    }
-
-    /// What to do with records a processor fails (default: fail).
-    #[must_use]
-    pub fn on_processing_error(mut self, policy: OnBadRecord) -> Self {
-        self.errors = self.errors.on_processing_error(policy);
-        self
-    }
-
-    /// What to do with output records that cannot be serialized (default: fail).
-    #[must_use]
-    pub fn on_production_error(mut self, policy: OnBadRecord) -> Self {
-        self.errors = self.errors.on_production_error(policy);
-        self
-    }
+    crate::policy::error_policy_builders!(
+        base: errors,
+        production = "serialized for their sink topic"
+    );
 
     /// Runs the check on `input`.
     pub fn run(&self, input: &SplitInput) -> Result<(), SplitCheckError> {
@@ -1657,7 +1559,7 @@ pub fn run_plain<K: 'static, V: 'static, R>(
 /// [`Context::fail_record`] in a plain call: the `Fail` policy, the error is returned.
 struct FailRecords;
 
-impl crate::task::RecordFailures for FailRecords {
+impl crate::policy::RecordFailures for FailRecords {
     fn fail_record(&mut self, _: &str, _: Option<&Origin>, error: Error) -> Result<()> {
         Err(error)
     }

@@ -4,22 +4,23 @@
 //! definitions, sub-topologies, stores) and [`Topology::describe`]. Edges are typed: connecting a
 //! processor whose input types differ from its parent's output does not compile. What types cannot
 //! catch is checked by [`TopologyBuilder::build`] and reported as a [`TopologyError`].
-//! It does not run anything: [`task`](crate::task) instantiates the nodes of a sub-topology.
+//! It does not run anything: the nodes' code is `exec`'s, and [`task`](crate::task)
+//! instantiates the nodes of a sub-topology.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::context::{Context, InitContext, NodeInfo, Outputs, Punctuation, Schedule};
-use crate::error::{Error, Part, Result, SerdeError};
+use crate::context::{NodeInfo, Outputs};
+use crate::error::{Error, Result};
+use crate::exec::{NodeRun, ProcessorNode, SinkNode, SourceNode, SourceSerdes, init_node};
+use crate::policy::ErrorPolicies;
 use crate::processor::BatchProcessor;
-use crate::record::{Origin, ProducerRecord, RawRecord, Record};
 use crate::serde::{DefaultSerde, Serde};
 use crate::store::StoreSpec;
-use crate::task::Exec;
 
 /// Why a topology could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -122,6 +123,7 @@ impl<K, V> fmt::Debug for Stream<K, V> {
 
 /// What a node is.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NodeKind {
     /// Reads a topic.
     Source {
@@ -135,26 +137,6 @@ pub enum NodeKind {
         /// The topic.
         topic: Arc<str>,
     },
-}
-
-/// A node instance in a task, with its types erased; the typed node downcasts its input.
-pub(crate) trait NodeRun: Send {
-    fn init(&mut self, ctx: &mut InitContext<'_>) -> Result<()>;
-    fn process(&mut self, input: &dyn Any, exec: &mut Exec<'_>) -> Result<()>;
-    fn process_raw(
-        &mut self,
-        _topic: &Arc<str>,
-        _partition: i32,
-        _raw: &[RawRecord<'_>],
-        _exec: &mut Exec<'_>,
-    ) -> Result<()> {
-        Err(Error::Internal(
-            "raw records sent to a node that is not a source".into(),
-        ))
-    }
-    fn punctuate(&mut self, _punctuation: Punctuation, _exec: &mut Exec<'_>) -> Result<()> {
-        Ok(())
-    }
 }
 
 type Factory = Arc<dyn Fn(NodeInfo) -> Box<dyn NodeRun> + Send + Sync>;
@@ -264,7 +246,10 @@ impl Default for TopologyBuilder {
     }
 }
 
-fn valid_name(name: &str) -> bool {
+/// Node, store and application names appear in topic names: 1 to 200 of `a-z A-Z 0-9 . _ -`.
+/// The macros check the same rule at compile time with their own copy (a proc-macro crate
+/// cannot call the runtime); both copies are tested on the cases of `tests/data/name_cases.rs`.
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 200
         && name
@@ -985,422 +970,61 @@ impl Topology {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Typed nodes.
-
-/// The serdes of a source or sink, behind one pointer.
-trait SourceSerdes<K, V>: Send + Sync {
-    fn key(&self) -> &dyn Serde<K>;
-    fn value(&self) -> &dyn Serde<V>;
-}
-
-impl<K, V, SK: Serde<K>, SV: Serde<V>> SourceSerdes<K, V> for (SK, SV) {
-    fn key(&self) -> &dyn Serde<K> {
-        &self.0
-    }
-    fn value(&self) -> &dyn Serde<V> {
-        &self.1
-    }
-}
-
-fn deliver<K: 'static, V: 'static>(
-    out: &mut Outputs<K, V>,
-    info: &NodeInfo,
-    exec: &mut Exec<'_>,
-) -> Result<()> {
-    if out.targeted.is_empty() {
-        if !out.records.is_empty() {
-            for &c in &info.children {
-                exec.run(c, &out.records)?;
-            }
-        }
-    } else {
-        let merge = out
-            .merge
-            .ok_or_else(|| Error::Internal("targeted records without a merge".into()))?;
-        for (position, &c) in info.children.iter().enumerate() {
-            let batch = merge(&out.records, &out.targeted, position);
-            if !batch.is_empty() {
-                exec.run(c, &batch)?;
-            }
-        }
-    }
-    out.clear();
-    Ok(())
-}
-
-/// Runs a batch serde form over the `n` items of a batch, resuming after each index it reports as
-/// failed, and checks the [`Serde`] batch contract: on `Ok` one output was appended per input, on
-/// `Err((i, _))` `i` is inside the batch and exactly the `i` outputs before it were appended.
-/// `call(start, out)` runs the form over the items from `start`. Returns the failed indices (in
-/// order) with their errors; `out` then holds one entry per item that did not fail, in order. A
-/// serde that breaks the contract is an error naming `what` (never a mis-pairing or a panic).
-fn each_in_batch<O>(
-    n: usize,
-    out: &mut Vec<O>,
-    what: &dyn Fn() -> String,
-    mut call: impl FnMut(usize, &mut Vec<O>) -> core::result::Result<(), (usize, SerdeError)>,
-) -> Result<Vec<(usize, SerdeError)>> {
-    let broken = |how: String| {
-        Error::Config(format!(
-            "{} breaks the `Serde` batch contract: {how}",
-            what()
-        ))
-    };
-    let mut failed = Vec::new();
-    let mut start = 0;
-    while start < n {
-        let before = out.len();
-        let rest = n - start;
-        match call(start, out) {
-            Ok(()) => {
-                if out.len() != before + rest {
-                    return Err(broken(format!(
-                        "it returned `Ok` with {} outputs for {rest} inputs",
-                        out.len().saturating_sub(before)
+/// Checking policies against a topology lives here, so that [`policy`](crate::policy) stays a
+/// leaf that knows no topology.
+impl ErrorPolicies {
+    /// Checks that every override names a source topic (deserialization, processing) or a sink
+    /// topic (production) of `topology`: an override for a misspelt topic would silently do
+    /// nothing.
+    pub fn validate(&self, topology: &Topology) -> Result<()> {
+        let sources = topology.source_topics();
+        let sinks = topology.sink_topics();
+        let list = |topics: &[Arc<str>]| {
+            topics
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (what, map, topics, kind) in [
+            (
+                "deserialization",
+                &self.deserialization_for,
+                &sources,
+                "source",
+            ),
+            ("processing", &self.processing_for, &sources, "source"),
+            ("production", &self.production_for, &sinks, "sink"),
+        ] {
+            for topic in map.keys() {
+                if !topics.iter().any(|t| **t == **topic) {
+                    return Err(Error::Config(format!(
+                        "the {what} error policy is overridden for topic `{topic}`, which is not \
+                         a {kind} topic of the topology ({kind} topics: {})",
+                        list(topics)
                     )));
                 }
-                break;
             }
-            Err((i, source)) => {
-                if i >= rest {
-                    return Err(broken(format!(
-                        "it reported index {i} as failed in a batch of {rest}"
-                    )));
-                }
-                if out.len() != before + i {
-                    return Err(broken(format!(
-                        "it reported index {i} as failed after appending {} outputs (must be {i})",
-                        out.len().saturating_sub(before)
-                    )));
-                }
-                failed.push((start + i, source));
-                start += i + 1;
-            }
-        }
-    }
-    Ok(failed)
-}
-
-/// Pairs the outputs of [`each_in_batch`] with the batch again: the item at each index is its
-/// error, or the next output.
-struct Aligned<'a, O> {
-    outputs: std::vec::Drain<'a, O>,
-    failed: std::iter::Peekable<std::vec::IntoIter<(usize, SerdeError)>>,
-}
-
-impl<'a, O> Aligned<'a, O> {
-    fn new(outputs: &'a mut Vec<O>, failed: Vec<(usize, SerdeError)>) -> Self {
-        Aligned {
-            outputs: outputs.drain(..),
-            failed: failed.into_iter().peekable(),
-        }
-    }
-
-    /// The item at index `i` (called for every index in order).
-    fn at(&mut self, i: usize) -> Result<core::result::Result<O, SerdeError>> {
-        if let Some((_, e)) = self.failed.next_if(|(j, _)| *j == i) {
-            return Ok(Err(e));
-        }
-        self.outputs
-            .next()
-            .map(Ok)
-            .ok_or_else(|| Error::Internal(format!("no serde output for index {i}")))
-    }
-}
-
-struct SourceNode<K, V> {
-    serdes: Arc<dyn SourceSerdes<K, V>>,
-    info: NodeInfo,
-    keys: Vec<K>,
-    values: Vec<V>,
-    out: Vec<Record<K, V>>,
-}
-
-impl<K: Send + 'static, V: Send + 'static> NodeRun for SourceNode<K, V> {
-    fn init(&mut self, _ctx: &mut InitContext<'_>) -> Result<()> {
-        Ok(())
-    }
-
-    fn process(&mut self, _input: &dyn Any, _exec: &mut Exec<'_>) -> Result<()> {
-        Err(Error::Internal("typed records sent to a source".into()))
-    }
-
-    fn process_raw(
-        &mut self,
-        topic: &Arc<str>,
-        partition: i32,
-        raw: &[RawRecord<'_>],
-        exec: &mut Exec<'_>,
-    ) -> Result<()> {
-        self.out.clear();
-        self.keys.clear();
-        self.values.clear();
-        self.out.reserve(raw.len());
-        // The batch forms read the whole batch in one call each; a record that fails goes through
-        // the deserialization policy and the rest of the batch goes on after it.
-        let serdes = &self.serdes;
-        let key_failed = each_in_batch(
-            raw.len(),
-            &mut self.keys,
-            &|| format!("the key serde of the source of topic `{topic}`"),
-            |start, out| {
-                serdes
-                    .key()
-                    .deserialize_batch(&mut raw[start..].iter().map(|r| r.key), out)
-            },
-        )?;
-        let value_failed = each_in_batch(
-            raw.len(),
-            &mut self.values,
-            &|| format!("the value serde of the source of topic `{topic}`"),
-            |start, out| {
-                serdes
-                    .value()
-                    .deserialize_batch(&mut raw[start..].iter().map(|r| r.value), out)
-            },
-        )?;
-        let mut keys = Aligned::new(&mut self.keys, key_failed);
-        let mut values = Aligned::new(&mut self.values, value_failed);
-        for (i, r) in raw.iter().enumerate() {
-            let origin = Origin {
-                topic: topic.clone(),
-                partition,
-                offset: r.offset,
-            };
-            // One error per record: its key's when both fail.
-            match (keys.at(i)?, values.at(i)?) {
-                (Ok(key), Ok(value)) => self.out.push(Record {
-                    key,
-                    value,
-                    timestamp: r.timestamp,
-                    headers: r.headers.clone(),
-                    origin: Some(origin),
-                }),
-                (Err(source), _) => exec.collector.bad_record(&origin, r, Part::Key, source)?,
-                (Ok(_), Err(source)) => {
-                    exec.collector.bad_record(&origin, r, Part::Value, source)?
-                }
-            }
-        }
-        drop((keys, values));
-        if !self.out.is_empty() {
-            for &c in &self.info.children {
-                exec.run(c, &self.out)?;
-            }
-        }
-        self.out.clear();
-        Ok(())
-    }
-}
-
-struct ProcessorNode<P, K, V>
-where
-    P: BatchProcessor<K, V>,
-{
-    processor: P,
-    /// The stores the processor declared, for `InitContext::require_store`.
-    declared: Arc<[StoreSpec]>,
-    info: NodeInfo,
-    out: Outputs<P::OutKey, P::OutValue>,
-    _types: PhantomData<fn(K, V)>,
-}
-
-fn name_error(err: Error, name: &str) -> Error {
-    match err {
-        Error::Processing {
-            processor,
-            origin,
-            message,
-        } if processor.is_empty() => Error::Processing {
-            processor: name.to_owned(),
-            origin,
-            message,
-        },
-        Error::User(inner) => Error::Processing {
-            processor: name.to_owned(),
-            origin: None,
-            message: inner.to_string(),
-        },
-        other => other,
-    }
-}
-
-impl<P, K, V> NodeRun for ProcessorNode<P, K, V>
-where
-    P: BatchProcessor<K, V>,
-    K: 'static,
-    V: 'static,
-{
-    fn init(&mut self, ctx: &mut InitContext<'_>) -> Result<()> {
-        let mut ctx = InitContext {
-            node: ctx.node,
-            schedules: &mut *ctx.schedules,
-            partition: ctx.partition,
-            stores: &self.declared,
-        };
-        self.processor.init(&mut ctx)
-    }
-
-    fn process(&mut self, input: &dyn Any, exec: &mut Exec<'_>) -> Result<()> {
-        let batch = input.downcast_ref::<Vec<Record<K, V>>>().ok_or_else(|| {
-            Error::Internal(format!(
-                "processor `{}` received records of another type",
-                self.info.name
-            ))
-        })?;
-        self.out.clear();
-        let mut ctx = Context {
-            outputs: &mut self.out,
-            node: &self.info,
-            txn: exec.txn,
-            clocks: exec.clocks,
-            failures: &mut exec.collector,
-        };
-        if let Err(e) = self.processor.process_batch(batch, &mut ctx) {
-            let e = name_error(e, &self.info.name);
-            // An error about the data: the task finds the record and applies its policy.
-            exec.processor_failed(&self.info.name, &e);
-            // A batch error without a record: name the batch's first record.
-            let e = match (e, batch.first()) {
-                (
-                    Error::Processing {
-                        processor,
-                        origin: None,
-                        message,
-                    },
-                    Some(first),
-                ) => Error::Processing {
-                    processor,
-                    origin: first.origin.clone(),
-                    message: format!("{message} (in the batch starting here)"),
-                },
-                (e, _) => e,
-            };
-            return Err(e);
-        }
-        deliver(&mut self.out, &self.info, exec)
-    }
-
-    fn punctuate(&mut self, punctuation: Punctuation, exec: &mut Exec<'_>) -> Result<()> {
-        self.out.clear();
-        let mut ctx = Context {
-            outputs: &mut self.out,
-            node: &self.info,
-            txn: exec.txn,
-            clocks: exec.clocks,
-            failures: &mut exec.collector,
-        };
-        self.processor
-            .punctuate(punctuation, &mut ctx)
-            .map_err(|e| name_error(e, &self.info.name))?;
-        deliver(&mut self.out, &self.info, exec)
-    }
-}
-
-struct SinkNode<K, V> {
-    topic: Arc<str>,
-    serdes: Arc<dyn SourceSerdes<K, V>>,
-    info: NodeInfo,
-    keys: Vec<Option<Vec<u8>>>,
-    values: Vec<Option<Vec<u8>>>,
-}
-
-impl<K: 'static, V: 'static> NodeRun for SinkNode<K, V> {
-    fn init(&mut self, _ctx: &mut InitContext<'_>) -> Result<()> {
-        Ok(())
-    }
-
-    fn process(&mut self, input: &dyn Any, exec: &mut Exec<'_>) -> Result<()> {
-        let batch = input.downcast_ref::<Vec<Record<K, V>>>().ok_or_else(|| {
-            Error::Internal(format!(
-                "sink `{}` received records of another type",
-                self.info.name
-            ))
-        })?;
-        self.keys.clear();
-        self.values.clear();
-        // The fast path serializes the whole batch in one call; a record that fails goes through
-        // the production policy and the rest of the batch goes on after it.
-        let serdes = &self.serdes;
-        let topic = &self.topic;
-        let key_failed = each_in_batch(
-            batch.len(),
-            &mut self.keys,
-            &|| format!("the key serde of the sink of topic `{topic}`"),
-            |start, out| {
-                serdes
-                    .key()
-                    .serialize_batch(&mut batch[start..].iter().map(|r| &r.key), out)
-            },
-        )?;
-        let value_failed = each_in_batch(
-            batch.len(),
-            &mut self.values,
-            &|| format!("the value serde of the sink of topic `{topic}`"),
-            |start, out| {
-                serdes
-                    .value()
-                    .serialize_batch(&mut batch[start..].iter().map(|r| &r.value), out)
-            },
-        )?;
-        let mut keys = Aligned::new(&mut self.keys, key_failed);
-        let mut values = Aligned::new(&mut self.values, value_failed);
-        exec.collector.produced.reserve(batch.len());
-        for (i, r) in batch.iter().enumerate() {
-            // One error per record: its key's when both fail.
-            let (part, source) = match (keys.at(i)?, values.at(i)?) {
-                (Ok(key), Ok(value)) => {
-                    exec.collector.produced.push(ProducerRecord {
-                        topic: topic.clone(),
-                        partition: None,
-                        key,
-                        value,
-                        timestamp: r.timestamp,
-                        headers: r.headers.clone(),
-                        origin: r.origin.clone(),
-                    });
-                    continue;
-                }
-                (Err(source), _) => (Part::Key, source),
-                (Ok(_), Err(source)) => (Part::Value, source),
-            };
-            let origin = r.origin.as_ref();
-            let target = match origin {
-                Some(o) => format!("topic `{topic}` (the output of the record at {o})"),
-                None => format!("topic `{topic}`"),
-            };
-            let error = Error::Serialize {
-                target,
-                part,
-                source,
-            };
-            exec.collector.production_error(topic, origin, error)?;
         }
         Ok(())
     }
-}
-
-/// The schedules a node asked for in `init`.
-pub(crate) fn init_node(
-    node: &mut dyn NodeRun,
-    name: &str,
-    partition: i32,
-) -> Result<Vec<Schedule>> {
-    let mut schedules = Vec::new();
-    let mut ctx = InitContext {
-        node: name,
-        schedules: &mut schedules,
-        partition,
-        stores: &[],
-    };
-    node.init(&mut ctx)?;
-    Ok(schedules)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    include!("../tests/data/name_cases.rs");
+
+    /// The same cases as the macros' copy (`kstreams-macros/src/valid.rs`), from one file.
+    #[test]
+    fn names_follow_the_shared_rule() {
+        let cases = name_cases();
+        assert!(cases.len() >= 8, "{cases:?}");
+        for (name, ok) in cases {
+            assert_eq!(valid_name(&name), ok, "{name:?}");
+        }
+    }
     use crate::store::Backend;
 
     #[test]

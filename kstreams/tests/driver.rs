@@ -3,7 +3,7 @@
 mod common;
 
 use common::{CountWords, STORE};
-use kstreams::task::OnBadRecord;
+use kstreams::OnBadRecord;
 use kstreams::testing::{
     Batching, SplitCheck, SplitInput, TopologyTestDriver, check_split_invariance,
 };

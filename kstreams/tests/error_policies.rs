@@ -2,10 +2,10 @@
 //! overrides naming unknown topics are rejected, and a value a sink cannot serialize goes through
 //! the production policy (fail, skip, dead-letter).
 
+use kstreams::OnBadRecord;
 use kstreams::error::SerdeError;
 use kstreams::kafka::{App, AppConfig};
 use kstreams::serde::{I64Serde, Serde, StringSerde};
-use kstreams::task::OnBadRecord;
 use kstreams::testing::{StoredRecord, TopologyTestDriver};
 use kstreams::{BatchProcessor, Context, Headers, Record, Result, Topology, processor};
 

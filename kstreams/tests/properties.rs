@@ -5,9 +5,9 @@ mod common;
 
 use proptest::prelude::*;
 
+use kstreams::OnBadRecord;
 use kstreams::processor;
 use kstreams::store::{Backend, LmdbOptions, StateStores, StoreSpec};
-use kstreams::task::OnBadRecord;
 use kstreams::testing::{
     SplitCheck, SplitCheckError, SplitDifference, SplitInput, check_split_invariance,
 };

@@ -8,10 +8,11 @@
 
 use std::sync::Arc;
 
+use kstreams::OnBadRecord;
 use kstreams::error::SerdeError;
 use kstreams::record::RawRecord;
 use kstreams::serde::{Serde, StringSerde};
-use kstreams::task::{OnBadRecord, Task, TaskConfig, TaskId, TaskOutput};
+use kstreams::task::{Task, TaskConfig, TaskId, TaskOutput};
 use kstreams::testing::{Batching, TopologyTestDriver};
 use kstreams::{
     BatchProcessor, Context, Error, Headers, Record, Result, StoreSpec, Topology, processor,

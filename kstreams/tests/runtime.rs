@@ -6,7 +6,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kstreams::task::OnBadRecord;
+use kstreams::OnBadRecord;
 use kstreams::testing::{Batching, TopologyTestDriver};
 use kstreams::{
     BatchProcessor, Context, Headers, InitContext, PerRecord, Processor, Punctuation,

@@ -3,9 +3,9 @@
 //! contract (appends for a failed item, reports an index out of range) gives a clear error, never
 //! keys paired with the wrong values and never a panic.
 
+use kstreams::OnBadRecord;
 use kstreams::error::SerdeError;
 use kstreams::serde::{I64Serde, Serde, StringSerde};
-use kstreams::task::OnBadRecord;
 use kstreams::testing::TopologyTestDriver;
 use kstreams::{Headers, Record, Result, Topology, processor};
 

@@ -629,6 +629,19 @@ impl AppProcess {
         }
     }
 
+    /// SIGINT (graceful stop) of a process started with `capture_stderr`; asserts a clean exit
+    /// within 60 s and returns the WARN and ERROR lines of its stderr ([`loud_lines`]).
+    pub fn stop_collecting_loud_lines(self) -> Vec<String> {
+        let ok = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status()
+            .expect("kill -INT");
+        assert!(ok.success());
+        let (status, stderr) = self.wait_exit(Duration::from_secs(60));
+        assert!(status.success(), "wordcount_app: {status}\n{stderr}");
+        loud_lines(&stderr)
+    }
+
     /// Whether it exited already.
     pub fn exited(&mut self) -> bool {
         self.0.try_wait().ok().flatten().is_some()
@@ -673,6 +686,8 @@ pub struct ProcessOptions {
     pub file_size_limit: Option<u64>,
     /// Pipe stderr, to be read by [`AppProcess::wait_exit`] (otherwise inherited).
     pub capture_stderr: bool,
+    /// The child's working directory (otherwise the test's), for relative state directories.
+    pub current_dir: Option<std::path::PathBuf>,
 }
 
 impl ProcessOptions {
@@ -680,6 +695,13 @@ impl ProcessOptions {
     #[must_use]
     pub fn env(mut self, name: &str, value: impl ToString) -> Self {
         self.env.push((name.to_owned(), value.to_string()));
+        self
+    }
+
+    /// Runs the child in `dir`.
+    #[must_use]
+    pub fn current_dir(mut self, dir: &std::path::Path) -> Self {
+        self.current_dir = Some(dir.to_owned());
         self
     }
 
@@ -717,6 +739,9 @@ impl AppProcess {
         .stdin(std::process::Stdio::null());
         if options.capture_stderr {
             cmd.stderr(std::process::Stdio::piped());
+        }
+        if let Some(dir) = &options.current_dir {
+            cmd.current_dir(dir);
         }
         if let Some(limit) = options.file_size_limit {
             let limit = libc::rlim_t::try_from(limit).expect("limit fits rlim_t");

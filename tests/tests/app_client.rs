@@ -253,7 +253,7 @@ async fn raw_input_the_serdes_reject_can_be_produced_and_its_dead_letters_read()
     let config = AppConfig::new(&id)
         .state_dir(state.path())
         .commit_interval(Duration::from_millis(100))
-        .on_deserialization_error(kstreams::task::OnBadRecord::DeadLetter { topic: dlq.clone() })
+        .on_deserialization_error(kstreams::OnBadRecord::DeadLetter { topic: dlq.clone() })
         .handle_ctrl_c(false);
     let app = Arc::new(App::new(t.build().expect("topology"), config).expect("app"));
     let client = AppClient::new(&app).expect("client");

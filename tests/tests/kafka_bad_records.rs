@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kstreams::OnBadRecord;
 use kstreams::kafka::App;
 use kstreams::serde::{Json, StringSerde};
-use kstreams::task::OnBadRecord;
 use kstreams::{Record, Topology, processor};
 use kstreams_tests::*;
 

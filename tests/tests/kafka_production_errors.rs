@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use kstreams::OnBadRecord;
 use kstreams::kafka::{App, AppConfig, ProcessingGuarantee};
-use kstreams::task::OnBadRecord;
 use kstreams::{Record, Topology, processor};
 use kstreams_tests::*;
 

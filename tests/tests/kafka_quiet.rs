@@ -9,18 +9,6 @@ use kstreams_tests::*;
 
 const DONE: Duration = Duration::from_secs(120);
 
-/// SIGINT (graceful stop); returns the WARN/ERROR lines of its stderr after a clean exit.
-fn stop_and_collect(p: AppProcess) -> Vec<String> {
-    let ok = std::process::Command::new("kill")
-        .args(["-INT", &p.0.id().to_string()])
-        .status()
-        .expect("kill -INT");
-    assert!(ok.success());
-    let (status, stderr) = p.wait_exit(Duration::from_secs(60));
-    assert!(status.success(), "wordcount_app: {status}\n{stderr}");
-    loud_lines(&stderr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_a_stop_and_a_restore_log_no_warning() {
     run_stop_restore("alo").await;
@@ -56,7 +44,7 @@ async fn run_stop_restore(guarantee: &str) {
     } else {
         t.wait_done(&b, DONE).await;
     }
-    let loud = stop_and_collect(first);
+    let loud = first.stop_collecting_loud_lines();
     assert!(loud.is_empty(), "first run: {loud:#?}");
 
     // The disk is lost: the restart restores the counts from the changelog (4 input partitions:
@@ -68,7 +56,7 @@ async fn run_stop_restore(guarantee: &str) {
         read_status(&status).is_some_and(|s| s.restored > 0 && s.assigned.len() == 4)
     })
     .await;
-    let loud = stop_and_collect(second);
+    let loud = second.stop_collecting_loud_lines();
     assert!(loud.is_empty(), "restart with a restore: {loud:#?}");
     assert_eq!(
         last_counts(&read_all_committed(&b, &t.output, t.partitions)),

@@ -2,6 +2,8 @@
 //! other takes over its partitions and restores their state from the changelog; a state
 //! directory deleted while the app is stopped is rebuilt from the changelog. In both the final
 //! counts equal the truth and the committed output holds exactly one update per input word.
+//! Two instances whose state directories have the same path string (one relative path, two
+//! working directories) have two transactional ids and both make progress.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,6 +17,29 @@ const DONE: Duration = Duration::from_secs(60);
 /// The consumer's `session.timeout.ms` for the two instances: the broker's minimum
 /// (`group.min.session.timeout.ms`, 6 s), so the killed one leaves the group in seconds.
 const SESSION_TIMEOUT_MS: u64 = 6000;
+
+/// Waits until two instances (their status files) are both assigned and share `all` the input
+/// partitions.
+async fn wait_sharing(
+    status_a: &std::path::Path,
+    status_b: &std::path::Path,
+    all: &BTreeSet<(String, i32)>,
+) {
+    wait_for(
+        "both instances assigned, sharing the partitions",
+        DONE,
+        || {
+            let (Some(sa), Some(sb)) = (read_status(status_a), read_status(status_b)) else {
+                return false;
+            };
+            !sa.assigned.is_empty()
+                && !sb.assigned.is_empty()
+                && sa.assigned.is_disjoint(&sb.assigned)
+                && sa.assigned.len() + sb.assigned.len() == all.len()
+        },
+    )
+    .await;
+}
 
 /// Committed updates per output partition.
 fn per_partition(out: &[Output]) -> BTreeMap<i32, usize> {
@@ -46,20 +71,7 @@ async fn two_instances_exactly_once_sigkill_one_and_the_other_takes_over_exactly
     };
     let mut a = AppProcess::start_with(EXE, &b, &t, &state_a, "eos", 20, &options(&status_a));
     let app_b = AppProcess::start_with(EXE, &b, &t, &state_b, "eos", 20, &options(&status_b));
-    wait_for(
-        "both instances assigned, sharing the partitions",
-        DONE,
-        || {
-            let (Some(sa), Some(sb)) = (read_status(&status_a), read_status(&status_b)) else {
-                return false;
-            };
-            !sa.assigned.is_empty()
-                && !sb.assigned.is_empty()
-                && sa.assigned.is_disjoint(&sb.assigned)
-                && sa.assigned.len() + sb.assigned.len() == all_inputs.len()
-        },
-    )
-    .await;
+    wait_sharing(&status_a, &status_b, &all_inputs).await;
 
     let (first, second) = lines.split_at(lines.len() / 2);
     produce_lines(&b, &t.input, t.partitions, first);
@@ -178,4 +190,74 @@ async fn exactly_once_state_dir_deleted_while_stopped_is_rebuilt_exactly() {
         s2.restored_records
     );
     assert_exactly_once_word_count(&b, &t, &independent_count(&all));
+}
+
+/// Issue #13 §3: the default `transactional.id` was the application id plus a hash of the state
+/// directory's path, so two replicas with the same path (two hosts, or here one relative path
+/// from two working directories) got the same id and fenced each other. Each instance now keeps
+/// its own process id in its state directory: both instances keep working and the counts are
+/// exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_exactly_once_instances_with_the_same_state_dir_path_both_make_progress() {
+    let b = bootstrap();
+    let t = WordCountTopics::create(&b, "same-path-eos", 4).await;
+    let lines = sample_lines(101, 3000);
+    let want = independent_count(&lines);
+    let words: u64 = want.values().sum();
+    let all_inputs: BTreeSet<(String, i32)> = (0..4)
+        .flat_map(|p| [(t.input.clone(), p), (t.words.clone(), p)])
+        .collect();
+
+    let dirs = tempfile::tempdir().expect("tempdir");
+    let (cwd_a, cwd_b) = (dirs.path().join("host-a"), dirs.path().join("host-b"));
+    for d in [&cwd_a, &cwd_b] {
+        std::fs::create_dir(d).expect("working directory");
+    }
+    let (status_a, status_b) = (dirs.path().join("a.status"), dirs.path().join("b.status"));
+    let state = std::path::Path::new("state");
+    let options = |cwd: &std::path::Path, status: &std::path::Path| {
+        ProcessOptions {
+            capture_stderr: true,
+            ..ProcessOptions::default()
+        }
+        .env("RUST_LOG", "warn")
+        .env("KSTREAMS_TEST_SESSION_TIMEOUT_MS", SESSION_TIMEOUT_MS)
+        .status_file(status)
+        .current_dir(cwd)
+    };
+    let mut a = AppProcess::start_with(EXE, &b, &t, state, "eos", 20, &options(&cwd_a, &status_a));
+    let mut app_b =
+        AppProcess::start_with(EXE, &b, &t, state, "eos", 20, &options(&cwd_b, &status_b));
+    wait_sharing(&status_a, &status_b, &all_inputs).await;
+
+    produce_lines(&b, &t.input, t.partitions, &lines);
+    wait_exactly_once_done(&b, &t, words, DONE).await;
+    assert!(!a.exited(), "instance a died (fenced by b?)");
+    assert!(!app_b.exited(), "instance b died (fenced by a?)");
+    let (sa, sb) = (
+        read_status(&status_a).expect("a's status"),
+        read_status(&status_b).expect("b's status"),
+    );
+    assert!(
+        sa.processed > 0 && sb.processed > 0 && sa.commits > 0 && sb.commits > 0,
+        "both instances processed and committed: a {sa:?}, b {sb:?}"
+    );
+    // Neither was fenced by the other (with one transactional id, each init_transactions fenced
+    // the other's producer: fatal transaction errors and recoveries, logged at WARN and ERROR).
+    let (loud_a, loud_b) = (
+        a.stop_collecting_loud_lines(),
+        app_b.stop_collecting_loud_lines(),
+    );
+    assert!(loud_a.is_empty(), "instance a: {loud_a:#?}");
+    assert!(loud_b.is_empty(), "instance b: {loud_b:#?}");
+    let id = |cwd: &std::path::Path| {
+        std::fs::read_to_string(cwd.join(state).join(&t.app_id).join("kstreams.process-id"))
+            .expect("process id file")
+    };
+    assert_ne!(id(&cwd_a), id(&cwd_b), "two instances, two process ids");
+    assert!(
+        group_committed_to(&b, &t.app_id, &end_offsets(&b, &t.input, t.partitions)),
+        "every line partition committed to its end"
+    );
+    assert_exactly_once_word_count(&b, &t, &want);
 }

@@ -19,6 +19,7 @@ use crate::topology::Topology;
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TopicSpec {
     /// The name.
     pub name: String,
@@ -233,7 +234,7 @@ pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext + Conne
             if !spec.changelog_enabled() {
                 continue;
             }
-            let name = format!("{}-{store}-changelog", config.application_id);
+            let name = crate::task::changelog_topic(&config.application_id, store);
             match counts.get(&name) {
                 Some(&c) if c != n => {
                     return Err(Error::Runtime(format!(

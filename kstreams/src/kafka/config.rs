@@ -14,11 +14,12 @@ use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 
 use crate::error::{Error, Result};
+use crate::policy::ErrorPolicies;
 use crate::store::LmdbOptions;
-use crate::task::{ErrorPolicies, OnBadRecord};
 
 /// What the runtime promises about input records and their effects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ProcessingGuarantee {
     /// Every input record's outputs and state changes are acknowledged before its offset is
     /// committed; after a crash, records since the last commit are processed again.
@@ -329,92 +330,38 @@ impl AppConfig {
         self
     }
 
-    /// What to do with records that cannot be deserialized (default: fail).
-    #[must_use]
-    pub fn on_deserialization_error(mut self, policy: OnBadRecord) -> Self {
-        self.errors = self.errors.on_deserialization_error(policy);
-        self
-    }
-
-    /// What to do with records whose processing fails through
-    /// [`Context::fail_record`](crate::Context::fail_record) (default: fail).
-    #[must_use]
-    pub fn on_processing_error(mut self, policy: OnBadRecord) -> Self {
-        self.errors = self.errors.on_processing_error(policy);
-        self
-    }
-
-    /// What to do with records of source topic `topic` that cannot be deserialized (overrides
-    /// [`on_deserialization_error`](Self::on_deserialization_error) for that topic;
-    /// [`App::new`](super::App::new) rejects a topic the topology does not read).
-    #[must_use]
-    pub fn on_deserialization_error_for(
-        mut self,
-        topic: impl Into<String>,
-        policy: OnBadRecord,
-    ) -> Self {
-        self.errors = self.errors.on_deserialization_error_for(topic, policy);
-        self
-    }
-
-    /// What to do with failed records read from source topic `topic` (overrides
-    /// [`on_processing_error`](Self::on_processing_error) for that topic;
-    /// [`App::new`](super::App::new) rejects a topic the topology does not read).
-    #[must_use]
-    pub fn on_processing_error_for(
-        mut self,
-        topic: impl Into<String>,
-        policy: OnBadRecord,
-    ) -> Self {
-        self.errors = self.errors.on_processing_error_for(topic, policy);
-        self
-    }
-
-    /// What to do with output records that cannot be serialized, sent or delivered to their sink
-    /// topic (default: fail). Under exactly-once, a delivery error the broker reports always
-    /// fails (it makes the transaction abortable); changelog records always fail.
-    #[must_use]
-    pub fn on_production_error(mut self, policy: OnBadRecord) -> Self {
-        self.errors = self.errors.on_production_error(policy);
-        self
-    }
-
-    /// What to do with output records for sink topic `topic` that cannot be serialized, sent or
-    /// delivered (overrides [`on_production_error`](Self::on_production_error) for that topic;
-    /// [`App::new`](super::App::new) rejects a topic the topology does not write).
-    #[must_use]
-    pub fn on_production_error_for(
-        mut self,
-        topic: impl Into<String>,
-        policy: OnBadRecord,
-    ) -> Self {
-        self.errors = self.errors.on_production_error_for(topic, policy);
-        self
-    }
+    crate::policy::error_policy_builders!(
+        per_topic: errors,
+        production = "serialized, sent or delivered to their sink topic. Under exactly-once, a delivery error the broker reports always fails (it makes the transaction abortable); changelog records always fail",
+        checked = "[`App::new`](crate::kafka::App::new)"
+    );
 
     /// The producer's `transactional.id` under exactly-once. It must be stable across restarts of
     /// one instance (so that a restart fences its own zombie and aborts its open transaction) and
-    /// differ between instances. Default: `<application id>-<hash of the state directory>`
-    /// (two instances on one machine need different state directories anyway).
+    /// differ between instances. Default: `<application id>-<process id>-<thread index>`, the
+    /// process id being 128 random bits kept in `<state dir>/<application id>/kstreams.process-id`
+    /// (created on the first start), as Kafka Streams does: replicas on different hosts with the
+    /// same state-directory path get different ids. An id set here is used as it is.
     #[must_use]
     pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
         self.transactional_id = Some(id.into());
         self
     }
 
-    /// The `transactional.id` the producer uses under exactly-once.
-    pub fn effective_transactional_id(&self) -> String {
+    /// The `transactional.id` of processing thread `thread` under exactly-once: the one set with
+    /// [`transactional_id`](Self::transactional_id) (with `-<thread>` after it from the second
+    /// thread on), or the default, which reads the process id from the state directory, creating
+    /// it the first time.
+    pub(crate) fn transactional_id_of_thread(&self, thread: usize) -> Result<String> {
         if let Some(id) = &self.transactional_id {
-            return id.clone();
+            return Ok(if thread == 0 {
+                id.clone()
+            } else {
+                format!("{id}-{thread}")
+            });
         }
-        let dir = std::fs::canonicalize(&self.state_dir).unwrap_or_else(|_| self.state_dir.clone());
-        // FNV-1a: stable across builds and platforms (std's hasher is not).
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in dir.to_string_lossy().bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("{}-{h:016x}", self.application_id)
+        let process = super::process_id::process_id(&self.state_dir, &self.application_id)?;
+        Ok(format!("{}-{process}-{thread}", self.application_id))
     }
 
     /// LMDB tuning.
@@ -444,12 +391,7 @@ impl AppConfig {
     /// Checks the config; every problem is a [`Error::Config`] that says what to change.
     pub fn validate(&self) -> Result<()> {
         let id = &self.application_id;
-        if id.is_empty()
-            || id.len() > 200
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        {
+        if !crate::topology::valid_name(id) {
             return Err(Error::Config(format!(
                 "application id `{id}` must be 1 to 200 of the characters a-z A-Z 0-9 . _ - \
                  (it is the consumer group id and prefixes internal topic names)"
@@ -549,7 +491,12 @@ impl AppConfig {
         }
     }
 
-    pub(crate) fn producer_config(&self, bootstrap: &str) -> ClientConfig {
+    /// The producer's config; `transactional_id` under exactly-once (ignored otherwise).
+    pub(crate) fn producer_config(
+        &self,
+        bootstrap: &str,
+        transactional_id: Option<&str>,
+    ) -> ClientConfig {
         let mut c = self.base(bootstrap);
         c.set("partitioner", "murmur2_random")
             .set("enable.idempotence", "true")
@@ -561,15 +508,16 @@ impl AppConfig {
             // A short transaction timeout (Kafka Streams uses 10 s too) bounds how long an
             // instance that died for good blocks `read_committed` readers of its partitions.
             // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
-            c.set("transactional.id", self.effective_transactional_id())
-                .set("transaction.timeout.ms", "10000")
-                .set(
-                    "message.timeout.ms",
-                    self.delivery_timeout
-                        .as_millis()
-                        .clamp(1, 10_000)
-                        .to_string(),
-                );
+            if let Some(id) = transactional_id {
+                c.set("transactional.id", id);
+            }
+            c.set("transaction.timeout.ms", "10000").set(
+                "message.timeout.ms",
+                self.delivery_timeout
+                    .as_millis()
+                    .clamp(1, 10_000)
+                    .to_string(),
+            );
         }
         for (k, v) in &self.producer_properties {
             c.set(k, v);
@@ -687,7 +635,7 @@ mod tests {
         for cc in [
             c.consumer_config("b:1"),
             c.restore_consumer_config("b:1"),
-            c.producer_config("b:1"),
+            c.producer_config("b:1", None),
             c.admin_config("b:1"),
         ] {
             assert_eq!(cc.get("sasl.password"), Some("hunter2"));
@@ -697,22 +645,37 @@ mod tests {
 
     #[test]
     fn exactly_once_is_transactional_and_read_committed() {
-        let dir = std::path::Path::new("/tmp/kstreams-eos-config-test");
+        let dir = tempfile::tempdir().expect("tempdir");
         let c = AppConfig::new("app")
-            .state_dir(dir)
+            .state_dir(dir.path())
             .processing_guarantee(ProcessingGuarantee::ExactlyOnce);
         assert!(c.validate().is_ok());
-        let p = c.producer_config("b:1");
-        let id = p.get("transactional.id").unwrap_or_default().to_owned();
-        assert!(id.starts_with("app-"), "{id}");
-        assert_eq!(id, c.effective_transactional_id(), "stable");
+        let id = c.transactional_id_of_thread(0).expect("transactional id");
+        let p = c.producer_config("b:1", Some(&id));
+        assert_eq!(p.get("transactional.id"), Some(id.as_str()));
+        assert!(id.starts_with("app-") && id.ends_with("-0"), "{id}");
+        assert_eq!(
+            id,
+            c.transactional_id_of_thread(0).expect("again"),
+            "stable"
+        );
+        assert_eq!(
+            c.transactional_id_of_thread(1).expect("thread 1"),
+            format!("{}-1", id.trim_end_matches("-0")),
+            "one per thread"
+        );
+        let other = tempfile::tempdir().expect("tempdir");
         assert_ne!(
             id,
             c.clone()
-                .state_dir("/tmp/other")
-                .effective_transactional_id(),
+                .state_dir(other.path())
+                .transactional_id_of_thread(0)
+                .expect("other"),
             "another state dir, another instance"
         );
+        let set = c.clone().transactional_id("mine");
+        assert_eq!(set.transactional_id_of_thread(0).expect("set"), "mine");
+        assert_eq!(set.transactional_id_of_thread(1).expect("set"), "mine-1");
         assert_eq!(
             c.consumer_config("b:1").get("isolation.level"),
             Some("read_committed")
@@ -722,7 +685,10 @@ mod tests {
             Some("read_committed")
         );
         let alo = AppConfig::new("app");
-        assert_eq!(alo.producer_config("b:1").get("transactional.id"), None);
+        assert_eq!(
+            alo.producer_config("b:1", None).get("transactional.id"),
+            None
+        );
     }
 
     #[test]
@@ -822,7 +788,7 @@ mod tests {
         let c = AppConfig::new("app");
         assert_eq!(c.consumer_config("b:1").get(P), Some("0"));
         assert_eq!(c.restore_consumer_config("b:1").get(P), Some("0"));
-        assert_eq!(c.producer_config("b:1").get(P), None);
+        assert_eq!(c.producer_config("b:1", None).get(P), None);
         assert_eq!(c.admin_config("b:1").get(P), None);
         for c in [
             AppConfig::new("app").consumer_property(P, "250"),

@@ -30,10 +30,10 @@ use rdkafka::consumer::ConsumerGroupMetadata;
 
 use super::config::{AppConfig, ProcessingGuarantee};
 use crate::error::{Error, Result};
-use crate::record::{Headers, Origin, ProducerRecord};
-use crate::task::{
+use crate::policy::{
     ErrorPolicies, OnBadRecord, count_dead_lettered, count_skipped, dead_letter_record, stage,
 };
+use crate::record::{Headers, Origin, ProducerRecord};
 
 /// The kind of a record, in the low two bits of its delivery opaque; the other bits are an index.
 const KIND_BITS: usize = 2;
@@ -94,14 +94,7 @@ struct ProductionPolicies {
 
 impl ProductionPolicies {
     fn new(config: &AppConfig) -> Self {
-        let dead_letter_topics = config
-            .errors
-            .all()
-            .filter_map(|p| match p {
-                OnBadRecord::DeadLetter { topic } => Some(topic.clone()),
-                _ => None,
-            })
-            .collect();
+        let dead_letter_topics = config.errors.dead_letter_topics();
         ProductionPolicies {
             policies: config.errors.clone(),
             dead_letter_topics,
@@ -128,6 +121,22 @@ struct Failed {
     timestamp: i64,
     headers: Headers,
     error: KafkaError,
+}
+
+impl Failed {
+    /// The record that failed, to send again or to dead-letter.
+    fn into_record(self, origin: Option<Origin>) -> (ProducerRecord, KafkaError) {
+        let record = ProducerRecord {
+            topic: self.topic.as_str().into(),
+            partition: Some(self.partition),
+            key: self.key,
+            value: self.value,
+            timestamp: self.timestamp,
+            headers: self.headers,
+            origin,
+        };
+        (record, self.error)
+    }
 }
 
 /// Forwards librdkafka's logs and errors to `tracing`.
@@ -314,9 +323,15 @@ impl std::fmt::Debug for Sink {
 }
 
 impl Sink {
-    pub(crate) fn new(config: &AppConfig, bootstrap: &str) -> Result<Self> {
+    /// A producer for `config`; under exactly-once, transactional with `transactional_id`
+    /// (initialized here: fencing an older producer with the same id).
+    pub(crate) fn new(
+        config: &AppConfig,
+        bootstrap: &str,
+        transactional_id: Option<&str>,
+    ) -> Result<Self> {
         let producer: ThreadedProducer<SinkContext> = config
-            .producer_config(bootstrap)
+            .producer_config(bootstrap, transactional_id)
             .create_with_context(SinkContext::default())
             .map_err(super::config::redact_client_error)
             .map_err(|source| Error::Kafka {
@@ -332,7 +347,7 @@ impl Sink {
                 .map_err(|source| Error::Kafka {
                     context: format!(
                         "initializing transactions (transactional.id `{}`)",
-                        config.effective_transactional_id()
+                        transactional_id.unwrap_or_default()
                     ),
                     source,
                 })?;
@@ -510,35 +525,12 @@ impl Sink {
         } else {
             self.policies.policy(&r.topic)
         };
-        match policy {
-            OnBadRecord::Fail => Err(Error::Kafka {
-                context: format!("sending {what}"),
-                source,
-            }),
-            OnBadRecord::Skip => {
-                count_skipped(&r.topic, stage::PRODUCE, &what, &source);
-                self.skipped += 1;
-                Ok(())
-            }
-            OnBadRecord::DeadLetter { topic } => {
-                let message = format!("cannot send {what}: {source}");
-                let dead = dead_letter_record(
-                    &topic,
-                    r.origin.as_ref(),
-                    stage::PRODUCE,
-                    &message,
-                    Some(&r.topic),
-                    r.key.clone(),
-                    r.value.clone(),
-                    r.timestamp,
-                    r.headers.clone(),
-                );
-                self.send_dead_letter(&dead, &what)?;
-                count_dead_lettered(&r.topic, stage::PRODUCE, &what, &source, &topic);
-                self.dead_lettered += 1;
-                Ok(())
-            }
-        }
+        let message = format!("cannot send {what}: {source}");
+        let fail = || Error::Kafka {
+            context: format!("sending {what}"),
+            source: source.clone(),
+        };
+        self.skip_or_dead_letter(policy, r.clone(), &what, &message, &source, fail)
     }
 
     fn send_dead_letter(&mut self, dead: &ProducerRecord, what: &str) -> Result<()> {
@@ -656,19 +648,12 @@ impl Sink {
                 let Some(f) = alone.pop_front() else {
                     return Ok(());
                 };
-                let record = ProducerRecord {
-                    topic: f.topic.as_str().into(),
-                    partition: Some(f.partition),
-                    key: f.key,
-                    value: f.value,
-                    timestamp: f.timestamp,
-                    headers: f.headers,
-                    origin: None,
-                };
+                let index = f.opaque >> KIND_BITS;
                 let opaque = (f.opaque & !KIND_MASK) | ALONE;
+                let (record, _) = f.into_record(None);
                 if let Some(source) = self.send_one(&record, opaque)? {
-                    let origin = self.origin_at(f.opaque >> KIND_BITS);
-                    self.forget_origin(f.opaque >> KIND_BITS);
+                    let origin = self.origin_at(index);
+                    self.forget_origin(index);
                     let r = ProducerRecord { origin, ..record };
                     self.on_send_error(&r, false, source)?;
                 }
@@ -742,27 +727,45 @@ impl Sink {
             alone.push_back(f);
             return Ok(());
         }
+        let (unproducible, error) = f.into_record(origin);
+        let fail = || Error::Runtime(message.clone());
+        self.skip_or_dead_letter(policy, unproducible, &what, &message, &error, fail)
+    }
+
+    /// The production policy of an output record that cannot be sent or delivered (`r`, with its
+    /// origin; `message` says why, for the dead-letter header): `Fail` returns `fail()`, `Skip`
+    /// counts it, `DeadLetter` sends the record's bytes to the dead-letter topic and counts it.
+    /// The one copy for send-time and delivery-time failures.
+    fn skip_or_dead_letter(
+        &mut self,
+        policy: OnBadRecord,
+        r: ProducerRecord,
+        what: &str,
+        message: &str,
+        error: &dyn std::fmt::Display,
+        fail: impl FnOnce() -> Error,
+    ) -> Result<()> {
         match policy {
-            OnBadRecord::Fail => Err(Error::Runtime(message)),
+            OnBadRecord::Fail => Err(fail()),
             OnBadRecord::Skip => {
-                count_skipped(&f.topic, stage::PRODUCE, &what, &f.error);
+                count_skipped(&r.topic, stage::PRODUCE, &what, error);
                 self.skipped += 1;
                 Ok(())
             }
             OnBadRecord::DeadLetter { topic } => {
                 let dead = dead_letter_record(
                     &topic,
-                    origin.as_ref(),
+                    r.origin.as_ref(),
                     stage::PRODUCE,
-                    &message,
-                    Some(&f.topic),
-                    f.key,
-                    f.value,
-                    f.timestamp,
-                    f.headers,
+                    message,
+                    Some(&r.topic),
+                    r.key,
+                    r.value,
+                    r.timestamp,
+                    r.headers,
                 );
-                self.send_dead_letter(&dead, &what)?;
-                count_dead_lettered(&f.topic, stage::PRODUCE, &what, &f.error, &topic);
+                self.send_dead_letter(&dead, what)?;
+                count_dead_lettered(&r.topic, stage::PRODUCE, &what, error, &topic);
                 self.dead_lettered += 1;
                 Ok(())
             }
