@@ -6,9 +6,9 @@
 //! origin in headers (`kstreams.error.*`), it is counted in `kstreams_dead_lettered_records_total`,
 //! and processing goes on.
 
+use kstreams::OnBadRecord;
 use kstreams::kafka::{AppConfig, TopicSpec};
 use kstreams::serde::{Json, StringSerde};
-use kstreams::task::OnBadRecord;
 use kstreams::{Emit, Record, Result, Topology, processor};
 
 use crate::embedded;

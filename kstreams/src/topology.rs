@@ -692,8 +692,18 @@ fn without_paths(name: &str) -> String {
 pub(crate) fn describe_store(spec: &StoreSpec) -> String {
     let (key, value) = spec.type_names();
     let (key, value) = (without_paths(key), without_paths(value));
+    let kind = match spec.kind() {
+        crate::store::StoreKind::KeyValue => String::new(),
+        crate::store::StoreKind::Window {
+            size_ms,
+            retention_ms,
+        } => format!("windows of {size_ms} ms kept {retention_ms} ms, "),
+        crate::store::StoreKind::Session { retention_ms } => {
+            format!("sessions kept {retention_ms} ms, ")
+        }
+    };
     format!(
-        "`{key}` → `{value}` on {}, {}",
+        "{kind}`{key}` → `{value}` on {}, {}",
         match spec.get_backend() {
             crate::store::Backend::Lmdb => "LMDB",
             crate::store::Backend::InMemory => "the in-memory backend",
@@ -727,6 +737,9 @@ fn store_conflict(
     }
     if first.changelog_enabled() != second.changelog_enabled() {
         differ.push("changelog");
+    }
+    if first.kind() != second.kind() {
+        differ.push("kinds (key-value, window or session; size; retention)");
     }
     if differ.is_empty() {
         // Same type names, different types (two types of one name in different crates).
@@ -1058,5 +1071,24 @@ mod tests {
                 if differ == "key types" && first.starts_with("by `TopologyBuilder::store` as `u64`")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_store_conflict_of_kinds_alone_says_so() -> crate::Result<()> {
+        let kv = StoreSpec::new::<String, u64>("counts");
+        let windows = StoreSpec::new::<String, u64>("counts").windowed(
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(120),
+        )?;
+        let err = store_conflict(&kv, "processor `a`", &windows, "processor `b`");
+        assert_eq!(
+            err.to_string(),
+            "store `counts` is declared twice, differently (kinds (key-value, window or session; \
+             size; retention)): by processor `a` as `String` → `u64` on LMDB, with a changelog, \
+             and by processor `b` as windows of 60000 ms kept 120000 ms, `String` → `u64` on \
+             LMDB, with a changelog; declare it once, with one `#[kstreams::store]` type used by \
+             both"
+        );
+        Ok(())
     }
 }

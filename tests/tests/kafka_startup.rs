@@ -145,3 +145,18 @@ async fn a_delivery_error_stops_the_app_and_commits_nothing() {
         "no input offset may be committed when its outputs were not delivered"
     );
 }
+
+/// Creating no topics is nothing to do, on a broker as on the embedded cluster (a broker's admin
+/// API refuses an empty request: `InvalidArgument`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_no_topics_succeeds_on_a_broker() {
+    let b = bootstrap();
+    let id = unique("no-topics");
+    let state = tempfile::tempdir().expect("tempdir");
+    let app = App::new(
+        pass_through(&format!("{id}-in"), &format!("{id}-out")),
+        config(&id, &b, state.path()),
+    )
+    .expect("app");
+    app.create_topics(&[]).await.expect("no topics to create");
+}

@@ -64,6 +64,10 @@ pub(crate) async fn create_topics(
     mock: Option<&MockCommands>,
     topics: &[TopicSpec],
 ) -> Result<()> {
+    // Nothing to create (a broker's admin API refuses an empty request).
+    if topics.is_empty() {
+        return Ok(());
+    }
     if let Some(mock) = mock {
         for t in topics {
             mock.create_topic_async(&t.name, t.partitions).await?;
@@ -250,11 +254,7 @@ pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext + Conne
                     } else {
                         config.changelog_replication_factor
                     };
-                    changelogs.push(
-                        TopicSpec::new(name, n)
-                            .replication(replication)
-                            .config("cleanup.policy", "compact"),
-                    );
+                    changelogs.push(changelog_topic_spec(spec, name, n, replication));
                 }
             }
         }
@@ -288,4 +288,64 @@ pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext + Conne
         }
     }
     Ok(per_sub)
+}
+
+/// The changelog topic of `spec`: compacted for a key-value store, `compact,delete` with the
+/// store's retention plus a day for a window or session store (as Kafka Streams' window
+/// changelogs), so old windows leave the topic as they leave the store.
+fn changelog_topic_spec(
+    spec: &crate::store::StoreSpec,
+    name: String,
+    partitions: i32,
+    replication: i32,
+) -> TopicSpec {
+    spec.changelog_topic_config().into_iter().fold(
+        TopicSpec::new(name, partitions).replication(replication),
+        |t, (k, v)| t.config(k, &v),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::StoreSpec;
+
+    fn configs(spec: &StoreSpec) -> Vec<(String, String)> {
+        changelog_topic_spec(spec, "app-s-changelog".to_owned(), 4, 3).configs
+    }
+
+    #[test]
+    fn a_key_value_changelog_is_compacted() {
+        let spec = StoreSpec::new::<String, u64>("s");
+        assert_eq!(
+            configs(&spec),
+            [("cleanup.policy".to_owned(), "compact".to_owned())]
+        );
+    }
+
+    #[test]
+    fn window_and_session_changelogs_expire_a_day_after_the_store() -> Result<()> {
+        let hour = Duration::from_secs(3600);
+        let windows = StoreSpec::new::<String, u64>("w").windowed(Duration::from_secs(60), hour)?;
+        let sessions = StoreSpec::new::<String, u64>("s").sessions(hour)?;
+        for spec in [windows, sessions] {
+            assert_eq!(
+                configs(&spec),
+                [
+                    ("cleanup.policy".to_owned(), "compact,delete".to_owned()),
+                    (
+                        "retention.ms".to_owned(),
+                        (3_600_000 + 86_400_000).to_string()
+                    ),
+                ],
+                "{}",
+                spec.name()
+            );
+        }
+        let topic = changelog_topic_spec(&StoreSpec::new::<String, u64>("s"), "t".into(), 4, 3);
+        assert_eq!((topic.partitions, topic.replication), (4, 3));
+        Ok(())
+    }
 }
