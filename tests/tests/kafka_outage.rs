@@ -115,7 +115,11 @@ async fn outage_scenario() -> Result<(), String> {
             short.topology(),
             config(&short.app_id, &b, short_state.path())
                 .batch_max_records(10)
-                .consumer_property("session.timeout.ms", "6000"),
+                .consumer_property("session.timeout.ms", "6000")
+                // librdkafka's own default (the runtime sets 0): the fetcher pauses up to 1 s
+                // once its queue is full, so that this in-process app is still in the middle of
+                // the bulk when the broker dies (with 0 it had processed all of it in 1 run of 2).
+                .consumer_property("fetch.queue.backoff.ms", "1000"),
         )
         .expect("app"),
     );
