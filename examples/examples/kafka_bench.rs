@@ -251,6 +251,11 @@ fn raw(args: &Args, stop: &AtomicBool) -> Result<u64, BoxError> {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest");
+    // The runtime's consumer defaults (fetch.queue.backoff.ms=0), so the ceiling is not
+    // throttled where kstreams is not.
+    for (k, v) in kstreams::kafka::CONSUMER_DEFAULTS {
+        cc.set(*k, *v);
+    }
     for (k, v) in &args.consumer_properties {
         cc.set(k, v);
     }

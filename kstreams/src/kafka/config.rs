@@ -84,7 +84,7 @@ pub const MAX_DURATION: Duration = Duration::from_millis(i32::MAX as u64);
 /// every figure of the first benchmark runs (issue #19: with it set to 0, kstreams-map went from
 /// 135.9k to 394k records/s and kstreams-count from 128k to 232k, against 634k for the raw
 /// rdkafka loop).
-const CONSUMER_DEFAULTS: &[(&str, &str)] = &[("fetch.queue.backoff.ms", "0")];
+pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[("fetch.queue.backoff.ms", "0")];
 
 /// The configuration of an [`App`](super::App): the counterpart of Kafka Streams' `StreamsConfig`.
 ///

@@ -33,7 +33,7 @@ mod sink;
 // here.
 pub use admin::TopicSpec;
 pub use app::{App, AppStatus, ShutdownHandle};
-pub use config::{AppConfig, MAX_DURATION, ProcessingGuarantee};
+pub use config::{AppConfig, CONSUMER_DEFAULTS, MAX_DURATION, ProcessingGuarantee};
 pub use local::AppClient;
 pub use mock::EmbeddedCluster;
 
