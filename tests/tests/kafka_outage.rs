@@ -78,12 +78,19 @@ async fn outage_scenario() -> Result<(), String> {
     // produced output), then the bulk, produced all at once right before the broker is stopped
     // (so the apps are in the middle of it), then the rest after the outage. Each part is
     // produced round-robin from partition 0.
-    let alo_lines = sample_lines(71, 4000);
-    let eos_lines = sample_lines(72, 4000);
-    let short_lines = sample_lines(74, 4000);
+    // The bulk is large enough that the apps, which now fetch without librdkafka's 1 s queue
+    // backoff, are still in the middle of it when the broker dies (with 2,970 lines, 19k words,
+    // an app had processed all of it in 2 runs of 3).
+    let alo_lines = sample_lines(71, 24_000);
+    let eos_lines = sample_lines(72, 24_000);
+    let short_lines = sample_lines(74, 24_000);
     let bound_lines = sample_lines(73, 50);
     let parts = |l: &[String]| -> (Vec<String>, Vec<String>, Vec<String>) {
-        (l[..30].to_vec(), l[30..3000].to_vec(), l[3000..].to_vec())
+        (
+            l[..30].to_vec(),
+            l[30..20_000].to_vec(),
+            l[20_000..].to_vec(),
+        )
     };
     let (alo_warm, alo_bulk, alo_after) = parts(&alo_lines);
     let (eos_warm, eos_bulk, eos_after) = parts(&eos_lines);
@@ -115,11 +122,7 @@ async fn outage_scenario() -> Result<(), String> {
             short.topology(),
             config(&short.app_id, &b, short_state.path())
                 .batch_max_records(10)
-                .consumer_property("session.timeout.ms", "6000")
-                // librdkafka's own default (the runtime sets 0): the fetcher pauses up to 1 s
-                // once its queue is full, so that this in-process app is still in the middle of
-                // the bulk when the broker dies (with 0 it had processed all of it in 1 run of 2).
-                .consumer_property("fetch.queue.backoff.ms", "1000"),
+                .consumer_property("session.timeout.ms", "6000"),
         )
         .expect("app"),
     );
