@@ -16,6 +16,15 @@ fn example_binary(name: &str) -> PathBuf {
     profile.join("examples").join(name)
 }
 
+/// Logs of the in-process apps, captured by the test harness and shown only when a test fails
+/// (an embedded run that stalls then says why).
+fn capture_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info,kstreams=debug"))
+        .with_test_writer()
+        .try_init();
+}
+
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -182,6 +191,7 @@ fn wordcount_describes_and_writes_mermaid() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregation_counts_views_per_user() {
+    capture_logs();
     let state = tempfile::tempdir().expect("tempdir");
     let views = [
         ("alice", "/home"),
@@ -198,6 +208,7 @@ async fn aggregation_counts_views_per_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrichment_joins_orders_with_the_customers_table() {
+    capture_logs();
     let state = tempfile::tempdir().expect("tempdir");
     let customers = [("c1", "Ada"), ("c2", "Grace")];
     let orders = [
@@ -228,6 +239,7 @@ async fn enrichment_joins_orders_with_the_customers_table() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letter_sends_malformed_records_aside_and_goes_on() {
+    capture_logs();
     let state = tempfile::tempdir().expect("tempdir");
     let readings = [
         r#"{"sensor":"s1","celsius":21.5}"#,
@@ -252,6 +264,7 @@ async fn dead_letter_sends_malformed_records_aside_and_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn punctuation_emits_a_periodic_summary() {
+    capture_logs();
     let state = tempfile::tempdir().expect("tempdir");
     // Summaries every `punctuation::INTERVAL` (300 ms).
     let lines = punctuation::run(&["too hot", "too cold", "too hot"], state.path())
