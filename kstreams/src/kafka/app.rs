@@ -55,8 +55,11 @@ impl ShutdownHandle {
 pub struct AppStatus {
     /// Whether the processing loop runs (set once start-up checks passed).
     pub running: bool,
-    /// The input partitions assigned to this instance.
+    /// The input partitions assigned to this instance whose tasks are running (restored).
     pub assigned: BTreeSet<(String, i32)>,
+    /// The input partitions assigned to this instance whose tasks are still being restored
+    /// (their input is paused until then).
+    pub restoring: BTreeSet<(String, i32)>,
     /// The last committed next offset of every input partition this instance committed.
     pub committed: BTreeMap<(String, i32), i64>,
     /// Input records processed.
@@ -73,11 +76,12 @@ pub struct AppStatus {
     pub skipped_outputs: u64,
     /// Output records sent to a dead-letter topic by the production policy.
     pub dead_lettered_outputs: u64,
-    /// Changelog records restored into local stores.
+    /// Changelog records restored into local stores (counted as they are written, also for a
+    /// restore that has not ended yet).
     pub restored_records: u64,
     /// Commits made.
     pub commits: u64,
-    /// Rebalances seen (assignments).
+    /// Rebalances seen (assignments received from the group).
     pub rebalances: u64,
 }
 

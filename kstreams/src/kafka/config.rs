@@ -371,6 +371,21 @@ impl AppConfig {
         self
     }
 
+    /// The most changelog records one turn of the processing loop restores (default 10,000, at
+    /// least 1): restores advance this much between two polls of the group consumer, so running
+    /// tasks keep processing while others restore, and a long restore never holds up the poll
+    /// past `max.poll.interval.ms`.
+    ///
+    /// ```
+    /// let config = kstreams::kafka::AppConfig::new("app").restore_batch_records(50_000);
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn restore_batch_records(mut self, n: usize) -> Self {
+        self.restore_batch_records = n.max(1);
+        self
+    }
+
     /// Whether `run` stops gracefully on Ctrl-C (default true).
     #[must_use]
     pub fn handle_ctrl_c(mut self, yes: bool) -> Self {
