@@ -23,7 +23,7 @@
 //! causes double counting.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -457,9 +457,12 @@ impl Engine {
         }
         self.pending.clear();
         self.dropped.clear();
+        // Only this thread's partitions: the status is every thread's.
         let mut st = lock(&self.status);
-        st.assigned.clear();
-        st.restoring.clear();
+        for p in &self.assignment {
+            st.assigned.remove(p);
+            st.restoring.remove(p);
+        }
         drop(st);
         self.restorer.clear()
     }
@@ -549,6 +552,35 @@ impl Engine {
     }
 }
 
+fn group_consumer(config: &AppConfig, bootstrap: &str) -> Result<BaseConsumer<GroupContext>> {
+    let context = GroupContext {
+        engine: Mutex::new(None),
+        generation: AtomicU64::new(0),
+        revoked: Mutex::new(BTreeSet::new()),
+        error: Mutex::new(None),
+        last_failure: Mutex::new(None),
+    };
+    config
+        .consumer_config(bootstrap)
+        .create_with_context(context)
+        .map_err(redact_client_error)
+        .map_err(kafka_err("creating the consumer"))
+}
+
+/// What every processing thread shares.
+struct Shared {
+    topology: Topology,
+    config: AppConfig,
+    bootstrap: String,
+    shutdown: ShutdownHandle,
+    status: Arc<Mutex<AppStatus>>,
+    /// A thread stopped with an error: the others stop too (gracefully).
+    failed: Arc<AtomicBool>,
+}
+
+/// The app: start-up checks once, then `num_threads` processing threads, each with its own
+/// consumer in the group, restore consumer, producer and tasks ([`run_thread`]); thread 0 runs
+/// on the calling thread. Returns once every thread stopped: the first error, if any.
 pub(super) fn run_blocking(p: RunParams) -> Result<()> {
     let RunParams {
         topology,
@@ -567,18 +599,16 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
             context: "building the start-up runtime".into(),
             source: e,
         })?;
-    let context = GroupContext {
-        engine: Mutex::new(None),
-        generation: AtomicU64::new(0),
-        revoked: Mutex::new(BTreeSet::new()),
-        error: Mutex::new(None),
-        last_failure: Mutex::new(None),
-    };
-    let consumer: BaseConsumer<GroupContext> = config
-        .consumer_config(&bootstrap)
-        .create_with_context(context)
-        .map_err(redact_client_error)
-        .map_err(kafka_err("creating the consumer"))?;
+    // Every thread's consumer is created here, so that they all know the cluster (and the group
+    // coordinator) by the time they subscribe, together: they join the group's first generation
+    // instead of rebalancing it one after the other.
+    let mut consumers = (0..config.num_threads)
+        .map(|_| group_consumer(&config, &bootstrap))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter();
+    let consumer = consumers
+        .next()
+        .ok_or_else(|| Error::Internal("no consumer for processing thread 0".into()))?;
     rt.block_on(admin::prepare_topics(
         &topology,
         &config,
@@ -586,19 +616,109 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
         mock.as_ref(),
         &consumer,
     ))?;
+    drop(rt);
+    // Exactly-once: one transactional id per processing thread, read here once (the first
+    // start creates the process id file).
+    let transactional_ids: Vec<Option<String>> = (0..config.num_threads)
+        .map(|i| {
+            (config.guarantee == ProcessingGuarantee::ExactlyOnce)
+                .then(|| config.transactional_id_of_thread(i))
+                .transpose()
+        })
+        .collect::<Result<_>>()?;
+    let shared = Arc::new(Shared {
+        topology,
+        config,
+        bootstrap,
+        shutdown,
+        status,
+        failed: Arc::new(AtomicBool::new(false)),
+    });
+    let mut threads = Vec::new();
+    let mut spawned = Ok(());
+    for ((i, tid), c) in transactional_ids.iter().enumerate().skip(1).zip(consumers) {
+        let (this, tid, span) = (shared.clone(), tid.clone(), span.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("kstreams-{}-{i}", shared.config.application_id))
+            .spawn(move || {
+                let _g = span.enter();
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_thread(&this, i, c, tid)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(Error::Internal(format!("processing thread {i} panicked")))
+                });
+                if result.is_err() {
+                    this.failed.store(true, Ordering::SeqCst);
+                }
+                result
+            });
+        match thread {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                shared.failed.store(true, Ordering::SeqCst);
+                spawned = Err(Error::Io {
+                    context: format!("spawning processing thread {i}"),
+                    source: e,
+                });
+                break;
+            }
+        }
+    }
+    let mut result = match spawned {
+        Ok(()) => {
+            let tid = transactional_ids.into_iter().next().flatten();
+            let r = run_thread(&shared, 0, consumer, tid);
+            if r.is_err() {
+                shared.failed.store(true, Ordering::SeqCst);
+            }
+            r
+        }
+        Err(e) => Err(e),
+    };
+    for (i, t) in threads.into_iter().enumerate() {
+        let r = t.join().unwrap_or_else(|_| {
+            Err(Error::Internal(format!(
+                "processing thread {} panicked",
+                i + 1
+            )))
+        });
+        if result.is_ok() {
+            result = r;
+        }
+    }
+    lock(&shared.status).running = false;
+    tracing::info!("stopped");
+    result
+}
+
+/// One processing thread: its engine (restore consumer, producer, tasks) around `consumer`, the
+/// loop, and its shutdown.
+fn run_thread(
+    shared: &Shared,
+    index: usize,
+    consumer: BaseConsumer<GroupContext>,
+    transactional_id: Option<String>,
+) -> Result<()> {
+    let Shared {
+        topology,
+        config,
+        bootstrap,
+        shutdown,
+        status,
+        failed,
+    } = shared;
+    let span = (config.num_threads > 1).then(|| tracing::info_span!("thread", thread = index));
+    let _g = span.as_ref().map(|s| s.enter());
     let restore_consumer: BaseConsumer<RestoreContext> = config
-        .restore_consumer_config(&bootstrap)
+        .restore_consumer_config(bootstrap)
         .create_with_context(RestoreContext)
         .map_err(redact_client_error)
         .map_err(kafka_err("creating the restore consumer"))?;
     let mut task_config = TaskConfig::new(config.application_id.clone(), config.state_dir.clone());
     task_config.lmdb = config.lmdb.clone();
     task_config.errors = config.errors.clone();
-    // Exactly-once: one transactional id per processing thread (one thread today).
-    let transactional_id = (config.guarantee == ProcessingGuarantee::ExactlyOnce)
-        .then(|| config.transactional_id_of_thread(0))
-        .transpose()?;
-    let sink = Sink::new(&config, &bootstrap, transactional_id.as_deref())?;
+    let sink = Sink::new(config, bootstrap, transactional_id.as_deref())?;
     *lock(&consumer.context().engine) = Some(Engine {
         topology: topology.clone(),
         task_config: Arc::new(task_config),
@@ -617,7 +737,7 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
         processed: HashMap::new(),
         committed: HashMap::new(),
         status: status.clone(),
-        observer: super::observe::Observer::new(&config), // observability hook
+        observer: super::observe::Observer::new(config), // observability hook
         bootstrap: bootstrap.clone(),
         transactional_id,
         transaction_failed: false,
@@ -632,10 +752,10 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
     consumer
         .subscribe(&refs)
         .map_err(kafka_err("subscribing to the input topics"))?;
-    lock(&status).running = true;
+    lock(status).running = true;
     tracing::info!(%bootstrap, topics = ?sources, "running");
 
-    let result = processing_loop(&consumer, &config, &shutdown);
+    let result = processing_loop(&consumer, config, shutdown, failed);
 
     // Shutdown: commit what is done (also after an error: what was processed before it is
     // sound), then close the stores, then leave the group.
@@ -669,8 +789,6 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
     let engine = lock(&consumer.context().engine).take();
     close_consumer_within(consumer, CONSUMER_CLOSE_TIMEOUT);
     drop(engine);
-    lock(&status).running = false;
-    tracing::info!("stopped");
     result.and(final_commit)
 }
 
@@ -678,6 +796,7 @@ fn processing_loop(
     consumer: &BaseConsumer<GroupContext>,
     config: &AppConfig,
     shutdown: &ShutdownHandle,
+    failed: &AtomicBool,
 ) -> Result<()> {
     let ctx = consumer.context();
     let mut last_commit = Instant::now();
@@ -688,7 +807,7 @@ fn processing_loop(
         if let Some(e) = lock(&ctx.error).take() {
             return Err(e);
         }
-        if shutdown.is_shutdown() {
+        if shutdown.is_shutdown() || failed.load(Ordering::SeqCst) {
             return Ok(());
         }
         let mut msgs: Vec<BorrowedMessage<'_>> = Vec::new();
