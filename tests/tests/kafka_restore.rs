@@ -386,3 +386,103 @@ async fn a_task_revoked_while_restoring_is_closed_without_a_commit() {
         .sum();
     assert_eq!(w, 1000);
 }
+
+/// Exactly-once, with an offset committed for the restoring task's input (so its local state,
+/// with no input position, differs from the group): a restore stopped halfway is kept and goes on
+/// where it stopped, instead of being wiped and started over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_a_restore_cut_short_goes_on_where_it_stopped() {
+    const RECORDS: u64 = 600_000;
+    const RKEYS: u64 = 300_000;
+    let b = bootstrap();
+    let app_id = unique("restore-eos-resume");
+    let words = format!("{app_id}-words");
+    let output = format!("{app_id}-counts");
+    let changelog = format!("{app_id}-{STORE}-changelog");
+    create_topics(&b, &[(&words, 1), (&output, 1)]).await;
+    create_topics_with_configs(
+        &b,
+        &[(
+            &changelog,
+            1,
+            &[
+                ("cleanup.policy", "compact"),
+                ("segment.bytes", "1073741824"),
+            ],
+        )],
+    )
+    .await;
+    let producer = fast_producer(&b);
+    for i in 0..RECORDS {
+        let key = format!("k{}", i % RKEYS);
+        send(&producer, &changelog, 0, key.as_bytes(), &i.to_be_bytes());
+    }
+    for j in 0..1000u64 {
+        send(&producer, &words, 0, format!("k{j}").as_bytes(), &[]);
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    // The group committed offset 0 of the input: a state without an input position is not equal
+    // to it.
+    {
+        use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .set("group.id", &app_id)
+            .create()
+            .expect("consumer");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(&words, 0, rdkafka::Offset::Offset(0))
+            .expect("tpl");
+        c.commit(&tpl, CommitMode::Sync).expect("commit offset 0");
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = |batch| {
+        config(&app_id, &b, dir.path())
+            .processing_guarantee(ProcessingGuarantee::ExactlyOnce)
+            .restore_batch_records(batch)
+    };
+    let topology = count_topology(&words, &output);
+    // 1. A slow restore, stopped halfway.
+    let app = Arc::new(App::new(topology.clone(), cfg(5)).expect("app"));
+    let run = spawn(app.clone());
+    let p0 = (words.clone(), 0);
+    wait_for("part of the restore done", DONE, || {
+        let s = app.status();
+        s.restoring.contains(&p0) && s.restored_records >= 10_000
+    })
+    .await;
+    app.shutdown_handle().shutdown();
+    run.await.expect("join").expect("run");
+    let first = app.status();
+    assert!(
+        first.restored_records < RECORDS && first.processed_records == 0,
+        "stopped mid-restore: {first:?}"
+    );
+
+    // 2. The rest of it, then the input.
+    let app = Arc::new(App::new(topology, cfg(10_000)).expect("app"));
+    let run = spawn(app.clone());
+    let ends = end_offsets(&b, &words, 1);
+    wait_for("every word committed", DONE, || {
+        group_committed_to(&b, &app_id, &ends)
+    })
+    .await;
+    app.shutdown_handle().shutdown();
+    run.await.expect("join").expect("run");
+    let second = app.status();
+    assert_eq!(
+        first.restored_records + second.restored_records,
+        RECORDS,
+        "the second run restored only the rest ({} of {RECORDS} restored first)",
+        first.restored_records
+    );
+    let counts = last_counts(&read_all_committed(&b, &output, 1));
+    for j in 0..1000u64 {
+        assert_eq!(
+            counts.get(&format!("k{j}")).copied(),
+            Some(j + RKEYS + 1),
+            "count of k{j}"
+        );
+    }
+}

@@ -41,19 +41,8 @@ impl Engine {
         let Some(why) = untrusted_state(&task, id, committed)? else {
             return Ok(task);
         };
-        // No input position at all: there is no local state (a new instance, a partition moved
-        // here, a lost disk), which is normal; state that disagrees with the group is not.
-        let pos = task.position()?;
-        let none = task
-            .source_topics()
-            .all(|t| pos.input(t, id.partition).is_none());
-        if none {
-            tracing::info!(task = %id, "{why}: no local state; restoring it from the committed \
-                changelog (exactly-once)");
-        } else {
-            tracing::warn!(task = %id, "{why}: wiping local state and restoring it from the \
-                committed changelog (exactly-once)");
-        }
+        tracing::warn!(task = %id, "{why}: wiping local state and restoring it from the \
+            committed changelog (exactly-once)");
         self.reopen_wiped(task, id, "untrusted")
     }
 
@@ -211,11 +200,16 @@ pub(super) fn committed_offset(
         })
 }
 
-/// Exactly-once: why a task's local state cannot be trusted (`None`: it can). It can only if its
+/// Exactly-once: why a task's local state cannot be trusted (`None`: it can). It can if its
 /// recorded input position equals the group's committed offset for every input partition of the
 /// task: then it reflects exactly the committed input. Ahead means it holds effects of input whose
 /// transaction never committed (a crash); behind means it lost transactions (no fsync after a
-/// power loss) or was never there.
+/// power loss). It can also if it has no input position at all: then it holds nothing, or only
+/// what restores wrote (a task processes input and punctuates only once restored, and the end of
+/// its restore records the input position), which is a prefix of the committed changelog (read
+/// `read_committed`, each batch in one LMDB transaction with the changelog offset it reaches), so
+/// restoring on from its recorded changelog offsets gives the committed state: a restore cut
+/// short (a revocation, a stop) goes on where it stopped instead of starting over.
 fn untrusted_state(
     task: &Task,
     id: TaskId,
@@ -225,6 +219,12 @@ fn untrusted_state(
         return Ok(None);
     }
     let pos = task.position()?;
+    if task
+        .source_topics()
+        .all(|t| pos.input(t, id.partition).is_none())
+    {
+        return Ok(None);
+    }
     for topic in task.source_topics() {
         let local = pos.input(topic, id.partition);
         let group = committed_offset(committed, topic, id.partition);
