@@ -60,6 +60,9 @@ struct Args {
     commit_interval_ms: String,
     #[arg(long, default_value_t = 1000)]
     batch_max_records: usize,
+    /// kstreams modes: processing threads (`AppConfig::num_threads`).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     #[arg(long)]
     exit_at_end: bool,
     /// kstreams modes: exactly-once (transactions, read_committed) instead of at-least-once.
@@ -378,6 +381,7 @@ async fn run_app(args: &Args) -> Result<u64, BoxError> {
         .bootstrap_servers(&args.bootstrap)
         .state_dir(state)
         .batch_max_records(args.batch_max_records)
+        .num_threads(args.threads)
         .changelog_replication_factor(1);
     if args.exactly_once {
         config = config.processing_guarantee(ProcessingGuarantee::ExactlyOnce);

@@ -48,6 +48,9 @@ struct Args {
     /// Keep the state here instead of a temporary directory.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Processing threads (default: 1).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 /// librdkafka 2.12's mock cluster keeps at most 5 MiB (and 100,000 record batches) per
@@ -183,7 +186,8 @@ async fn main() -> Result<(), BoxError> {
     let mut config = AppConfig::new(&app_id)
         .state_dir(&state_dir)
         .batch_max_records(5000)
-        .commit_interval(Duration::from_millis(200));
+        .commit_interval(Duration::from_millis(200))
+        .num_threads(args.threads);
     if let Some(b) = &args.brokers {
         config = config.bootstrap_servers(b);
     }

@@ -640,6 +640,24 @@ impl Task {
         })
     }
 
+    /// Records, in one transaction, the input position a restored state reflects: under
+    /// exactly-once, a state restored to the changelog's last stable offset is a replay of
+    /// exactly the committed input, so its position is the group's committed offset of each input
+    /// partition (`positions`: topic and next offset). The trust rule then keeps it when the task
+    /// opens here again with nothing committed since.
+    pub fn record_restored_input_positions(&mut self, positions: &[(&str, i64)]) -> Result<()> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let partition = self.id.partition;
+        self.state.transaction(|txn| {
+            for (topic, offset) in positions {
+                txn.set_input_position(topic, partition, *offset)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Records, in one transaction, the changelog offsets that the local state now reflects
     /// (called by the runtime once the changelog writes are acknowledged).
     pub fn record_changelog_positions(&mut self, positions: &[(&str, i64)]) -> Result<()> {

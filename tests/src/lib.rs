@@ -474,6 +474,23 @@ pub fn group_committed_to(
     })
 }
 
+/// The state of consumer group `group` (`Stable`, `PreparingRebalance`, ...) and how many
+/// members it has now (`("", 0)` if it cannot be read).
+pub fn group_state(bootstrap: &str, group: &str) -> (String, usize) {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    c.fetch_group_list(Some(group), Duration::from_secs(10))
+        .ok()
+        .and_then(|l| {
+            l.groups()
+                .first()
+                .map(|g| (g.state().to_owned(), g.members().len()))
+        })
+        .unwrap_or_default()
+}
+
 /// Runs an app on a tokio task; returns the join handle.
 pub fn spawn(app: std::sync::Arc<App>) -> tokio::task::JoinHandle<kstreams::Result<()>> {
     tokio::spawn(async move { app.run().await })

@@ -19,11 +19,12 @@ async fn kill_mid_stream_and_restart(
     guarantee: &str,
     lines: &[String],
     words: u64,
+    options: &ProcessOptions,
 ) {
     let state = tempfile::tempdir().expect("tempdir");
     let (first, second) = lines.split_at(lines.len() / 2);
     produce_lines(b, &t.input, t.partitions, first);
-    let app = AppProcess::start(EXE, b, t, state.path(), guarantee, 20);
+    let app = AppProcess::start_with(EXE, b, t, state.path(), guarantee, 20, options);
     wait_for("updates of the first half", DONE, || {
         total_end(b, &t.output, t.partitions) >= (words / 8) as i64
     })
@@ -37,7 +38,7 @@ async fn kill_mid_stream_and_restart(
         "the kill came too late to be mid-stream: {before} of {words} updates committed"
     );
 
-    let mut app = AppProcess::start(EXE, b, t, state.path(), guarantee, 500);
+    let mut app = AppProcess::start_with(EXE, b, t, state.path(), guarantee, 500, options);
     if guarantee == "eos" {
         wait_exactly_once_done(b, t, words, DONE).await;
     } else {
@@ -54,7 +55,7 @@ async fn sigkill_mid_stream_at_least_once_loses_nothing() {
     let lines = sample_lines(61, 3000);
     let want = independent_count(&lines);
     let words: u64 = want.values().sum();
-    kill_mid_stream_and_restart(&b, &t, "alo", &lines, words).await;
+    kill_mid_stream_and_restart(&b, &t, "alo", &lines, words, &ProcessOptions::default()).await;
 
     let got = last_counts(&read_all(&b, &t.output, 3));
     assert_at_least_once_counts(&got, &want);
@@ -67,7 +68,25 @@ async fn sigkill_mid_stream_exactly_once_counts_exactly() {
     let lines = sample_lines(62, 3000);
     let want = independent_count(&lines);
     let words: u64 = want.values().sum();
-    kill_mid_stream_and_restart(&b, &t, "eos", &lines, words).await;
+    kill_mid_stream_and_restart(&b, &t, "eos", &lines, words, &ProcessOptions::default()).await;
+
+    assert_exactly_once_word_count(&b, &t, &want);
+}
+
+/// Two processing threads (two consumers in the group, two transactional producers): a SIGKILL
+/// mid-stream, a restart on the same state dir (the same transactional ids fence both dead
+/// producers), and the counts are exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_exactly_once_with_two_threads_counts_exactly() {
+    let b = bootstrap();
+    let t = WordCountTopics::create(&b, "kill-eos-2t", 4).await;
+    let lines = sample_lines(63, 3000);
+    let want = independent_count(&lines);
+    let words: u64 = want.values().sum();
+    let options = ProcessOptions::default()
+        .env("KSTREAMS_TEST_THREADS", 2)
+        .env("KSTREAMS_TEST_SESSION_TIMEOUT_MS", 6000);
+    kill_mid_stream_and_restart(&b, &t, "eos", &lines, words, &options).await;
 
     assert_exactly_once_word_count(&b, &t, &want);
 }

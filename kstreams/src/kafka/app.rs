@@ -2,7 +2,8 @@
 //! [`ShutdownHandle`] and [`AppStatus`].
 //!
 //! Owns: checking the config, starting the embedded cluster when no broker is configured, and
-//! spawning the processing thread, which runs `engine::run_blocking`. May not
+//! spawning the processing, which runs `engine::run_blocking` (its `num_threads` processing
+//! threads). May not
 //! touch: tasks, the consumer, the producer or the commit protocol (see `engine`,
 //! `commit`, `eos`, `rebalance`).
 //! Processing itself is the [`Task`](crate::task::Task) code, the same the
@@ -55,8 +56,11 @@ impl ShutdownHandle {
 pub struct AppStatus {
     /// Whether the processing loop runs (set once start-up checks passed).
     pub running: bool,
-    /// The input partitions assigned to this instance.
+    /// The input partitions assigned to this instance whose tasks are running (restored).
     pub assigned: BTreeSet<(String, i32)>,
+    /// The input partitions assigned to this instance whose tasks are still being restored
+    /// (their input is paused until then).
+    pub restoring: BTreeSet<(String, i32)>,
     /// The last committed next offset of every input partition this instance committed.
     pub committed: BTreeMap<(String, i32), i64>,
     /// Input records processed.
@@ -73,11 +77,12 @@ pub struct AppStatus {
     pub skipped_outputs: u64,
     /// Output records sent to a dead-letter topic by the production policy.
     pub dead_lettered_outputs: u64,
-    /// Changelog records restored into local stores.
+    /// Changelog records restored into local stores (counted as they are written, also for a
+    /// restore that has not ended yet).
     pub restored_records: u64,
     /// Commits made.
     pub commits: u64,
-    /// Rebalances seen (assignments).
+    /// Rebalances seen (assignments received from the group).
     pub rebalances: u64,
 }
 
@@ -112,7 +117,7 @@ impl App {
     /// Checks the config and, when no bootstrap servers are configured, starts the embedded mock
     /// cluster (it lives as long as the `App`). Nothing else touches the network before
     /// [`run`](Self::run).
-    pub fn new(topology: Topology, config: AppConfig) -> Result<App> {
+    pub fn new(topology: Topology, mut config: AppConfig) -> Result<App> {
         config.validate()?;
         config.errors.validate(&topology)?;
         super::observe::install(&config)?; // observability hook
@@ -126,7 +131,19 @@ impl App {
                             .into(),
                     ));
                 }
-                let e = EmbeddedCluster::start()?;
+                let e = EmbeddedCluster::start_for_threads(config.num_threads)?;
+                // The mock cluster completes a rebalance in which a member joins a group that
+                // has members (a second processing thread) only after the session timeout less
+                // a second: 44 s with librdkafka's default. A shorter session keeps it to 5 s.
+                let set = |m: &std::collections::BTreeMap<String, String>| {
+                    m.contains_key("session.timeout.ms")
+                };
+                if config.num_threads > 1
+                    && !set(&config.properties)
+                    && !set(&config.consumer_properties)
+                {
+                    config = config.consumer_property("session.timeout.ms", "6000");
+                }
                 (e.bootstrap_servers().to_owned(), Some(e))
             }
         };
@@ -180,7 +197,8 @@ impl App {
     /// problems (cluster unreachable, input topic missing, co-partitioned topics with different
     /// partition counts) are returned as errors within the start-up timeout.
     ///
-    /// Processing runs on a dedicated thread; this future only waits for it. A shutdown is final:
+    /// Processing runs on dedicated threads ([`AppConfig::num_threads`]); this future only waits
+    /// for them. A shutdown is final:
     /// once [`ShutdownHandle::shutdown`] was called, `run` returns at once; make a new `App` to
     /// run again.
     pub async fn run(&self) -> Result<()> {

@@ -120,7 +120,8 @@ impl Engine {
             }
             if !commit_offsets_retrying(consumer, &tpl, why, self.config.delivery_timeout)? {
                 // The group moved on: nothing is committed; the rebalance that follows revokes
-                // the partitions and their next owner reprocesses since the last commit.
+                // the partitions and their next owner reprocesses since the last commit. (Or,
+                // at an interval, the group is rebalancing: the offsets stay pending.)
                 return Ok(());
             }
             for (k, v) in &pending {
@@ -225,6 +226,15 @@ fn commit_offsets_retrying<C: ConsumerContext>(
             return Ok(true);
         };
         let elapsed = backoff.elapsed();
+        if why == "interval"
+            && e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::RebalanceInProgress)
+        {
+            // The group rebalances (e.g. another processing thread joins): this member must poll
+            // to take part, so the interval commit does not wait for the rebalance to end. Its
+            // offsets stay pending: committed before the revocation, or at the next interval.
+            tracing::debug!(why, error = %e, "commit skipped: the group is rebalancing");
+            return Ok(false);
+        }
         match commit_failure(&e) {
             CommitFailure::Retriable if backoff.may_retry() => {
                 tracing::warn!(why, attempt, elapsed_ms = elapsed.as_millis() as u64, error = %e,

@@ -135,6 +135,7 @@ pub struct AppConfig {
     pub(crate) lmdb: LmdbOptions,
     pub(crate) handle_ctrl_c: bool,
     pub(crate) restore_batch_records: usize,
+    pub(crate) num_threads: usize,
     // Metrics, progress log, Prometheus endpoint: see `observe.rs`.
     pub(crate) observe: super::observe::ObserveConfig,
 }
@@ -206,6 +207,7 @@ impl fmt::Debug for AppConfig {
             .field("errors", &self.errors)
             .field("transactional_id", &self.transactional_id)
             .field("handle_ctrl_c", &self.handle_ctrl_c)
+            .field("num_threads", &self.num_threads)
             .finish_non_exhaustive()
     }
 }
@@ -234,6 +236,7 @@ impl AppConfig {
             lmdb: LmdbOptions::default(),
             handle_ctrl_c: true,
             restore_batch_records: 10_000,
+            num_threads: 1,
             observe: Default::default(),
         }
     }
@@ -371,6 +374,39 @@ impl AppConfig {
         self
     }
 
+    /// The number of processing threads (Kafka Streams' `num.stream.threads`; default 1, at
+    /// least 1). Each thread has its own consumer in the group, its own restore consumer and its
+    /// own producer (under exactly-once its own `transactional.id`, `<application id>-<process
+    /// id>-<thread index>`), and runs the tasks of the partitions the group assigns to its
+    /// consumer; co-partitioned topics still land on one task. [`App::run`](super::App::run),
+    /// the status and the shutdown handle cover every thread; if one thread fails, the others
+    /// stop gracefully and `run` returns the error.
+    ///
+    /// ```
+    /// let config = kstreams::kafka::AppConfig::new("app").num_threads(2);
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn num_threads(mut self, n: usize) -> Self {
+        self.num_threads = n;
+        self
+    }
+
+    /// The most changelog records one turn of the processing loop restores (default 10,000, at
+    /// least 1): restores advance this much between two polls of the group consumer, so running
+    /// tasks keep processing while others restore, and a long restore never holds up the poll
+    /// past `max.poll.interval.ms`.
+    ///
+    /// ```
+    /// let config = kstreams::kafka::AppConfig::new("app").restore_batch_records(50_000);
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn restore_batch_records(mut self, n: usize) -> Self {
+        self.restore_batch_records = n.max(1);
+        self
+    }
+
     /// Whether `run` stops gracefully on Ctrl-C (default true).
     #[must_use]
     pub fn handle_ctrl_c(mut self, yes: bool) -> Self {
@@ -396,6 +432,9 @@ impl AppConfig {
                 "application id `{id}` must be 1 to 200 of the characters a-z A-Z 0-9 . _ - \
                  (it is the consumer group id and prefixes internal topic names)"
             )));
+        }
+        if self.num_threads == 0 {
+            return Err(Error::Config("num_threads must be at least 1".into()));
         }
         if self.batch_max_records == 0 {
             return Err(Error::Config("batch_max_records must be at least 1".into()));
@@ -698,6 +737,13 @@ mod tests {
         let e = AppConfig::new("bad id").validate();
         assert!(matches!(e, Err(Error::Config(m)) if m.contains("bad id")));
         assert!(AppConfig::new("good.id-1_2").validate().is_ok());
+    }
+
+    #[test]
+    fn zero_processing_threads_are_rejected() {
+        let e = AppConfig::new("app").num_threads(0).validate();
+        assert!(matches!(e, Err(Error::Config(m)) if m.contains("num_threads")));
+        assert!(AppConfig::new("app").num_threads(3).validate().is_ok());
     }
 
     /// Every `Duration` setting at `Duration::MAX` is a config error naming the setting and

@@ -1,11 +1,13 @@
 //! The processing loop and the task lifecycle of one processing thread.
 //!
-//! Owns: [`Engine`] (the tasks of this thread's assignment, the producer, the restore consumer,
-//! the processed and committed offsets), opening and restoring tasks on assignment, closing them
-//! on revocation, handing each round of polled records to the tasks, and the thread's start-up
-//! and shutdown ([`run_blocking`]). May not touch: the commit protocol's steps (`commit`), the
-//! exactly-once trust rule and recovery (`eos`), the rebalance callbacks (`rebalance`), or
-//! records themselves (that is [`Task`]).
+//! Owns: [`Engine`] (the running tasks of this thread's assignment, the restorer, the partitions
+//! assigned and those paused until their tasks are restored, the producer, the processed and
+//! committed offsets), opening newly assigned tasks and starting them once restored (in the loop,
+//! a bounded step per turn: [`Engine::restore_step`]), closing tasks on revocation, handing each
+//! round of polled records to the running tasks, and the thread's start-up and shutdown
+//! ([`run_blocking`]). May not touch: the commit protocol's steps (`commit`), the exactly-once
+//! trust rule and recovery (`eos`), the rebalance callbacks (`rebalance`), the changelog reads
+//! (`restore`), or records themselves (that is [`Task`]).
 //!
 //! Records are polled in rounds (at most `batch_max_records`, waiting at most `batch_max_wait`
 //! once the first one arrived), grouped by task and topic in offset order and handed to the tasks
@@ -21,14 +23,14 @@
 //! causes double counting.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::admin;
 use super::app::{AppStatus, RunParams, ShutdownHandle};
@@ -38,7 +40,7 @@ use super::convert::raw_record;
 use super::eos::committed_offset;
 use super::lock;
 use super::rebalance::GroupContext;
-use super::restore::{RestoreContext, Restored, restore_task};
+use super::restore::{Outcome, RestoreContext, Restorer, Restoring};
 use super::sink::Sink;
 use crate::error::{Error, Result};
 use crate::record::RawRecord;
@@ -58,8 +60,19 @@ pub(super) struct Engine {
     pub(super) task_config: Arc<TaskConfig>,
     pub(super) config: AppConfig,
     pub(super) sink: Sink,
-    pub(super) restore: BaseConsumer<RestoreContext>,
+    /// The tasks being restored, with the restore consumer.
+    pub(super) restorer: Restorer,
+    /// The running tasks: restored, processing input.
     pub(super) tasks: BTreeMap<TaskId, Running>,
+    /// Every input partition assigned to this thread's consumer (running, restoring or pending).
+    pub(super) assignment: BTreeSet<(String, i32)>,
+    /// Assigned partitions whose tasks the loop has not opened yet (the rebalance callback only
+    /// records them); `true`: seek back to the committed offset once restored (exactly-once
+    /// recovery).
+    pub(super) pending: BTreeMap<(String, i32), bool>,
+    /// The first offset polled and dropped of each partition whose task was not running yet:
+    /// its task seeks back to it when it starts.
+    pub(super) dropped: HashMap<(String, i32), i64>,
     /// Next offset to process per input partition (this assignment).
     pub(super) processed: HashMap<(String, i32), i64>,
     pub(super) committed: HashMap<(String, i32), i64>,
@@ -109,31 +122,15 @@ impl Engine {
         })
     }
 
-    pub(super) fn open_task(&self, id: TaskId) -> Result<Running> {
-        let task = Task::new(&self.topology, id, self.task_config.clone())?;
-        Ok(Running {
-            recorded: recorded_positions(&task)?,
-            task,
-            dirty: false,
-        })
-    }
-
-    /// Restores a task's changelogged stores from the changelog offsets its state recorded.
-    fn restore(&self, running: &mut Running) -> Result<Restored> {
-        restore_task(
-            &self.restore,
-            &mut running.task,
-            self.config.restore_batch_records,
-            self.config.startup_timeout,
-            self.exactly_once(),
-        )
+    pub(super) fn open_task(&self, id: TaskId) -> Result<Task> {
+        Task::new(&self.topology, id, self.task_config.clone())
     }
 
     /// Deletes a task's local state (`what` it is, for the message: untrusted, invalid) and opens
     /// the task again, empty.
-    pub(super) fn reopen_wiped(&self, running: Running, id: TaskId, what: &str) -> Result<Running> {
-        let path = running.task.state_path();
-        drop(running);
+    pub(super) fn reopen_wiped(&self, task: Task, id: TaskId, what: &str) -> Result<Task> {
+        let path = task.state_path();
+        drop(task);
         if let Some(path) = path.filter(|p| p.exists()) {
             std::fs::remove_dir_all(&path).map_err(|e| Error::Io {
                 context: format!("removing {what} local state {}", path.display()),
@@ -143,59 +140,139 @@ impl Engine {
         self.open_task(id)
     }
 
-    /// Creates and restores the tasks of newly assigned partitions.
-    pub(super) fn assign<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-        partitions: &[(String, i32)],
-    ) -> Result<()> {
-        let ids: BTreeSet<TaskId> = partitions
-            .iter()
-            .filter_map(|(t, p)| self.task_id(t, *p))
-            .collect();
-        tracing::info!(?partitions, "partitions assigned");
-        for (t, p) in partitions {
-            self.processed.remove(&(t.clone(), *p));
-        }
-        // The new partitions' tasks are behind until restored: pause their fetching meanwhile so
-        // that prefetched records do not pile up in memory.
-        let mut paused = TopicPartitionList::new();
-        for (t, p) in partitions {
-            paused.add_partition(t, *p);
-        }
-        if let Err(e) = consumer.pause(&paused) {
-            tracing::debug!(error = %e, "cannot pause partitions during restore");
-        }
-        let result = self.create_and_restore(consumer, partitions, ids);
-        if let Err(e) = consumer.resume(&paused) {
-            tracing::debug!(error = %e, "cannot resume partitions after restore");
-        }
-        result
+    /// Whether some assigned task is not running yet (opening or restoring).
+    pub(super) fn is_restoring(&self) -> bool {
+        !self.pending.is_empty() || !self.restorer.is_empty()
     }
 
-    fn create_and_restore<C: ConsumerContext>(
+    /// The rebalance callback's side of an assignment: records the partitions and pauses their
+    /// fetching until their tasks are restored. Quick: no request to the cluster; the processing
+    /// loop opens and restores the tasks ([`restore_step`](Self::restore_step)).
+    pub(super) fn assigned<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         partitions: &[(String, i32)],
-        ids: BTreeSet<TaskId>,
+    ) {
+        tracing::info!(?partitions, "partitions assigned");
+        lock(&self.status).rebalances += 1;
+        self.begin(consumer, partitions, false);
+    }
+
+    /// Records `partitions` as assigned and pending (`rewind`: seek back to the committed offsets
+    /// once restored), and pauses the fetching of every assigned partition whose task is not
+    /// running (librdkafka starts newly assigned partitions unpaused).
+    pub(super) fn begin<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        partitions: &[(String, i32)],
+        rewind: bool,
+    ) {
+        for key in partitions {
+            self.processed.remove(key);
+            self.assignment.insert(key.clone());
+            let rewind = rewind || self.pending.get(key).copied().unwrap_or(false);
+            self.pending.insert(key.clone(), rewind);
+        }
+        let mut paused = TopicPartitionList::new();
+        let mut waiting = Vec::new();
+        for (t, p) in &self.assignment {
+            if self
+                .task_id(t, *p)
+                .is_some_and(|id| !self.tasks.contains_key(&id))
+            {
+                paused.add_partition(t, *p);
+                waiting.push((t.clone(), *p));
+            }
+        }
+        if paused.count() > 0
+            && let Err(e) = consumer.pause(&paused)
+        {
+            // Records of a paused task that arrive anyway are dropped and fetched again.
+            tracing::debug!(error = %e, "cannot pause partitions during restore");
+        }
+        lock(&self.status).restoring.extend(waiting);
+    }
+
+    /// One turn of the restore, in the processing loop: opens the tasks of pending partitions,
+    /// applies a bounded number of changelog records, and starts the tasks whose restore ended.
+    pub(super) fn restore_step<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
     ) -> Result<()> {
+        self.open_pending(consumer)?;
+        if self.restorer.is_empty() {
+            return Ok(());
+        }
+        let (outcomes, applied) = self.restorer.step()?;
+        if applied > 0 {
+            lock(&self.status).restored_records += applied;
+        }
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Done(r) => self.start_running(consumer, r)?,
+                Outcome::LocalStateInvalid(r) => {
+                    let (task, committed, rewind, _) = r.into_parts();
+                    let id = task.id();
+                    let task = self.reopen_wiped(task, id, "invalid")?;
+                    self.restorer.add(Restoring::new(task, committed, rewind));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores every pending and restoring task to its end (exactly-once recovery, which
+    /// stops processing anyway).
+    pub(super) fn restore_all<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<()> {
+        while self.is_restoring() {
+            self.restore_step(consumer)?;
+        }
+        Ok(())
+    }
+
+    /// Opens the tasks of the pending partitions (trust rule first, under exactly-once) and hands
+    /// them to the restorer.
+    fn open_pending<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
         let committed = {
             let mut tpl = TopicPartitionList::new();
-            for (t, p) in partitions {
+            for (t, p) in pending.keys() {
                 tpl.add_partition(t, *p);
             }
             consumer
                 .committed_offsets(tpl, self.config.startup_timeout)
                 .ok()
         };
-        let mut restored_total = 0;
-        for id in ids {
+        let mut ids: BTreeMap<TaskId, bool> = BTreeMap::new();
+        for ((t, p), rewind) in &pending {
+            if let Some(id) = self.task_id(t, *p) {
+                *ids.entry(id).or_default() |= *rewind;
+            }
+        }
+        for (id, rewind) in ids {
             if self.tasks.contains_key(&id) {
+                // A partition of a running task (co-partitioned topics assigned apart): it goes on
+                // from the committed offset.
+                let inputs: Vec<(String, i32)> = pending
+                    .keys()
+                    .filter(|(t, p)| self.task_id(t, *p) == Some(id))
+                    .cloned()
+                    .collect();
+                self.resume(consumer, &inputs)?;
+                continue;
+            }
+            if self.restorer.contains(id) {
                 continue;
             }
             let span = tracing::info_span!("task", task = %id);
             let _g = span.enter();
-            let mut running = self.open_task(id)?;
+            let mut task = self.open_task(id)?;
             if self.exactly_once() {
                 let committed = committed.as_ref().ok_or_else(|| {
                     Error::Runtime(format!(
@@ -203,42 +280,117 @@ impl Engine {
                          exactly-once its local state cannot be checked against them"
                     ))
                 })?;
-                running = self.trusted_or_wiped(running, id, committed)?;
+                task = self.trusted_or_wiped(task, id, committed)?;
             }
-            let mut outcome = self.restore(&mut running)?;
-            if outcome == Restored::LocalStateInvalid {
-                running = self.reopen_wiped(running, id, "invalid")?;
-                outcome = self.restore(&mut running)?;
+            let committed = committed.as_ref().map(|c| {
+                task.source_topics()
+                    .map(|t| (t.to_owned(), committed_offset(c, t, id.partition)))
+                    .collect()
+            });
+            self.restorer.add(Restoring::new(task, committed, rewind));
+        }
+        Ok(())
+    }
+
+    /// Resumes the fetching of `inputs`, first seeking each back to the first offset dropped
+    /// while it was paused, if any.
+    fn resume<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        inputs: &[(String, i32)],
+    ) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for key in inputs {
+            if let Some(first) = self.dropped.remove(key) {
+                self.seek(consumer, key, Offset::Offset(first))?;
             }
-            if let Restored::Done(n) = outcome {
-                restored_total += n;
-                metrics::counter!("kstreams_restored_records_total").increment(n);
+            tpl.add_partition(&key.0, key.1);
+        }
+        consumer
+            .resume(&tpl)
+            .map_err(kafka_err("resuming the input of a restored task"))?;
+        let mut st = lock(&self.status);
+        for key in inputs {
+            st.restoring.remove(key);
+            st.assigned.insert(key.clone());
+        }
+        Ok(())
+    }
+
+    fn seek<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        (t, p): &(String, i32),
+        to: Offset,
+    ) -> Result<()> {
+        consumer
+            .seek(t, *p, to, self.config.startup_timeout)
+            .map_err(kafka_err(format!("seeking `{t}` partition {p} to {to:?}")))
+    }
+
+    /// A task's restore ended: records (exactly-once) the input position its state reflects,
+    /// seeks its input where it starts and resumes it.
+    fn start_running<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        r: Restoring,
+    ) -> Result<()> {
+        let (mut task, committed, rewind, restored) = r.into_parts();
+        let id = task.id();
+        let span = tracing::info_span!("task", task = %id);
+        let _g = span.enter();
+        if let Some(committed) = &committed {
+            if self.exactly_once() {
+                // Restored up to the last stable offset: a replay of exactly the committed input.
+                let positions: Vec<(&str, i64)> = committed
+                    .iter()
+                    .filter_map(|(t, o)| o.map(|o| (t.as_str(), o)))
+                    .collect();
+                task.record_restored_input_positions(&positions)?;
             }
-            running.recorded = recorded_positions(&running.task)?;
             // At-least-once: if the local state already reflects input past the committed
             // offset (a crash between the state commit and the offset commit), that input is
             // processed again and its effects on state counted twice. A clean shutdown commits
             // everything, so it never happens after one.
-            if let Some(committed) = &committed {
-                let pos = running.task.position()?;
-                for topic in running.task.source_topics() {
-                    let local = pos.input(topic, id.partition);
-                    let group = committed_offset(committed, topic, id.partition);
-                    if let (Some(local), Some(group)) = (local, group)
-                        && local > group
-                    {
-                        tracing::warn!(%topic, partition = id.partition, local, committed = group,
-                                "local state is ahead of the committed offset (unclean stop): \
-                                 {} records are processed again (at-least-once)", local - group);
-                    }
+            let pos = task.position()?;
+            for (topic, group) in committed {
+                let local = pos.input(topic, id.partition);
+                if let (Some(local), Some(group)) = (local, *group)
+                    && local > group
+                {
+                    tracing::warn!(%topic, partition = id.partition, local, committed = group,
+                        "local state is ahead of the committed offset (unclean stop): {} records \
+                         are processed again (at-least-once)", local - group);
                 }
             }
-            self.tasks.insert(id, running);
         }
-        let mut st = lock(&self.status);
-        st.assigned.extend(partitions.iter().cloned());
-        st.restored_records += restored_total;
-        st.rebalances += 1;
+        let inputs: Vec<(String, i32)> = task
+            .source_topics()
+            .map(|t| (t.to_owned(), id.partition))
+            .filter(|k| self.assignment.contains(k))
+            .collect();
+        if rewind {
+            // Fetch again from the committed offsets: the records after them belong to an
+            // aborted transaction or were never processed.
+            for key in &inputs {
+                self.dropped.remove(key);
+                let to = committed
+                    .as_ref()
+                    .and_then(|c| c.get(&key.0).copied().flatten())
+                    .map_or(Offset::Beginning, Offset::Offset);
+                self.seek(consumer, key, to)?;
+            }
+        }
+        self.tasks.insert(
+            id,
+            Running {
+                recorded: recorded_positions(&task)?,
+                task,
+                dirty: false,
+            },
+        );
+        self.resume(consumer, &inputs)?;
+        tracing::debug!(restored, "task restored; processing its input");
         Ok(())
     }
 
@@ -257,6 +409,7 @@ impl Engine {
             .iter()
             .filter_map(|(t, p)| self.task_id(t, *p))
             .collect();
+        let mut closed = Ok(());
         for id in ids {
             if let Some(r) = self.tasks.remove(&id) {
                 for t in r.task.changelog_topics().iter().flatten() {
@@ -264,14 +417,25 @@ impl Engine {
                 }
                 drop(r);
             }
+            // A task still restoring has no input position of its own: nothing to commit.
+            let r = self.restorer.remove(id);
+            if closed.is_ok() {
+                closed = r;
+            }
         }
         for p in partitions {
             self.processed.remove(p);
+            self.pending.remove(p);
+            self.dropped.remove(p);
+            self.assignment.remove(p);
         }
         let mut st = lock(&self.status);
         for p in partitions {
             st.assigned.remove(p);
+            st.restoring.remove(p);
         }
+        drop(st);
+        closed?;
         // A failed delivery is fatal; a failed offset commit during a rebalance is not (the
         // records are processed again by the new owner), except under exactly-once: the failed
         // transaction is aborted and the app stops (a restart rebuilds the state).
@@ -280,8 +444,9 @@ impl Engine {
             other => other,
         }
     }
-    /// Closes every task (after a final commit by the caller).
-    pub(super) fn close_all(&mut self) {
+    /// Closes every task, running or restoring (after a final commit by the caller). The
+    /// assignment stays as it is.
+    pub(super) fn close_all(&mut self) -> Result<()> {
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in ids {
             if let Some(r) = self.tasks.remove(&id) {
@@ -290,7 +455,16 @@ impl Engine {
                 }
             }
         }
-        lock(&self.status).assigned.clear();
+        self.pending.clear();
+        self.dropped.clear();
+        // Only this thread's partitions: the status is every thread's.
+        let mut st = lock(&self.status);
+        for p in &self.assignment {
+            st.assigned.remove(p);
+            st.restoring.remove(p);
+        }
+        drop(st);
+        self.restorer.clear()
     }
 
     pub(super) fn send(&mut self, out: &TaskOutput) -> Result<()> {
@@ -327,6 +501,14 @@ impl Engine {
             let key = (topic.to_owned(), id.partition);
             let next = self.processed.get(&key).copied();
             let Some(running) = self.tasks.get_mut(&id) else {
+                // Not running yet (fetched before its partition was paused): fetched again once
+                // its task is restored.
+                if self.assignment.contains(&key)
+                    && let Some(first) = indices.first().map(|&i| msgs[i].offset())
+                {
+                    let at = self.dropped.entry(key).or_insert(first);
+                    *at = (*at).min(first);
+                }
                 continue;
             };
             let batch: Vec<RawRecord<'_>> = indices
@@ -370,6 +552,35 @@ impl Engine {
     }
 }
 
+fn group_consumer(config: &AppConfig, bootstrap: &str) -> Result<BaseConsumer<GroupContext>> {
+    let context = GroupContext {
+        engine: Mutex::new(None),
+        generation: AtomicU64::new(0),
+        revoked: Mutex::new(BTreeSet::new()),
+        error: Mutex::new(None),
+        last_failure: Mutex::new(None),
+    };
+    config
+        .consumer_config(bootstrap)
+        .create_with_context(context)
+        .map_err(redact_client_error)
+        .map_err(kafka_err("creating the consumer"))
+}
+
+/// What every processing thread shares.
+struct Shared {
+    topology: Topology,
+    config: AppConfig,
+    bootstrap: String,
+    shutdown: ShutdownHandle,
+    status: Arc<Mutex<AppStatus>>,
+    /// A thread stopped with an error: the others stop too (gracefully).
+    failed: Arc<AtomicBool>,
+}
+
+/// The app: start-up checks once, then `num_threads` processing threads, each with its own
+/// consumer in the group, restore consumer, producer and tasks ([`run_thread`]); thread 0 runs
+/// on the calling thread. Returns once every thread stopped: the first error, if any.
 pub(super) fn run_blocking(p: RunParams) -> Result<()> {
     let RunParams {
         topology,
@@ -388,18 +599,16 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
             context: "building the start-up runtime".into(),
             source: e,
         })?;
-    let context = GroupContext {
-        engine: Mutex::new(None),
-        generation: AtomicU64::new(0),
-        revoked: Mutex::new(BTreeSet::new()),
-        error: Mutex::new(None),
-        last_failure: Mutex::new(None),
-    };
-    let consumer: BaseConsumer<GroupContext> = config
-        .consumer_config(&bootstrap)
-        .create_with_context(context)
-        .map_err(redact_client_error)
-        .map_err(kafka_err("creating the consumer"))?;
+    // Every thread's consumer is created here, so that they all know the cluster (and the group
+    // coordinator) by the time they subscribe, together: they join the group's first generation
+    // instead of rebalancing it one after the other.
+    let mut consumers = (0..config.num_threads)
+        .map(|_| group_consumer(&config, &bootstrap))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter();
+    let consumer = consumers
+        .next()
+        .ok_or_else(|| Error::Internal("no consumer for processing thread 0".into()))?;
     rt.block_on(admin::prepare_topics(
         &topology,
         &config,
@@ -407,30 +616,128 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
         mock.as_ref(),
         &consumer,
     ))?;
-    let restore: BaseConsumer<RestoreContext> = config
-        .restore_consumer_config(&bootstrap)
+    drop(rt);
+    // Exactly-once: one transactional id per processing thread, read here once (the first
+    // start creates the process id file).
+    let transactional_ids: Vec<Option<String>> = (0..config.num_threads)
+        .map(|i| {
+            (config.guarantee == ProcessingGuarantee::ExactlyOnce)
+                .then(|| config.transactional_id_of_thread(i))
+                .transpose()
+        })
+        .collect::<Result<_>>()?;
+    let shared = Arc::new(Shared {
+        topology,
+        config,
+        bootstrap,
+        shutdown,
+        status,
+        failed: Arc::new(AtomicBool::new(false)),
+    });
+    let mut threads = Vec::new();
+    let mut spawned = Ok(());
+    for ((i, tid), c) in transactional_ids.iter().enumerate().skip(1).zip(consumers) {
+        let (this, tid, span) = (shared.clone(), tid.clone(), span.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("kstreams-{}-{i}", shared.config.application_id))
+            .spawn(move || {
+                let _g = span.enter();
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_thread(&this, i, c, tid)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(Error::Internal(format!("processing thread {i} panicked")))
+                });
+                if result.is_err() {
+                    this.failed.store(true, Ordering::SeqCst);
+                }
+                result
+            });
+        match thread {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                shared.failed.store(true, Ordering::SeqCst);
+                spawned = Err(Error::Io {
+                    context: format!("spawning processing thread {i}"),
+                    source: e,
+                });
+                break;
+            }
+        }
+    }
+    let mut result = match spawned {
+        Ok(()) => {
+            let tid = transactional_ids.into_iter().next().flatten();
+            let r = run_thread(&shared, 0, consumer, tid);
+            if r.is_err() {
+                shared.failed.store(true, Ordering::SeqCst);
+            }
+            r
+        }
+        Err(e) => Err(e),
+    };
+    for (i, t) in threads.into_iter().enumerate() {
+        let r = t.join().unwrap_or_else(|_| {
+            Err(Error::Internal(format!(
+                "processing thread {} panicked",
+                i + 1
+            )))
+        });
+        if result.is_ok() {
+            result = r;
+        }
+    }
+    lock(&shared.status).running = false;
+    tracing::info!("stopped");
+    result
+}
+
+/// One processing thread: its engine (restore consumer, producer, tasks) around `consumer`, the
+/// loop, and its shutdown.
+fn run_thread(
+    shared: &Shared,
+    index: usize,
+    consumer: BaseConsumer<GroupContext>,
+    transactional_id: Option<String>,
+) -> Result<()> {
+    let Shared {
+        topology,
+        config,
+        bootstrap,
+        shutdown,
+        status,
+        failed,
+    } = shared;
+    let span = (config.num_threads > 1).then(|| tracing::info_span!("thread", thread = index));
+    let _g = span.as_ref().map(|s| s.enter());
+    let restore_consumer: BaseConsumer<RestoreContext> = config
+        .restore_consumer_config(bootstrap)
         .create_with_context(RestoreContext)
         .map_err(redact_client_error)
         .map_err(kafka_err("creating the restore consumer"))?;
     let mut task_config = TaskConfig::new(config.application_id.clone(), config.state_dir.clone());
     task_config.lmdb = config.lmdb.clone();
     task_config.errors = config.errors.clone();
-    // Exactly-once: one transactional id per processing thread (one thread today).
-    let transactional_id = (config.guarantee == ProcessingGuarantee::ExactlyOnce)
-        .then(|| config.transactional_id_of_thread(0))
-        .transpose()?;
-    let sink = Sink::new(&config, &bootstrap, transactional_id.as_deref())?;
+    let sink = Sink::new(config, bootstrap, transactional_id.as_deref())?;
     *lock(&consumer.context().engine) = Some(Engine {
         topology: topology.clone(),
         task_config: Arc::new(task_config),
         config: config.clone(),
         sink,
-        restore,
+        restorer: Restorer::new(
+            restore_consumer,
+            config.restore_batch_records,
+            config.startup_timeout,
+            config.guarantee == ProcessingGuarantee::ExactlyOnce,
+        ),
         tasks: BTreeMap::new(),
+        assignment: BTreeSet::new(),
+        pending: BTreeMap::new(),
+        dropped: HashMap::new(),
         processed: HashMap::new(),
         committed: HashMap::new(),
         status: status.clone(),
-        observer: super::observe::Observer::new(&config), // observability hook
+        observer: super::observe::Observer::new(config), // observability hook
         bootstrap: bootstrap.clone(),
         transactional_id,
         transaction_failed: false,
@@ -445,10 +752,10 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
     consumer
         .subscribe(&refs)
         .map_err(kafka_err("subscribing to the input topics"))?;
-    lock(&status).running = true;
+    lock(status).running = true;
     tracing::info!(%bootstrap, topics = ?sources, "running");
 
-    let result = processing_loop(&consumer, &config, &shutdown);
+    let result = processing_loop(&consumer, config, shutdown, failed);
 
     // Shutdown: commit what is done (also after an error: what was processed before it is
     // sound), then close the stores, then leave the group.
@@ -465,16 +772,16 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
                 // aborted and a restart rebuilds the state that went ahead of the committed input.
                 tracing::warn!("exactly-once: aborting the open transaction after an error");
                 let r = e.sink.abort_transaction();
-                e.close_all();
-                r
+                let closed = e.close_all();
+                r.and(closed)
             }
             Some(e) => {
                 let r = e.commit(&consumer, "shutdown");
                 if r.is_err() && e.exactly_once() {
                     let _ = e.sink.abort_transaction();
                 }
-                e.close_all();
-                r
+                let closed = e.close_all();
+                r.and(closed)
             }
             None => Ok(()),
         }
@@ -482,8 +789,6 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
     let engine = lock(&consumer.context().engine).take();
     close_consumer_within(consumer, CONSUMER_CLOSE_TIMEOUT);
     drop(engine);
-    lock(&status).running = false;
-    tracing::info!("stopped");
     result.and(final_commit)
 }
 
@@ -491,20 +796,25 @@ fn processing_loop(
     consumer: &BaseConsumer<GroupContext>,
     config: &AppConfig,
     shutdown: &ShutdownHandle,
+    failed: &AtomicBool,
 ) -> Result<()> {
     let ctx = consumer.context();
     let mut last_commit = Instant::now();
+    // Whether a task is being restored: then the loop does not wait on the group consumer (the
+    // restore step waits on the restore consumer instead).
+    let mut restoring = false;
     loop {
         if let Some(e) = lock(&ctx.error).take() {
             return Err(e);
         }
-        if shutdown.is_shutdown() {
+        if shutdown.is_shutdown() || failed.load(Ordering::SeqCst) {
             return Ok(());
         }
         let mut msgs: Vec<BorrowedMessage<'_>> = Vec::new();
         let mut round_deadline: Option<Instant> = None;
         while msgs.len() < config.batch_max_records {
             let timeout = match round_deadline {
+                None if restoring => Duration::ZERO,
                 None => Duration::from_millis(100),
                 Some(d) => d.saturating_duration_since(Instant::now()),
             };
@@ -543,6 +853,11 @@ fn processing_loop(
             // Also with no records: wall-clock punctuations fire on idle partitions too.
             engine.transaction_failed = false;
             let mut result = engine.process_round(&msgs);
+            drop(msgs);
+            if result.is_ok() {
+                // A bounded step: the group consumer is polled again soon.
+                result = engine.restore_step(consumer);
+            }
             if result.is_ok() && last_commit.elapsed() >= config.commit_interval {
                 result = engine.commit(consumer, "interval");
                 last_commit = Instant::now();
@@ -557,6 +872,7 @@ fn processing_loop(
                 engine.recover_transaction(consumer, e)?;
                 last_commit = Instant::now();
             }
+            restoring = engine.is_restoring();
             engine.observer.tick(consumer, &engine.processed); // observability hook
         }
     }

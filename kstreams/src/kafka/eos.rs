@@ -24,8 +24,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::backoff::Backoff;
-use super::engine::{Engine, Running, kafka_err};
-use super::lock;
+use super::engine::{Engine, kafka_err};
 use super::sink::Sink;
 use crate::error::{Error, Result};
 use crate::task::{Task, TaskId};
@@ -35,28 +34,16 @@ impl Engine {
     /// ([`untrusted_state`]), else wipes it so that it is restored from the committed changelog.
     pub(super) fn trusted_or_wiped(
         &self,
-        running: Running,
+        task: Task,
         id: TaskId,
         committed: &TopicPartitionList,
-    ) -> Result<Running> {
-        let Some(why) = untrusted_state(&running.task, id, committed)? else {
-            return Ok(running);
+    ) -> Result<Task> {
+        let Some(why) = untrusted_state(&task, id, committed)? else {
+            return Ok(task);
         };
-        // No input position at all: there is no local state (a new instance, a partition moved
-        // here, a lost disk), which is normal; state that disagrees with the group is not.
-        let pos = running.task.position()?;
-        let none = running
-            .task
-            .source_topics()
-            .all(|t| pos.input(t, id.partition).is_none());
-        if none {
-            tracing::info!(task = %id, "{why}: no local state; restoring it from the committed \
-                changelog (exactly-once)");
-        } else {
-            tracing::warn!(task = %id, "{why}: wiping local state and restoring it from the \
-                committed changelog (exactly-once)");
-        }
-        self.reopen_wiped(running, id, "untrusted")
+        tracing::warn!(task = %id, "{why}: wiping local state and restoring it from the \
+            committed changelog (exactly-once)");
+        self.reopen_wiped(task, id, "untrusted")
     }
 
     /// Exactly-once: recovers from a failed transaction (`cause`: a send, a delivery, the offsets
@@ -107,14 +94,16 @@ impl Engine {
             }
         }
         self.sink.clear_deliveries();
-        let partitions: Vec<(String, i32)> = lock(&self.status).assigned.iter().cloned().collect();
+        let partitions: Vec<(String, i32)> = self.assignment.iter().cloned().collect();
         // Reopening reads the committed offsets (and restores): retried, within the same bound,
         // while the broker or the group coordinator is not back yet.
         let mut backoff = Backoff::since(began, bound);
         loop {
-            self.close_all();
             self.processed.clear();
-            match self.reopen_and_rewind(consumer, &partitions) {
+            match self
+                .close_all()
+                .and_then(|()| self.reopen_and_rewind(consumer, &partitions))
+            {
                 Ok(()) => break,
                 Err(e) if backoff.may_retry() => {
                     tracing::warn!(error = %e, elapsed_ms = backoff.elapsed().as_millis() as u64,
@@ -142,7 +131,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Exactly-once recovery: reopens (and so restores) the tasks of `partitions`, then seeks
+    /// Exactly-once recovery: reopens (and so restores) the tasks of `partitions`, and seeks
     /// them back to the group's committed offsets.
     fn reopen_and_rewind<C: ConsumerContext>(
         &mut self,
@@ -161,25 +150,11 @@ impl Engine {
             .map_err(kafka_err(
                 "reading the committed offsets (probe before reopening)",
             ))?;
-        self.assign(consumer, partitions)?;
-        // Fetch again from the committed offsets: the records after them belong to the aborted
-        // transaction or were never processed.
-        let mut tpl = TopicPartitionList::new();
-        for (t, p) in partitions {
-            tpl.add_partition(t, *p);
-        }
-        let committed = consumer
-            .committed_offsets(tpl, self.config.startup_timeout)
-            .map_err(kafka_err("reading the committed offsets to rewind to"))?;
-        for (t, p) in partitions {
-            let to = committed_offset(&committed, t, *p).map_or(Offset::Beginning, Offset::Offset);
-            consumer
-                .seek(t, *p, to, self.config.startup_timeout)
-                .map_err(kafka_err(format!(
-                    "rewinding `{t}` partition {p} to {to:?} after an aborted transaction"
-                )))?;
-        }
-        Ok(())
+        // Reopened and restored here, not step by step in the loop: every task is rebuilt, so
+        // none could process meanwhile. Each seeks back to the committed offset it read when it
+        // opened, once restored.
+        self.begin(consumer, partitions, true);
+        self.restore_all(consumer)
     }
 
     /// Exactly-once: replaces the transactional producer, retrying while the transaction
@@ -225,11 +200,16 @@ pub(super) fn committed_offset(
         })
 }
 
-/// Exactly-once: why a task's local state cannot be trusted (`None`: it can). It can only if its
+/// Exactly-once: why a task's local state cannot be trusted (`None`: it can). It can if its
 /// recorded input position equals the group's committed offset for every input partition of the
 /// task: then it reflects exactly the committed input. Ahead means it holds effects of input whose
 /// transaction never committed (a crash); behind means it lost transactions (no fsync after a
-/// power loss) or was never there.
+/// power loss). It can also if it has no input position at all: then it holds nothing, or only
+/// what restores wrote (a task processes input and punctuates only once restored, and the end of
+/// its restore records the input position), which is a prefix of the committed changelog (read
+/// `read_committed`, each batch in one LMDB transaction with the changelog offset it reaches), so
+/// restoring on from its recorded changelog offsets gives the committed state: a restore cut
+/// short (a revocation, a stop) goes on where it stopped instead of starting over.
 fn untrusted_state(
     task: &Task,
     id: TaskId,
@@ -239,6 +219,12 @@ fn untrusted_state(
         return Ok(None);
     }
     let pos = task.position()?;
+    if task
+        .source_topics()
+        .all(|t| pos.input(t, id.partition).is_none())
+    {
+        return Ok(None);
+    }
     for topic in task.source_topics() {
         let local = pos.input(topic, id.partition);
         let group = committed_offset(committed, topic, id.partition);

@@ -102,6 +102,16 @@ impl MockCommands {
 impl EmbeddedCluster {
     /// Starts a one-broker mock cluster whose groups rebalance without the initial 3 s delay.
     pub fn start() -> Result<Self> {
+        Self::start_for_threads(1)
+    }
+
+    /// Starts the mock cluster for an app of `threads` processing threads. With more than one,
+    /// a group's first rebalance keeps the initial 3 s delay, so that every thread's consumer
+    /// joins the first generation: the mock cluster refuses offset commits while a group
+    /// rebalances (also the one before a revocation, which a broker accepts), so a later
+    /// rebalance would make the revoked partitions' records be processed again.
+    pub(crate) fn start_for_threads(threads: usize) -> Result<Self> {
+        let initial_rebalance_delay_ms = if threads > 1 { 3000 } else { 0 };
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String>>();
         let (cmd_tx, cmd_rx) = mpsc::channel::<Command>();
         let thread = std::thread::Builder::new()
@@ -131,7 +141,10 @@ impl EmbeddedCluster {
                                 client.client().native_ptr(),
                             );
                             if !ptr.is_null() {
-                                rdkafka_sys::rd_kafka_mock_group_initial_rebalance_delay_ms(ptr, 0);
+                                rdkafka_sys::rd_kafka_mock_group_initial_rebalance_delay_ms(
+                                    ptr,
+                                    initial_rebalance_delay_ms,
+                                );
                             }
                         }
                         mock.bootstrap_servers()

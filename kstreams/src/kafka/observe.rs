@@ -17,8 +17,8 @@
 //! | `kstreams_commit_seconds` | histogram | | time of one commit (acks, fsync, offsets) |
 //! | `kstreams_commits_total` | counter | | commits made |
 //! | `kstreams_consumer_lag` | gauge | `topic`, `partition` | high watermark minus next offset to process |
-//! | `kstreams_restored_records_total` | counter | | changelog records restored |
-//! | `kstreams_restore_remaining_records` | gauge | `store`, `partition` | changelog records still to restore |
+//! | `kstreams_restore_records_total` | counter | `store` | changelog records restored |
+//! | `kstreams_restore_remaining` | gauge | `store`, `partition` | changelog records still to restore (0 when done) |
 //! | `kstreams_skipped_records_total` | counter | `topic`, `stage` | records skipped by `OnBadRecord::Skip` (`stage`: `deserialize`, `process`, `produce`; `topic`: the input topic, the sink topic for `produce`) |
 //! | `kstreams_dead_lettered_records_total` | counter | `topic`, `stage` | records sent to a dead-letter topic (labels as for skipped) |
 //!
@@ -290,48 +290,92 @@ fn cached_high_watermark<C: ConsumerContext>(
         .then_some(high)
 }
 
-/// Restore progress of one store partition: a gauge of what is left and an `info` line at most
-/// every few seconds.
+/// Restore progress of one store partition: the counter of records restored and the gauge of
+/// what is left (`store`, `partition`), `info` lines when it begins and ends (with records/s)
+/// and at most every 5 s between, a `debug` line per step.
 #[derive(Debug)]
 pub(crate) struct RestoreProgress {
+    task: crate::task::TaskId,
     store: String,
     partition: i32,
-    total: u64,
+    start: i64,
+    high: i64,
+    restored: u64,
+    began: Instant,
     last_log: Instant,
 }
 
 impl RestoreProgress {
-    pub(crate) fn new(store: &str, partition: i32, total: u64) -> Self {
+    /// The restore of `store` (changelog `topic`, `partition`) of `task` begins at offset
+    /// `start`; the changelog ends at `high`.
+    pub(crate) fn new(
+        task: crate::task::TaskId,
+        store: &str,
+        topic: &str,
+        partition: i32,
+        start: i64,
+        high: i64,
+    ) -> Self {
         let p = RestoreProgress {
+            task,
             store: store.to_owned(),
             partition,
-            total,
+            start,
+            high,
+            restored: 0,
+            began: Instant::now(),
             last_log: Instant::now(),
         };
-        p.gauge(total);
+        tracing::info!(%task, %store, %topic, partition, from = start, to = high,
+            "restoring: {} changelog records at most", high - start);
+        p.gauge(p.remaining(start));
         p
     }
 
+    fn remaining(&self, next: i64) -> u64 {
+        u64::try_from(self.high - next).unwrap_or(0)
+    }
+
     fn gauge(&self, remaining: u64) {
-        metrics::gauge!("kstreams_restore_remaining_records", "store" => self.store.clone(),
+        metrics::gauge!("kstreams_restore_remaining", "store" => self.store.clone(),
             "partition" => self.partition.to_string())
         .set(remaining as f64);
     }
 
-    /// `restored` of the total records are in (offsets may skip, so it is an estimate until
-    /// [`done`](Self::done)).
-    pub(crate) fn update(&mut self, restored: u64) {
-        let remaining = self.total.saturating_sub(restored);
+    /// `records` more changelog records were written; the next offset to read is `next`
+    /// (offsets may skip, so what remains is an estimate until [`done`](Self::done)).
+    pub(crate) fn step(&mut self, records: u64, next: i64) {
+        self.restored += records;
+        metrics::counter!("kstreams_restore_records_total", "store" => self.store.clone())
+            .increment(records);
+        let remaining = self.remaining(next);
         self.gauge(remaining);
+        tracing::debug!(task = %self.task, store = %self.store, records, next, remaining,
+            "restore step");
         if self.last_log.elapsed() >= Duration::from_secs(5) {
             self.last_log = Instant::now();
-            tracing::info!(store = %self.store, partition = self.partition, restored,
-                total = self.total, "restoring: {restored} / {} records", self.total);
+            tracing::info!(task = %self.task, store = %self.store, partition = self.partition,
+                restored = self.restored, remaining, "restoring: {} records, {remaining} to go",
+                self.restored);
         }
     }
 
+    /// The store is up to date.
     pub(crate) fn done(&self) {
         self.gauge(0);
+        let secs = self.began.elapsed().as_secs_f64();
+        let per_sec = (self.restored as f64 / secs.max(1e-3)).round() as u64;
+        tracing::info!(task = %self.task, store = %self.store, partition = self.partition,
+            records = self.restored, elapsed_ms = (secs * 1000.0) as u64, records_per_sec = per_sec,
+            "restored: {} records in {secs:.1} s ({per_sec} records/s)", self.restored);
+    }
+
+    /// The restore stopped before its end (its task was closed): nothing is left to restore
+    /// here for now.
+    pub(crate) fn abandoned(&self) {
+        self.gauge(0);
+        tracing::debug!(task = %self.task, store = %self.store, start = self.start,
+            restored = self.restored, "restore abandoned");
     }
 }
 

@@ -2,20 +2,20 @@
 //!
 //! Owns: [`GroupContext`] (what the processing loop and the callbacks share: the engine, the
 //! rebalance generation, the partitions revoked since the loop last looked, the first error) and
-//! the callbacks themselves, which stay thin: they record the change and hand it to the
-//! [`Engine`](super::engine::Engine) (`revoke`: the commit the protocol requires, then close the
-//! revoked tasks; `assign`: open and restore the assigned ones). May not touch: processing, the
-//! commit protocol's steps, or the trust rule (those are `engine`, `commit` and `eos`).
+//! the callbacks themselves, which only do what must happen inside them and return quickly:
+//! `revoke`, the commit the protocol requires, then closing the revoked tasks (running or still
+//! restoring); `assign`, recording the partitions and pausing their fetching
+//! ([`Engine::assigned`](super::engine::Engine::assigned): no request to the cluster). May not
+//! touch: processing, restoring, the commit protocol's steps, or the trust rule (those are
+//! `engine`, `restore`, `commit` and `eos`).
 //!
 //! Rebalances (librdkafka's eager protocol by default). Before partitions are revoked, the commit
 //! runs and their tasks are closed; records of revoked partitions already polled but not
-//! processed are dropped (the next owner fetches them from the committed offset). After partitions
-//! are assigned, their fetching is paused, their tasks are opened (LMDB in
-//! `<state dir>/<application id>/<task id>`) and every changelogged store is restored from the
-//! changelog offset its LMDB environment recorded to the high watermark, in batches; local state
-//! that claims offsets past the changelog's end (a recreated topic, another cluster) is deleted and
-//! rebuilt. Then fetching resumes from the group's committed offset. A missing state directory is
-//! rebuilt from the changelog the same way.
+//! processed are dropped (the next owner fetches them from the committed offset). Assigned
+//! partitions stay paused until the processing loop has opened their tasks (LMDB in
+//! `<state dir>/<application id>/<task id>`) and restored every changelogged store, a bounded
+//! step per turn (`Engine::restore_step`, `restore::Restorer`), while the tasks already running
+//! go on; then their fetching resumes from the group's committed offset.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -32,8 +32,8 @@ use super::engine::Engine;
 use super::lock;
 use crate::error::Error;
 
-/// The group consumer's context: rebalance callbacks flush, commit and close revoked tasks, and
-/// create and restore assigned ones, before the consumer goes on.
+/// The group consumer's context: rebalance callbacks commit and close revoked tasks, and record
+/// (and pause) assigned partitions, before the consumer goes on.
 pub(super) struct GroupContext {
     pub(super) engine: Mutex<Option<Engine>>,
     pub(super) generation: AtomicU64,
@@ -106,10 +106,8 @@ impl ConsumerContext for GroupContext {
                 self.generation.fetch_add(1, Ordering::SeqCst);
                 let assigned = tpl_partitions(tpl);
                 let mut engine = lock(&self.engine);
-                if let Some(engine) = engine.as_mut()
-                    && let Err(e) = engine.assign(consumer, &assigned)
-                {
-                    self.fail(e);
+                if let Some(engine) = engine.as_mut() {
+                    engine.assigned(consumer, &assigned);
                 }
             }
             Rebalance::Revoke(_) => {}

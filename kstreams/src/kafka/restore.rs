@@ -1,11 +1,24 @@
-//! Restoration: bringing a task's stores up to date from their changelog topics.
+//! Restoration: bringing a task's stores up to date from their changelog topics, a bounded
+//! number of changelog records per turn of the processing loop.
 //!
-//! Owns: [`restore_task`]. For each store with a changelog, it reads the changelog partition from
-//! the offset the task's LMDB environment recorded (`Position::changelog`) to the high watermark,
-//! in batches, each written with [`Task::restore`](crate::task::Task::restore) (one state
-//! transaction that also records the next changelog offset: invariant 5). It never processes
-//! input.
+//! Owns: [`Restorer`] (the restore consumer and the tasks it is restoring) and the state of each
+//! store's restore. For each store with a changelog, a task's restore reads the changelog
+//! partition from the offset the task's LMDB environment recorded (`Position::changelog`) to the
+//! high watermark read when that store's restore begins, in batches, each written with
+//! [`Task::restore`] (one state transaction that also records the next changelog offset:
+//! invariant 5). It never processes input, and it never waits: each call of
+//! [`Restorer::step`] applies at most `restore_batch_records` changelog records (polled for at
+//! most [`STEP_WAIT`]) and returns, so the processing loop keeps polling the group consumer
+//! (within `max.poll.interval.ms`) and keeps processing the tasks that are already running.
+//!
+//! One restore consumer serves every task: each store being restored has its changelog
+//! partition in the consumer's assignment (`incremental_assign` when its restore begins,
+//! `incremental_unassign` when it ends or its task is revoked). The stores of one task restore one
+//! after the other; stores of tasks of different partitions restore side by side. Two changelog
+//! partitions with the same partition number are never assigned at once, so librdkafka's end of
+//! partition event (which names the partition, not the topic) is unambiguous.
 
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
@@ -15,9 +28,16 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::observe::RestoreProgress;
 use crate::error::{Error, Result};
 use crate::record::{Headers, RawRecord};
-use crate::task::Task;
+use crate::task::{Task, TaskId};
+
+/// How long one [`Restorer::step`] waits for changelog records at most.
+pub(super) const STEP_WAIT: Duration = Duration::from_millis(20);
+
+/// How often a restore waiting for the last stable offset (exactly-once) checks it again.
+const STABLE_RECHECK: Duration = Duration::from_millis(100);
 
 /// The restore consumer's context: logs to `tracing`.
 #[derive(Debug, Default)]
@@ -33,14 +53,93 @@ impl ClientContext for RestoreContext {
 }
 impl ConsumerContext for RestoreContext {}
 
-/// What a restore found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Restored {
-    /// The stores are up to date; this many changelog records were applied.
-    Done(u64),
+/// How a task's restore ended (returned by [`Restorer::step`]).
+pub(super) enum Outcome {
+    /// Every store is up to date; the task may process input.
+    Done(Restoring),
     /// The local state claims changelog offsets past the changelog's end (the changelog was
     /// recreated, or the cluster is another one): the local state must be wiped and rebuilt.
-    LocalStateInvalid,
+    LocalStateInvalid(Restoring),
+}
+
+/// A task being restored, with what the engine needs once it is done.
+pub(super) struct Restoring {
+    pub(super) task: Task,
+    /// The group's committed offset of each of the task's input partitions, read when the task
+    /// was opened (`None` inside: nothing committed; `None` outside: they could not be read,
+    /// at-least-once only).
+    pub(super) committed: Option<BTreeMap<String, Option<i64>>>,
+    /// Seek the task's input back to the committed offsets once restored (exactly-once
+    /// recovery).
+    pub(super) rewind: bool,
+    /// Changelog records applied so far, over all its stores.
+    pub(super) restored: u64,
+    /// The stores still to restore: (store, changelog topic).
+    stores: VecDeque<(String, String)>,
+    current: Option<StoreRestore>,
+}
+
+impl Restoring {
+    /// A task to restore: every store of `task` that has a changelog.
+    pub(super) fn new(
+        task: Task,
+        committed: Option<BTreeMap<String, Option<i64>>>,
+        rewind: bool,
+    ) -> Self {
+        let stores = task
+            .stores()
+            .iter()
+            .zip(task.changelog_topics())
+            .filter_map(|(s, t)| t.as_ref().map(|t| (s.name().to_owned(), t.to_string())))
+            .collect();
+        Restoring {
+            task,
+            committed,
+            rewind,
+            restored: 0,
+            stores,
+            current: None,
+        }
+    }
+
+    /// The task, its committed offsets, whether to rewind, and the records restored.
+    pub(super) fn into_parts(self) -> (Task, Option<BTreeMap<String, Option<i64>>>, bool, u64) {
+        (self.task, self.committed, self.rewind, self.restored)
+    }
+}
+
+/// One store's restore.
+struct StoreRestore {
+    store: String,
+    topic: String,
+    partition: i32,
+    state: StoreState,
+}
+
+enum StoreState {
+    /// Exactly-once: the local state recorded changelog offset `recorded`, past the last stable
+    /// offset; waiting (since `since`) for the stable offset to catch up.
+    Waiting {
+        recorded: i64,
+        since: Instant,
+        checked: Instant,
+    },
+    /// Reading the changelog partition from `next` up to `high`.
+    Reading {
+        next: i64,
+        high: i64,
+        last_progress: Instant,
+        progress: RestoreProgress,
+    },
+}
+
+/// The restore consumer and the tasks it restores.
+pub(super) struct Restorer {
+    consumer: BaseConsumer<RestoreContext>,
+    tasks: BTreeMap<TaskId, Restoring>,
+    batch_records: usize,
+    timeout: Duration,
+    read_committed: bool,
 }
 
 fn raw<'a>(m: &'a BorrowedMessage<'a>) -> RawRecord<'a> {
@@ -53,149 +152,388 @@ fn raw<'a>(m: &'a BorrowedMessage<'a>) -> RawRecord<'a> {
     }
 }
 
-/// Restores every changelogged store of `task` from its changelog partition.
-///
-/// `read_committed` (exactly-once): the consumer's "high watermark" is then the last stable offset,
-/// which trails the log while a transaction on the changelog is not decided yet (its markers are
-/// written a few ms after `commit_transaction` returns, or never, if the broker skipped them: a
-/// hanging transaction). Local state that recorded more than that is not taken for a recreated
-/// changelog: the restore waits up to `timeout` for the stable offset to reach it, and otherwise
-/// fails. Wiping the state and restoring only up to a stable offset that trails committed
-/// transactions would silently lose their effects.
-pub(crate) fn restore_task(
-    consumer: &BaseConsumer<RestoreContext>,
-    task: &mut Task,
-    batch_records: usize,
-    timeout: Duration,
-    read_committed: bool,
-) -> Result<Restored> {
-    let partition = task.id().partition;
-    let position = task.position()?;
-    let stores: Vec<(String, String)> = task
-        .stores()
-        .iter()
-        .zip(task.changelog_topics())
-        .filter_map(|(s, t)| t.as_ref().map(|t| (s.name().to_owned(), t.to_string())))
-        .collect();
-    let mut total = 0;
-    for (store, topic) in stores {
-        let watermarks = || {
-            consumer
-                .fetch_watermarks(&topic, partition, timeout)
-                .map_err(|source| Error::Kafka {
-                    context: format!(
-                        "reading the offsets of changelog `{topic}` partition {partition}"
-                    ),
-                    source,
-                })
-        };
-        let (low, mut high) = watermarks()?;
-        let recorded = position.changelog(&store);
-        if read_committed && recorded.is_some_and(|r| r > high) {
-            let waited = Instant::now();
-            while recorded.is_some_and(|r| r > high) && waited.elapsed() < timeout {
-                std::thread::sleep(Duration::from_millis(100));
-                high = watermarks()?.1;
-            }
-            if let Some(r) = recorded.filter(|r| *r > high) {
-                return Err(Error::Runtime(format!(
-                    "restoring store `{store}` of task {}: its local state recorded changelog \
-                     `{topic}` partition {partition} up to offset {r}, but the last stable offset \
-                     stayed at {high} for {timeout:?}: a transaction on the changelog is not \
-                     decided (a hanging transaction: see `kafka-transactions.sh find-hanging`), \
-                     or the changelog was recreated (then delete the state directory)",
-                    task.id()
-                )));
-            }
-            tracing::info!(task = %task.id(), %store, recorded = ?recorded, high,
-                waited_ms = waited.elapsed().as_millis() as u64,
-                "the changelog's last stable offset caught up with the local state");
-        }
-        if recorded.is_some_and(|r| r > high) {
-            tracing::warn!(task = %task.id(), %store, ?recorded, high,
-                "local state is ahead of its changelog (changelog recreated?); rebuilding it");
-            return Ok(Restored::LocalStateInvalid);
-        }
-        let start = recorded.unwrap_or(low).max(low);
-        if recorded.is_some_and(|r| r < low) {
-            tracing::warn!(task = %task.id(), %store, ?recorded, low,
-                "changelog records the local state has not seen were deleted; restoring from the low watermark");
-        }
-        if start >= high {
-            continue;
-        }
-        let began = Instant::now();
-        tracing::info!(task = %task.id(), %store, %topic, from = start, to = high, "restoring");
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, partition, Offset::Offset(start))
+fn one_partition(topic: &str, partition: i32, offset: Option<i64>) -> Result<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    match offset {
+        Some(o) => tpl
+            .add_partition_offset(topic, partition, Offset::Offset(o))
             .map_err(|source| Error::Kafka {
                 context: "building a restore assignment".into(),
                 source,
-            })?;
-        consumer.assign(&tpl).map_err(|source| Error::Kafka {
-            context: format!("assigning changelog `{topic}` partition {partition}"),
-            source,
-        })?;
-        let mut next = start;
-        let mut progress =
-            super::observe::RestoreProgress::new(&store, partition, (high - start) as u64);
-        let mut last_progress = Instant::now();
-        let mut done = false;
-        while !done {
-            let mut batch: Vec<BorrowedMessage<'_>> = Vec::new();
-            let deadline = Instant::now() + Duration::from_millis(100);
-            while batch.len() < batch_records {
-                let wait = deadline.saturating_duration_since(Instant::now());
-                match consumer.poll(wait) {
-                    None => break,
-                    Some(Ok(m)) => {
-                        if m.topic() == topic && m.partition() == partition && m.offset() >= next {
-                            let end = m.offset() + 1 >= high;
-                            batch.push(m);
-                            if end {
-                                done = true;
-                                break;
-                            }
-                        }
-                    }
-                    Some(Err(KafkaError::PartitionEOF(p))) if p == partition => {
-                        done = true;
-                        break;
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(task = %task.id(), %topic, error = %e, "restore consumer error");
-                        break;
-                    }
+            })?,
+        None => {
+            tpl.add_partition(topic, partition);
+        }
+    }
+    Ok(tpl)
+}
+
+impl Restorer {
+    /// `batch_records`: the most changelog records one step applies; `timeout`: how long a
+    /// restore may make no progress (and, exactly-once, wait for the last stable offset);
+    /// `read_committed`: exactly-once.
+    pub(super) fn new(
+        consumer: BaseConsumer<RestoreContext>,
+        batch_records: usize,
+        timeout: Duration,
+        read_committed: bool,
+    ) -> Self {
+        Restorer {
+            consumer,
+            tasks: BTreeMap::new(),
+            batch_records: batch_records.max(1),
+            timeout,
+            read_committed,
+        }
+    }
+
+    /// Whether no task is being restored.
+    pub(super) fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Whether task `id` is being restored.
+    pub(super) fn contains(&self, id: TaskId) -> bool {
+        self.tasks.contains_key(&id)
+    }
+
+    /// Starts restoring a task (its first step is the next [`step`](Self::step)).
+    pub(super) fn add(&mut self, restoring: Restoring) {
+        self.tasks.insert(restoring.task.id(), restoring);
+    }
+
+    /// Stops restoring task `id` (revoked, or the app stops) and closes it. What it restored so
+    /// far stays in its local state with the changelog offset it reflects; nothing else is
+    /// recorded (it never had an input position of its own).
+    pub(super) fn remove(&mut self, id: TaskId) -> Result<()> {
+        let Some(r) = self.tasks.remove(&id) else {
+            return Ok(());
+        };
+        if let Some(c) = &r.current
+            && let StoreState::Reading {
+                next,
+                high,
+                progress,
+                ..
+            } = &c.state
+        {
+            progress.abandoned();
+            tracing::info!(task = %id, store = %c.store, next, high,
+                "restore stopped before its end (task closed); it goes on from offset {next} \
+                 when the task is restored here again");
+            self.unassign(&c.topic, c.partition)?;
+        }
+        Ok(())
+    }
+
+    /// Stops every restore and closes the tasks.
+    pub(super) fn clear(&mut self) -> Result<()> {
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        let mut result = Ok(());
+        for id in ids {
+            let r = self.remove(id);
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+
+    fn unassign(&self, topic: &str, partition: i32) -> Result<()> {
+        let tpl = one_partition(topic, partition, None)?;
+        self.consumer
+            .incremental_unassign(&tpl)
+            .map_err(|source| Error::Kafka {
+                context: format!("unassigning changelog `{topic}` partition {partition}"),
+                source,
+            })
+    }
+
+    fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64)> {
+        self.consumer
+            .fetch_watermarks(topic, partition, self.timeout)
+            .map_err(|source| Error::Kafka {
+                context: format!(
+                    "reading the offsets of changelog `{topic}` partition {partition}"
+                ),
+                source,
+            })
+    }
+
+    /// One bounded turn: begins the restore of stores whose turn it is, applies at most
+    /// `batch_records` changelog records, and returns the tasks whose restore ended and the
+    /// number of records applied.
+    pub(super) fn step(&mut self) -> Result<(Vec<Outcome>, u64)> {
+        let mut ended: Vec<TaskId> = Vec::new();
+        let mut invalid: BTreeSet<TaskId> = BTreeSet::new();
+        // 1. Stores whose restore begins (or waits for the last stable offset).
+        let mut busy: BTreeSet<i32> = self
+            .tasks
+            .values()
+            .filter_map(|r| r.current.as_ref())
+            .filter(|c| matches!(c.state, StoreState::Reading { .. }))
+            .map(|c| c.partition)
+            .collect();
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            match self.begin_stores(id, &mut busy)? {
+                Begin::Busy => {}
+                Begin::Ended => ended.push(id),
+                Begin::Invalid => {
+                    invalid.insert(id);
                 }
             }
-            if let Some(last) = batch.last() {
-                let next_offset = last.offset() + 1;
-                let records: Vec<RawRecord<'_>> = batch.iter().map(raw).collect();
-                task.restore(&store, &records, next_offset)?;
-                total += records.len() as u64;
-                next = next_offset;
-                progress.update((next - start) as u64);
-                last_progress = Instant::now();
-            } else if !done && last_progress.elapsed() > timeout {
-                let _ = consumer.unassign();
-                return Err(Error::Runtime(format!(
-                    "restoring store `{store}` of task {} stalled at offset {next} of changelog \
-                     `{topic}` partition {partition} (end {high}) for {timeout:?}",
-                    task.id()
-                )));
+        }
+        // 2. At most `batch_records` changelog records, for every store being read (a turn with
+        //    none being read waits here too, so a loop waiting for a stable offset does not spin).
+        let mut applied = 0;
+        if self.tasks.len() > ended.len() + invalid.len() {
+            applied = self.read_batch(&mut ended)?;
+        }
+        let mut out = Vec::new();
+        for id in invalid {
+            if let Some(r) = self.tasks.remove(&id) {
+                out.push(Outcome::LocalStateInvalid(r));
             }
         }
-        progress.done();
-        if next < high {
-            // The end was reached through EOF below the high watermark (e.g. compaction gaps):
-            // record the high watermark as the position.
-            task.restore(&store, &[], high)?;
+        for id in ended {
+            if let Some(r) = self.tasks.remove(&id) {
+                out.push(Outcome::Done(r));
+            }
         }
-        consumer.unassign().map_err(|source| Error::Kafka {
-            context: "unassigning the restore consumer".into(),
-            source,
-        })?;
-        tracing::info!(task = %task.id(), %store, records = total, elapsed_ms = began.elapsed().as_millis() as u64, "restored");
+        Ok((out, applied))
     }
-    Ok(Restored::Done(total))
+
+    /// Moves task `id` on to its next store while it has none in progress.
+    fn begin_stores(&mut self, id: TaskId, busy: &mut BTreeSet<i32>) -> Result<Begin> {
+        loop {
+            let Some(r) = self.tasks.get(&id) else {
+                return Ok(Begin::Busy);
+            };
+            let partition = id.partition;
+            let (store, topic) = match &r.current {
+                Some(StoreRestore {
+                    state: StoreState::Reading { .. },
+                    ..
+                }) => return Ok(Begin::Busy),
+                Some(StoreRestore {
+                    state:
+                        StoreState::Waiting {
+                            recorded,
+                            since,
+                            checked,
+                        },
+                    store,
+                    topic,
+                    ..
+                }) => {
+                    if checked.elapsed() < STABLE_RECHECK || busy.contains(&partition) {
+                        return Ok(Begin::Busy);
+                    }
+                    let (recorded, since) = (*recorded, *since);
+                    let (store, topic) = (store.clone(), topic.clone());
+                    let high = self.watermarks(&topic, partition)?.1;
+                    if recorded > high {
+                        if since.elapsed() >= self.timeout {
+                            return Err(Error::Runtime(format!(
+                                "restoring store `{store}` of task {id}: its local state \
+                                 recorded changelog `{topic}` partition {partition} up to offset \
+                                 {recorded}, but the last stable offset stayed at {high} for \
+                                 {:?}: a transaction on the changelog is not decided (a hanging \
+                                 transaction: see `kafka-transactions.sh find-hanging`), or the \
+                                 changelog was recreated (then delete the state directory)",
+                                self.timeout
+                            )));
+                        }
+                        if let Some(StoreRestore {
+                            state: StoreState::Waiting { checked, .. },
+                            ..
+                        }) = self.tasks.get_mut(&id).and_then(|r| r.current.as_mut())
+                        {
+                            *checked = Instant::now();
+                        }
+                        return Ok(Begin::Busy);
+                    }
+                    tracing::info!(task = %id, %store, recorded, high,
+                        waited_ms = since.elapsed().as_millis() as u64,
+                        "the changelog's last stable offset caught up with the local state");
+                    (store, topic)
+                }
+                None => {
+                    if busy.contains(&partition) {
+                        return Ok(Begin::Busy);
+                    }
+                    match r.stores.front() {
+                        None => return Ok(Begin::Ended),
+                        Some(s) => s.clone(),
+                    }
+                }
+            };
+            // The store's restore begins: where the local state stands, where the changelog ends.
+            let recorded = r.task.position()?.changelog(&store);
+            let (low, high) = self.watermarks(&topic, partition)?;
+            let r = self
+                .tasks
+                .get_mut(&id)
+                .ok_or_else(|| Error::Internal(format!("restoring task {id} vanished")))?;
+            if r.current.is_none() {
+                r.stores.pop_front();
+            }
+            if let Some(rec) = recorded.filter(|rec| *rec > high) {
+                // Exactly-once: the stable offset may trail the log for a moment (undecided
+                // transactions); wait for it. After that wait said it caught up, still past it
+                // cannot happen (offsets only grow): it is treated as a recreated changelog.
+                if self.read_committed && r.current.is_none() {
+                    r.current = Some(StoreRestore {
+                        store,
+                        topic,
+                        partition,
+                        state: StoreState::Waiting {
+                            recorded: rec,
+                            since: Instant::now(),
+                            checked: Instant::now(),
+                        },
+                    });
+                    return Ok(Begin::Busy);
+                }
+                tracing::warn!(task = %id, %store, recorded = rec, high,
+                    "local state is ahead of its changelog (changelog recreated?); rebuilding it");
+                r.current = None;
+                return Ok(Begin::Invalid);
+            }
+            r.current = None;
+            if recorded.is_some_and(|rec| rec < low) {
+                tracing::warn!(task = %id, %store, ?recorded, low,
+                    "changelog records the local state has not seen were deleted; restoring \
+                     from the low watermark");
+            }
+            let start = recorded.unwrap_or(low).max(low);
+            if start >= high {
+                tracing::debug!(task = %id, %store, offset = start, "store up to date");
+                continue;
+            }
+            let tpl = one_partition(&topic, partition, Some(start))?;
+            self.consumer
+                .incremental_assign(&tpl)
+                .map_err(|source| Error::Kafka {
+                    context: format!(
+                        "assigning changelog `{topic}` partition {partition} to the restore \
+                         consumer"
+                    ),
+                    source,
+                })?;
+            busy.insert(partition);
+            let progress = RestoreProgress::new(id, &store, &topic, partition, start, high);
+            r.current = Some(StoreRestore {
+                store,
+                topic,
+                partition,
+                state: StoreState::Reading {
+                    next: start,
+                    high,
+                    last_progress: Instant::now(),
+                    progress,
+                },
+            });
+            return Ok(Begin::Busy);
+        }
+    }
+
+    /// Polls at most `batch_records` changelog records (for at most [`STEP_WAIT`]) and writes
+    /// them into their stores, one state transaction per store.
+    fn read_batch(&mut self, ended: &mut Vec<TaskId>) -> Result<u64> {
+        let Restorer {
+            consumer,
+            tasks,
+            batch_records,
+            timeout,
+            ..
+        } = self;
+        let mut batch: Vec<BorrowedMessage<'_>> = Vec::new();
+        let mut eof: BTreeSet<i32> = BTreeSet::new();
+        let deadline = Instant::now() + STEP_WAIT;
+        while batch.len() < *batch_records {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match consumer.poll(wait) {
+                None => break,
+                Some(Ok(m)) => batch.push(m),
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    eof.insert(p);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "restore consumer error");
+                    break;
+                }
+            }
+        }
+        let mut finished: Vec<(TaskId, String, i32)> = Vec::new();
+        let mut applied = 0;
+        for (id, r) in tasks.iter_mut() {
+            let Some(c) = r.current.as_mut() else {
+                continue;
+            };
+            let StoreState::Reading {
+                next,
+                high,
+                last_progress,
+                progress,
+            } = &mut c.state
+            else {
+                continue;
+            };
+            let records: Vec<RawRecord<'_>> = batch
+                .iter()
+                .filter(|m| {
+                    m.partition() == c.partition && m.topic() == c.topic && m.offset() >= *next
+                })
+                .map(raw)
+                .collect();
+            if let Some(last) = records.last().map(|m| m.offset) {
+                r.task.restore(&c.store, &records, last + 1)?;
+                r.restored += records.len() as u64;
+                applied += records.len() as u64;
+                *next = last + 1;
+                *last_progress = Instant::now();
+                progress.step(records.len() as u64, *next);
+            }
+            let at_end = *next >= *high;
+            if !at_end && eof.contains(&c.partition) {
+                // The end was reached below the high watermark (compaction gaps, transaction
+                // markers): the high watermark is the position.
+                r.task.restore(&c.store, &[], *high)?;
+                *next = *high;
+            } else if !at_end && last_progress.elapsed() > *timeout {
+                return Err(Error::Runtime(format!(
+                    "restoring store `{}` of task {id} stalled at offset {next} of changelog \
+                     `{}` partition {} (end {high}) for {timeout:?}",
+                    c.store, c.topic, c.partition
+                )));
+            }
+            if *next >= *high {
+                progress.done();
+                finished.push((*id, c.topic.clone(), c.partition));
+            }
+        }
+        drop(batch);
+        for (id, topic, partition) in finished {
+            if let Some(r) = self.tasks.get_mut(&id) {
+                r.current = None;
+                if r.stores.is_empty() {
+                    ended.push(id);
+                }
+            }
+            self.unassign(&topic, partition)?;
+        }
+        Ok(applied)
+    }
+}
+
+/// What [`Restorer::begin_stores`] left a task doing.
+enum Begin {
+    /// A store is being read, or waits (for the last stable offset, or its partition's turn).
+    Busy,
+    /// Every store is up to date.
+    Ended,
+    /// The local state is ahead of a changelog.
+    Invalid,
 }

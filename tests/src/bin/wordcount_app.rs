@@ -12,6 +12,7 @@
 //! - `KSTREAMS_TEST_LMDB_INITIAL_MAP_BYTES`, `KSTREAMS_TEST_LMDB_MAX_MAP_BYTES`:
 //!   [`LmdbOptions`](kstreams::store::LmdbOptions);
 //! - `KSTREAMS_TEST_COMMIT_INTERVAL_MS`: the commit interval (100 ms unless set);
+//! - `KSTREAMS_TEST_THREADS`: the number of processing threads (1 unless set);
 //! - `KSTREAMS_TEST_RDKAFKA_DEBUG`: librdkafka's `debug` property for every client (e.g.
 //!   `cgrp,eos,broker`; its lines go to the `librdkafka` tracing target at debug level, so also set
 //!   `RUST_LOG=warn,librdkafka=debug`), for post-mortems of fault tests;
@@ -73,6 +74,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .handle_ctrl_c(true);
     if let Some(ms) = env_number("KSTREAMS_TEST_SESSION_TIMEOUT_MS")? {
         config = config.consumer_property("session.timeout.ms", ms.to_string());
+    }
+    if let Some(n) = env_number("KSTREAMS_TEST_THREADS")? {
+        config = config.num_threads(n);
     }
     if let Some(ms) = env_number("KSTREAMS_TEST_COMMIT_INTERVAL_MS")? {
         config = config.commit_interval(Duration::from_millis(ms as u64));
