@@ -128,8 +128,9 @@ public final class WindowedCount {
             Main.create(admin, outTopic, partitions, false);
             try {
                 produce(bootstrap, inTopic, lines);
-                KafkaStreams streams = new KafkaStreams(topology(inTopic, outTopic, spec, grace, emit).build(),
-                    config(run, bootstrap, stateDir));
+                Properties config = config(run, bootstrap, stateDir);
+                KafkaStreams streams = new KafkaStreams(
+                    topology(inTopic, outTopic, spec, grace, emit, config).build(config), config);
                 AtomicReference<Throwable> failed = new AtomicReference<>();
                 streams.setUncaughtExceptionHandler(e -> {
                     failed.compareAndSet(null, e);
@@ -255,8 +256,9 @@ public final class WindowedCount {
         if (failure.get() != null) Main.die("producing to " + topic + " failed: " + failure.get());
     }
 
-    static StreamsBuilder topology(String in, String out, Spec spec, long grace, String emit) {
-        StreamsBuilder b = new StreamsBuilder();
+    static StreamsBuilder topology(String in, String out, Spec spec, long grace, String emit, Properties config) {
+        // Built with the app's config (the default constructor reads an empty one, and warns).
+        StreamsBuilder b = new StreamsBuilder(new org.apache.kafka.streams.TopologyConfig(new StreamsConfig(config)));
         KGroupedStream<String, String> grouped = b.stream(in, Consumed.with(Serdes.String(), Serdes.String()))
             .groupByKey(Grouped.with(Serdes.String(), Serdes.String()));
         EmitStrategy strategy = emit.equals("final") ? EmitStrategy.onWindowClose() : EmitStrategy.onWindowUpdate();
