@@ -39,12 +39,16 @@ import org.apache.kafka.streams.kstream.EmitStrategy;
 import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.KGroupedStream;
 import org.apache.kafka.streams.kstream.KTable;
+import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.SessionWindows;
 import org.apache.kafka.streams.kstream.SlidingWindows;
 import org.apache.kafka.streams.kstream.TimeWindows;
 import org.apache.kafka.streams.kstream.Windowed;
 import org.apache.kafka.streams.kstream.WindowedSerdes;
+import org.apache.kafka.streams.state.SessionStore;
+import org.apache.kafka.streams.state.WindowStore;
+import org.apache.kafka.common.utils.Bytes;
 
 /**
  * Java Kafka Streams' windowed count over a file: the reference the kstreams example
@@ -53,6 +57,7 @@ import org.apache.kafka.streams.kstream.WindowedSerdes;
  * <pre>
  * java -cp 'bench/java/target/*:bench/java/target/lib/*' kstreams.bench.WindowedCount \
  *     --input FILE --window SPEC --grace-ms G [--partitions N] [--emit final|update] --bootstrap HOST:PORT
+ *     [--retention-ms R]
  * </pre>
  *
  * The same command line as the example plus {@code --bootstrap}. FILE: lines {@code <timestamp ms>\t<key>}
@@ -69,6 +74,12 @@ import org.apache.kafka.streams.kstream.WindowedSerdes;
  * with {@code update}: the last value emitted per window, windows whose last value is a tombstone
  * (a merged-away session) left out. Lines are sorted by key (UTF-8 bytes), start, end, count.
  * Logs go to stderr (warnings and errors only); its topics are deleted at the end.
+ *
+ * <p>{@code --retention-ms}: the window (session) store's retention instead of Kafka Streams' default
+ * (size + grace; gap + grace). Emit on close reads closed windows from the store, which drops
+ * whatever is older than stream time - retention: a jump of stream time that closes windows
+ * beyond the retention at once skips them (KAFKA-12960). kstreams emits those windows (a
+ * documented difference), so the differential test gives Java a retention no jump reaches.
  *
  * <p>Determinism: the record cache is off and
  * {@code __emit.interval.ms.kstreams.windowed.aggregation__} is 0 (Kafka Streams otherwise checks
@@ -117,6 +128,8 @@ public final class WindowedCount {
         String emit = a.opt("emit", "final");
         if (!emit.equals("final") && !emit.equals("update")) Main.die("--emit must be final or update, not " + emit);
         String bootstrap = a.req("bootstrap");
+        String retentionArg = a.opt("retention-ms", "");
+        Long retention = retentionArg.isEmpty() ? null : parsePositive("--retention-ms", retentionArg);
         List<Line> lines = readLines(input);
 
         String run = "windowed-count-java-" + ProcessHandle.current().pid() + "-" + System.currentTimeMillis();
@@ -130,7 +143,7 @@ public final class WindowedCount {
                 produce(bootstrap, inTopic, lines);
                 Properties config = config(run, bootstrap, stateDir);
                 KafkaStreams streams = new KafkaStreams(
-                    topology(inTopic, outTopic, spec, grace, emit, config).build(config), config);
+                    topology(inTopic, outTopic, spec, grace, emit, retention, config).build(config), config);
                 AtomicReference<Throwable> failed = new AtomicReference<>();
                 streams.setUncaughtExceptionHandler(e -> {
                     failed.compareAndSet(null, e);
@@ -256,7 +269,8 @@ public final class WindowedCount {
         if (failure.get() != null) Main.die("producing to " + topic + " failed: " + failure.get());
     }
 
-    static StreamsBuilder topology(String in, String out, Spec spec, long grace, String emit, Properties config) {
+    static StreamsBuilder topology(String in, String out, Spec spec, long grace, String emit, Long retention,
+                                   Properties config) {
         // Built with the app's config (the default constructor reads an empty one, and warns).
         StreamsBuilder b = new StreamsBuilder(new org.apache.kafka.streams.TopologyConfig(new StreamsConfig(config)));
         KGroupedStream<String, String> grouped = b.stream(in, Consumed.with(Serdes.String(), Serdes.String()))
@@ -268,29 +282,41 @@ public final class WindowedCount {
         switch (spec.kind()) {
             case "tumbling" -> {
                 counts = grouped.windowedBy(TimeWindows.ofSizeAndGrace(Duration.ofMillis(spec.a()), g))
-                    .emitStrategy(strategy).count();
+                    .emitStrategy(strategy).count(windowStore(retention));
                 keySerde = WindowedSerdes.timeWindowedSerdeFrom(String.class, spec.a());
             }
             case "hopping" -> {
                 counts = grouped.windowedBy(TimeWindows.ofSizeAndGrace(Duration.ofMillis(spec.a()), g)
                         .advanceBy(Duration.ofMillis(spec.b())))
-                    .emitStrategy(strategy).count();
+                    .emitStrategy(strategy).count(windowStore(retention));
                 keySerde = WindowedSerdes.timeWindowedSerdeFrom(String.class, spec.a());
             }
             case "sliding" -> {
                 counts = grouped.windowedBy(SlidingWindows.ofTimeDifferenceAndGrace(Duration.ofMillis(spec.a()), g))
-                    .emitStrategy(strategy).count();
+                    .emitStrategy(strategy).count(windowStore(retention));
                 keySerde = WindowedSerdes.timeWindowedSerdeFrom(String.class, spec.a());
             }
             case "session" -> {
                 counts = grouped.windowedBy(SessionWindows.ofInactivityGapAndGrace(Duration.ofMillis(spec.a()), g))
-                    .emitStrategy(strategy).count();
+                    .emitStrategy(strategy).count(sessionStore(retention));
                 keySerde = WindowedSerdes.sessionWindowedSerdeFrom(String.class);
             }
             default -> throw new IllegalStateException(spec.kind());
         }
         counts.toStream().to(out, Produced.with(keySerde, Serdes.Long()));
         return b;
+    }
+
+    /** The count's window store: Kafka Streams' default, or with the given retention. */
+    static Materialized<String, Long, WindowStore<Bytes, byte[]>> windowStore(Long retention) {
+        Materialized<String, Long, WindowStore<Bytes, byte[]>> m = Materialized.with(Serdes.String(), Serdes.Long());
+        return retention == null ? m : m.withRetention(Duration.ofMillis(retention));
+    }
+
+    /** The count's session store: Kafka Streams' default, or with the given retention. */
+    static Materialized<String, Long, SessionStore<Bytes, byte[]>> sessionStore(Long retention) {
+        Materialized<String, Long, SessionStore<Bytes, byte[]>> m = Materialized.with(Serdes.String(), Serdes.Long());
+        return retention == null ? m : m.withRetention(Duration.ofMillis(retention));
     }
 
     static Properties config(String appId, String bootstrap, Path stateDir) {

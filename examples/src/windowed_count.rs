@@ -1,0 +1,637 @@
+//! Windowed count over a file (issue 14 §5, a contract): lines `<timestamp ms>\t<key>` become
+//! records of an input topic, a windowed count runs on them, and the results are printed as
+//! `<key>\t<window start>\t<window end>\t<count>`.
+//!
+//! The window definition and the grace period come from the command line, so the operator is
+//! built at run time ([`topology`]). The same topology runs on the embedded cluster (the
+//! `windowed_count` example), against a real broker (the differential test against Java Kafka
+//! Streams, `tests/tests/windowed_differential.rs`) and in the fault tests' app.
+//!
+//! Timestamps: librdkafka sends a record of timestamp 0 with the current time instead (0 means
+//! "now" in its API), so a line of timestamp 0 cannot be produced as written: it is an error, like
+//! a negative timestamp.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use kstreams::kafka::AppConfig;
+use kstreams::store::{SessionWindow, WindowWrite};
+use kstreams::{BatchProcessor, Context, InitContext, Record, StoreSpec, Topology};
+
+use crate::embedded;
+
+/// A window definition, as `--window` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowSpec {
+    /// `tumbling:SIZE_MS`.
+    Tumbling {
+        /// Window size, ms.
+        size: u64,
+    },
+    /// `hopping:SIZE_MS:ADVANCE_MS`.
+    Hopping {
+        /// Window size, ms.
+        size: u64,
+        /// Advance, ms (at most the size).
+        advance: u64,
+    },
+    /// `sliding:DIFF_MS`.
+    Sliding {
+        /// The largest time difference between two records of one window, ms.
+        difference: u64,
+    },
+    /// `session:GAP_MS`.
+    Session {
+        /// Inactivity gap, ms.
+        gap: u64,
+    },
+}
+
+/// A `--window` or input line the example cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// `--window` is not one of the four forms.
+    #[error(
+        "--window must be tumbling:SIZE_MS, hopping:SIZE_MS:ADVANCE_MS, sliding:DIFF_MS or \
+         session:GAP_MS, not `{0}`"
+    )]
+    Spec(String),
+    /// A duration of `--window` that is 0, or an advance larger than the size.
+    #[error("--window `{spec}`: {reason}")]
+    SpecValue {
+        /// The spec given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An input line that is not `<timestamp ms>\t<key>`, or whose timestamp cannot be produced.
+    #[error("{source_name} line {line}: {reason}")]
+    Line {
+        /// The input's name (its path).
+        source_name: String,
+        /// The line number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl FromStr for WindowSpec {
+    type Err = InputError;
+
+    fn from_str(s: &str) -> Result<Self, InputError> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let ms = |v: &str| -> Result<u64, InputError> {
+            let n: u64 = v.parse().map_err(|_| InputError::Spec(s.to_owned()))?;
+            if n == 0 {
+                return Err(InputError::SpecValue {
+                    spec: s.to_owned(),
+                    reason: "a duration must be positive, not 0".into(),
+                });
+            }
+            // Kafka's durations are signed 64-bit milliseconds.
+            if i64::try_from(n).is_err() {
+                return Err(InputError::SpecValue {
+                    spec: s.to_owned(),
+                    reason: format!("{n} ms is out of range"),
+                });
+            }
+            Ok(n)
+        };
+        match parts.as_slice() {
+            ["tumbling", size] => Ok(WindowSpec::Tumbling { size: ms(size)? }),
+            ["hopping", size, advance] => {
+                let (size, advance) = (ms(size)?, ms(advance)?);
+                if advance > size {
+                    return Err(InputError::SpecValue {
+                        spec: s.to_owned(),
+                        reason: format!("the advance ({advance} ms) exceeds the size ({size} ms)"),
+                    });
+                }
+                Ok(WindowSpec::Hopping { size, advance })
+            }
+            ["sliding", difference] => Ok(WindowSpec::Sliding {
+                difference: ms(difference)?,
+            }),
+            ["session", gap] => Ok(WindowSpec::Session { gap: ms(gap)? }),
+            _ => Err(InputError::Spec(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for WindowSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WindowSpec::Tumbling { size } => write!(f, "tumbling:{size}"),
+            WindowSpec::Hopping { size, advance } => write!(f, "hopping:{size}:{advance}"),
+            WindowSpec::Sliding { difference } => write!(f, "sliding:{difference}"),
+            WindowSpec::Session { gap } => write!(f, "session:{gap}"),
+        }
+    }
+}
+
+/// `--emit`: when results are forwarded, and so what is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmitMode {
+    /// Each window once, when it closes (`EmitStrategy::OnWindowClose`).
+    #[default]
+    Final,
+    /// Every update (`EmitStrategy::OnWindowUpdate`); the last one per window is printed.
+    Update,
+}
+
+impl FromStr for EmitMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "final" => Ok(EmitMode::Final),
+            "update" => Ok(EmitMode::Update),
+            _ => Err(format!("--emit must be final or update, not `{s}`")),
+        }
+    }
+}
+
+/// One input record: a line `<timestamp ms>\t<key>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// The record's timestamp, ms (at least 1).
+    pub timestamp: i64,
+    /// The record's key.
+    pub key: String,
+}
+
+/// Parses the input: one record per line `<timestamp ms>\t<key>` (the key is the rest of the
+/// line, possibly empty; a trailing `\r` is dropped), blank lines ignored. A line without a tab,
+/// with a timestamp that is not an integer, negative or 0 is an error naming `source_name` and
+/// the line number.
+pub fn parse_input(text: &str, source_name: &str) -> Result<Vec<Line>, InputError> {
+    let mut lines = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let bad = |reason: String| InputError::Line {
+            source_name: source_name.to_owned(),
+            line: i + 1,
+            reason,
+        };
+        let l = raw.strip_suffix('\r').unwrap_or(raw);
+        if l.trim().is_empty() {
+            continue;
+        }
+        let Some((ts, key)) = l.split_once('\t') else {
+            return Err(bad(format!(
+                "expected `<timestamp ms>\\t<key>`, got `{}`",
+                l.escape_debug()
+            )));
+        };
+        let timestamp: i64 = ts
+            .parse()
+            .map_err(|_| bad(format!("`{}` is not a timestamp in ms", ts.escape_debug())))?;
+        if timestamp < 0 {
+            return Err(bad(format!("negative timestamp {timestamp}")));
+        }
+        if timestamp == 0 {
+            return Err(bad(
+                "timestamp 0 cannot be produced: librdkafka sends a record of timestamp 0 with \
+                 the current time instead"
+                    .into(),
+            ));
+        }
+        lines.push(Line {
+            timestamp,
+            key: key.to_owned(),
+        });
+    }
+    Ok(lines)
+}
+
+/// One result the app emitted: a key's count in one window. A session's `end` is its last
+/// record's timestamp.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Counted {
+    /// The key.
+    pub key: String,
+    /// Window start, ms.
+    pub start: i64,
+    /// Window end, ms.
+    pub end: i64,
+    /// The count; `None` for a deletion (a merged-away session, emitted on update).
+    pub count: Option<u64>,
+}
+
+/// What the example prints, from every result the app emitted in offset order per partition:
+/// with [`EmitMode::Final`] every result; with [`EmitMode::Update`] the last result per window
+/// (key, start, end), windows whose last result is a deletion left out. Sorted by key (bytes),
+/// start, end, count: one line `<key>\t<start>\t<end>\t<count>` each.
+pub fn output_lines(emitted: &[Counted], emit: EmitMode) -> Vec<String> {
+    let mut shown: Vec<&Counted> = match emit {
+        EmitMode::Final => emitted.iter().filter(|c| c.count.is_some()).collect(),
+        EmitMode::Update => {
+            let mut last: BTreeMap<(&str, i64, i64), &Counted> = BTreeMap::new();
+            for c in emitted {
+                last.insert((c.key.as_str(), c.start, c.end), c);
+            }
+            last.into_values().filter(|c| c.count.is_some()).collect()
+        }
+    };
+    shown.sort_by(|a, b| {
+        (a.key.as_bytes(), a.start, a.end, a.count).cmp(&(
+            b.key.as_bytes(),
+            b.start,
+            b.end,
+            b.count,
+        ))
+    });
+    shown
+        .into_iter()
+        .map(|c| {
+            format!(
+                "{}\t{}\t{}\t{}",
+                c.key,
+                c.start,
+                c.end,
+                c.count.unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// The input records: the line's key and timestamp, the line number as the value.
+fn records(lines: &[Line]) -> impl Iterator<Item = Record<String, String>> + '_ {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Record::new(l.key.clone(), (i + 1).to_string()).with_timestamp(l.timestamp))
+}
+
+/// How long the input may take to be processed.
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs the windowed count on `lines` with `config` (the embedded cluster unless it names
+/// bootstrap servers): creates `<app id>-input` and `<app id>-output` with `partitions`
+/// partitions, produces the records in order (Java's default partitioning), waits until all are
+/// processed and committed, reads every result the app emitted and stops it.
+pub async fn run(
+    lines: &[Line],
+    spec: WindowSpec,
+    grace_ms: u64,
+    emit: EmitMode,
+    partitions: i32,
+    config: AppConfig,
+) -> kstreams::Result<Vec<Counted>> {
+    let input = format!("{}-input", config.application_id());
+    let output = format!("{}-output", config.application_id());
+    let topology = topology(&input, &output, spec, grace_ms, emit)?;
+    let mut app = embedded::start(topology, config, partitions, &[]).await?;
+    app.client.produce(&input, records(lines)).await?;
+    app.processed_within(TIMEOUT).await?;
+    let emitted = read_output(&app.client, &output, spec).await?;
+    app.stop().await?;
+    let processed = app.client.app().status().processed_records;
+    if processed != lines.len() as u64 {
+        return Err(kstreams::Error::Runtime(format!(
+            "{} records produced but {processed} processed: the embedded cluster keeps about \
+             100,000 records per partition; use a broker for a larger input",
+            lines.len()
+        )));
+    }
+    Ok(emitted)
+}
+
+/// Reads every result in `topic` (partition by partition, in offset order).
+async fn read_output(
+    client: &kstreams::kafka::AppClient,
+    topic: &str,
+    spec: WindowSpec,
+) -> kstreams::Result<Vec<Counted>> {
+    let records = client
+        .read_with::<WindowKey, Option<u64>>(
+            topic,
+            &WindowKeySerde::for_spec(spec),
+            &<Option<u64> as kstreams::serde::DefaultSerde>::Serde::default(),
+        )
+        .await?;
+    Ok(records
+        .into_iter()
+        .map(|r| Counted {
+            key: r.key.key,
+            start: r.key.start,
+            end: r.key.end,
+            count: r.value,
+        })
+        .collect())
+}
+
+/// The windowed count's topology: `input` (String keys, String values) counted per key and
+/// window into `output` (keys [`WindowKey`], Kafka's windowed serdes' bytes; values the count as
+/// 8 big-endian bytes, null for a merged-away session).
+pub fn topology(
+    input: &str,
+    output: &str,
+    spec: WindowSpec,
+    grace_ms: u64,
+    emit: EmitMode,
+) -> kstreams::Result<Topology> {
+    let mut t = Topology::builder();
+    let records = t.source::<String, String>(input);
+    let counts = t.add(WindowedCount::new(spec, grace_ms, emit)?, &records);
+    t.sink_with(
+        output,
+        &counts,
+        WindowKeySerde::for_spec(spec),
+        <Option<u64> as kstreams::serde::DefaultSerde>::Serde::default(),
+    );
+    Ok(t.build()?)
+}
+
+/// The key of a result: the record's key and its window.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WindowKey {
+    /// The record's key.
+    pub key: String,
+    /// Window start, ms.
+    pub start: i64,
+    /// Window end, ms (exclusive for time windows; a session's last record's timestamp).
+    pub end: i64,
+}
+
+/// [`WindowKey`] as Java's windowed serdes write it: time windows as `TimeWindowedSerde` (the
+/// key's bytes, then the start as 8 big-endian bytes; the end is start + size when read),
+/// sessions as `SessionWindowedSerde` (key bytes, end, start).
+#[derive(Debug, Clone, Copy)]
+pub struct WindowKeySerde {
+    /// `Some(size)`: a time window of that size; `None`: a session.
+    size: Option<i64>,
+}
+
+impl WindowKeySerde {
+    /// The serde of `spec`'s results.
+    pub fn for_spec(spec: WindowSpec) -> Self {
+        let size = match spec {
+            WindowSpec::Tumbling { size } | WindowSpec::Hopping { size, .. } => Some(size),
+            WindowSpec::Sliding { difference } => Some(difference),
+            WindowSpec::Session { .. } => None,
+        };
+        WindowKeySerde {
+            size: size.map(|s| s as i64),
+        }
+    }
+}
+
+impl kstreams::serde::Serde<WindowKey> for WindowKeySerde {
+    fn serialize(&self, k: &WindowKey) -> Result<Option<Vec<u8>>, kstreams::error::SerdeError> {
+        let mut out = Vec::with_capacity(k.key.len() + 16);
+        out.extend_from_slice(k.key.as_bytes());
+        if self.size.is_none() {
+            out.extend_from_slice(&k.end.to_be_bytes());
+        }
+        out.extend_from_slice(&k.start.to_be_bytes());
+        Ok(Some(out))
+    }
+
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<WindowKey, kstreams::error::SerdeError> {
+        let bytes = bytes
+            .ok_or_else(|| kstreams::error::SerdeError::new("a windowed key cannot be null"))?;
+        let suffix = if self.size.is_some() { 8 } else { 16 };
+        let cut = bytes.len().checked_sub(suffix).ok_or_else(|| {
+            kstreams::error::SerdeError::new(format!(
+                "a windowed key of {} bytes is shorter than its {suffix} bytes of window",
+                bytes.len()
+            ))
+        })?;
+        let key = String::from_utf8(bytes[..cut].to_vec())
+            .map_err(|e| kstreams::error::SerdeError::new(format!("windowed key: {e}")))?;
+        let long = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[at..at + 8]);
+            i64::from_be_bytes(b)
+        };
+        Ok(match self.size {
+            Some(size) => {
+                let start = long(cut);
+                WindowKey {
+                    key,
+                    start,
+                    end: start.saturating_add(size),
+                }
+            }
+            None => WindowKey {
+                key,
+                end: long(cut),
+                start: long(cut + 8),
+            },
+        })
+    }
+}
+
+/// The store of the counts.
+const STORE: &str = "windowed-counts";
+
+/// A windowed count with its windows given at run time, with Kafka Streams' semantics
+/// (`KStreamWindowAggregate`, `KStreamSessionWindowAggregate`): stream time is the task's largest
+/// timestamp so far (the current record included, kept in the store with the counts); a time
+/// window accepts a record while `end > stream time - grace`, a session while its end (merged)
+/// is at least `stream time - grace - gap`; a record no window accepts is late (logged at debug,
+/// not counted). On close, a window is emitted once when `end <= stream time - grace` (a session
+/// when `end < stream time - grace - gap`), every one, also those a jump of stream time closes at
+/// once (Kafka Streams skips those its store expired already, KAFKA-12960);
+/// on update, every change, and for sessions a deletion (null) of each session merged away.
+///
+/// An interim operator over the store layer's `WindowStore` / `SessionStore`, until the
+/// library's `kstreams::window::count` (issue 14 §2) takes run-time windows; sliding windows
+/// need it.
+#[derive(Debug, Clone)]
+struct WindowedCount {
+    spec: WindowSpec,
+    grace: i64,
+    emit: EmitMode,
+}
+
+impl WindowedCount {
+    fn new(spec: WindowSpec, grace_ms: u64, emit: EmitMode) -> kstreams::Result<Self> {
+        if matches!(spec, WindowSpec::Sliding { .. }) {
+            return Err(kstreams::Error::Config(
+                "sliding windows are not available yet: they need kstreams::window (issue 14)"
+                    .into(),
+            ));
+        }
+        let grace = i64::try_from(grace_ms)
+            .map_err(|_| kstreams::Error::Config(format!("grace {grace_ms} ms is out of range")))?;
+        Ok(WindowedCount { spec, grace, emit })
+    }
+
+    fn spec(&self) -> kstreams::Result<StoreSpec> {
+        let ms = |v: u64| Duration::from_millis(v);
+        let base = StoreSpec::new::<String, u64>(STORE);
+        match self.spec {
+            WindowSpec::Tumbling { size } | WindowSpec::Hopping { size, .. } => {
+                base.windowed(ms(size), ms(size) + ms(self.grace as u64))
+            }
+            // A session ending at stream time - gap - grace still takes records: one more ms.
+            WindowSpec::Session { gap } => base.sessions(ms(gap + 1) + ms(self.grace as u64)),
+            WindowSpec::Sliding { difference } => {
+                base.windowed(ms(difference), ms(difference) + ms(self.grace as u64))
+            }
+        }
+    }
+
+    fn time_windows(
+        &self,
+        size: i64,
+        advance: i64,
+        records: &[Record<String, String>],
+        ctx: &mut Context<'_, WindowKey, Option<u64>>,
+    ) -> kstreams::Result<()> {
+        let store = ctx.window_store::<String, u64>(STORE)?;
+        let before = store.stream_time()?;
+        let mut stream_time = before.unwrap_or(i64::MIN);
+        // Windows ending at or before this are emitted (on close).
+        let mut emitted_to = before.map(|t| t - self.grace);
+        let mut out = Vec::new();
+        for r in records {
+            stream_time = stream_time.max(r.timestamp);
+            let close = stream_time - self.grace;
+            // Kafka's TimeWindows.windowsFor.
+            let mut start = (r.timestamp - size + advance).max(0) / advance * advance;
+            let mut counted = false;
+            while start <= r.timestamp {
+                let end = start + size;
+                if end > close {
+                    let n = store.get(&r.key, start)?.unwrap_or(0) + 1;
+                    // An open window is never expired (retention = size + grace): if the store
+                    // says so, the record is late all the same.
+                    if store.put(&r.key, start, &n)? == WindowWrite::Expired {
+                        start += advance;
+                        continue;
+                    }
+                    counted = true;
+                    if self.emit == EmitMode::Update {
+                        out.push(r.derive(window_key(&r.key, start, end), Some(n)));
+                    }
+                }
+                start += advance;
+            }
+            if !counted {
+                late(r, stream_time, self.grace);
+            }
+            if self.emit == EmitMode::Final && emitted_to.is_none_or(|e| e < close) {
+                let from = emitted_to.map_or(i64::MIN, |e| e - size + 1);
+                for (key, start, n) in store.fetch_all(from, close - size)? {
+                    let k = window_key(&key, start, start + size);
+                    out.push(r.derive(k, Some(n)));
+                }
+                emitted_to = Some(close);
+            }
+        }
+        store.advance_stream_time(stream_time)?;
+        ctx.forward_batch(out);
+        Ok(())
+    }
+
+    fn sessions(
+        &self,
+        gap: i64,
+        records: &[Record<String, String>],
+        ctx: &mut Context<'_, WindowKey, Option<u64>>,
+    ) -> kstreams::Result<()> {
+        let store = ctx.session_store::<String, u64>(STORE)?;
+        let before = store.stream_time()?;
+        let mut stream_time = before.unwrap_or(i64::MIN);
+        // Sessions ending before this are emitted (on close).
+        let mut emitted_to = before.map(|t| t - self.grace - gap);
+        let mut out = Vec::new();
+        for r in records {
+            stream_time = stream_time.max(r.timestamp);
+            // As Kafka Streams: a session may still grow by a record within the gap.
+            let close = stream_time - self.grace - gap;
+            let found = store.find_sessions(&r.key, r.timestamp - gap, r.timestamp + gap)?;
+            let (mut start, mut end, mut n) = (r.timestamp, r.timestamp, 1);
+            for (s, c) in &found {
+                start = start.min(s.start);
+                end = end.max(s.end);
+                n += c;
+            }
+            if end < close {
+                late(r, stream_time, self.grace);
+            } else {
+                for (s, _) in &found {
+                    store.remove(&r.key, *s)?;
+                    if self.emit == EmitMode::Update {
+                        out.push(r.derive(window_key(&r.key, s.start, s.end), None));
+                    }
+                }
+                // Not expired: its end is at least stream time - grace (retention gap + grace).
+                if store.put(&r.key, SessionWindow::new(start, end), &n)? == WindowWrite::Expired {
+                    late(r, stream_time, self.grace);
+                } else if self.emit == EmitMode::Update {
+                    out.push(r.derive(window_key(&r.key, start, end), Some(n)));
+                }
+            }
+            if self.emit == EmitMode::Final && emitted_to.is_none_or(|e| e < close) {
+                let from = emitted_to.unwrap_or(i64::MIN);
+                for (key, s, n) in store.find_all_sessions(from, close - 1)? {
+                    out.push(r.derive(window_key(&key, s.start, s.end), Some(n)));
+                }
+                emitted_to = Some(close);
+            }
+        }
+        store.advance_stream_time(stream_time)?;
+        ctx.forward_batch(out);
+        Ok(())
+    }
+}
+
+fn window_key(key: &str, start: i64, end: i64) -> WindowKey {
+    WindowKey {
+        key: key.to_owned(),
+        start,
+        end,
+    }
+}
+
+/// A record too late for every window it belongs to: dropped, as Kafka Streams does, with a
+/// trace naming it.
+fn late(r: &Record<String, String>, stream_time: i64, grace: i64) {
+    tracing::debug!(
+        key = %r.key,
+        timestamp = r.timestamp,
+        stream_time,
+        grace,
+        origin = ?r.origin,
+        "late record dropped: no open window"
+    );
+}
+
+impl BatchProcessor<String, String> for WindowedCount {
+    type OutKey = WindowKey;
+    type OutValue = Option<u64>;
+
+    fn stores(&self) -> Vec<StoreSpec> {
+        // `new` checked the durations; a spec that still fails is reported by `init`.
+        self.spec().into_iter().collect()
+    }
+
+    fn init(&mut self, _ctx: &mut InitContext<'_>) -> kstreams::Result<()> {
+        self.spec().map(|_| ())
+    }
+
+    fn process_batch(
+        &mut self,
+        records: &[Record<String, String>],
+        ctx: &mut Context<'_, WindowKey, Option<u64>>,
+    ) -> kstreams::Result<()> {
+        match self.spec {
+            WindowSpec::Tumbling { size } => {
+                self.time_windows(size as i64, size as i64, records, ctx)
+            }
+            WindowSpec::Hopping { size, advance } => {
+                self.time_windows(size as i64, advance as i64, records, ctx)
+            }
+            WindowSpec::Session { gap } => self.sessions(gap as i64, records, ctx),
+            WindowSpec::Sliding { .. } => Err(kstreams::Error::Config(
+                "sliding windows are not available yet".into(),
+            )),
+        }
+    }
+}
