@@ -428,6 +428,33 @@ impl kstreams::serde::Serde<WindowKey> for WindowKeySerde {
 /// The store of the counts.
 const STORE: &str = "windowed-counts";
 
+/// The operator's stream time, in a key-value store of its own (changelogged, so a task
+/// restored from the changelog knows which windows it emitted already: the window store keeps
+/// its own stream time locally only).
+const STREAM_TIME_STORE: &str = "windowed-counts-stream-time";
+const STREAM_TIME_KEY: &str = "stream-time";
+
+/// The stream time the task's last batch reached, if any.
+fn stream_time_before<K: 'static, V: 'static>(
+    ctx: &Context<'_, K, V>,
+) -> kstreams::Result<Option<i64>> {
+    ctx.store::<String, i64>(STREAM_TIME_STORE)?
+        .get(STREAM_TIME_KEY)
+}
+
+/// Records the stream time a batch reached (in the batch's transaction, changelogged).
+fn save_stream_time<K: 'static, V: 'static>(
+    ctx: &Context<'_, K, V>,
+    before: Option<i64>,
+    now: i64,
+) -> kstreams::Result<()> {
+    if before.is_none_or(|b| now > b) {
+        ctx.store::<String, i64>(STREAM_TIME_STORE)?
+            .put(&STREAM_TIME_KEY.to_owned(), &now)?;
+    }
+    Ok(())
+}
+
 /// A windowed count with its windows given at run time, with Kafka Streams' semantics
 /// (`KStreamWindowAggregate`, `KStreamSessionWindowAggregate`): stream time is the task's largest
 /// timestamp so far (the current record included, kept in the store with the counts); a time
@@ -484,7 +511,7 @@ impl WindowedCount {
         ctx: &mut Context<'_, WindowKey, Option<u64>>,
     ) -> kstreams::Result<()> {
         let store = ctx.window_store::<String, u64>(STORE)?;
-        let before = store.stream_time()?;
+        let before = stream_time_before(ctx)?;
         let mut stream_time = before.unwrap_or(i64::MIN);
         // Windows ending at or before this are emitted (on close).
         let mut emitted_to = before.map(|t| t - self.grace);
@@ -524,6 +551,7 @@ impl WindowedCount {
                 emitted_to = Some(close);
             }
         }
+        save_stream_time(ctx, before, stream_time)?;
         store.advance_stream_time(stream_time)?;
         ctx.forward_batch(out);
         Ok(())
@@ -536,7 +564,7 @@ impl WindowedCount {
         ctx: &mut Context<'_, WindowKey, Option<u64>>,
     ) -> kstreams::Result<()> {
         let store = ctx.session_store::<String, u64>(STORE)?;
-        let before = store.stream_time()?;
+        let before = stream_time_before(ctx)?;
         let mut stream_time = before.unwrap_or(i64::MIN);
         // Sessions ending before this are emitted (on close).
         let mut emitted_to = before.map(|t| t - self.grace - gap);
@@ -576,6 +604,7 @@ impl WindowedCount {
                 emitted_to = Some(close);
             }
         }
+        save_stream_time(ctx, before, stream_time)?;
         store.advance_stream_time(stream_time)?;
         ctx.forward_batch(out);
         Ok(())
@@ -609,7 +638,9 @@ impl BatchProcessor<String, String> for WindowedCount {
 
     fn stores(&self) -> Vec<StoreSpec> {
         // `new` checked the durations; a spec that still fails is reported by `init`.
-        self.spec().into_iter().collect()
+        let mut specs: Vec<StoreSpec> = self.spec().into_iter().collect();
+        specs.push(StoreSpec::new::<String, i64>(STREAM_TIME_STORE));
+        specs
     }
 
     fn init(&mut self, _ctx: &mut InitContext<'_>) -> kstreams::Result<()> {
@@ -621,6 +652,9 @@ impl BatchProcessor<String, String> for WindowedCount {
         records: &[Record<String, String>],
         ctx: &mut Context<'_, WindowKey, Option<u64>>,
     ) -> kstreams::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
         match self.spec {
             WindowSpec::Tumbling { size } => {
                 self.time_windows(size as i64, size as i64, records, ctx)
