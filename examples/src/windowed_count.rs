@@ -456,8 +456,10 @@ fn save_stream_time<K: 'static, V: 'static>(
 }
 
 /// A windowed count with its windows given at run time, with Kafka Streams' semantics
-/// (`KStreamWindowAggregate`, `KStreamSessionWindowAggregate`): stream time is the task's largest
-/// timestamp so far (the current record included, kept in the store with the counts); a time
+/// (`KStreamWindowAggregate`, `KStreamSessionWindowAggregate`, `KStreamSlidingWindowAggregate`:
+/// see [`WindowedCount::sliding`] for sliding windows): stream time is the task's largest
+/// timestamp so far (the current record included, kept in a changelogged store in the batch's
+/// transaction); a time
 /// window accepts a record while `end > stream time - grace`, a session while its end (merged)
 /// is at least `stream time - grace - gap`; a record no window accepts is late (logged at debug,
 /// not counted). On close, a window is emitted once when `end <= stream time - grace` (a session
@@ -466,8 +468,7 @@ fn save_stream_time<K: 'static, V: 'static>(
 /// on update, every change, and for sessions a deletion (null) of each session merged away.
 ///
 /// An interim operator over the store layer's `WindowStore` / `SessionStore`, until the
-/// library's `kstreams::window::count` (issue 14 §2) takes run-time windows; sliding windows
-/// need it.
+/// library's `kstreams::window::count` (issue 14 §2) can be used with windows given at run time.
 #[derive(Debug, Clone)]
 struct WindowedCount {
     spec: WindowSpec,
@@ -477,12 +478,6 @@ struct WindowedCount {
 
 impl WindowedCount {
     fn new(spec: WindowSpec, grace_ms: u64, emit: EmitMode) -> kstreams::Result<Self> {
-        if matches!(spec, WindowSpec::Sliding { .. }) {
-            return Err(kstreams::Error::Config(
-                "sliding windows are not available yet: they need kstreams::window (issue 14)"
-                    .into(),
-            ));
-        }
         let grace = i64::try_from(grace_ms)
             .map_err(|_| kstreams::Error::Config(format!("grace {grace_ms} ms is out of range")))?;
         Ok(WindowedCount { spec, grace, emit })
@@ -497,9 +492,13 @@ impl WindowedCount {
             }
             // A session ending at stream time - gap - grace still takes records: one more ms.
             WindowSpec::Session { gap } => base.sessions(ms(gap + 1) + ms(self.grace as u64)),
-            WindowSpec::Sliding { difference } => {
-                base.windowed(ms(difference), ms(difference) + ms(self.grace as u64))
-            }
+            // A window's count and its latest record's timestamp (`SlidingValue`); a record
+            // reads the windows starting up to 2 differences before it.
+            WindowSpec::Sliding { difference } => StoreSpec::new::<String, Vec<u8>>(STORE)
+                .windowed(
+                    ms(difference),
+                    ms(2 * difference + 1) + ms(self.grace as u64),
+                ),
         }
     }
 
@@ -611,6 +610,163 @@ impl WindowedCount {
     }
 }
 
+/// A sliding window's value in the store: the count and the largest timestamp of its records
+/// (Kafka Streams' `ValueAndTimestamp`), 16 big-endian bytes.
+#[derive(Debug, Clone, Copy)]
+struct SlidingValue {
+    count: u64,
+    max_timestamp: i64,
+}
+
+impl SlidingValue {
+    fn encode(self) -> Vec<u8> {
+        let mut v = self.count.to_be_bytes().to_vec();
+        v.extend_from_slice(&self.max_timestamp.to_be_bytes());
+        v
+    }
+
+    fn decode(bytes: &[u8], key: &str, start: i64) -> kstreams::Result<Self> {
+        let corrupt = || kstreams::Error::StoreCorrupt {
+            store: STORE.to_owned(),
+            part: kstreams::error::Part::Value,
+            source: kstreams::error::SerdeError::new(format!(
+                "the sliding window of `{key}` at {start} holds {} bytes, not 16",
+                bytes.len()
+            )),
+        };
+        let (c, t) = bytes.split_at_checked(8).ok_or_else(corrupt)?;
+        Ok(SlidingValue {
+            count: u64::from_be_bytes(c.try_into().map_err(|_| corrupt())?),
+            max_timestamp: i64::from_be_bytes(t.try_into().map_err(|_| corrupt())?),
+        })
+    }
+}
+
+impl WindowedCount {
+    /// Kafka Streams' `KStreamSlidingWindowAggregate` (KIP-450), its in-order path: a record's
+    /// left window `[ts - difference, ts]`, the right window `[ts + 1, ts + 1 + difference]` of the
+    /// record before it when it falls in it, its own right window when a later record exists,
+    /// every existing window it falls in updated. A window takes records while
+    /// `end >= stream time - grace`; a record with `ts + 1 + difference <= stream time - grace`
+    /// is late. On close, a window is emitted once when `end < stream time - grace`.
+    fn sliding(
+        &self,
+        diff: i64,
+        records: &[Record<String, String>],
+        ctx: &mut Context<'_, WindowKey, Option<u64>>,
+    ) -> kstreams::Result<()> {
+        let store = ctx.window_store::<String, Vec<u8>>(STORE)?;
+        let before = stream_time_before(ctx)?;
+        let mut stream_time = before.unwrap_or(i64::MIN);
+        // Windows ending before this are emitted (on close).
+        let mut emitted_to = before.map(|t| t - self.grace);
+        let mut out = Vec::new();
+        for r in records {
+            stream_time = stream_time.max(r.timestamp);
+            let close = stream_time - self.grace;
+            let ts = r.timestamp;
+            if ts + 1 + diff <= close {
+                late(r, stream_time, self.grace);
+            } else if ts < diff {
+                // Kafka Streams puts such records in a window [0, difference] of their own.
+                return Err(kstreams::Error::processing(format!(
+                    "sliding windows: a record at {ts} ms, earlier than the time difference \
+                     ({diff} ms), is not supported yet"
+                )));
+            } else {
+                let mut update = |start: i64, old: Option<SlidingValue>| -> kstreams::Result<()> {
+                    if start + diff < close {
+                        late(r, stream_time, self.grace);
+                        return Ok(());
+                    }
+                    let new = match old {
+                        Some(v) => SlidingValue {
+                            count: v.count + 1,
+                            max_timestamp: v.max_timestamp.max(ts),
+                        },
+                        None => SlidingValue {
+                            count: 1,
+                            max_timestamp: ts,
+                        },
+                    };
+                    if store.put(&r.key, start, &new.encode())? == WindowWrite::Stored
+                        && self.emit == EmitMode::Update
+                    {
+                        out.push(
+                            r.derive(window_key(&r.key, start, start + diff), Some(new.count)),
+                        );
+                    }
+                    Ok(())
+                };
+                let mut starts = std::collections::HashSet::new();
+                let (mut left_agg, mut right_agg) = (None, None);
+                let (mut left_exists, mut right_exists) = (false, false);
+                let mut previous: Option<i64> = None;
+                for (start, bytes) in store.fetch(&r.key, (ts - 2 * diff).max(0), ts + 1)? {
+                    let v = SlidingValue::decode(&bytes, &r.key, start)?;
+                    starts.insert(start);
+                    let end = start + diff;
+                    if end < ts {
+                        left_agg = Some(v);
+                        previous = Some(v.max_timestamp);
+                    } else if end == ts {
+                        left_exists = true;
+                        if v.max_timestamp < ts {
+                            previous = Some(v.max_timestamp);
+                        }
+                        update(start, Some(v))?;
+                    } else if start <= ts {
+                        right_agg = Some(v);
+                        update(start, Some(v))?;
+                    } else {
+                        // start == ts + 1, the fetch's upper bound.
+                        right_exists = true;
+                    }
+                }
+                // The previous record's right window, which this record falls in.
+                if let Some(p) = previous
+                    && !starts.contains(&(p + 1))
+                    && p + 1 + diff >= ts
+                {
+                    update(p + 1, None)?;
+                }
+                // This record's left window.
+                if !left_exists {
+                    let old = match (previous, left_agg) {
+                        (Some(p), Some(agg)) if ts - diff <= p => Some(SlidingValue {
+                            count: agg.count,
+                            max_timestamp: ts,
+                        }),
+                        _ => None,
+                    };
+                    update(ts - diff, old)?;
+                }
+                // This record's right window, holding the later records (not this one).
+                if !right_exists && let Some(agg) = right_agg.filter(|a| a.max_timestamp > ts) {
+                    let _ = store.put(&r.key, ts + 1, &agg.encode())?;
+                    if self.emit == EmitMode::Update {
+                        out.push(
+                            r.derive(window_key(&r.key, ts + 1, ts + 1 + diff), Some(agg.count)),
+                        );
+                    }
+                }
+            }
+            if self.emit == EmitMode::Final && emitted_to.is_none_or(|e| e < close) {
+                let from = emitted_to.map_or(i64::MIN, |e| e - diff);
+                for (key, start, bytes) in store.fetch_all(from, close - 1 - diff)? {
+                    let v = SlidingValue::decode(&bytes, &key, start)?;
+                    out.push(r.derive(window_key(&key, start, start + diff), Some(v.count)));
+                }
+                emitted_to = Some(close);
+            }
+        }
+        save_stream_time(ctx, before, stream_time)?;
+        store.advance_stream_time(stream_time)?;
+        ctx.forward_batch(out);
+        Ok(())
+    }
+}
+
 fn window_key(key: &str, start: i64, end: i64) -> WindowKey {
     WindowKey {
         key: key.to_owned(),
@@ -663,9 +819,7 @@ impl BatchProcessor<String, String> for WindowedCount {
                 self.time_windows(size as i64, advance as i64, records, ctx)
             }
             WindowSpec::Session { gap } => self.sessions(gap as i64, records, ctx),
-            WindowSpec::Sliding { .. } => Err(kstreams::Error::Config(
-                "sliding windows are not available yet".into(),
-            )),
+            WindowSpec::Sliding { difference } => self.sliding(difference as i64, records, ctx),
         }
     }
 }

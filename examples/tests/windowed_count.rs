@@ -187,29 +187,48 @@ fn session_windows_merge_within_the_gap_and_merged_away_sessions_are_left_out() 
 }
 
 #[test]
-fn sliding_windows_are_refused_with_a_clear_error_until_the_library_has_them() {
-    // The contract's `sliding:DIFF_MS` parses; the interim operator has no sliding windows (they
-    // need `kstreams::window`, issue 14), and says so instead of printing nothing. Hand-computed
-    // expectations for when it does (KIP-450, grace 1000, input 10000 a, 12000 a, 30000 a):
-    // final `a 5000 10000 1`, `a 7000 12000 2`, `a 10001 15001 1`; update adds `a 25000 30000 1`.
-    let (out, _dir) = run(
-        "10000\ta\n12000\ta\n30000\ta\n",
-        &[
-            "--window",
-            "sliding:5000",
-            "--grace-ms",
-            "1000",
-            "--partitions",
-            "1",
-        ],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+fn sliding_windows_are_defined_by_the_records() {
+    // KIP-450: each record's window [ts - 5000, ts], and the window right after a record
+    // [ts + 1, ts + 5001] when a later record falls in it. Grace 1000: at stream time 30000
+    // every window ending before 29000 is closed.
+    let input = "10000\ta\n12000\ta\n30000\ta\n";
+    let args = [
+        "--window",
+        "sliding:5000",
+        "--grace-ms",
+        "1000",
+        "--partitions",
+        "1",
+    ];
+    let (out, _dir) = run(input, &args);
     assert!(
-        stderr.contains("sliding windows are not available yet"),
-        "{stderr}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        expect(&["a 5000 10000 1", "a 7000 12000 2", "a 10001 15001 1"])
+    );
+    let (out, _dir) = run(input, &[&args[..], &["--emit", "update"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        expect(&[
+            "a 5000 10000 1",
+            "a 7000 12000 2",
+            "a 10001 15001 1",
+            "a 25000 30000 1"
+        ])
+    );
 }
 
 #[test]

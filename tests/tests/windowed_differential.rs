@@ -2,9 +2,11 @@
 //! windowed count (`bench/java`, `kstreams.bench.WindowedCount`) and through kstreams' (the
 //! `windowed_count` example's topology, `kstreams_examples::windowed_count::run`, in this
 //! process against the same real broker), compared line for line: `<key>\t<start>\t<end>\t<count>`,
-//! sorted, each window once (emit on close).
+//! sorted: with emit on close every window emitted, each once; with emit on update (Java's record
+//! cache off) the last count of each window, merged-away sessions left out.
 //!
-//! The input is generated from a seed: a few hundred records over several keys and 4
+//! Tumbling, hopping, sliding and session windows, both emit modes, grace 2 s. The input is
+//! generated from a seed: a few hundred records over several keys and 4
 //! partitions, mostly in time order with records out of order (within the grace) and late
 //! (beyond it), and gaps that make sessions start apart and then merge.
 //!
@@ -180,8 +182,14 @@ async fn kstreams(lines: &[Line], spec: WindowSpec, emit: EmitMode) -> Vec<Strin
     windowed_count::output_lines(&emitted, emit)
 }
 
-/// Runs both and compares; the failure shows the lines only one side has.
+/// Runs both, emit on close and emit on update, and compares; a failure shows the lines only
+/// one side has.
 async fn compare(spec: WindowSpec, seed: u64) {
+    compare_emit(spec, seed, EmitMode::Final).await;
+    compare_emit(spec, seed, EmitMode::Update).await;
+}
+
+async fn compare_emit(spec: WindowSpec, seed: u64, emit: EmitMode) {
     let lines = input(seed, 400);
     let dir = tempfile::tempdir().expect("tempdir");
     let file: PathBuf = dir.path().join("input.tsv");
@@ -190,8 +198,12 @@ async fn compare(spec: WindowSpec, seed: u64) {
         .map(|l| format!("{}\t{}\n", l.timestamp, l.key))
         .collect();
     std::fs::write(&file, &text).expect("write the input");
-    let want = java(&file, spec, "final");
-    let got = kstreams(&lines, spec, EmitMode::Final).await;
+    let emit_arg = match emit {
+        EmitMode::Final => "final",
+        EmitMode::Update => "update",
+    };
+    let want = java(&file, spec, emit_arg);
+    let got = kstreams(&lines, spec, emit).await;
     assert!(
         want.len() > 20,
         "{spec}: Java emitted only {} windows: the input does not test much",
@@ -206,7 +218,7 @@ async fn compare(spec: WindowSpec, seed: u64) {
             .join(format!("windowed-differential-{spec}-{seed}.tsv").replace(':', "_"));
         let _ = std::fs::write(&kept, &text);
         panic!(
-            "{spec}, grace {GRACE_MS} ms, emit final (input: {}): {} lines from Java, {} from \
+            "{spec}, grace {GRACE_MS} ms, emit {emit_arg} (input: {}): {} lines from Java, {} from \
              kstreams\nonly in Java Kafka Streams' output ({}):\n{}\nonly in kstreams' output \
              ({}):\n{}\n(same lines, different counts of repeats, if both lists are empty)",
             kept.display(),
@@ -241,6 +253,11 @@ async fn hopping_windows_count_as_java_kafka_streams() {
         15,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sliding_windows_count_as_java_kafka_streams() {
+    compare(WindowSpec::Sliding { difference: 2_000 }, 17).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
