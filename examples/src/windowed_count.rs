@@ -823,3 +823,68 @@ impl BatchProcessor<String, String> for WindowedCount {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kstreams::testing::{SplitInput, check_split_invariance};
+
+    /// Invariant 2 for the operator: however the input is cut into batches, the same outputs and
+    /// the same stores, for every window kind and both emit modes (out-of-order and late records,
+    /// sessions that merge).
+    #[test]
+    fn every_window_kind_is_split_invariant() -> kstreams::Result<()> {
+        let records: Vec<Record<String, String>> = (0..300_i64)
+            .map(|i| {
+                let back = if i % 7 == 3 { 4_000 } else { 0 };
+                let pause = (i / 50) * 6_000;
+                Record::new(format!("k{}", i % 5), i.to_string())
+                    .with_timestamp(100_000 + i * 150 + pause - back)
+            })
+            .collect();
+        for spec in [
+            WindowSpec::Tumbling { size: 5_000 },
+            WindowSpec::Hopping {
+                size: 5_000,
+                advance: 1_000,
+            },
+            WindowSpec::Sliding { difference: 2_000 },
+            WindowSpec::Session { gap: 1_000 },
+        ] {
+            for emit in [EmitMode::Final, EmitMode::Update] {
+                let topology = topology("in", "out", spec, 2_000, emit)?;
+                let input = SplitInput::new()
+                    .partitions("in", 2)
+                    .partitions("out", 2)
+                    .records("in", records.iter().cloned())?;
+                check_split_invariance(&topology, &input, 14, 3)
+                    .map_err(|e| kstreams::Error::Runtime(format!("{spec} {emit:?}: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn window_keys_are_java_windowed_serde_bytes() {
+        use kstreams::serde::Serde;
+        let k = WindowKey {
+            key: "ab".into(),
+            start: 1,
+            end: 11,
+        };
+        let time = WindowKeySerde::for_spec(WindowSpec::Tumbling { size: 10 });
+        let bytes = time.serialize(&k).ok().flatten().unwrap_or_default();
+        assert_eq!(bytes, [b"ab".as_slice(), &1i64.to_be_bytes()].concat());
+        assert_eq!(time.deserialize(Some(&bytes)).ok(), Some(k.clone()));
+        let session = WindowKeySerde::for_spec(WindowSpec::Session { gap: 10 });
+        let bytes = session.serialize(&k).ok().flatten().unwrap_or_default();
+        // SessionWindowedSerde: key, end, start.
+        assert_eq!(
+            bytes,
+            [b"ab".as_slice(), &11i64.to_be_bytes(), &1i64.to_be_bytes()].concat()
+        );
+        assert_eq!(session.deserialize(Some(&bytes)).ok(), Some(k));
+        assert!(time.deserialize(Some(b"short")).is_err());
+        assert!(time.deserialize(None).is_err());
+    }
+}
