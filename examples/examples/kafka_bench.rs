@@ -8,6 +8,7 @@
 //! kafka_bench map      ...   # value ASCII-upper-cased
 //! kafka_bench count    ...   # count per key in LMDB (+ changelog), u64 big-endian
 //! kafka_bench wordcount --input LINES ...  # the word-count example topology
+//! kafka_bench windowed-count ...  # count per key and hopping window (60 s by 10 s, grace 5 s), on close
 //! kafka_bench count --exactly-once ...       # any kstreams mode under exactly-once
 //! ```
 //! Every mode but `produce` runs until SIGTERM/Ctrl-C (graceful: flush, commit, close), or with
@@ -40,7 +41,16 @@ enum Mode {
     Map,
     Count,
     Wordcount,
+    /// The windowed_count example's topology: hopping windows of [`WINDOW_SIZE_MS`] advancing
+    /// by [`WINDOW_ADVANCE_MS`], grace [`WINDOW_GRACE_MS`], emit on window close (Nexmark q5's
+    /// shape; bench/java's `--topology windowed` and `verify --mode windowed` use the same).
+    WindowedCount,
 }
+
+/// The windowed workload's windows: bench/java `Main.WINDOW_SIZE_MS` and its siblings.
+const WINDOW_SIZE_MS: u64 = 60_000;
+const WINDOW_ADVANCE_MS: u64 = 10_000;
+const WINDOW_GRACE_MS: u64 = 5_000;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -365,6 +375,19 @@ fn topology(args: &Args) -> Result<Topology, BoxError> {
                 &args.input,
                 &format!("{}-words-repartition", args.group),
                 &args.output,
+            )?);
+        }
+        Mode::WindowedCount => {
+            use kstreams_examples::windowed_count::{EmitMode, WindowSpec, topology};
+            return Ok(topology(
+                &args.input,
+                &args.output,
+                WindowSpec::Hopping {
+                    size: WINDOW_SIZE_MS,
+                    advance: WINDOW_ADVANCE_MS,
+                },
+                WINDOW_GRACE_MS,
+                EmitMode::Final,
             )?);
         }
         Mode::Produce | Mode::Raw => return Err("not a topology mode".into()),

@@ -15,6 +15,9 @@ use tokio::task::JoinHandle;
 /// How long an example's input may take to be processed.
 pub const TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long topics just created may take to appear in the cluster's metadata.
+const TOPICS_VISIBLE: Duration = Duration::from_secs(30);
+
 /// An app running in a tokio task, with a client of its topics. Dropping it asks the app to stop.
 #[derive(Debug)]
 pub struct Running {
@@ -38,6 +41,16 @@ pub async fn start(
     if !extra.is_empty() {
         // An empty list is an invalid request to a real broker.
         client.create_topics(extra).await?;
+    }
+    // A real broker may answer a metadata request without a topic it has just created, and the
+    // app fails at start-up on a source topic it cannot see: wait until the client sees them
+    // all (its check of the source topics' ends fails while one is unknown).
+    let began = std::time::Instant::now();
+    while let Err(e) = client.wait_until_processed(Duration::ZERO).await {
+        if began.elapsed() > TOPICS_VISIBLE {
+            return Err(e);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let task = tokio::spawn(async move { app.run().await });
     Ok(Running {

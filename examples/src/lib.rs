@@ -10,4 +10,5 @@ pub mod embedded;
 pub mod enrichment;
 pub mod exactly_once;
 pub mod punctuation;
+pub mod windowed_count;
 pub mod wordcount;

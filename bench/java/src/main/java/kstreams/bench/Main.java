@@ -3,6 +3,7 @@ package kstreams.bench;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.BitSet;
 import java.util.Collection;
 import java.util.HashMap;
@@ -38,6 +39,7 @@ import org.apache.kafka.common.record.TimestampType;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.serialization.StringSerializer;
+import org.apache.kafka.common.utils.Utils;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.StreamsConfig;
@@ -50,12 +52,14 @@ import org.apache.kafka.streams.kstream.Produced;
  *
  * <pre>
  * produce      --bootstrap B --topic T --records N --keys K --partitions P [--value-bytes 100]
- * streams      --bootstrap B --app-id A --input T --output O --topology map|count
+ *              [--timestamp-base MS --span-ms S]
+ * streams      --bootstrap B --app-id A --input T --output O --topology map|count|windowed
  *              --cache on|off --state-dir D [--commit-interval-ms default|MS]
  * create-topic --bootstrap B --topic T --partitions P [--log-append-time]
  * offsets      --bootstrap B --group G --topic T [--wait] [--timeout-s S]
- * verify       --bootstrap B --topic O --mode map|identity|count --records N --keys K
- *              [--value-bytes 100] [--delete-topics T1,T2,...] [--delete-prefix PFX]
+ * verify       --bootstrap B --topic O --mode map|identity|count|windowed --records N --keys K
+ *              [--value-bytes 100] [--timestamp-base MS --span-ms S]
+ *              [--delete-topics T1,T2,...] [--delete-prefix PFX]
  * serve        one JVM for all of the above but streams: a command line per stdin line
  * watch        --bootstrap B --group G --input T --topic O [--create-output --partitions P]
  *              [--timeout-s S] + the verify options: one JVM per benchmark run. Creates
@@ -70,6 +74,10 @@ import org.apache.kafka.streams.kstream.Produced;
  * lowercase filler {@code 'a' + (i * 31 + j) % 26} at position j. Both are
  * UTF-8 strings; the default (murmur2) partitioner spreads keys over the
  * partitions. So key k occurs N / K times, plus once more when k &lt; N % K.
+ * With {@code --span-ms S} (S &gt; 0), record i has the timestamp
+ * {@code base + i * S / N} (base: {@code --timestamp-base}, a multiple of a minute),
+ * so event time advances evenly over S ms and windows close; without it, the
+ * producer's clock.
  *
  * <h2>Outputs checked by verify</h2>
  * <ul>
@@ -83,6 +91,16 @@ import org.apache.kafka.streams.kstream.Produced;
  *     partition) equals the true count of that key in the input, for all K
  *     keys, and no other key appears. A value is an 8-byte big-endian long
  *     (Kafka's LongSerializer) or, if not 8 bytes long, a UTF-8 decimal.</li>
+ * <li>windowed: a windowed count emitted on window close, hopping windows of
+ *     {@link #WINDOW_SIZE_MS} advancing by {@link #WINDOW_ADVANCE_MS}, grace
+ *     {@link #WINDOW_GRACE_MS} (Nexmark q5's shape). Keys are Kafka's
+ *     TimeWindowedSerde bytes (the key's UTF-8, then the window start as 8
+ *     big-endian bytes). Checked: every output window's count equals the
+ *     truth computed from the input's timestamps, every output window is
+ *     closed (end + grace &lt;= the largest timestamp of its key's partition,
+ *     murmur2-partitioned), and every closed window with records is in the
+ *     output (at-least-once may repeat a window with the same count;
+ *     repeats are counted, not failed).</li>
  * </ul>
  * Output topics are read with isolation.level=read_committed. verify prints
  * one JSON line on stdout, including the largest record timestamp seen: the
@@ -204,6 +222,16 @@ public final class Main {
         return n / keys + (k < n % keys ? 1 : 0);
     }
 
+    /** The windowed workload (streams --topology windowed, verify --mode windowed, kafka_bench windowed-count). */
+    static final long WINDOW_SIZE_MS = 60_000;
+    static final long WINDOW_ADVANCE_MS = 10_000;
+    static final long WINDOW_GRACE_MS = 5_000;
+
+    /** Timestamp of input record i of n with --timestamp-base / --span-ms (span 0: none, -1). */
+    static long inputTimestamp(long i, long n, long base, long span) {
+        return span > 0 ? base + i * span / n : -1;
+    }
+
     static int produce(Args a) throws Exception {
         String bootstrap = a.req("bootstrap");
         String topic = a.req("topic");
@@ -212,6 +240,9 @@ public final class Main {
         int partitions = (int) a.reqLong("partitions");
         int valueBytes = (int) a.optLong("value-bytes", 100);
         if (valueBytes < 17) die("--value-bytes must be at least 17");
+        long base = a.optLong("timestamp-base", 0);
+        long span = a.optLong("span-ms", 0);
+        if (span > 0 && base % 60_000 != 0) die("--timestamp-base must be a multiple of 60000");
 
         try (Admin admin = admin(bootstrap)) {
             create(admin, topic, partitions, false);
@@ -229,7 +260,9 @@ public final class Main {
         try (KafkaProducer<String, String> producer =
                  new KafkaProducer<>(p, new StringSerializer(), new StringSerializer())) {
             for (long i = 0; i < n && failure.get() == null; i++) {
-                producer.send(new ProducerRecord<>(topic, inputKey(i, keys), inputValue(i, valueBytes)),
+                long ts = inputTimestamp(i, n, base, span);
+                producer.send(new ProducerRecord<>(topic, null, ts < 0 ? null : ts, inputKey(i, keys),
+                        inputValue(i, valueBytes)),
                     (md, e) -> { if (e != null) failure.compareAndSet(null, e); });
             }
             producer.flush();
@@ -270,7 +303,12 @@ public final class Main {
         String commit = a.opt("commit-interval-ms", "default");
         if (!commit.equals("default")) p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, Long.parseLong(commit));
 
-        StreamsBuilder b = new StreamsBuilder();
+        if (topology.equals("windowed")) p.put(WindowedCount.EMIT_INTERVAL, 0L);
+        // Kafka Streams 4.4 warns on every start without it (the default changes in 5.0).
+        p.put("processing.exception.handler.global.enabled", true);
+
+        // Built with the app's config (the default constructor reads an empty one, and warns).
+        StreamsBuilder b = new StreamsBuilder(new org.apache.kafka.streams.TopologyConfig(new StreamsConfig(p)));
         KStream<String, String> in = b.stream(a.req("input"), Consumed.with(Serdes.String(), Serdes.String()));
         String output = a.req("output");
         switch (topology) {
@@ -278,9 +316,25 @@ public final class Main {
                 .to(output, Produced.with(Serdes.String(), Serdes.String()));
             case "count" -> in.groupByKey().count().toStream()
                 .to(output, Produced.with(Serdes.String(), Serdes.Long()));
-            default -> die("--topology must be map or count");
+            // Emit on close. Kafka Streams looks for closed windows at most once a second of wall
+            // clock, and only when a record arrives: the windows that close in the input's last
+            // second would never be emitted (and a look delayed past the store's retention skips
+            // windows: KAFKA-12960). So it looks at every record
+            // (__emit.interval.ms.kstreams.windowed.aggregation__ = 0, set below), which
+            // kstreams does too.
+            case "windowed" -> in.groupByKey()
+                .windowedBy(org.apache.kafka.streams.kstream.TimeWindows
+                    .ofSizeAndGrace(Duration.ofMillis(WINDOW_SIZE_MS), Duration.ofMillis(WINDOW_GRACE_MS))
+                    .advanceBy(Duration.ofMillis(WINDOW_ADVANCE_MS)))
+                .emitStrategy(org.apache.kafka.streams.kstream.EmitStrategy.onWindowClose())
+                .count()
+                .toStream()
+                .to(output, Produced.with(
+                    org.apache.kafka.streams.kstream.WindowedSerdes.timeWindowedSerdeFrom(String.class, WINDOW_SIZE_MS),
+                    Serdes.Long()));
+            default -> die("--topology must be map, count or windowed");
         }
-        KafkaStreams streams = new KafkaStreams(b.build(), p);
+        KafkaStreams streams = new KafkaStreams(b.build(p), p);
         CountDownLatch done = new CountDownLatch(1);
         streams.setStateListener((now, before) -> {
             if (now == KafkaStreams.State.ERROR || now == KafkaStreams.State.NOT_RUNNING) done.countDown();
@@ -406,6 +460,9 @@ public final class Main {
         List<String> errors = new ArrayList<>();
         BitSet seen = new BitSet((int) n);
         Map<String, Long> latest = new HashMap<>();
+        WindowCheck windows = mode.equals("windowed")
+            ? new WindowCheck(n, keys, a.optLong("timestamp-base", 0), a.optLong("span-ms", 0), errors)
+            : null;
         long t0 = System.nanoTime();
 
         try (KafkaConsumer<byte[], byte[]> c =
@@ -426,6 +483,10 @@ public final class Main {
                     if (r.timestampType() != TimestampType.LOG_APPEND_TIME) appendTime = false;
                     maxTs = Math.max(maxTs, r.timestamp());
                     minTs = Math.min(minTs, r.timestamp());
+                    if (windows != null) {
+                        windows.add(r.key(), decodeCount(r.value(), errors));
+                        continue;
+                    }
                     String key = r.key() == null ? null : new String(r.key(), StandardCharsets.UTF_8);
                     if (mode.equals("count")) {
                         latest.put(key, decodeCount(r.value(), errors));
@@ -446,7 +507,9 @@ public final class Main {
         }
 
         String detail;
-        if (mode.equals("count")) {
+        if (windows != null) {
+            detail = windows.finish(tps(bootstrap, topic));
+        } else if (mode.equals("count")) {
             long wrong = 0, missing = 0, extra = 0;
             for (long k = 0; k < keys; k++) {
                 String key = "key-" + k;
@@ -491,6 +554,115 @@ public final class Main {
             ok, mode, topic, records, detail, records > 0 ? minTs : 0, records > 0 ? maxTs : 0,
             (System.nanoTime() - t0) / 1e9, ok ? "" : json(errors.get(errors.size() - 1)));
         return ok ? 0 : 1;
+    }
+
+    /** Partitions of a topic (verify's output topic: as many as the input's). */
+    private static int tps(String bootstrap, String topic) throws Exception {
+        try (Admin admin = admin(bootstrap)) {
+            return admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic).partitions().size();
+        }
+    }
+
+    /**
+     * verify --mode windowed: the true count of every hopping window of every key, computed
+     * from the input's timestamps, against the output (see the class docs).
+     */
+    static final class WindowCheck {
+        final long n, keys, base, span;
+        final List<String> errors;
+        /** Window index w of key k: start = first + w * advance; truth[k * slots + w]. */
+        final long first;
+        final int slots;
+        final int[] truth;
+        final BitSet seen;
+        long outputs, duplicates, wrong, unexpected, open;
+
+        WindowCheck(long n, long keys, long base, long span, List<String> errors) {
+            if (span <= 0) die("verify --mode windowed needs the input's --timestamp-base and --span-ms");
+            if (keys * ((span + WINDOW_SIZE_MS) / WINDOW_ADVANCE_MS + 2) > Integer.MAX_VALUE) die("too many windows");
+            this.n = n;
+            this.keys = keys;
+            this.base = base;
+            this.span = span;
+            this.errors = errors;
+            this.first = Math.floorDiv(base - WINDOW_SIZE_MS, WINDOW_ADVANCE_MS) * WINDOW_ADVANCE_MS;
+            this.slots = (int) ((span + 2 * WINDOW_SIZE_MS) / WINDOW_ADVANCE_MS + 2);
+            this.truth = new int[(int) (keys * slots)];
+            this.seen = new BitSet(truth.length);
+            for (long i = 0; i < n; i++) {
+                long ts = inputTimestamp(i, n, base, span);
+                long k = i % keys;
+                // Kafka's TimeWindows.windowsFor: every start (a multiple of the advance) with start <= ts < start + size.
+                long start = Math.max(0, ts - WINDOW_SIZE_MS + WINDOW_ADVANCE_MS) / WINDOW_ADVANCE_MS * WINDOW_ADVANCE_MS;
+                for (; start <= ts; start += WINDOW_ADVANCE_MS) truth[(int) (k * slots + slot(start))]++;
+            }
+        }
+
+        int slot(long start) {
+            return (int) ((start - first) / WINDOW_ADVANCE_MS);
+        }
+
+        void add(byte[] key, Long count) {
+            outputs++;
+            if (key == null || key.length < 9 || count == null) {
+                if (unexpected++ < 5) errors.add("windowed: an output record that is not (windowed key, count)");
+                return;
+            }
+            String inner = new String(key, 0, key.length - 8, StandardCharsets.UTF_8);
+            long start = 0;
+            for (int b = key.length - 8; b < key.length; b++) start = (start << 8) | (key[b] & 0xff);
+            long k = isKnownKey(inner, keys) ? Long.parseLong(inner.substring(4)) : -1;
+            if (k < 0 || start < first || (start - first) % WINDOW_ADVANCE_MS != 0 || slot(start) >= slots) {
+                if (unexpected++ < 5) errors.add("windowed: unexpected window " + inner + " @" + start);
+                return;
+            }
+            int at = (int) (k * slots + slot(start));
+            if (seen.get(at)) duplicates++;
+            seen.set(at);
+            if (truth[at] != count) {
+                if (wrong++ < 5) errors.add("windowed: " + inner + " [" + start + ", " + (start + WINDOW_SIZE_MS)
+                    + "): count " + count + ", want " + truth[at]);
+            }
+        }
+
+        /** Checks closedness and completeness; the JSON detail. */
+        String finish(int partitions) {
+            // The largest timestamp of each partition (the Java client's default partitioner).
+            long[] maxTs = new long[partitions];
+            Arrays.fill(maxTs, Long.MIN_VALUE);
+            int[] partitionOf = new int[(int) keys];
+            for (long k = 0; k < keys; k++) {
+                byte[] kb = inputKey(k, keys).getBytes(StandardCharsets.UTF_8);
+                partitionOf[(int) k] = Utils.toPositive(Utils.murmur2(kb)) % partitions;
+            }
+            for (long i = 0; i < n; i++) {
+                int p = partitionOf[(int) (i % keys)];
+                maxTs[p] = Math.max(maxTs[p], inputTimestamp(i, n, base, span));
+            }
+            long missing = 0, closed = 0;
+            for (long k = 0; k < keys; k++) {
+                long streamTime = maxTs[partitionOf[(int) k]];
+                for (int w = 0; w < slots; w++) {
+                    int at = (int) (k * slots + w);
+                    long start = first + w * WINDOW_ADVANCE_MS;
+                    boolean isClosed = start + WINDOW_SIZE_MS + WINDOW_GRACE_MS <= streamTime;
+                    if (isClosed && truth[at] > 0) closed++;
+                    if (seen.get(at) && !isClosed) {
+                        if (open++ < 5) errors.add("windowed: " + inputKey(k, keys) + " [" + start + ", "
+                            + (start + WINDOW_SIZE_MS) + ") emitted before it closed (stream time " + streamTime + ")");
+                    } else if (!seen.get(at) && isClosed && truth[at] > 0) {
+                        if (missing++ < 5) errors.add("windowed: closed window " + inputKey(k, keys) + " [" + start
+                            + ", " + (start + WINDOW_SIZE_MS) + ") (count " + truth[at] + ") not emitted");
+                    }
+                }
+            }
+            if (missing > 0 || wrong > 0 || unexpected > 0 || open > 0) {
+                errors.add(String.format("windowed: %d closed windows missing, %d wrong, %d unexpected, %d not closed "
+                    + "(of %d closed windows)", missing, wrong, unexpected, open, closed));
+            }
+            return String.format("\"closed_windows\":%d,\"missing\":%d,\"wrong\":%d,\"unexpected\":%d,"
+                + "\"not_closed\":%d,\"duplicates\":%d", closed, missing, wrong, unexpected, open, duplicates);
+        }
     }
 
     private static boolean isKnownKey(String key, long keys) {
