@@ -294,6 +294,19 @@ impl StoreSpec {
     }
 
     /// The store's backend.
+    ///
+    /// Named `get_backend` because [`backend`](Self::backend) is the builder, as
+    /// `std::process::Command` has `current_dir(..)` and `get_current_dir()`: builders take the
+    /// plain names, a getter whose plain name a builder has takes `get_` (a flag's, `_enabled`:
+    /// [`changelog_enabled`](Self::changelog_enabled)), and the other getters are plain
+    /// ([`name`](Self::name), [`kind`](Self::kind)).
+    ///
+    /// ```
+    /// use kstreams::{Backend, StoreSpec};
+    /// let spec = StoreSpec::new::<String, u64>("counts");
+    /// assert_eq!(spec.get_backend(), Backend::Lmdb);
+    /// assert_eq!(spec.backend(Backend::InMemory).get_backend(), Backend::InMemory);
+    /// ```
     pub fn get_backend(&self) -> Backend {
         self.backend
     }
