@@ -1068,7 +1068,7 @@ impl<'s> StateTxn<'s> {
     /// Records, in this transaction, the next input offset of a partition.
     ///
     /// Not public API: the runtime calls it (`task`). It is `pub` and hidden only because the
-    /// store conformance tests (`kstreams/tests/store_conformance.rs`) drive a [`StateEnv`]
+    /// store conformance tests (`kstreams/tests/store_conformance.rs`) drive a [`StateStores`]
     /// directly, from outside the crate.
     #[doc(hidden)]
     pub fn set_input_position(&self, topic: &str, partition: i32, next_offset: i64) -> Result<()> {
@@ -1102,7 +1102,7 @@ impl<'s> StateTxn<'s> {
     ///
     /// Not public API: the runtime calls it (`task`). It is `pub` and hidden only because the
     /// store conformance tests (`kstreams/tests/store_conformance.rs`,
-    /// `window_store_conformance.rs`) drive a [`StateEnv`] directly, from outside the crate.
+    /// `window_store_conformance.rs`) drive a [`StateStores`] directly, from outside the crate.
     #[doc(hidden)]
     pub fn restore_raw(&self, store: usize, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         if let Some(spec) = self.specs.get(store)
@@ -1120,7 +1120,7 @@ impl<'s> StateTxn<'s> {
     ///
     /// Not public API: the runtime calls it (`task`). It is `pub` and hidden only because the
     /// store conformance tests (`kstreams/tests/store_conformance.rs`,
-    /// `window_store_conformance.rs`) drive a [`StateEnv`] directly, from outside the crate.
+    /// `window_store_conformance.rs`) drive a [`StateStores`] directly, from outside the crate.
     #[doc(hidden)]
     pub fn take_changelog(&self) -> Vec<ChangelogWrite> {
         std::mem::take(&mut *self.changelog.borrow_mut())
