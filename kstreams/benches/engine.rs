@@ -15,8 +15,30 @@
 //! inside the timed loop, as the runtime drops it once handed to the producer; the producer's own
 //! cost (librdkafka) is not part of this figure.
 //!
-//! Run: `cargo bench -p kstreams --no-default-features --bench engine` (about 30 s: 6 cases of
-//! 10 samples, 3 s of measurement each). Filter with e.g. `-- count/1000`.
+//! **chain-1** and **chain-5** measure what the type erasure between nodes costs (issue 13 §5): 1
+//! and 5 pass-through map nodes over records whose copy allocates nothing, at batch sizes 1 and
+//! 1,000. Every node boundary is one call through `Box<dyn NodeRun>` and one `&dyn Any` downcast
+//! of the batch (plus a `Context` and the node's reused output `Vec`), so `(chain-5 - chain-1) / 4`
+//! is the cost of one node: at batch size 1 per batch (of one record), at 1,000 almost all per
+//! record. The factory closures run once per task when it opens, never per batch, so no case
+//! times them.
+//!
+//! Measured 2026-12-01 on the shared 2-core dev machine (load 2-4 from other work), release build:
+//! - Wall time is too noisy here for a difference of this size: over four runs, chain-5/1 minus
+//!   chain-1/1 came out between -18% and +114% of chain-1/1 (8-18 ms a pass). At batch size
+//!   1,000, `(chain-5 - chain-1) / 4` was 7-60 ns per record per node.
+//! - Instructions inside `Task::process` (callgrind, `--toggle-collect=kstreams::task::Task::process`
+//!   on `--bench '^chain-1/1$' --profile-time 2`, instructions / calls): chain-1/1 6,647 and
+//!   chain-5/1 8,179 a batch, so 383 a node per batch of one record; chain-1/1000 2,168,265 and
+//!   chain-5/1000 2,670,130, so 125 a node per record. A node's fixed cost per batch is thus
+//!   about 260 instructions (`Exec::run` taking the node out and back, the call through
+//!   `dyn NodeRun`, the `Context`, `deliver` to the children); the `&dyn Any` downcast itself (a
+//!   virtual `type_id` call and a compare: the `core::any` lines of chain-5/1, 3.9 M instructions
+//!   over 350,000 downcasts) is 11. That is 0.2% of a one-record batch's 6,647, and nothing
+//!   measurable at 1,000 (11 of the node's 125,000).
+//!
+//! Run: `cargo bench -p kstreams --no-default-features --bench engine` (about 45 s: 10 cases of
+//! 10 samples, 3 s of measurement each). Filter with e.g. `-- count/1000` or `-- chain`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +113,28 @@ fn map_topology() -> Topology {
     t.build().expect("the map topology builds")
 }
 
+/// A chain of `nodes` pass-through maps between the source and the sink, over records whose
+/// clone allocates nothing (`u64` key and value, no headers: a node costs its dispatch, not a
+/// copy of 100-byte strings). A first map turns the `String`s into their lengths.
+fn chain_topology(nodes: usize) -> Topology {
+    let mut t = Topology::builder();
+    let s = t.source::<String, String>(INPUT);
+    let mut s = t.add(
+        processor::map(|r: &Record<String, String>| {
+            r.derive(r.key.len() as u64, r.value.len() as u64)
+        }),
+        &s,
+    );
+    for _ in 0..nodes {
+        s = t.add(
+            processor::map(|r: &Record<u64, u64>| r.derive(r.key, r.value)),
+            &s,
+        );
+    }
+    t.sink(OUTPUT, &s);
+    t.build().expect("the chain topology builds")
+}
+
 fn count_topology() -> Topology {
     let mut t = Topology::builder();
     let s = t.source::<String, String>(INPUT);
@@ -136,10 +180,19 @@ fn run_pass(task: &mut Task, input: &[(Vec<u8>, Vec<u8>)], batch: usize, next_of
 
 fn engine(c: &mut Criterion) {
     let input = input();
-    for (name, topology) in [("map", map_topology()), ("count", count_topology())] {
+    // (group, topology, batch sizes, whether a first pass warms the task before timing)
+    let cases = [
+        ("map", map_topology(), &BATCHES[..], true),
+        ("count", count_topology(), &BATCHES[..], true),
+        // No store to warm; and with no warm-up pass, every `Task::process` call of a profile
+        // (callgrind) is a timed one of the case's batch size.
+        ("chain-1", chain_topology(1), &[1, 1_000][..], false),
+        ("chain-5", chain_topology(5), &[1, 1_000][..], false),
+    ];
+    for (name, topology, batches, warm) in cases {
         let mut group = c.benchmark_group(name);
         group.throughput(Throughput::Elements(PASS as u64));
-        for batch in BATCHES {
+        for &batch in batches {
             // Set up on the first call only, so a filtered-out case costs nothing (and a profile
             // of one case holds that case alone, plus its one warm-up pass).
             let mut state: Option<(tempfile::TempDir, Task, i64)> = None;
@@ -154,8 +207,10 @@ fn engine(c: &mut Criterion) {
                     let mut task =
                         Task::new(&topology, id, config).expect("the task opens its stores");
                     let mut offset = 0_i64;
-                    // Warm the store: every key present, as in a long run.
-                    run_pass(&mut task, &input, 1_000, &mut offset);
+                    if warm {
+                        // Warm the store: every key present, as in a long run.
+                        run_pass(&mut task, &input, 1_000, &mut offset);
+                    }
                     (dir, task, offset)
                 });
                 b.iter(|| run_pass(task, &input, batch, offset))

@@ -116,13 +116,16 @@ pub enum Error {
         path: std::path::PathBuf,
     },
     /// LMDB failed.
+    ///
+    /// The LMDB binding's error is kept opaque, so that its type is not part of kstreams' API:
+    /// [`source`](std::error::Error::source) returns it (or its `Display` in the message).
     #[error("LMDB error in {path}: {source}")]
     Lmdb {
         /// The environment's directory.
         path: std::path::PathBuf,
         /// The LMDB error.
         #[source]
-        source: heed::Error,
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// An I/O error, with what was being done.
     #[error("{context}: {source}")]
@@ -143,6 +146,9 @@ pub enum Error {
     #[error("{0}")]
     User(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// The Kafka client failed.
+    ///
+    /// The client's error is kept opaque, so that the client's types are not part of kstreams'
+    /// API: [`source`](std::error::Error::source) returns it (or its `Display` in the message).
     #[cfg(feature = "kafka")]
     #[error("kafka: {context}: {source}")]
     Kafka {
@@ -150,7 +156,7 @@ pub enum Error {
         context: String,
         /// The client's error.
         #[source]
-        source: rdkafka::error::KafkaError,
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// The application's configuration is not valid.
     #[error("invalid configuration: {0}")]
@@ -192,6 +198,42 @@ impl Error {
         Error::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    /// An [`Error::Lmdb`] about the environment in `path`. The one constructor, so that
+    /// [`Error::lmdb_source`] always finds the binding's error.
+    pub(crate) fn lmdb(path: impl Into<std::path::PathBuf>, source: heed::Error) -> Self {
+        Error::Lmdb {
+            path: path.into(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The LMDB binding's error of an [`Error::Lmdb`].
+    pub(crate) fn lmdb_source(&self) -> Option<&heed::Error> {
+        match self {
+            Error::Lmdb { source, .. } => source.downcast_ref(),
+            _ => None,
+        }
+    }
+
+    /// An [`Error::Kafka`]: the client failed while doing `context`. The one constructor, so
+    /// that [`Error::kafka_source`] always finds the client's error.
+    #[cfg(feature = "kafka")]
+    pub(crate) fn kafka(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
+        Error::Kafka {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The client's error of an [`Error::Kafka`].
+    #[cfg(feature = "kafka")]
+    pub(crate) fn kafka_source(&self) -> Option<&rdkafka::error::KafkaError> {
+        match self {
+            Error::Kafka { source, .. } => source.downcast_ref(),
+            _ => None,
         }
     }
 
@@ -311,5 +353,65 @@ mod tests {
         // Anything else is not the processor's to label.
         let internal = Error::Internal("a bug".into()).labelled("count", Some(&origin(1)));
         assert!(matches!(internal, Error::Internal(_)), "{internal:?}");
+    }
+
+    /// The LMDB binding's error is behind our type, yet `source()` still reaches it and the
+    /// runtime still sees which one it is.
+    #[test]
+    fn an_lmdb_error_keeps_the_binding_error_as_its_source() {
+        use std::error::Error as _;
+        let e = Error::lmdb("/state/0_1", heed::Error::Mdb(heed::MdbError::MapFull));
+        let source = e.source().expect("a source");
+        assert!(
+            matches!(
+                source.downcast_ref::<heed::Error>(),
+                Some(heed::Error::Mdb(heed::MdbError::MapFull))
+            ),
+            "{source:?}"
+        );
+        assert!(matches!(
+            e.lmdb_source(),
+            Some(heed::Error::Mdb(heed::MdbError::MapFull))
+        ));
+        let message = e.to_string();
+        assert!(
+            message.contains("/state/0_1") && message.contains(&source.to_string()),
+            "{message}"
+        );
+        assert!(Error::Internal("x".into()).lmdb_source().is_none());
+    }
+
+    /// The same for the Kafka client's error.
+    #[cfg(feature = "kafka")]
+    #[test]
+    fn a_kafka_error_keeps_the_client_error_as_its_source() {
+        use rdkafka::error::KafkaError;
+        use rdkafka::types::RDKafkaErrorCode;
+        use std::error::Error as _;
+        let e = Error::kafka(
+            "committing offsets",
+            KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress),
+        );
+        let source = e.source().expect("a source");
+        assert!(
+            matches!(
+                source.downcast_ref::<KafkaError>(),
+                Some(KafkaError::ConsumerCommit(
+                    RDKafkaErrorCode::RebalanceInProgress
+                ))
+            ),
+            "{source:?}"
+        );
+        assert_eq!(
+            e.kafka_source().and_then(KafkaError::rdkafka_error_code),
+            Some(RDKafkaErrorCode::RebalanceInProgress)
+        );
+        let message = e.to_string();
+        assert!(
+            message.starts_with("kafka: committing offsets: ")
+                && message.contains(&source.to_string()),
+            "{message}"
+        );
+        assert!(Error::Internal("x".into()).kafka_source().is_none());
     }
 }

@@ -78,10 +78,7 @@ pub(crate) async fn create_topics(
         .admin_config(bootstrap)
         .create()
         .map_err(super::config::redact_client_error)
-        .map_err(|source| Error::Kafka {
-            context: "creating the admin client".into(),
-            source,
-        })?;
+        .map_err(|source| Error::kafka("creating the admin client", source))?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
@@ -110,9 +107,11 @@ pub(crate) async fn create_topics(
             config.startup_timeout
         ))
     })?
-    .map_err(|source| Error::Kafka {
-        context: format!("creating topics on the Kafka cluster at {bootstrap}"),
-        source,
+    .map_err(|source| {
+        Error::kafka(
+            format!("creating topics on the Kafka cluster at {bootstrap}"),
+            source,
+        )
     })?;
     for r in results {
         match r {

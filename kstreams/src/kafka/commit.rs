@@ -260,7 +260,7 @@ fn commit_offsets_retrying<C: ConsumerContext>(
                 } else {
                     format!("committing offsets ({why}) of {}", describe_offsets(tpl))
                 };
-                return Err(Error::Kafka { context, source: e });
+                return Err(Error::kafka(context, e));
             }
         }
     }

@@ -420,6 +420,15 @@ impl AppConfig {
     }
 
     /// The state directory.
+    ///
+    /// Named `get_state_dir` because [`state_dir`](Self::state_dir) is the builder (see
+    /// [`StoreSpec::get_backend`](crate::StoreSpec::get_backend) for the naming rule).
+    ///
+    /// ```
+    /// use kstreams::kafka::AppConfig;
+    /// let config = AppConfig::new("app").state_dir("/var/lib/app");
+    /// assert_eq!(config.get_state_dir(), std::path::Path::new("/var/lib/app"));
+    /// ```
     pub fn get_state_dir(&self) -> &std::path::Path {
         &self.state_dir
     }

@@ -107,7 +107,7 @@ pub(super) fn now_ms() -> i64 {
 
 pub(super) fn kafka_err(context: impl Into<String>) -> impl FnOnce(KafkaError) -> Error {
     let context = context.into();
-    move |source| Error::Kafka { context, source }
+    move |source| Error::kafka(context, source)
 }
 
 impl Engine {

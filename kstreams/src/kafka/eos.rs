@@ -76,10 +76,7 @@ impl Engine {
         loop {
             match self.sink.abort_transaction() {
                 Ok(()) => break,
-                Err(Error::Kafka {
-                    source: KafkaError::Transaction(e),
-                    ..
-                }) if e.is_retriable() && backoff.may_retry() => {
+                Err(e) if is_retriable_transaction_error(&e) && backoff.may_retry() => {
                     tracing::warn!(error = %e, elapsed_ms = backoff.elapsed().as_millis() as u64,
                         "exactly-once: aborting the transaction failed (broker unreachable?); \
                          retrying in {:?}", backoff.delay());
@@ -171,10 +168,7 @@ impl Engine {
                     self.sink = sink;
                     return Ok(());
                 }
-                Err(Error::Kafka {
-                    source: KafkaError::Transaction(e),
-                    ..
-                }) if e.is_retriable() && backoff.may_retry() => {
+                Err(e) if is_retriable_transaction_error(&e) && backoff.may_retry() => {
                     tracing::warn!(error = %e, elapsed_ms = backoff.elapsed().as_millis() as u64,
                         "exactly-once: initializing the new producer's transactions failed \
                          (broker unreachable?); retrying in {:?}", backoff.delay());
@@ -184,6 +178,12 @@ impl Engine {
             }
         }
     }
+}
+
+/// Whether `e` is a transactional call of the client that failed in a way worth retrying (the
+/// transaction coordinator could not be reached, say).
+fn is_retriable_transaction_error(e: &Error) -> bool {
+    matches!(e.kafka_source(), Some(KafkaError::Transaction(t)) if t.is_retriable())
 }
 
 /// The committed offset of one partition in a list read from the group (`None`: none).

@@ -84,7 +84,7 @@ impl ConsumerContext for Quiet {}
 
 fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> Error {
     let context = context.into();
-    move |source| Error::Kafka { context, source }
+    move |source| Error::kafka(context, source)
 }
 
 /// A client of a running [`App`]'s topics, for trying the app on the embedded cluster or a real

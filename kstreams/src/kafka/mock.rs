@@ -125,10 +125,10 @@ impl EmbeddedCluster {
                 {
                     Ok(c) => c,
                     Err(source) => {
-                        let _ = ready_tx.send(Err(Error::Kafka {
-                            context: "starting the embedded mock cluster".into(),
+                        let _ = ready_tx.send(Err(Error::kafka(
+                            "starting the embedded mock cluster",
                             source,
-                        }));
+                        )));
                         return;
                     }
                 };
@@ -173,15 +173,12 @@ impl EmbeddedCluster {
                         Ok(Command::Stop) | Err(_) => break,
                     };
                     let result = match client.client().mock_cluster() {
-                        Some(mock) => {
-                            mock.create_topic(&name, partitions, 1)
-                                .map_err(|source| Error::Kafka {
-                                    context: format!(
-                                        "creating topic `{name}` on the embedded cluster"
-                                    ),
-                                    source,
-                                })
-                        }
+                        Some(mock) => mock.create_topic(&name, partitions, 1).map_err(|source| {
+                            Error::kafka(
+                                format!("creating topic `{name}` on the embedded cluster"),
+                                source,
+                            )
+                        }),
                         None => Err(Error::Runtime("the embedded cluster is gone".into())),
                     };
                     reply.send(result);

@@ -157,10 +157,7 @@ fn one_partition(topic: &str, partition: i32, offset: Option<i64>) -> Result<Top
     match offset {
         Some(o) => tpl
             .add_partition_offset(topic, partition, Offset::Offset(o))
-            .map_err(|source| Error::Kafka {
-                context: "building a restore assignment".into(),
-                source,
-            })?,
+            .map_err(|source| Error::kafka("building a restore assignment", source))?,
         None => {
             tpl.add_partition(topic, partition);
         }
@@ -241,22 +238,22 @@ impl Restorer {
 
     fn unassign(&self, topic: &str, partition: i32) -> Result<()> {
         let tpl = one_partition(topic, partition, None)?;
-        self.consumer
-            .incremental_unassign(&tpl)
-            .map_err(|source| Error::Kafka {
-                context: format!("unassigning changelog `{topic}` partition {partition}"),
+        self.consumer.incremental_unassign(&tpl).map_err(|source| {
+            Error::kafka(
+                format!("unassigning changelog `{topic}` partition {partition}"),
                 source,
-            })
+            )
+        })
     }
 
     fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64)> {
         self.consumer
             .fetch_watermarks(topic, partition, self.timeout)
-            .map_err(|source| Error::Kafka {
-                context: format!(
-                    "reading the offsets of changelog `{topic}` partition {partition}"
-                ),
-                source,
+            .map_err(|source| {
+                Error::kafka(
+                    format!("reading the offsets of changelog `{topic}` partition {partition}"),
+                    source,
+                )
             })
     }
 
@@ -413,15 +410,15 @@ impl Restorer {
                 continue;
             }
             let tpl = one_partition(&topic, partition, Some(start))?;
-            self.consumer
-                .incremental_assign(&tpl)
-                .map_err(|source| Error::Kafka {
-                    context: format!(
+            self.consumer.incremental_assign(&tpl).map_err(|source| {
+                Error::kafka(
+                    format!(
                         "assigning changelog `{topic}` partition {partition} to the restore \
                          consumer"
                     ),
                     source,
-                })?;
+                )
+            })?;
             busy.insert(partition);
             let progress = RestoreProgress::new(id, &store, &topic, partition, start, high);
             r.current = Some(StoreRestore {

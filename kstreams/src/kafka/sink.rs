@@ -334,22 +334,21 @@ impl Sink {
             .producer_config(bootstrap, transactional_id)
             .create_with_context(SinkContext::default())
             .map_err(super::config::redact_client_error)
-            .map_err(|source| Error::Kafka {
-                context: "creating the producer".into(),
-                source,
-            })?;
+            .map_err(|source| Error::kafka("creating the producer", source))?;
         let transactional = config.guarantee == ProcessingGuarantee::ExactlyOnce;
         if transactional {
             // Fences a previous incarnation with the same transactional id and aborts the
             // transaction it left open (a crash), before anything is restored or read.
             producer
                 .init_transactions(config.startup_timeout)
-                .map_err(|source| Error::Kafka {
-                    context: format!(
-                        "initializing transactions (transactional.id `{}`)",
-                        transactional_id.unwrap_or_default()
-                    ),
-                    source,
+                .map_err(|source| {
+                    Error::kafka(
+                        format!(
+                            "initializing transactions (transactional.id `{}`)",
+                            transactional_id.unwrap_or_default()
+                        ),
+                        source,
+                    )
                 })?;
         }
         Ok(Sink {
@@ -374,10 +373,7 @@ impl Sink {
         if self.transactional && !self.in_transaction {
             self.producer
                 .begin_transaction()
-                .map_err(|source| Error::Kafka {
-                    context: "beginning a transaction".into(),
-                    source,
-                })?;
+                .map_err(|source| Error::kafka("beginning a transaction", source))?;
             self.in_transaction = true;
         }
         Ok(())
@@ -408,17 +404,13 @@ impl Sink {
         if offsets.count() > 0 {
             self.producer
                 .send_offsets_to_transaction(offsets, group, self.delivery_timeout)
-                .map_err(|source| Error::Kafka {
-                    context: "sending the input offsets to the transaction".into(),
-                    source,
+                .map_err(|source| {
+                    Error::kafka("sending the input offsets to the transaction", source)
                 })?;
         }
         self.producer
             .commit_transaction(self.delivery_timeout)
-            .map_err(|source| Error::Kafka {
-                context: "committing the transaction".into(),
-                source,
-            })?;
+            .map_err(|source| Error::kafka("committing the transaction", source))?;
         self.in_transaction = false;
         Ok(())
     }
@@ -431,10 +423,7 @@ impl Sink {
         }
         self.producer
             .abort_transaction(self.delivery_timeout)
-            .map_err(|source| Error::Kafka {
-                context: "aborting the transaction".into(),
-                source,
-            })?;
+            .map_err(|source| Error::kafka("aborting the transaction", source))?;
         self.in_transaction = false;
         Ok(())
     }
@@ -526,20 +515,17 @@ impl Sink {
             self.policies.policy(&r.topic)
         };
         let message = format!("cannot send {what}: {source}");
-        let fail = || Error::Kafka {
-            context: format!("sending {what}"),
-            source: source.clone(),
-        };
+        let fail = || Error::kafka(format!("sending {what}"), source.clone());
         self.skip_or_dead_letter(policy, r.clone(), &what, &message, &source, fail)
     }
 
     fn send_dead_letter(&mut self, dead: &ProducerRecord, what: &str) -> Result<()> {
         match self.send_one(dead, DEAD_LETTER)? {
             None => Ok(()),
-            Some(source) => Err(Error::Kafka {
-                context: format!("dead-lettering {what} to topic `{}`", dead.topic),
+            Some(source) => Err(Error::kafka(
+                format!("dead-lettering {what} to topic `{}`", dead.topic),
                 source,
-            }),
+            )),
         }
     }
 
@@ -598,13 +584,13 @@ impl Sink {
                     if is_record_error(&source) {
                         return Ok(Some(source));
                     }
-                    return Err(Error::Kafka {
-                        context: format!(
+                    return Err(Error::kafka(
+                        format!(
                             "sending {}",
                             describe(&r.topic, r.partition, r.origin.as_ref())
                         ),
                         source,
-                    });
+                    ));
                 }
             }
         }

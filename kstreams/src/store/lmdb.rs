@@ -84,13 +84,7 @@ pub(super) struct LmdbState {
 }
 
 pub(super) fn is_map_full(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::Lmdb {
-            source: heed::Error::Mdb(MdbError::MapFull),
-            ..
-        }
-    )
+    matches!(e.lmdb_source(), Some(heed::Error::Mdb(MdbError::MapFull)))
 }
 
 /// Allocates disk blocks for the first `size` bytes of the data file, so that LMDB's write map
@@ -187,10 +181,7 @@ impl LmdbState {
                 return Err(Error::io(format!("locking {}", dir.display()), e));
             }
         }
-        let lmdb_err = |source| Error::Lmdb {
-            path: dir.to_owned(),
-            source,
-        };
+        let lmdb_err = |source| Error::lmdb(dir, source);
         let map_size = whole_pages(options.initial_map_size);
         let mut opts = EnvOpenOptions::new().read_txn_without_tls();
         opts.map_size(map_size)
@@ -241,10 +232,7 @@ impl LmdbState {
     }
 
     fn err(&self, source: heed::Error) -> Error {
-        Error::Lmdb {
-            path: self.path.clone(),
-            source,
-        }
+        Error::lmdb(&self.path, source)
     }
 
     pub(super) fn commits(&self) -> u64 {

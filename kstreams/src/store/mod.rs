@@ -294,6 +294,19 @@ impl StoreSpec {
     }
 
     /// The store's backend.
+    ///
+    /// Named `get_backend` because [`backend`](Self::backend) is the builder, as
+    /// `std::process::Command` has `current_dir(..)` and `get_current_dir()`: builders take the
+    /// plain names, a getter whose plain name a builder has takes `get_` (a flag's, `_enabled`:
+    /// [`changelog_enabled`](Self::changelog_enabled)), and the other getters are plain
+    /// ([`name`](Self::name), [`kind`](Self::kind)).
+    ///
+    /// ```
+    /// use kstreams::{Backend, StoreSpec};
+    /// let spec = StoreSpec::new::<String, u64>("counts");
+    /// assert_eq!(spec.get_backend(), Backend::Lmdb);
+    /// assert_eq!(spec.backend(Backend::InMemory).get_backend(), Backend::InMemory);
+    /// ```
     pub fn get_backend(&self) -> Backend {
         self.backend
     }
@@ -1053,11 +1066,20 @@ impl<'s> StateTxn<'s> {
     }
 
     /// Records, in this transaction, the next input offset of a partition.
+    ///
+    /// Not public API: the runtime calls it (`task`). It is `pub` and hidden only because the
+    /// store conformance tests (`kstreams/tests/store_conformance.rs`) drive a [`StateStores`]
+    /// directly, from outside the crate.
+    #[doc(hidden)]
     pub fn set_input_position(&self, topic: &str, partition: i32, next_offset: i64) -> Result<()> {
         self.put_meta(&input_key(topic, partition), next_offset)
     }
 
     /// Records, in this transaction, the next changelog offset of a store.
+    ///
+    /// Not public API, like [`set_input_position`](Self::set_input_position): the runtime calls
+    /// it (`task`); `pub` and hidden only for `kstreams/tests/store_conformance.rs`.
+    #[doc(hidden)]
     pub fn set_changelog_position(&self, store: &str, next_offset: i64) -> Result<()> {
         self.put_meta(&changelog_key(store), next_offset)
     }
@@ -1077,6 +1099,11 @@ impl<'s> StateTxn<'s> {
     /// Writes raw bytes to a store without recording them for the changelog: the restore path.
     /// `key` and `value` are a changelog record's: for a window or session store the key is
     /// Kafka Streams' windowed changelog key, decoded back to the store's layout.
+    ///
+    /// Not public API: the runtime calls it (`task`). It is `pub` and hidden only because the
+    /// store conformance tests (`kstreams/tests/store_conformance.rs`,
+    /// `window_store_conformance.rs`) drive a [`StateStores`] directly, from outside the crate.
+    #[doc(hidden)]
     pub fn restore_raw(&self, store: usize, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         if let Some(spec) = self.specs.get(store)
             && spec.kind != StoreKind::KeyValue
@@ -1090,6 +1117,11 @@ impl<'s> StateTxn<'s> {
     }
 
     /// Takes the changelog writes made so far in this transaction.
+    ///
+    /// Not public API: the runtime calls it (`task`). It is `pub` and hidden only because the
+    /// store conformance tests (`kstreams/tests/store_conformance.rs`,
+    /// `window_store_conformance.rs`) drive a [`StateStores`] directly, from outside the crate.
+    #[doc(hidden)]
     pub fn take_changelog(&self) -> Vec<ChangelogWrite> {
         std::mem::take(&mut *self.changelog.borrow_mut())
     }
