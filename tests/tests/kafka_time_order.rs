@@ -143,9 +143,8 @@ async fn event_time_from_the_value_and_a_negative_one_dead_lettered() {
     );
     t.sink(&out, &e);
     let state = tempfile::tempdir().expect("tempdir");
-    let config = config(&id, &b, state.path()).on_deserialization_error(OnBadRecord::DeadLetter {
-        topic: dlq.clone(),
-    });
+    let config = config(&id, &b, state.path())
+        .on_deserialization_error(OnBadRecord::DeadLetter { topic: dlq.clone() });
     let app = App::new(t.build().expect("topology"), config).expect("app");
     let app = run_until_committed(app, &b, &[&events]).await;
     assert_eq!(app.status().dead_lettered_records, 1);
@@ -155,7 +154,10 @@ async fn event_time_from_the_value_and_a_negative_one_dead_lettered() {
         .collect();
     assert_eq!(
         got,
-        [("1000,first".to_owned(), 1000), ("3000,second".to_owned(), 3000)]
+        [
+            ("1000,first".to_owned(), 1000),
+            ("3000,second".to_owned(), 3000)
+        ]
     );
     let dead = read_all_full(&b, &dlq, 1);
     assert_eq!(dead.len(), 1);

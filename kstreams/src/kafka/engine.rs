@@ -11,7 +11,10 @@
 //!
 //! Records are polled in rounds (at most `batch_max_records`, waiting at most `batch_max_wait`
 //! once the first one arrived), grouped by task and topic in offset order and handed to the tasks
-//! in task-id order. Each batch commits its state and its input position in one LMDB
+//! in task-id order. A task that reads several topics buffers its records (owned copies) and
+//! takes them in timestamp order across its partitions ([`merge_runs`]), waiting for an input
+//! partition with nothing buffered while it lags, and for `max_task_idle` once it is caught up
+//! (Kafka Streams' partition group). Each batch commits its state and its input position in one LMDB
 //! transaction; its outputs and changelog records are sent asynchronously, and committed by
 //! [`commit`](super::commit) every `commit_interval`, before partitions are revoked and on
 //! shutdown.
