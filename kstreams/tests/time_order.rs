@@ -200,3 +200,36 @@ fn a_bad_timestamp_fails_with_its_origin_under_the_default_policy() {
     assert!(err.contains("events") && err.contains("offset 0"), "{err}");
     assert!(err.contains("negative timestamp (-1)"), "{err}");
 }
+
+#[test]
+fn the_extracted_time_orders_the_inputs() {
+    // The table's records carry event time in the value ("<millis>,<name>"); their record
+    // timestamps (999) would put every update after every order.
+    let mut t = Topology::builder();
+    let c = t.source_with_options::<String, String>(
+        "customers",
+        SourceOptions::new().timestamp_extractor(|r: &Record<String, String>| {
+            r.value.split(',').next()?.parse().ok()
+        }),
+    );
+    let _ = t.add(remember_customer, &c);
+    let o = t.source::<String, String>("orders");
+    let enriched = t.add(enrich_order, &o);
+    t.sink("enriched", &enriched);
+    let mut d = TopologyTestDriver::new(t.build().expect("topology")).expect("driver");
+    d.append_batch("orders", [at("k", "o1", 20), at("k", "o2", 40)])
+        .expect("orders");
+    d.append_batch(
+        "customers",
+        [at("k", "10,early", 999), at("k", "30,later", 999)],
+    )
+    .expect("customers");
+    d.process().expect("process");
+    let got: Vec<String> = d
+        .read_output::<String, String>("enriched")
+        .expect("output")
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(got, ["o1 by 10,early", "o2 by 30,later"]);
+}
