@@ -80,6 +80,16 @@ async fn enrich(
     order_records: &[Produced],
     customer_records: &[Produced],
 ) -> Vec<(String, i64)> {
+    enrich_with(embedded, false, order_records, customer_records).await
+}
+
+/// [`enrich`], exactly-once if `eos` (the shared broker only; timestamps are then -1).
+async fn enrich_with(
+    embedded: bool,
+    eos: bool,
+    order_records: &[Produced],
+    customer_records: &[Produced],
+) -> Vec<(String, i64)> {
     let id = unique("order");
     // Names that sort the orders first: the old order of a round was by topic name.
     let (orders, customers, out) = (
@@ -107,12 +117,23 @@ async fn enrich(
     } else {
         let b = bootstrap();
         create_topics(&b, &[(&orders, 1), (&customers, 1), (&out, 1)]).await;
-        let app = App::new(topology, config(&id, &b, state.path())).expect("app");
+        let mut config = config(&id, &b, state.path());
+        if eos {
+            config = config.processing_guarantee(kstreams::kafka::ProcessingGuarantee::ExactlyOnce);
+        }
+        let app = App::new(topology, config).expect("app");
         (app, b)
     };
     produce_with_metadata(&b, &orders, order_records);
     produce_with_metadata(&b, &customers, customer_records);
     let _app = run_until_committed(app, &b, &[&orders, &customers]).await;
+    if eos {
+        // The topic ends in a commit marker: read what is committed (without timestamps).
+        return read_all_committed(&b, &out, 1)
+            .into_iter()
+            .map(|(_, _, _, v)| (text(&v), -1))
+            .collect();
+    }
     read_all_full(&b, &out, 1)
         .into_iter()
         .map(|(_, _, _, v, ts, _)| (text(&v), ts))
@@ -152,6 +173,16 @@ fn expected() -> Vec<(String, i64)> {
 async fn a_stream_record_sees_the_table_update_with_an_earlier_timestamp_produced_after_it() {
     let [orders, customers] = interleaved_by_time();
     assert_eq!(enrich(false, &orders, &customers).await, expected());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_orders_by_timestamp_too() {
+    let [orders, customers] = interleaved_by_time();
+    let values = |v: Vec<(String, i64)>| v.into_iter().map(|(v, _)| v).collect::<Vec<_>>();
+    assert_eq!(
+        values(enrich_with(false, true, &orders, &customers).await),
+        values(expected())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
