@@ -63,6 +63,14 @@ pub enum Error {
         #[source]
         source: SerdeError,
     },
+    /// A source's timestamp extractor gave a record no timestamp, or a negative one.
+    #[error("the timestamp extractor of the source of `{}` gave the record at {origin} {}", origin.topic, match timestamp { Some(t) => format!("a negative timestamp ({t})"), None => "no timestamp".to_owned() })]
+    InvalidTimestamp {
+        /// Where the record came from.
+        origin: Origin,
+        /// What the extractor gave: `None`, or a negative time.
+        timestamp: Option<i64>,
+    },
     /// A key or value could not be serialized for a sink or a store.
     #[error("cannot serialize the {part} for {target}: {source}")]
     Serialize {
@@ -277,7 +285,9 @@ impl Error {
     /// The origin of the record this error is about, when there is one.
     pub fn origin(&self) -> Option<&Origin> {
         match self {
-            Error::Deserialize { origin, .. } => Some(origin),
+            Error::Deserialize { origin, .. } | Error::InvalidTimestamp { origin, .. } => {
+                Some(origin)
+            }
             Error::Processing { origin, .. } => origin.as_ref(),
             _ => None,
         }

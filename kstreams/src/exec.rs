@@ -42,7 +42,14 @@ pub(crate) trait NodeRun: Send {
     fn punctuate(&mut self, _punctuation: Punctuation, _exec: &mut Exec<'_>) -> Result<()> {
         Ok(())
     }
+    /// A source with a timestamp extractor: replaces each record's timestamp with its event
+    /// time (a negative one, or [`MISSING_TIMESTAMP`], when the extractor gave none: the
+    /// record then goes through the deserialization policy in `process_raw`).
+    fn extract_timestamps(&self, _raw: &mut [RawRecord<'_>]) {}
 }
+
+/// The timestamp `extract_timestamps` gives a record whose extractor returned `None`.
+pub(crate) const MISSING_TIMESTAMP: i64 = i64::MIN;
 
 // ---------------------------------------------------------------------------------------------
 // Typed nodes.
@@ -170,6 +177,7 @@ impl<'a, O> Aligned<'a, O> {
 
 pub(crate) struct SourceNode<K, V> {
     pub(crate) serdes: Arc<dyn SourceSerdes<K, V>>,
+    pub(crate) extractor: Option<crate::topology::TimestampExtractor<K, V>>,
     pub(crate) info: NodeInfo,
     pub(crate) keys: Vec<K>,
     pub(crate) values: Vec<V>,
@@ -183,6 +191,31 @@ impl<K: Send + 'static, V: Send + 'static> NodeRun for SourceNode<K, V> {
 
     fn process(&mut self, _input: &dyn Any, _exec: &mut Exec<'_>) -> Result<()> {
         Err(Error::Internal("typed records sent to a source".into()))
+    }
+
+    fn extract_timestamps(&self, raw: &mut [RawRecord<'_>]) {
+        let Some(extract) = &self.extractor else {
+            return;
+        };
+        for r in raw.iter_mut() {
+            // A record that cannot be deserialized keeps its timestamp: it fails at the source.
+            let (Ok(key), Ok(value)) = (
+                self.serdes.key().deserialize(r.key),
+                self.serdes.value().deserialize(r.value),
+            ) else {
+                continue;
+            };
+            let record = Record {
+                key,
+                value,
+                timestamp: r.timestamp,
+                headers: std::mem::take(&mut r.headers),
+                origin: None,
+            };
+            let extracted = extract(&record);
+            r.headers = record.headers;
+            r.timestamp = extracted.unwrap_or(MISSING_TIMESTAMP);
+        }
     }
 
     fn process_raw(
@@ -229,6 +262,14 @@ impl<K: Send + 'static, V: Send + 'static> NodeRun for SourceNode<K, V> {
             };
             // One error per record: its key's when both fail.
             match (keys.at(i)?, values.at(i)?) {
+                // Extracted (`extract_timestamps`): a negative time is the extractor's verdict.
+                (Ok(_), Ok(_)) if self.extractor.is_some() && r.timestamp < 0 => {
+                    let error = Error::InvalidTimestamp {
+                        origin: origin.clone(),
+                        timestamp: (r.timestamp != MISSING_TIMESTAMP).then_some(r.timestamp),
+                    };
+                    exec.collector.bad_timestamp(&origin, r, error)?
+                }
                 (Ok(key), Ok(value)) => self.out.push(Record {
                     key,
                     value,
@@ -622,6 +663,27 @@ impl<'e> Collector<'e> {
             part,
             source,
         };
+        let policy = self.on_deserialization;
+        self.handle(
+            self::stage::DESERIALIZE,
+            policy,
+            Some(origin),
+            Some(raw),
+            None,
+            error,
+        )
+    }
+}
+
+impl Collector<'_> {
+    /// A record whose extracted timestamp is missing or negative: the deserialization policy
+    /// (the record could not be read as an event).
+    pub(crate) fn bad_timestamp(
+        &mut self,
+        origin: &Origin,
+        raw: &RawRecord<'_>,
+        error: Error,
+    ) -> Result<()> {
         let policy = self.on_deserialization;
         self.handle(
             self::stage::DESERIALIZE,

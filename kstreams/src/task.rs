@@ -83,6 +83,34 @@ pub(crate) fn changelog_topic(application_id: &str, store: &str) -> String {
     format!("{application_id}-{store}-changelog")
 }
 
+/// The order in which a task processes the records of its input partitions (Kafka Streams'
+/// `PartitionGroup`): `inputs[i]` holds the buffered records of input `i` in offset order
+/// (timestamps already extracted); the result cuts them into runs `(input, range)` of one input
+/// each, in processing order. The next record is the head with the smallest timestamp; on a
+/// tie, the input with the lower index (callers pass the task's sources in topology order, so
+/// the order never depends on the topics' names). Records of one input taken one after the
+/// other form one run. Every record is in exactly one run.
+pub fn merge_runs(inputs: &[&[RawRecord<'_>]]) -> Vec<(usize, std::ops::Range<usize>)> {
+    let mut heads = vec![0usize; inputs.len()];
+    let mut runs: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
+    loop {
+        let next = inputs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, records)| records.get(heads[i]).map(|r| (r.timestamp, i)))
+            .min();
+        let Some((_, i)) = next else {
+            return runs;
+        };
+        let at = heads[i];
+        heads[i] += 1;
+        match runs.last_mut() {
+            Some((last, range)) if *last == i && range.end == at => range.end = at + 1,
+            _ => runs.push((i, at..at + 1)),
+        }
+    }
+}
+
 /// How [`run_batch`] cuts a batch into runs.
 struct Plan<'p> {
     /// Every record from this index on alone (to find the record a processor error is about).
@@ -358,6 +386,22 @@ impl Task {
     /// The topics this task reads.
     pub fn source_topics(&self) -> impl Iterator<Item = &str> {
         self.sources.iter().map(|(t, _)| &**t)
+    }
+
+    /// Replaces the timestamps of `batch` (records of `topic`) with their event time, if the
+    /// topic's source has a timestamp extractor: callers do it before ordering a task's inputs
+    /// ([`merge_runs`]) and handing them to [`process`](Self::process). Records whose extractor
+    /// gave no timestamp or a negative one get a negative timestamp; `process` hands them to the
+    /// deserialization policy.
+    pub fn extract_timestamps(&self, topic: &str, batch: &mut [RawRecord<'_>]) {
+        if let Some(Some(node)) = self
+            .sources
+            .iter()
+            .find(|(t, _)| &**t == topic)
+            .and_then(|(_, i)| self.nodes.get(*i))
+        {
+            node.extract_timestamps(batch);
+        }
     }
 
     /// Processes one batch of one partition of `topic`, in offset order, in one state transaction
@@ -746,3 +790,39 @@ const _: fn() = || {
     assert_send::<Task>();
     assert_send::<crate::topology::Topology>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(timestamps: &[i64]) -> Vec<RawRecord<'static>> {
+        timestamps
+            .iter()
+            .enumerate()
+            .map(|(i, &timestamp)| RawRecord {
+                key: None,
+                value: None,
+                timestamp,
+                offset: i as i64,
+                headers: Headers::default(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merged_runs_follow_timestamps_keep_offset_order_and_break_ties_by_input() {
+        let a = at(&[1, 2, 5, 5, 9]);
+        let b = at(&[3, 5, 6, 4]);
+        let runs = merge_runs(&[&a, &b]);
+        // Ties (5) go to input 0; within an input, offset order even when its timestamps drop
+        // (6 then 4: the head decides).
+        assert_eq!(
+            runs,
+            [(0, 0..2), (1, 0..1), (0, 2..4), (1, 1..4), (0, 4..5)]
+        );
+        let covered: usize = runs.iter().map(|(_, r)| r.len()).sum();
+        assert_eq!(covered, a.len() + b.len());
+        assert_eq!(merge_runs(&[&a, &[]]), [(0, 0..5)]);
+        assert!(merge_runs(&[&[], &[]]).is_empty());
+    }
+}

@@ -325,6 +325,39 @@ impl TopologyTestDriver {
         )
     }
 
+    /// Appends records (their timestamps and headers kept) with the default serdes to a source
+    /// topic without processing them yet: pipe several topics, then [`process`](Self::process)
+    /// them together (in timestamp order across the topics of a task).
+    pub fn append_batch<K: DefaultSerde, V: DefaultSerde>(
+        &mut self,
+        topic: &str,
+        records: impl IntoIterator<Item = Record<K, V>>,
+    ) -> Result<()> {
+        self.append_typed(topic, records, &K::Serde::default(), &V::Serde::default())
+    }
+
+    fn append_typed<K: 'static, V: 'static>(
+        &mut self,
+        topic: &str,
+        records: impl IntoIterator<Item = Record<K, V>>,
+        key_serde: &dyn Serde<K>,
+        value_serde: &dyn Serde<V>,
+    ) -> Result<()> {
+        check_topic_types(
+            &self.topology,
+            &self.config,
+            topic,
+            (std::any::type_name::<K>(), std::any::type_name::<V>()),
+            TopicUse::Write { typed: true },
+        )?;
+        for r in records {
+            let target = || format!("test input topic `{topic}`");
+            let stored = serialize_record(r, key_serde, value_serde, target)?;
+            self.append(topic, None, stored)?;
+        }
+        Ok(())
+    }
+
     /// Pipes one record with the default serdes, timestamped with the wall clock, and processes
     /// it as a batch of one.
     pub fn pipe<K: DefaultSerde, V: DefaultSerde>(
@@ -358,77 +391,111 @@ impl TopologyTestDriver {
         key_serde: &dyn Serde<K>,
         value_serde: &dyn Serde<V>,
     ) -> Result<()> {
-        check_topic_types(
-            &self.topology,
-            &self.config,
-            topic,
-            (std::any::type_name::<K>(), std::any::type_name::<V>()),
-            TopicUse::Write { typed: true },
-        )?;
-        for r in records {
-            let target = || format!("test input topic `{topic}`");
-            let stored = serialize_record(r, key_serde, value_serde, target)?;
-            self.append(topic, None, stored)?;
-        }
+        self.append_typed(topic, records, key_serde, value_serde)?;
         self.process()
     }
 
     /// Processes every record waiting in a source topic, until no task produces input for
-    /// another (outputs that feed a source are processed too). Partitions go in a fixed order.
+    /// another (outputs that feed a source are processed too). Tasks go in id order; a task that
+    /// reads several topics takes their waiting records in timestamp order, as the Kafka runtime
+    /// does ([`merge_runs`](crate::task::merge_runs): the smallest timestamp first, ties to the
+    /// source declared first), each run of one topic cut into batches as [`Batching`] says.
+    /// Nothing waits for more input (as with `max_task_idle` and no lag: everything piped is
+    /// there).
     pub fn process(&mut self) -> Result<()> {
         loop {
             let mut progressed = false;
-            let work: Vec<(TaskId, String)> = self
-                .tasks
-                .iter()
-                .flat_map(|(id, t)| t.source_topics().map(move |s| (*id, s.to_owned())))
-                .collect();
-            for (id, topic) in work {
-                let waiting = self
-                    .topics
-                    .get(&topic)
-                    .and_then(|l| l.partitions.get(id.partition as usize))
-                    .map_or(0, Vec::len);
-                let key = (topic.clone(), id.partition);
-                let mut pos = self.consumed.get(&key).copied().unwrap_or(0);
-                while pos < waiting {
-                    let size = match self.batching {
-                        Batching::Max(n) => n.max(1),
-                        Batching::Random { max, .. } => match &mut self.rng {
-                            Some(rng) => rng.random_range(1..=max.max(1)),
-                            None => 1,
-                        },
-                    };
-                    let end = pos.saturating_add(size).min(waiting);
-                    let out = {
-                        let log = &self.topics[&topic].partitions[id.partition as usize];
-                        let batch: Vec<RawRecord<'_>> = log[pos..end]
-                            .iter()
-                            .enumerate()
-                            .map(|(i, r)| RawRecord {
-                                key: r.key.as_deref(),
-                                value: r.value.as_deref(),
-                                timestamp: r.timestamp,
-                                offset: (pos + i) as i64,
-                                headers: r.headers.clone(),
-                            })
-                            .collect();
-                        let task = self
-                            .tasks
-                            .get_mut(&id)
-                            .ok_or_else(|| Error::Internal(format!("no task {id}")))?;
-                        task.process(&topic, id.partition, &batch, self.wall_clock)?
-                    };
-                    self.deliver(out)?;
-                    pos = end;
-                    self.consumed.insert(key.clone(), pos);
-                    progressed = true;
-                }
+            let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+            for id in ids {
+                progressed |= self.process_task(id)?;
             }
             if !progressed {
                 return Ok(());
             }
         }
+    }
+
+    /// Processes what waits in the input partitions of task `id`; whether there was any.
+    fn process_task(&mut self, id: TaskId) -> Result<bool> {
+        let TopologyTestDriver {
+            tasks,
+            topics,
+            consumed,
+            batching,
+            rng,
+            wall_clock,
+            ..
+        } = self;
+        let task = tasks
+            .get_mut(&id)
+            .ok_or_else(|| Error::Internal(format!("no task {id}")))?;
+        let sources: Vec<String> = task.source_topics().map(str::to_owned).collect();
+        let mut inputs: Vec<Vec<RawRecord<'_>>> = sources
+            .iter()
+            .map(|topic| {
+                let log = topics
+                    .get(topic)
+                    .and_then(|l| l.partitions.get(id.partition as usize));
+                let from = consumed
+                    .get(&(topic.clone(), id.partition))
+                    .copied()
+                    .unwrap_or(0);
+                log.map_or(&[][..], |l| l.get(from..).unwrap_or(&[]))
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| RawRecord {
+                        key: r.key.as_deref(),
+                        value: r.value.as_deref(),
+                        timestamp: r.timestamp,
+                        offset: (from + i) as i64,
+                        headers: r.headers.clone(),
+                    })
+                    .collect()
+            })
+            .collect();
+        for (topic, batch) in sources.iter().zip(&mut inputs) {
+            task.extract_timestamps(topic, batch);
+        }
+        let slices: Vec<&[RawRecord<'_>]> = inputs.iter().map(Vec::as_slice).collect();
+        let runs = crate::task::merge_runs(&slices);
+        let mut outs = Vec::new();
+        let mut done: Vec<(usize, i64)> = Vec::new();
+        let mut result = Ok(());
+        'runs: for (i, range) in runs {
+            let mut pos = range.start;
+            while pos < range.end {
+                let size = match *batching {
+                    Batching::Max(n) => n.max(1),
+                    Batching::Random { max, .. } => match rng {
+                        Some(rng) => rng.random_range(1..=max.max(1)),
+                        None => 1,
+                    },
+                };
+                let end = pos.saturating_add(size).min(range.end);
+                let batch = &slices[i][pos..end];
+                match task.process(&sources[i], id.partition, batch, *wall_clock) {
+                    Ok(out) => outs.push(out),
+                    Err(e) => {
+                        result = Err(e);
+                        break 'runs;
+                    }
+                }
+                if let Some(last) = batch.last() {
+                    done.push((i, last.offset + 1));
+                }
+                pos = end;
+            }
+        }
+        drop(slices);
+        drop(inputs);
+        let progressed = !done.is_empty();
+        for (i, next) in done {
+            consumed.insert((sources[i].clone(), id.partition), next as usize);
+        }
+        for out in outs {
+            self.deliver(out)?;
+        }
+        result.map(|()| progressed)
     }
 
     fn deliver(&mut self, out: TaskOutput) -> Result<()> {

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::exec::{NodeRun, ProcessorNode, SinkNode, SourceNode, SourceSerdes, init_node};
 use crate::policy::ErrorPolicies;
 use crate::processor::BatchProcessor;
+use crate::record::Record;
 use crate::serde::{DefaultSerde, Serde};
 use crate::store::StoreSpec;
 
@@ -90,6 +91,52 @@ pub enum TopologyError {
 }
 
 static BUILDER_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// A source's timestamp extractor: the event time of a deserialized record (its key, value,
+/// headers or its record timestamp), `None` when it has none. See [`SourceOptions`].
+pub type TimestampExtractor<K, V> = Arc<dyn Fn(&Record<K, V>) -> Option<i64> + Send + Sync>;
+
+/// Options of a source ([`TopologyBuilder::source_with_options`]).
+#[non_exhaustive]
+pub struct SourceOptions<K, V> {
+    pub(crate) extractor: Option<TimestampExtractor<K, V>>,
+}
+
+impl<K, V> SourceOptions<K, V> {
+    /// No options: the record's own timestamp is its event time.
+    pub fn new() -> Self {
+        SourceOptions { extractor: None }
+    }
+
+    /// The event time of each record read (Kafka Streams' `TimestampExtractor`): `f` gets the
+    /// deserialized record, whose `timestamp` is the record's own, and returns its event time in
+    /// milliseconds. The extracted timestamp orders the task's inputs, moves stream time (and
+    /// stream-time punctuations) and is the timestamp of the record and its outputs. A record for
+    /// which `f` returns `None` or a negative time goes through the deserialization policy of the
+    /// topic ([`Error::InvalidTimestamp`] names its topic, partition and offset). A record
+    /// whose key or value cannot be deserialized is not given to `f`: it fails deserialization.
+    pub fn timestamp_extractor(
+        mut self,
+        f: impl Fn(&Record<K, V>) -> Option<i64> + Send + Sync + 'static,
+    ) -> Self {
+        self.extractor = Some(Arc::new(f));
+        self
+    }
+}
+
+impl<K, V> Default for SourceOptions<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V> fmt::Debug for SourceOptions<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceOptions")
+            .field("timestamp_extractor", &self.extractor.is_some())
+            .finish()
+    }
+}
 
 /// A typed handle to the records a node produces: `Record<K, V>`.
 ///
@@ -365,6 +412,43 @@ impl TopologyBuilder {
         key_serde: impl Serde<K>,
         value_serde: impl Serde<V>,
     ) -> Stream<K, V> {
+        self.source_of(topic, key_serde, value_serde, SourceOptions::new())
+    }
+
+    /// A source reading `topic`, with the default serdes of `K` and `V` and `options` (a
+    /// timestamp extractor).
+    ///
+    /// ```
+    /// use kstreams::topology::SourceOptions;
+    /// use kstreams::{Record, Topology};
+    ///
+    /// let mut t = Topology::builder();
+    /// // Event time from the value: "<millis>,<text>".
+    /// let events = t.source_with_options::<String, String>(
+    ///     "events",
+    ///     SourceOptions::new()
+    ///         .timestamp_extractor(|r: &Record<String, String>| r.value.split(',').next()?.parse().ok()),
+    /// );
+    /// t.sink("out", &events);
+    /// # t.build()?;
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn source_with_options<K: DefaultSerde + Send, V: DefaultSerde + Send>(
+        &mut self,
+        topic: &str,
+        options: SourceOptions<K, V>,
+    ) -> Stream<K, V> {
+        self.source_of(topic, K::Serde::default(), V::Serde::default(), options)
+    }
+
+    fn source_of<K: Send + 'static, V: Send + 'static>(
+        &mut self,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+        options: SourceOptions<K, V>,
+    ) -> Stream<K, V> {
+        let extractor = options.extractor;
         let name = self.unique_name(&format!("{topic}-source"));
         self.check_name(&name);
         let serdes = Arc::new((key_serde, value_serde));
@@ -372,6 +456,7 @@ impl TopologyBuilder {
         let factory: Factory = Arc::new(move |info| {
             Box::new(SourceNode::<K, V> {
                 serdes: serdes.clone() as Arc<dyn SourceSerdes<K, V>>,
+                extractor: extractor.clone(),
                 info,
                 keys: Vec::new(),
                 values: Vec::new(),

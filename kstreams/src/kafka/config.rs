@@ -135,6 +135,7 @@ pub struct AppConfig {
     pub(crate) lmdb: LmdbOptions,
     pub(crate) handle_ctrl_c: bool,
     pub(crate) restore_batch_records: usize,
+    pub(crate) max_task_idle: Duration,
     pub(crate) num_threads: usize,
     // Metrics, progress log, Prometheus endpoint: see `observe.rs`.
     pub(crate) observe: super::observe::ObserveConfig,
@@ -208,6 +209,7 @@ impl fmt::Debug for AppConfig {
             .field("transactional_id", &self.transactional_id)
             .field("handle_ctrl_c", &self.handle_ctrl_c)
             .field("num_threads", &self.num_threads)
+            .field("max_task_idle", &self.max_task_idle)
             .finish_non_exhaustive()
     }
 }
@@ -236,6 +238,7 @@ impl AppConfig {
             lmdb: LmdbOptions::default(),
             handle_ctrl_c: true,
             restore_batch_records: 10_000,
+            max_task_idle: Duration::ZERO,
             num_threads: 1,
             observe: Default::default(),
         }
@@ -407,6 +410,25 @@ impl AppConfig {
         self
     }
 
+    /// How long a task that reads several topics waits for a caught-up input partition with
+    /// nothing buffered before it processes its other inputs ahead of it (Kafka Streams'
+    /// `max.task.idle.ms`, same default 0). A task processes its inputs in timestamp order; when
+    /// one input partition has no record buffered, the task waits for it without a time limit
+    /// while the partition's end offset says more records exist (or before its end offset is
+    /// known), and for `max_task_idle` once it is caught up (0: processes the others at once).
+    /// At most [`MAX_DURATION`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = kstreams::kafka::AppConfig::new("app").max_task_idle(Duration::from_millis(500));
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn max_task_idle(mut self, idle: Duration) -> Self {
+        self.max_task_idle = idle;
+        self
+    }
+
     /// Whether `run` stops gracefully on Ctrl-C (default true).
     #[must_use]
     pub fn handle_ctrl_c(mut self, yes: bool) -> Self {
@@ -476,8 +498,9 @@ impl AppConfig {
     }
 
     /// Every [`Duration`] setting with its name, for [`validate`](Self::validate).
-    fn durations(&self) -> [(&'static str, Option<Duration>); 5] {
+    fn durations(&self) -> [(&'static str, Option<Duration>); 6] {
         [
+            ("max_task_idle", Some(self.max_task_idle)),
             ("batch_max_wait", Some(self.batch_max_wait)),
             ("commit_interval", Some(self.commit_interval)),
             ("startup_timeout", Some(self.startup_timeout)),
@@ -760,8 +783,9 @@ mod tests {
     #[test]
     fn huge_durations_are_rejected_naming_the_setting_and_its_bound() {
         type Setter = fn(AppConfig, Duration) -> AppConfig;
-        let settings: [(&str, Setter); 5] = [
+        let settings: [(&str, Setter); 6] = [
             ("batch_max_wait", AppConfig::batch_max_wait),
+            ("max_task_idle", AppConfig::max_task_idle),
             ("commit_interval", AppConfig::commit_interval),
             ("startup_timeout", AppConfig::startup_timeout),
             ("delivery_timeout", AppConfig::delivery_timeout),

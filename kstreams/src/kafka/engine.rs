@@ -11,7 +11,10 @@
 //!
 //! Records are polled in rounds (at most `batch_max_records`, waiting at most `batch_max_wait`
 //! once the first one arrived), grouped by task and topic in offset order and handed to the tasks
-//! in task-id order. Each batch commits its state and its input position in one LMDB
+//! in task-id order. A task that reads several topics buffers its records (owned copies) and
+//! takes them in timestamp order across its partitions ([`merge_runs`]), waiting for an input
+//! partition with nothing buffered while it lags, and for `max_task_idle` once it is caught up
+//! (Kafka Streams' partition group). Each batch commits its state and its input position in one LMDB
 //! transaction; its outputs and changelog records are sent asynchronously, and committed by
 //! [`commit`](super::commit) every `commit_interval`, before partitions are revoked and on
 //! shutdown.
@@ -22,7 +25,7 @@
 //! number of records). A clean shutdown or a rebalance commits everything first, so neither ever
 //! causes double counting.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,12 +42,13 @@ use super::config::{AppConfig, ProcessingGuarantee, redact_client_error};
 use super::convert::raw_record;
 use super::eos::committed_offset;
 use super::lock;
+use super::observe;
 use super::rebalance::GroupContext;
 use super::restore::{Outcome, RestoreContext, Restorer, Restoring};
 use super::sink::Sink;
 use crate::error::{Error, Result};
 use crate::record::RawRecord;
-use crate::task::{Task, TaskConfig, TaskId, TaskOutput};
+use crate::task::{Task, TaskConfig, TaskId, TaskOutput, merge_runs};
 use crate::topology::Topology;
 
 /// A task with the changelog offsets its LMDB environment last recorded.
@@ -75,6 +79,15 @@ pub(super) struct Engine {
     pub(super) dropped: HashMap<(String, i32), i64>,
     /// Next offset to process per input partition (this assignment).
     pub(super) processed: HashMap<(String, i32), i64>,
+    /// The inputs of running tasks that read several topics: records polled and not processed
+    /// yet (owned copies, timestamps extracted), processed in timestamp order across the task's
+    /// partitions ([`Engine::process_ordered`]).
+    pub(super) buffered: HashMap<(String, i32), VecDeque<Buffered>>,
+    /// Of those partitions: the next offset the consumer fetches (the last record polled + 1,
+    /// or where the task started), to tell whether an empty one has more records on the broker.
+    pub(super) fetch_next: HashMap<(String, i32), i64>,
+    /// Of those partitions, caught up and empty: since when (its task waits `max_task_idle`).
+    pub(super) idle_since: HashMap<(String, i32), Instant>,
     pub(super) committed: HashMap<(String, i32), i64>,
     pub(super) status: Arc<Mutex<AppStatus>>,
     pub(super) observer: super::observe::Observer, // observability hook
@@ -87,6 +100,55 @@ pub(super) struct Engine {
     pub(super) transaction_failed: bool,
     /// Exactly-once: transactions aborted and replayed since the last successful commit.
     pub(super) recoveries: u32,
+}
+
+/// A polled record of a task that reads several topics, kept until its turn comes.
+#[derive(Debug)]
+pub(super) struct Buffered {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    /// Extracted ([`Task::extract_timestamps`]).
+    timestamp: i64,
+    offset: i64,
+    headers: crate::record::Headers,
+}
+
+impl Buffered {
+    fn of(r: &RawRecord<'_>) -> Self {
+        Buffered {
+            key: r.key.map(<[u8]>::to_vec),
+            value: r.value.map(<[u8]>::to_vec),
+            timestamp: r.timestamp,
+            offset: r.offset,
+            headers: r.headers.clone(),
+        }
+    }
+
+    fn raw(&self) -> RawRecord<'_> {
+        RawRecord {
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            timestamp: self.timestamp,
+            offset: self.offset,
+            headers: self.headers.clone(),
+        }
+    }
+}
+
+/// Whether a task may process its other inputs ahead of an input partition with nothing
+/// buffered (Kafka Streams' `PartitionGroup::readyToProcess`): not while the partition's lag is
+/// unknown or positive (its records are on the broker: wait for them), and once it is caught up
+/// (`lag` 0), after `max_task_idle` from when it was first found so (`idle_since`).
+pub(super) fn empty_input_ready(
+    lag: Option<i64>,
+    idle_since: Instant,
+    now: Instant,
+    max_task_idle: Duration,
+) -> bool {
+    match lag {
+        Some(lag) if lag <= 0 => now.saturating_duration_since(idle_since) >= max_task_idle,
+        _ => false,
+    }
 }
 
 /// The changelog offsets a task's LMDB environment recorded, one per store.
@@ -140,6 +202,13 @@ impl Engine {
         self.open_task(id)
     }
 
+    /// Drops what is buffered of partition `key` (revoked, reassigned, or rewound).
+    fn forget_buffered(&mut self, key: &(String, i32)) {
+        self.buffered.remove(key);
+        self.fetch_next.remove(key);
+        self.idle_since.remove(key);
+    }
+
     /// Whether some assigned task is not running yet (opening or restoring).
     pub(super) fn is_restoring(&self) -> bool {
         !self.pending.is_empty() || !self.restorer.is_empty()
@@ -169,6 +238,7 @@ impl Engine {
     ) {
         for key in partitions {
             self.processed.remove(key);
+            self.forget_buffered(key);
             self.assignment.insert(key.clone());
             let rewind = rewind || self.pending.get(key).copied().unwrap_or(false);
             self.pending.insert(key.clone(), rewind);
@@ -381,6 +451,18 @@ impl Engine {
                 self.seek(consumer, key, to)?;
             }
         }
+        if task.source_topics().nth(1).is_some() {
+            // Where its input starts: nothing fetched of a partition whose lag is 0 means empty.
+            for key in &inputs {
+                match committed
+                    .as_ref()
+                    .and_then(|c| c.get(&key.0).copied().flatten())
+                {
+                    Some(at) => self.fetch_next.insert(key.clone(), at),
+                    None => self.fetch_next.remove(key),
+                };
+            }
+        }
         self.tasks.insert(
             id,
             Running {
@@ -425,6 +507,7 @@ impl Engine {
         }
         for p in partitions {
             self.processed.remove(p);
+            self.forget_buffered(p);
             self.pending.remove(p);
             self.dropped.remove(p);
             self.assignment.remove(p);
@@ -457,6 +540,9 @@ impl Engine {
         }
         self.pending.clear();
         self.dropped.clear();
+        self.buffered.clear();
+        self.fetch_next.clear();
+        self.idle_since.clear();
         // Only this thread's partitions: the status is every thread's.
         let mut st = lock(&self.status);
         for p in &self.assignment {
@@ -486,9 +572,15 @@ impl Engine {
         sent
     }
 
-    /// Hands one round of records to the tasks: per task and topic, in offset order, tasks in id
-    /// order.
-    pub(super) fn process_round(&mut self, msgs: &[BorrowedMessage<'_>]) -> Result<()> {
+    /// Hands one round of records to the tasks, in task-id order: a task that reads one topic
+    /// gets its partition's records in offset order, as one batch; a task that reads several
+    /// buffers them and processes what its inputs allow in timestamp order
+    /// ([`process_ordered`](Self::process_ordered)).
+    pub(super) fn process_round<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        msgs: &[BorrowedMessage<'_>],
+    ) -> Result<()> {
         let now = now_ms();
         let mut groups: BTreeMap<(TaskId, &str), Vec<usize>> = BTreeMap::new();
         for (i, m) in msgs.iter().enumerate() {
@@ -497,6 +589,7 @@ impl Engine {
             }
         }
         let mut processed = 0u64;
+        let mut ordered: Vec<TaskId> = Vec::new();
         for ((id, topic), indices) in groups {
             let key = (topic.to_owned(), id.partition);
             let next = self.processed.get(&key).copied();
@@ -511,7 +604,13 @@ impl Engine {
                 }
                 continue;
             };
-            let batch: Vec<RawRecord<'_>> = indices
+            let several = running.task.source_topics().nth(1).is_some();
+            // Buffered records are polled, not processed: not polled twice either.
+            let next = match (next, several.then(|| self.fetch_next.get(&key)).flatten()) {
+                (Some(a), Some(&b)) => Some(a.max(b)),
+                (a, b) => a.or(b.copied()),
+            };
+            let mut batch: Vec<RawRecord<'_>> = indices
                 .iter()
                 .map(|&i| &msgs[i])
                 .filter(|m| next.is_none_or(|n| m.offset() >= n))
@@ -520,17 +619,26 @@ impl Engine {
             let Some(last) = batch.last().map(|r| r.offset) else {
                 continue;
             };
-            // observability hook: the task span and the batch latency
-            let span = tracing::info_span!("task", task = %id, topic, partition = id.partition);
-            let began = Instant::now();
-            let out = span.in_scope(|| running.task.process(topic, id.partition, &batch, now))?;
-            self.observer.batch(topic, batch.len(), began.elapsed());
-            running.dirty = true;
-            processed += batch.len() as u64;
-            // Only records whose outputs were handed to the producer count as processed: a send
-            // that fails leaves the batch uncommitted (it is processed again after a restart).
-            self.send(&out)?;
-            self.processed.insert(key, last + 1);
+            if several {
+                running.task.extract_timestamps(topic, &mut batch);
+                self.buffered
+                    .entry(key.clone())
+                    .or_default()
+                    .extend(batch.iter().map(Buffered::of));
+                self.fetch_next.insert(key.clone(), last + 1);
+                self.idle_since.remove(&key);
+                continue;
+            }
+            running.task.extract_timestamps(topic, &mut batch);
+            processed += self.process_batch(id, topic, &batch, now)?;
+        }
+        for (id, running) in &self.tasks {
+            if running.task.source_topics().nth(1).is_some() {
+                ordered.push(*id);
+            }
+        }
+        for id in ordered {
+            processed += self.process_ordered(consumer, id, now)?;
         }
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in ids {
@@ -549,6 +657,122 @@ impl Engine {
             lock(&self.status).processed_records += processed;
         }
         Ok(())
+    }
+
+    /// Runs one batch of one partition of `topic` through task `id` (running) and hands its
+    /// outputs to the producer; the records processed.
+    fn process_batch(
+        &mut self,
+        id: TaskId,
+        topic: &str,
+        batch: &[RawRecord<'_>],
+        now: i64,
+    ) -> Result<u64> {
+        let (Some(running), Some(last)) = (self.tasks.get_mut(&id), batch.last()) else {
+            return Ok(0);
+        };
+        let next = last.offset + 1;
+        // observability hook: the task span and the batch latency
+        let span = tracing::info_span!("task", task = %id, topic, partition = id.partition);
+        let began = Instant::now();
+        let out = span.in_scope(|| running.task.process(topic, id.partition, batch, now))?;
+        self.observer.batch(topic, batch.len(), began.elapsed());
+        running.dirty = true;
+        // Only records whose outputs were handed to the producer count as processed: a send
+        // that fails leaves the batch uncommitted (it is processed again after a restart).
+        self.send(&out)?;
+        self.processed
+            .insert((topic.to_owned(), id.partition), next);
+        Ok(batch.len() as u64)
+    }
+
+    /// Processes the buffered records of task `id` (running, several input topics) in timestamp
+    /// order across its partitions ([`merge_runs`]: consecutive records of one partition are one
+    /// batch), as far as its inputs allow: before a record is taken while an input partition has
+    /// nothing buffered, that partition must be ready ([`empty_input_ready`]: caught up, and idle
+    /// for `max_task_idle`); otherwise the rest waits for the next round. The records processed.
+    fn process_ordered<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        id: TaskId,
+        now: i64,
+    ) -> Result<u64> {
+        let Some(running) = self.tasks.get(&id) else {
+            return Ok(0);
+        };
+        // In the topology's order (ties go to the source declared first), partitions of this
+        // thread only (co-partitioned topics are assigned together).
+        let keys: Vec<(String, i32)> = running
+            .task
+            .source_topics()
+            .map(|t| (t.to_owned(), id.partition))
+            .filter(|k| self.assignment.contains(k))
+            .collect();
+        let mut taken: Vec<VecDeque<Buffered>> = keys
+            .iter()
+            .map(|k| self.buffered.remove(k).unwrap_or_default())
+            .collect();
+        if taken.iter().all(VecDeque::is_empty) {
+            return Ok(0);
+        }
+        let result = self.process_taken(consumer, id, &keys, &mut taken, now);
+        for (k, q) in keys.into_iter().zip(taken) {
+            if !q.is_empty() {
+                self.buffered.insert(k, q);
+            }
+        }
+        result
+    }
+
+    fn process_taken<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        id: TaskId,
+        keys: &[(String, i32)],
+        taken: &mut [VecDeque<Buffered>],
+        now: i64,
+    ) -> Result<u64> {
+        let records: Vec<Vec<RawRecord<'_>>> = taken
+            .iter()
+            .map(|q| q.iter().map(Buffered::raw).collect())
+            .collect();
+        let slices: Vec<&[RawRecord<'_>]> = records.iter().map(Vec::as_slice).collect();
+        let mut left: Vec<usize> = slices.iter().map(|s| s.len()).collect();
+        let mut ready: Vec<Option<bool>> = vec![None; keys.len()];
+        let instant = Instant::now();
+        let mut done = vec![0usize; keys.len()];
+        let mut processed = 0;
+        for (i, range) in merge_runs(&slices) {
+            let mut blocked = false;
+            for (j, key) in keys.iter().enumerate() {
+                if j == i || left[j] > 0 {
+                    continue;
+                }
+                let r = *ready[j].get_or_insert_with(|| {
+                    let lag = observe::cached_watermarks(consumer, &key.0, key.1)
+                        .map(|(low, high)| high - self.fetch_next.get(key).copied().unwrap_or(low));
+                    let since = *self.idle_since.entry(key.clone()).or_insert(instant);
+                    if lag.is_some_and(|l| l > 0) || lag.is_none() {
+                        self.idle_since.remove(key);
+                    }
+                    empty_input_ready(lag, since, instant, self.config.max_task_idle)
+                });
+                blocked |= !r;
+            }
+            if blocked {
+                break;
+            }
+            let batch = &slices[i][range.clone()];
+            processed += self.process_batch(id, &keys[i].0, batch, now)?;
+            left[i] -= range.len();
+            done[i] = range.end;
+        }
+        drop(slices);
+        drop(records);
+        for (q, n) in taken.iter_mut().zip(done) {
+            q.drain(..n);
+        }
+        Ok(processed)
     }
 }
 
@@ -735,6 +959,9 @@ fn run_thread(
         pending: BTreeMap::new(),
         dropped: HashMap::new(),
         processed: HashMap::new(),
+        buffered: HashMap::new(),
+        fetch_next: HashMap::new(),
+        idle_since: HashMap::new(),
         committed: HashMap::new(),
         status: status.clone(),
         observer: super::observe::Observer::new(config), // observability hook
@@ -852,7 +1079,7 @@ fn processing_loop(
             };
             // Also with no records: wall-clock punctuations fire on idle partitions too.
             engine.transaction_failed = false;
-            let mut result = engine.process_round(&msgs);
+            let mut result = engine.process_round(consumer, &msgs);
             drop(msgs);
             if result.is_ok() {
                 // A bounded step: the group consumer is polled again soon.
@@ -884,6 +1111,25 @@ mod tests {
     use crate::kafka::App;
 
     fn assert_send<T: Send>() {}
+
+    #[test]
+    fn an_empty_input_holds_its_task_while_it_lags_and_for_max_task_idle_once_caught_up() {
+        let t0 = Instant::now();
+        let idle = Duration::from_millis(100);
+        let later = t0 + Duration::from_millis(150);
+        // Lag unknown or positive: wait, however long.
+        assert!(!empty_input_ready(None, t0, later, Duration::ZERO));
+        assert!(!empty_input_ready(Some(3), t0, later, Duration::ZERO));
+        // Caught up: at once with the default 0, else after max_task_idle.
+        assert!(empty_input_ready(Some(0), t0, t0, Duration::ZERO));
+        assert!(!empty_input_ready(
+            Some(0),
+            t0,
+            t0 + Duration::from_millis(99),
+            idle
+        ));
+        assert!(empty_input_ready(Some(0), t0, later, idle));
+    }
 
     #[test]
     fn apps_tasks_and_the_engine_are_send() {

@@ -273,6 +273,16 @@ fn cached_high_watermark<C: ConsumerContext>(
     topic: &str,
     partition: i32,
 ) -> Option<i64> {
+    cached_watermarks(consumer, topic, partition).map(|(_, high)| high)
+}
+
+/// The low and high watermarks librdkafka last saw (no request; `None` before the first
+/// fetch).
+pub(super) fn cached_watermarks<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
     let topic = std::ffi::CString::new(topic).ok()?;
     let (mut low, mut high) = (-1i64, -1i64);
     // SAFETY: the client pointer is valid while `consumer` lives; the topic is a NUL-terminated
@@ -287,7 +297,7 @@ fn cached_high_watermark<C: ConsumerContext>(
         )
     };
     (err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some(high)
+        .then_some((low, high))
 }
 
 /// Restore progress of one store partition: the counter of records restored and the gauge of
