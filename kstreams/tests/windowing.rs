@@ -632,3 +632,45 @@ fn windowed_results_are_partitioned_by_their_inner_key_as_java() -> kstreams::Re
     );
     Ok(())
 }
+
+// ---- Idle partitions -----------------------------------------------------------------------
+
+handle!(
+    IdleClose,
+    "idle-close",
+    Windowing::new(tumbling(10, 5))
+        .emit(EmitStrategy::OnWindowClose)
+        .advance_when_idle(std::time::Duration::from_millis(20))
+);
+
+#[test]
+fn idle_advance_closes_the_last_windows_of_an_idle_partition() -> kstreams::Result<()> {
+    use std::time::Duration;
+    let input = [rec("a", 1), rec("a", 12)];
+    // Without the opt-in (Kafka Streams' behaviour), nothing closes however long we wait.
+    let mut d = TopologyTestDriver::new(count_topology::<TumblingClose<'static>>()?)?;
+    d.pipe_batch("in", input.clone())?;
+    d.advance_wall_clock(Duration::from_secs(60))?;
+    assert_eq!(rows(&mut d, 10)?, vec![]);
+
+    let mut d = TopologyTestDriver::new(count_topology::<IdleClose<'static>>()?)?;
+    d.pipe_batch("in", input)?;
+    // Stream time 12, grace 5: [0, 10) closes at 15, [10, 20) at 25.
+    d.advance_wall_clock(Duration::from_millis(10))?;
+    assert_eq!(rows(&mut d, 10)?, vec![], "not idle for 20 ms yet");
+    // Punctuations come every 20 ms (the first one interval after the driver's clock is first
+    // seen): by 50 ms the task has been idle for 20 ms at one of them, and stream time followed
+    // the wall clock past 25.
+    d.advance_wall_clock(Duration::from_millis(40))?;
+    assert_eq!(
+        rows(&mut d, 10)?,
+        vec![row("a", 0, 10, 1), row("a", 10, 20, 1)]
+    );
+    d.advance_wall_clock(Duration::from_secs(10))?;
+    assert_eq!(rows(&mut d, 10)?, vec![], "each window once");
+    // A record now is late for those windows: the advanced stream time is the operator's.
+    d.pipe_batch("in", [rec("a", 19)])?;
+    d.advance_wall_clock(Duration::from_secs(10))?;
+    assert_eq!(rows(&mut d, 10)?, vec![]);
+    Ok(())
+}

@@ -479,6 +479,16 @@ pub trait WindowKind<K, A>: 'static {
         add: &mut dyn FnMut(&mut A, &Record<K, V>),
         merge: &mut dyn FnMut(&K, A, A) -> A,
     ) -> Result<()>;
+
+    /// Moves the store's stream time forward to `stream_time` without a record (the idle
+    /// opt-in), emitting what that closes.
+    #[doc(hidden)]
+    fn advance_idle(
+        store: KeyValueStore<'_, K, A>,
+        windowing: Windowing,
+        stream_time: i64,
+        out: &mut Context<'_, Self::OutKey, Self::OutValue>,
+    ) -> Result<()>;
 }
 
 impl<K: Clone + Send + 'static, A: Clone + Send + 'static> WindowKind<K, A> for TimeKind {
@@ -496,6 +506,15 @@ impl<K: Clone + Send + 'static, A: Clone + Send + 'static> WindowKind<K, A> for 
     ) -> Result<()> {
         TimeWindowState::new(store, windowing).aggregate_first(records, out, first, add)
     }
+
+    fn advance_idle(
+        store: KeyValueStore<'_, K, A>,
+        windowing: Windowing,
+        stream_time: i64,
+        out: &mut Context<'_, Windowed<K>, A>,
+    ) -> Result<()> {
+        TimeWindowState::new(store, windowing).advance_to(stream_time, out)
+    }
 }
 
 impl<K: Clone + Send + 'static, A: Clone + Send + 'static> WindowKind<K, A> for SessionKind {
@@ -512,6 +531,18 @@ impl<K: Clone + Send + 'static, A: Clone + Send + 'static> WindowKind<K, A> for 
         merge: &mut dyn FnMut(&K, A, A) -> A,
     ) -> Result<()> {
         SessionWindowState::new(store, windowing).aggregate_first(records, out, first, add, merge)
+    }
+
+    fn advance_idle(
+        store: KeyValueStore<'_, K, A>,
+        _windowing: Windowing,
+        _stream_time: i64,
+        _out: &mut Context<'_, SessionWindowed<K>, Option<A>>,
+    ) -> Result<()> {
+        Err(Error::Config(format!(
+            "store `{}`: advancing the stream time of idle session windows is not implemented",
+            store.name()
+        )))
     }
 }
 
@@ -631,6 +662,35 @@ impl<'t, K: Clone + 'static, A: Clone + 'static> TimeWindowState<'t, K, A> {
                 late(out, ws.name(), &self.windowing, r, now)?;
             }
         }
+        self.finish(&ws, time, out)
+    }
+
+    /// Moves the stream time forward to `stream_time` without a record (idle partitions, see
+    /// [`Windowing::advance_when_idle`]): on close, the windows it makes final are forwarded;
+    /// the new stream time is persisted and logged as after a batch. An earlier time does
+    /// nothing.
+    pub(crate) fn advance_to(
+        &mut self,
+        stream_time: i64,
+        out: &mut Context<'_, Windowed<K>, A>,
+    ) -> Result<()> {
+        match self.windowing.windows {
+            Windows::Time(_) => {}
+            _ => {
+                return Err(Error::Config(format!(
+                    "store `{}`: advancing the stream time of idle sliding or session windows is \
+                     not implemented",
+                    self.store.name()
+                )));
+            }
+        }
+        let ws = self.window_store()?;
+        let mut time = OperatorTime::new(ws.stream_time()?);
+        if time.before.is_none() {
+            // No record yet: nothing to close, and no stream time to follow.
+            return Ok(());
+        }
+        time.observe(stream_time);
         self.finish(&ws, time, out)
     }
 
@@ -833,6 +893,75 @@ where
     binder.bind_any_named::<S::Key, S::Value>(S::NAME)
 }
 
+/// The idle opt-in of an operator instance (one per task): a wall-clock punctuation that,
+/// once the task has seen no record for the declared time, moves the operator's stream time
+/// forward by the wall-clock time that passed, so the last windows of an idle partition close.
+#[derive(Debug, Clone, Copy, Default)]
+struct Idle {
+    /// The wall-clock time of the last batch.
+    last_record: Option<i64>,
+    /// The wall-clock time up to which stream time followed (last batch or last advance).
+    followed: Option<i64>,
+}
+
+impl Idle {
+    fn init<S: WindowedHandle<'static>>(
+        &mut self,
+        ctx: &mut crate::context::InitContext<'_>,
+    ) -> Result<()> {
+        *self = Idle::default();
+        let Some(idle) = S::windowing().idle_advance_ms() else {
+            return Ok(());
+        };
+        if !matches!(S::windowing().windows(), Windows::Time(_)) {
+            return Err(Error::Config(format!(
+                "store `{}`: `idle_advance` is implemented for tumbling and hopping windows only",
+                S::NAME
+            )));
+        }
+        let every = Duration::from_millis(idle.clamp(1, 1000) as u64);
+        ctx.schedule(every, crate::context::PunctuationType::WallClock)?;
+        Ok(())
+    }
+
+    fn seen(&mut self, wall: i64) {
+        self.last_record = Some(wall);
+        self.followed = Some(wall);
+    }
+
+    fn punctuate<S: WindowedHandle<'static>>(
+        &mut self,
+        punctuation: crate::context::Punctuation,
+        ctx: &mut Context<
+            '_,
+            <S::Kind as WindowKind<S::Key, S::Value>>::OutKey,
+            <S::Kind as WindowKind<S::Key, S::Value>>::OutValue,
+        >,
+    ) -> Result<()> {
+        let Some(idle) = S::windowing().idle_advance_ms() else {
+            return Ok(());
+        };
+        let now = punctuation.timestamp;
+        let (Some(last), Some(followed)) = (self.last_record, self.followed) else {
+            // The first punctuation of a task that has seen no record: start counting now.
+            self.seen(now);
+            return Ok(());
+        };
+        if now.saturating_sub(last) < idle || now <= followed {
+            return Ok(());
+        }
+        let store = bind_state::<S, _, _>(ctx)?;
+        let (txn, index) = store.raw_parts();
+        let Some(stream_time) = WindowStore::<S::Key, S::Value>::bind(txn, index)?.stream_time()?
+        else {
+            return Ok(());
+        };
+        let target = stream_time.saturating_add(now - followed);
+        self.followed = Some(now);
+        S::Kind::advance_idle(store, S::windowing(), target, ctx)
+    }
+}
+
 macro_rules! operator_common {
     () => {
         fn stores(&self) -> Vec<StoreSpec> {
@@ -841,12 +970,23 @@ macro_rules! operator_common {
         fn node_name(&self) -> Option<&str> {
             Some(self.name)
         }
+        fn init(&mut self, ctx: &mut crate::context::InitContext<'_>) -> Result<()> {
+            self.idle.init::<S>(ctx)
+        }
+        fn punctuate(
+            &mut self,
+            punctuation: crate::context::Punctuation,
+            ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
+        ) -> Result<()> {
+            self.idle.punctuate::<S>(punctuation, ctx)
+        }
     };
 }
 
 /// The windowed count operator ([`count`]).
 pub struct Count<S> {
     name: &'static str,
+    idle: Idle,
     _s: PhantomData<fn() -> S>,
 }
 
@@ -854,6 +994,7 @@ impl<S> Clone for Count<S> {
     fn clone(&self) -> Self {
         Count {
             name: self.name,
+            idle: Idle::default(),
             _s: PhantomData,
         }
     }
@@ -870,6 +1011,7 @@ impl<S> std::fmt::Debug for Count<S> {
 pub fn count<S: WindowedHandle<'static, Value = u64>>() -> Count<S> {
     Count {
         name: S::NAME,
+        idle: Idle::default(),
         _s: PhantomData,
     }
 }
@@ -889,6 +1031,7 @@ where
         records: &[Record<S::Key, V>],
         ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
     ) -> Result<()> {
+        self.idle.seen(ctx.wall_clock_time());
         let store = bind_state::<S, _, _>(ctx)?;
         S::Kind::run(
             store,
@@ -905,6 +1048,7 @@ where
 /// The windowed reduce operator ([`reduce`]).
 pub struct Reduce<S, F> {
     name: &'static str,
+    idle: Idle,
     f: F,
     _s: PhantomData<fn() -> S>,
 }
@@ -913,6 +1057,7 @@ impl<S, F: Clone> Clone for Reduce<S, F> {
     fn clone(&self) -> Self {
         Reduce {
             name: self.name,
+            idle: Idle::default(),
             f: self.f.clone(),
             _s: PhantomData,
         }
@@ -935,6 +1080,7 @@ where
 {
     Reduce {
         name: S::NAME,
+        idle: Idle::default(),
         f,
         _s: PhantomData,
     }
@@ -956,6 +1102,7 @@ where
         records: &[Record<S::Key, S::Value>],
         ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
     ) -> Result<()> {
+        self.idle.seen(ctx.wall_clock_time());
         let store = bind_state::<S, _, _>(ctx)?;
         let f = std::cell::RefCell::new(&mut self.f);
         S::Kind::run(
@@ -976,6 +1123,7 @@ where
 /// The windowed aggregate operator over time or sliding windows ([`aggregate`]).
 pub struct Aggregate<S, V, I, F> {
     name: &'static str,
+    idle: Idle,
     init: I,
     add: F,
     _s: PhantomData<fn(V) -> S>,
@@ -985,6 +1133,7 @@ impl<S, V, I: Clone, F: Clone> Clone for Aggregate<S, V, I, F> {
     fn clone(&self) -> Self {
         Aggregate {
             name: self.name,
+            idle: Idle::default(),
             init: self.init.clone(),
             add: self.add.clone(),
             _s: PhantomData,
@@ -1010,6 +1159,7 @@ where
 {
     Aggregate {
         name: S::NAME,
+        idle: Idle::default(),
         init,
         add,
         _s: PhantomData,
@@ -1035,6 +1185,7 @@ where
         records: &[Record<S::Key, V>],
         ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
     ) -> Result<()> {
+        self.idle.seen(ctx.wall_clock_time());
         let store = bind_state::<S, _, _>(ctx)?;
         TimeWindowState::new(store, S::windowing()).aggregate(
             records,
@@ -1048,6 +1199,7 @@ where
 /// The session aggregate operator ([`aggregate_sessions`]).
 pub struct AggregateSessions<S, V, I, F, M> {
     name: &'static str,
+    idle: Idle,
     init: I,
     add: F,
     merge: M,
@@ -1058,6 +1210,7 @@ impl<S, V, I: Clone, F: Clone, M: Clone> Clone for AggregateSessions<S, V, I, F,
     fn clone(&self) -> Self {
         AggregateSessions {
             name: self.name,
+            idle: Idle::default(),
             init: self.init.clone(),
             add: self.add.clone(),
             merge: self.merge.clone(),
@@ -1090,6 +1243,7 @@ where
 {
     AggregateSessions {
         name: S::NAME,
+        idle: Idle::default(),
         init,
         add,
         merge,
@@ -1117,6 +1271,7 @@ where
         records: &[Record<S::Key, V>],
         ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
     ) -> Result<()> {
+        self.idle.seen(ctx.wall_clock_time());
         let store = bind_state::<S, _, _>(ctx)?;
         SessionWindowState::new(store, S::windowing()).aggregate(
             records,
