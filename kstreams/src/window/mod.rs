@@ -13,20 +13,20 @@
 //!
 //! - **Stream time** is the operator's store's: [`WindowStore::stream_time`] /
 //!   `SessionStore::stream_time` read it (persisted in the store, in the batch's transaction),
-//!   [`OperatorTime`] follows it record by record (the current record included), and
+//!   `OperatorTime` follows it record by record (the current record included), and
 //!   `advance_stream_time_logged` (on both stores) writes it back *and logs it to the changelog*
 //!   (a reserved 9-byte key that no Kafka Streams window or session key can be), so a restart,
 //!   and a restore after the state directory is lost, neither re-emit a final window nor accept
 //!   a record that was late before. Call it once per batch, at the end, after emitting.
-//! - **Records that cannot be windowed**: [`admit`] sends a record of negative timestamp through
+//! - **Records that cannot be windowed**: `admit` sends a record of negative timestamp through
 //!   the processing policy (Kafka Streams drops them with a metric; here it is a bad record,
-//!   never a silent drop); [`late`] handles a record too late for every window (metric
+//!   never a silent drop); `late` handles a record too late for every window (metric
 //!   `kstreams_late_records_total{processor, store}`, DEBUG log, and the dead-letter topic with
 //!   headers `kstreams.late.*` under [`OnLate::DeadLetter`]).
-//! - **Emission on close**: [`closing_range`] says which windows a batch made final (those whose
+//! - **Emission on close**: `closing_range` says which windows a batch made final (those whose
 //!   `end` is in `(before − grace, now − grace]`); fetch them *before* advancing the store (the
 //!   store hides windows past its retention, KAFKA-12960), forward them in (end, start, key
-//!   bytes) order with [`final_timestamp`], then advance.
+//!   bytes) order with `final_timestamp`, then advance.
 
 use std::marker::PhantomData;
 use std::time::Duration;
