@@ -405,6 +405,7 @@ pub(crate) fn store(s: &StoreAlias, args: &StoreArgs, name: &LitStr) -> TokenStr
         vis,
         ident,
         ty,
+        kind: _,
         key,
         value,
     } = s;

@@ -235,6 +235,9 @@ mod entry {
             ),
         }
         let parsed = ast::store_alias(item, &mut errors);
+        if let Some(model) = &parsed.model {
+            valid::check_store(model, &args, &mut errors);
+        }
         let out = match (errors.finish(), &parsed.model, &args.name) {
             (Ok(()), Some(model), Some(name)) => expand::store(model, &args, name),
             (Err(e), _, _) => fallback::store(&parsed, e),
