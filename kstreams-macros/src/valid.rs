@@ -81,18 +81,17 @@ pub(crate) fn check_processor(f: &ProcessorFn, errors: &mut Errors) {
     }
 }
 
-/// What the default retention adds the grace to, and the words for it: Kafka Streams'
-/// `size + grace` (time windows), `2 × difference + grace` (sliding windows:
-/// `SlidingWindowedKStreamImpl`, a new record may need windows that old), `gap + grace`
-/// (sessions).
+/// What the least retention adds the grace to, and the words for it: `size + grace` (time
+/// windows), `difference + grace` (sliding windows), `gap + grace` (sessions); the runtime's
+/// default (`Windows::default_retention_ms`) is the same.
 pub(crate) fn retention_base(form: &WindowForm) -> (u64, String) {
     match form {
         WindowForm::Tumbling { size } | WindowForm::Hopping { size, .. } => {
             (size.ms, format!("the size {:?}", size.lit.value()))
         }
         WindowForm::Sliding { difference } => (
-            difference.ms.saturating_mul(2),
-            format!("2 × the difference {:?}", difference.lit.value()),
+            difference.ms,
+            format!("the difference {:?}", difference.lit.value()),
         ),
         WindowForm::Session { gap } => (gap.ms, format!("the gap {:?}", gap.lit.value())),
     }
@@ -229,7 +228,7 @@ mod tests {
                     name = "v",
                     window = sliding(difference = "1m"),
                     grace = "1s",
-                    retention = "121s"
+                    retention = "61s"
                 ),
                 &window,
             ),
@@ -326,11 +325,11 @@ mod tests {
                     name = "v",
                     window = sliding(difference = "1m"),
                     grace = "10s",
-                    retention = "70s"
+                    retention = "69s"
                 ),
                 &window,
                 vec![
-                    "the retention \"70s\" is shorter than 2 × the difference \"1m\" plus the grace \"10s\" (130000 ms)",
+                    "the retention \"69s\" is shorter than the difference \"1m\" plus the grace \"10s\" (70000 ms)",
                 ],
             ),
             (
