@@ -4,6 +4,7 @@
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+pub mod aggregate;
 pub mod context;
 pub mod error;
 pub(crate) mod exec;
@@ -20,6 +21,7 @@ pub mod store;
 pub mod task;
 pub mod testing;
 pub mod topology;
+pub mod window;
 
 pub use context::{Context, Emit, InitContext, Punctuation, PunctuationType};
 pub use error::{Error, Result};
@@ -28,6 +30,7 @@ pub use processor::{BatchProcessor, PerRecord, Processor, ProcessorReturn, Slice
 pub use record::{Headers, Origin, Record};
 pub use store::{Backend, KeyValue, KeyValueStore, StoreHandle, StoreSpec};
 pub use topology::{Stream, Topology, TopologyBuilder};
+pub use window::{SessionKeyValue, SessionWindowed, Window, WindowKeyValue, Windowed};
 
 /// Turns a function over a batch of records into a [`BatchProcessor`].
 ///

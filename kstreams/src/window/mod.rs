@@ -1,0 +1,907 @@
+//! Windowed aggregation: window definitions, windowed keys, the state handles a custom windowed
+//! aggregation is written against, and the library operators `count`, `reduce`, `aggregate`.
+//!
+//! Owns: [`Window`], [`Windowed`], [`SessionWindowed`] and their serdes (Java's wire format),
+//! the definitions [`TimeWindows`], [`SlidingWindows`], [`SessionWindows`] (grace is required),
+//! [`Windowing`] (what a windowed `#[store]` declares), [`TimeWindowState`] and
+//! [`SessionWindowState`] (the handles' aggregations), and the operators. It decides stream time,
+//! lateness and emission; the stores under it (`store::window`, `store::session`) only keep
+//! windows and a stream time the operator gives them.
+//!
+//! Session windows (`session.rs`) and sliding windows (`sliding.rs`) are their own files; they
+//! share the helpers of this module (stream time, late records, emission order).
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::processor::BatchProcessor;
+use crate::record::Record;
+use crate::store::{KeyValueStore, StoreHandle, StoreSpec};
+
+mod serde;
+pub mod session;
+pub mod sliding;
+
+pub use serde::{SessionWindowedSerde, TimeWindowedSerde};
+
+/// A window: `[start, end)` for time and sliding windows; for a session, `start` is the first
+/// record's timestamp and `end` the last record's (both included, as Kafka's `SessionWindow`).
+/// Milliseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Window {
+    /// The window's start.
+    pub start: i64,
+    /// The window's end (exclusive for time and sliding windows, inclusive for sessions).
+    pub end: i64,
+}
+
+/// The key of a time- or sliding-windowed result: the record's key and its window. Its default
+/// serde is [`TimeWindowedSerde`] (Java's bytes).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Windowed<K> {
+    /// The record's key.
+    pub key: K,
+    /// The window.
+    pub window: Window,
+}
+
+/// The key of a session-windowed result: the record's key and its session. Its default serde is
+/// [`SessionWindowedSerde`] (Java's bytes).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionWindowed<K> {
+    /// The record's key.
+    pub key: K,
+    /// The session: first and last record's timestamps.
+    pub window: Window,
+}
+
+fn ms(what: &str, d: Duration) -> Result<i64> {
+    i64::try_from(d.as_millis())
+        .map_err(|_| Error::Config(format!("the {what} {d:?} does not fit in i64 milliseconds")))
+}
+
+fn at_least_1ms(what: &str, d: Duration) -> Result<i64> {
+    let v = ms(what, d)?;
+    if v < 1 {
+        return Err(Error::Config(format!(
+            "the {what} must be at least 1 ms, not {d:?}"
+        )));
+    }
+    Ok(v)
+}
+
+/// Tumbling or hopping time windows: `[start, start + size)`, starts multiples of the advance
+/// from the epoch (Java's `TimeWindows`). Grace is required.
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::window::{TimeWindows, Window};
+/// let w = TimeWindows::hopping(Duration::from_secs(10), Duration::from_secs(5), Duration::ZERO)?;
+/// let starts: Vec<i64> = w.windows_for(12_000).map(|w| w.start).collect();
+/// assert_eq!(starts, [5_000, 10_000]);
+/// assert!(TimeWindows::hopping(Duration::from_secs(5), Duration::from_secs(10), Duration::ZERO).is_err());
+/// # Ok::<(), kstreams::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TimeWindows {
+    size_ms: i64,
+    advance_ms: i64,
+    grace_ms: i64,
+}
+
+impl TimeWindows {
+    /// Tumbling windows of `size` (the advance is the size). Fails if `size` is under 1 ms.
+    pub fn tumbling(size: Duration, grace: Duration) -> Result<TimeWindows> {
+        Self::hopping(size, size, grace)
+    }
+
+    /// Hopping windows of `size`, one starting every `advance`. Fails if `size` or `advance`
+    /// is under 1 ms, or `advance` is larger than `size` (Java's rule).
+    pub fn hopping(size: Duration, advance: Duration, grace: Duration) -> Result<TimeWindows> {
+        let size_ms = at_least_1ms("window size", size)?;
+        let advance_ms = at_least_1ms("window advance", advance)?;
+        let grace_ms = ms("grace", grace)?;
+        if advance_ms > size_ms {
+            return Err(Error::Config(format!(
+                "the window advance ({advance:?}) must not be larger than the window size ({size:?})"
+            )));
+        }
+        Ok(TimeWindows {
+            size_ms,
+            advance_ms,
+            grace_ms,
+        })
+    }
+
+    /// Validated by the caller (the `#[store]` macro checks its literals).
+    pub(crate) fn from_ms(size_ms: i64, advance_ms: i64, grace_ms: i64) -> TimeWindows {
+        let size_ms = size_ms.max(1);
+        TimeWindows {
+            size_ms,
+            advance_ms: advance_ms.clamp(1, size_ms),
+            grace_ms: grace_ms.max(0),
+        }
+    }
+
+    /// The window size in milliseconds.
+    pub fn size_ms(&self) -> i64 {
+        self.size_ms
+    }
+
+    /// The advance in milliseconds (the size for tumbling windows).
+    pub fn advance_ms(&self) -> i64 {
+        self.advance_ms
+    }
+
+    /// The grace in milliseconds.
+    pub fn grace_ms(&self) -> i64 {
+        self.grace_ms
+    }
+
+    /// The windows a record at `timestamp` belongs to, by start (Java's `windowsFor`); none for
+    /// a negative timestamp.
+    pub fn windows_for(&self, timestamp: i64) -> impl Iterator<Item = Window> + use<> {
+        let (size, advance) = (self.size_ms, self.advance_ms);
+        let first =
+            (timestamp.saturating_sub(size).saturating_add(advance)).max(0) / advance * advance;
+        let mut next = (timestamp >= 0).then_some(first);
+        std::iter::from_fn(move || {
+            let start = next.filter(|s| *s <= timestamp)?;
+            next = start.checked_add(advance);
+            Some(Window {
+                start,
+                end: start.saturating_add(size),
+            })
+        })
+    }
+}
+
+/// Sliding windows (KIP-450, Java's `SlidingWindows`): windows of `time_difference` that a
+/// record's timestamp defines, both ends inclusive in Java's terms. Grace is required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SlidingWindows {
+    difference_ms: i64,
+    grace_ms: i64,
+}
+
+impl SlidingWindows {
+    /// Sliding windows of `time_difference` (at least 1 ms).
+    pub fn new(time_difference: Duration, grace: Duration) -> Result<SlidingWindows> {
+        Ok(SlidingWindows {
+            difference_ms: at_least_1ms("sliding window time difference", time_difference)?,
+            grace_ms: ms("grace", grace)?,
+        })
+    }
+
+    pub(crate) fn from_ms(difference_ms: i64, grace_ms: i64) -> SlidingWindows {
+        SlidingWindows {
+            difference_ms: difference_ms.max(1),
+            grace_ms: grace_ms.max(0),
+        }
+    }
+
+    /// The time difference in milliseconds.
+    pub fn difference_ms(&self) -> i64 {
+        self.difference_ms
+    }
+
+    /// The grace in milliseconds.
+    pub fn grace_ms(&self) -> i64 {
+        self.grace_ms
+    }
+}
+
+/// Session windows (Java's `SessionWindows`): a key's records closer than `gap` to each other
+/// form one session. Grace is required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionWindows {
+    gap_ms: i64,
+    grace_ms: i64,
+}
+
+impl SessionWindows {
+    /// Sessions of inactivity gap `gap` (at least 1 ms).
+    pub fn new(gap: Duration, grace: Duration) -> Result<SessionWindows> {
+        Ok(SessionWindows {
+            gap_ms: at_least_1ms("session gap", gap)?,
+            grace_ms: ms("grace", grace)?,
+        })
+    }
+
+    pub(crate) fn from_ms(gap_ms: i64, grace_ms: i64) -> SessionWindows {
+        SessionWindows {
+            gap_ms: gap_ms.max(1),
+            grace_ms: grace_ms.max(0),
+        }
+    }
+
+    /// The inactivity gap in milliseconds.
+    pub fn gap_ms(&self) -> i64 {
+        self.gap_ms
+    }
+
+    /// The grace in milliseconds.
+    pub fn grace_ms(&self) -> i64 {
+        self.grace_ms
+    }
+}
+
+/// What a windowed store declaration holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Windows {
+    /// Tumbling or hopping windows.
+    Time(TimeWindows),
+    /// Sliding windows.
+    Sliding(SlidingWindows),
+    /// Session windows.
+    Session(SessionWindows),
+}
+
+impl Windows {
+    /// The grace in milliseconds.
+    pub fn grace_ms(&self) -> i64 {
+        match self {
+            Windows::Time(w) => w.grace_ms,
+            Windows::Sliding(w) => w.grace_ms,
+            Windows::Session(w) => w.grace_ms,
+        }
+    }
+
+    /// The default retention: size + grace (time), difference + grace (sliding), gap + grace
+    /// (sessions), as Kafka Streams.
+    pub fn default_retention_ms(&self) -> i64 {
+        let span = match self {
+            Windows::Time(w) => w.size_ms,
+            Windows::Sliding(w) => w.difference_ms,
+            Windows::Session(w) => w.gap_ms,
+        };
+        span.saturating_add(self.grace_ms())
+    }
+}
+
+/// When a windowed aggregation forwards results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum EmitStrategy {
+    /// Every change of a window is forwarded (Kafka Streams' default).
+    #[default]
+    OnWindowUpdate,
+    /// Each window is forwarded once, when it is final (`end + grace <= stream time`; KIP-825).
+    OnWindowClose,
+}
+
+/// What to do with a record too late for every window it belongs to. It is always counted
+/// (`kstreams_late_records_total{processor, store}`) and logged at DEBUG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum OnLate {
+    /// Nothing more.
+    #[default]
+    Drop,
+    /// Also written to the application's dead-letter topic, with headers saying why (late, its
+    /// timestamp, the stream time, the grace).
+    DeadLetter,
+}
+
+/// A windowed store's declaration: its windows, emit strategy, late-record policy, retention
+/// and the idle opt-in.
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::window::{EmitStrategy, TimeWindows, Windowing, Windows};
+/// let w = Windowing::new(Windows::Time(TimeWindows::tumbling(Duration::from_secs(60), Duration::from_secs(10))?))
+///     .emit(EmitStrategy::OnWindowClose);
+/// assert_eq!(w.retention_ms(), 70_000);
+/// assert!(w.clone().retention(Duration::from_secs(30)).is_err());
+/// # Ok::<(), kstreams::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Windowing {
+    windows: Windows,
+    emit: EmitStrategy,
+    on_late: OnLate,
+    retention_ms: i64,
+    idle_advance_ms: Option<i64>,
+}
+
+impl Windowing {
+    /// These windows, emitting on update, dropping late records, with the default retention.
+    pub fn new(windows: Windows) -> Windowing {
+        Windowing {
+            windows,
+            emit: EmitStrategy::default(),
+            on_late: OnLate::default(),
+            retention_ms: windows.default_retention_ms(),
+            idle_advance_ms: None,
+        }
+    }
+
+    pub(crate) fn from_parts(
+        windows: Windows,
+        emit: EmitStrategy,
+        on_late: OnLate,
+        retention_ms: Option<i64>,
+        idle_advance_ms: Option<i64>,
+    ) -> Windowing {
+        let default = windows.default_retention_ms();
+        Windowing {
+            windows,
+            emit,
+            on_late,
+            retention_ms: retention_ms.map_or(default, |r| r.max(default)),
+            idle_advance_ms: idle_advance_ms.map(|i| i.max(1)),
+        }
+    }
+
+    /// The same, with this emit strategy.
+    #[must_use]
+    pub fn emit(mut self, emit: EmitStrategy) -> Windowing {
+        self.emit = emit;
+        self
+    }
+
+    /// The same, with this late-record policy.
+    #[must_use]
+    pub fn on_late(mut self, on_late: OnLate) -> Windowing {
+        self.on_late = on_late;
+        self
+    }
+
+    /// The same, with this retention; fails when it is shorter than the default (size, time
+    /// difference or gap, plus grace).
+    pub fn retention(mut self, retention: Duration) -> Result<Windowing> {
+        let r = ms("retention", retention)?;
+        if r < self.windows.default_retention_ms() {
+            return Err(Error::Config(format!(
+                "the retention ({retention:?}) must be at least the window's span plus the grace ({} ms)",
+                self.windows.default_retention_ms()
+            )));
+        }
+        self.retention_ms = r;
+        Ok(self)
+    }
+
+    /// The same, advancing the operator's stream time with the wall clock once its task has seen
+    /// no record for `idle` (so the last windows of an idle partition close). A difference from
+    /// Kafka Streams, opt-in.
+    #[must_use]
+    pub fn advance_when_idle(mut self, idle: Duration) -> Windowing {
+        self.idle_advance_ms = Some(i64::try_from(idle.as_millis()).unwrap_or(i64::MAX).max(1));
+        self
+    }
+
+    /// The windows.
+    pub fn windows(&self) -> Windows {
+        self.windows
+    }
+
+    /// The emit strategy.
+    pub fn emit_strategy(&self) -> EmitStrategy {
+        self.emit
+    }
+
+    /// The late-record policy.
+    pub fn late_policy(&self) -> OnLate {
+        self.on_late
+    }
+
+    /// The store's retention in milliseconds.
+    pub fn retention_ms(&self) -> i64 {
+        self.retention_ms
+    }
+
+    /// The idle time after which stream time follows the wall clock, if opted in.
+    pub fn idle_advance_ms(&self) -> Option<i64> {
+        self.idle_advance_ms
+    }
+
+    /// The declaration of the store these windows keep: a window store (size = the window size,
+    /// or the time difference for sliding windows) or a session store, with the retention.
+    pub fn store_spec(&self, spec: StoreSpec) -> StoreSpec {
+        spec.windowing(self)
+    }
+}
+
+/// The type a windowed `#[kstreams::store]` alias names for time or sliding windows: keys `K`,
+/// aggregates `A`. A marker, like [`KeyValue`](crate::KeyValue).
+pub struct WindowKeyValue<K, A>(PhantomData<fn() -> (K, A)>);
+
+/// The type a session-windowed `#[kstreams::store]` alias names: keys `K`, aggregates `A`.
+pub struct SessionKeyValue<K, A>(PhantomData<fn() -> (K, A)>);
+
+impl<K, A> std::fmt::Debug for WindowKeyValue<K, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WindowKeyValue")
+    }
+}
+
+impl<K, A> std::fmt::Debug for SessionKeyValue<K, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionKeyValue")
+    }
+}
+
+/// A windowed store handle (made by `#[kstreams::store(window = ...)]`): its windows and the
+/// kind of its results.
+pub trait WindowedHandle<'t>: StoreHandle<'t> {
+    /// [`TimeKind`] (time and sliding windows) or [`SessionKind`]: says the output types.
+    type Kind: WindowKind<Self::Key, Self::Value>;
+    /// The declaration's windows, emit strategy and late-record policy.
+    fn windowing() -> Windowing;
+}
+
+/// The results of time and sliding windows: `(Windowed<K>, A)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimeKind;
+
+/// The results of session windows: `(SessionWindowed<K>, Option<A>)` (`None`: a merged-away
+/// session, on update).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionKind;
+
+/// The kind of a windowed store: its output types, and how the library operators run on it.
+pub trait WindowKind<K, A>: 'static {
+    /// The key of the results.
+    type OutKey: Send + 'static;
+    /// The value of the results.
+    type OutValue: Send + 'static;
+
+    /// Runs an aggregation on the store (the operators' common body). A new window's aggregate
+    /// is `first(record)` (the record is not then added); `merge` is used by sessions only.
+    #[doc(hidden)]
+    fn run<V: 'static>(
+        store: KeyValueStore<'_, K, A>,
+        windowing: Windowing,
+        records: &[Record<K, V>],
+        out: &mut Context<'_, Self::OutKey, Self::OutValue>,
+        first: &mut dyn FnMut(&Record<K, V>) -> A,
+        add: &mut dyn FnMut(&mut A, &Record<K, V>),
+        merge: &mut dyn FnMut(&K, A, A) -> A,
+    ) -> Result<()>;
+}
+
+impl<K: Clone + Send + 'static, A: Clone + Send + 'static> WindowKind<K, A> for TimeKind {
+    type OutKey = Windowed<K>;
+    type OutValue = A;
+
+    fn run<V: 'static>(
+        store: KeyValueStore<'_, K, A>,
+        windowing: Windowing,
+        records: &[Record<K, V>],
+        out: &mut Context<'_, Windowed<K>, A>,
+        first: &mut dyn FnMut(&Record<K, V>) -> A,
+        add: &mut dyn FnMut(&mut A, &Record<K, V>),
+        _merge: &mut dyn FnMut(&K, A, A) -> A,
+    ) -> Result<()> {
+        TimeWindowState::new(store, windowing).aggregate_first(records, out, first, add)
+    }
+}
+
+impl<K: Clone + Send + 'static, A: Clone + Send + 'static> WindowKind<K, A> for SessionKind {
+    type OutKey = SessionWindowed<K>;
+    type OutValue = Option<A>;
+
+    fn run<V: 'static>(
+        store: KeyValueStore<'_, K, A>,
+        windowing: Windowing,
+        records: &[Record<K, V>],
+        out: &mut Context<'_, SessionWindowed<K>, Option<A>>,
+        first: &mut dyn FnMut(&Record<K, V>) -> A,
+        add: &mut dyn FnMut(&mut A, &Record<K, V>),
+        merge: &mut dyn FnMut(&K, A, A) -> A,
+    ) -> Result<()> {
+        SessionWindowState::new(store, windowing).aggregate_first(records, out, first, add, merge)
+    }
+}
+
+/// The state of a time- or sliding-windowed store, bound to the batch's transaction: what a
+/// windowed `#[store]` handle derefs to. See [`aggregate`](Self::aggregate).
+pub struct TimeWindowState<'t, K, A> {
+    pub(crate) store: KeyValueStore<'t, K, A>,
+    pub(crate) windowing: Windowing,
+}
+
+impl<K, A> std::fmt::Debug for TimeWindowState<'_, K, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimeWindowState")
+            .field("windowing", &self.windowing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'t, K, A> TimeWindowState<'t, K, A> {
+    pub(crate) fn new(store: KeyValueStore<'t, K, A>, windowing: Windowing) -> Self {
+        TimeWindowState { store, windowing }
+    }
+
+    /// The store's windowing.
+    pub fn windowing(&self) -> &Windowing {
+        &self.windowing
+    }
+}
+
+impl<'t, K: Clone + 'static, A: Clone + 'static> TimeWindowState<'t, K, A> {
+    /// Puts each record into its windows (in batch order; stream time = the largest timestamp
+    /// so far, the current record included), skips windows already closed (`end + grace <=
+    /// stream time`; a record with no open window is late: counted, and dead-lettered under
+    /// [`OnLate::DeadLetter`]), updates the aggregates in the store, and forwards per the emit
+    /// strategy: on update, one result per window changed (per record); on close, each window
+    /// once when it becomes final, in (window end, window start, key bytes) order. Stream time
+    /// is persisted with the state (same transaction, changelogged), so a restart neither
+    /// re-emits nor reopens.
+    pub fn aggregate<V>(
+        &mut self,
+        records: &[Record<K, V>],
+        out: &mut Context<'_, Windowed<K>, A>,
+        init: impl FnMut(&K) -> A,
+        add: impl FnMut(&mut A, &Record<K, V>),
+    ) -> Result<()> {
+        let (mut init, add) = (init, std::cell::RefCell::new(add));
+        self.aggregate_first(
+            records,
+            out,
+            |r| {
+                let mut a = init(&r.key);
+                (add.borrow_mut())(&mut a, r);
+                a
+            },
+            |a, r| (add.borrow_mut())(a, r),
+        )
+    }
+
+    /// [`aggregate`](Self::aggregate) where a new window's aggregate is `first(record)` (the
+    /// record is not then added): what `reduce` needs. Sliding windows go to `sliding.rs`.
+    pub(crate) fn aggregate_first<V>(
+        &mut self,
+        records: &[Record<K, V>],
+        out: &mut Context<'_, Windowed<K>, A>,
+        first: impl FnMut(&Record<K, V>) -> A,
+        add: impl FnMut(&mut A, &Record<K, V>),
+    ) -> Result<()> {
+        if let Windows::Sliding(_) = self.windowing.windows {
+            return sliding::aggregate_first(self, records, out, first, add);
+        }
+        let _ = (records, out, first, add);
+        Err(Error::Config(
+            "windowed aggregation: not implemented yet".into(),
+        ))
+    }
+}
+
+/// The state of a session-windowed store, bound to the batch's transaction: what a session
+/// `#[store]` handle derefs to. Its `aggregate` is in `window/session.rs`.
+pub struct SessionWindowState<'t, K, A> {
+    pub(crate) store: KeyValueStore<'t, K, A>,
+    pub(crate) windowing: Windowing,
+}
+
+impl<K, A> std::fmt::Debug for SessionWindowState<'_, K, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionWindowState")
+            .field("windowing", &self.windowing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'t, K, A> SessionWindowState<'t, K, A> {
+    pub(crate) fn new(store: KeyValueStore<'t, K, A>, windowing: Windowing) -> Self {
+        SessionWindowState { store, windowing }
+    }
+
+    /// The store's windowing.
+    pub fn windowing(&self) -> &Windowing {
+        &self.windowing
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The library operators.
+
+/// Binds the windowed store of handle `S` declared by the node of `ctx`.
+fn bind_state<'a, S, OK: 'static, OV: 'static>(
+    ctx: &Context<'a, OK, OV>,
+) -> Result<KeyValueStore<'a, S::Key, S::Value>>
+where
+    S: WindowedHandle<'static>,
+{
+    let binder = crate::__private::binder(ctx);
+    binder.bind_any_named::<S::Key, S::Value>(S::NAME)
+}
+
+macro_rules! operator_common {
+    () => {
+        fn stores(&self) -> Vec<StoreSpec> {
+            vec![S::spec()]
+        }
+        fn node_name(&self) -> Option<&str> {
+            Some(self.name)
+        }
+    };
+}
+
+/// The windowed count operator ([`count`]).
+pub struct Count<S> {
+    name: &'static str,
+    _s: PhantomData<fn() -> S>,
+}
+
+impl<S> Clone for Count<S> {
+    fn clone(&self) -> Self {
+        Count {
+            name: self.name,
+            _s: PhantomData,
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for Count<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Count").field("name", &self.name).finish()
+    }
+}
+
+/// Counts records per key and window of the windowed store `S`: outputs `(Windowed<K>, u64)`
+/// for time and sliding windows, `(SessionWindowed<K>, Option<u64>)` for sessions.
+pub fn count<S: WindowedHandle<'static, Value = u64>>() -> Count<S> {
+    Count {
+        name: S::NAME,
+        _s: PhantomData,
+    }
+}
+
+impl<S, V> BatchProcessor<S::Key, V> for Count<S>
+where
+    S: WindowedHandle<'static, Value = u64> + 'static,
+    V: 'static,
+{
+    type OutKey = <S::Kind as WindowKind<S::Key, u64>>::OutKey;
+    type OutValue = <S::Kind as WindowKind<S::Key, u64>>::OutValue;
+
+    operator_common!();
+
+    fn process_batch(
+        &mut self,
+        records: &[Record<S::Key, V>],
+        ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
+    ) -> Result<()> {
+        let store = bind_state::<S, _, _>(ctx)?;
+        S::Kind::run(
+            store,
+            S::windowing(),
+            records,
+            ctx,
+            &mut |_| 0,
+            &mut |n, _| *n += 1,
+            &mut |_, a, b| a + b,
+        )
+    }
+}
+
+/// The windowed reduce operator ([`reduce`]).
+pub struct Reduce<S, F> {
+    name: &'static str,
+    f: F,
+    _s: PhantomData<fn() -> S>,
+}
+
+impl<S, F: Clone> Clone for Reduce<S, F> {
+    fn clone(&self) -> Self {
+        Reduce {
+            name: self.name,
+            f: self.f.clone(),
+            _s: PhantomData,
+        }
+    }
+}
+
+impl<S, F> std::fmt::Debug for Reduce<S, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reduce").field("name", &self.name).finish()
+    }
+}
+
+/// Reduces the values of each key and window of `S` with `f` (values of the store's type `A`):
+/// a window's first value is its aggregate, each next one makes it `f(&aggregate, &value)`;
+/// merged sessions are `f(&a, &b)`. Outputs as [`count`].
+pub fn reduce<S, F>(f: F) -> Reduce<S, F>
+where
+    S: WindowedHandle<'static>,
+    F: FnMut(&S::Value, &S::Value) -> S::Value + Send + 'static,
+{
+    Reduce {
+        name: S::NAME,
+        f,
+        _s: PhantomData,
+    }
+}
+
+impl<S, F> BatchProcessor<S::Key, S::Value> for Reduce<S, F>
+where
+    S: WindowedHandle<'static> + 'static,
+    S::Value: Clone,
+    F: FnMut(&S::Value, &S::Value) -> S::Value + Send + 'static,
+{
+    type OutKey = <S::Kind as WindowKind<S::Key, S::Value>>::OutKey;
+    type OutValue = <S::Kind as WindowKind<S::Key, S::Value>>::OutValue;
+
+    operator_common!();
+
+    fn process_batch(
+        &mut self,
+        records: &[Record<S::Key, S::Value>],
+        ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
+    ) -> Result<()> {
+        let store = bind_state::<S, _, _>(ctx)?;
+        let f = std::cell::RefCell::new(&mut self.f);
+        S::Kind::run(
+            store,
+            S::windowing(),
+            records,
+            ctx,
+            &mut |r| r.value.clone(),
+            &mut |a, r| {
+                let next = (f.borrow_mut())(a, &r.value);
+                *a = next;
+            },
+            &mut |_, a, b| (f.borrow_mut())(&a, &b),
+        )
+    }
+}
+
+/// The windowed aggregate operator over time or sliding windows ([`aggregate`]).
+pub struct Aggregate<S, V, I, F> {
+    name: &'static str,
+    init: I,
+    add: F,
+    _s: PhantomData<fn(V) -> S>,
+}
+
+impl<S, V, I: Clone, F: Clone> Clone for Aggregate<S, V, I, F> {
+    fn clone(&self) -> Self {
+        Aggregate {
+            name: self.name,
+            init: self.init.clone(),
+            add: self.add.clone(),
+            _s: PhantomData,
+        }
+    }
+}
+
+impl<S, V, I, F> std::fmt::Debug for Aggregate<S, V, I, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aggregate")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// Aggregates the records of each key and time (or sliding) window of `S`: a new window starts
+/// at `init(key)`, then `add(&mut aggregate, record)` for each record. Outputs `(Windowed<K>, A)`.
+pub fn aggregate<S, V, I, F>(init: I, add: F) -> Aggregate<S, V, I, F>
+where
+    S: WindowedHandle<'static, Kind = TimeKind>,
+    I: FnMut(&S::Key) -> S::Value + Send + 'static,
+    F: FnMut(&mut S::Value, &Record<S::Key, V>) + Send + 'static,
+{
+    Aggregate {
+        name: S::NAME,
+        init,
+        add,
+        _s: PhantomData,
+    }
+}
+
+impl<S, V, I, F> BatchProcessor<S::Key, V> for Aggregate<S, V, I, F>
+where
+    S: WindowedHandle<'static, Kind = TimeKind> + 'static,
+    S::Key: Clone + Send,
+    S::Value: Clone + Send,
+    V: 'static,
+    I: FnMut(&S::Key) -> S::Value + Send + 'static,
+    F: FnMut(&mut S::Value, &Record<S::Key, V>) + Send + 'static,
+{
+    type OutKey = Windowed<S::Key>;
+    type OutValue = S::Value;
+
+    operator_common!();
+
+    fn process_batch(
+        &mut self,
+        records: &[Record<S::Key, V>],
+        ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
+    ) -> Result<()> {
+        let store = bind_state::<S, _, _>(ctx)?;
+        TimeWindowState::new(store, S::windowing()).aggregate(
+            records,
+            ctx,
+            &mut self.init,
+            &mut self.add,
+        )
+    }
+}
+
+/// The session aggregate operator ([`aggregate_sessions`]).
+pub struct AggregateSessions<S, V, I, F, M> {
+    name: &'static str,
+    init: I,
+    add: F,
+    merge: M,
+    _s: PhantomData<fn(V) -> S>,
+}
+
+impl<S, V, I: Clone, F: Clone, M: Clone> Clone for AggregateSessions<S, V, I, F, M> {
+    fn clone(&self) -> Self {
+        AggregateSessions {
+            name: self.name,
+            init: self.init.clone(),
+            add: self.add.clone(),
+            merge: self.merge.clone(),
+            _s: PhantomData,
+        }
+    }
+}
+
+impl<S, V, I, F, M> std::fmt::Debug for AggregateSessions<S, V, I, F, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AggregateSessions")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// Aggregates the records of each key and session of `S`: a new session starts at
+/// `init(key)`, `add` adds a record, `merge(key, a, b)` combines two sessions a record joins.
+/// Outputs `(SessionWindowed<K>, Option<A>)`.
+pub fn aggregate_sessions<S, V, I, F, M>(
+    init: I,
+    add: F,
+    merge: M,
+) -> AggregateSessions<S, V, I, F, M>
+where
+    S: WindowedHandle<'static, Kind = SessionKind>,
+    I: FnMut(&S::Key) -> S::Value + Send + 'static,
+    F: FnMut(&mut S::Value, &Record<S::Key, V>) + Send + 'static,
+    M: FnMut(&S::Key, S::Value, S::Value) -> S::Value + Send + 'static,
+{
+    AggregateSessions {
+        name: S::NAME,
+        init,
+        add,
+        merge,
+        _s: PhantomData,
+    }
+}
+
+impl<S, V, I, F, M> BatchProcessor<S::Key, V> for AggregateSessions<S, V, I, F, M>
+where
+    S: WindowedHandle<'static, Kind = SessionKind> + 'static,
+    S::Key: Clone + Send,
+    S::Value: Clone + Send,
+    V: 'static,
+    I: FnMut(&S::Key) -> S::Value + Send + 'static,
+    F: FnMut(&mut S::Value, &Record<S::Key, V>) + Send + 'static,
+    M: FnMut(&S::Key, S::Value, S::Value) -> S::Value + Send + 'static,
+{
+    type OutKey = SessionWindowed<S::Key>;
+    type OutValue = Option<S::Value>;
+
+    operator_common!();
+
+    fn process_batch(
+        &mut self,
+        records: &[Record<S::Key, V>],
+        ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
+    ) -> Result<()> {
+        let store = bind_state::<S, _, _>(ctx)?;
+        SessionWindowState::new(store, S::windowing()).aggregate(
+            records,
+            ctx,
+            &mut self.init,
+            &mut self.add,
+            &mut self.merge,
+        )
+    }
+}
