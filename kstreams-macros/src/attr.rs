@@ -1,9 +1,13 @@
 //! Parsing the attribute arguments:
 //! `#[batch_processor(name = "...", init = f, punctuate(every = "10s", time = wall_clock, with = g))]`,
-//! `#[store(name = "...", backend = "...", changelog = bool, key_serde = expr, value_serde = expr)]`.
+//! `#[store(name = "...", backend = "...", changelog = bool, key_serde = expr, value_serde = expr)]`,
+//! and for windowed stores `window = tumbling(size = "1m")` (or `hopping(size, advance)`,
+//! `sliding(difference)`, `session(gap)`), `grace`, `retention`, `idle_advance` (durations read at
+//! compile time by [`duration`], the parser of `punctuate(every = ..)` too), `emit`, `on_late`.
 //!
 //! Every argument is `key = value`, except `punctuate(...)`, a list of such pairs that may be
-//! repeated. Unknown keys are reported with the list of valid ones; duplicates go through
+//! repeated; a window form's pairs are read here too (zero sizes and an advance over the size
+//! are errors at their literal; what needs the store's type is `valid::check_store`'s). Unknown keys are reported with the list of valid ones; duplicates go through
 //! [`Once`]; all errors are collected.
 
 use proc_macro2::TokenStream;
