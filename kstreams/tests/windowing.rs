@@ -5,6 +5,8 @@
 //! The handles are written by hand (what `#[store(window = ...)]` generates), so these tests do
 //! not depend on the macros.
 
+mod common;
+
 use std::ops::{Deref, DerefMut};
 
 use kstreams::policy::OnBadRecord;
@@ -183,6 +185,22 @@ fn tumbling_on_update_forwards_every_change_and_drops_late_records() -> kstreams
             vec![("b".to_owned(), 20, 1)]
         );
     }
+    Ok(())
+}
+
+#[test]
+fn late_records_are_counted_once_each() -> kstreams::Result<()> {
+    let recorder = common::CountOne {
+        name: "kstreams_late_records_total",
+        ..common::CountOne::default()
+    };
+    let mut d = TopologyTestDriver::new(count_topology::<TumblingUpdate<'static>>()?)?;
+    metrics::with_local_recorder(&recorder, || d.pipe_batch("in", tumbling_input()))?;
+    assert_eq!(
+        recorder.total.load(std::sync::atomic::Ordering::Relaxed),
+        2,
+        "a@4 and a@14 are late"
+    );
     Ok(())
 }
 
