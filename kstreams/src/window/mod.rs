@@ -1009,6 +1009,29 @@ impl<S> std::fmt::Debug for Count<S> {
 
 /// Counts records per key and window of the windowed store `S`: outputs `(Windowed<K>, u64)`
 /// for time and sliding windows, `(SessionWindowed<K>, Option<u64>)` for sessions.
+///
+/// ```
+/// use kstreams::testing::TopologyTestDriver;
+/// use kstreams::window::{self, TimeWindowedSerde};
+/// use kstreams::serde::{StringSerde, U64Serde};
+/// use kstreams::{Record, Topology};
+///
+/// #[kstreams::store(name = "counts", window = tumbling(size = "10s"), grace = "0s", emit = on_window_close)]
+/// type Counts = kstreams::WindowKeyValue<String, u64>;
+///
+/// let mut t = Topology::builder();
+/// let views = t.source::<String, String>("views");
+/// let counts = t.add(window::count::<Counts<'static>>(), &views);
+/// t.sink("counts", &counts);
+/// let mut d = TopologyTestDriver::new(t.build()?)?;
+/// let view = |ts| Record::new("page".to_string(), String::new()).with_timestamp(ts);
+/// d.pipe_batch("views", [view(1_000), view(2_000), view(10_000)])?;
+/// // Stream time 10 s closes [0 s, 10 s): emitted once, final.
+/// let out = d.read_output_with("counts", &TimeWindowedSerde::new(StringSerde).with_window_size(10_000), &U64Serde)?;
+/// assert_eq!(out.len(), 1);
+/// assert_eq!((out[0].key.window.start, out[0].key.window.end, out[0].value), (0, 10_000, 2));
+/// # Ok::<(), kstreams::Error>(())
+/// ```
 pub fn count<S: WindowedHandle<'static, Value = u64>>() -> Count<S> {
     Count {
         name: S::NAME,
