@@ -43,7 +43,18 @@ pub fn binder<'a, K, V>(ctx: &Context<'a, K, V>) -> StoreBinder<'a> {
 }
 
 impl<'t> StoreBinder<'t> {
-    pub(crate) fn bind<K: 'static, V: 'static>(
+    /// The node's store named `name`, of any kind (windowed handles wrap a key-value handle of
+    /// their window or session store; the kind is their own declaration's).
+    pub(crate) fn bind_any_named<K: 'static, V: 'static>(
+        self,
+        name: &str,
+    ) -> Result<KeyValueStore<'t, K, V>> {
+        let index = self.index_named(name)?;
+        KeyValueStore::bind_any(self.txn, index)
+    }
+
+    /// The node's `index`-th store, of any kind.
+    pub(crate) fn bind_any<K: 'static, V: 'static>(
         self,
         index: usize,
     ) -> Result<KeyValueStore<'t, K, V>> {
@@ -53,7 +64,7 @@ impl<'t> StoreBinder<'t> {
                 self.node.name
             ))
         })?;
-        KeyValueStore::bind(self.txn, task_index)
+        KeyValueStore::bind_any(self.txn, task_index)
     }
 
     /// The node's store named `name`.
@@ -103,13 +114,80 @@ impl<T> std::fmt::Debug for StoreParam<'_, T> {
 }
 
 /// The [`StoreParam`] of a store handle type.
+///
+/// Binds the store whatever its kind: the index (or name) is of the store the handle's own
+/// [`StoreHandle::spec`] declared, and two different declarations of one name fail the build,
+/// so a key-value handle never meets a windowed store here; a windowed handle (`#[store(window
+/// = ...)]`) wraps the key-value handle of its window or session store.
 #[inline]
 pub fn store_param<'t, T: StoreHandle<'t>>() -> StoreParam<'t, T> {
     StoreParam {
         spec: T::spec,
-        bind: |binder, index| Ok(T::bind(binder.bind::<T::Key, T::Value>(index)?)),
-        bind_named: |binder| Ok(T::bind(binder.bind_named::<T::Key, T::Value>(T::NAME)?)),
+        bind: |binder, index| Ok(T::bind(binder.bind_any::<T::Key, T::Value>(index)?)),
+        bind_named: |binder| Ok(T::bind(binder.bind_any_named::<T::Key, T::Value>(T::NAME)?)),
     }
+}
+
+// ---- Windowed stores (`#[store(window = ...)]`) --------------------------------------------
+
+pub use crate::window::{
+    EmitStrategy, OnLate, SessionKeyValue, SessionKind, SessionWindowState, TimeKind,
+    TimeWindowState, WindowKeyValue, WindowedHandle, Windowing, Windows,
+};
+
+/// Tumbling or hopping windows from milliseconds the macro validated (size >= 1, 1 <= advance
+/// <= size, grace >= 0; out-of-range values are clamped, never a panic).
+pub fn time_windows_ms(size_ms: i64, advance_ms: i64, grace_ms: i64) -> Windows {
+    Windows::Time(crate::window::TimeWindows::from_ms(
+        size_ms, advance_ms, grace_ms,
+    ))
+}
+
+/// Sliding windows from milliseconds the macro validated.
+pub fn sliding_windows_ms(difference_ms: i64, grace_ms: i64) -> Windows {
+    Windows::Sliding(crate::window::SlidingWindows::from_ms(
+        difference_ms,
+        grace_ms,
+    ))
+}
+
+/// Session windows from milliseconds the macro validated.
+pub fn session_windows_ms(gap_ms: i64, grace_ms: i64) -> Windows {
+    Windows::Session(crate::window::SessionWindows::from_ms(gap_ms, grace_ms))
+}
+
+/// A declaration's [`Windowing`]: `retention_ms` (`None`: the default, span + grace) and
+/// `idle_advance_ms` as the macro validated them (a retention below the default is raised to it).
+pub fn windowing(
+    windows: Windows,
+    emit: EmitStrategy,
+    on_late: OnLate,
+    retention_ms: Option<i64>,
+    idle_advance_ms: Option<i64>,
+) -> Windowing {
+    Windowing::from_parts(windows, emit, on_late, retention_ms, idle_advance_ms)
+}
+
+/// The spec of a windowed handle: `spec` (name, serdes, backend, changelog, as for a key-value
+/// store) made the window or session store its windowing keeps.
+pub fn window_store_spec(spec: StoreSpec, windowing: &Windowing) -> StoreSpec {
+    windowing.store_spec(spec)
+}
+
+/// Binds a time- or sliding-windowed handle's state (in `StoreHandle::bind`).
+pub fn time_window_state<'t, K, A>(
+    store: KeyValueStore<'t, K, A>,
+    windowing: Windowing,
+) -> TimeWindowState<'t, K, A> {
+    TimeWindowState::new(store, windowing)
+}
+
+/// Binds a session-windowed handle's state (in `StoreHandle::bind`).
+pub fn session_window_state<'t, K, A>(
+    store: KeyValueStore<'t, K, A>,
+    windowing: Windowing,
+) -> SessionWindowState<'t, K, A> {
+    SessionWindowState::new(store, windowing)
 }
 
 /// Adds the stores of a punctuation handler to a processor's: a store both use is listed once

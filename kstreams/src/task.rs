@@ -320,6 +320,11 @@ impl Task {
                 }
             })
             .collect();
+        if let Some(s) = specs.iter().find(|s| s.dead_letters_late())
+            && config.errors.dead_letter_topics().is_empty()
+        {
+            return Err(crate::topology::late_without_dead_letter_topic(s.name()));
+        }
         let dir = config
             .state_dir
             .join(&config.application_id)
@@ -642,6 +647,7 @@ impl Task {
                     Some(ProducerRecord {
                         topic,
                         partition: Some(partition),
+                        partition_key_len: None,
                         key: Some(w.key),
                         value: w.value,
                         timestamp: clocks.stream_time.max(0),

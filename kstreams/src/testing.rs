@@ -508,7 +508,14 @@ impl TopologyTestDriver {
                 timestamp,
                 headers,
                 origin: _,
+                partition_key_len,
             } = r;
+            let partition = match (partition, partition_key_len, &key) {
+                (None, Some(n), Some(k)) => {
+                    Some(self.partition_of(&topic, Some(&k[..n.min(k.len())])))
+                }
+                _ => partition,
+            };
             self.append_raw(&topic, partition, key, value, timestamp, headers)?;
         }
         Ok(())
@@ -1629,6 +1636,23 @@ struct FailRecords;
 impl crate::policy::RecordFailures for FailRecords {
     fn fail_record(&mut self, _: &str, _: Option<&Origin>, error: Error) -> Result<()> {
         Err(error)
+    }
+
+    fn late_record(
+        &mut self,
+        processor: &str,
+        store: &str,
+        origin: Option<&Origin>,
+        message: String,
+        _dead_letter: Option<crate::record::Headers>,
+    ) -> Result<()> {
+        // A plain call has no dead-letter topic: the late record is counted and logged.
+        let what: &dyn std::fmt::Display = match origin {
+            Some(o) => o,
+            None => &"a record without origin",
+        };
+        crate::policy::count_late(processor, store, what, &message);
+        Ok(())
     }
 }
 

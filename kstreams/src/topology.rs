@@ -1104,8 +1104,23 @@ impl ErrorPolicies {
                 }
             }
         }
+        if let Some(s) = topology.stores().iter().find(|s| s.dead_letters_late())
+            && self.dead_letter_topics().is_empty()
+        {
+            return Err(late_without_dead_letter_topic(s.name()));
+        }
         Ok(())
     }
+}
+
+/// A windowed store dead-letters its late records, and the application has no dead-letter
+/// topic (checked by [`ErrorPolicies::validate`] and again when a task is made).
+pub(crate) fn late_without_dead_letter_topic(store: &str) -> Error {
+    Error::Config(format!(
+        "store `{store}` dead-letters its late records (`on_late = dead_letter`), but the \
+         application has no dead-letter topic: set one with `OnBadRecord::DeadLetter` (e.g. \
+         `on_processing_error(OnBadRecord::DeadLetter {{ topic }})`)"
+    ))
 }
 
 #[cfg(test)]

@@ -6,7 +6,11 @@
 //!   refuses) has its batch run again one record at a time: the bad record goes through its
 //!   policy, naming processor, store and origin, and the other records' effects stay.
 
+mod common;
+
 use std::sync::Arc;
+
+use common::CountOne;
 
 use kstreams::OnBadRecord;
 use kstreams::error::SerdeError;
@@ -371,65 +375,6 @@ fn several_bad_records_in_one_batch_each_go_through_the_policy_once() -> Result<
         [(b"k".to_vec(), b"7".to_vec())]
     );
     Ok(())
-}
-
-/// Counts the increments of one counter name, labels ignored.
-#[derive(Debug, Default)]
-struct CountOne {
-    name: &'static str,
-    total: Arc<std::sync::atomic::AtomicU64>,
-}
-
-#[derive(Debug)]
-struct Add(Arc<std::sync::atomic::AtomicU64>);
-
-impl metrics::CounterFn for Add {
-    fn increment(&self, value: u64) {
-        self.0
-            .fetch_add(value, std::sync::atomic::Ordering::Relaxed);
-    }
-    fn absolute(&self, _: u64) {}
-}
-
-impl metrics::Recorder for CountOne {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        if key.name() == self.name {
-            metrics::Counter::from_arc(Arc::new(Add(self.total.clone())))
-        } else {
-            metrics::Counter::noop()
-        }
-    }
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-    fn register_histogram(
-        &self,
-        _: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        metrics::Histogram::noop()
-    }
 }
 
 #[test]

@@ -141,6 +141,7 @@ pub struct StoreSpec {
     backend: Backend,
     changelog: bool,
     kind: StoreKind,
+    dead_letters_late: bool,
     key_type: (TypeId, &'static str),
     value_type: (TypeId, &'static str),
     serdes: Arc<dyn Any + Send + Sync>,
@@ -176,6 +177,7 @@ impl StoreSpec {
             backend: Backend::default(),
             changelog: true,
             kind: StoreKind::KeyValue,
+            dead_letters_late: false,
             key_type: (TypeId::of::<K>(), std::any::type_name::<K>()),
             value_type: (TypeId::of::<V>(), std::any::type_name::<V>()),
             serdes: Arc::new(StoreSerdes::<K, V> {
@@ -247,6 +249,34 @@ impl StoreSpec {
         let retention_ms = millis(&self.name, "retention", retention)?;
         self.kind = StoreKind::Session { retention_ms };
         Ok(self)
+    }
+
+    /// The same store as the window or session store that `windowing` keeps (see
+    /// [`Windowing::store_spec`](crate::window::Windowing::store_spec)): a window store of the
+    /// window size (the time difference for sliding windows), or a session store, with the
+    /// windowing's retention (validated when the windowing was made).
+    pub(crate) fn windowing(mut self, windowing: &crate::window::Windowing) -> Self {
+        use crate::window::Windows;
+        let retention_ms = windowing.retention_ms();
+        self.kind = match windowing.windows() {
+            Windows::Time(w) => StoreKind::Window {
+                size_ms: w.size_ms(),
+                retention_ms: retention_ms.max(w.size_ms()),
+            },
+            Windows::Sliding(w) => StoreKind::Window {
+                size_ms: w.difference_ms(),
+                retention_ms: retention_ms.max(w.difference_ms()),
+            },
+            Windows::Session(_) => StoreKind::Session { retention_ms },
+        };
+        self.dead_letters_late = windowing.late_policy() == crate::window::OnLate::DeadLetter;
+        self
+    }
+
+    /// Whether the store's windowed operator dead-letters late records (the application then
+    /// needs a dead-letter topic).
+    pub(crate) fn dead_letters_late(&self) -> bool {
+        self.dead_letters_late
     }
 
     /// The store's kind: key-value, window or session.
@@ -555,8 +585,14 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
         Self::bind_any(txn, store)
     }
 
+    /// The transaction and store index this handle reads (to bind a window or session store
+    /// over the same store).
+    pub(crate) fn raw_parts(&self) -> (&'t (dyn RawTxn + 't), usize) {
+        (self.txn, self.store)
+    }
+
     /// The typed byte access of any kind of store (windowed stores are built on it).
-    fn bind_any(txn: &'t (dyn RawTxn + 't), store: usize) -> Result<Self> {
+    pub(crate) fn bind_any(txn: &'t (dyn RawTxn + 't), store: usize) -> Result<Self> {
         let serdes = txn.store_spec(store).serdes::<K, V>()?;
         Ok(KeyValueStore { txn, store, serdes })
     }

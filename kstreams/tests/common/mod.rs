@@ -62,3 +62,62 @@ pub fn count_words(
     let updates: Vec<(String, u64)> = totals.into_iter().collect();
     counts.put_batch(&updates)
 }
+
+/// Counts the increments of one counter name, labels ignored.
+#[derive(Debug, Default)]
+pub struct CountOne {
+    pub name: &'static str,
+    pub total: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[derive(Debug)]
+pub struct Add(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl metrics::CounterFn for Add {
+    fn increment(&self, value: u64) {
+        self.0
+            .fetch_add(value, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn absolute(&self, _: u64) {}
+}
+
+impl metrics::Recorder for CountOne {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        if key.name() == self.name {
+            metrics::Counter::from_arc(std::sync::Arc::new(Add(self.total.clone())))
+        } else {
+            metrics::Counter::noop()
+        }
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
