@@ -250,12 +250,13 @@ impl Windows {
         }
     }
 
-    /// The default retention: size + grace (time), difference + grace (sliding), gap + grace
-    /// (sessions), as Kafka Streams.
+    /// The default retention: size + grace (time), 2 × difference + grace (sliding: a record
+    /// reads the windows starting up to 2 × difference before it), gap + grace (sessions), as
+    /// Kafka Streams.
     pub fn default_retention_ms(&self) -> i64 {
         let span = match self {
             Windows::Time(w) => w.size_ms,
-            Windows::Sliding(w) => w.difference_ms,
+            Windows::Sliding(w) => w.difference_ms.saturating_mul(2),
             Windows::Session(w) => w.gap_ms,
         };
         span.saturating_add(self.grace_ms())
