@@ -1,0 +1,201 @@
+//! Session windows end to end: `SessionWindowState::aggregate` in a topology, through the test
+//! driver, and split invariance (any batching, same outputs record for record, same stores) with
+//! out-of-order and late records, for both emit strategies.
+//!
+//! The store handles are written by hand (what `#[kstreams::store(window = session(..))]`
+//! generates), so the test does not depend on the macros.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use kstreams::store::{SessionWindow, StoreHandle, StoreSpec};
+use kstreams::testing::{SplitCheck, SplitInput, TopologyTestDriver};
+use kstreams::window::{
+    EmitStrategy, SessionKind, SessionWindowState, SessionWindowed, SessionWindows, Window,
+    WindowedHandle, Windowing, Windows,
+};
+use kstreams::{Emit, Record, Result, Topology, batch_processor};
+
+/// A session store handle of gap 10 ms and grace 5 ms with emit strategy `$emit`.
+macro_rules! session_handle {
+    ($name:ident, $store:literal, $emit:expr) => {
+        struct $name<'t>(SessionWindowState<'t, String, u64>);
+
+        impl<'t> StoreHandle<'t> for $name<'t> {
+            const NAME: &'static str = $store;
+            type Key = String;
+            type Value = u64;
+            fn spec() -> StoreSpec {
+                <Self as WindowedHandle<'t>>::windowing()
+                    .store_spec(StoreSpec::new::<String, u64>($store))
+            }
+            fn bind(store: kstreams::KeyValueStore<'t, String, u64>) -> Self {
+                $name(kstreams::__private::session_window_state(
+                    store,
+                    <Self as WindowedHandle<'t>>::windowing(),
+                ))
+            }
+        }
+
+        impl<'t> WindowedHandle<'t> for $name<'t> {
+            type Kind = SessionKind;
+            fn windowing() -> Windowing {
+                let windows =
+                    SessionWindows::new(Duration::from_millis(10), Duration::from_millis(5))
+                        .map(Windows::Session)
+                        .unwrap_or_else(|e| unreachable!("valid session windows: {e}"));
+                Windowing::new(windows).emit($emit)
+            }
+        }
+    };
+}
+
+session_handle!(OnUpdate, "sessions-update", EmitStrategy::OnWindowUpdate);
+session_handle!(OnClose, "sessions-close", EmitStrategy::OnWindowClose);
+
+#[batch_processor]
+fn count_on_update(
+    views: &[Record<String, String>],
+    sessions: &mut OnUpdate,
+    out: &mut Emit<SessionWindowed<String>, Option<u64>>,
+) -> Result<()> {
+    sessions
+        .0
+        .aggregate(views, out, |_| 0, |n, _| *n += 1, |_, a, b| a + b)
+}
+
+#[batch_processor]
+fn count_on_close(
+    views: &[Record<String, String>],
+    sessions: &mut OnClose,
+    out: &mut Emit<SessionWindowed<String>, Option<u64>>,
+) -> Result<()> {
+    sessions
+        .0
+        .aggregate(views, out, |_| 0, |n, _| *n += 1, |_, a, b| a + b)
+}
+
+fn topology(on_close: bool) -> Result<Topology> {
+    let mut t = Topology::builder();
+    let views = t.source::<String, String>("views");
+    let counts = if on_close {
+        t.add(count_on_close, &views)
+    } else {
+        t.add(count_on_update, &views)
+    };
+    t.sink("sessions", &counts);
+    t.build()
+        .map_err(|e| kstreams::Error::Config(e.to_string()))
+}
+
+fn view(key: &str, ts: i64) -> Record<String, String> {
+    Record::new(key.to_owned(), "v".to_owned()).with_timestamp(ts)
+}
+
+/// (key, start, end, count or None, timestamp) of each output record.
+fn outputs(driver: &mut TopologyTestDriver) -> Result<Vec<(String, i64, i64, Option<u64>, i64)>> {
+    Ok(driver
+        .read_output::<SessionWindowed<String>, Option<u64>>("sessions")?
+        .into_iter()
+        .map(|r| {
+            let Window { start, end } = r.key.window;
+            (r.key.key, start, end, r.value, r.timestamp)
+        })
+        .collect())
+}
+
+#[test]
+fn on_update_a_merge_forwards_the_tombstone_then_the_merged_session() -> Result<()> {
+    let mut driver = TopologyTestDriver::new(topology(false)?)?;
+    driver.pipe_batch(
+        "views",
+        [view("a", 0), view("a", 12), view("a", 6), view("b", 15)],
+    )?;
+    assert_eq!(
+        outputs(&mut driver)?,
+        vec![
+            ("a".into(), 0, 0, Some(1), 0),
+            ("a".into(), 12, 12, Some(1), 12),
+            // 6 is within the gap (10) of both sessions (and [0,0] is not expired: 0 > 12 - 15).
+            ("a".into(), 0, 0, None, 0),
+            ("a".into(), 12, 12, None, 12),
+            ("a".into(), 0, 12, Some(3), 12),
+            ("b".into(), 15, 15, Some(1), 15),
+        ]
+    );
+    assert_eq!(
+        driver.session_store::<String, u64>("sessions-update")?,
+        vec![
+            ("a".to_owned(), SessionWindow::new(0, 12), 3),
+            ("b".to_owned(), SessionWindow::new(15, 15), 1)
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn on_close_each_session_comes_out_once_after_gap_and_grace() -> Result<()> {
+    let mut driver = TopologyTestDriver::new(topology(true)?)?;
+    // Gap 10, grace 5: [0,5] is final once stream time passes 5 + 15 = 20.
+    driver.pipe_batch("views", [view("a", 0), view("a", 5), view("b", 20)])?;
+    assert_eq!(outputs(&mut driver)?, vec![]);
+    driver.pipe_batch("views", [view("b", 21)])?;
+    assert_eq!(outputs(&mut driver)?, vec![("a".into(), 0, 5, Some(2), 5)]);
+    // A late record (would join [0,5], ends before close 31 - 15 = 16) changes nothing.
+    driver.pipe_batch("views", [view("b", 31), view("a", 4)])?;
+    assert_eq!(outputs(&mut driver)?, vec![]);
+    driver.pipe_batch("views", [view("c", 100)])?;
+    assert_eq!(
+        outputs(&mut driver)?,
+        vec![("b".into(), 20, 31, Some(3), 31)]
+    );
+    Ok(())
+}
+
+fn input(records: &[(u8, i64)]) -> Result<SplitInput> {
+    let records = records.iter().enumerate().map(|(i, (k, ts))| {
+        view(&format!("k{k}"), *ts).with_headers(kstreams::Headers::new().with("n", i.to_string()))
+    });
+    SplitInput::new()
+        .partitions("views", 2)
+        .records("views", records)
+}
+
+/// Timestamps that move forward with jitter, so that some records are out of order within the
+/// grace and some are late.
+fn timestamps() -> impl Strategy<Value = Vec<(u8, i64)>> {
+    prop::collection::vec((0u8..4, 0i64..12, -25i64..3), 1..60).prop_map(|steps| {
+        let mut t = 0i64;
+        steps
+            .into_iter()
+            .map(|(k, forward, jitter)| {
+                t += forward;
+                (k, (t + jitter).max(0))
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Session counts are split invariant on update: outputs record for record (the tombstones
+    /// included) and the final store.
+    #[test]
+    fn session_counts_on_update_are_split_invariant(records in timestamps(), seed in any::<u64>()) {
+        let topology = topology(false).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let input = input(&records).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        SplitCheck::new(&topology).seed(seed).runs(2).run(&input)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    }
+
+    /// Session counts emitted on close are split invariant, record for record.
+    #[test]
+    fn session_counts_on_close_are_split_invariant(records in timestamps(), seed in any::<u64>()) {
+        let topology = topology(true).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let input = input(&records).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        SplitCheck::new(&topology).seed(seed).runs(2).run(&input)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    }
+}
