@@ -154,9 +154,8 @@ impl<K: Clone + 'static, V, A: Clone + 'static> Step<'_, '_, '_, K, V, A> {
     /// after `stream time − retention`), in start order.
     fn fetch(&self, from: i64, to: i64, stream_time: i64) -> Result<Vec<(i64, A, i64)>> {
         let cut = stream_time.saturating_sub(self.p.retention);
-        Ok(self
-            .store
-            .fetch_timestamped(&self.r.key, from.max(cut.saturating_add(1)), to)?)
+        self.store
+            .fetch_timestamped(&self.r.key, from.max(cut.saturating_add(1)), to)
     }
 
     /// Java's `processReverse` (a record at `t >= d`).
@@ -500,7 +499,7 @@ mod tests {
         }
         let windows = stores.transaction(|txn| {
             let store = txn.window_store::<String, u64>("w")?;
-            Ok(store.fetch_all_timestamped(i64::MIN, i64::MAX)?)
+            store.fetch_all_timestamped(i64::MIN, i64::MAX)
         })?;
         Ok((events, windows))
     }
