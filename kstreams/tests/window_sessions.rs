@@ -153,6 +153,19 @@ fn on_close_each_session_comes_out_once_after_gap_and_grace() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn a_negative_timestamp_is_a_bad_record_not_a_silent_drop() -> Result<()> {
+    let mut driver = TopologyTestDriver::new(topology(false)?)?;
+    let err = driver
+        .pipe_batch("views", [view("a", -1)])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("negative timestamp -1"), "{err}");
+    assert!(err.contains("views"), "names the record's topic: {err}");
+    Ok(())
+}
+
 fn input(records: &[(u8, i64)]) -> Result<SplitInput> {
     let records = records.iter().enumerate().map(|(i, (k, ts))| {
         view(&format!("k{k}"), *ts).with_headers(kstreams::Headers::new().with("n", i.to_string()))

@@ -27,7 +27,7 @@
 //! Differences from Java, on purpose: emission on close is not throttled by wall-clock time
 //! (Java's internal `emit.interval.ms`, 1 s by default, only delays it: the same sessions come
 //! out, at most one second of processing later there); a record with a negative timestamp (Java's
-//! timestamp extractors drop it) takes the late path.
+//! timestamp extractors drop it) is a bad record, through the processing policy.
 //!
 //! The store's stream time is kept one millisecond behind the operator's, so that a session
 //! whose end is exactly `stream time − retention` (hidden from merges, as in Java, by the
@@ -69,6 +69,9 @@ enum Event<K, A> {
         value: Option<A>,
         trigger_headers: bool,
     },
+    /// `records[index]` has a negative timestamp: it cannot be windowed (Java's timestamp
+    /// extractors drop it); it goes through the processing policy as a bad record.
+    Negative { index: usize },
     /// `records[index]` is late.
     Late {
         index: usize,
@@ -105,12 +108,8 @@ fn process<K: Clone + 'static, A: Clone + 'static, V>(
     let on_update = p.emit == EmitStrategy::OnWindowUpdate;
     for (index, r) in records.iter().enumerate() {
         let ts = r.timestamp;
-        if ts < 0 {
-            events.push(Event::Late {
-                index,
-                stream_time: now.unwrap_or(ts),
-                window: Window { start: ts, end: ts },
-            });
+        if r.timestamp < 0 {
+            events.push(Event::Negative { index });
             continue;
         }
         let previous = now;
@@ -221,6 +220,20 @@ fn aggregate<K, V, A>(
     }
     add(&mut agg, r);
     agg
+}
+
+/// A record of negative timestamp cannot be windowed (Java's windows start at 0, and its
+/// timestamp extractors drop such records with a metric): here it is a bad record, through the
+/// processing policy, never a silent drop.
+pub(super) fn negative_timestamp<K, V, OK: 'static, OV: 'static>(
+    out: &mut Context<'_, OK, OV>,
+    record: &Record<K, V>,
+) -> Result<()> {
+    let error = Error::processing(format!(
+        "a windowed aggregation cannot take a record of negative timestamp {}",
+        record.timestamp
+    ));
+    out.fail_record(record, error)
 }
 
 /// The late path of a windowed operator: a record too late for every window it belongs to is
@@ -341,6 +354,7 @@ impl<'t, K: Clone + 'static, A: Clone + 'static> SessionWindowState<'t, K, A> {
                         origin: r.origin.clone(),
                     });
                 }
+                Event::Negative { index } => negative_timestamp(out, &records[index])?,
                 Event::Late {
                     index,
                     stream_time,
@@ -459,6 +473,9 @@ mod tests {
                     index: index + offset,
                     stream_time,
                     window,
+                },
+                Event::Negative { index } => Event::Negative {
+                    index: index + offset,
                 },
             }));
             offset += batch.len();
@@ -738,12 +755,12 @@ mod tests {
     }
 
     #[test]
-    fn negative_timestamps_are_late_and_do_not_move_stream_time() -> Result<()> {
+    fn negative_timestamps_are_bad_records_and_do_not_move_stream_time() -> Result<()> {
         let input = [rec("a", -5), rec("a", 3)];
         let (events, _) = count(10, 0, None, UPDATE, &[&input])?;
         assert_eq!(
             events,
-            vec![late(0, -5, -5, -5), upd(1, "a", 3, 3, Some(1))]
+            vec![Event::Negative { index: 0 }, upd(1, "a", 3, 3, Some(1))]
         );
         Ok(())
     }

@@ -28,8 +28,8 @@
 //! every window ending in `[previous close, close − 1]` is forwarded in (start, key bytes) order.
 //!
 //! Differences from Java: emission on close is not throttled by wall-clock time (Java's internal
-//! `emit.interval.ms`, 1 s by default, only delays it); a record with a negative timestamp takes
-//! the late path; a window closed for a record is skipped without a metric (Java counts one
+//! `emit.interval.ms`, 1 s by default, only delays it); a record with a negative timestamp is a
+//! bad record, through the processing policy; a window closed for a record is skipped without a metric (Java counts one
 //! dropped record per skipped window; here only a record too late for every window is late); the
 //! windows a record reads are those starting after `stream time − retention` (Java's store
 //! measures retention from the largest window start it was written, at most `d` ms behind).
@@ -62,6 +62,9 @@ enum Event<K, A> {
         value: A,
         timestamp: i64,
     },
+    /// `records[index]` has a negative timestamp: it cannot be windowed (Java's timestamp
+    /// extractors drop it); it goes through the processing policy as a bad record.
+    Negative { index: usize },
     /// `records[index]` is late.
     Late {
         index: usize,
@@ -276,12 +279,8 @@ fn process<K: Clone + 'static, A: Clone + 'static, V>(
     let mut now = before;
     for (index, r) in records.iter().enumerate() {
         let t = r.timestamp;
-        if t < 0 {
-            events.push(Event::Late {
-                index,
-                stream_time: now.unwrap_or(t),
-                window: Window { start: t, end: t },
-            });
+        if r.timestamp < 0 {
+            events.push(Event::Negative { index });
             continue;
         }
         let previous = now;
@@ -391,6 +390,7 @@ pub(crate) fn aggregate_first<K: Clone + 'static, A: Clone + 'static, V>(
                     origin: r.origin.clone(),
                 });
             }
+            Event::Negative { index } => super::session::negative_timestamp(out, &records[index])?,
             Event::Late {
                 index,
                 stream_time,
@@ -493,6 +493,9 @@ mod tests {
                     index: index + offset,
                     stream_time,
                     window,
+                },
+                Event::Negative { index } => Event::Negative {
+                    index: index + offset,
                 },
             }));
             offset += batch.len();
