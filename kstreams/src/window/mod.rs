@@ -674,7 +674,7 @@ where
             S::windowing(),
             records,
             ctx,
-            &mut |_| 0,
+            &mut |_| 1,
             &mut |n, _| *n += 1,
             &mut |_, a, b| a + b,
         )
