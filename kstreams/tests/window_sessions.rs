@@ -166,6 +166,33 @@ fn a_negative_timestamp_is_a_bad_record_not_a_silent_drop() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn the_library_count_equals_the_hand_written_aggregation() -> Result<()> {
+    let records = [
+        view("a", 0),
+        view("a", 12),
+        view("a", 6),
+        view("b", 15),
+        view("a", 40),
+        view("b", 3),
+    ];
+    let mut t = Topology::builder();
+    let views = t.source::<String, String>("views");
+    let counts = t.add(kstreams::window::count::<OnUpdate<'static>>(), &views);
+    t.sink("sessions", &counts);
+    let library = t
+        .build()
+        .map_err(|e| kstreams::Error::Config(e.to_string()))?;
+    let mut by_library = TopologyTestDriver::new(library)?;
+    by_library.pipe_batch("views", records.clone())?;
+    let mut by_hand = TopologyTestDriver::new(topology(false)?)?;
+    by_hand.pipe_batch("views", records)?;
+    let expected = outputs(&mut by_hand)?;
+    assert_eq!(expected[0], ("a".into(), 0, 0, Some(1), 0));
+    assert_eq!(outputs(&mut by_library)?, expected);
+    Ok(())
+}
+
 fn input(records: &[(u8, i64)]) -> Result<SplitInput> {
     let records = records.iter().enumerate().map(|(i, (k, ts))| {
         view(&format!("k{k}"), *ts).with_headers(kstreams::Headers::new().with("n", i.to_string()))
