@@ -151,6 +151,33 @@ fn on_close_each_window_comes_out_once_after_grace() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn the_library_count_equals_the_hand_written_aggregation() -> Result<()> {
+    let records = [
+        view("a", 20),
+        view("a", 30),
+        view("a", 25),
+        view("b", 3),
+        view("b", 7),
+        view("a", 60),
+    ];
+    let mut t = Topology::builder();
+    let views = t.source::<String, String>("views");
+    let counts = t.add(kstreams::window::count::<OnUpdate<'static>>(), &views);
+    t.sink("sliding", &counts);
+    let library = t
+        .build()
+        .map_err(|e| kstreams::Error::Config(e.to_string()))?;
+    let mut by_library = TopologyTestDriver::new(library)?;
+    by_library.pipe_batch("views", records.clone())?;
+    let mut by_hand = TopologyTestDriver::new(topology(false)?)?;
+    by_hand.pipe_batch("views", records)?;
+    let expected = outputs(&mut by_hand)?;
+    assert_eq!(expected[0], ("a".into(), 10, 20, 1, 20));
+    assert_eq!(outputs(&mut by_library)?, expected);
+    Ok(())
+}
+
 fn input(records: &[(u8, i64)]) -> Result<SplitInput> {
     let records = records.iter().enumerate().map(|(i, (k, ts))| {
         view(&format!("k{k}"), *ts).with_headers(kstreams::Headers::new().with("n", i.to_string()))
