@@ -21,8 +21,8 @@
 //!   tombstone), and the merged session is written (on update forwarded); forwarded results carry
 //!   the session's end as timestamp.
 //! - on close, once per record whose `close` moved forward, every session ending in
-//!   `[max(0, previous close), close − 1]` is forwarded, in (end, key bytes, start) order: each
-//!   session once, when final.
+//!   `[max(0, previous close), close − 1]` is forwarded, in (end, start, key bytes) order (Java's time-first
+//!   session key): each session once, when final.
 //!
 //! Differences from Java, on purpose: emission on close is not throttled by wall-clock time
 //! (Java's internal `emit.interval.ms`, 1 s by default, only delays it: the same sessions come
@@ -177,7 +177,11 @@ fn process<K: Clone + 'static, A: Clone + 'static, V>(
                 .unwrap_or(-1);
             let (lower, upper) = (previous_close.max(0), close.saturating_sub(1));
             if (previous.is_none() || previous_close < close) && upper >= 0 && upper >= lower {
-                for (key, s, agg) in store.find_all_sessions(lower, upper)? {
+                // The store gives (end, key bytes, start); Java's time-first session key is
+                // (end, start, key bytes): a stable sort by (end, start) keeps key byte order.
+                let mut closed = store.find_all_sessions(lower, upper)?;
+                closed.sort_by_key(|(_, s, _)| (s.end, s.start));
+                for (key, s, agg) in closed {
                     events.push(Event::Forward {
                         trigger: index,
                         key,
@@ -276,7 +280,7 @@ impl<'t, K: Clone + 'static, A: Clone + 'static> SessionWindowState<'t, K, A> {
     /// accepts a record while the merged session's `end + gap + grace >= stream time` (Java's
     /// check); a record that fails it is late (counted, and dead-lettered under
     /// [`OnLate::DeadLetter`](super::OnLate::DeadLetter)). On close, each session is forwarded
-    /// once, when `end + gap + grace < stream time`, in (end, key bytes, start) order, with the
+    /// once, when `end + gap + grace < stream time`, in (end, start, key bytes) order, with the
     /// session's end as timestamp. See the module docs of `window::session` for the rules.
     ///
     /// A new session's aggregate is `init(key)`; when a record joins sessions their aggregates
@@ -723,6 +727,16 @@ mod tests {
         );
         // The open session is kept; the emitted ones expire with the store's retention.
         assert!(sessions.contains(&("c".into(), 60, 60, 1)));
+        Ok(())
+    }
+
+    #[test]
+    fn on_close_sessions_of_one_end_come_out_by_start_then_key() -> Result<()> {
+        // Gap 10, grace 0: a [5,5] and b [0,5] both end at 5; Java's order is (end, start, key
+        // bytes): b first.
+        let input = [rec("b", 0), rec("b", 5), rec("a", 5), rec("c", 16)];
+        let (events, _) = count(10, 0, None, CLOSE, &[&input])?;
+        assert_eq!(events, vec![fin(3, "b", 0, 5, 2), fin(3, "a", 5, 5, 1)]);
         Ok(())
     }
 
