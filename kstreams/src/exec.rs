@@ -19,7 +19,7 @@ use crate::policy::{
     dead_letter_record, is_record_level, stage,
 };
 use crate::processor::BatchProcessor;
-use crate::record::{Origin, ProducerRecord, RawRecord, Record};
+use crate::record::{Headers, Origin, ProducerRecord, RawRecord, Record};
 use crate::serde::Serde;
 use crate::store::StoreSpec;
 use std::marker::PhantomData;
@@ -482,19 +482,47 @@ pub(crate) struct Collector<'e> {
 /// batch may run more than once before one does: a full LMDB map, a processor error about one
 /// record).
 #[derive(Debug)]
-pub(crate) struct Report {
-    topic: String,
-    stage: &'static str,
-    what: String,
-    error: String,
-    dead_letter_topic: Option<String>,
+pub(crate) enum Report {
+    /// A record skipped or dead-lettered by its error policy.
+    Bad {
+        topic: String,
+        stage: &'static str,
+        what: String,
+        error: String,
+        dead_letter_topic: Option<String>,
+    },
+    /// A record a windowed operator found late (counted, logged at DEBUG).
+    Late {
+        processor: String,
+        store: String,
+        what: String,
+        message: String,
+    },
 }
 
 impl Report {
     pub(crate) fn emit(&self) {
-        match &self.dead_letter_topic {
-            None => count_skipped(&self.topic, self.stage, &self.what, &self.error),
-            Some(dlq) => count_dead_lettered(&self.topic, self.stage, &self.what, &self.error, dlq),
+        match self {
+            Report::Bad {
+                topic,
+                stage,
+                what,
+                error,
+                dead_letter_topic: None,
+            } => count_skipped(topic, stage, what, error),
+            Report::Bad {
+                topic,
+                stage,
+                what,
+                error,
+                dead_letter_topic: Some(dlq),
+            } => count_dead_lettered(topic, stage, what, error, dlq),
+            Report::Late {
+                processor,
+                store,
+                what,
+                message,
+            } => crate::policy::count_late(processor, store, what, message),
         }
     }
 }
@@ -547,7 +575,7 @@ impl<'e> Collector<'e> {
                 Err(error)
             }
             (OnBadRecord::Skip, _) => {
-                self.reports.push(Report {
+                self.reports.push(Report::Bad {
                     topic: metric_topic,
                     stage,
                     what: what.to_string(),
@@ -576,7 +604,7 @@ impl<'e> Collector<'e> {
                     raw.timestamp,
                     raw.headers.clone(),
                 ));
-                self.reports.push(Report {
+                self.reports.push(Report::Bad {
                     topic: metric_topic,
                     stage,
                     what: what.to_string(),
@@ -652,6 +680,53 @@ impl RecordFailures for Collector<'_> {
         };
         let raw = self.raw_of(origin);
         self.handle(self::stage::PROCESS, policy, Some(origin), raw, None, error)
+    }
+
+    fn late_record(
+        &mut self,
+        processor: &str,
+        store: &str,
+        origin: Option<&Origin>,
+        message: String,
+        dead_letter: Option<Headers>,
+    ) -> Result<()> {
+        if let Some(extra) = dead_letter {
+            let topic = origin.map_or(self.raw_topic.unwrap_or(""), |o| &*o.topic);
+            let dlq = crate::policy::late_dead_letter_topic(self.errors, topic).ok_or_else(|| {
+                Error::Config(format!(
+                    "processor `{processor}` dead-letters the late records of store `{store}` \
+                     (`on_late = dead_letter`), but the application has no dead-letter topic: \
+                     set one with `OnBadRecord::DeadLetter`"
+                ))
+            })?;
+            let raw = origin.and_then(|o| self.raw_of(o));
+            let mut headers = raw.map(|r| r.headers.clone()).unwrap_or_default();
+            for (name, value) in extra.iter_raw() {
+                headers.push_raw(name.to_vec(), value.map(<[u8]>::to_vec));
+            }
+            self.produced.push(dead_letter_record(
+                dlq,
+                origin,
+                self::stage::LATE,
+                &message,
+                None,
+                raw.and_then(|r| r.key.map(<[u8]>::to_vec)),
+                raw.and_then(|r| r.value.map(<[u8]>::to_vec)),
+                raw.map_or(0, |r| r.timestamp),
+                headers,
+            ));
+        }
+        let what = match origin {
+            Some(o) => o.to_string(),
+            None => "a record without origin".to_owned(),
+        };
+        self.reports.push(Report::Late {
+            processor: processor.to_owned(),
+            store: store.to_owned(),
+            what,
+            message,
+        });
+        Ok(())
     }
 }
 

@@ -38,6 +38,8 @@ pub(crate) mod stage {
     pub(crate) const PROCESS: &str = "process";
     /// An output record could not be serialized, sent or delivered to its sink topic.
     pub(crate) const PRODUCE: &str = "produce";
+    /// A windowed operator found the record too late for every window (`OnLate::DeadLetter`).
+    pub(crate) const LATE: &str = "late";
 }
 
 /// What happens to bad records at each stage: an application-wide policy per stage and per-topic
@@ -162,6 +164,42 @@ impl ErrorPolicies {
 pub(crate) trait RecordFailures {
     fn fail_record(&mut self, processor: &str, origin: Option<&Origin>, error: Error)
     -> Result<()>;
+
+    /// A record a windowed operator found too late for every window (whatever the processing
+    /// policy): counted in `kstreams_late_records_total{processor, store}` and logged at DEBUG
+    /// (once the batch committed, where there is a batch), and with `dead_letter` headers also
+    /// dead-lettered (see [`late_dead_letter_topic`]).
+    fn late_record(
+        &mut self,
+        processor: &str,
+        store: &str,
+        origin: Option<&Origin>,
+        message: String,
+        dead_letter: Option<Headers>,
+    ) -> Result<()>;
+}
+
+/// Counts and logs (DEBUG) a late record: late records are normal input, not errors.
+pub(crate) fn count_late(processor: &str, store: &str, what: &dyn fmt::Display, message: &str) {
+    tracing::debug!(record = %what, processor, store, message, "late record");
+    metrics::counter!("kstreams_late_records_total", "processor" => processor.to_owned(), "store" => store.to_owned())
+        .increment(1);
+}
+
+/// Where a late record of input topic `topic` is dead-lettered: the dead-letter topic of that
+/// topic's processing policy, else the first of the application's dead-letter topics; `None`
+/// when the application has none (a configuration error, checked when a task is created).
+pub(crate) fn late_dead_letter_topic<'p>(errors: &'p ErrorPolicies, topic: &str) -> Option<&'p str> {
+    if let OnBadRecord::DeadLetter { topic } = errors.processing(topic) {
+        return Some(topic);
+    }
+    errors
+        .all()
+        .filter_map(|p| match p {
+            OnBadRecord::DeadLetter { topic } => Some(topic.as_str()),
+            _ => None,
+        })
+        .min()
 }
 
 /// A dead-letter record: the bytes of the record that failed, with its own headers followed by

@@ -292,6 +292,16 @@ impl Task {
                 }
             })
             .collect();
+        if let Some(s) = specs.iter().find(|s| s.dead_letters_late())
+            && config.errors.dead_letter_topics().is_empty()
+        {
+            return Err(Error::Config(format!(
+                "store `{}` dead-letters its late records (`on_late = dead_letter`), but the \
+                 application has no dead-letter topic: set one with `OnBadRecord::DeadLetter` \
+                 (e.g. `on_processing_error(OnBadRecord::DeadLetter {{ topic }})`)",
+                s.name()
+            )));
+        }
         let dir = config
             .state_dir
             .join(&config.application_id)

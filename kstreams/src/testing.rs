@@ -1563,6 +1563,23 @@ impl crate::policy::RecordFailures for FailRecords {
     fn fail_record(&mut self, _: &str, _: Option<&Origin>, error: Error) -> Result<()> {
         Err(error)
     }
+
+    fn late_record(
+        &mut self,
+        processor: &str,
+        store: &str,
+        origin: Option<&Origin>,
+        message: String,
+        _dead_letter: Option<crate::record::Headers>,
+    ) -> Result<()> {
+        // A plain call has no dead-letter topic: the late record is counted and logged.
+        let what: &dyn std::fmt::Display = match origin {
+            Some(o) => o,
+            None => &"a record without origin",
+        };
+        crate::policy::count_late(processor, store, what, &message);
+        Ok(())
+    }
 }
 
 /// A store entry's key and value, read with the store's serdes.

@@ -572,6 +572,12 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
         Self::bind_any(txn, store)
     }
 
+    /// The transaction and store index this handle reads (to bind a window or session store
+    /// over the same store).
+    pub(crate) fn raw_parts(&self) -> (&'t (dyn RawTxn + 't), usize) {
+        (self.txn, self.store)
+    }
+
     /// The typed byte access of any kind of store (windowed stores are built on it).
     pub(crate) fn bind_any(txn: &'t (dyn RawTxn + 't), store: usize) -> Result<Self> {
         let serdes = txn.store_spec(store).serdes::<K, V>()?;

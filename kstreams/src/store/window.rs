@@ -65,6 +65,10 @@ const TAG_DATA: u8 = 0x01;
 const TAG_INDEX: u8 = 0x02;
 /// The store's stream time: first byte `0x00`, below data and index entries.
 const STREAM_TIME_KEY: &[u8] = b"\x00stream-time";
+/// The changelog key under which a windowed operator logs the store's stream time
+/// ([`WindowStore::advance_stream_time_logged`]): 9 bytes, shorter than any Kafka Streams window
+/// (12) or session (16) changelog key, so it is never mistaken for one.
+pub(crate) const STREAM_TIME_CHANGELOG_KEY: &[u8] = b"\x00kst-time";
 
 /// What a put to a window or session store did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +239,16 @@ impl<'t> Core<'t> {
                 .put_unlogged(self.store, STREAM_TIME_KEY, Some(&t.to_be_bytes()))?;
         }
         self.purge(PURGE_LIMIT)
+    }
+
+    /// [`advance`](Self::advance), and the new stream time logged to the changelog under
+    /// [`STREAM_TIME_CHANGELOG_KEY`] (when it moved), so a restore brings it back.
+    pub(super) fn advance_logged(&self, t: i64) -> Result<usize> {
+        if self.stream_time()?.is_none_or(|old| t > old) {
+            self.txn
+                .log(self.store, STREAM_TIME_CHANGELOG_KEY, Some(&t.to_be_bytes()))?;
+        }
+        self.advance(t)
     }
 
     fn purge(&self, limit: usize) -> Result<usize> {
@@ -432,6 +446,26 @@ pub(super) fn restore(
             )));
         }
     };
+    if changelog_key == STREAM_TIME_CHANGELOG_KEY {
+        let t = value
+            .and_then(|v| <[u8; 8]>::try_from(v).ok())
+            .map(i64::from_be_bytes)
+            .ok_or_else(|| {
+                Error::Store(format!(
+                    "the changelog of store `{}` holds a stream-time record whose value is not 8 bytes",
+                    spec.name()
+                ))
+            })?;
+        let core = Core {
+            txn,
+            store,
+            retention,
+        };
+        if core.stream_time()?.is_none_or(|old| t > old) {
+            txn.put_unlogged(store, STREAM_TIME_KEY, Some(&t.to_be_bytes()))?;
+        }
+        return Ok(());
+    }
     let Some(split) = changelog_key.len().checked_sub(suffix) else {
         return Err(Error::Store(format!(
             "the changelog of store `{}` holds a key of {} bytes, shorter than the {suffix}-byte \
@@ -628,6 +662,13 @@ impl<'t, K: 'static, V: 'static> WindowStore<'t, K, V> {
     /// calls this (see the module docs on KAFKA-12960).
     pub fn advance_stream_time(&self, stream_time: i64) -> Result<usize> {
         self.core.advance(stream_time)
+    }
+
+    /// [`advance_stream_time`](Self::advance_stream_time), with the new stream time also logged
+    /// to the changelog (a reserved 9-byte key), so a restore after a lost disk brings it back:
+    /// what the windowed operators call, as their stream time is the store's.
+    pub(crate) fn advance_stream_time_logged(&self, stream_time: i64) -> Result<usize> {
+        self.core.advance_logged(stream_time)
     }
 
     /// The value of `key`'s window starting at `start`, or `None` (also when it is expired).

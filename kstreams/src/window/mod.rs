@@ -9,7 +9,24 @@
 //! windows and a stream time the operator gives them.
 //!
 //! Session windows (`session.rs`) and sliding windows (`sliding.rs`) are their own files; they
-//! share the helpers of this module (stream time, late records, emission order).
+//! share the helpers of this module rather than copy them:
+//!
+//! - **Stream time** is the operator's store's: [`WindowStore::stream_time`] /
+//!   `SessionStore::stream_time` read it (persisted in the store, in the batch's transaction),
+//!   [`OperatorTime`] follows it record by record (the current record included), and
+//!   `advance_stream_time_logged` (on both stores) writes it back *and logs it to the changelog*
+//!   (a reserved 9-byte key that no Kafka Streams window or session key can be), so a restart,
+//!   and a restore after the state directory is lost, neither re-emit a final window nor accept
+//!   a record that was late before. Call it once per batch, at the end, after emitting.
+//! - **Records that cannot be windowed**: [`admit`] sends a record of negative timestamp through
+//!   the processing policy (Kafka Streams drops them with a metric; here it is a bad record,
+//!   never a silent drop); [`late`] handles a record too late for every window (metric
+//!   `kstreams_late_records_total{processor, store}`, DEBUG log, and the dead-letter topic with
+//!   headers `kstreams.late.*` under [`OnLate::DeadLetter`]).
+//! - **Emission on close**: [`closing_range`] says which windows a batch made final (those whose
+//!   `end` is in `(before − grace, now − grace]`); fetch them *before* advancing the store (the
+//!   store hides windows past its retention, KAFKA-12960), forward them in (end, start, key
+//!   bytes) order with [`final_timestamp`], then advance.
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -18,7 +35,8 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::processor::BatchProcessor;
 use crate::record::Record;
-use crate::store::{KeyValueStore, StoreHandle, StoreSpec};
+use crate::record::Headers;
+use crate::store::{KeyValueStore, StoreHandle, StoreSpec, WindowStore, WindowWrite};
 
 mod serde;
 pub mod session;
@@ -562,13 +580,103 @@ impl<'t, K: Clone + 'static, A: Clone + 'static> TimeWindowState<'t, K, A> {
         first: impl FnMut(&Record<K, V>) -> A,
         add: impl FnMut(&mut A, &Record<K, V>),
     ) -> Result<()> {
-        if let Windows::Sliding(_) = self.windowing.windows {
-            return sliding::aggregate_first(self, records, out, first, add);
+        let tw = match self.windowing.windows {
+            Windows::Time(tw) => tw,
+            Windows::Sliding(_) => return sliding::aggregate_first(self, records, out, first, add),
+            Windows::Session(_) => {
+                return Err(Error::Config(format!(
+                    "store `{}` keeps session windows: aggregate it with a `SessionKeyValue` handle",
+                    self.store.name()
+                )));
+            }
+        };
+        let (mut first, mut add) = (first, add);
+        let ws = self.window_store()?;
+        let grace = tw.grace_ms;
+        let on_update = self.windowing.emit == EmitStrategy::OnWindowUpdate;
+        let mut time = OperatorTime::new(ws.stream_time()?);
+        for r in records {
+            if !admit(out, r)? {
+                continue;
+            }
+            let now = time.observe(r.timestamp);
+            let close = now.saturating_sub(grace);
+            let mut accepted = false;
+            for window in tw.windows_for(r.timestamp) {
+                // A window accepts while `end + grace > stream time`.
+                if window.end <= close {
+                    continue;
+                }
+                let agg = match ws.get(&r.key, window.start)? {
+                    Some(mut agg) => {
+                        add(&mut agg, r);
+                        agg
+                    }
+                    None => first(r),
+                };
+                if ws.put(&r.key, window.start, &agg)? == WindowWrite::Expired {
+                    continue;
+                }
+                accepted = true;
+                if on_update {
+                    out.forward(r.derive(
+                        Windowed {
+                            key: r.key.clone(),
+                            window,
+                        },
+                        agg,
+                    ));
+                }
+            }
+            if !accepted {
+                late(out, ws.name(), &self.windowing, r, now)?;
+            }
         }
-        let _ = (records, out, first, add);
-        Err(Error::Config(
-            "windowed aggregation: not implemented yet".into(),
-        ))
+        self.finish(&ws, time, out)
+    }
+
+    /// The window store under the handle.
+    pub(crate) fn window_store(&self) -> Result<WindowStore<'t, K, A>> {
+        let (txn, index) = self.store.raw_parts();
+        WindowStore::bind(txn, index)
+    }
+
+    /// The end of a batch (or of an idle advance) of a time-windowed aggregation: emits the
+    /// windows that became final (on close), then advances (and logs) the store's stream time.
+    pub(crate) fn finish(
+        &self,
+        ws: &WindowStore<'t, K, A>,
+        time: OperatorTime,
+        out: &mut Context<'_, Windowed<K>, A>,
+    ) -> Result<()> {
+        let Some(now) = time.moved() else {
+            return Ok(());
+        };
+        let Windows::Time(tw) = self.windowing.windows else {
+            return Err(Error::Internal("finish: not a time window".into()));
+        };
+        if self.windowing.emit == EmitStrategy::OnWindowClose
+            && let Some((lo, hi)) = closing_range(time.before, now, tw.grace_ms)
+        {
+            // Windows of one size: ends in (lo, hi] are starts in (lo - size, hi - size], and
+            // start order (then key bytes) is end order.
+            let from = lo.saturating_sub(tw.size_ms).saturating_add(1);
+            let to = hi.saturating_sub(tw.size_ms);
+            if from <= to {
+                for (key, start, agg) in ws.fetch_all(from, to)? {
+                    let window = Window {
+                        start,
+                        end: start.saturating_add(tw.size_ms),
+                    };
+                    out.forward(
+                        Record::new(Windowed { key, window }, agg)
+                            .with_timestamp(final_timestamp(window)),
+                    );
+                }
+            }
+        }
+        ws.advance_stream_time_logged(now)?;
+        Ok(())
     }
 }
 
@@ -587,6 +695,15 @@ impl<K, A> std::fmt::Debug for SessionWindowState<'_, K, A> {
     }
 }
 
+impl<'t, K: 'static, A: 'static> SessionWindowState<'t, K, A> {
+    /// The session store under the handle (for `session.rs`).
+    #[allow(dead_code, reason = "used by the session aggregation in session.rs")]
+    pub(crate) fn session_store(&self) -> Result<crate::store::SessionStore<'t, K, A>> {
+        let (txn, index) = self.store.raw_parts();
+        crate::store::SessionStore::bind(txn, index)
+    }
+}
+
 impl<'t, K, A> SessionWindowState<'t, K, A> {
     pub(crate) fn new(store: KeyValueStore<'t, K, A>, windowing: Windowing) -> Self {
         SessionWindowState { store, windowing }
@@ -596,6 +713,108 @@ impl<'t, K, A> SessionWindowState<'t, K, A> {
     pub fn windowing(&self) -> &Windowing {
         &self.windowing
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers shared by the time, sliding and session aggregations (see the module docs).
+
+/// A windowed operator's stream time through a batch: `before` is what its store held, `now`
+/// the largest timestamp seen since (the current record included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OperatorTime {
+    /// The stream time persisted before this batch (`None`: the operator never saw a record).
+    pub(crate) before: Option<i64>,
+    /// The stream time now.
+    pub(crate) now: Option<i64>,
+}
+
+impl OperatorTime {
+    /// Starts from the store's persisted stream time.
+    pub(crate) fn new(before: Option<i64>) -> Self {
+        OperatorTime { before, now: before }
+    }
+
+    /// Takes a record's timestamp into the stream time; returns the stream time.
+    pub(crate) fn observe(&mut self, timestamp: i64) -> i64 {
+        let now = self.now.map_or(timestamp, |t| t.max(timestamp));
+        self.now = Some(now);
+        now
+    }
+
+    /// The new stream time, if it moved past the persisted one.
+    pub(crate) fn moved(&self) -> Option<i64> {
+        match (self.before, self.now) {
+            (Some(b), Some(n)) if n > b => Some(n),
+            (None, Some(n)) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a record can be windowed: one of negative timestamp cannot (Java's windows start at
+/// 0; Kafka Streams drops such records with a metric) and goes through the processing policy
+/// as a bad record, named by its origin.
+pub(crate) fn admit<K, V, OK: 'static, OV: 'static>(
+    out: &mut Context<'_, OK, OV>,
+    record: &Record<K, V>,
+) -> Result<bool> {
+    if record.timestamp >= 0 {
+        return Ok(true);
+    }
+    let error = Error::processing(format!(
+        "a windowed aggregation cannot take a record of negative timestamp {}",
+        record.timestamp
+    ));
+    out.fail_record(record, error)?;
+    Ok(false)
+}
+
+/// A record too late for every window it belongs to: counted in
+/// `kstreams_late_records_total{processor, store}` and logged at DEBUG, and under
+/// [`OnLate::DeadLetter`] written to the dead-letter topic with the headers
+/// `kstreams.late.timestamp`, `kstreams.late.stream.time` and `kstreams.late.grace.ms`.
+pub(crate) fn late<K, V, OK: 'static, OV: 'static>(
+    out: &mut Context<'_, OK, OV>,
+    store: &str,
+    windowing: &Windowing,
+    record: &Record<K, V>,
+    stream_time: i64,
+) -> Result<()> {
+    let grace = windowing.windows.grace_ms();
+    let message = format!(
+        "late record: timestamp {} is past the grace ({grace} ms) of every window it belongs to \
+         at stream time {stream_time}",
+        record.timestamp
+    );
+    let dead_letter = (windowing.on_late == OnLate::DeadLetter).then(|| {
+        Headers::new()
+            .with("kstreams.late.timestamp", record.timestamp.to_string())
+            .with("kstreams.late.stream.time", stream_time.to_string())
+            .with("kstreams.late.grace.ms", grace.to_string())
+    });
+    out.failures.late_record(
+        &out.node.name,
+        store,
+        record.origin.as_ref(),
+        message,
+        dead_letter,
+    )
+}
+
+/// The ends of the windows that became final when stream time moved from `before` to `now`:
+/// `(lower exclusive, upper inclusive)` = `(before − grace, now − grace]`, or `None` if none did.
+/// A window is final once `end + grace <= stream time`.
+pub(crate) fn closing_range(before: Option<i64>, now: i64, grace: i64) -> Option<(i64, i64)> {
+    let hi = now.saturating_sub(grace);
+    let lo = before.map_or(i64::MIN, |b| b.saturating_sub(grace));
+    (lo < hi).then_some((lo, hi))
+}
+
+/// The timestamp of a result emitted on close: the window's last instant (`end − 1`), an upper
+/// bound of its records' timestamps (Kafka Streams uses the largest of them, which the store does
+/// not keep).
+pub(crate) fn final_timestamp(window: Window) -> i64 {
+    window.end.saturating_sub(1).max(window.start)
 }
 
 // ---------------------------------------------------------------------------------------------

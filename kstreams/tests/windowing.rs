@@ -1,0 +1,439 @@
+//! Windowed aggregation against hand-computed Kafka Streams results: tumbling and hopping
+//! windows, grace, late and out-of-order records, emit on update vs on close, dead-lettered late
+//! records, restarts, and split invariance.
+//!
+//! The handles are written by hand (what `#[store(window = ...)]` generates), so these tests do
+//! not depend on the macros.
+
+use std::ops::{Deref, DerefMut};
+
+use kstreams::policy::OnBadRecord;
+use kstreams::serde::{StringSerde, U64Serde};
+use kstreams::store::{StoreHandle, StoreSpec};
+use kstreams::testing::{SplitCheck, SplitInput, TopologyTestDriver};
+use kstreams::window::{
+    self, EmitStrategy, OnLate, TimeKind, TimeWindowState, TimeWindowedSerde, Windowed,
+    WindowedHandle, Windowing, Windows,
+};
+use kstreams::{KeyValueStore, Record, Topology};
+use proptest::prelude::*;
+
+/// A hand-written windowed handle over `String` keys and `u64` aggregates.
+macro_rules! handle {
+    ($name:ident, $store:literal, $windowing:expr) => {
+        #[derive(Debug)]
+        struct $name<'t>(TimeWindowState<'t, String, u64>);
+
+        impl<'t> StoreHandle<'t> for $name<'t> {
+            const NAME: &'static str = $store;
+            type Key = String;
+            type Value = u64;
+            fn spec() -> StoreSpec {
+                kstreams::__private::window_store_spec(
+                    StoreSpec::new::<String, u64>($store),
+                    &<Self as WindowedHandle<'t>>::windowing(),
+                )
+            }
+            fn bind(store: KeyValueStore<'t, String, u64>) -> Self {
+                $name(kstreams::__private::time_window_state(
+                    store,
+                    <Self as WindowedHandle<'t>>::windowing(),
+                ))
+            }
+        }
+
+        impl<'t> WindowedHandle<'t> for $name<'t> {
+            type Kind = TimeKind;
+            fn windowing() -> Windowing {
+                $windowing
+            }
+        }
+
+        impl<'t> Deref for $name<'t> {
+            type Target = TimeWindowState<'t, String, u64>;
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+
+        impl<'t> DerefMut for $name<'t> {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.0
+            }
+        }
+    };
+}
+
+fn tumbling(size: i64, grace: i64) -> Windows {
+    kstreams::__private::time_windows_ms(size, size, grace)
+}
+
+fn hopping(size: i64, advance: i64, grace: i64) -> Windows {
+    kstreams::__private::time_windows_ms(size, advance, grace)
+}
+
+handle!(TumblingUpdate, "tumbling-update", Windowing::new(tumbling(10, 5)));
+handle!(
+    TumblingClose,
+    "tumbling-close",
+    Windowing::new(tumbling(10, 5)).emit(EmitStrategy::OnWindowClose)
+);
+handle!(HoppingUpdate, "hopping-update", Windowing::new(hopping(10, 5, 0)));
+handle!(
+    HoppingClose,
+    "hopping-close",
+    Windowing::new(hopping(10, 5, 2)).emit(EmitStrategy::OnWindowClose)
+);
+handle!(
+    LateToDlq,
+    "late-to-dlq",
+    Windowing::new(tumbling(10, 0)).on_late(OnLate::DeadLetter)
+);
+
+fn rec(key: &str, ts: i64) -> Record<String, String> {
+    Record::new(key.to_owned(), String::new()).with_timestamp(ts)
+}
+
+/// `(key, start, end, count)` of each output, in order.
+type Row = (String, i64, i64, u64);
+
+fn rows(driver: &mut TopologyTestDriver, size: i64) -> kstreams::Result<Vec<Row>> {
+    Ok(driver
+        .read_output_with(
+            "out",
+            &TimeWindowedSerde::new(StringSerde).with_window_size(size),
+            &U64Serde,
+        )?
+        .into_iter()
+        .map(|r| (r.key.key, r.key.window.start, r.key.window.end, r.value))
+        .collect())
+}
+
+fn row(key: &str, start: i64, end: i64, n: u64) -> Row {
+    (key.to_owned(), start, end, n)
+}
+
+fn count_topology<S>() -> kstreams::Result<Topology>
+where
+    S: WindowedHandle<'static, Key = String, Value = u64, Kind = TimeKind> + 'static,
+{
+    let mut t = Topology::builder();
+    let input = t.source::<String, String>("in");
+    let counts = t.add(window::count::<S>(), &input);
+    t.sink("out", &counts);
+    Ok(t.build()?)
+}
+
+/// The tumbling case's input: out of order, and late records for windows already closed.
+fn tumbling_input() -> Vec<Record<String, String>> {
+    vec![
+        rec("a", 1),
+        rec("a", 5),
+        rec("b", 7),
+        rec("a", 12),
+        // Out of order, but [0, 10) is open until stream time reaches 10 + 5.
+        rec("a", 3),
+        rec("a", 16),
+        // Stream time 16 >= 10 + 5: [0, 10) is closed, the record is late.
+        rec("a", 4),
+        rec("b", 25),
+        // Stream time 25 >= 20 + 5: [10, 20) is closed too.
+        rec("a", 14),
+    ]
+}
+
+#[test]
+fn tumbling_on_update_forwards_every_change_and_drops_late_records() -> kstreams::Result<()> {
+    // Kafka Streams (TimeWindows.ofSizeAndGrace(10 ms, 5 ms), count(), the default emit
+    // strategy, caching off) forwards these, computed by hand from KStreamWindowAggregate.
+    for batch in [true, false] {
+        let mut d = TopologyTestDriver::new(count_topology::<TumblingUpdate<'static>>()?)?;
+        if batch {
+            d.pipe_batch("in", tumbling_input())?;
+        } else {
+            for r in tumbling_input() {
+                d.pipe_batch("in", [r])?;
+            }
+        }
+        assert_eq!(
+            rows(&mut d, 10)?,
+            vec![
+                row("a", 0, 10, 1),
+                row("a", 0, 10, 2),
+                row("b", 0, 10, 1),
+                row("a", 10, 20, 1),
+                row("a", 0, 10, 3),
+                row("a", 10, 20, 2),
+                row("b", 20, 30, 1),
+            ],
+            "one batch: {batch}"
+        );
+        // Retention is size + grace = 15: at stream time 25 the windows starting at or before 10
+        // are expired; only [20, 30) is left.
+        assert_eq!(
+            d.window_store::<String, u64>("tumbling-update")?,
+            vec![("b".to_owned(), 20, 1)]
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn tumbling_on_close_forwards_each_window_once_when_final() -> kstreams::Result<()> {
+    let mut d = TopologyTestDriver::new(count_topology::<TumblingClose<'static>>()?)?;
+    d.pipe_batch("in", tumbling_input())?;
+    // Stream time 25, grace 5: the windows ending at or before 20 are final, in (end, start,
+    // key) order; [20, 30) is still open.
+    assert_eq!(
+        rows(&mut d, 10)?,
+        vec![row("a", 0, 10, 3), row("b", 0, 10, 1), row("a", 10, 20, 2)]
+    );
+    // Nothing new closes at stream time 26.
+    d.pipe("in", "c".to_owned(), String::new())?; // timestamp 0: late, changes nothing
+    d.pipe_batch("in", [rec("c", 26)])?;
+    assert_eq!(rows(&mut d, 10)?, vec![]);
+    // Stream time 40 closes [20, 30) (b) but not [20, 30) again, nor [30, 40) (empty).
+    d.pipe_batch("in", [rec("b", 40)])?;
+    assert_eq!(
+        rows(&mut d, 10)?,
+        vec![row("b", 20, 30, 1), row("c", 20, 30, 1)]
+    );
+    Ok(())
+}
+
+#[test]
+fn on_close_results_carry_the_window_end_as_timestamp() -> kstreams::Result<()> {
+    let mut d = TopologyTestDriver::new(count_topology::<TumblingClose<'static>>()?)?;
+    d.pipe_batch("in", [rec("a", 3), rec("a", 15)])?;
+    let out = d.read_output_with(
+        "out",
+        &TimeWindowedSerde::new(StringSerde).with_window_size(10),
+        &U64Serde,
+    )?;
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].timestamp, 9);
+    Ok(())
+}
+
+#[test]
+fn hopping_windows_follow_java_windows_for() -> kstreams::Result<()> {
+    // TimeWindows.ofSizeAndGrace(10 ms, 0).advanceBy(5 ms), count().
+    let mut d = TopologyTestDriver::new(count_topology::<HoppingUpdate<'static>>()?)?;
+    d.pipe_batch(
+        "in",
+        [
+            rec("a", 7),  // [0, 10), [5, 15)
+            rec("a", 12), // [5, 15), [10, 20); stream time 12
+            rec("a", 9),  // [0, 10) is closed (10 <= 12); [5, 15) takes it
+            rec("a", 4),  // only in [0, 10): late
+        ],
+    )?;
+    assert_eq!(
+        rows(&mut d, 10)?,
+        vec![
+            row("a", 0, 10, 1),
+            row("a", 5, 15, 1),
+            row("a", 5, 15, 2),
+            row("a", 10, 20, 1),
+            row("a", 5, 15, 3),
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn hopping_on_close_with_grace() -> kstreams::Result<()> {
+    // Size 10, advance 5, grace 2, on close.
+    let mut d = TopologyTestDriver::new(count_topology::<HoppingClose<'static>>()?)?;
+    d.pipe_batch("in", [rec("a", 1), rec("b", 6), rec("a", 11)])?;
+    // Stream time 11: [0, 10) closes at 12; nothing is final yet.
+    assert_eq!(rows(&mut d, 10)?, vec![]);
+    d.pipe_batch("in", [rec("a", 8), rec("a", 12)])?;
+    // a@8 (stream time 11) still counts in [0, 10) and [5, 15). Stream time 12: [0, 10) final.
+    assert_eq!(
+        rows(&mut d, 10)?,
+        vec![row("a", 0, 10, 2), row("b", 0, 10, 1)]
+    );
+    d.pipe_batch("in", [rec("a", 40)])?;
+    assert_eq!(
+        rows(&mut d, 10)?,
+        vec![
+            row("a", 5, 15, 3),
+            row("b", 5, 15, 1),
+            row("a", 10, 20, 2),
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn a_far_future_record_still_emits_every_window_it_closes() -> kstreams::Result<()> {
+    // KAFKA-12960: retention is size + grace (15); a jump of stream time from 5 to 1,000,000
+    // must not hide [0, 10) before it is emitted.
+    let mut d = TopologyTestDriver::new(count_topology::<TumblingClose<'static>>()?)?;
+    d.pipe_batch("in", [rec("a", 5)])?;
+    d.pipe_batch("in", [rec("a", 1_000_000)])?;
+    assert_eq!(rows(&mut d, 10)?, vec![row("a", 0, 10, 1)]);
+    Ok(())
+}
+
+#[test]
+fn late_records_go_to_the_dead_letter_topic_with_why_in_headers() -> kstreams::Result<()> {
+    let mut d = TopologyTestDriver::builder(count_topology::<LateToDlq<'static>>()?)
+        .on_processing_error(OnBadRecord::DeadLetter {
+            topic: "dlq".into(),
+        })
+        .build()?;
+    d.pipe_batch("in", [rec("a", 20), rec("a", 3)])?;
+    let dlq = d.read_output_raw("dlq");
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    let r = &dlq[0].2;
+    assert_eq!(r.key.as_deref(), Some(&b"a"[..]));
+    let h = |n: &str| {
+        r.headers
+            .last(n)
+            .flatten()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(h("kstreams.error.stage").as_deref(), Some("late"));
+    assert_eq!(h("kstreams.late.timestamp").as_deref(), Some("3"));
+    assert_eq!(h("kstreams.late.stream.time").as_deref(), Some("20"));
+    assert_eq!(h("kstreams.late.grace.ms").as_deref(), Some("0"));
+    assert_eq!(h("kstreams.error.offset").as_deref(), Some("1"));
+    assert_eq!(rows(&mut d, 10)?, vec![row("a", 20, 30, 1)]);
+    Ok(())
+}
+
+#[test]
+fn dead_lettering_late_records_without_a_dead_letter_topic_is_a_config_error() -> kstreams::Result<()>
+{
+    let err = match TopologyTestDriver::new(count_topology::<LateToDlq<'static>>()?) {
+        Err(e) => e,
+        Ok(mut d) => d
+            .pipe_batch("in", [rec("a", 1)])
+            .expect_err("no dead-letter topic"),
+    };
+    let msg = err.to_string();
+    assert!(
+        msg.contains("late-to-dlq") && msg.contains("dead-letter topic"),
+        "{msg}"
+    );
+    Ok(())
+}
+
+#[test]
+fn negative_timestamps_are_bad_records_not_silent_drops() -> kstreams::Result<()> {
+    let mut d = TopologyTestDriver::new(count_topology::<TumblingUpdate<'static>>()?)?;
+    let err = d
+        .pipe_batch("in", [rec("a", -1)])
+        .expect_err("the Fail policy stops on a negative timestamp");
+    let msg = err.to_string();
+    assert!(msg.contains("negative timestamp -1") && msg.contains("offset 0"), "{msg}");
+
+    let mut d = TopologyTestDriver::builder(count_topology::<TumblingUpdate<'static>>()?)
+        .on_processing_error(OnBadRecord::Skip)
+        .build()?;
+    d.pipe_batch("in", [rec("a", -1), rec("a", 1)])?;
+    assert_eq!(rows(&mut d, 10)?, vec![row("a", 0, 10, 1)]);
+    Ok(())
+}
+
+#[test]
+fn a_restart_neither_re_emits_nor_reopens() -> kstreams::Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let driver = || {
+        TopologyTestDriver::builder(count_topology::<TumblingClose<'static>>()?)
+            .state_dir(dir.path())
+            .build()
+    };
+    let mut d = driver()?;
+    d.pipe_batch("in", [rec("a", 1), rec("a", 12), rec("b", 16)])?;
+    assert_eq!(rows(&mut d, 10)?, vec![row("a", 0, 10, 1)]);
+    drop(d);
+    let mut d = driver()?;
+    // Stream time is still 16: a@2 is late (not a new [0, 10)), and stream time 17 closes
+    // nothing already emitted.
+    d.pipe_batch("in", [rec("a", 2), rec("a", 17)])?;
+    assert_eq!(rows(&mut d, 10)?, vec![]);
+    d.pipe_batch("in", [rec("a", 30)])?;
+    assert_eq!(
+        rows(&mut d, 10)?,
+        vec![row("a", 10, 20, 2), row("b", 10, 20, 1)]
+    );
+    Ok(())
+}
+
+#[test]
+fn stream_time_is_logged_to_the_changelog_under_a_reserved_key() -> kstreams::Result<()> {
+    let mut d = TopologyTestDriver::new(count_topology::<TumblingClose<'static>>()?)?;
+    d.pipe_batch("in", [rec("a", 1), rec("a", 12)])?;
+    let log = d.read_output_raw("test-app-tumbling-close-changelog");
+    let times: Vec<i64> = log
+        .iter()
+        .filter(|(_, _, r)| r.key.as_deref() == Some(&b"\x00kst-time"[..]))
+        .filter_map(|(_, _, r)| r.value.as_deref())
+        .filter_map(|v| <[u8; 8]>::try_from(v).ok())
+        .map(i64::from_be_bytes)
+        .collect();
+    assert_eq!(times, vec![12], "one stream-time record per batch");
+    Ok(())
+}
+
+/// Random input: keys a..c, timestamps mostly increasing with out-of-order and late ones.
+fn input_strategy() -> impl Strategy<Value = Vec<(u8, i64)>> {
+    prop::collection::vec((0u8..3, -15i64..25), 1..60).prop_map(|steps| {
+        let mut t = 0i64;
+        steps
+            .into_iter()
+            .map(|(k, d)| {
+                t = (t + d.max(0)).max(0);
+                // Negative steps are records from the past (out of order or late).
+                (k, (t + d.min(0)).max(0))
+            })
+            .collect()
+    })
+}
+
+fn split_check<S>(steps: &[(u8, i64)]) -> Result<(), String>
+where
+    S: WindowedHandle<'static, Key = String, Value = u64, Kind = TimeKind> + 'static,
+{
+    let topology = count_topology::<S>().map_err(|e| e.to_string())?;
+    let records = steps
+        .iter()
+        .map(|(k, ts)| rec(&format!("{}", (b'a' + k) as char), *ts));
+    let input = SplitInput::new()
+        .records("in", records)
+        .map_err(|e| e.to_string())?;
+    SplitCheck::new(&topology)
+        .seed(steps.len() as u64)
+        .runs(2)
+        .run(&input)
+        .map_err(|e| e.to_string())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn windowed_count_is_split_invariant(steps in input_strategy()) {
+        prop_assert_eq!(split_check::<TumblingUpdate<'static>>(&steps), Ok(()));
+        prop_assert_eq!(split_check::<TumblingClose<'static>>(&steps), Ok(()));
+        prop_assert_eq!(split_check::<HoppingUpdate<'static>>(&steps), Ok(()));
+        prop_assert_eq!(split_check::<HoppingClose<'static>>(&steps), Ok(()));
+    }
+}
+
+#[test]
+fn windowed_keys_are_javas_bytes() {
+    use kstreams::serde::Serde;
+    let k = Windowed {
+        key: "k".to_owned(),
+        window: kstreams::Window { start: 1, end: 11 },
+    };
+    let bytes = TimeWindowedSerde::new(StringSerde)
+        .serialize(&k)
+        .ok()
+        .flatten();
+    assert_eq!(bytes, Some(vec![b'k', 0, 0, 0, 0, 0, 0, 0, 1]));
+}
