@@ -692,13 +692,14 @@ impl RecordFailures for Collector<'_> {
     ) -> Result<()> {
         if let Some(extra) = dead_letter {
             let topic = origin.map_or(self.raw_topic.unwrap_or(""), |o| &*o.topic);
-            let dlq = crate::policy::late_dead_letter_topic(self.errors, topic).ok_or_else(|| {
-                Error::Config(format!(
-                    "processor `{processor}` dead-letters the late records of store `{store}` \
+            let dlq =
+                crate::policy::late_dead_letter_topic(self.errors, topic).ok_or_else(|| {
+                    Error::Config(format!(
+                        "processor `{processor}` dead-letters the late records of store `{store}` \
                      (`on_late = dead_letter`), but the application has no dead-letter topic: \
                      set one with `OnBadRecord::DeadLetter`"
-                ))
-            })?;
+                    ))
+                })?;
             let raw = origin.and_then(|o| self.raw_of(o));
             let mut headers = raw.map(|r| r.headers.clone()).unwrap_or_default();
             for (name, value) in extra.iter_raw() {

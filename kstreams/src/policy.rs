@@ -189,7 +189,10 @@ pub(crate) fn count_late(processor: &str, store: &str, what: &dyn fmt::Display, 
 /// Where a late record of input topic `topic` is dead-lettered: the dead-letter topic of that
 /// topic's processing policy, else the first of the application's dead-letter topics; `None`
 /// when the application has none (a configuration error, checked when a task is created).
-pub(crate) fn late_dead_letter_topic<'p>(errors: &'p ErrorPolicies, topic: &str) -> Option<&'p str> {
+pub(crate) fn late_dead_letter_topic<'p>(
+    errors: &'p ErrorPolicies,
+    topic: &str,
+) -> Option<&'p str> {
     if let OnBadRecord::DeadLetter { topic } = errors.processing(topic) {
         return Some(topic);
     }

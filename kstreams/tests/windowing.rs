@@ -72,13 +72,21 @@ fn hopping(size: i64, advance: i64, grace: i64) -> Windows {
     kstreams::__private::time_windows_ms(size, advance, grace)
 }
 
-handle!(TumblingUpdate, "tumbling-update", Windowing::new(tumbling(10, 5)));
+handle!(
+    TumblingUpdate,
+    "tumbling-update",
+    Windowing::new(tumbling(10, 5))
+);
 handle!(
     TumblingClose,
     "tumbling-close",
     Windowing::new(tumbling(10, 5)).emit(EmitStrategy::OnWindowClose)
 );
-handle!(HoppingUpdate, "hopping-update", Windowing::new(hopping(10, 5, 0)));
+handle!(
+    HoppingUpdate,
+    "hopping-update",
+    Windowing::new(hopping(10, 5, 0))
+);
 handle!(
     HoppingClose,
     "hopping-close",
@@ -257,11 +265,7 @@ fn hopping_on_close_with_grace() -> kstreams::Result<()> {
     d.pipe_batch("in", [rec("a", 40)])?;
     assert_eq!(
         rows(&mut d, 10)?,
-        vec![
-            row("a", 5, 15, 3),
-            row("b", 5, 15, 1),
-            row("a", 10, 20, 2),
-        ]
+        vec![row("a", 5, 15, 3), row("b", 5, 15, 1), row("a", 10, 20, 2),]
     );
     Ok(())
 }
@@ -305,8 +309,8 @@ fn late_records_go_to_the_dead_letter_topic_with_why_in_headers() -> kstreams::R
 }
 
 #[test]
-fn dead_lettering_late_records_without_a_dead_letter_topic_is_a_config_error() -> kstreams::Result<()>
-{
+fn dead_lettering_late_records_without_a_dead_letter_topic_is_a_config_error()
+-> kstreams::Result<()> {
     let err = match TopologyTestDriver::new(count_topology::<LateToDlq<'static>>()?) {
         Err(e) => e,
         Ok(mut d) => d
@@ -328,7 +332,10 @@ fn negative_timestamps_are_bad_records_not_silent_drops() -> kstreams::Result<()
         .pipe_batch("in", [rec("a", -1)])
         .expect_err("the Fail policy stops on a negative timestamp");
     let msg = err.to_string();
-    assert!(msg.contains("negative timestamp -1") && msg.contains("offset 0"), "{msg}");
+    assert!(
+        msg.contains("negative timestamp -1") && msg.contains("offset 0"),
+        "{msg}"
+    );
 
     let mut d = TopologyTestDriver::builder(count_topology::<TumblingUpdate<'static>>()?)
         .on_processing_error(OnBadRecord::Skip)

@@ -623,16 +623,6 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
         }
     }
 
-    /// The window store this handle's store is (a windowed operator's view of its store).
-    pub(crate) fn as_window_store(&self) -> Result<WindowStore<'t, K, V>> {
-        WindowStore::bind(self.txn, self.store)
-    }
-
-    /// The session store this handle's store is (a session operator's view of its store).
-    pub(crate) fn as_session_store(&self) -> Result<SessionStore<'t, K, V>> {
-        SessionStore::bind(self.txn, self.store)
-    }
-
     fn read_value(&self, bytes: &[u8]) -> Result<V> {
         self.serdes
             .value

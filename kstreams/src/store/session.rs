@@ -125,7 +125,10 @@ impl<'t, K: 'static, V: 'static> SessionStore<'t, K, V> {
     /// [`advance_stream_time`](Self::advance_stream_time), with the new stream time also logged
     /// to the changelog (a reserved 9-byte key), so a restore brings it back: what the session
     /// operator calls.
-    #[allow(dead_code, reason = "used by the session aggregation in window/session.rs")]
+    #[allow(
+        dead_code,
+        reason = "used by the session aggregation in window/session.rs"
+    )]
     pub(crate) fn advance_stream_time_logged(&self, stream_time: i64) -> Result<usize> {
         self.core.advance_logged(stream_time)
     }

@@ -245,8 +245,11 @@ impl<'t> Core<'t> {
     /// [`STREAM_TIME_CHANGELOG_KEY`] (when it moved), so a restore brings it back.
     pub(super) fn advance_logged(&self, t: i64) -> Result<usize> {
         if self.stream_time()?.is_none_or(|old| t > old) {
-            self.txn
-                .log(self.store, STREAM_TIME_CHANGELOG_KEY, Some(&t.to_be_bytes()))?;
+            self.txn.log(
+                self.store,
+                STREAM_TIME_CHANGELOG_KEY,
+                Some(&t.to_be_bytes()),
+            )?;
         }
         self.advance(t)
     }

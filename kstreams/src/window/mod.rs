@@ -34,8 +34,8 @@ use std::time::Duration;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::processor::BatchProcessor;
-use crate::record::Record;
 use crate::record::Headers;
+use crate::record::Record;
 use crate::store::{KeyValueStore, StoreHandle, StoreSpec, WindowStore, WindowWrite};
 
 mod serde;
@@ -731,7 +731,10 @@ pub(crate) struct OperatorTime {
 impl OperatorTime {
     /// Starts from the store's persisted stream time.
     pub(crate) fn new(before: Option<i64>) -> Self {
-        OperatorTime { before, now: before }
+        OperatorTime {
+            before,
+            now: before,
+        }
     }
 
     /// Takes a record's timestamp into the stream time; returns the stream time.

@@ -196,7 +196,7 @@ fn process<K: Clone + 'static, A: Clone + 'static, V>(
     // Once per batch: the store's own hiding (by its older stream time) shows a superset of
     // what Java's store shows, which the checks above narrow record by record.
     if let Some(st) = now.filter(|n| Some(*n) != before) {
-        store.advance_stream_time(st.saturating_sub(1))?;
+        store.advance_stream_time_logged(st.saturating_sub(1))?;
     }
     Ok(events)
 }
@@ -224,50 +224,6 @@ fn aggregate<K, V, A>(
     }
     add(&mut agg, r);
     agg
-}
-
-/// A record of negative timestamp cannot be windowed (Java's windows start at 0, and its
-/// timestamp extractors drop such records with a metric): here it is a bad record, through the
-/// processing policy, never a silent drop.
-pub(super) fn negative_timestamp<K, V, OK: 'static, OV: 'static>(
-    out: &mut Context<'_, OK, OV>,
-    record: &Record<K, V>,
-) -> Result<()> {
-    let error = Error::processing(format!(
-        "a windowed aggregation cannot take a record of negative timestamp {}",
-        record.timestamp
-    ));
-    out.fail_record(record, error)
-}
-
-/// The late path of a windowed operator: a record too late for every window it belongs to is
-/// counted (`kstreams_late_records_total{processor, store}`) and logged at DEBUG.
-pub(super) fn late_record<K, V, OK: 'static, OV: 'static>(
-    out: &mut Context<'_, OK, OV>,
-    windowing: &super::Windowing,
-    store: &str,
-    record: &Record<K, V>,
-    stream_time: i64,
-    window: Window,
-) -> Result<()> {
-    metrics::counter!(
-        "kstreams_late_records_total",
-        "processor" => out.name().to_owned(),
-        "store" => store.to_owned()
-    )
-    .increment(1);
-    tracing::debug!(
-        processor = out.name(),
-        store,
-        timestamp = record.timestamp,
-        window.start,
-        window.end,
-        stream_time,
-        grace_ms = windowing.windows().grace_ms(),
-        origin = ?record.origin,
-        "late record skipped"
-    );
-    Ok(())
 }
 
 impl<'t, K: Clone + 'static, A: Clone + 'static> SessionWindowState<'t, K, A> {
@@ -334,7 +290,7 @@ impl<'t, K: Clone + 'static, A: Clone + 'static> SessionWindowState<'t, K, A> {
             retention: self.windowing.retention_ms(),
             emit: self.windowing.emit_strategy(),
         };
-        let store = self.store.as_session_store()?;
+        let store = self.session_store()?;
         let events = process(&store, params, records, &mut start, add, merge)?;
         for event in events {
             match event {
@@ -358,21 +314,20 @@ impl<'t, K: Clone + 'static, A: Clone + 'static> SessionWindowState<'t, K, A> {
                         origin: r.origin.clone(),
                     });
                 }
-                Event::Negative { index } => negative_timestamp(out, &records[index])?,
+                Event::Negative { index } => {
+                    super::admit(out, &records[index])?;
+                }
                 Event::Late {
                     index,
                     stream_time,
-                    window,
-                } => {
-                    late_record(
-                        out,
-                        &self.windowing,
-                        store.name(),
-                        &records[index],
-                        stream_time,
-                        window,
-                    )?;
-                }
+                    window: _,
+                } => super::late(
+                    out,
+                    store.name(),
+                    &self.windowing,
+                    &records[index],
+                    stream_time,
+                )?,
             }
         }
         Ok(())

@@ -369,7 +369,7 @@ pub(crate) fn aggregate_first<K: Clone + 'static, A: Clone + 'static, V>(
         emit: state.windowing.emit_strategy(),
     };
     let (mut first, mut add) = (first, add);
-    let store = state.store.as_window_store()?;
+    let store = state.window_store()?;
     let before = store.stream_time()?;
     let (events, now) = process(&store, p, before, records, &mut first, &mut add)?;
     for event in events {
@@ -390,23 +390,24 @@ pub(crate) fn aggregate_first<K: Clone + 'static, A: Clone + 'static, V>(
                     origin: r.origin.clone(),
                 });
             }
-            Event::Negative { index } => super::session::negative_timestamp(out, &records[index])?,
+            Event::Negative { index } => {
+                super::admit(out, &records[index])?;
+            }
             Event::Late {
                 index,
                 stream_time,
-                window,
-            } => super::session::late_record(
+                window: _,
+            } => super::late(
                 out,
-                &state.windowing,
                 store.name(),
+                &state.windowing,
                 &records[index],
                 stream_time,
-                window,
             )?,
         }
     }
-    if let Some(now) = now {
-        store.advance_stream_time(now)?;
+    if let Some(now) = now.filter(|n| Some(*n) != before) {
+        store.advance_stream_time_logged(now)?;
     }
     Ok(())
 }
