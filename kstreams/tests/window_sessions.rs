@@ -12,14 +12,15 @@ use proptest::prelude::*;
 use kstreams::store::{SessionWindow, StoreHandle, StoreSpec};
 use kstreams::testing::{SplitCheck, SplitInput, TopologyTestDriver};
 use kstreams::window::{
-    EmitStrategy, SessionKind, SessionWindowState, SessionWindowed, SessionWindows, Window,
+    EmitStrategy, OnLate, SessionKind, SessionWindowState, SessionWindowed, SessionWindows, Window,
     WindowedHandle, Windowing, Windows,
 };
 use kstreams::{Emit, Record, Result, Topology, batch_processor};
 
-/// A session store handle of gap 10 ms and grace 5 ms with emit strategy `$emit`.
+/// A session store handle of gap 10 ms and grace 5 ms with emit strategy `$emit` and late-record
+/// policy `$late`.
 macro_rules! session_handle {
-    ($name:ident, $store:literal, $emit:expr) => {
+    ($name:ident, $store:literal, $emit:expr, $late:expr) => {
         struct $name<'t>(SessionWindowState<'t, String, u64>);
 
         impl<'t> StoreHandle<'t> for $name<'t> {
@@ -45,14 +46,30 @@ macro_rules! session_handle {
                     SessionWindows::new(Duration::from_millis(10), Duration::from_millis(5))
                         .map(Windows::Session)
                         .unwrap_or_else(|e| unreachable!("valid session windows: {e}"));
-                Windowing::new(windows).emit($emit)
+                Windowing::new(windows).emit($emit).on_late($late)
             }
         }
     };
 }
 
-session_handle!(OnUpdate, "sessions-update", EmitStrategy::OnWindowUpdate);
-session_handle!(OnClose, "sessions-close", EmitStrategy::OnWindowClose);
+session_handle!(
+    OnUpdate,
+    "sessions-update",
+    EmitStrategy::OnWindowUpdate,
+    OnLate::Drop
+);
+session_handle!(
+    OnClose,
+    "sessions-close",
+    EmitStrategy::OnWindowClose,
+    OnLate::Drop
+);
+session_handle!(
+    LateToDlq,
+    "sessions-dlq",
+    EmitStrategy::OnWindowUpdate,
+    OnLate::DeadLetter
+);
 
 #[batch_processor]
 fn count_on_update(
@@ -190,6 +207,61 @@ fn the_library_count_equals_the_hand_written_aggregation() -> Result<()> {
     let expected = outputs(&mut by_hand)?;
     assert_eq!(expected[0], ("a".into(), 0, 0, Some(1), 0));
     assert_eq!(outputs(&mut by_library)?, expected);
+    Ok(())
+}
+
+#[test]
+fn a_restart_neither_re_emits_nor_reopens_a_session() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| kstreams::Error::Config(e.to_string()))?;
+    let driver = || {
+        TopologyTestDriver::builder(topology(true)?)
+            .state_dir(dir.path())
+            .build()
+    };
+    let mut d = driver()?;
+    d.pipe_batch("views", [view("a", 0), view("a", 5), view("b", 21)])?;
+    assert_eq!(outputs(&mut d)?, vec![("a".into(), 0, 5, Some(2), 5)]);
+    drop(d);
+    let mut d = driver()?;
+    // Stream time is still 21 (close 6): a@4 is late, not a new session; b@22 closes nothing
+    // already emitted.
+    d.pipe_batch("views", [view("a", 4), view("b", 22)])?;
+    assert_eq!(outputs(&mut d)?, vec![]);
+    d.pipe_batch("views", [view("c", 60)])?;
+    assert_eq!(outputs(&mut d)?, vec![("b".into(), 21, 22, Some(2), 22)]);
+    Ok(())
+}
+
+#[test]
+fn late_records_go_to_the_dead_letter_topic() -> Result<()> {
+    let mut t = Topology::builder();
+    let views = t.source::<String, String>("views");
+    let counts = t.add(kstreams::window::count::<LateToDlq<'static>>(), &views);
+    t.sink("sessions", &counts);
+    let topology = t
+        .build()
+        .map_err(|e| kstreams::Error::Config(e.to_string()))?;
+    let mut d = TopologyTestDriver::builder(topology)
+        .on_processing_error(kstreams::OnBadRecord::DeadLetter {
+            topic: "dlq".into(),
+        })
+        .build()?;
+    // Close = 40 - 15 = 25: a@20 is late.
+    d.pipe_batch("views", [view("a", 40), view("a", 20)])?;
+    let dlq = d.read_output_raw("dlq");
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    let header = |n: &str| {
+        dlq[0]
+            .2
+            .headers
+            .last(n)
+            .flatten()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(header("kstreams.late.timestamp").as_deref(), Some("20"));
+    assert_eq!(header("kstreams.late.stream.time").as_deref(), Some("40"));
+    assert_eq!(header("kstreams.error.offset").as_deref(), Some("1"));
+    assert_eq!(outputs(&mut d)?, vec![("a".into(), 40, 40, Some(1), 40)]);
     Ok(())
 }
 
