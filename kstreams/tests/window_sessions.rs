@@ -21,6 +21,7 @@ use kstreams::{Emit, Record, Result, Topology, batch_processor};
 /// policy `$late`.
 macro_rules! session_handle {
     ($name:ident, $store:literal, $emit:expr, $late:expr) => {
+        #[allow(dead_code, reason = "a handle used only through the library operators")]
         struct $name<'t>(SessionWindowState<'t, String, u64>);
 
         impl<'t> StoreHandle<'t> for $name<'t> {
