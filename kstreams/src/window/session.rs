@@ -172,24 +172,14 @@ fn process<K: Clone + 'static, A: Clone + 'static, V>(
         }
 
         if p.emit == EmitStrategy::OnWindowClose {
-            let previous_close = previous
-                .map(|t| t.saturating_sub(p.grace).saturating_sub(p.gap))
-                .unwrap_or(-1);
-            let (lower, upper) = (previous_close.max(0), close.saturating_sub(1));
-            if (previous.is_none() || previous_close < close) && upper >= 0 && upper >= lower {
-                // The store gives (end, key bytes, start); Java's time-first session key is
-                // (end, start, key bytes): a stable sort by (end, start) keeps key byte order.
-                let mut closed = store.find_all_sessions(lower, upper)?;
-                closed.sort_by_key(|(_, s, _)| (s.end, s.start));
-                for (key, s, agg) in closed {
-                    events.push(Event::Forward {
-                        trigger: index,
-                        key,
-                        window: window(s),
-                        value: Some(agg),
-                        trigger_headers: true,
-                    });
-                }
+            for (key, s, agg) in closed_sessions(store, p, previous, st)? {
+                events.push(Event::Forward {
+                    trigger: index,
+                    key,
+                    window: window(s),
+                    value: Some(agg),
+                    trigger_headers: true,
+                });
             }
         }
     }
@@ -199,6 +189,30 @@ fn process<K: Clone + 'static, A: Clone + 'static, V>(
         store.advance_stream_time_logged(st.saturating_sub(1))?;
     }
     Ok(events)
+}
+
+/// The sessions that became final when stream time moved from `previous` to `now` (Java's
+/// `maybeForwardFinalResult`): those ending in `[max(0, previous close), close − 1]`, in (end,
+/// start, key bytes) order; none unless the close moved forward.
+fn closed_sessions<K: 'static, A: 'static>(
+    store: &SessionStore<'_, K, A>,
+    p: Params,
+    previous: Option<i64>,
+    now: i64,
+) -> Result<Vec<(K, SessionWindow, A)>> {
+    let close_at = |t: i64| t.saturating_sub(p.grace).saturating_sub(p.gap);
+    let close = close_at(now);
+    // Java's lastEmitWindowCloseTime: the previous close (NO_TIMESTAMP before the first record).
+    let previous_close = previous.map_or(-1, close_at);
+    let (lower, upper) = (previous_close.max(0), close.saturating_sub(1));
+    if (previous.is_some() && previous_close >= close) || upper < 0 || upper < lower {
+        return Ok(Vec::new());
+    }
+    // The store gives (end, key bytes, start); Java's time-first session key is (end, start,
+    // key bytes): a stable sort by (end, start) keeps key byte order.
+    let mut closed = store.find_all_sessions(lower, upper)?;
+    closed.sort_by_key(|(_, s, _)| (s.end, s.start));
+    Ok(closed)
 }
 
 /// The merged session's aggregate (Java: `init`, merged with each session in order, then the
@@ -269,6 +283,62 @@ impl<'t, K: Clone + 'static, A: Clone + 'static> SessionWindowState<'t, K, A> {
         self.run(records, out, Start::First(&mut first), &mut add, &mut merge)
     }
 
+    fn params(&self) -> Result<Params> {
+        let Windows::Session(w) = self.windowing.windows() else {
+            return Err(Error::Config(format!(
+                "store `{}` keeps time or sliding windows: its aggregation is \
+                 TimeWindowState::aggregate, not a session aggregation",
+                self.store.name()
+            )));
+        };
+        Ok(Params {
+            gap: w.gap_ms(),
+            grace: w.grace_ms(),
+            retention: self.windowing.retention_ms(),
+            emit: self.windowing.emit_strategy(),
+        })
+    }
+
+    /// Moves stream time to `now` without a record (the idle advance,
+    /// [`Windowing::advance_when_idle`](super::Windowing::advance_when_idle)): on close, forwards
+    /// the sessions that became final (no headers, no origin: no record caused them), then
+    /// advances the store. Nothing happens if `now` is not past the stream time, or before the
+    /// first record.
+    #[allow(
+        dead_code,
+        reason = "called by the idle advance of the core (window/mod.rs)"
+    )]
+    pub(crate) fn advance_idle(
+        &mut self,
+        out: &mut Context<'_, SessionWindowed<K>, Option<A>>,
+        now: i64,
+    ) -> Result<()> {
+        let p = self.params()?;
+        let store = self.session_store()?;
+        let Some(before) = stream_time(&store)? else {
+            return Ok(());
+        };
+        if now <= before {
+            return Ok(());
+        }
+        if p.emit == EmitStrategy::OnWindowClose {
+            for (key, s, agg) in closed_sessions(&store, p, Some(before), now)? {
+                out.forward(
+                    Record::new(
+                        SessionWindowed {
+                            key,
+                            window: window(s),
+                        },
+                        Some(agg),
+                    )
+                    .with_timestamp(s.end),
+                );
+            }
+        }
+        store.advance_stream_time_logged(now.saturating_sub(1))?;
+        Ok(())
+    }
+
     fn run<V>(
         &mut self,
         records: &[Record<K, V>],
@@ -277,19 +347,7 @@ impl<'t, K: Clone + 'static, A: Clone + 'static> SessionWindowState<'t, K, A> {
         add: &mut dyn FnMut(&mut A, &Record<K, V>),
         merge: &mut dyn FnMut(&K, A, A) -> A,
     ) -> Result<()> {
-        let Windows::Session(w) = self.windowing.windows() else {
-            return Err(Error::Config(format!(
-                "store `{}` keeps time or sliding windows: its aggregation is \
-                 TimeWindowState::aggregate, not a session aggregation",
-                self.store.name()
-            )));
-        };
-        let params = Params {
-            gap: w.gap_ms(),
-            grace: w.grace_ms(),
-            retention: self.windowing.retention_ms(),
-            emit: self.windowing.emit_strategy(),
-        };
+        let params = self.params()?;
         let store = self.session_store()?;
         let events = process(&store, params, records, &mut start, add, merge)?;
         for event in events {
@@ -692,6 +750,46 @@ mod tests {
         let input = [rec("b", 0), rec("b", 5), rec("a", 5), rec("c", 16)];
         let (events, _) = count(10, 0, None, CLOSE, &[&input])?;
         assert_eq!(events, vec![fin(3, "b", 0, 5, 2), fin(3, "a", 5, 5, 1)]);
+        Ok(())
+    }
+
+    #[test]
+    fn an_idle_advance_emits_what_a_record_at_that_time_would() -> Result<()> {
+        let windowing = super::super::Windowing::new(Windows::Session(
+            super::super::SessionWindows::new(Duration::from_millis(10), Duration::from_millis(5))?,
+        ))
+        .emit(CLOSE);
+        let spec = windowing.store_spec(StoreSpec::new::<String, u64>("s"));
+        let mut stores = StateStores::in_memory(vec![spec])?;
+        let input = [rec("a", 0), rec("b", 3), rec("a", 5)];
+        let ((), out) = crate::testing::run_plain(&mut stores, |ctx| {
+            let kv = crate::__private::binder(ctx).bind_any_named::<String, u64>("s")?;
+            let mut state = SessionWindowState::new(kv, windowing);
+            state.aggregate(&input, ctx, |_| 0, |n, _| *n += 1, |_, a, b| a + b)?;
+            // Stream time 5 -> 21: close 6; both sessions are final.
+            state.advance_idle(ctx, 21)?;
+            // Not past the stream time: nothing.
+            state.advance_idle(ctx, 21)
+        })?;
+        let got: Vec<(String, i64, i64, Option<u64>, i64)> = out
+            .into_iter()
+            .map(|r| {
+                (
+                    r.key.key,
+                    r.key.window.start,
+                    r.key.window.end,
+                    r.value,
+                    r.timestamp,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("b".into(), 3, 3, Some(1), 3),
+                ("a".into(), 0, 5, Some(2), 5)
+            ]
+        );
         Ok(())
     }
 

@@ -325,27 +325,90 @@ fn process<K: Clone + 'static, A: Clone + 'static, V>(
             });
         }
         if p.emit == EmitStrategy::OnWindowClose {
-            // Java's lastEmitWindowCloseTime is the previous close once one was past `d`.
-            let previous_close = previous.map(|b| b.saturating_sub(p.grace));
-            let lower = previous_close.map_or(0, |c| c.saturating_sub(p.diff).max(0));
-            let upper = close.saturating_sub(p.diff).saturating_sub(1);
-            if previous_close.is_none_or(|c| c < close) && upper >= 0 && upper >= lower {
-                for (key, start, value, timestamp) in store.fetch_all_timestamped(lower, upper)? {
-                    events.push(Event::Forward {
-                        trigger: index,
-                        key,
-                        window: Window {
-                            start,
-                            end: start.saturating_add(p.diff),
-                        },
-                        value,
-                        timestamp,
-                    });
-                }
+            for (key, start, value, timestamp) in closed_windows(store, p, previous, st)? {
+                events.push(Event::Forward {
+                    trigger: index,
+                    key,
+                    window: Window {
+                        start,
+                        end: start.saturating_add(p.diff),
+                    },
+                    value,
+                    timestamp,
+                });
             }
         }
     }
     Ok((events, now))
+}
+
+/// The windows that became final when stream time moved from `previous` to `now` (Java's
+/// `maybeForwardFinalResult`): those ending in `[previous close, close − 1]` (starts in
+/// `[max(0, previous close − d), close − d − 1]`), as (key, start, aggregate, timestamp) in
+/// (start, key bytes) order; none unless the close moved forward.
+fn closed_windows<K: 'static, A: 'static>(
+    store: &WindowStore<'_, K, A>,
+    p: Params,
+    previous: Option<i64>,
+    now: i64,
+) -> Result<Vec<(K, i64, A, i64)>> {
+    let close = now.saturating_sub(p.grace);
+    // Java's lastEmitWindowCloseTime is the previous close once one was past `d`.
+    let previous_close = previous.map(|b| b.saturating_sub(p.grace));
+    let lower = previous_close.map_or(0, |c| c.saturating_sub(p.diff).max(0));
+    let upper = close.saturating_sub(p.diff).saturating_sub(1);
+    if previous_close.is_some_and(|c| c >= close) || upper < 0 || upper < lower {
+        return Ok(Vec::new());
+    }
+    store.fetch_all_timestamped(lower, upper)
+}
+
+/// Moves stream time to `now` without a record (the idle advance,
+/// [`Windowing::advance_when_idle`](super::Windowing::advance_when_idle)): on close, forwards the
+/// windows that became final (no headers, no origin: no record caused them), then advances the
+/// store. Nothing happens if `now` is not past the stream time, or before the first record.
+#[allow(
+    dead_code,
+    reason = "called by the idle advance of the core (window/mod.rs)"
+)]
+pub(crate) fn advance_idle<K: Clone + 'static, A: Clone + 'static>(
+    state: &mut TimeWindowState<'_, K, A>,
+    out: &mut Context<'_, Windowed<K>, A>,
+    now: i64,
+) -> Result<()> {
+    let p = params(state)?;
+    let store = state.window_store()?;
+    let Some(before) = store.stream_time()? else {
+        return Ok(());
+    };
+    if now <= before {
+        return Ok(());
+    }
+    if p.emit == EmitStrategy::OnWindowClose {
+        for (key, start, value, timestamp) in closed_windows(&store, p, Some(before), now)? {
+            let window = Window {
+                start,
+                end: start.saturating_add(p.diff),
+            };
+            out.forward(Record::new(Windowed { key, window }, value).with_timestamp(timestamp));
+        }
+    }
+    store.advance_stream_time_logged(now)?;
+    Ok(())
+}
+
+fn params<K, A>(state: &TimeWindowState<'_, K, A>) -> Result<Params> {
+    let Windows::Sliding(w) = state.windowing.windows() else {
+        return Err(Error::Internal(
+            "a sliding aggregation called for windows that are not sliding".into(),
+        ));
+    };
+    Ok(Params {
+        diff: w.difference_ms(),
+        grace: w.grace_ms(),
+        retention: state.windowing.retention_ms(),
+        emit: state.windowing.emit_strategy(),
+    })
 }
 
 /// Sliding-window aggregation (Kafka Streams' `KStreamSlidingWindowAggregate`): a new window's
@@ -357,17 +420,7 @@ pub(crate) fn aggregate_first<K: Clone + 'static, A: Clone + 'static, V>(
     first: impl FnMut(&Record<K, V>) -> A,
     add: impl FnMut(&mut A, &Record<K, V>),
 ) -> Result<()> {
-    let Windows::Sliding(w) = state.windowing.windows() else {
-        return Err(Error::Internal(
-            "sliding::aggregate_first called for windows that are not sliding".into(),
-        ));
-    };
-    let p = Params {
-        diff: w.difference_ms(),
-        grace: w.grace_ms(),
-        retention: state.windowing.retention_ms(),
-        emit: state.windowing.emit_strategy(),
-    };
+    let p = params(state)?;
     let (mut first, mut add) = (first, add);
     let store = state.window_store()?;
     let before = store.stream_time()?;
@@ -681,6 +734,32 @@ mod tests {
                 fwd(3, "b", 21, 1, 31),
             ]
         );
+        Ok(())
+    }
+
+    #[test]
+    fn an_idle_advance_emits_what_a_record_at_that_time_would() -> Result<()> {
+        let windowing = super::super::Windowing::new(Windows::Sliding(
+            super::super::SlidingWindows::new(Duration::from_millis(10), Duration::ZERO)?,
+        ))
+        .emit(CLOSE);
+        let spec = windowing.store_spec(StoreSpec::new::<String, u64>("w"));
+        let mut stores = StateStores::in_memory(vec![spec])?;
+        let input = [rec("a", 20), rec("a", 25)];
+        let ((), out) = crate::testing::run_plain(&mut stores, |ctx| {
+            let kv = crate::__private::binder(ctx).bind_any_named::<String, u64>("w")?;
+            let mut state = TimeWindowState::new(kv, windowing);
+            state.aggregate(&input, ctx, |_| 0, |n, _| *n += 1)?;
+            // Stream time 25 -> 60: windows ending before 60 are final (the test above, by a
+            // record at 60 of another key, gives the same).
+            advance_idle(&mut state, ctx, 60)?;
+            advance_idle(&mut state, ctx, 60)
+        })?;
+        let got: Vec<(i64, i64, u64, i64)> = out
+            .into_iter()
+            .map(|r| (r.key.window.start, r.key.window.end, r.value, r.timestamp))
+            .collect();
+        assert_eq!(got, vec![(10, 20, 1, 20), (15, 25, 2, 25), (21, 31, 1, 25)]);
         Ok(())
     }
 
