@@ -31,7 +31,9 @@
 //!
 //! The store's stream time is kept one millisecond behind the operator's, so that a session
 //! whose end is exactly `stream time − retention` (hidden from merges, as in Java, by the
-//! operator's own check) is still readable when it closes one millisecond later, and emitted.
+//! operator's own check) is still readable when it closes one millisecond later, and emitted; the
+//! stream time the store persists and logs (`advance_stream_time_logged`, once per batch) is
+//! therefore the operator's minus 1 ms.
 
 use super::{EmitStrategy, SessionWindowState, SessionWindowed, Window, Windows};
 use crate::context::Context;
