@@ -585,6 +585,20 @@ mod tests {
     }
 
     #[test]
+    fn a_record_inside_a_session_tombstones_and_rewrites_it() -> Result<()> {
+        // [0,8] exists; a record at 4 merges into [0,8], which differs from [4,4]: Java removes
+        // the session (forwarding its tombstone) and writes it again with the new count.
+        let input = [rec("a", 0), rec("a", 8), rec("a", 4)];
+        let (events, sessions) = count(10, 100, None, UPDATE, &[&input])?;
+        assert_eq!(
+            events[3..],
+            [upd(2, "a", 0, 8, None), upd(2, "a", 0, 8, Some(3))]
+        );
+        assert_eq!(sessions, vec![("a".into(), 0, 8, 3)]);
+        Ok(())
+    }
+
+    #[test]
     fn keys_have_their_own_sessions_and_a_repeat_timestamp_is_no_merge() -> Result<()> {
         let input = [rec("a", 0), rec("b", 1), rec("a", 0)];
         let (events, _) = count(10, 100, None, UPDATE, &[&input])?;
