@@ -116,6 +116,15 @@ pub(crate) fn two_type_args(ty: &Type, names: &[&str]) -> Option<(Type, Type)> {
     Some((k, v))
 }
 
+/// The tokens of the marker type's name in a store alias (`WindowKeyValue` of
+/// `kstreams::WindowKeyValue<K, A>`), for errors about the store's kind.
+pub(crate) fn marker_tokens(ty: &Type) -> TokenStream {
+    match last_segment(ty) {
+        Some(seg) => seg.ident.to_token_stream(),
+        None => ty.to_token_stream(),
+    }
+}
+
 fn names_segment(ty: &Type, names: &[&str]) -> bool {
     last_segment(ty).is_some_and(|s| names.iter().any(|n| s.ident == n))
 }
@@ -487,13 +496,37 @@ fn records_param(kind: Kind, ty: &Type, errors: &mut Errors) -> Option<(Type, Ty
     }
 }
 
-/// A `#[store]` alias: `type Name = KeyValue<K, V>;`.
+/// Which store a `#[store]` alias names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreKind {
+    /// `kstreams::KeyValue<K, V>`.
+    KeyValue,
+    /// `kstreams::WindowKeyValue<K, A>`: time (tumbling, hopping) or sliding windows.
+    Window,
+    /// `kstreams::SessionKeyValue<K, A>`: session windows.
+    Session,
+}
+
+impl StoreKind {
+    /// The marker type's name.
+    pub(crate) fn marker(self) -> &'static str {
+        match self {
+            StoreKind::KeyValue => "KeyValue",
+            StoreKind::Window => "WindowKeyValue",
+            StoreKind::Session => "SessionKeyValue",
+        }
+    }
+}
+
+/// A `#[store]` alias: `type Name = KeyValue<K, V>;` (or `WindowKeyValue`, `SessionKeyValue`).
 pub(crate) struct StoreAlias {
     pub(crate) attrs: Vec<Attribute>,
     pub(crate) vis: Visibility,
     pub(crate) ident: Ident,
     /// The aliased type as written.
     pub(crate) ty: Type,
+    /// The marker type it names.
+    pub(crate) kind: StoreKind,
     pub(crate) key: Type,
     pub(crate) value: Type,
 }
@@ -505,7 +538,7 @@ pub(crate) struct ParsedStore {
 }
 
 pub(crate) fn store_alias(tokens: TokenStream, errors: &mut Errors) -> ParsedStore {
-    const FORM: &str = "`#[store(name = \"...\")] type Name = kstreams::KeyValue<K, V>;`";
+    const FORM: &str = "`#[store(name = \"...\")] type Name = kstreams::KeyValue<K, V>;`, or for windowed aggregates `kstreams::WindowKeyValue<K, A>` (time and sliding windows) or `kstreams::SessionKeyValue<K, A>` (session windows)";
     let item = match syn::parse2::<Item>(tokens) {
         Ok(item) => item,
         Err(e) => {
@@ -540,20 +573,25 @@ pub(crate) fn store_alias(tokens: TokenStream, errors: &mut Errors) -> ParsedSto
             "a `#[store]` alias cannot be generic: a store has one key type and one value type",
         );
     }
-    let kv = two_type_args(ty, &["KeyValue"]);
+    let kv = [StoreKind::KeyValue, StoreKind::Window, StoreKind::Session]
+        .into_iter()
+        .find_map(|kind| two_type_args(ty, &[kind.marker()]).map(|(k, v)| (kind, k, v)));
     if kv.is_none() {
         errors.spanned(
             ty,
-            format_args!("a `#[store]` alias names a key-value store: {FORM}"),
+            format_args!("a `#[store]` alias names a store type: {FORM}"),
         );
     }
     let model = match kv {
-        Some((key, value)) if generics.params.is_empty() && generics.where_clause.is_none() => {
+        Some((kind, key, value))
+            if generics.params.is_empty() && generics.where_clause.is_none() =>
+        {
             Some(StoreAlias {
                 attrs: attrs.clone(),
                 vis: vis.clone(),
                 ident: ident.clone(),
                 ty: (**ty).clone(),
+                kind,
                 key,
                 value,
             })

@@ -12,8 +12,10 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, Ident, LitStr, ReturnType, Type};
 
-use crate::ast::{Kind, ProcessorFn, StoreAlias};
-use crate::attr::{Backend, Clock, Every, ProcessorArgs, StoreArgs};
+use crate::ast::{Kind, ProcessorFn, StoreAlias, StoreKind};
+use crate::attr::{
+    Backend, Clock, Dur, EmitArg, Every, OnLateArg, ProcessorArgs, StoreArgs, WindowForm,
+};
 
 /// `r#type` → `type`.
 pub(crate) fn unraw(ident: &Ident) -> String {
@@ -399,61 +401,99 @@ pub(crate) fn punctuator(f: &ProcessorFn) -> TokenStream {
     }
 }
 
-pub(crate) fn store(s: &StoreAlias, args: &StoreArgs, name: &LitStr) -> TokenStream {
+/// What differs between the kinds of store in a handle's code.
+pub(crate) struct StoreBody {
+    /// `StoreHandle::spec`'s body.
+    pub(crate) spec: TokenStream,
+    /// `StoreHandle::bind`'s body, with the key-value handle in `store`.
+    pub(crate) bind: TokenStream,
+    /// `WindowedHandle::windowing`'s body (windowed stores only).
+    pub(crate) windowing: TokenStream,
+}
+
+/// The type a handle of this kind wraps (and derefs to), and the marker type its alias names.
+fn store_types(kind: StoreKind, key: &Type, value: &Type) -> (TokenStream, TokenStream) {
+    match kind {
+        StoreKind::KeyValue => (
+            quote!(::kstreams::__private::KeyValueStore<'t, #key, #value>),
+            quote!(::kstreams::__private::KeyValue<#key, #value>),
+        ),
+        StoreKind::Window => (
+            quote!(::kstreams::__private::TimeWindowState<'t, #key, #value>),
+            quote!(::kstreams::__private::WindowKeyValue<#key, #value>),
+        ),
+        StoreKind::Session => (
+            quote!(::kstreams::__private::SessionWindowState<'t, #key, #value>),
+            quote!(::kstreams::__private::SessionKeyValue<#key, #value>),
+        ),
+    }
+}
+
+/// The handle type of a store alias and its impls: the struct (with `doc`), the check that the
+/// alias names the kstreams marker, `Deref`/`DerefMut`, `StoreHandle` and, for windowed stores,
+/// `WindowedHandle`. Used by the expansion and by the fallback (with bodies that never run).
+pub(crate) fn store_handle(
+    s: &StoreAlias,
+    doc: Option<&str>,
+    name: &LitStr,
+    body: &StoreBody,
+) -> TokenStream {
     let StoreAlias {
         attrs,
         vis,
         ident,
         ty,
+        kind,
         key,
         value,
     } = s;
     let (docs, cfgs, rest) = split_attrs(attrs);
-    let key_serde = match &args.key_serde {
-        Some(e) => e.to_token_stream(),
-        None => quote_spanned!(key.span()=> ::kstreams::__private::default_serde::<#key>()),
-    };
-    let value_serde = match &args.value_serde {
-        Some(e) => e.to_token_stream(),
-        None => quote_spanned!(value.span()=> ::kstreams::__private::default_serde::<#value>()),
-    };
-    let backend = match args.backend {
-        None => quote!(),
-        Some(Backend::Lmdb) => quote!(.backend(::kstreams::__private::Backend::Lmdb)),
-        Some(Backend::InMemory) => quote!(.backend(::kstreams::__private::Backend::InMemory)),
-    };
-    let changelog = match &args.changelog {
-        None => quote!(),
-        Some(b) => quote!(.changelog(#b)),
-    };
-    let note = format!(
-        " The store `{}` (`{}` → `{}`), declared with `#[kstreams::store]`: take it as `&mut {}` in a processor function.",
-        name.value(),
-        crate::ast::code(key),
-        crate::ast::code(value),
-        unraw(ident)
-    );
-    let sep = if docs.is_empty() {
-        quote!()
-    } else {
-        quote!(#[doc = ""])
+    let (inner, marker) = store_types(*kind, key, value);
+    let doc = doc.map(|note| {
+        let sep = if docs.is_empty() {
+            quote!()
+        } else {
+            quote!(#[doc = ""])
+        };
+        quote!(#sep #[doc = #note] #(#rest)*)
+    });
+    let StoreBody {
+        spec,
+        bind,
+        windowing,
+    } = body;
+    let windowed = match kind {
+        StoreKind::KeyValue => quote!(),
+        StoreKind::Window | StoreKind::Session => {
+            let kind_ty = match kind {
+                StoreKind::Session => quote!(::kstreams::__private::SessionKind),
+                _ => quote!(::kstreams::__private::TimeKind),
+            };
+            quote! {
+                impl<'t> ::kstreams::__private::WindowedHandle<'t> for #ident<'t> {
+                    type Kind = #kind_ty;
+
+                    fn windowing() -> ::kstreams::__private::Windowing {
+                        #windowing
+                    }
+                }
+            }
+        }
     };
     quote! {
         #(#cfgs)*
         #(#docs)*
-        #sep
-        #[doc = #note]
-        #(#rest)*
+        #doc
         #[derive(::core::fmt::Debug)]
-        #vis struct #ident<'t>(::kstreams::__private::KeyValueStore<'t, #key, #value>);
+        #vis struct #ident<'t>(#inner);
 
         #(#cfgs)*
         const _: () = {
-            // The alias must name `kstreams::KeyValue`, whatever it is imported as.
-            const _: fn(#ty) -> ::kstreams::__private::KeyValue<#key, #value> = ::core::convert::identity;
+            // The alias must name the kstreams marker type, whatever it is imported as.
+            const _: fn(#ty) -> #marker = ::core::convert::identity;
 
             impl<'t> ::core::ops::Deref for #ident<'t> {
-                type Target = ::kstreams::__private::KeyValueStore<'t, #key, #value>;
+                type Target = #inner;
                 #[inline]
                 fn deref(&self) -> &Self::Target {
                     &self.0
@@ -473,16 +513,132 @@ pub(crate) fn store(s: &StoreAlias, args: &StoreArgs, name: &LitStr) -> TokenStr
                 type Value = #value;
 
                 fn spec() -> ::kstreams::__private::StoreSpec {
-                    ::kstreams::__private::StoreSpec::with_serdes::<#key, #value>(#name, #key_serde, #value_serde)
-                        #backend
-                        #changelog
+                    #spec
                 }
 
                 #[inline]
                 fn bind(store: ::kstreams::__private::KeyValueStore<'t, #key, #value>) -> Self {
-                    #ident(store)
+                    #bind
                 }
             }
+
+            #windowed
         };
     }
+}
+
+/// Milliseconds the macro validated (at most `i64::MAX`), as an `i64` literal.
+fn ms(d: &Dur) -> proc_macro2::Literal {
+    proc_macro2::Literal::i64_suffixed(i64::try_from(d.ms).unwrap_or(i64::MAX))
+}
+
+/// `WindowedHandle::windowing`'s body: the declaration's windows, emit strategy, late policy,
+/// retention and idle advance, from the literals read at compile time.
+fn windowing_body(args: &StoreArgs) -> TokenStream {
+    let grace = args.grace.as_ref().map(ms);
+    let windows = match args.window.as_ref().and_then(|w| w.form.as_ref()) {
+        Some(WindowForm::Tumbling { size }) => {
+            let size = ms(size);
+            quote!(::kstreams::__private::time_windows_ms(#size, #size, #grace))
+        }
+        Some(WindowForm::Hopping { size, advance }) => {
+            let (size, advance) = (ms(size), ms(advance));
+            quote!(::kstreams::__private::time_windows_ms(#size, #advance, #grace))
+        }
+        Some(WindowForm::Sliding { difference }) => {
+            let difference = ms(difference);
+            quote!(::kstreams::__private::sliding_windows_ms(#difference, #grace))
+        }
+        Some(WindowForm::Session { gap }) => {
+            let gap = ms(gap);
+            quote!(::kstreams::__private::session_windows_ms(#gap, #grace))
+        }
+        // Not reached: a windowed store without a valid form is a macro error.
+        None => quote!(::core::unreachable!()),
+    };
+    let emit = match args.emit.unwrap_or(EmitArg::OnWindowUpdate) {
+        EmitArg::OnWindowUpdate => quote!(::kstreams::__private::EmitStrategy::OnWindowUpdate),
+        EmitArg::OnWindowClose => quote!(::kstreams::__private::EmitStrategy::OnWindowClose),
+    };
+    let on_late = match args.on_late.unwrap_or(OnLateArg::Drop) {
+        OnLateArg::Drop => quote!(::kstreams::__private::OnLate::Drop),
+        OnLateArg::DeadLetter => quote!(::kstreams::__private::OnLate::DeadLetter),
+    };
+    let option = |d: &Option<Dur>| match d {
+        Some(d) => {
+            let d = ms(d);
+            quote!(::core::option::Option::Some(#d))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let (retention, idle) = (option(&args.retention), option(&args.idle_advance));
+    quote! {
+        ::kstreams::__private::windowing(#windows, #emit, #on_late, #retention, #idle)
+    }
+}
+
+pub(crate) fn store(s: &StoreAlias, args: &StoreArgs, name: &LitStr) -> TokenStream {
+    let StoreAlias {
+        ident,
+        kind,
+        key,
+        value,
+        ..
+    } = s;
+    let key_serde = match &args.key_serde {
+        Some(e) => e.to_token_stream(),
+        None => quote_spanned!(key.span()=> ::kstreams::__private::default_serde::<#key>()),
+    };
+    let value_serde = match &args.value_serde {
+        Some(e) => e.to_token_stream(),
+        None => quote_spanned!(value.span()=> ::kstreams::__private::default_serde::<#value>()),
+    };
+    let backend = match args.backend {
+        None => quote!(),
+        Some(Backend::Lmdb) => quote!(.backend(::kstreams::__private::Backend::Lmdb)),
+        Some(Backend::InMemory) => quote!(.backend(::kstreams::__private::Backend::InMemory)),
+    };
+    let changelog = match &args.changelog {
+        None => quote!(),
+        Some(b) => quote!(.changelog(#b)),
+    };
+    let base_spec = quote! {
+        ::kstreams::__private::StoreSpec::with_serdes::<#key, #value>(#name, #key_serde, #value_serde)
+            #backend
+            #changelog
+    };
+    let windowing_of_self =
+        quote!(<Self as ::kstreams::__private::WindowedHandle<'t>>::windowing());
+    let (what, body) = match kind {
+        StoreKind::KeyValue => (
+            "store",
+            StoreBody {
+                spec: base_spec,
+                bind: quote!(#ident(store)),
+                windowing: quote!(),
+            },
+        ),
+        StoreKind::Window | StoreKind::Session => {
+            let state = match kind {
+                StoreKind::Session => quote!(::kstreams::__private::session_window_state),
+                _ => quote!(::kstreams::__private::time_window_state),
+            };
+            (
+                "windowed store",
+                StoreBody {
+                    spec: quote!(::kstreams::__private::window_store_spec(#base_spec, &#windowing_of_self)),
+                    bind: quote!(#ident(#state(store, #windowing_of_self))),
+                    windowing: windowing_body(args),
+                },
+            )
+        }
+    };
+    let note = format!(
+        " The {what} `{}` (`{}` → `{}`), declared with `#[kstreams::store]`: take it as `&mut {}` in a processor function.",
+        name.value(),
+        crate::ast::code(key),
+        crate::ast::code(value),
+        unraw(ident)
+    );
+    store_handle(s, Some(&note), name, &body)
 }

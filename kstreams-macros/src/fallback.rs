@@ -2,11 +2,11 @@
 //! expansion that the rest of the crate type-checks, so one mistake gives one error
 //! (thiserror's `fallback.rs`). The user's function is kept, so errors in its body still show.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote};
-use syn::{FnArg, Item};
+use syn::{FnArg, Item, LitStr};
 
-use crate::ast::{Kind, ParsedFn, ParsedStore, has_impl_trait};
+use crate::ast::{Kind, ParsedFn, ParsedStore, StoreKind, has_impl_trait};
 use crate::{expand, valid};
 
 fn has_receiver(f: &syn::ItemFn) -> bool {
@@ -108,39 +108,20 @@ pub(crate) fn store(parsed: &ParsedStore, errors: syn::Error) -> TokenStream {
     let compile_errors = errors.to_compile_error();
     match (&parsed.model, &parsed.item) {
         (Some(s), _) => {
-            let (docs, cfgs, _) = expand::split_attrs(&s.attrs);
-            let (vis, ident, ty, key, value) = (&s.vis, &s.ident, &s.ty, &s.key, &s.value);
+            let ident = &s.ident;
+            let never = quote!(::core::unreachable!());
+            let body = expand::StoreBody {
+                spec: never.clone(),
+                bind: match s.kind {
+                    StoreKind::KeyValue => quote!(#ident(store)),
+                    StoreKind::Window | StoreKind::Session => never.clone(),
+                },
+                windowing: never,
+            };
+            let handle = expand::store_handle(s, None, &LitStr::new("", Span::call_site()), &body);
             quote! {
                 #compile_errors
-                #(#cfgs)*
-                #(#docs)*
-                #[derive(::core::fmt::Debug)]
-                #vis struct #ident<'t>(::kstreams::__private::KeyValueStore<'t, #key, #value>);
-                const _: () = {
-                    const _: fn(#ty) -> ::kstreams::__private::KeyValue<#key, #value> = ::core::convert::identity;
-                    impl<'t> ::core::ops::Deref for #ident<'t> {
-                        type Target = ::kstreams::__private::KeyValueStore<'t, #key, #value>;
-                        fn deref(&self) -> &Self::Target {
-                            &self.0
-                        }
-                    }
-                    impl<'t> ::core::ops::DerefMut for #ident<'t> {
-                        fn deref_mut(&mut self) -> &mut Self::Target {
-                            &mut self.0
-                        }
-                    }
-                    impl<'t> ::kstreams::__private::StoreHandle<'t> for #ident<'t> {
-                        const NAME: &'static str = "";
-                        type Key = #key;
-                        type Value = #value;
-                        fn spec() -> ::kstreams::__private::StoreSpec {
-                            ::core::unreachable!()
-                        }
-                        fn bind(store: ::kstreams::__private::KeyValueStore<'t, #key, #value>) -> Self {
-                            #ident(store)
-                        }
-                    }
-                };
+                #handle
             }
         }
         (None, Some(item)) => quote!(#item #compile_errors),

@@ -142,6 +142,41 @@
 //! }
 //! ```
 //!
+//! A windowed store, `#[store(name = "counts", window = tumbling(size = "1m"), grace = "10s")]
+//! type Counts = kstreams::WindowKeyValue<String, u64>;`, becomes the same shell over the window
+//! state, plus the windowing read at compile time:
+//!
+//! ```text
+//! struct Counts<'t>(::kstreams::__private::TimeWindowState<'t, String, u64>);
+//! const _: () = {
+//!     const _: fn(kstreams::WindowKeyValue<String, u64>) -> ::kstreams::__private::WindowKeyValue<String, u64> =
+//!         ::core::convert::identity;
+//!     /* Deref, DerefMut to TimeWindowState */
+//!     impl<'t> ::kstreams::__private::StoreHandle<'t> for Counts<'t> {
+//!         /* NAME, Key, Value as above */
+//!         fn spec() -> StoreSpec {
+//!             ::kstreams::__private::window_store_spec(/* the key-value spec as above */,
+//!                 &<Self as ::kstreams::__private::WindowedHandle<'t>>::windowing())
+//!         }
+//!         fn bind(store: KeyValueStore<'t, String, u64>) -> Self {
+//!             Counts(::kstreams::__private::time_window_state(store, <Self as WindowedHandle<'t>>::windowing()))
+//!         }
+//!     }
+//!     impl<'t> ::kstreams::__private::WindowedHandle<'t> for Counts<'t> {
+//!         type Kind = ::kstreams::__private::TimeKind;   // SessionKind for a SessionKeyValue
+//!         fn windowing() -> Windowing {
+//!             ::kstreams::__private::windowing(
+//!                 ::kstreams::__private::time_windows_ms(60000i64, 60000i64, 10000i64),
+//!                 ::kstreams::__private::EmitStrategy::OnWindowUpdate,
+//!                 ::kstreams::__private::OnLate::Drop,
+//!                 ::core::option::Option::None,   // retention: the default
+//!                 ::core::option::Option::None,   // idle_advance
+//!             )
+//!         }
+//!     }
+//! };
+//! ```
+//!
 //! and `#[punctuator] fn report(p: &Punctuation, counts: &mut WordCounts, out: &mut Emit<String, u64>)`
 //! becomes a unit struct `report` implementing `__private::Punctuator<String, u64>` (for every
 //! `<K, V>` when it has no output), whose `punctuate` binds its stores by name and calls the
@@ -235,6 +270,9 @@ mod entry {
             ),
         }
         let parsed = ast::store_alias(item, &mut errors);
+        if let Some(model) = &parsed.model {
+            valid::check_store(model, &args, &mut errors);
+        }
         let out = match (errors.finish(), &parsed.model, &args.name) {
             (Ok(()), Some(model), Some(name)) => expand::store(model, &args, name),
             (Err(e), _, _) => fallback::store(&parsed, e),
@@ -259,14 +297,8 @@ mod tests {
         entry::processor(Kind::Batch, quote!(), tokens).to_string()
     }
 
-    #[test]
-    fn expansions_name_only_private_and_core_paths() {
-        let out = processor(quote! {
-            fn count(lines: &[Record<(), String>], counts: &mut Counts, out: &mut Emit<String, u64>) -> kstreams::Result<()> {
-                Ok(())
-            }
-        });
-        // Every absolute path is `::kstreams::__private::…` or `::core::…`.
+    /// Every absolute path is `::kstreams::__private::…` or `::core::…`.
+    fn assert_private_paths_only(out: &str) {
         for (i, _) in out.match_indices(":: ") {
             let before = &out[..i];
             let is_path_start = before.ends_with("< ")
@@ -290,6 +322,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn expansions_name_only_private_and_core_paths() {
+        let out = processor(quote! {
+            fn count(lines: &[Record<(), String>], counts: &mut Counts, out: &mut Emit<String, u64>) -> kstreams::Result<()> {
+                Ok(())
+            }
+        });
+        assert_private_paths_only(&out);
         assert!(out.contains("struct count ;"));
         assert!(out.contains("fn __kstreams_count"));
         assert!(!out.contains("compile_error"));
@@ -388,6 +430,79 @@ mod tests {
         assert_eq!(out.matches("compile_error").count(), 1);
         assert!(out.contains("struct Counts < 't >"));
         assert!(out.contains("StoreHandle < 't > for Counts < 't >"));
+    }
+
+    #[test]
+    fn a_windowed_store_is_a_handle_over_its_window_state() {
+        let out = entry::store(
+            quote!(
+                name = "counts",
+                window = hopping(size = "1m", advance = "10s"),
+                grace = "5s",
+                emit = on_window_close,
+                idle_advance = "30s"
+            ),
+            quote!(
+                type Counts = kstreams::WindowKeyValue<String, u64>;
+            ),
+        )
+        .to_string();
+        assert!(!out.contains("compile_error"), "{out}");
+        assert_private_paths_only(&out);
+        assert!(out.contains("struct Counts < 't > (:: kstreams :: __private :: TimeWindowState < 't , String , u64 >) ;"), "{out}");
+        assert!(out.contains("fn (kstreams :: WindowKeyValue < String , u64 >) -> :: kstreams :: __private :: WindowKeyValue < String , u64 >"));
+        assert!(out.contains("WindowedHandle < 't > for Counts < 't >"));
+        assert!(out.contains("type Kind = :: kstreams :: __private :: TimeKind ;"));
+        assert!(
+            out.contains("time_windows_ms (60000i64 , 10000i64 , 5000i64)"),
+            "{out}"
+        );
+        assert!(out.contains("EmitStrategy :: OnWindowClose"));
+        assert!(out.contains("OnLate :: Drop"));
+        assert!(out.contains(":: core :: option :: Option :: None , :: core :: option :: Option :: Some (30000i64)"), "{out}");
+        assert!(out.contains("window_store_spec"));
+        assert!(out.contains("time_window_state (store ,"));
+
+        let out = entry::store(
+            quote!(
+                name = "sessions",
+                window = session(gap = "5m"),
+                grace = "0s",
+                retention = "1h",
+                on_late = dead_letter
+            ),
+            quote!(
+                type Sessions = kstreams::SessionKeyValue<String, u64>;
+            ),
+        )
+        .to_string();
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(out.contains("SessionWindowState < 't , String , u64 >"));
+        assert!(out.contains("type Kind = :: kstreams :: __private :: SessionKind ;"));
+        assert!(
+            out.contains("session_windows_ms (300000i64 , 0i64)"),
+            "{out}"
+        );
+        assert!(out.contains("OnLate :: DeadLetter"));
+        assert!(out.contains("Option :: Some (3600000i64)"));
+        assert!(out.contains("session_window_state (store ,"));
+    }
+
+    #[test]
+    fn a_windowed_store_with_mistakes_still_declares_its_handle() {
+        let out = entry::store(
+            quote!(name = "counts", window = tumbling(size = "1 minute")),
+            quote!(
+                type Counts = kstreams::WindowKeyValue<String, u64>;
+            ),
+        )
+        .to_string();
+        // The malformed size and the missing grace, each reported; the handle is still there
+        // (over the right state, a windowed handle), so the code using it adds no errors.
+        assert_eq!(out.matches("compile_error").count(), 2, "{out}");
+        assert!(out.contains("struct Counts < 't > (:: kstreams :: __private :: TimeWindowState"));
+        assert!(out.contains("WindowedHandle < 't > for Counts < 't >"));
+        assert_private_paths_only(&out);
     }
 
     #[test]

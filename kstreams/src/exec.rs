@@ -390,9 +390,13 @@ impl<K: 'static, V: 'static> NodeRun for SinkNode<K, V> {
             // One error per record: its key's when both fail.
             let (part, source) = match (keys.at(i)?, values.at(i)?) {
                 (Ok(key), Ok(value)) => {
+                    let partition_key_len = key
+                        .as_deref()
+                        .and_then(|k| serdes.key().partition_key_len(k));
                     exec.collector.produced.push(ProducerRecord {
                         topic: topic.clone(),
                         partition: None,
+                        partition_key_len,
                         key,
                         value,
                         timestamp: r.timestamp,

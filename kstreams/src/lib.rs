@@ -231,7 +231,9 @@ pub use kstreams_macros::processor;
 /// function, which can still be called as one.
 pub use kstreams_macros::punctuator;
 
-/// Declares a store: turns `type Name = kstreams::KeyValue<K, V>;` into a typed handle.
+/// Declares a store: turns `type Name = kstreams::KeyValue<K, V>;` into a typed handle (or a
+/// windowed aggregate's `kstreams::WindowKeyValue<K, A>` / `kstreams::SessionKeyValue<K, A>`: see
+/// "Windowed stores" below).
 ///
 /// ```text
 /// #[store(
@@ -262,6 +264,70 @@ pub use kstreams_macros::punctuator;
 /// struct Point { x: i32 }
 /// #[kstreams::store(name = "points")]
 /// type Points = kstreams::KeyValue<String, Point>;
+/// ```
+///
+/// # Windowed stores
+///
+/// A windowed aggregate's store names [`WindowKeyValue<K, A>`](WindowKeyValue) (tumbling,
+/// hopping and sliding windows) or [`SessionKeyValue<K, A>`](SessionKeyValue) (session
+/// windows), and its declaration holds the windows (see [`window`] for their semantics, which
+/// are Kafka Streams'):
+///
+/// ```text
+/// #[store(
+///     name = "view-counts",
+///     window = hopping(size = "60s", advance = "10s"),   // required, one of:
+///              // tumbling(size = D)                     windows [start, start + size), starts multiples of size
+///              // hopping(size = D, advance = D)         one every `advance` (at most `size`)
+///              // sliding(difference = D)                KIP-450 sliding windows
+///              // session(gap = D)                       a SessionKeyValue only
+///     grace = "5s",                 // required: how long after its end a window accepts records
+///     retention = "1h",             // optional: at least size (difference, gap) + grace, the default
+///     emit = on_window_close,       // optional: on_window_update (the default) or on_window_close
+///     on_late = dead_letter,        // optional: drop (the default: counted, logged) or dead_letter
+///     idle_advance = "30s",         // optional: stream time follows the wall clock when idle this long
+///     // backend, changelog, key_serde, value_serde: as for a key-value store
+/// )]
+/// type ViewCounts = kstreams::WindowKeyValue<String, u64>;
+/// ```
+///
+/// Durations `D` are literals as in `punctuate(every = ..)`: `"250ms"`, `"10s"`, `"5m"`, `"1h"`,
+/// `"1m30s"`. Grace has no default (Kafka Streams' lesson, KIP-633): a default grace drops late
+/// records nobody chose to drop. Every mistake the macro can see is a compile error at its token:
+/// a missing grace or window, a malformed duration, a zero size, gap or advance, an advance longer
+/// than the size, a retention shorter than a window's life, a `session(..)` window on a
+/// `WindowKeyValue` (or a time window on a `SessionKeyValue`), a window on a `KeyValue`.
+///
+/// The alias becomes `struct ViewCounts<'t>` that derefs to
+/// [`TimeWindowState<'t, String, u64>`](window::TimeWindowState) (sessions:
+/// [`SessionWindowState`](window::SessionWindowState)) and implements [`StoreHandle`] (its spec
+/// is a window or session store: [`StoreSpec::windowed`], [`StoreSpec::sessions`]) and
+/// [`WindowedHandle`](window::WindowedHandle) (its [`Windowing`](window::Windowing)). A custom
+/// windowed aggregation is then a plain function, and the library operators
+/// ([`window::count`], [`window::reduce`], ...) take the handle as a type parameter:
+///
+/// ```
+/// use kstreams::store::{StoreHandle, StoreKind};
+/// use kstreams::window::{EmitStrategy, WindowedHandle};
+/// use kstreams::{batch_processor, store, Emit, Record, Windowed};
+///
+/// #[store(name = "counts", window = tumbling(size = "1m"), grace = "10s", emit = on_window_close)]
+/// type Counts = kstreams::WindowKeyValue<String, u64>;
+///
+/// #[batch_processor]
+/// fn count(views: &[Record<String, String>], counts: &mut Counts, out: &mut Emit<Windowed<String>, u64>) -> kstreams::Result<()> {
+///     counts.aggregate(views, out, |_| 0, |n, _| *n += 1)
+/// }
+///
+/// assert_eq!(Counts::spec().kind(), StoreKind::Window { size_ms: 60_000, retention_ms: 70_000 });
+/// assert_eq!(Counts::windowing().emit_strategy(), EmitStrategy::OnWindowClose);
+/// ```
+///
+/// A windowed store without a grace does not compile:
+///
+/// ```compile_fail
+/// #[kstreams::store(name = "counts", window = tumbling(size = "1m"))]
+/// type Counts = kstreams::WindowKeyValue<String, u64>;
 /// ```
 pub use kstreams_macros::store;
 

@@ -241,6 +241,7 @@ pub(crate) fn dead_letter_record(
         headers.push("kstreams.error.sink.topic", Some(sink.as_bytes().to_vec()));
     }
     ProducerRecord {
+        partition_key_len: None,
         topic: dead_letter_topic.into(),
         partition: None,
         key,

@@ -311,6 +311,11 @@ pub struct ProducerRecord {
     /// The input record this one was made from, when known (not for changelog records, nor for
     /// records a punctuation made from nothing): a production error names it, and dead-letters it.
     pub origin: Option<Origin>,
+    /// When `partition` is `None`: how many leading key bytes the murmur2 hash that picks the
+    /// partition reads (`None`: the whole key). The key serde says it
+    /// ([`Serde::partition_key_len`](crate::serde::Serde::partition_key_len)): a windowed key is
+    /// partitioned by its inner key, as Java's `WindowedStreamPartitioner`.
+    pub partition_key_len: Option<usize>,
 }
 
 #[cfg(test)]

@@ -40,6 +40,15 @@ pub trait Serde<T>: Send + Sync + 'static {
     /// Reads a value; `bytes` is `None` for a null.
     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, SerdeError>;
 
+    /// As a key serde of a sink: how many leading bytes of `serialized` (a key it wrote) pick
+    /// the record's partition; `None` (the default) means all of them. The windowed serdes
+    /// return the inner key's length, so a windowed result lands where Java's
+    /// `WindowedStreamPartitioner` puts it: in the partition of its key.
+    fn partition_key_len(&self, serialized: &[u8]) -> Option<usize> {
+        let _ = serialized;
+        None
+    }
+
     /// Writes a batch of values, in order, appending to `out`. On error, returns the index of the
     /// first value that failed, with the outputs of the values before it appended (see [the batch
     /// contract](Self#the-batch-contract)).

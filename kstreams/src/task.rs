@@ -608,6 +608,7 @@ impl Task {
                     Some(ProducerRecord {
                         topic,
                         partition: Some(partition),
+                        partition_key_len: None,
                         key: Some(w.key),
                         value: w.value,
                         timestamp: clocks.stream_time.max(0),

@@ -441,7 +441,14 @@ impl TopologyTestDriver {
                 timestamp,
                 headers,
                 origin: _,
+                partition_key_len,
             } = r;
+            let partition = match (partition, partition_key_len, &key) {
+                (None, Some(n), Some(k)) => {
+                    Some(self.partition_of(&topic, Some(&k[..n.min(k.len())])))
+                }
+                _ => partition,
+            };
             self.append_raw(&topic, partition, key, value, timestamp, headers)?;
         }
         Ok(())

@@ -568,3 +568,198 @@ fn an_interval_below_one_millisecond_fails_the_build() {
         "processor `too_often` cannot start: invalid configuration: processor `too_often`: a punctuation interval must be at least 1 ms"
     );
 }
+
+// ---- Windowed stores -------------------------------------------------------------------------
+
+mod windowed {
+    use std::time::Duration;
+
+    use kstreams::serde::{StringSerde, U64Serde};
+    use kstreams::store::{StoreHandle, StoreKind};
+    use kstreams::testing::{SplitInput, TopologyTestDriver, check_split_invariance};
+    use kstreams::window::TimeWindowedSerde;
+    use kstreams::window::{
+        EmitStrategy, OnLate, SessionWindows, SlidingWindows, TimeWindows, WindowedHandle, Windows,
+    };
+    use kstreams::{Backend, Emit, Record, Topology, Windowed, store};
+
+    #[store(name = "view-counts", window = hopping(size = "60s", advance = "10s"), grace = "5s",
+            emit = on_window_close)]
+    type ViewCounts = kstreams::WindowKeyValue<String, u64>;
+
+    #[store(name = "tumbling-counts", window = tumbling(size = "1m"), grace = "0s",
+            retention = "1h", on_late = dead_letter, idle_advance = "30s",
+            backend = "in_memory", changelog = false)]
+    type TumblingCounts = kstreams::WindowKeyValue<String, u64>;
+
+    #[store(name = "sliding-sums", window = sliding(difference = "250ms"), grace = "1s")]
+    type SlidingSums = kstreams::WindowKeyValue<u64, i64>;
+
+    #[store(name = "sessions", window = session(gap = "5m"), grace = "30s", on_late = dead_letter)]
+    type Sessions = kstreams::SessionKeyValue<String, u64>;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn a_hopping_declaration_is_what_was_written() -> kstreams::Result<()> {
+        let spec = ViewCounts::spec();
+        assert_eq!(spec.name(), "view-counts");
+        assert_eq!(
+            spec.kind(),
+            StoreKind::Window {
+                size_ms: 60_000,
+                retention_ms: 65_000
+            }
+        );
+        assert_eq!(spec.get_backend(), Backend::Lmdb);
+        assert!(spec.changelog_enabled());
+        let w = ViewCounts::windowing();
+        assert_eq!(
+            w.windows(),
+            Windows::Time(TimeWindows::hopping(secs(60), secs(10), secs(5))?)
+        );
+        assert_eq!(w.emit_strategy(), EmitStrategy::OnWindowClose);
+        assert_eq!(w.late_policy(), OnLate::Drop);
+        assert_eq!(w.retention_ms(), 65_000);
+        assert_eq!(w.idle_advance_ms(), None);
+        Ok(())
+    }
+
+    #[test]
+    fn every_windowed_key_reaches_the_declaration() -> kstreams::Result<()> {
+        let spec = TumblingCounts::spec();
+        assert_eq!(
+            spec.kind(),
+            StoreKind::Window {
+                size_ms: 60_000,
+                retention_ms: 3_600_000
+            }
+        );
+        assert_eq!(spec.get_backend(), Backend::InMemory);
+        assert!(!spec.changelog_enabled());
+        let w = TumblingCounts::windowing();
+        assert_eq!(
+            w.windows(),
+            Windows::Time(TimeWindows::tumbling(secs(60), Duration::ZERO)?)
+        );
+        assert_eq!(w.emit_strategy(), EmitStrategy::OnWindowUpdate);
+        assert_eq!(w.late_policy(), OnLate::DeadLetter);
+        assert_eq!(w.retention_ms(), 3_600_000);
+        assert_eq!(w.idle_advance_ms(), Some(30_000));
+        Ok(())
+    }
+
+    #[test]
+    fn sliding_and_session_declarations_are_what_was_written() -> kstreams::Result<()> {
+        let w = SlidingSums::windowing();
+        assert_eq!(
+            w.windows(),
+            Windows::Sliding(SlidingWindows::new(Duration::from_millis(250), secs(1))?)
+        );
+        assert_eq!(
+            SlidingSums::spec().kind(),
+            StoreKind::Window {
+                size_ms: 250,
+                retention_ms: w.retention_ms()
+            }
+        );
+        assert_eq!(w.retention_ms(), 1_250);
+
+        let w = Sessions::windowing();
+        assert_eq!(
+            w.windows(),
+            Windows::Session(SessionWindows::new(secs(300), secs(30))?)
+        );
+        assert_eq!(w.late_policy(), OnLate::DeadLetter);
+        assert_eq!(
+            Sessions::spec().kind(),
+            StoreKind::Session {
+                retention_ms: 330_000
+            }
+        );
+        assert_eq!(<Sessions<'_> as StoreHandle>::NAME, "sessions");
+        Ok(())
+    }
+
+    // The windowed count: a store declaration and a plain function over the batch.
+
+    #[store(name = "counts", window = tumbling(size = "1m"), grace = "10s", emit = on_window_close)]
+    type Counts = kstreams::WindowKeyValue<String, u64>;
+
+    #[kstreams::batch_processor]
+    fn count(
+        views: &[Record<String, String>],
+        counts: &mut Counts,
+        out: &mut Emit<Windowed<String>, u64>,
+    ) -> kstreams::Result<()> {
+        counts.aggregate(views, out, |_| 0, |n, _| *n += 1)
+    }
+
+    fn count_topology() -> Topology {
+        let mut t = Topology::builder();
+        let views = t.source::<String, String>("views");
+        let counts = t.add(count, &views);
+        t.sink("view-counts", &counts);
+        t.build().expect("valid topology")
+    }
+
+    fn views() -> Vec<Record<String, String>> {
+        [
+            ("a", 0),
+            ("b", 5_000),
+            ("a", 30_000),
+            ("a", 61_000),
+            ("b", 65_000),
+            // Stream time 71 s: [0 s, 60 s) is final (60 s + 10 s grace <= 71 s).
+            ("a", 71_000),
+            // Late: its only window closed.
+            ("a", 50_000),
+            // Stream time 200 s: [60 s, 120 s) is final.
+            ("b", 200_000),
+        ]
+        .into_iter()
+        .map(|(k, ts)| Record::new(k.to_owned(), format!("view@{ts}")).with_timestamp(ts))
+        .collect()
+    }
+
+    #[test]
+    fn a_windowed_batch_processor_counts_per_window_and_emits_on_close() -> kstreams::Result<()> {
+        let topology = count_topology();
+        assert!(
+            topology
+                .describe()
+                .contains("Processor: count (stores: [counts])"),
+            "{}",
+            topology.describe()
+        );
+        let mut d = TopologyTestDriver::new(topology)?;
+        d.pipe_batch("views", views())?;
+        let keys = TimeWindowedSerde::new(StringSerde).with_window_size(60_000);
+        let out = d.read_output_with::<Windowed<String>, u64>("view-counts", &keys, &U64Serde)?;
+        let got: Vec<(String, i64, i64, u64)> = out
+            .into_iter()
+            .map(|r| (r.key.key, r.key.window.start, r.key.window.end, r.value))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", 0, 60_000, 2),
+                ("b", 0, 60_000, 1),
+                ("a", 60_000, 120_000, 2),
+                ("b", 60_000, 120_000, 1),
+            ]
+            .map(|(k, s, e, n)| (k.to_owned(), s, e, n))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_windowed_batch_processor_is_split_invariant() -> kstreams::Result<()> {
+        let input = SplitInput::new()
+            .partitions("views", 2)
+            .records("views", views())?;
+        check_split_invariance(&count_topology(), &input, 7, 4)
+    }
+}

@@ -70,6 +70,37 @@ fn check(_ctx: &mut kstreams::InitContext<'_>) {}
 #[processor]
 fn ignore(_: &Record<(), String>) {}
 
+/// Views per key and minute.
+#[store(name = "views", window = hopping(size = "1m", advance = "10s"), grace = "5s",
+        retention = "1h", emit = on_window_close, on_late = drop, idle_advance = "30s")]
+pub type Views = kstreams::WindowKeyValue<String, u64>;
+
+/// Sessions per key.
+#[store(name = "sessions", window = session(gap = "5m"), grace = "0s", backend = "in_memory")]
+pub type Sessions = kstreams::SessionKeyValue<String, u64>;
+
+/// Counts views per window.
+#[batch_processor]
+fn count_views(
+    views: &[Record<String, String>],
+    counts: &mut Views,
+    out: &mut Emit<kstreams::Windowed<String>, u64>,
+) -> kstreams::Result<()> {
+    counts.aggregate(views, out, |_| 0, |n, _| *n += 1)
+}
+
+#[test]
+fn clippy_clean_windowed_stores_build() -> kstreams::Result<()> {
+    let mut t = Topology::builder();
+    let views = t.source::<String, String>("views");
+    let counted = t.add(count_views, &views);
+    t.sink("view-counts", &counted);
+    let sessions = t.add(kstreams::window::count::<Sessions>(), &views);
+    t.sink("session-counts", &sessions);
+    assert!(t.build()?.describe().contains("stores: [views]"));
+    Ok(())
+}
+
 #[test]
 fn clippy_clean_processors_run() -> kstreams::Result<()> {
     let mut t = Topology::builder();

@@ -444,3 +444,233 @@ fn windowed_keys_are_javas_bytes() {
         .flatten();
     assert_eq!(bytes, Some(vec![b'k', 0, 0, 0, 0, 0, 0, 0, 1]));
 }
+
+#[test]
+fn a_restore_from_the_changelog_brings_back_the_stream_time() -> kstreams::Result<()> {
+    // A lost disk: the store is rebuilt from its changelog alone, and knows its stream time
+    // again (so a late record stays late, a final window is not emitted again).
+    let mut d = TopologyTestDriver::new(count_topology::<TumblingClose<'static>>()?)?;
+    d.pipe_batch("in", [rec("a", 1), rec("a", 12)])?;
+    d.pipe_batch("in", [rec("a", 18)])?;
+    let log = d.read_output_raw("test-app-tumbling-close-changelog");
+    let mut fresh = kstreams::store::StateStores::in_memory(vec![TumblingClose::spec()])?;
+    fresh.transaction(|t| {
+        for (_, _, r) in &log {
+            if let Some(k) = &r.key {
+                t.restore_raw(0, k, r.value.as_deref())?;
+            }
+        }
+        Ok(())
+    })?;
+    let (time, windows) = fresh.transaction(|t| {
+        let w = t.window_store::<String, u64>("tumbling-close")?;
+        Ok((w.stream_time()?, w.fetch_all(i64::MIN, i64::MAX)?))
+    })?;
+    assert_eq!(time, Some(18));
+    assert_eq!(windows, vec![("a".to_owned(), 10, 2)]);
+    Ok(())
+}
+
+// ---- The library operators ----------------------------------------------------------------
+
+handle!(
+    Sums,
+    "sums",
+    Windowing::new(tumbling(10, 100)).emit(EmitStrategy::OnWindowClose)
+);
+
+#[test]
+fn window_reduce_and_aggregate_fold_each_window() -> kstreams::Result<()> {
+    let mut t = Topology::builder();
+    let input = t.source::<String, u64>("in");
+    let max = t.add(
+        window::reduce::<TumblingUpdate<'static>, _>(|a: &u64, b: &u64| (*a).max(*b)),
+        &input,
+    );
+    t.sink("out", &max);
+    let mut d = TopologyTestDriver::new(t.build()?)?;
+    let r = |v: u64, ts| Record::new("k".to_owned(), v).with_timestamp(ts);
+    d.pipe_batch("in", [r(3, 1), r(7, 2), r(5, 3), r(2, 11)])?;
+    assert_eq!(
+        rows(&mut d, 10)?,
+        vec![
+            row("k", 0, 10, 3),
+            row("k", 0, 10, 7),
+            row("k", 0, 10, 7),
+            row("k", 10, 20, 2),
+        ]
+    );
+
+    let mut t = Topology::builder();
+    let input = t.source::<String, String>("in");
+    let lengths = t.add(
+        window::aggregate::<Sums<'static>, String, _, _>(
+            |_| 100,
+            |sum: &mut u64, r: &Record<String, String>| *sum += r.value.len() as u64,
+        ),
+        &input,
+    );
+    t.sink("out", &lengths);
+    let mut d = TopologyTestDriver::new(t.build()?)?;
+    let r = |v: &str, ts| Record::new("k".to_owned(), v.to_owned()).with_timestamp(ts);
+    d.pipe_batch("in", [r("ab", 1), r("abc", 9), r("", 200)])?;
+    assert_eq!(rows(&mut d, 10)?, vec![row("k", 0, 10, 105)]);
+    Ok(())
+}
+
+#[kstreams::store(name = "word-counts")]
+type WordCounts = kstreams::KeyValue<String, u64>;
+
+#[kstreams::store(name = "longest")]
+type Longest = kstreams::KeyValue<String, String>;
+
+#[kstreams::store(name = "lengths")]
+type Lengths = kstreams::KeyValue<String, u64>;
+
+#[test]
+fn table_aggregations_forward_one_update_per_key_and_batch() -> kstreams::Result<()> {
+    let mut t = Topology::builder();
+    let words = t.source::<String, String>("in");
+    let counts = t.add(kstreams::aggregate::count::<WordCounts<'static>>(), &words);
+    t.sink("counts", &counts);
+    let longest = t.add(
+        kstreams::aggregate::reduce::<Longest<'static>, _>(|a: &String, b: &String| {
+            if b.len() > a.len() {
+                b.clone()
+            } else {
+                a.clone()
+            }
+        }),
+        &words,
+    );
+    t.sink("longest", &longest);
+    let lengths = t.add(
+        kstreams::aggregate::aggregate::<Lengths<'static>, String, _, _>(
+            |_| 0,
+            |n: &mut u64, r: &Record<String, String>| *n += r.value.len() as u64,
+        ),
+        &words,
+    );
+    t.sink("lengths", &lengths);
+    let topology = t.build()?;
+    let mut d = TopologyTestDriver::new(topology.clone())?;
+    let r = |k: &str, v: &str| Record::new(k.to_owned(), v.to_owned());
+    d.pipe_batch("in", [r("a", "xx"), r("b", "y"), r("a", "zzz")])?;
+    d.pipe_batch("in", [r("b", "yyyy")])?;
+    let kv = |out: Vec<Record<String, u64>>| -> Vec<(String, u64)> {
+        out.into_iter().map(|r| (r.key, r.value)).collect()
+    };
+    // One update per key and batch, in the order of each key's last record.
+    assert_eq!(
+        kv(d.read_output::<String, u64>("counts")?),
+        vec![("b".into(), 1), ("a".into(), 2), ("b".into(), 2)]
+    );
+    assert_eq!(
+        kv(d.read_output::<String, u64>("lengths")?),
+        vec![("b".into(), 1), ("a".into(), 5), ("b".into(), 5)]
+    );
+    let longest: Vec<(String, String)> = d
+        .read_output::<String, String>("longest")?
+        .into_iter()
+        .map(|r| (r.key, r.value))
+        .collect();
+    assert_eq!(
+        longest,
+        vec![
+            ("b".into(), "y".into()),
+            ("a".into(), "zzz".into()),
+            ("b".into(), "yyyy".into())
+        ]
+    );
+    // As tables (the last value per key) and stores, any batching gives the same.
+    let input = SplitInput::new().records(
+        "in",
+        (0..80).map(|i| r(&format!("k{}", i % 7), &"x".repeat(i % 5))),
+    )?;
+    SplitCheck::new(&topology)
+        .table_output("counts")
+        .table_output("longest")
+        .table_output("lengths")
+        .run(&input)?;
+    Ok(())
+}
+
+#[test]
+fn windowed_results_are_partitioned_by_their_inner_key_as_java() -> kstreams::Result<()> {
+    // Java's WindowedStreamPartitioner: toPositive(murmur2(inner key bytes)) % partitions. The
+    // murmur2 figures are Kafka's own test vectors (UtilsTest.testMurmur2).
+    let java = [
+        ("21", -973_932_308i32),
+        ("foobar", -790_332_482),
+        ("abc", 479_470_107),
+    ];
+    let mut d = TopologyTestDriver::builder(count_topology::<TumblingUpdate<'static>>()?)
+        .partitions("out", 4)
+        .build()?;
+    d.pipe_batch("in", java.iter().map(|(k, _)| rec(k, 1_000)))?;
+    let out = d.read_output_raw("out");
+    assert_eq!(out.len(), 3);
+    let mut whole_key_differs = false;
+    for (partition, _, r) in out {
+        let key = r.key.expect("a windowed key");
+        let inner = &key[..key.len() - 8];
+        let (_, hash) = java
+            .iter()
+            .find(|(k, _)| k.as_bytes() == inner)
+            .expect("one of the input keys");
+        assert_eq!(
+            partition,
+            (hash & 0x7fff_ffff) % 4,
+            "{:?}",
+            String::from_utf8_lossy(inner)
+        );
+        whole_key_differs |= kstreams::partitioner::partition_for_key(&key, 4) != partition;
+    }
+    assert!(
+        whole_key_differs,
+        "the test must tell the inner key from the whole key"
+    );
+    Ok(())
+}
+
+// ---- Idle partitions -----------------------------------------------------------------------
+
+handle!(
+    IdleClose,
+    "idle-close",
+    Windowing::new(tumbling(10, 5))
+        .emit(EmitStrategy::OnWindowClose)
+        .advance_when_idle(std::time::Duration::from_millis(20))
+);
+
+#[test]
+fn idle_advance_closes_the_last_windows_of_an_idle_partition() -> kstreams::Result<()> {
+    use std::time::Duration;
+    let input = [rec("a", 1), rec("a", 12)];
+    // Without the opt-in (Kafka Streams' behaviour), nothing closes however long we wait.
+    let mut d = TopologyTestDriver::new(count_topology::<TumblingClose<'static>>()?)?;
+    d.pipe_batch("in", input.clone())?;
+    d.advance_wall_clock(Duration::from_secs(60))?;
+    assert_eq!(rows(&mut d, 10)?, vec![]);
+
+    let mut d = TopologyTestDriver::new(count_topology::<IdleClose<'static>>()?)?;
+    d.pipe_batch("in", input)?;
+    // Stream time 12, grace 5: [0, 10) closes at 15, [10, 20) at 25.
+    d.advance_wall_clock(Duration::from_millis(10))?;
+    assert_eq!(rows(&mut d, 10)?, vec![], "not idle for 20 ms yet");
+    // Punctuations come every 20 ms (the first one interval after the driver's clock is first
+    // seen): by 50 ms the task has been idle for 20 ms at one of them, and stream time followed
+    // the wall clock past 25.
+    d.advance_wall_clock(Duration::from_millis(40))?;
+    assert_eq!(
+        rows(&mut d, 10)?,
+        vec![row("a", 0, 10, 1), row("a", 10, 20, 1)]
+    );
+    d.advance_wall_clock(Duration::from_secs(10))?;
+    assert_eq!(rows(&mut d, 10)?, vec![], "each window once");
+    // A record now is late for those windows: the advanced stream time is the operator's.
+    d.pipe_batch("in", [rec("a", 19)])?;
+    d.advance_wall_clock(Duration::from_secs(10))?;
+    assert_eq!(rows(&mut d, 10)?, vec![]);
+    Ok(())
+}

@@ -129,6 +129,7 @@ impl Failed {
         let record = ProducerRecord {
             topic: self.topic.as_str().into(),
             partition: Some(self.partition),
+            partition_key_len: None,
             key: self.key,
             value: self.value,
             timestamp: self.timestamp,
@@ -312,6 +313,9 @@ pub(crate) struct Sink {
     /// Output records skipped and dead-lettered by the production policy, not yet reported.
     skipped: u64,
     dead_lettered: u64,
+    /// Partition counts of the topics whose records the sink partitions itself (keys whose
+    /// serde names a partition key: windowed keys), read once from the cluster's metadata.
+    partition_counts: HashMap<Arc<str>, i32>,
 }
 
 impl std::fmt::Debug for Sink {
@@ -362,7 +366,47 @@ impl Sink {
             fatal: None,
             skipped: 0,
             dead_lettered: 0,
+            partition_counts: HashMap::new(),
         })
+    }
+
+    /// The partition of a record whose key serde names a partition key (a windowed key's inner
+    /// key): murmur2 of those bytes, as Java's `WindowedStreamPartitioner`. `None`: librdkafka
+    /// partitions it by the whole key, as the Java clients.
+    fn own_partition(&mut self, r: &ProducerRecord) -> Result<Option<i32>> {
+        let (None, Some(n), Some(key)) = (r.partition, r.partition_key_len, &r.key) else {
+            return Ok(r.partition);
+        };
+        let count = match self.partition_counts.get(&r.topic) {
+            Some(c) => *c,
+            None => {
+                let md = self
+                    .producer
+                    .client()
+                    .fetch_metadata(Some(&r.topic), self.delivery_timeout)
+                    .map_err(|source| Error::Kafka {
+                        context: format!("reading the partition count of topic `{}`", r.topic),
+                        source,
+                    })?;
+                let c = md
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == &*r.topic && t.error().is_none())
+                    .map_or(0, |t| t.partitions().len() as i32);
+                if c == 0 {
+                    return Err(Error::Runtime(format!(
+                        "topic `{}` has no partitions the producer knows of",
+                        r.topic
+                    )));
+                }
+                self.partition_counts.insert(r.topic.clone(), c);
+                c
+            }
+        };
+        Ok(Some(crate::partitioner::partition_for_key(
+            &key[..n.min(key.len())],
+            count,
+        )))
     }
 
     /// Whether a transaction is open.
@@ -562,7 +606,7 @@ impl Sink {
         if let Some(v) = &r.value {
             record = record.payload(v.as_slice());
         }
-        if let Some(p) = r.partition {
+        if let Some(p) = self.own_partition(r)? {
             record = record.partition(p);
         }
         if r.timestamp >= 0 {

@@ -51,6 +51,11 @@
 //! keeps no duplicates): the bytes of `WindowKeySchema.toStoreKeyBinary(key, start, 0)`, so a
 //! Java tool reads our changelogs and ours reads theirs. Restore decodes those keys back to the
 //! local layout, data and time index alike.
+//!
+//! The windowed operators also log the store's stream time
+//! (`advance_stream_time_logged`), under the reserved key `0x00 "kst-time"`: 9 bytes, shorter
+//! than any window (12) or session (16) changelog key, so it is never mistaken for one; a restore
+//! brings the stream time back from it. [`WindowStore::advance_stream_time`] (public) does not log.
 
 use std::ops::Bound;
 

@@ -13,20 +13,20 @@
 //!
 //! - **Stream time** is the operator's store's: [`WindowStore::stream_time`] /
 //!   `SessionStore::stream_time` read it (persisted in the store, in the batch's transaction),
-//!   [`OperatorTime`] follows it record by record (the current record included), and
+//!   `OperatorTime` follows it record by record (the current record included), and
 //!   `advance_stream_time_logged` (on both stores) writes it back *and logs it to the changelog*
 //!   (a reserved 9-byte key that no Kafka Streams window or session key can be), so a restart,
 //!   and a restore after the state directory is lost, neither re-emit a final window nor accept
 //!   a record that was late before. Call it once per batch, at the end, after emitting.
-//! - **Records that cannot be windowed**: [`admit`] sends a record of negative timestamp through
+//! - **Records that cannot be windowed**: `admit` sends a record of negative timestamp through
 //!   the processing policy (Kafka Streams drops them with a metric; here it is a bad record,
-//!   never a silent drop); [`late`] handles a record too late for every window (metric
+//!   never a silent drop); `late` handles a record too late for every window (metric
 //!   `kstreams_late_records_total{processor, store}`, DEBUG log, and the dead-letter topic with
 //!   headers `kstreams.late.*` under [`OnLate::DeadLetter`]).
-//! - **Emission on close**: [`closing_range`] says which windows a batch made final (those whose
+//! - **Emission on close**: `closing_range` says which windows a batch made final (those whose
 //!   `end` is in `(before − grace, now − grace]`); fetch them *before* advancing the store (the
 //!   store hides windows past its retention, KAFKA-12960), forward them in (end, start, key
-//!   bytes) order with [`final_timestamp`], then advance.
+//!   bytes) order with `final_timestamp`, then advance.
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -480,6 +480,16 @@ pub trait WindowKind<K, A>: 'static {
         add: &mut dyn FnMut(&mut A, &Record<K, V>),
         merge: &mut dyn FnMut(&K, A, A) -> A,
     ) -> Result<()>;
+
+    /// Moves the store's stream time forward to `stream_time` without a record (the idle
+    /// opt-in), emitting what that closes.
+    #[doc(hidden)]
+    fn advance_idle(
+        store: KeyValueStore<'_, K, A>,
+        windowing: Windowing,
+        stream_time: i64,
+        out: &mut Context<'_, Self::OutKey, Self::OutValue>,
+    ) -> Result<()>;
 }
 
 impl<K: Clone + Send + 'static, A: Clone + Send + 'static> WindowKind<K, A> for TimeKind {
@@ -497,6 +507,15 @@ impl<K: Clone + Send + 'static, A: Clone + Send + 'static> WindowKind<K, A> for 
     ) -> Result<()> {
         TimeWindowState::new(store, windowing).aggregate_first(records, out, first, add)
     }
+
+    fn advance_idle(
+        store: KeyValueStore<'_, K, A>,
+        windowing: Windowing,
+        stream_time: i64,
+        out: &mut Context<'_, Windowed<K>, A>,
+    ) -> Result<()> {
+        TimeWindowState::new(store, windowing).advance_to(stream_time, out)
+    }
 }
 
 impl<K: Clone + Send + 'static, A: Clone + Send + 'static> WindowKind<K, A> for SessionKind {
@@ -513,6 +532,18 @@ impl<K: Clone + Send + 'static, A: Clone + Send + 'static> WindowKind<K, A> for 
         merge: &mut dyn FnMut(&K, A, A) -> A,
     ) -> Result<()> {
         SessionWindowState::new(store, windowing).aggregate_first(records, out, first, add, merge)
+    }
+
+    fn advance_idle(
+        store: KeyValueStore<'_, K, A>,
+        _windowing: Windowing,
+        _stream_time: i64,
+        _out: &mut Context<'_, SessionWindowed<K>, Option<A>>,
+    ) -> Result<()> {
+        Err(Error::Config(format!(
+            "store `{}`: advancing the stream time of idle session windows is not implemented",
+            store.name()
+        )))
     }
 }
 
@@ -632,6 +663,35 @@ impl<'t, K: Clone + 'static, A: Clone + 'static> TimeWindowState<'t, K, A> {
                 late(out, ws.name(), &self.windowing, r, now)?;
             }
         }
+        self.finish(&ws, time, out)
+    }
+
+    /// Moves the stream time forward to `stream_time` without a record (idle partitions, see
+    /// [`Windowing::advance_when_idle`]): on close, the windows it makes final are forwarded;
+    /// the new stream time is persisted and logged as after a batch. An earlier time does
+    /// nothing.
+    pub(crate) fn advance_to(
+        &mut self,
+        stream_time: i64,
+        out: &mut Context<'_, Windowed<K>, A>,
+    ) -> Result<()> {
+        match self.windowing.windows {
+            Windows::Time(_) => {}
+            _ => {
+                return Err(Error::Config(format!(
+                    "store `{}`: advancing the stream time of idle sliding or session windows is \
+                     not implemented",
+                    self.store.name()
+                )));
+            }
+        }
+        let ws = self.window_store()?;
+        let mut time = OperatorTime::new(ws.stream_time()?);
+        if time.before.is_none() {
+            // No record yet: nothing to close, and no stream time to follow.
+            return Ok(());
+        }
+        time.observe(stream_time);
         self.finish(&ws, time, out)
     }
 
@@ -834,6 +894,75 @@ where
     binder.bind_any_named::<S::Key, S::Value>(S::NAME)
 }
 
+/// The idle opt-in of an operator instance (one per task): a wall-clock punctuation that,
+/// once the task has seen no record for the declared time, moves the operator's stream time
+/// forward by the wall-clock time that passed, so the last windows of an idle partition close.
+#[derive(Debug, Clone, Copy, Default)]
+struct Idle {
+    /// The wall-clock time of the last batch.
+    last_record: Option<i64>,
+    /// The wall-clock time up to which stream time followed (last batch or last advance).
+    followed: Option<i64>,
+}
+
+impl Idle {
+    fn init<S: WindowedHandle<'static>>(
+        &mut self,
+        ctx: &mut crate::context::InitContext<'_>,
+    ) -> Result<()> {
+        *self = Idle::default();
+        let Some(idle) = S::windowing().idle_advance_ms() else {
+            return Ok(());
+        };
+        if !matches!(S::windowing().windows(), Windows::Time(_)) {
+            return Err(Error::Config(format!(
+                "store `{}`: `idle_advance` is implemented for tumbling and hopping windows only",
+                S::NAME
+            )));
+        }
+        let every = Duration::from_millis(idle.clamp(1, 1000) as u64);
+        ctx.schedule(every, crate::context::PunctuationType::WallClock)?;
+        Ok(())
+    }
+
+    fn seen(&mut self, wall: i64) {
+        self.last_record = Some(wall);
+        self.followed = Some(wall);
+    }
+
+    fn punctuate<S: WindowedHandle<'static>>(
+        &mut self,
+        punctuation: crate::context::Punctuation,
+        ctx: &mut Context<
+            '_,
+            <S::Kind as WindowKind<S::Key, S::Value>>::OutKey,
+            <S::Kind as WindowKind<S::Key, S::Value>>::OutValue,
+        >,
+    ) -> Result<()> {
+        let Some(idle) = S::windowing().idle_advance_ms() else {
+            return Ok(());
+        };
+        let now = punctuation.timestamp;
+        let (Some(last), Some(followed)) = (self.last_record, self.followed) else {
+            // The first punctuation of a task that has seen no record: start counting now.
+            self.seen(now);
+            return Ok(());
+        };
+        if now.saturating_sub(last) < idle || now <= followed {
+            return Ok(());
+        }
+        let store = bind_state::<S, _, _>(ctx)?;
+        let (txn, index) = store.raw_parts();
+        let Some(stream_time) = WindowStore::<S::Key, S::Value>::bind(txn, index)?.stream_time()?
+        else {
+            return Ok(());
+        };
+        let target = stream_time.saturating_add(now - followed);
+        self.followed = Some(now);
+        S::Kind::advance_idle(store, S::windowing(), target, ctx)
+    }
+}
+
 macro_rules! operator_common {
     () => {
         fn stores(&self) -> Vec<StoreSpec> {
@@ -842,12 +971,23 @@ macro_rules! operator_common {
         fn node_name(&self) -> Option<&str> {
             Some(self.name)
         }
+        fn init(&mut self, ctx: &mut crate::context::InitContext<'_>) -> Result<()> {
+            self.idle.init::<S>(ctx)
+        }
+        fn punctuate(
+            &mut self,
+            punctuation: crate::context::Punctuation,
+            ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
+        ) -> Result<()> {
+            self.idle.punctuate::<S>(punctuation, ctx)
+        }
     };
 }
 
 /// The windowed count operator ([`count`]).
 pub struct Count<S> {
     name: &'static str,
+    idle: Idle,
     _s: PhantomData<fn() -> S>,
 }
 
@@ -855,6 +995,7 @@ impl<S> Clone for Count<S> {
     fn clone(&self) -> Self {
         Count {
             name: self.name,
+            idle: Idle::default(),
             _s: PhantomData,
         }
     }
@@ -871,6 +1012,7 @@ impl<S> std::fmt::Debug for Count<S> {
 pub fn count<S: WindowedHandle<'static, Value = u64>>() -> Count<S> {
     Count {
         name: S::NAME,
+        idle: Idle::default(),
         _s: PhantomData,
     }
 }
@@ -890,6 +1032,7 @@ where
         records: &[Record<S::Key, V>],
         ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
     ) -> Result<()> {
+        self.idle.seen(ctx.wall_clock_time());
         let store = bind_state::<S, _, _>(ctx)?;
         S::Kind::run(
             store,
@@ -906,6 +1049,7 @@ where
 /// The windowed reduce operator ([`reduce`]).
 pub struct Reduce<S, F> {
     name: &'static str,
+    idle: Idle,
     f: F,
     _s: PhantomData<fn() -> S>,
 }
@@ -914,6 +1058,7 @@ impl<S, F: Clone> Clone for Reduce<S, F> {
     fn clone(&self) -> Self {
         Reduce {
             name: self.name,
+            idle: Idle::default(),
             f: self.f.clone(),
             _s: PhantomData,
         }
@@ -936,6 +1081,7 @@ where
 {
     Reduce {
         name: S::NAME,
+        idle: Idle::default(),
         f,
         _s: PhantomData,
     }
@@ -957,6 +1103,7 @@ where
         records: &[Record<S::Key, S::Value>],
         ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
     ) -> Result<()> {
+        self.idle.seen(ctx.wall_clock_time());
         let store = bind_state::<S, _, _>(ctx)?;
         let f = std::cell::RefCell::new(&mut self.f);
         S::Kind::run(
@@ -977,6 +1124,7 @@ where
 /// The windowed aggregate operator over time or sliding windows ([`aggregate`]).
 pub struct Aggregate<S, V, I, F> {
     name: &'static str,
+    idle: Idle,
     init: I,
     add: F,
     _s: PhantomData<fn(V) -> S>,
@@ -986,6 +1134,7 @@ impl<S, V, I: Clone, F: Clone> Clone for Aggregate<S, V, I, F> {
     fn clone(&self) -> Self {
         Aggregate {
             name: self.name,
+            idle: Idle::default(),
             init: self.init.clone(),
             add: self.add.clone(),
             _s: PhantomData,
@@ -1011,6 +1160,7 @@ where
 {
     Aggregate {
         name: S::NAME,
+        idle: Idle::default(),
         init,
         add,
         _s: PhantomData,
@@ -1036,6 +1186,7 @@ where
         records: &[Record<S::Key, V>],
         ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
     ) -> Result<()> {
+        self.idle.seen(ctx.wall_clock_time());
         let store = bind_state::<S, _, _>(ctx)?;
         TimeWindowState::new(store, S::windowing()).aggregate(
             records,
@@ -1049,6 +1200,7 @@ where
 /// The session aggregate operator ([`aggregate_sessions`]).
 pub struct AggregateSessions<S, V, I, F, M> {
     name: &'static str,
+    idle: Idle,
     init: I,
     add: F,
     merge: M,
@@ -1059,6 +1211,7 @@ impl<S, V, I: Clone, F: Clone, M: Clone> Clone for AggregateSessions<S, V, I, F,
     fn clone(&self) -> Self {
         AggregateSessions {
             name: self.name,
+            idle: Idle::default(),
             init: self.init.clone(),
             add: self.add.clone(),
             merge: self.merge.clone(),
@@ -1091,6 +1244,7 @@ where
 {
     AggregateSessions {
         name: S::NAME,
+        idle: Idle::default(),
         init,
         add,
         merge,
@@ -1118,6 +1272,7 @@ where
         records: &[Record<S::Key, V>],
         ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
     ) -> Result<()> {
+        self.idle.seen(ctx.wall_clock_time());
         let store = bind_state::<S, _, _>(ctx)?;
         SessionWindowState::new(store, S::windowing()).aggregate(
             records,

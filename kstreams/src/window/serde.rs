@@ -80,6 +80,11 @@ impl<K, S: Serde<K>> Serde<Windowed<K>> for TimeWindowedSerde<S> {
         Ok(Some(out))
     }
 
+    /// The inner key: all but the 8 bytes of the window start.
+    fn partition_key_len(&self, serialized: &[u8]) -> Option<usize> {
+        Some(serialized.len().saturating_sub(8))
+    }
+
     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Windowed<K>, SerdeError> {
         let (key, tail) = split_tail(bytes, 8)?;
         let start = be_i64(tail)?;
@@ -129,6 +134,11 @@ impl<K, S: Serde<K>> Serde<SessionWindowed<K>> for SessionWindowedSerde<S> {
         out.extend_from_slice(&value.window.end.to_be_bytes());
         out.extend_from_slice(&value.window.start.to_be_bytes());
         Ok(Some(out))
+    }
+
+    /// The inner key: all but the 16 bytes of the session's end and start.
+    fn partition_key_len(&self, serialized: &[u8]) -> Option<usize> {
+        Some(serialized.len().saturating_sub(16))
     }
 
     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<SessionWindowed<K>, SerdeError> {

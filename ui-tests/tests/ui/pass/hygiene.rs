@@ -25,6 +25,17 @@ struct PunctuationType;
 struct InitContext;
 struct Duration;
 struct StoreSpec;
+struct Windowing;
+struct Windows;
+struct WindowedHandle;
+struct TimeKind;
+struct SessionKind;
+struct EmitStrategy;
+struct OnLate;
+struct TimeWindowState;
+struct SessionWindowState;
+struct WindowKeyValue;
+struct SessionKeyValue;
 mod core {}
 mod kstreams_private {}
 
@@ -34,6 +45,24 @@ type Text = std::string::String;
 
 #[store(name = "counts")]
 type Counts = kstreams::KeyValue<Text, u64>;
+
+#[store(name = "windowed", window = hopping(size = "1m", advance = "10s"), grace = "5s", retention = "1h",
+        emit = on_window_close, on_late = dead_letter, idle_advance = "1m")]
+type WindowCounts = kstreams::WindowKeyValue<Text, u64>;
+
+#[store(name = "sessions", window = session(gap = "5m"), grace = "0s")]
+type Sessions = kstreams::SessionKeyValue<Text, u64>;
+
+#[batch_processor]
+fn windowed_count(
+    views: &[Record<Text, Text>],
+    counts: &mut WindowCounts,
+    out: &mut Emit<kstreams::Windowed<Text>, u64>,
+) -> kstreams::Result<()> {
+    counts.aggregate(views, out, |_| 0, |n, _| *n += 1)
+}
+
+fn uses_sessions(_: &mut Sessions) {}
 
 #[batch_processor]
 fn count(lines: &[Record<(), Text>], counts: &mut Counts, out: &mut Emit<Text, u64>) -> kstreams::Result<()> {
@@ -67,5 +96,8 @@ fn main() {
     let each_out = t.add(each, &lines);
     t.sink("each", &each_out);
     let _ = t.add(with_punctuations, &lines);
+    let views = t.source::<Text, Text>("views");
+    let windowed = t.add(windowed_count, &views);
+    t.sink("windowed", &windowed);
     assert!(t.build().is_ok());
 }
