@@ -90,7 +90,9 @@ fn window(s: SessionWindow) -> Window {
 }
 
 /// The operator's stream time, kept in the store one millisecond behind (see the module docs).
-fn stream_time<K: 'static, A: 'static>(store: &SessionStore<'_, K, A>) -> Result<Option<i64>> {
+pub(crate) fn operator_stream_time<K: 'static, A: 'static>(
+    store: &SessionStore<'_, K, A>,
+) -> Result<Option<i64>> {
     Ok(store.stream_time()?.map(|t| t.saturating_add(1)))
 }
 
@@ -105,7 +107,7 @@ fn process<K: Clone + 'static, A: Clone + 'static, V>(
     merge: &mut dyn FnMut(&K, A, A) -> A,
 ) -> Result<Vec<Event<K, A>>> {
     let mut events = Vec::new();
-    let before = stream_time(store)?;
+    let before = operator_stream_time(store)?;
     let mut now = before;
     let on_update = p.emit == EmitStrategy::OnWindowUpdate;
     for (index, r) in records.iter().enumerate() {
@@ -317,7 +319,7 @@ impl<'t, K: Clone + 'static, A: Clone + 'static> SessionWindowState<'t, K, A> {
     ) -> Result<()> {
         let p = self.params()?;
         let store = self.session_store()?;
-        let Some(before) = stream_time(&store)? else {
+        let Some(before) = operator_stream_time(&store)? else {
             return Ok(());
         };
         if now <= before {
