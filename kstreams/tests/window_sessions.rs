@@ -21,6 +21,9 @@ use kstreams::{Emit, Record, Result, Topology, batch_processor};
 /// policy `$late`.
 macro_rules! session_handle {
     ($name:ident, $store:literal, $emit:expr, $late:expr) => {
+        session_handle!($name, $store, $emit, $late, |w: Windowing| w);
+    };
+    ($name:ident, $store:literal, $emit:expr, $late:expr, $more:expr) => {
         #[allow(dead_code, reason = "a handle used only through the library operators")]
         struct $name<'t>(SessionWindowState<'t, String, u64>);
 
@@ -47,7 +50,7 @@ macro_rules! session_handle {
                     SessionWindows::new(Duration::from_millis(10), Duration::from_millis(5))
                         .map(Windows::Session)
                         .unwrap_or_else(|e| unreachable!("valid session windows: {e}"));
-                Windowing::new(windows).emit($emit).on_late($late)
+                ($more)(Windowing::new(windows).emit($emit).on_late($late))
             }
         }
     };
@@ -64,6 +67,13 @@ session_handle!(
     "sessions-close",
     EmitStrategy::OnWindowClose,
     OnLate::Drop
+);
+session_handle!(
+    IdleClose,
+    "sessions-idle",
+    EmitStrategy::OnWindowClose,
+    OnLate::Drop,
+    |w: Windowing| w.advance_when_idle(Duration::from_millis(20))
 );
 session_handle!(
     LateToDlq,
@@ -263,6 +273,27 @@ fn late_records_go_to_the_dead_letter_topic() -> Result<()> {
     assert_eq!(header("kstreams.late.stream.time").as_deref(), Some("40"));
     assert_eq!(header("kstreams.error.offset").as_deref(), Some("1"));
     assert_eq!(outputs(&mut d)?, vec![("a".into(), 40, 40, Some(1), 40)]);
+    Ok(())
+}
+
+#[test]
+fn idle_advance_closes_the_last_sessions_of_an_idle_partition() -> Result<()> {
+    let mut t = Topology::builder();
+    let views = t.source::<String, String>("views");
+    let counts = t.add(kstreams::window::count::<IdleClose<'static>>(), &views);
+    t.sink("sessions", &counts);
+    let topology = t
+        .build()
+        .map_err(|e| kstreams::Error::Config(e.to_string()))?;
+    let mut d = TopologyTestDriver::new(topology)?;
+    // Gap 10, grace 5: [0,5] is final once stream time passes 20.
+    d.pipe_batch("views", [view("a", 0), view("a", 5)])?;
+    d.advance_wall_clock(Duration::from_millis(10))?;
+    assert_eq!(outputs(&mut d)?, vec![], "not idle for 20 ms yet");
+    d.advance_wall_clock(Duration::from_millis(40))?;
+    assert_eq!(outputs(&mut d)?, vec![("a".into(), 0, 5, Some(2), 5)]);
+    d.advance_wall_clock(Duration::from_secs(10))?;
+    assert_eq!(outputs(&mut d)?, vec![], "each session once");
     Ok(())
 }
 
