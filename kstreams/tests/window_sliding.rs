@@ -217,6 +217,47 @@ fn idle_advance_closes_the_last_windows_of_an_idle_partition() -> Result<()> {
     Ok(())
 }
 
+/// The same count declared with the macros: the user's side in a few lines.
+mod declared {
+    use kstreams::{Emit, Record, Result, Windowed, batch_processor, store};
+
+    #[store(name = "declared-sliding", window = sliding(difference = "10ms"), grace = "5ms")]
+    pub type Counts = kstreams::WindowKeyValue<String, u64>;
+
+    #[batch_processor]
+    pub fn count(
+        views: &[Record<String, String>],
+        counts: &mut Counts,
+        out: &mut Emit<Windowed<String>, u64>,
+    ) -> Result<()> {
+        counts.aggregate(views, out, |_| 0, |n, _| *n += 1)
+    }
+}
+
+#[test]
+fn a_store_declared_with_the_macros_counts_the_same() -> Result<()> {
+    let records: Vec<Record<String, String>> = [20, 30, 25, 3, 7, 60, 41, 5]
+        .iter()
+        .enumerate()
+        .map(|(i, ts)| view(if i % 3 == 0 { "a" } else { "b" }, *ts))
+        .collect();
+    let mut t = Topology::builder();
+    let views = t.source::<String, String>("views");
+    let counts = t.add(declared::count, &views);
+    t.sink("sliding", &counts);
+    let declared = t
+        .build()
+        .map_err(|e| kstreams::Error::Config(e.to_string()))?;
+    let mut by_macro = TopologyTestDriver::new(declared)?;
+    by_macro.pipe_batch("views", records.clone())?;
+    let mut by_hand = TopologyTestDriver::new(topology(false)?)?;
+    by_hand.pipe_batch("views", records)?;
+    let expected = outputs(&mut by_hand)?;
+    assert!(!expected.is_empty());
+    assert_eq!(outputs(&mut by_macro)?, expected);
+    Ok(())
+}
+
 fn input(records: &[(u8, i64)]) -> Result<SplitInput> {
     let records = records.iter().enumerate().map(|(i, (k, ts))| {
         view(&format!("k{k}"), *ts).with_headers(kstreams::Headers::new().with("n", i.to_string()))
