@@ -665,7 +665,7 @@ mod windowed {
                 retention_ms: w.retention_ms()
             }
         );
-        assert_eq!(w.retention_ms(), 1_250);
+        assert_eq!(w.retention_ms(), 1_500, "2 × difference + grace, as Java");
 
         let w = Sessions::windowing();
         assert_eq!(

@@ -674,3 +674,37 @@ fn idle_advance_closes_the_last_windows_of_an_idle_partition() -> kstreams::Resu
     assert_eq!(rows(&mut d, 10)?, vec![]);
     Ok(())
 }
+
+// ---- With the macros' handles ----------------------------------------------------------------
+
+#[kstreams::store(name = "declared-counts", window = hopping(size = "10ms", advance = "5ms"), grace = "0ms", emit = on_window_close)]
+type DeclaredCounts = kstreams::WindowKeyValue<String, u64>;
+
+#[kstreams::store(name = "declared-sessions", window = session(gap = "5ms"), grace = "0ms")]
+type DeclaredSessions = kstreams::SessionKeyValue<String, u64>;
+
+#[test]
+fn the_library_count_runs_on_a_declared_store_and_its_types_follow_the_kind() -> kstreams::Result<()>
+{
+    let mut t = Topology::builder();
+    let input = t.source::<String, String>("in");
+    let counts: kstreams::Stream<Windowed<String>, u64> =
+        t.add(window::count::<DeclaredCounts<'static>>(), &input);
+    t.sink("out", &counts);
+    let topology = t.build()?;
+    // Session results are `(SessionWindowed<K>, Option<u64>)` (built, not run, here: the
+    // session aggregation is `window/session.rs`'s).
+    let mut s = Topology::builder();
+    let input = s.source::<String, String>("in");
+    let sessions: kstreams::Stream<kstreams::SessionWindowed<String>, Option<u64>> =
+        s.add(window::count::<DeclaredSessions<'static>>(), &input);
+    s.sink("sessions", &sessions);
+    s.build()?;
+    let mut d = TopologyTestDriver::new(topology)?;
+    d.pipe_batch("in", [rec("a", 7), rec("a", 12), rec("b", 30)])?;
+    assert_eq!(
+        rows(&mut d, 10)?,
+        vec![row("a", 0, 10, 1), row("a", 5, 15, 2), row("a", 10, 20, 1)]
+    );
+    Ok(())
+}

@@ -268,9 +268,9 @@ impl Windows {
         }
     }
 
-    /// The default retention: size + grace (time), 2 × difference + grace (sliding: a record
-    /// reads the windows starting up to 2 × difference before it), gap + grace (sessions), as
-    /// Kafka Streams.
+    /// The default (and least) retention, as Kafka Streams: size + grace (time), 2 × difference
+    /// + grace (sliding: `SlidingWindowedKStreamImpl`, since a record reads the windows of
+    /// records up to one difference before its own window), gap + grace (sessions).
     pub fn default_retention_ms(&self) -> i64 {
         let span = match self {
             Windows::Time(w) => w.size_ms,
@@ -369,8 +369,8 @@ impl Windowing {
         self
     }
 
-    /// The same, with this retention; fails when it is shorter than the default (size, time
-    /// difference or gap, plus grace).
+    /// The same, with this retention; fails when it is shorter than the default (size, twice
+    /// the time difference, or gap, plus grace).
     pub fn retention(mut self, retention: Duration) -> Result<Windowing> {
         let r = ms("retention", retention)?;
         if r < self.windows.default_retention_ms() {
