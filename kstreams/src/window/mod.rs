@@ -268,9 +268,9 @@ impl Windows {
         }
     }
 
-    /// The default (and least) retention, as Kafka Streams: size + grace (time), 2 × difference
-    /// + grace (sliding: `SlidingWindowedKStreamImpl`, since a record reads the windows of
-    /// records up to one difference before its own window), gap + grace (sessions).
+    /// The default (and least) retention, as Kafka Streams: size + grace (time),
+    /// 2 × difference + grace (sliding: `SlidingWindowedKStreamImpl`, since a record reads the
+    /// windows of records up to one difference before its own window), gap + grace (sessions).
     pub fn default_retention_ms(&self) -> i64 {
         let span = match self {
             Windows::Time(w) => w.size_ms,
