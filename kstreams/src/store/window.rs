@@ -154,7 +154,7 @@ impl<'t> Core<'t> {
         self.txn.store_spec(self.store).name()
     }
 
-    fn corrupt(&self, what: &str) -> Error {
+    pub(super) fn corrupt(&self, what: &str) -> Error {
         Error::Store(format!(
             "store `{}` holds a malformed {what} entry (not written by kstreams' window layout)",
             self.name()
@@ -746,6 +746,78 @@ impl<'t, K: 'static, V: 'static> WindowStore<'t, K, V> {
             .collect()
     }
 
+    /// Sets `key`'s window starting at `start` to `value` with a timestamp (the largest record
+    /// timestamp the window holds), stored as Kafka Streams' `TimestampedWindowStore` does: the
+    /// timestamp as 8 big-endian bytes, then the value's bytes (so the changelog is Java's too).
+    /// A value that serializes to null is a delete. Read back with the `*_timestamped` fetches.
+    pub(crate) fn put_timestamped(
+        &self,
+        key: &K,
+        start: i64,
+        value: &V,
+        timestamp: i64,
+    ) -> Result<WindowWrite> {
+        let k = self.kv.key_bytes(key)?;
+        let v = self.kv.value_bytes(value)?.map(|v| {
+            let mut out = Vec::with_capacity(8 + v.len());
+            out.extend_from_slice(&timestamp.to_be_bytes());
+            out.extend_from_slice(&v);
+            out
+        });
+        self.core.write(
+            &k,
+            &[start],
+            v.as_deref(),
+            Some(&window_changelog_key(&k, start)),
+        )
+    }
+
+    fn read_timestamped(&self, bytes: &[u8]) -> Result<(V, i64)> {
+        let Some((ts, value)) = bytes.split_first_chunk::<8>() else {
+            return Err(self.core.corrupt("timestamped window value"));
+        };
+        Ok((self.kv.read_value(value)?, i64::from_be_bytes(*ts)))
+    }
+
+    /// [`fetch`](Self::fetch) of windows written with `put_timestamped`: (start, value,
+    /// timestamp).
+    pub(crate) fn fetch_timestamped<Q: AsKey<K> + ?Sized>(
+        &self,
+        key: &Q,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, V, i64)>> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let k = self.kv.key_bytes(&key.as_key())?;
+        self.core
+            .scan_key(&k, &[from], &[to])?
+            .into_iter()
+            .map(|(times, v)| {
+                let (value, ts) = self.read_timestamped(&v)?;
+                Ok((times[0], value, ts))
+            })
+            .collect()
+    }
+
+    /// [`fetch_all`](Self::fetch_all) of windows written with `put_timestamped`: (key, start,
+    /// value, timestamp), in order of start, then key bytes.
+    pub(crate) fn fetch_all_timestamped(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(K, i64, V, i64)>> {
+        self.core
+            .scan_time(from, to)?
+            .into_iter()
+            .map(|(k, times, v)| {
+                let (value, ts) = self.read_timestamped(&v)?;
+                Ok((self.kv.read_key(&k)?, times[0], value, ts))
+            })
+            .collect()
+    }
+
     /// Every key's live windows whose start lies in `[from, to]`, as (key, start, value), in
     /// order of start, then key bytes: one range scan of the time index.
     pub fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<(K, i64, V)>> {
@@ -788,6 +860,32 @@ mod tests {
         for t in ts {
             assert_eq!(time_from(&time_bytes(t)), Some(t));
         }
+    }
+
+    #[test]
+    fn timestamped_values_are_java_value_and_timestamp() -> Result<()> {
+        use crate::store::{StateStores, StoreSpec};
+        let spec = StoreSpec::new::<String, u64>("w").windowed(
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_millis(100),
+        )?;
+        let mut stores = StateStores::in_memory(vec![spec])?;
+        stores.transaction(|txn| {
+            let w = txn.window_store::<String, u64>("w")?;
+            assert_eq!(
+                w.put_timestamped(&"a".into(), 5, &3, 12)?,
+                WindowWrite::Stored
+            );
+            assert_eq!(w.fetch_timestamped("a", 0, 10)?, vec![(5, 3, 12)]);
+            assert_eq!(
+                w.fetch_all_timestamped(0, 10)?,
+                vec![("a".to_owned(), 5, 3, 12)]
+            );
+            // The bytes: the timestamp (8 bytes big-endian), then the u64 value.
+            let raw = w.core.get(b"a", &[5])?.unwrap_or_default();
+            assert_eq!(raw, [12u64.to_be_bytes(), 3u64.to_be_bytes()].concat());
+            Ok(())
+        })
     }
 
     #[test]

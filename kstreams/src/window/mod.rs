@@ -536,14 +536,11 @@ impl<K: Clone + Send + 'static, A: Clone + Send + 'static> WindowKind<K, A> for 
 
     fn advance_idle(
         store: KeyValueStore<'_, K, A>,
-        _windowing: Windowing,
-        _stream_time: i64,
-        _out: &mut Context<'_, SessionWindowed<K>, Option<A>>,
+        windowing: Windowing,
+        stream_time: i64,
+        out: &mut Context<'_, SessionWindowed<K>, Option<A>>,
     ) -> Result<()> {
-        Err(Error::Config(format!(
-            "store `{}`: advancing the stream time of idle session windows is not implemented",
-            store.name()
-        )))
+        SessionWindowState::new(store, windowing).advance_idle(out, stream_time)
     }
 }
 
@@ -677,10 +674,10 @@ impl<'t, K: Clone + 'static, A: Clone + 'static> TimeWindowState<'t, K, A> {
     ) -> Result<()> {
         match self.windowing.windows {
             Windows::Time(_) => {}
-            _ => {
+            Windows::Sliding(_) => return sliding::advance_idle(self, out, stream_time),
+            Windows::Session(_) => {
                 return Err(Error::Config(format!(
-                    "store `{}`: advancing the stream time of idle sliding or session windows is \
-                     not implemented",
+                    "store `{}` keeps session windows: advance it with a `SessionKeyValue` handle",
                     self.store.name()
                 )));
             }
@@ -914,12 +911,6 @@ impl Idle {
         let Some(idle) = S::windowing().idle_advance_ms() else {
             return Ok(());
         };
-        if !matches!(S::windowing().windows(), Windows::Time(_)) {
-            return Err(Error::Config(format!(
-                "store `{}`: `idle_advance` is implemented for tumbling and hopping windows only",
-                S::NAME
-            )));
-        }
         let every = Duration::from_millis(idle.clamp(1, 1000) as u64);
         ctx.schedule(every, crate::context::PunctuationType::WallClock)?;
         Ok(())
@@ -953,8 +944,14 @@ impl Idle {
         }
         let store = bind_state::<S, _, _>(ctx)?;
         let (txn, index) = store.raw_parts();
-        let Some(stream_time) = WindowStore::<S::Key, S::Value>::bind(txn, index)?.stream_time()?
-        else {
+        let stream_time = match S::windowing().windows() {
+            Windows::Session(_) => session::operator_stream_time(&crate::store::SessionStore::<
+                S::Key,
+                S::Value,
+            >::bind(txn, index)?)?,
+            _ => WindowStore::<S::Key, S::Value>::bind(txn, index)?.stream_time()?,
+        };
+        let Some(stream_time) = stream_time else {
             return Ok(());
         };
         let target = stream_time.saturating_add(now - followed);
