@@ -82,16 +82,17 @@ pub(crate) fn check_processor(f: &ProcessorFn, errors: &mut Errors) {
 }
 
 /// What the least retention adds the grace to, and the words for it: `size + grace` (time
-/// windows), `difference + grace` (sliding windows), `gap + grace` (sessions); the runtime's
-/// default (`Windows::default_retention_ms`) is the same.
+/// windows), `2 × difference + grace` (sliding windows: a record reads the windows of records up
+/// to one difference before its own, as Kafka Streams' `SlidingWindowedKStreamImpl` requires),
+/// `gap + grace` (sessions); the runtime's default (`Windows::default_retention_ms`) is the same.
 pub(crate) fn retention_base(form: &WindowForm) -> (u64, String) {
     match form {
         WindowForm::Tumbling { size } | WindowForm::Hopping { size, .. } => {
             (size.ms, format!("the size {:?}", size.lit.value()))
         }
         WindowForm::Sliding { difference } => (
-            difference.ms,
-            format!("the difference {:?}", difference.lit.value()),
+            difference.ms.saturating_mul(2),
+            format!("twice the difference {:?}", difference.lit.value()),
         ),
         WindowForm::Session { gap } => (gap.ms, format!("the gap {:?}", gap.lit.value())),
     }
@@ -325,11 +326,11 @@ mod tests {
                     name = "v",
                     window = sliding(difference = "1m"),
                     grace = "10s",
-                    retention = "69s"
+                    retention = "129s"
                 ),
                 &window,
                 vec![
-                    "the retention \"69s\" is shorter than the difference \"1m\" plus the grace \"10s\" (70000 ms)",
+                    "the retention \"129s\" is shorter than twice the difference \"1m\" plus the grace \"10s\" (130000 ms)",
                 ],
             ),
             (

@@ -383,9 +383,11 @@ impl Sink {
                     .producer
                     .client()
                     .fetch_metadata(Some(&r.topic), self.delivery_timeout)
-                    .map_err(|source| Error::Kafka {
-                        context: format!("reading the partition count of topic `{}`", r.topic),
-                        source,
+                    .map_err(|source| {
+                        Error::kafka(
+                            format!("reading the partition count of topic `{}`", r.topic),
+                            source,
+                        )
                     })?;
                 let c = md
                     .topics()
