@@ -229,7 +229,7 @@ mod tests {
                     name = "v",
                     window = sliding(difference = "1m"),
                     grace = "1s",
-                    retention = "61s"
+                    retention = "121s"
                 ),
                 &window,
             ),
