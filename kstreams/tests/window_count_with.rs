@@ -27,6 +27,12 @@ type SessionFinal = kstreams::SessionKeyValue<String, u64>;
 #[kstreams::store(name = "counts", window = session(gap = "1s"), grace = "2s")]
 type SessionUpdate = kstreams::SessionKeyValue<String, u64>;
 
+#[kstreams::store(name = "counts", window = tumbling(size = "10ms"), grace = "5ms", emit = on_window_close, idle_advance = "20ms")]
+type TumblingIdle = kstreams::WindowKeyValue<String, u64>;
+
+#[kstreams::store(name = "counts", window = session(gap = "10ms"), grace = "5ms", emit = on_window_close, idle_advance = "20ms")]
+type SessionIdle = kstreams::SessionKeyValue<String, u64>;
+
 /// Out-of-order records over three keys, with pauses that close windows and records far enough
 /// back to be late.
 fn input() -> Vec<Record<String, String>> {
@@ -169,5 +175,69 @@ fn a_windowing_of_the_other_kind_is_a_config_error_naming_the_store() -> Result<
     assert!(window::count_sessions_with::<String>("s", sliding).is_err());
     assert!(window::count_sessions_with::<String>("s", tumbling).is_err());
     assert!(window::count_with::<String>("s", sliding).is_ok());
+    Ok(())
+}
+
+/// The raw outputs of `t` after two records and then 50 ms of wall-clock time with no record.
+fn idle_outputs(
+    build: impl FnOnce(&mut kstreams::TopologyBuilder) -> Result<()>,
+) -> Result<Vec<(Option<Vec<u8>>, Option<Vec<u8>>, i64)>> {
+    let mut t = Topology::builder();
+    build(&mut t)?;
+    let mut d = TopologyTestDriver::new(t.build()?)?;
+    let rec = |ts| Record::new("a".to_string(), String::new()).with_timestamp(ts);
+    d.pipe_batch("in", [rec(1), rec(12)])?;
+    // As `idle_advance_closes_the_last_windows_of_an_idle_partition` (tests/windowing.rs).
+    d.advance_wall_clock(Duration::from_millis(10))?;
+    d.advance_wall_clock(Duration::from_millis(40))?;
+    Ok(d.read_output_raw("out")
+        .into_iter()
+        .map(|(_, _, r)| (r.key, r.value, r.timestamp))
+        .collect())
+}
+
+#[test]
+fn count_with_advances_stream_time_when_idle_as_count() -> Result<()> {
+    let by_type = idle_outputs(|t| {
+        let records = t.source::<String, String>("in");
+        let counts = t.add(window::count::<TumblingIdle<'static>>(), &records);
+        t.sink("out", &counts);
+        Ok(())
+    })?;
+    let by_value = idle_outputs(|t| {
+        let records = t.source::<String, String>("in");
+        let windowing = <TumblingIdle<'static> as WindowedHandle<'static>>::windowing();
+        let counts = t.add(window::count_with::<String>("counts", windowing)?, &records);
+        t.sink("out", &counts);
+        Ok(())
+    })?;
+    // Stream time 12, grace 5: only the idle advance closes [0, 10) and [10, 20).
+    assert_eq!(by_type.len(), 2, "{by_type:?}");
+    assert_eq!(by_value, by_type);
+    Ok(())
+}
+
+#[test]
+fn count_sessions_with_advances_stream_time_when_idle_as_count() -> Result<()> {
+    let by_type = idle_outputs(|t| {
+        let records = t.source::<String, String>("in");
+        let counts = t.add(window::count::<SessionIdle<'static>>(), &records);
+        t.sink("out", &counts);
+        Ok(())
+    })?;
+    let by_value = idle_outputs(|t| {
+        let records = t.source::<String, String>("in");
+        let windowing = <SessionIdle<'static> as WindowedHandle<'static>>::windowing();
+        let counts = t.add(
+            window::count_sessions_with::<String>("counts", windowing)?,
+            &records,
+        );
+        t.sink("out", &counts);
+        Ok(())
+    })?;
+    // Two sessions, [1, 1] and [12, 12] (11 ms apart, more than the gap), closed only by the
+    // idle advance: at stream time 12 neither has `end + gap + grace < stream time`.
+    assert_eq!(by_type.len(), 2, "{by_type:?}");
+    assert_eq!(by_value, by_type);
     Ok(())
 }
