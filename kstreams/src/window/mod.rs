@@ -880,15 +880,13 @@ pub(crate) fn final_timestamp(window: Window) -> i64 {
 // ---------------------------------------------------------------------------------------------
 // The library operators.
 
-/// Binds the windowed store of handle `S` declared by the node of `ctx`.
-fn bind_state<'a, S, OK: 'static, OV: 'static>(
+/// Binds the windowed store `name` declared by the node of `ctx`.
+fn bind_state<'a, K: 'static, A: 'static, OK: 'static, OV: 'static>(
     ctx: &Context<'a, OK, OV>,
-) -> Result<KeyValueStore<'a, S::Key, S::Value>>
-where
-    S: WindowedHandle<'static>,
-{
+    name: &str,
+) -> Result<KeyValueStore<'a, K, A>> {
     let binder = crate::__private::binder(ctx);
-    binder.bind_any_named::<S::Key, S::Value>(S::NAME)
+    binder.bind_any_named::<K, A>(name)
 }
 
 /// The idle opt-in of an operator instance (one per task): a wall-clock punctuation that,
@@ -903,12 +901,13 @@ struct Idle {
 }
 
 impl Idle {
-    fn init<S: WindowedHandle<'static>>(
+    fn init(
         &mut self,
+        windowing: &Windowing,
         ctx: &mut crate::context::InitContext<'_>,
     ) -> Result<()> {
         *self = Idle::default();
-        let Some(idle) = S::windowing().idle_advance_ms() else {
+        let Some(idle) = windowing.idle_advance_ms() else {
             return Ok(());
         };
         let every = Duration::from_millis(idle.clamp(1, 1000) as u64);
@@ -921,16 +920,16 @@ impl Idle {
         self.followed = Some(wall);
     }
 
-    fn punctuate<S: WindowedHandle<'static>>(
+    /// The punctuation of the operator over the store `name` (keys `K`, aggregates `A`, results
+    /// of kind `W`) with `windowing`.
+    fn punctuate<K: 'static, A: 'static, W: WindowKind<K, A>>(
         &mut self,
+        name: &str,
+        windowing: Windowing,
         punctuation: crate::context::Punctuation,
-        ctx: &mut Context<
-            '_,
-            <S::Kind as WindowKind<S::Key, S::Value>>::OutKey,
-            <S::Kind as WindowKind<S::Key, S::Value>>::OutValue,
-        >,
+        ctx: &mut Context<'_, W::OutKey, W::OutValue>,
     ) -> Result<()> {
-        let Some(idle) = S::windowing().idle_advance_ms() else {
+        let Some(idle) = windowing.idle_advance_ms() else {
             return Ok(());
         };
         let now = punctuation.timestamp;
@@ -942,21 +941,21 @@ impl Idle {
         if now.saturating_sub(last) < idle || now <= followed {
             return Ok(());
         }
-        let store = bind_state::<S, _, _>(ctx)?;
+        let store = bind_state::<K, A, _, _>(ctx, name)?;
         let (txn, index) = store.raw_parts();
-        let stream_time = match S::windowing().windows() {
+        let stream_time = match windowing.windows() {
             Windows::Session(_) => session::operator_stream_time(&crate::store::SessionStore::<
-                S::Key,
-                S::Value,
+                K,
+                A,
             >::bind(txn, index)?)?,
-            _ => WindowStore::<S::Key, S::Value>::bind(txn, index)?.stream_time()?,
+            _ => WindowStore::<K, A>::bind(txn, index)?.stream_time()?,
         };
         let Some(stream_time) = stream_time else {
             return Ok(());
         };
         let target = stream_time.saturating_add(now - followed);
         self.followed = Some(now);
-        S::Kind::advance_idle(store, S::windowing(), target, ctx)
+        W::advance_idle(store, windowing, target, ctx)
     }
 }
 
@@ -969,14 +968,19 @@ macro_rules! operator_common {
             Some(self.name)
         }
         fn init(&mut self, ctx: &mut crate::context::InitContext<'_>) -> Result<()> {
-            self.idle.init::<S>(ctx)
+            self.idle.init(&S::windowing(), ctx)
         }
         fn punctuate(
             &mut self,
             punctuation: crate::context::Punctuation,
             ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
         ) -> Result<()> {
-            self.idle.punctuate::<S>(punctuation, ctx)
+            self.idle.punctuate::<S::Key, S::Value, S::Kind>(
+                S::NAME,
+                S::windowing(),
+                punctuation,
+                ctx,
+            )
         }
     };
 }
@@ -1052,18 +1056,187 @@ where
         records: &[Record<S::Key, V>],
         ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
     ) -> Result<()> {
-        self.idle.seen(ctx.wall_clock_time());
-        let store = bind_state::<S, _, _>(ctx)?;
-        S::Kind::run(
-            store,
-            S::windowing(),
-            records,
-            ctx,
-            &mut |_| 1,
-            &mut |n, _| *n += 1,
-            &mut |_, a, b| a + b,
-        )
+        count_batch::<S::Key, V, S::Kind>(&mut self.idle, S::NAME, S::windowing(), records, ctx)
     }
+}
+
+/// The windowed count operator over a windowing given at run time ([`count_with`],
+/// [`count_sessions_with`]): the same aggregation as [`count`], over a store `K` → `u64` that
+/// it declares itself ([`Windowing::store_spec`] of `StoreSpec::new::<K, u64>(name)`). `W` is
+/// [`TimeKind`] or [`SessionKind`], the kind of its results.
+pub struct CountWith<K, W> {
+    name: String,
+    windowing: Windowing,
+    idle: Idle,
+    _k: PhantomData<fn() -> (K, W)>,
+}
+
+impl<K, W> Clone for CountWith<K, W> {
+    fn clone(&self) -> Self {
+        CountWith {
+            name: self.name.clone(),
+            windowing: self.windowing,
+            idle: Idle::default(),
+            _k: PhantomData,
+        }
+    }
+}
+
+impl<K, W> std::fmt::Debug for CountWith<K, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountWith")
+            .field("name", &self.name)
+            .field("windowing", &self.windowing)
+            .finish()
+    }
+}
+
+impl<K, W> CountWith<K, W> {
+    fn new(store_name: &str, windowing: Windowing, session: bool) -> Result<Self> {
+        if matches!(windowing.windows(), Windows::Session(_)) != session {
+            let (want, other) = if session {
+                ("session", "count_with")
+            } else {
+                ("time or sliding", "count_sessions_with")
+            };
+            return Err(Error::Config(format!(
+                "the windowed count of store `{store_name}` takes {want} windows, not {:?}: use \
+                 window::{other}",
+                windowing.windows()
+            )));
+        }
+        Ok(CountWith {
+            name: store_name.to_owned(),
+            windowing,
+            idle: Idle::default(),
+            _k: PhantomData,
+        })
+    }
+}
+
+/// Counts records per key and time or sliding window of `windowing`, given at run time (say,
+/// from a command line), in the store `store_name`, which the operator declares: the same
+/// operator as [`count`] over a `#[store(window = ...)]` of these windows, with results
+/// `(Windowed<K>, u64)`. Fails (a config error) on session windows: see
+/// [`count_sessions_with`].
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::testing::TopologyTestDriver;
+/// use kstreams::window::{self, EmitStrategy, TimeWindowedSerde, TimeWindows, Windowing, Windows};
+/// use kstreams::serde::{StringSerde, U64Serde};
+/// use kstreams::{Record, Topology};
+///
+/// let tumbling = TimeWindows::tumbling(Duration::from_secs(10), Duration::ZERO)?;
+/// let windowing = Windowing::new(Windows::Time(tumbling)).emit(EmitStrategy::OnWindowClose);
+/// let mut t = Topology::builder();
+/// let views = t.source::<String, String>("views");
+/// let counts = t.add(window::count_with::<String>("counts", windowing)?, &views);
+/// t.sink("counts", &counts);
+/// let mut d = TopologyTestDriver::new(t.build()?)?;
+/// let view = |ts| Record::new("page".to_string(), String::new()).with_timestamp(ts);
+/// d.pipe_batch("views", [view(1_000), view(2_000), view(10_000)])?;
+/// let out = d.read_output_with("counts", &TimeWindowedSerde::new(StringSerde).with_window_size(10_000), &U64Serde)?;
+/// assert_eq!(out.len(), 1);
+/// assert_eq!((out[0].key.window.start, out[0].key.window.end, out[0].value), (0, 10_000, 2));
+/// # Ok::<(), kstreams::Error>(())
+/// ```
+pub fn count_with<K>(store_name: &str, windowing: Windowing) -> Result<CountWith<K, TimeKind>> {
+    CountWith::new(store_name, windowing, false)
+}
+
+/// Counts records per key and session of `windowing`, given at run time, in the store
+/// `store_name`, which the operator declares: the same operator as [`count`] over a
+/// `#[store(window = session(..))]`, with results `(SessionWindowed<K>, Option<u64>)` (`None`:
+/// a merged-away session, on update). Fails (a config error) on time or sliding windows: see
+/// [`count_with`].
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::testing::TopologyTestDriver;
+/// use kstreams::window::{self, SessionWindowedSerde, SessionWindows, Windowing, Windows};
+/// use kstreams::serde::{OptionSerde, StringSerde, U64Serde};
+/// use kstreams::{Record, Topology};
+///
+/// let sessions = SessionWindows::new(Duration::from_secs(5), Duration::ZERO)?;
+/// let mut t = Topology::builder();
+/// let views = t.source::<String, String>("views");
+/// let counts = t.add(window::count_sessions_with::<String>("sessions", Windowing::new(Windows::Session(sessions)))?, &views);
+/// t.sink("sessions", &counts);
+/// let mut d = TopologyTestDriver::new(t.build()?)?;
+/// let view = |ts| Record::new("page".to_string(), String::new()).with_timestamp(ts);
+/// d.pipe_batch("views", [view(1_000), view(3_000)])?;
+/// let out = d.read_output_with("sessions", &SessionWindowedSerde::new(StringSerde), &OptionSerde(U64Serde))?;
+/// // On update: the session [1 s, 1 s], then its merge into [1 s, 3 s] (a tombstone, then 2).
+/// let last = &out[out.len() - 1];
+/// assert_eq!((last.key.window.start, last.key.window.end, last.value), (1_000, 3_000, Some(2)));
+/// # Ok::<(), kstreams::Error>(())
+/// ```
+pub fn count_sessions_with<K>(
+    store_name: &str,
+    windowing: Windowing,
+) -> Result<CountWith<K, SessionKind>> {
+    CountWith::new(store_name, windowing, true)
+}
+
+impl<K, V, W> BatchProcessor<K, V> for CountWith<K, W>
+where
+    K: crate::serde::DefaultSerde + Send + 'static,
+    V: 'static,
+    W: WindowKind<K, u64>,
+{
+    type OutKey = W::OutKey;
+    type OutValue = W::OutValue;
+
+    fn stores(&self) -> Vec<StoreSpec> {
+        vec![
+            self.windowing
+                .store_spec(StoreSpec::new::<K, u64>(&self.name)),
+        ]
+    }
+    fn node_name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+    fn init(&mut self, ctx: &mut crate::context::InitContext<'_>) -> Result<()> {
+        self.idle.init(&self.windowing, ctx)
+    }
+    fn punctuate(
+        &mut self,
+        punctuation: crate::context::Punctuation,
+        ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
+    ) -> Result<()> {
+        self.idle
+            .punctuate::<K, u64, W>(&self.name, self.windowing, punctuation, ctx)
+    }
+
+    fn process_batch(
+        &mut self,
+        records: &[Record<K, V>],
+        ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
+    ) -> Result<()> {
+        count_batch::<K, V, W>(&mut self.idle, &self.name, self.windowing, records, ctx)
+    }
+}
+
+/// The body of [`Count`] and [`CountWith`]: one aggregation, whichever says the windowing.
+fn count_batch<K: 'static, V: 'static, W: WindowKind<K, u64>>(
+    idle: &mut Idle,
+    name: &str,
+    windowing: Windowing,
+    records: &[Record<K, V>],
+    ctx: &mut Context<'_, W::OutKey, W::OutValue>,
+) -> Result<()> {
+    idle.seen(ctx.wall_clock_time());
+    let store = bind_state::<K, u64, _, _>(ctx, name)?;
+    W::run(
+        store,
+        windowing,
+        records,
+        ctx,
+        &mut |_| 1,
+        &mut |n, _| *n += 1,
+        &mut |_, a, b| a + b,
+    )
 }
 
 /// The windowed reduce operator ([`reduce`]).
@@ -1124,7 +1297,7 @@ where
         ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
     ) -> Result<()> {
         self.idle.seen(ctx.wall_clock_time());
-        let store = bind_state::<S, _, _>(ctx)?;
+        let store = bind_state::<S::Key, S::Value, _, _>(ctx, S::NAME)?;
         let f = std::cell::RefCell::new(&mut self.f);
         S::Kind::run(
             store,
@@ -1207,7 +1380,7 @@ where
         ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
     ) -> Result<()> {
         self.idle.seen(ctx.wall_clock_time());
-        let store = bind_state::<S, _, _>(ctx)?;
+        let store = bind_state::<S::Key, S::Value, _, _>(ctx, S::NAME)?;
         TimeWindowState::new(store, S::windowing()).aggregate(
             records,
             ctx,
@@ -1293,7 +1466,7 @@ where
         ctx: &mut Context<'_, Self::OutKey, Self::OutValue>,
     ) -> Result<()> {
         self.idle.seen(ctx.wall_clock_time());
-        let store = bind_state::<S, _, _>(ctx)?;
+        let store = bind_state::<S::Key, S::Value, _, _>(ctx, S::NAME)?;
         SessionWindowState::new(store, S::windowing()).aggregate(
             records,
             ctx,
