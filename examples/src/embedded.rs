@@ -35,6 +35,26 @@ pub async fn start(
     partitions: i32,
     extra: &[TopicSpec],
 ) -> Result<Running> {
+    Ok(prepare(topology, config, partitions, extra).await?.run())
+}
+
+/// An app whose topics exist, not running yet: its client can produce input the app will find
+/// all there when it starts ([`Prepared::run`]), as the `join` example needs (both of its inputs
+/// in before it processes either).
+#[derive(Debug)]
+pub struct Prepared {
+    /// The client of the app's topics.
+    pub client: AppClient,
+}
+
+/// [`start`]'s first half: creates the topics (as [`start`] does) and waits until the cluster
+/// shows them, without running the app.
+pub async fn prepare(
+    topology: Topology,
+    config: AppConfig,
+    partitions: i32,
+    extra: &[TopicSpec],
+) -> Result<Prepared> {
     let app = Arc::new(App::new(topology, config.handle_ctrl_c(false))?);
     let client = AppClient::new(&app)?;
     client.create_app_topics(partitions).await?;
@@ -52,11 +72,19 @@ pub async fn start(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let task = tokio::spawn(async move { app.run().await });
-    Ok(Running {
-        client,
-        task: Some(task),
-    })
+    Ok(Prepared { client })
+}
+
+impl Prepared {
+    /// Runs the app in a tokio task.
+    pub fn run(self) -> Running {
+        let app = self.client.app().clone();
+        let task = tokio::spawn(async move { app.run().await });
+        Running {
+            client: self.client,
+            task: Some(task),
+        }
+    }
 }
 
 impl Running {

@@ -9,6 +9,7 @@ pub mod dead_letter;
 pub mod embedded;
 pub mod enrichment;
 pub mod exactly_once;
+pub mod join;
 pub mod punctuation;
 pub mod windowed_count;
 pub mod wordcount;
