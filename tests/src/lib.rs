@@ -5,9 +5,9 @@
 //! Nothing is ever skipped.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kstreams::kafka::{App, AppConfig, AppStatus};
@@ -1159,4 +1159,83 @@ impl Drop for PrivateBroker {
             .env("KAFKA_LIB", &self.lib)
             .output();
     }
+}
+
+/// A small deterministic generator (xorshift64*), so the input never changes with a crate's
+/// version.
+#[derive(Debug, Clone)]
+pub struct Gen(pub u64);
+
+impl Gen {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// The class path of `bench/java`'s jar and its libraries, for the differential tests against
+/// Java Kafka Streams: built once per test binary with `mvn` when missing or older than its
+/// sources (offline once Maven's cache has Kafka Streams); panics naming the command that builds
+/// it when it cannot.
+pub fn java_classpath() -> String {
+    static BUILT: Mutex<Option<String>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(cp) = built.as_ref() {
+        return cp.clone();
+    }
+    let dir = repo_root().join("bench/java");
+    let jar = dir.join("target/kstreams-bench.jar");
+    let lib = dir.join("target/lib");
+    let build = format!("mvn -q -B -f {} package", dir.join("pom.xml").display());
+    if !jar.exists()
+        || !lib.is_dir()
+        || newest(&dir.join("src")).max(mtime(&dir.join("pom.xml"))) > mtime(&jar)
+    {
+        let out = Command::new("mvn")
+            .args(["-q", "-B", "-f"])
+            .arg(dir.join("pom.xml"))
+            .arg("package")
+            .output();
+        match out {
+            Ok(o) if o.status.success() && jar.exists() => {}
+            Ok(o) => panic!(
+                "building the Java side failed (`{build}`):\n{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => panic!(
+                "the Java side ({}) is missing or older than its sources and `mvn` cannot run \
+                 ({e}): build it with `{build}` (or `bench/build`)",
+                jar.display()
+            ),
+        }
+    }
+    let cp = format!("{}:{}/*", jar.display(), lib.display());
+    *built = Some(cp.clone());
+    cp
+}
+
+fn mtime(p: &Path) -> SystemTime {
+    std::fs::metadata(p)
+        .and_then(|m| m.modified())
+        .unwrap_or(UNIX_EPOCH)
+}
+
+fn newest(dir: &Path) -> SystemTime {
+    let mut t = UNIX_EPOCH;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            t = t.max(if p.is_dir() { newest(&p) } else { mtime(&p) });
+        }
+    }
+    t
 }

@@ -22,30 +22,12 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 use kstreams_examples::windowed_count::{self, EmitMode, Line, WindowSpec};
-use kstreams_tests::{bootstrap, config, repo_root, unique};
+use kstreams_tests::{Gen, bootstrap, config, java_classpath, unique};
 
 /// The grace period of every run, ms.
 const GRACE_MS: u64 = 2_000;
-
-/// A small deterministic generator (xorshift64*), so the input never changes with a crate's
-/// version.
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// `n` records over 8 keys, from ten minutes ago: time advances 0-400 ms per record; one record in 8 goes back in
 /// time by up to 6 s (some within the grace, some later than it: dropped as late); one in 40 is followed by a
@@ -77,62 +59,6 @@ fn input(seed: u64, n: usize) -> Vec<Line> {
         });
     }
     lines
-}
-
-/// The jar of `bench/java` (built once per test binary when missing or stale).
-fn java_classpath() -> String {
-    static BUILT: Mutex<Option<String>> = Mutex::new(None);
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(cp) = built.as_ref() {
-        return cp.clone();
-    }
-    let dir = repo_root().join("bench/java");
-    let jar = dir.join("target/kstreams-bench.jar");
-    let lib = dir.join("target/lib");
-    let build = format!("mvn -q -B -f {} package", dir.join("pom.xml").display());
-    if !jar.exists()
-        || !lib.is_dir()
-        || newest(&dir.join("src")).max(mtime(&dir.join("pom.xml"))) > mtime(&jar)
-    {
-        let out = Command::new("mvn")
-            .args(["-q", "-B", "-f"])
-            .arg(dir.join("pom.xml"))
-            .arg("package")
-            .output();
-        match out {
-            Ok(o) if o.status.success() && jar.exists() => {}
-            Ok(o) => panic!(
-                "building the Java side failed (`{build}`):\n{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
-            Err(e) => panic!(
-                "the Java side ({}) is missing or older than its sources and `mvn` cannot run \
-                 ({e}): build it with `{build}` (or `bench/build`)",
-                jar.display()
-            ),
-        }
-    }
-    let cp = format!("{}:{}/*", jar.display(), lib.display());
-    *built = Some(cp.clone());
-    cp
-}
-
-fn mtime(p: &Path) -> std::time::SystemTime {
-    std::fs::metadata(p)
-        .and_then(|m| m.modified())
-        .unwrap_or(std::time::UNIX_EPOCH)
-}
-
-fn newest(dir: &Path) -> std::time::SystemTime {
-    let mut t = std::time::UNIX_EPOCH;
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            t = t.max(if p.is_dir() { newest(&p) } else { mtime(&p) });
-        }
-    }
-    t
 }
 
 /// Java Kafka Streams' output lines for `file`.
