@@ -1239,3 +1239,35 @@ fn newest(dir: &Path) -> SystemTime {
     }
     t
 }
+
+/// A record to produce with [`produce_timestamped`]: key, value (`None`: a tombstone), timestamp.
+pub type Timestamped = (Vec<u8>, Option<Vec<u8>>, i64);
+
+/// Produces records in order, partitioned by key as the Java client does (murmur2), with their
+/// timestamps (null values for `None`), and waits for every acknowledgement.
+pub fn produce_timestamped(bootstrap: &str, topic: &str, records: &[Timestamped]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (k, v, ts) in records {
+        let mut r = BaseRecord::<[u8], [u8]>::to(topic)
+            .key(k.as_slice())
+            .timestamp(*ts);
+        if let Some(v) = v {
+            r = r.payload(v.as_slice());
+        }
+        loop {
+            match producer.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
