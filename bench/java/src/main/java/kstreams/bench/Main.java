@@ -53,11 +53,13 @@ import org.apache.kafka.streams.kstream.Produced;
  * <pre>
  * produce      --bootstrap B --topic T --records N --keys K --partitions P [--value-bytes 100]
  *              [--timestamp-base MS --span-ms S]
- * streams      --bootstrap B --app-id A --input T --output O --topology map|count|windowed
- *              --cache on|off --state-dir D [--commit-interval-ms default|MS]
+ * produce      --table --bootstrap B --topic T --keys K --partitions P --timestamp MS:
+ *              the enrichment's table, one record per key (see below)
+ * streams      --bootstrap B --app-id A --input T --output O --topology map|count|windowed|enrich
+ *              --cache on|off --state-dir D [--commit-interval-ms default|MS] [--table T]
  * create-topic --bootstrap B --topic T --partitions P [--log-append-time]
  * offsets      --bootstrap B --group G --topic T [--wait] [--timeout-s S]
- * verify       --bootstrap B --topic O --mode map|identity|count|windowed --records N --keys K
+ * verify       --bootstrap B --topic O --mode map|identity|enriched|count|windowed --records N --keys K
  *              [--value-bytes 100] [--timestamp-base MS --span-ms S]
  *              [--delete-topics T1,T2,...] [--delete-prefix PFX]
  * serve        one JVM for all of the above but streams: a command line per stdin line
@@ -87,6 +89,11 @@ import org.apache.kafka.streams.kstream.Produced;
  *     occurs at least once (at-least-once may duplicate; duplicates are
  *     counted and reported, not failed).</li>
  * <li>identity: the same, with the value unchanged (raw pass-through).</li>
+ * <li>enriched: the stream-table enrichment (streams --topology enrich): the same, with the
+ *     value {@code <input value>|<table value of its key>}, the table being
+ *     {@code produce --table}'s: key {@code "key-" + k} has the value {@code "price-" + k}
+ *     (for every k &lt; K), timestamped before the input's first record, so every input
+ *     record finds its key's value.</li>
  * <li>count: the latest value per key (offset order; a key lives in one
  *     partition) equals the true count of that key in the input, for all K
  *     keys, and no other key appears. A value is an 8-byte big-endian long
@@ -232,7 +239,13 @@ public final class Main {
         return span > 0 ? base + i * span / n : -1;
     }
 
+    /** The enrichment table's value of key k (produce --table, verify --mode enriched). */
+    static String tableValue(long k) {
+        return "price-" + k;
+    }
+
     static int produce(Args a) throws Exception {
+        if (a.flag("table")) return produceTable(a);
         String bootstrap = a.req("bootstrap");
         String topic = a.req("topic");
         long n = a.reqLong("records");
@@ -278,6 +291,38 @@ public final class Main {
         System.out.printf("{\"topic\":\"%s\",\"records\":%d,\"keys\":%d,\"partitions\":%d,"
             + "\"value_bytes\":%d,\"seconds\":%.3f,\"records_per_s\":%.0f}%n",
             topic, n, keys, partitions, valueBytes, secs, n / secs);
+        return 0;
+    }
+
+    /** The enrichment's table topic: key-k -> price-k for every k < K, all at --timestamp. */
+    static int produceTable(Args a) throws Exception {
+        String bootstrap = a.req("bootstrap");
+        String topic = a.req("topic");
+        long keys = a.reqLong("keys");
+        int partitions = (int) a.reqLong("partitions");
+        long ts = a.reqLong("timestamp");
+        try (Admin admin = admin(bootstrap)) {
+            create(admin, topic, partitions, false);
+        }
+        Properties p = new Properties();
+        p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ProducerConfig.ACKS_CONFIG, "all");
+        p.put(ProducerConfig.LINGER_MS_CONFIG, "20");
+        p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
+        long t0 = System.nanoTime();
+        AtomicReference<Exception> failure = new AtomicReference<>();
+        try (KafkaProducer<String, String> producer =
+                 new KafkaProducer<>(p, new StringSerializer(), new StringSerializer())) {
+            for (long k = 0; k < keys && failure.get() == null; k++) {
+                producer.send(new ProducerRecord<>(topic, null, ts, "key-" + k, tableValue(k)),
+                    (md, e) -> { if (e != null) failure.compareAndSet(null, e); });
+            }
+            producer.flush();
+        }
+        if (failure.get() != null) die("produce --table failed: " + failure.get());
+        double secs = (System.nanoTime() - t0) / 1e9;
+        System.out.printf("{\"topic\":\"%s\",\"records\":%d,\"keys\":%d,\"partitions\":%d,"
+            + "\"seconds\":%.3f,\"records_per_s\":%.0f}%n", topic, keys, keys, partitions, secs, keys / secs);
         return 0;
     }
 
@@ -332,7 +377,16 @@ public final class Main {
                 .to(output, Produced.with(
                     org.apache.kafka.streams.kstream.WindowedSerdes.timeWindowedSerdeFrom(String.class, WINDOW_SIZE_MS),
                     Serdes.Long()));
-            default -> die("--topology must be map, count or windowed");
+            // Stream-table enrichment: each record joined with its key's value in the table
+            // (a plain KTable, RocksDB), --table, which the harness produced before the input
+            // (earlier timestamps: processed first).
+            case "enrich" -> {
+                org.apache.kafka.streams.kstream.KTable<String, String> table =
+                    b.table(a.req("table"), Consumed.with(Serdes.String(), Serdes.String()));
+                in.join(table, (v, t) -> v + "|" + t)
+                    .to(output, Produced.with(Serdes.String(), Serdes.String()));
+            }
+            default -> die("--topology must be map, count, windowed or enrich");
         }
         KafkaStreams streams = new KafkaStreams(b.build(p), p);
         CountDownLatch done = new CountDownLatch(1);
@@ -695,7 +749,9 @@ public final class Main {
                                    List<String> errors) {
         String v = value == null ? "" : new String(value, StandardCharsets.UTF_8);
         long i = -1;
-        if (v.length() == valueBytes && v.length() >= 17 && v.charAt(16) == '-') {
+        boolean enriched = mode.equals("enriched");
+        if ((enriched ? v.length() > valueBytes : v.length() == valueBytes) && valueBytes >= 17
+                && v.charAt(16) == '-') {
             try {
                 i = Long.parseLong(v.substring(6, 16));
             } catch (NumberFormatException e) {
@@ -706,7 +762,8 @@ public final class Main {
         if (i >= 0 && i < n) {
             want = inputValue(i, valueBytes);
             if (mode.equals("map")) want = want.toUpperCase(java.util.Locale.ROOT);
-            else if (!mode.equals("identity")) die("--mode must be map, identity or count");
+            else if (enriched) want = want + "|" + tableValue(i % keys);
+            else if (!mode.equals("identity")) die("--mode must be map, identity, enriched, count or windowed");
         }
         if (want == null || !want.equals(v)) {
             if (errors.size() < 20) errors.add(mode + ": unexpected output value '" + abbrev(v) + "'");
