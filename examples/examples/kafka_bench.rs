@@ -9,6 +9,8 @@
 //! kafka_bench count    ...   # count per key in LMDB (+ changelog), u64 big-endian
 //! kafka_bench wordcount --input LINES ...  # the word-count example topology
 //! kafka_bench windowed-count ...  # count per key and hopping window (60 s by 10 s, grace 5 s), on close
+//! kafka_bench enrich --table T ... # each record joined with its key's value in table topic T
+//! kafka_bench enrich --table T --per-record-lookups ...  # the same, one table lookup per record
 //! kafka_bench count --exactly-once ...       # any kstreams mode under exactly-once
 //! ```
 //! Every mode but `produce` runs until SIGTERM/Ctrl-C (graceful: flush, commit, close), or with
@@ -45,6 +47,10 @@ enum Mode {
     /// by [`WINDOW_ADVANCE_MS`], grace [`WINDOW_GRACE_MS`], emit on window close (Nexmark q5's
     /// shape; bench/java's `--topology windowed` and `verify --mode windowed` use the same).
     WindowedCount,
+    /// Stream-table enrichment (`kstreams_examples::join::enrichment`): each input record joined
+    /// with its key's value in `--table` (bench/java's `--topology enrich`, `verify --mode
+    /// enriched`).
+    Enrich,
 }
 
 /// The windowed workload's windows: bench/java `Main.WINDOW_SIZE_MS` and its siblings.
@@ -97,6 +103,12 @@ struct Args {
     /// produce: write text lines (for wordcount) instead of 100-byte values.
     #[arg(long)]
     lines: bool,
+    /// enrich: the table topic.
+    #[arg(long, default_value = "")]
+    table: String,
+    /// enrich: one table lookup per record instead of one per batch.
+    #[arg(long)]
+    per_record_lookups: bool,
 }
 
 fn parse_property(s: &str) -> Result<(String, String), String> {
@@ -388,6 +400,14 @@ fn topology(args: &Args) -> Result<Topology, BoxError> {
                 },
                 WINDOW_GRACE_MS,
                 EmitMode::Final,
+            )?);
+        }
+        Mode::Enrich => {
+            return Ok(kstreams_examples::join::enrichment(
+                &args.input,
+                &args.table,
+                &args.output,
+                args.per_record_lookups,
             )?);
         }
         Mode::Produce | Mode::Raw => return Err("not a topology mode".into()),
