@@ -575,3 +575,97 @@ proptest! {
         }
     }
 }
+
+// ---- Through the driver: a processor's versioned writes and their changelog ----
+
+/// Keeps each record's value as a version of its key at the timestamp the value names (so
+/// versions arrive out of order with the stream), and forwards what the key held as of the
+/// record's own timestamp.
+#[derive(Clone)]
+struct Versions;
+
+impl kstreams::BatchProcessor<String, String> for Versions {
+    type OutKey = String;
+    type OutValue = String;
+    fn stores(&self) -> Vec<StoreSpec> {
+        vec![
+            StoreSpec::new::<String, u64>("versions")
+                .versioned(HISTORY)
+                .expect("valid versioned spec"),
+        ]
+    }
+    fn process_batch(
+        &mut self,
+        records: &[kstreams::Record<String, String>],
+        ctx: &mut kstreams::Context<'_, String, String>,
+    ) -> kstreams::Result<()> {
+        let v = ctx.versioned_store::<String, u64>("versions")?;
+        let mut out = Vec::new();
+        for r in records {
+            let at: i64 = r
+                .value
+                .parse()
+                .map_err(|e: std::num::ParseIntError| kstreams::Error::processing(e.to_string()))?;
+            let _ = v.put(&r.key, Some(&(r.timestamp as u64)), at)?;
+            let seen = v.get_as_of(&r.key, r.timestamp)?;
+            out.push(
+                kstreams::Record::new(r.key.clone(), format!("{:?}", seen.map(|s| s.value)))
+                    .with_timestamp(r.timestamp),
+            );
+        }
+        for r in out {
+            ctx.forward(r);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn the_changelog_of_a_processors_versioned_store_carries_each_versions_timestamp()
+-> kstreams::Result<()> {
+    for in_memory in [false, true] {
+        let mut t = kstreams::Topology::builder();
+        let s = t.source::<String, String>("in");
+        let p = t.add(Versions, &s);
+        t.sink("out", &p);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut b =
+            kstreams::testing::TopologyTestDriver::builder(t.build()?).state_dir(dir.path());
+        if in_memory {
+            b = b.in_memory_state();
+        }
+        let mut d = b.build()?;
+        let rec = |k: &str, ts: i64, at: i64| {
+            kstreams::Record::new(k.to_owned(), at.to_string()).with_timestamp(ts)
+        };
+        // The record at 50 writes the version at 10, the one at 60 the version at 5.
+        d.pipe_batch("in", [rec("a", 50, 10), rec("a", 60, 5), rec("a", 70, 65)])?;
+        let got: Vec<String> = d
+            .read_output::<String, String>("out")?
+            .into_iter()
+            .map(|r| r.value)
+            .collect();
+        assert_eq!(
+            got,
+            ["Some(50)", "Some(50)", "Some(70)"],
+            "in memory: {in_memory}"
+        );
+        let changelog = d
+            .topic_names()
+            .into_iter()
+            .find(|n| n.ends_with("-versions-changelog"))
+            .expect("a changelog topic");
+        let logged: Vec<(Option<Vec<u8>>, i64)> = d
+            .read_output_raw(&changelog)
+            .into_iter()
+            .map(|(_, _, r)| (r.key, r.timestamp))
+            .collect();
+        let a = Some(b"a".to_vec());
+        assert_eq!(
+            logged,
+            vec![(a.clone(), 10), (a.clone(), 5), (a, 65)],
+            "in memory: {in_memory}: the version's timestamp, not the stream time"
+        );
+    }
+    Ok(())
+}
