@@ -88,6 +88,16 @@ pub enum TopologyError {
     /// A stream handle from another builder.
     #[error("a stream of another topology builder was used (node `{0}`)")]
     ForeignStream(String),
+    /// A table whose store cannot hold it.
+    #[error("the table of topic `{topic}` cannot use the store `{store}`: {reason}")]
+    InvalidTable {
+        /// The table's topic.
+        topic: String,
+        /// The store.
+        store: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 static BUILDER_IDS: AtomicU64 = AtomicU64::new(1);
@@ -188,6 +198,27 @@ pub enum NodeKind {
 
 type Factory = Arc<dyn Fn(NodeInfo) -> Box<dyn NodeRun> + Send + Sync>;
 
+/// What a node is for, beyond its kind: `describe()` shows it, and a table's materializer may
+/// forward to nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum NodeRole {
+    /// A plain source, processor or sink.
+    #[default]
+    Plain,
+    /// The source of a table's topic.
+    TableSource {
+        /// The table's store.
+        store: Arc<str>,
+    },
+    /// A table's materializer.
+    Table {
+        /// The table's topic.
+        topic: Arc<str>,
+        /// The table's store.
+        store: Arc<str>,
+    },
+}
+
 /// A node of a built topology.
 #[derive(Clone)]
 pub(crate) struct NodeDef {
@@ -197,6 +228,7 @@ pub(crate) struct NodeDef {
     pub(crate) children: Vec<usize>,
     pub(crate) stores: Vec<Arc<str>>,
     pub(crate) factory: Factory,
+    pub(crate) role: NodeRole,
     /// `(key type, value type, output is unit)`: what a source or processor forwards, what a
     /// sink takes (`std::any::type_name`).
     output: (&'static str, &'static str, bool),
@@ -448,6 +480,18 @@ impl TopologyBuilder {
         value_serde: impl Serde<V>,
         options: SourceOptions<K, V>,
     ) -> Stream<K, V> {
+        self.source_of_role(topic, key_serde, value_serde, options, NodeRole::Plain)
+    }
+
+    /// A source, with what it is for.
+    pub(crate) fn source_of_role<K: Send + 'static, V: Send + 'static>(
+        &mut self,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+        options: SourceOptions<K, V>,
+        role: NodeRole,
+    ) -> Stream<K, V> {
         let extractor = options.extractor;
         let name = self.unique_name(&format!("{topic}-source"));
         self.check_name(&name);
@@ -471,6 +515,7 @@ impl TopologyBuilder {
                 children: Vec::new(),
                 stores: Vec::new(),
                 factory,
+                role,
                 output: (
                     std::any::type_name::<K>(),
                     std::any::type_name::<V>(),
@@ -517,7 +562,39 @@ impl TopologyBuilder {
         K: 'static,
         V: 'static,
     {
-        self.add_from(name, processor, &[input.node], input.builder)
+        self.add_from(
+            name,
+            processor,
+            &[input.node],
+            input.builder,
+            NodeRole::Plain,
+        )
+    }
+
+    /// Adds a processor under an explicit name, with what it is for.
+    pub(crate) fn add_with_role<K, V, P>(
+        &mut self,
+        name: &str,
+        processor: P,
+        input: &Stream<K, V>,
+        role: NodeRole,
+    ) -> Stream<P::OutKey, P::OutValue>
+    where
+        P: BatchProcessor<K, V> + Clone,
+        K: 'static,
+        V: 'static,
+    {
+        self.add_from(name, processor, &[input.node], input.builder, role)
+    }
+
+    /// A node name not taken yet: `base`, else `base-2`, `base-3`, ...
+    pub(crate) fn unique_node_name(&self, base: &str) -> String {
+        self.unique_name(base)
+    }
+
+    /// Records an error that [`build`](Self::build) returns.
+    pub(crate) fn record_error(&mut self, error: TopologyError) {
+        self.errors.push(error);
     }
 
     /// Adds a processor reading the records of several streams of the same types (a merge).
@@ -538,7 +615,7 @@ impl TopologyBuilder {
             self.errors
                 .push(TopologyError::ForeignStream(name.to_owned()));
         }
-        self.add_from(name, processor, &nodes, builder)
+        self.add_from(name, processor, &nodes, builder, NodeRole::Plain)
     }
 
     fn add_from<K, V, P>(
@@ -547,6 +624,7 @@ impl TopologyBuilder {
         processor: P,
         parents: &[usize],
         builder: u64,
+        role: NodeRole,
     ) -> Stream<P::OutKey, P::OutValue>
     where
         P: BatchProcessor<K, V> + Clone,
@@ -590,6 +668,7 @@ impl TopologyBuilder {
                 children: Vec::new(),
                 stores,
                 factory,
+                role,
                 output: (
                     std::any::type_name::<P::OutKey>(),
                     std::any::type_name::<P::OutValue>(),
@@ -667,6 +746,7 @@ impl TopologyBuilder {
                 children: Vec::new(),
                 stores: Vec::new(),
                 factory,
+                role: NodeRole::Plain,
                 output: (std::any::type_name::<K>(), std::any::type_name::<V>(), true),
             },
             &[parent],
@@ -701,7 +781,12 @@ impl TopologyBuilder {
             if !matches!(n.kind, NodeKind::Source { .. }) && n.parents.is_empty() {
                 return Err(TopologyError::Unreachable(n.name.to_string()));
             }
-            if matches!(n.kind, NodeKind::Processor) && n.children.is_empty() && !n.output.2 {
+            // A table's changes may go nowhere: the table is read through its store.
+            if matches!(n.kind, NodeKind::Processor)
+                && n.children.is_empty()
+                && !n.output.2
+                && !matches!(n.role, NodeRole::Table { .. })
+            {
                 return Err(TopologyError::OutputConnectedNowhere {
                     name: n.name.to_string(),
                     key: n.output.0,
@@ -977,11 +1062,21 @@ impl Topology {
             let _ = writeln!(out, "  Sub-topology {}", sub.id);
             for &i in &sub.nodes {
                 let n = &nodes[i];
-                let _ = match &n.kind {
-                    NodeKind::Source { topic } => {
+                let _ = match (&n.kind, &n.role) {
+                    (NodeKind::Source { topic }, NodeRole::TableSource { store }) => writeln!(
+                        out,
+                        "    Source: {} (topic: {topic}, table: {store})",
+                        n.name
+                    ),
+                    (NodeKind::Source { topic }, _) => {
                         writeln!(out, "    Source: {} (topic: {topic})", n.name)
                     }
-                    NodeKind::Processor => {
+                    (NodeKind::Processor, NodeRole::Table { topic, store }) => writeln!(
+                        out,
+                        "    Table: {} (topic: {topic}, store: {store})",
+                        n.name
+                    ),
+                    (NodeKind::Processor, _) => {
                         let stores: Vec<&str> = n.stores.iter().map(|s| &**s).collect();
                         writeln!(
                             out,
@@ -990,7 +1085,7 @@ impl Topology {
                             stores.join(", ")
                         )
                     }
-                    NodeKind::Sink { topic } => {
+                    (NodeKind::Sink { topic }, _) => {
                         writeln!(out, "    Sink: {} (topic: {topic})", n.name)
                     }
                 };
@@ -1035,7 +1130,11 @@ impl Topology {
                         );
                     }
                     NodeKind::Processor => {
-                        let _ = writeln!(out, "    {}[\"{}\"]", id("node", &n.name), n.name);
+                        let label = match &n.role {
+                            NodeRole::Table { .. } => format!("table {}", n.name),
+                            _ => n.name.to_string(),
+                        };
+                        let _ = writeln!(out, "    {}[\"{label}\"]", id("node", &n.name));
                         for s in &n.stores {
                             let _ = writeln!(out, "    {}[(\"{s}\")]", id("store", s));
                             let _ = writeln!(
