@@ -1,0 +1,368 @@
+//! Stream-stream joins end to end through the test driver (issue 15 §3, §4): pairs in the
+//! window and at its edges, duplicates, unmatched left and outer results only once the window has
+//! closed, grace and late records, a restart on the same state directory, and split invariance as
+//! a property.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use kstreams::join::{JoinKind, JoinWindows};
+use kstreams::testing::{SplitCheck, SplitInput, TopologyTestDriver};
+use kstreams::window::OnLate;
+use kstreams::{OnBadRecord, Record, Result, Topology};
+
+/// `left` and `right` (String → String, co-partitioned) joined into `joined`: values
+/// `"<left value>@<ts>|<right value>@<ts>"`, `-` for a missing side.
+fn topology(kind: JoinKind, difference: u64, grace: u64, on_late: OnLate) -> Result<Topology> {
+    let mut t = Topology::builder();
+    let left = t.source::<String, String>("left");
+    let right = t.source::<String, String>("right");
+    let windows = JoinWindows::of(
+        Duration::from_millis(difference),
+        Duration::from_millis(grace),
+    )?
+    .on_late(on_late);
+    let joined = t.join_streams("j", &left, &right, windows, kind, |_k, l, r| {
+        let side =
+            |v: Option<(&String, i64)>| v.map_or("-".to_owned(), |(v, ts)| format!("{v}@{ts}"));
+        format!(
+            "{}|{}",
+            side(l.map(|l| (&l.value, l.timestamp))),
+            side(r.map(|r| (&r.value, r.timestamp)))
+        )
+    });
+    t.sink("joined", &joined);
+    t.build()
+        .map_err(|e| kstreams::Error::Config(e.to_string()))
+}
+
+fn rec(key: &str, value: &str, ts: i64) -> Record<String, String> {
+    Record::new(key.to_owned(), value.to_owned()).with_timestamp(ts)
+}
+
+/// (key, value, timestamp) of each output record, in order.
+fn out(d: &mut TopologyTestDriver) -> Result<Vec<(String, String, i64)>> {
+    Ok(d.read_output::<String, String>("joined")?
+        .into_iter()
+        .map(|r| (r.key, r.value, r.timestamp))
+        .collect())
+}
+
+fn row(key: &str, value: &str, ts: i64) -> (String, String, i64) {
+    (key.to_owned(), value.to_owned(), ts)
+}
+
+#[test]
+fn inner_pairs_join_within_the_difference_edges_included() -> Result<()> {
+    // Grace 100 keeps every record of this test out of lateness: only the window decides.
+    let mut d = TopologyTestDriver::new(topology(JoinKind::Inner, 10, 100, OnLate::Drop)?)?;
+    d.pipe_batch("left", [rec("a", "L", 100)])?;
+    d.pipe_batch(
+        "right",
+        [
+            rec("a", "R110", 110), // |dt| = 10: joins
+            rec("a", "R111", 111), // 11: does not
+            rec("a", "R90", 90),   // 10 before: joins
+            rec("a", "R89", 89),   // 11 before: does not
+            rec("b", "R100", 100), // another key: does not
+        ],
+    )?;
+    assert_eq!(
+        out(&mut d)?,
+        vec![
+            row("a", "L@100|R110@110", 110), // the result's timestamp is the larger one
+            row("a", "L@100|R90@90", 100),
+        ]
+    );
+    // The other way round: a left record finds the right records of its window.
+    d.pipe_batch("left", [rec("a", "L2", 101)])?;
+    assert_eq!(
+        out(&mut d)?,
+        vec![
+            // 90 is 11 before 101: outside.
+            row("a", "L2@101|R110@110", 110),
+            row("a", "L2@101|R111@111", 111),
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn duplicates_on_both_sides_give_every_pair() -> Result<()> {
+    let mut d = TopologyTestDriver::new(topology(JoinKind::Inner, 10, 0, OnLate::Drop)?)?;
+    d.pipe_batch("left", [rec("a", "L1", 100), rec("a", "L2", 100)])?;
+    d.pipe_batch("right", [rec("a", "R1", 100)])?;
+    d.pipe_batch("right", [rec("a", "R2", 100)])?;
+    assert_eq!(
+        out(&mut d)?,
+        vec![
+            row("a", "L1@100|R1@100", 100),
+            row("a", "L2@100|R1@100", 100),
+            row("a", "L1@100|R2@100", 100),
+            row("a", "L2@100|R2@100", 100),
+        ]
+    );
+    // A third left duplicate joins both right ones, in arrival order.
+    d.pipe_batch("left", [rec("a", "L3", 100)])?;
+    assert_eq!(
+        out(&mut d)?,
+        vec![
+            row("a", "L3@100|R1@100", 100),
+            row("a", "L3@100|R2@100", 100)
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn left_join_emits_an_unmatched_left_record_only_once_its_window_closed() -> Result<()> {
+    // Difference 10, grace 5: the left record at 100 may still be matched until stream time 115.
+    let mut d = TopologyTestDriver::new(topology(JoinKind::Left, 10, 5, OnLate::Drop)?)?;
+    d.pipe_batch("left", [rec("a", "L", 100)])?;
+    d.pipe_batch("right", [rec("z", "R", 114)])?;
+    d.pipe_batch("right", [rec("z", "R", 115)])?;
+    assert_eq!(out(&mut d)?, vec![], "100 + 10 + 5 is not before 115");
+    d.pipe_batch("right", [rec("z", "R", 116)])?;
+    assert_eq!(out(&mut d)?, vec![row("a", "L@100|-", 100)]);
+    // Emitted once: stream time moving on emits nothing more for it.
+    d.pipe_batch("right", [rec("z", "R", 500)])?;
+    assert_eq!(out(&mut d)?, vec![]);
+    Ok(())
+}
+
+#[test]
+fn a_match_inside_the_grace_replaces_the_unmatched_result() -> Result<()> {
+    let mut d = TopologyTestDriver::new(topology(JoinKind::Left, 10, 5, OnLate::Drop)?)?;
+    d.pipe_batch("left", [rec("c", "L", 200)])?;
+    // Stream time 212: c's window [190, 210] has ended, but the grace keeps it open.
+    d.pipe_batch("right", [rec("x", "R", 212)])?;
+    assert_eq!(out(&mut d)?, vec![]);
+    // An out-of-order right record of c inside its window: the pair, and never `L|-`.
+    d.pipe_batch("right", [rec("c", "Rc", 205)])?;
+    assert_eq!(out(&mut d)?, vec![row("c", "L@200|Rc@205", 205)]);
+    d.pipe_batch("right", [rec("x", "R", 400)])?;
+    assert_eq!(out(&mut d)?, vec![]);
+    Ok(())
+}
+
+#[test]
+fn a_left_record_whose_window_already_ended_is_emitted_unmatched_at_once() -> Result<()> {
+    // Kafka Streams' rule (`timeTo < streamTime`): no need to hold it in the outer store.
+    let mut d = TopologyTestDriver::new(topology(JoinKind::Left, 10, 5, OnLate::Drop)?)?;
+    d.pipe_batch("right", [rec("z", "R", 120)])?;
+    d.pipe_batch("left", [rec("a", "L", 100)])?;
+    assert_eq!(out(&mut d)?, vec![row("a", "L@100|-", 100)]);
+    Ok(())
+}
+
+#[test]
+fn inner_join_never_emits_unmatched_records() -> Result<()> {
+    let mut d = TopologyTestDriver::new(topology(JoinKind::Inner, 10, 0, OnLate::Drop)?)?;
+    d.pipe_batch("left", [rec("a", "L", 100)])?;
+    d.pipe_batch("right", [rec("b", "R", 100), rec("z", "R", 1_000)])?;
+    assert_eq!(out(&mut d)?, vec![]);
+    Ok(())
+}
+
+#[test]
+fn outer_join_emits_both_sides_unmatched_right_first_at_equal_timestamps() -> Result<()> {
+    let mut d = TopologyTestDriver::new(topology(JoinKind::Outer, 10, 0, OnLate::Drop)?)?;
+    d.pipe_batch("left", [rec("a", "La", 100)])?;
+    d.pipe_batch("right", [rec("b", "Rb", 100), rec("b", "Rb2", 100)])?;
+    d.pipe_batch("left", [rec("c", "Lc", 105)])?;
+    assert_eq!(out(&mut d)?, vec![]);
+    // Stream time 111: both records at 100 closed (100 + 10 + 0 < 111); 105's has not.
+    d.pipe_batch("left", [rec("z", "Lz", 111)])?;
+    assert_eq!(
+        out(&mut d)?,
+        vec![
+            row("b", "-|Rb@100", 100),
+            row("b", "-|Rb2@100", 100),
+            row("a", "La@100|-", 100),
+        ]
+    );
+    // The right side matches pending left records too, which then never come out unmatched.
+    d.pipe_batch("right", [rec("c", "Rc", 110)])?;
+    assert_eq!(out(&mut d)?, vec![row("c", "Lc@105|Rc@110", 110)]);
+    d.pipe_batch("right", [rec("y", "Ry", 200)])?;
+    // Rc matched, so only z (111 + 10 < 200) comes out; y waits.
+    assert_eq!(out(&mut d)?, vec![row("z", "Lz@111|-", 111)]);
+    Ok(())
+}
+
+#[test]
+fn late_records_are_dead_lettered_and_never_joined_later() -> Result<()> {
+    // Difference 10, grace 5: each side's store keeps 10 + 10 + 5 = 25 ms behind its stream time.
+    let mut d = TopologyTestDriver::builder(topology(JoinKind::Inner, 10, 5, OnLate::DeadLetter)?)
+        .on_processing_error(OnBadRecord::DeadLetter {
+            topic: "dlq".into(),
+        })
+        .build()?;
+    d.pipe_batch(
+        "left",
+        [
+            rec("a", "L100", 100),
+            rec("a", "L75", 75), // 75 <= 100 - 25: late
+            rec("a", "L76", 76), // 76 > 75: kept
+        ],
+    )?;
+    let dlq = d.read_output_raw("dlq");
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    let r = &dlq[0].2;
+    assert_eq!(r.value.as_deref(), Some(&b"L75"[..]));
+    let h = |n: &str| {
+        r.headers
+            .last(n)
+            .flatten()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(h("kstreams.error.stage").as_deref(), Some("late"));
+    assert_eq!(h("kstreams.late.timestamp").as_deref(), Some("75"));
+    assert_eq!(h("kstreams.late.stream.time").as_deref(), Some("100"));
+    // A right record in both windows joins the kept record only.
+    d.pipe_batch("right", [rec("a", "R", 80)])?;
+    assert_eq!(out(&mut d)?, vec![row("a", "L76@76|R@80", 80)]);
+    Ok(())
+}
+
+#[test]
+fn dead_lettering_late_records_needs_a_dead_letter_topic() -> Result<()> {
+    let err = TopologyTestDriver::new(topology(JoinKind::Inner, 10, 5, OnLate::DeadLetter)?)
+        .expect_err("no dead-letter topic");
+    assert!(err.to_string().contains("dead-letter topic"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn negative_timestamps_are_bad_records() -> Result<()> {
+    let mut d = TopologyTestDriver::builder(topology(JoinKind::Left, 10, 0, OnLate::Drop)?)
+        .on_processing_error(OnBadRecord::DeadLetter {
+            topic: "dlq".into(),
+        })
+        .build()?;
+    d.pipe_batch("left", [rec("a", "L", -5), rec("a", "L2", 5)])?;
+    assert_eq!(d.read_output_raw("dlq").len(), 1);
+    Ok(())
+}
+
+#[test]
+fn the_stores_are_named_for_the_join_and_changelogged() -> Result<()> {
+    let t = topology(JoinKind::Left, 10, 0, OnLate::Drop)?;
+    let mut names: Vec<(&str, bool)> = t
+        .stores()
+        .iter()
+        .map(|s| (s.name(), s.changelog_enabled()))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![("j-other", true), ("j-outer", true), ("j-this", true)]
+    );
+    assert_eq!(t.subtopologies().len(), 1, "{}", t.describe());
+    // An inner join has no outer store.
+    let inner = topology(JoinKind::Inner, 10, 0, OnLate::Drop)?;
+    assert_eq!(inner.stores().len(), 2);
+    Ok(())
+}
+
+/// The inputs of the restart test: the first two before the restart, the others after.
+fn restart_input() -> [(&'static str, Vec<Record<String, String>>); 4] {
+    [
+        ("left", vec![rec("a", "La", 100), rec("b", "Lb", 101)]),
+        // Stream time 200 closes a and c (b matched).
+        (
+            "right",
+            vec![
+                rec("b", "Rb", 104),
+                rec("c", "Rc", 102),
+                rec("z", "Rz", 200),
+            ],
+        ),
+        // After the restart: c's window ended before the stream time (210 < 200 is false,
+        // 160 < 200 is true), so Lc comes out at once; La2 waits.
+        ("left", vec![rec("c", "Lc", 150), rec("a", "La2", 195)]),
+        ("right", vec![rec("a", "Ra", 198), rec("y", "Ry", 300)]),
+    ]
+}
+
+#[test]
+fn a_restart_on_the_same_state_emits_nothing_twice_and_loses_nothing() -> Result<()> {
+    let topo = || topology(JoinKind::Outer, 10, 5, OnLate::Drop);
+    // The reference: one driver for all of it.
+    let mut one = TopologyTestDriver::new(topo()?)?;
+    for (topic, records) in restart_input() {
+        one.pipe_batch(topic, records)?;
+    }
+    let expected = out(&mut one)?;
+    assert_eq!(
+        expected,
+        vec![
+            row("b", "Lb@101|Rb@104", 104),
+            row("a", "La@100|-", 100),
+            row("c", "-|Rc@102", 102),
+            row("c", "Lc@150|-", 150),
+            row("a", "La2@195|Ra@198", 198),
+            row("z", "-|Rz@200", 200),
+        ]
+    );
+
+    let dir = tempfile::tempdir().map_err(|e| kstreams::Error::Config(e.to_string()))?;
+    let mut got = Vec::new();
+    let [first, second, third, fourth] = restart_input();
+    {
+        let mut d = TopologyTestDriver::builder(topo()?)
+            .state_dir(dir.path())
+            .build()?;
+        d.pipe_batch(first.0, first.1)?;
+        d.pipe_batch(second.0, second.1)?;
+        got.extend(out(&mut d)?);
+    }
+    let mut d = TopologyTestDriver::builder(topo()?)
+        .state_dir(dir.path())
+        .build()?;
+    d.pipe_batch(third.0, third.1)?;
+    d.pipe_batch(fourth.0, fourth.1)?;
+    got.extend(out(&mut d)?);
+    assert_eq!(got, expected);
+    Ok(())
+}
+
+fn arb_records() -> impl Strategy<Value = Vec<(bool, u8, i64, u8)>> {
+    // (left?, key, timestamp, value), timestamps mostly increasing with some disorder.
+    prop::collection::vec((any::<bool>(), 0u8..4, 0i64..120, 0u8..3), 1..40)
+}
+
+fn split_input(records: &[(bool, u8, i64, u8)]) -> Result<SplitInput> {
+    let mut left = Vec::new();
+    let mut right = Vec::new();
+    for (i, &(is_left, key, jitter, value)) in records.iter().enumerate() {
+        // A rising base plus jitter: in-window pairs, out-of-order and late records alike.
+        let ts = i64::try_from(i).unwrap_or(0) * 8 + jitter - 60;
+        let r = rec(&format!("k{key}"), &format!("v{value}"), ts.max(0));
+        if is_left { left.push(r) } else { right.push(r) }
+    }
+    SplitInput::new()
+        .partitions("left", 2)
+        .partitions("right", 2)
+        .records("left", left)?
+        .records("right", right)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Every join kind gives the same outputs, record for record, and the same stores however
+    /// the input is cut into batches.
+    #[test]
+    fn stream_stream_joins_are_split_invariant(
+        records in arb_records(),
+        kind in prop::sample::select(vec![JoinKind::Inner, JoinKind::Left, JoinKind::Outer]),
+        seed in any::<u64>(),
+    ) {
+        let topology = topology(kind, 10, 5, OnLate::Drop).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let input = split_input(&records).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        SplitCheck::new(&topology).seed(seed).runs(2).run(&input)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    }
+}
