@@ -90,6 +90,39 @@ fn inner_pairs_join_within_the_difference_edges_included() -> Result<()> {
 }
 
 #[test]
+fn asymmetric_windows_reach_before_and_after_the_left_timestamp() -> Result<()> {
+    let mut t = Topology::builder();
+    let left = t.source::<String, String>("left");
+    let right = t.source::<String, String>("right");
+    // Right records from 2 ms before to 5 ms after a left record's timestamp.
+    let windows = JoinWindows::of(Duration::from_millis(10), Duration::from_millis(100))?
+        .before(Duration::from_millis(2))?
+        .after(Duration::from_millis(5))?;
+    let joined = t.join_streams("j", &left, &right, windows, JoinKind::Inner, |_k, l, r| {
+        format!(
+            "{}|{}",
+            l.map_or(0, |l| l.timestamp),
+            r.map_or(0, |r| r.timestamp)
+        )
+    });
+    t.sink("joined", &joined);
+    let mut d = TopologyTestDriver::new(
+        t.build()
+            .map_err(|e| kstreams::Error::Config(e.to_string()))?,
+    )?;
+    d.pipe_batch("left", [rec("a", "L", 100)])?;
+    d.pipe_batch("right", [97, 98, 105, 106].map(|ts| rec("a", "R", ts)))?;
+    // Seen from the right: left records from 5 ms before to 2 ms after.
+    d.pipe_batch("left", [rec("a", "L", 104), rec("a", "L", 108)])?;
+    let values: Vec<String> = out(&mut d)?.into_iter().map(|r| r.1).collect();
+    assert_eq!(
+        values,
+        ["100|98", "100|105", "104|105", "104|106", "108|106"]
+    );
+    Ok(())
+}
+
+#[test]
 fn duplicates_on_both_sides_give_every_pair() -> Result<()> {
     let mut d = TopologyTestDriver::new(topology(JoinKind::Inner, 10, 0, OnLate::Drop)?)?;
     d.pipe_batch("left", [rec("a", "L1", 100), rec("a", "L2", 100)])?;
