@@ -875,13 +875,19 @@ where
 
 impl TopologyBuilder {
     /// Joins two streams of the same key type over time windows (Kafka Streams'
-    /// `KStream#join` / `leftJoin` / `outerJoin` with `JoinWindows`): see the module docs of
-    /// `join::stream_stream` for the rules, and `docs/joins-stream-stream.md`.
+    /// `KStream#join` / `leftJoin` / `outerJoin` with `JoinWindows`, 4.x; the whole story in
+    /// `docs/joins-stream-stream.md`).
     ///
-    /// `joiner(key, left, right)` makes each result: both `Some` for a matched pair; for an
-    /// unmatched record of a left or outer join, the missing side is `None`, once that record's
-    /// window has closed. A record read back from the join's stores has no headers and no
-    /// origin. The two input topics must be co-partitioned.
+    /// `joiner(key, left, right)` makes each result: both `Some` for a matched pair, a left
+    /// record at `tl` and a right one at `tr` with `tl − before <= tr <= tl + after`, timestamped
+    /// `max(tl, tr)`; duplicates give every pair. In a left (outer) join, a left (any) record
+    /// that matched nothing comes out with `None` for the other side once its window has closed
+    /// (`ts + after + grace < stream time` for a left record, `ts + before + grace` for a right
+    /// one; stream time is the largest timestamp the join has seen), never while a match can
+    /// still arrive. Each side's store keeps a record for [`JoinWindows::retention_ms`] behind
+    /// its own stream time; a record older than that is late: counted, dead-lettered under
+    /// [`OnLate::DeadLetter`], and never joined by later records. A record read back from the
+    /// join's stores has no headers and no origin. The two input topics must be co-partitioned.
     ///
     /// Adds the processors `<name>-left` and `<name>-right`, the merge `<name>` and the window
     /// stores `<name>-this`, `<name>-other` and (left and outer joins) `<name>-outer`, all
