@@ -379,10 +379,10 @@ fn the_stores_restore_from_their_changelogs_alone() -> Result<()> {
         d.pipe_batch(second.0, second.1)?;
         got.extend(out(&mut d)?);
         for store in ["j-this", "j-other", "j-outer"] {
-            let log: Vec<(Vec<u8>, Option<Vec<u8>>)> = d
+            let log: Vec<(Vec<u8>, Option<Vec<u8>>, i64)> = d
                 .topic_partition(&format!("app-{store}-changelog"), 0)
                 .iter()
-                .filter_map(|r| Some((r.key.clone()?, r.value.clone())))
+                .filter_map(|r| Some((r.key.clone()?, r.value.clone(), r.timestamp)))
                 .collect();
             assert!(!log.is_empty(), "{store} logged nothing");
             logs.push((store, log));
@@ -401,8 +401,8 @@ fn the_stores_restore_from_their_changelogs_alone() -> Result<()> {
                 .iter()
                 .position(|s| s.name() == *store)
                 .ok_or_else(|| kstreams::Error::Config(format!("no store {store}")))?;
-            for (key, value) in log {
-                txn.restore_raw(index, key, value.as_deref())?;
+            for (key, value, timestamp) in log {
+                txn.restore_raw(index, key, value.as_deref(), *timestamp)?;
             }
         }
         Ok(())

@@ -9,7 +9,7 @@
 //! # Shape
 //!
 //! `join_streams(name, left, right, ..)` adds two processors, `<name>-left` over the left stream
-//! and `<name>-right` over the right one, and a merge `<name>` of their outputs. They share the
+//! and `<name>-right` over the right one, and a merge of their outputs. They share the
 //! window stores `<name>-this` (left records), `<name>-other` (right records) and, for left and
 //! outer joins, `<name>-outer` (records that matched nothing yet), so they are one
 //! sub-topology: the two input topics must be co-partitioned (the start-up check). A window store
@@ -889,7 +889,7 @@ impl TopologyBuilder {
     /// [`OnLate::DeadLetter`], and never joined by later records. A record read back from the
     /// join's stores has no headers and no origin. The two input topics must be co-partitioned.
     ///
-    /// Adds the processors `<name>-left` and `<name>-right`, the merge `<name>` and the window
+    /// Adds the processors `<name>-left` and `<name>-right`, a merge of their outputs and the window
     /// stores `<name>-this`, `<name>-other` and (left and outer joins) `<name>-outer`, all
     /// changelogged.
     ///
@@ -932,7 +932,7 @@ impl TopologyBuilder {
         K: DefaultSerde + Clone + Send,
         VL: DefaultSerde + Clone + Send,
         VR: DefaultSerde + Clone + Send,
-        VO: Clone + Send + 'static,
+        VO: Send + 'static,
     {
         let mut config = Config {
             left_store: format!("{name}-this"),
@@ -962,11 +962,7 @@ impl TopologyBuilder {
         };
         let l = self.add_named(&format!("{name}-left"), left_side, left);
         let r = self.add_named(&format!("{name}-right"), right_side, right);
-        self.add_merged(
-            name,
-            crate::processor::map(|r: &Record<K, VO>| r.clone()),
-            &[&l, &r],
-        )
+        self.merge(&[&l, &r])
     }
 }
 
