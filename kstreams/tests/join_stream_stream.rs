@@ -453,17 +453,22 @@ fn split_input(records: &[(bool, u8, i64, u8)]) -> Result<SplitInput> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
 
-    /// Every join kind gives the same outputs, record for record, and the same stores however
-    /// the input is cut into batches.
+    /// Every join kind gives the same outputs, record for record (dead-lettered late records
+    /// included), and the same stores however the input is cut into batches.
     #[test]
     fn stream_stream_joins_are_split_invariant(
         records in arb_records(),
         kind in prop::sample::select(vec![JoinKind::Inner, JoinKind::Left, JoinKind::Outer]),
+        dead_letter in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        let topology = topology(kind, 10, 5, OnLate::Drop).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let on_late = if dead_letter { OnLate::DeadLetter } else { OnLate::Drop };
+        let topology = topology(kind, 10, 5, on_late).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let input = split_input(&records).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        SplitCheck::new(&topology).seed(seed).runs(2).run(&input)
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut check = SplitCheck::new(&topology).seed(seed).runs(2);
+        if dead_letter {
+            check = check.on_processing_error(OnBadRecord::DeadLetter { topic: "dlq".into() });
+        }
+        check.run(&input).map_err(|e| TestCaseError::fail(e.to_string()))?;
     }
 }
