@@ -11,7 +11,7 @@ use kstreams::join::{JoinKind, JoinWindows};
 use kstreams::store::{LmdbOptions, StateStores};
 use kstreams::testing::{SplitCheck, SplitInput, TopologyTestDriver};
 use kstreams::window::OnLate;
-use kstreams::{OnBadRecord, Record, Result, Topology};
+use kstreams::{BatchProcessor, Context, OnBadRecord, Record, Result, Topology};
 
 /// `left` and `right` (String → String, co-partitioned) joined into `joined`: values
 /// `"<left value>@<ts>|<right value>@<ts>"`, `-` for a missing side.
@@ -297,6 +297,65 @@ fn the_stores_are_named_for_the_join_and_changelogged() -> Result<()> {
     // An inner join has no outer store.
     let inner = topology(JoinKind::Inner, 10, 0, OnLate::Drop)?;
     assert_eq!(inner.stores().len(), 2);
+    Ok(())
+}
+
+/// Forwards its records, and fails (a record-level error) on a value containing `BAD`.
+#[derive(Clone)]
+struct FailOnBad;
+
+impl BatchProcessor<String, String> for FailOnBad {
+    type OutKey = String;
+    type OutValue = String;
+    fn process_batch(
+        &mut self,
+        records: &[Record<String, String>],
+        ctx: &mut Context<'_, String, String>,
+    ) -> Result<()> {
+        for r in records {
+            if r.value.contains("BAD") {
+                return Err(kstreams::Error::processing("a bad joined value"));
+            }
+            ctx.forward(r.clone());
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_batch_run_again_after_a_record_error_still_emits_closed_windows() -> Result<()> {
+    let mut t = Topology::builder();
+    let left = t.source::<String, String>("left");
+    let right = t.source::<String, String>("right");
+    let windows = JoinWindows::of(Duration::from_millis(10), Duration::ZERO)?;
+    let joined = t.join_streams("j", &left, &right, windows, JoinKind::Left, |_k, l, r| {
+        format!(
+            "{}|{}",
+            l.map_or("-", |l| l.value.as_str()),
+            r.map_or("-", |r| r.value.as_str())
+        )
+    });
+    let checked = t.add(FailOnBad, &joined);
+    t.sink("joined", &checked);
+    let topology = t
+        .build()
+        .map_err(|e| kstreams::Error::Config(e.to_string()))?;
+    let mut d = TopologyTestDriver::builder(topology)
+        .on_processing_error(OnBadRecord::DeadLetter {
+            topic: "dlq".into(),
+        })
+        .build()?;
+    d.pipe_batch("left", [rec("a", "L", 100)])?;
+    d.pipe_batch("right", [rec("x", "BAD", 105)])?;
+    // w at 111 closes a's window (a comes out unmatched); x, at the same stream time, joins
+    // BAD, which fails downstream: the batch is rolled back and run again record by record, x
+    // dead-lettered. a must come out all the same, and w stay pending.
+    d.pipe_batch("left", [rec("w", "W", 111), rec("x", "X", 111)])?;
+    assert_eq!(out(&mut d)?, vec![row("a", "L|-", 100)]);
+    assert_eq!(d.read_output_raw("dlq").len(), 1);
+    // a only once; x was dead-lettered as a whole, so only w is still pending.
+    d.pipe_batch("left", [rec("z", "Z", 500)])?;
+    assert_eq!(out(&mut d)?, vec![row("w", "W|-", 111)]);
     Ok(())
 }
 

@@ -455,8 +455,9 @@ impl<VL: Clone + Send + 'static, VR: Clone + Send + 'static> Orientation<VL, VR>
 struct Side<K, VL, VR, VO, F, O> {
     config: Arc<Config>,
     joiner: F,
-    /// The stream time of this instance's last scan of the outer store (in memory: a scan that
-    /// finds nothing new is only skipped, never needed for correctness).
+    /// The stream time of the last scan of the outer store in the current batch (a scan at the
+    /// same stream time finds nothing new; reset at each batch, since a failed batch's
+    /// transaction is rolled back).
     last_scan: Option<i64>,
     _types: PhantomData<fn() -> (K, VL, VR, VO, O)>,
 }
@@ -556,6 +557,9 @@ where
             ),
         };
         let key_serde = K::Serde::default();
+        // Within this batch only: a batch that failed and runs again (record-level errors)
+        // must scan again, as its transaction was rolled back.
+        self.last_scan = None;
 
         // The batch's keys, grouped by their bytes, in order of first appearance.
         let mut roles = Vec::with_capacity(records.len());
