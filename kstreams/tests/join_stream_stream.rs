@@ -531,3 +531,159 @@ proptest! {
         check.run(&input).map_err(|e| TestCaseError::fail(e.to_string()))?;
     }
 }
+
+/// Scenarios of Kafka Streams' own tests (`KStreamKStreamLeftJoinTest`,
+/// `KStreamKStreamOuterJoinTest`), with the results Java expects: values `left+right`, `null`
+/// for a missing side.
+mod as_kafka_streams {
+    use super::*;
+
+    fn java_join(kind: JoinKind, difference: u64, grace: u64) -> Result<TopologyTestDriver> {
+        let mut t = Topology::builder();
+        let left = t.source::<String, String>("left");
+        let right = t.source::<String, String>("right");
+        let windows = JoinWindows::of(
+            Duration::from_millis(difference),
+            Duration::from_millis(grace),
+        )?;
+        let joined = t.join_streams("j", &left, &right, windows, kind, |_k, l, r| {
+            format!(
+                "{}+{}",
+                l.map_or("null", |l| l.value.as_str()),
+                r.map_or("null", |r| r.value.as_str())
+            )
+        });
+        t.sink("joined", &joined);
+        TopologyTestDriver::new(
+            t.build()
+                .map_err(|e| kstreams::Error::Config(e.to_string()))?,
+        )
+    }
+
+    fn pipe(
+        d: &mut TopologyTestDriver,
+        topic: &str,
+        key: &str,
+        value: &str,
+        ts: i64,
+    ) -> Result<()> {
+        d.pipe_batch(topic, [rec(key, value, ts)])
+    }
+
+    #[test]
+    fn left_join_duplicates() -> Result<()> {
+        let mut d = java_join(JoinKind::Left, 100, 10)?;
+        pipe(&mut d, "left", "0", "A0", 0)?;
+        pipe(&mut d, "left", "0", "A0-0", 0)?;
+        pipe(&mut d, "right", "1", "a0", 111)?;
+        pipe(&mut d, "right", "2", "dummy", 500)?;
+        assert_eq!(
+            out(&mut d)?,
+            vec![row("0", "A0+null", 0), row("0", "A0-0+null", 0)]
+        );
+        pipe(&mut d, "left", "2", "A2", 1000)?;
+        pipe(&mut d, "left", "2", "A2-0", 1000)?;
+        pipe(&mut d, "right", "2", "a2", 1001)?;
+        assert_eq!(
+            out(&mut d)?,
+            vec![row("2", "A2+a2", 1001), row("2", "A2-0+a2", 1001)]
+        );
+        // Would close A2's window, but A2 and A2-0 were joined.
+        pipe(&mut d, "right", "3", "a3", 315)?;
+        assert_eq!(out(&mut d)?, vec![]);
+        Ok(())
+    }
+
+    #[test]
+    fn left_expired_non_joined_records_are_emitted_by_either_processor() -> Result<()> {
+        for (dummy_topic, other_topic) in [("left", "right"), ("right", "left")] {
+            let mut d = java_join(JoinKind::Left, 100, 0)?;
+            pipe(&mut d, "left", "0", "A0", 1)?;
+            pipe(&mut d, "left", "1", "A1", 2)?;
+            pipe(&mut d, "left", "0", "A0-0", 3)?;
+            assert_eq!(out(&mut d)?, vec![]);
+            pipe(&mut d, "right", "1", "a1", 3)?;
+            assert_eq!(out(&mut d)?, vec![row("1", "A1+a1", 3)]);
+            pipe(&mut d, dummy_topic, "2", "dummy", 401)?;
+            assert_eq!(
+                out(&mut d)?,
+                vec![row("0", "A0+null", 1), row("0", "A0-0+null", 3)],
+                "emitted by the {dummy_topic} processor"
+            );
+            pipe(&mut d, other_topic, "2", "dummy", 402)?;
+            assert_eq!(out(&mut d)?, vec![row("2", "dummy+dummy", 402)]);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn outer_join_duplicates() -> Result<()> {
+        let mut d = java_join(JoinKind::Outer, 100, 10)?;
+        pipe(&mut d, "left", "0", "A0", 0)?;
+        pipe(&mut d, "left", "0", "A0-0", 0)?;
+        pipe(&mut d, "right", "1", "a1", 0)?;
+        pipe(&mut d, "right", "1", "a1-0", 0)?;
+        pipe(&mut d, "right", "1", "a0", 111)?;
+        pipe(&mut d, "right", "3", "dummy", 211)?;
+        assert_eq!(
+            out(&mut d)?,
+            vec![
+                row("1", "null+a1", 0),
+                row("1", "null+a1-0", 0),
+                row("0", "A0+null", 0),
+                row("0", "A0-0+null", 0),
+            ]
+        );
+        pipe(&mut d, "left", "2", "A2", 200)?;
+        pipe(&mut d, "left", "2", "A2-0", 200)?;
+        pipe(&mut d, "right", "2", "a2", 201)?;
+        pipe(&mut d, "right", "2", "a2-0", 201)?;
+        assert_eq!(
+            out(&mut d)?,
+            vec![
+                row("2", "A2+a2", 201),
+                row("2", "A2-0+a2", 201),
+                row("2", "A2+a2-0", 201),
+                row("2", "A2-0+a2-0", 201),
+            ]
+        );
+        pipe(&mut d, "right", "3", "dummy", 1500)?;
+        assert_eq!(
+            out(&mut d)?,
+            vec![row("1", "null+a0", 111), row("3", "null+dummy", 211)]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn outer_join_ordering_closed_records_before_the_pair() -> Result<()> {
+        let mut d = java_join(JoinKind::Outer, 100, 0)?;
+        pipe(&mut d, "left", "0", "A0", 0)?;
+        pipe(&mut d, "left", "1", "A1", 100)?;
+        assert_eq!(out(&mut d)?, vec![]);
+        pipe(&mut d, "right", "1", "a1", 110)?;
+        assert_eq!(
+            out(&mut d)?,
+            vec![row("0", "A0+null", 0), row("1", "A1+a1", 110)]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn outer_join_grace_period() -> Result<()> {
+        let mut d = java_join(JoinKind::Outer, 100, 10)?;
+        pipe(&mut d, "left", "0", "A0", 0)?;
+        pipe(&mut d, "right", "1", "a1", 0)?;
+        assert_eq!(out(&mut d)?, vec![]);
+        // Windows ended, not closed: no pair, no unmatched result yet.
+        pipe(&mut d, "right", "0", "a0", 101)?;
+        pipe(&mut d, "left", "1", "A1", 101)?;
+        assert_eq!(out(&mut d)?, vec![]);
+        pipe(&mut d, "right", "0", "dummy", 211)?;
+        assert_eq!(
+            out(&mut d)?,
+            vec![row("1", "null+a1", 0), row("0", "A0+null", 0)]
+        );
+        Ok(())
+    }
+}
