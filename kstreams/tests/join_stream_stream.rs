@@ -16,14 +16,18 @@ use kstreams::{BatchProcessor, Context, OnBadRecord, Record, Result, Topology};
 /// `left` and `right` (String → String, co-partitioned) joined into `joined`: values
 /// `"<left value>@<ts>|<right value>@<ts>"`, `-` for a missing side.
 fn topology(kind: JoinKind, difference: u64, grace: u64, on_late: OnLate) -> Result<Topology> {
-    let mut t = Topology::builder();
-    let left = t.source::<String, String>("left");
-    let right = t.source::<String, String>("right");
     let windows = JoinWindows::of(
         Duration::from_millis(difference),
         Duration::from_millis(grace),
     )?
     .on_late(on_late);
+    topology_with(kind, windows)
+}
+
+fn topology_with(kind: JoinKind, windows: JoinWindows) -> Result<Topology> {
+    let mut t = Topology::builder();
+    let left = t.source::<String, String>("left");
+    let right = t.source::<String, String>("right");
     let joined = t.join_streams("j", &left, &right, windows, kind, |_k, l, r| {
         let side =
             |v: Option<(&String, i64)>| v.map_or("-".to_owned(), |(v, ts)| format!("{v}@{ts}"));
@@ -512,17 +516,24 @@ fn split_input(records: &[(bool, u8, i64, u8)]) -> Result<SplitInput> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
 
-    /// Every join kind gives the same outputs, record for record (dead-lettered late records
+    /// Every join kind and window gives the same outputs, record for record (dead-lettered late records
     /// included), and the same stores however the input is cut into batches.
     #[test]
     fn stream_stream_joins_are_split_invariant(
         records in arb_records(),
         kind in prop::sample::select(vec![JoinKind::Inner, JoinKind::Left, JoinKind::Outer]),
         dead_letter in any::<bool>(),
+        (before, after, grace) in (0u64..12, 0u64..12, 0u64..8),
         seed in any::<u64>(),
     ) {
         let on_late = if dead_letter { OnLate::DeadLetter } else { OnLate::Drop };
-        let topology = topology(kind, 10, 5, on_late).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let ms = Duration::from_millis;
+        let windows = JoinWindows::of(ms(0), ms(grace))
+            .and_then(|w| w.before(ms(before)))
+            .and_then(|w| w.after(ms(after)))
+            .map(|w| w.on_late(on_late))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let topology = topology_with(kind, windows).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let input = split_input(&records).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let mut check = SplitCheck::new(&topology).seed(seed).runs(2);
         if dead_letter {
