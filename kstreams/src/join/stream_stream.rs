@@ -524,6 +524,15 @@ where
         }
     }
 
+    /// Whether the other side keeps pending records (which this side's matches remove).
+    fn other_emits_unmatched(&self) -> bool {
+        match self.config.kind {
+            JoinKind::Inner => false,
+            JoinKind::Left => !O::LEFT,
+            JoinKind::Outer => true,
+        }
+    }
+
     fn store_names(&self) -> (&str, &str) {
         let c = &*self.config;
         if O::LEFT {
@@ -624,7 +633,9 @@ where
                     .collect();
                 g.others.push((ts, recs));
             }
-            if let Some(outer) = &outer {
+            if let Some(outer) = &outer
+                && self.other_emits_unmatched()
+            {
                 let other_key = OuterKey {
                     left: !O::LEFT,
                     key: g.key.clone(),
