@@ -28,6 +28,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use kstreams::join::{JoinKind, JoinWindows};
 use kstreams::kafka::AppConfig;
 use kstreams::store::KeyValueStore;
 use kstreams::table::TableStore;
@@ -356,7 +357,11 @@ fn raw_records(
 
 /// The join's topology: `left` (String keys, String values) joined with `right` as `spec` says,
 /// the results (String keys, the line past the key as a String value, see the module docs)
-/// written to `output`.
+/// written to `output`. The stream-stream kinds join the two streams in windows of the kind's
+/// time difference with `grace_ms` of grace ([`TopologyBuilder::join_streams`]: window stores
+/// `join-this`, `join-other` and, for the left join, `join-outer`).
+///
+/// [`TopologyBuilder::join_streams`]: kstreams::TopologyBuilder::join_streams
 pub fn topology(
     left: &str,
     right: &str,
@@ -364,10 +369,37 @@ pub fn topology(
     spec: JoinSpec,
     grace_ms: u64,
 ) -> kstreams::Result<Topology> {
-    let _ = (left, right, output, grace_ms);
-    Err(kstreams::Error::Config(format!(
-        "the join `{spec}` is not wired yet"
-    )))
+    let grace = Duration::from_millis(grace_ms);
+    let mut t = Topology::builder();
+    let stream = t.source::<String, String>(left);
+    match spec {
+        JoinSpec::StreamTable | JoinSpec::LeftStreamTable => {
+            return Err(kstreams::Error::Config(format!(
+                "the join `{spec}` is not wired yet"
+            )));
+        }
+        JoinSpec::StreamStream { window_ms } | JoinSpec::LeftStreamStream { window_ms } => {
+            let other = t.source::<String, String>(right);
+            let windows = JoinWindows::of(Duration::from_millis(window_ms), grace)?;
+            let kind = if matches!(spec, JoinSpec::StreamStream { .. }) {
+                JoinKind::Inner
+            } else {
+                JoinKind::Left
+            };
+            let joined = t.join_streams(
+                "join",
+                &stream,
+                &other,
+                windows,
+                kind,
+                |_key: &String,
+                 l: Option<&Record<String, String>>,
+                 r: Option<&Record<String, String>>| { stream_result(l, r) },
+            );
+            t.sink(output, &joined);
+        }
+    }
+    Ok(t.build()?)
 }
 
 /// The benchmark's stream-table enrichment (`bench/run`'s `kstreams-enrich` rows, through

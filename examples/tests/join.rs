@@ -280,8 +280,12 @@ fn bad_arguments_are_errors() {
             "--join must be stream-table",
         ),
         (
-            vec!["--join", "stream-table", "--grace-ms", "-1"],
-            "--grace-ms",
+            vec!["--join", "stream-table", "--grace-ms=-1"],
+            "invalid value '-1' for '--grace-ms",
+        ),
+        (
+            vec!["--join", "stream-table", "--grace-ms", "soon"],
+            "invalid value 'soon' for '--grace-ms",
         ),
         (
             vec!["--join", "stream-table", "--partitions", "0"],
