@@ -423,6 +423,54 @@ pub fn enrichment(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kstreams::testing::{SplitInput, check_split_invariance};
+
+    /// Left and right records over 5 keys and 2 partitions, one in 7 out of order (some later
+    /// than a 2 s grace), the right ones with an empty value (a delete, for a table) one in 9.
+    fn split_input(spec: JoinSpec) -> kstreams::Result<SplitInput> {
+        let at = |i: i64, back: bool| 100_000 + i * 150 - if back { 3_000 } else { 0 };
+        let left = (0..300_i64).map(|i| {
+            Record::new(format!("k{}", i % 5), format!("l{i}")).with_timestamp(at(i, i % 7 == 3))
+        });
+        let input = SplitInput::new()
+            .partitions("left", 2)
+            .partitions("right", 2)
+            .partitions("out", 2)
+            .records("left", left)?;
+        let right = (0..200_i64).map(|i| {
+            let value = (i % 9 != 4).then(|| format!("r{i}"));
+            (format!("k{}", i % 5), value, at(i * 3 / 2, i % 7 == 5))
+        });
+        if spec.is_table() {
+            input.records(
+                "right",
+                right.map(|(k, v, ts)| Record::new(k, v).with_timestamp(ts)),
+            )
+        } else {
+            input.records(
+                "right",
+                right.map(|(k, v, ts)| Record::new(k, v.unwrap_or_default()).with_timestamp(ts)),
+            )
+        }
+    }
+
+    /// Invariant 2 for the example's topologies: however the inputs are cut into batches, the
+    /// same results and the same stores, for every kind, with and without a grace.
+    #[test]
+    fn every_kind_is_split_invariant() -> kstreams::Result<()> {
+        for spec in [
+            JoinSpec::StreamStream { window_ms: 1_000 },
+            JoinSpec::LeftStreamStream { window_ms: 1_000 },
+        ] {
+            for grace_ms in [0, 2_000] {
+                let topology = topology("left", "right", "out", spec, grace_ms)?;
+                check_split_invariance(&topology, &split_input(spec)?, 15, 3).map_err(|e| {
+                    kstreams::Error::Runtime(format!("{spec} grace {grace_ms}: {e}"))
+                })?;
+            }
+        }
+        Ok(())
+    }
 
     #[test]
     fn the_right_table_is_versioned_over_a_century() {
