@@ -320,7 +320,7 @@ fn the_driver_creates_no_changelog_topic_for_a_store_whose_changelog_is_its_sour
     }
     let mut t = kstreams::Topology::builder();
     let s = t.source::<String, u64>("in");
-    t.add(Materialize, &s);
+    let _ = t.add(Materialize, &s);
     let mut d = kstreams::testing::TopologyTestDriver::new(t.build()?)?;
     d.pipe_batch("in", [kstreams::Record::new("a".to_owned(), 1u64)])?;
     assert_eq!(d.store::<String, u64>("table")?, vec![("a".to_owned(), 1)]);
