@@ -17,6 +17,7 @@ pub mod store;
 // Not public API: the task the Kafka runtime and the test driver both drive, reachable for the
 // workspace's own tests and benches. Its bad-record types are `OnBadRecord` and `ErrorPolicies`
 // at the crate root.
+pub mod table;
 #[doc(hidden)]
 pub mod task;
 pub mod testing;
