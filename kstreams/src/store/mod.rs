@@ -316,6 +316,15 @@ impl StoreSpec {
         Ok(self)
     }
 
+    /// [`versioned`](Self::versioned) from milliseconds a macro validated (a negative history is
+    /// taken as 0).
+    pub(crate) fn versioned_ms(mut self, history_ms: i64) -> Self {
+        self.kind = StoreKind::Versioned {
+            history_ms: history_ms.max(0),
+        };
+        self
+    }
+
     /// The same store as the window or session store that `windowing` keeps (see
     /// [`Windowing::store_spec`](crate::window::Windowing::store_spec)): a window store of the
     /// window size (the time difference for sliding windows), or a session store, with the

@@ -545,6 +545,20 @@ impl<'t, K: 'static, V: 'static> VersionedStore<'t, K, V> {
         })
     }
 
+    /// The handle over `kv`'s store, keeping `history_ms` (a `#[store]` handle's bind, whose
+    /// spec made the store versioned with that history).
+    pub(crate) fn over(kv: KeyValueStore<'t, K, V>, history_ms: i64) -> Self {
+        let (txn, store) = kv.raw_parts();
+        VersionedStore {
+            kv,
+            versions: Versions {
+                txn,
+                store,
+                history: history_ms,
+            },
+        }
+    }
+
     /// The store's name.
     pub fn name(&self) -> &str {
         self.kv.name()
