@@ -328,6 +328,15 @@ impl<'t> Versions<'t> {
     /// Puts a version (`None`: a tombstone) of `key` at `ts`; logs it when `log` (the restore path
     /// does not).
     fn put(&self, key: &[u8], value: Option<&[u8]>, ts: i64, log: bool) -> Result<VersionedPut> {
+        if log && ts < 0 && self.txn.store_spec(self.store).changelog_enabled() {
+            // The version's timestamp is its changelog record's, and Kafka refuses negative
+            // record timestamps: fail here, naming the store, not at the produce.
+            return Err(Error::Store(format!(
+                "store `{}`: a version's timestamp is its changelog record's timestamp and must \
+                 not be negative, not {ts}",
+                self.name()
+            )));
+        }
         let stream_time = self.stream_time()?;
         if stream_time.is_some_and(|st| ts < st.saturating_sub(self.history)) {
             return Ok(VersionedPut::Expired);
@@ -578,7 +587,8 @@ impl<'t, K: 'static, V: 'static> VersionedStore<'t, K, V> {
     /// Puts a version of `key` at `timestamp`: `Some(value)`, or `None` for a tombstone (the key
     /// has no value from `timestamp` until its next version). A value that serializes to null is
     /// a tombstone too. Logged to the changelog with `timestamp` as the record's timestamp (unless
-    /// refused: [`VersionedPut::Expired`]).
+    /// refused: [`VersionedPut::Expired`]); so on a store with a changelog a negative `timestamp`
+    /// is an error (Kafka refuses negative record timestamps).
     pub fn put(&self, key: &K, value: Option<&V>, timestamp: i64) -> Result<VersionedPut> {
         let k = self.kv.key_bytes(key)?;
         let v = match value {
