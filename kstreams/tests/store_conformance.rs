@@ -329,6 +329,16 @@ fn the_driver_creates_no_changelog_topic_for_a_store_whose_changelog_is_its_sour
         !topics.iter().any(|t| t.ends_with("-changelog")),
         "{topics:?}"
     );
+    // Nor does it say the topology writes one.
+    let err = d
+        .read_output::<String, u64>("test-app-table-changelog")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("does not write topic `test-app-table-changelog`")
+            && !err.contains("it writes `test-app-table-changelog`"),
+        "{err}"
+    );
     Ok(())
 }
 
