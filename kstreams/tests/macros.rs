@@ -849,4 +849,51 @@ mod versioned {
         assert_eq!(got, [None, Some(1), Some(2)]);
         Ok(())
     }
+
+    /// A hand-written processor reaches the same handle with `Context::store_handle`.
+    #[derive(Clone)]
+    struct ByHand;
+
+    impl kstreams::BatchProcessor<String, u64> for ByHand {
+        type OutKey = String;
+        type OutValue = Option<u64>;
+        fn stores(&self) -> Vec<kstreams::StoreSpec> {
+            vec![Prices::spec()]
+        }
+        fn process_batch(
+            &mut self,
+            records: &[Record<String, u64>],
+            ctx: &mut kstreams::Context<'_, String, Option<u64>>,
+        ) -> kstreams::Result<()> {
+            let store = ctx.store_handle::<Prices<'_>>()?;
+            let mut out = Vec::new();
+            for r in records {
+                let _ = store.put(&r.key, Some(&r.value), r.timestamp)?;
+                let before = store.get_as_of(&r.key, r.timestamp - 1)?;
+                out.push(r.clone().with_value(before.map(|v| v.value)));
+            }
+            for r in out {
+                ctx.forward(r);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_hand_written_processor_binds_a_versioned_handle() -> kstreams::Result<()> {
+        let mut t = Topology::builder();
+        let s = t.source::<String, u64>("prices");
+        let p = t.add(ByHand, &s);
+        t.sink("out", &p);
+        let mut d = TopologyTestDriver::new(t.build()?)?;
+        let at = |v: u64, ts: i64| Record::new("apple".to_owned(), v).with_timestamp(ts);
+        d.pipe_batch("prices", [at(1, 10), at(2, 20)])?;
+        let got: Vec<Option<u64>> = d
+            .read_output::<String, Option<u64>>("out")?
+            .into_iter()
+            .map(|r| r.value)
+            .collect();
+        assert_eq!(got, [None, Some(1)]);
+        Ok(())
+    }
 }

@@ -26,6 +26,9 @@
 //! purge of `store/versioned.rs`; its history retention is in its [`StoreSpec`]
 //! ([`StoreSpec::versioned`]), and its changelog records carry the version's timestamp
 //! ([`ChangelogWrite::timestamp`]).
+//!
+//! A table's store has its source topic as its changelog ([`StoreSpec::changelog_from_source`]):
+//! its writes are not logged and it has no changelog topic of its own.
 
 mod lmdb;
 mod long_keys;
@@ -453,7 +456,8 @@ impl StoreSpec {
         (self.key_type.1, self.value_type.1)
     }
 
-    /// Whether two declarations describe the same store (name, types, backend, changelog).
+    /// Whether two declarations describe the same store (name, types, backend, changelog, source
+    /// changelog, kind).
     pub(crate) fn same_as(&self, other: &StoreSpec) -> bool {
         self.name == other.name
             && self.key_type.0 == other.key_type.0
