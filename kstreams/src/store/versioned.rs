@@ -34,9 +34,9 @@
 //!
 //! `!t` is the time bytes inverted, so a key's versions are contiguous and newest first: the latest
 //! version is the first entry of the key's range, and the version answering `get_as_of(key, t)` is
-//! the first entry at or after `esc(key) !t(t)`: each read is one range scan of one entry. Each
-//! version records its `valid_to` (the next version's timestamp); a put finds the version it
-//! follows the same way and shortens it. A version's *expiry* is its `valid_to`, or its own
+//! the first entry at or after `esc(key) !t(t)`: each read is one range scan of one entry (and a
+//! read of the stream time). Each version records its `valid_to` (the next version's timestamp);
+//! a put finds the version it follows the same way and shortens it. A version's *expiry* is its `valid_to`, or its own
 //! timestamp for a latest tombstone; a latest value has none and is never purged. A version whose
 //! expiry is at or before `cut` can answer no read and affect no put, so each put that moves the
 //! stream time purges at most [`PURGE_LIMIT`](super::PURGE_LIMIT) such versions through the
