@@ -30,9 +30,7 @@ use std::time::Duration;
 
 use kstreams::join::{JoinKind, JoinWindows};
 use kstreams::kafka::AppConfig;
-use kstreams::store::KeyValueStore;
-use kstreams::table::TableStore;
-use kstreams::{Record, StoreHandle, StoreSpec, Topology};
+use kstreams::{Record, Topology};
 
 use crate::embedded;
 
@@ -254,34 +252,10 @@ pub fn stream_result(
 }
 
 /// The right input of the table kinds: a versioned table of String keys and values whose
-/// history (about a hundred years) covers any input's timestamps, so that every lookup as of a
-/// stream record's time finds the version it had then.
-///
-/// Written out by hand until `#[kstreams::store]` takes `VersionedKeyValue` (what it expands to:
-/// the handle over the store, its spec made versioned).
-#[derive(Debug)]
-pub struct Right<'t>(pub KeyValueStore<'t, String, String>);
-
-/// [`Right`]'s history.
-pub const RIGHT_HISTORY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-impl<'t> StoreHandle<'t> for Right<'t> {
-    const NAME: &'static str = "join-right";
-    type Key = String;
-    type Value = String;
-
-    fn spec() -> StoreSpec {
-        let spec = StoreSpec::new::<String, String>(Self::NAME);
-        // A constant history of whole milliseconds within i64: never an error.
-        spec.clone().versioned(RIGHT_HISTORY).unwrap_or(spec)
-    }
-
-    fn bind(store: KeyValueStore<'t, String, String>) -> Self {
-        Right(store)
-    }
-}
-
-impl TableStore for Right<'static> {}
+/// history (a hundred years) covers any input's timestamps, so that every lookup as of a stream
+/// record's time finds the version it had then.
+#[kstreams::store(name = "join-right", history = "36500d")]
+pub type Right = kstreams::VersionedKeyValue<String, String>;
 
 /// How long the input may take to be processed.
 const TIMEOUT: Duration = Duration::from_secs(300);
@@ -474,8 +448,9 @@ mod tests {
 
     #[test]
     fn the_right_table_is_versioned_over_a_century() {
+        use kstreams::StoreHandle;
         assert!(matches!(
-            Right::spec().kind(),
+            <Right<'static>>::spec().kind(),
             kstreams::store::StoreKind::Versioned { history_ms } if history_ms == 3_153_600_000_000
         ));
     }
