@@ -25,7 +25,8 @@ mod lmdb;
 mod long_keys;
 mod memory;
 mod session;
-mod window;
+mod versioned;
+mod window; // J1 STAND-IN
 
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
@@ -41,6 +42,7 @@ use crate::serde::{DefaultSerde, Serde};
 
 pub use lmdb::LmdbOptions;
 pub use session::{SessionStore, SessionWindow};
+pub use versioned::{VersionedRecord, VersionedStore}; // J1 STAND-IN
 pub use window::{PURGE_LIMIT, WindowStore, WindowWrite};
 pub(crate) use window::{live_entries, live_raw_entries};
 
