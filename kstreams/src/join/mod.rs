@@ -1,0 +1,50 @@
+//! Joins, with the semantics of Kafka Streams 4.x (docs/joins.md).
+//!
+//! Owns: the stream-table joins ([`stream_table`], [`left_stream_table`], with KIP-923's
+//! stream-side [`grace`](StreamTableJoin::grace)), the stream-global-table joins
+//! ([`stream_global`], [`left_stream_global`]) and the table-table joins
+//! ([`TopologyBuilder::join_tables`](crate::TopologyBuilder::join_tables), [`JoinKind`]).
+//! Lookup joins are batch-first: one batched read of the table per batch (`get_batch`, or
+//! `get_batch_as_of` for a versioned table: the value as of each stream record's timestamp),
+//! never one lookup per record unless asked ([`StreamTableJoin::lookup_per_record`], for
+//! measurements). May not touch: how tables are materialized (`table`) or stores laid out
+//! (`store`); the operators only read a table through its store handle.
+
+mod stream_table;
+mod table_table;
+
+pub use stream_table::*;
+// `table_table` adds an inherent `TopologyBuilder::join_tables`.
+
+use crate::store::{StoreHandle, StoreKind, StoreSpec};
+
+/// Which rows a join emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum JoinKind {
+    /// Only keys present on both sides.
+    Inner,
+    /// Every key of the left side; the right side's value when there is one.
+    Left,
+    /// Every key of either side.
+    Outer,
+}
+
+/// A table store of keys `K` and values `V`: how bounds name a store's types (implemented for
+/// every store handle).
+pub trait TableOf<K, V>: for<'t> StoreHandle<'t, Key = K, Value = V> {}
+
+impl<S, K, V> TableOf<K, V> for S where S: for<'t> StoreHandle<'t, Key = K, Value = V> {}
+
+/// The key type of a table's store.
+pub(crate) type TKey<S> = <S as StoreHandle<'static>>::Key;
+/// The value type of a table's store.
+pub(crate) type TValue<S> = <S as StoreHandle<'static>>::Value;
+
+/// The history (ms) of a versioned store, `None` for any other kind.
+pub(crate) fn versioned_history(spec: &StoreSpec) -> Option<i64> {
+    match spec.kind() {
+        StoreKind::KeyValue => None,
+        _ => None,
+    }
+}
