@@ -32,9 +32,9 @@ pub enum JoinKind {
 
 /// A table store of keys `K` and values `V`: how bounds name a store's types (implemented for
 /// every store handle).
-pub trait TableOf<K, V>: for<'t> StoreHandle<'t, Key = K, Value = V> {}
+pub trait TableOf<K, V>: StoreHandle<'static, Key = K, Value = V> {}
 
-impl<S, K, V> TableOf<K, V> for S where S: for<'t> StoreHandle<'t, Key = K, Value = V> {}
+impl<S, K, V> TableOf<K, V> for S where S: StoreHandle<'static, Key = K, Value = V> {}
 
 /// The key type of a table's store.
 pub(crate) type TKey<S> = <S as StoreHandle<'static>>::Key;
