@@ -786,3 +786,86 @@ where
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serde::StringSerde;
+
+    fn serde() -> BufferSerde<String, String> {
+        BufferSerde {
+            key: Box::new(StringSerde),
+            value: Box::new(StringSerde),
+        }
+    }
+
+    #[test]
+    fn buffer_keys_sort_by_timestamp_then_arrival_negative_timestamps_first() {
+        let mut keys = vec![
+            buffer_key(5, 0),
+            buffer_key(-3, 7),
+            buffer_key(5, 1),
+            buffer_key(0, 9),
+            buffer_key(i64::MIN, 0),
+            buffer_key(-3, 2),
+        ];
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                buffer_key(i64::MIN, 0),
+                buffer_key(-3, 2),
+                buffer_key(-3, 7),
+                buffer_key(0, 9),
+                buffer_key(5, 0),
+                buffer_key(5, 1),
+            ]
+        );
+        // The reserved key sorts before every record.
+        assert!(META_KEY.to_vec() < buffer_key(i64::MIN, 0));
+    }
+
+    #[test]
+    fn buffered_records_keep_key_value_timestamp_headers_and_origin() -> Result<()> {
+        let s = serde();
+        let mut r = Record::new("k".to_string(), "v".to_string())
+            .with_timestamp(-42)
+            .with_headers(Headers::new().with("a", "1"));
+        r.headers.push("empty", None);
+        r.origin = Some(Origin::new("orders", 3, 17));
+        for entry in [
+            Buffered::Record(r.clone()),
+            Buffered::Record(Record::new(String::new(), String::new())),
+            Buffered::Meta {
+                stream_time: i64::MIN,
+                next_seq: 9,
+            },
+        ] {
+            let bytes = s
+                .serialize(&entry)
+                .map_err(|e| Error::processing(e.to_string()))?;
+            let back = s
+                .deserialize(bytes.as_deref())
+                .map_err(|e| Error::processing(e.to_string()))?;
+            assert_eq!(back, entry);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_corrupt_buffer_entry_is_an_error_not_a_panic() {
+        let s = serde();
+        let Ok(Some(good)) = s.serialize(&Buffered::Record(Record::new("k".into(), "v".into())))
+        else {
+            panic!("serialize failed");
+        };
+        for cut in 0..good.len() {
+            assert!(s.deserialize(Some(&good[..cut])).is_err(), "cut at {cut}");
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(s.deserialize(Some(&trailing)).is_err());
+        assert!(s.deserialize(Some(&[7])).is_err());
+        assert!(s.deserialize(None).is_err());
+    }
+}
