@@ -11,7 +11,7 @@ use crate::error::{Error, Result, SerdeError};
 use crate::processor::BatchProcessor;
 use crate::record::{Headers, Origin, Record};
 use crate::serde::{DefaultSerde, Serde};
-use crate::store::{StoreHandle, StoreSpec};
+use crate::store::StoreSpec;
 use crate::table::{GlobalTable, Table, TableStore};
 
 type Joiner<K, V, TV, VO> = Arc<dyn Fn(&Record<K, V>, Option<&TV>) -> Option<VO> + Send + Sync>;
@@ -366,6 +366,8 @@ where
 /// stream's records, keyed as the table.
 pub struct StreamTableJoin<S: TableStore, V, VO> {
     name: String,
+    /// The table's store, as the table declares it.
+    table: StoreSpec,
     left: bool,
     joiner: Joiner<TKey<S>, V, TValue<S>, VO>,
     grace: Option<Grace>,
@@ -377,6 +379,7 @@ impl<S: TableStore, V, VO> Clone for StreamTableJoin<S, V, VO> {
     fn clone(&self) -> Self {
         StreamTableJoin {
             name: self.name.clone(),
+            table: self.table.clone(),
             left: self.left,
             joiner: self.joiner.clone(),
             grace: self.grace.clone(),
@@ -390,7 +393,7 @@ impl<S: TableStore, V, VO> std::fmt::Debug for StreamTableJoin<S, V, VO> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamTableJoin")
             .field("name", &self.name)
-            .field("table", &<S as StoreHandle<'static>>::NAME)
+            .field("table", &self.table.name())
             .field("left", &self.left)
             .field("grace_ms", &self.grace.as_ref().map(|g| g.ms))
             .field("per_record", &self.per_record)
@@ -399,11 +402,13 @@ impl<S: TableStore, V, VO> std::fmt::Debug for StreamTableJoin<S, V, VO> {
 }
 
 fn new_stream_table<S: TableStore, V, VO>(
+    table: &Table<S>,
     left: bool,
     joiner: Joiner<TKey<S>, V, TValue<S>, VO>,
 ) -> StreamTableJoin<S, V, VO> {
     StreamTableJoin {
-        name: format!("{}-join", <S as StoreHandle<'static>>::NAME),
+        name: format!("{}-join", table.spec().name()),
+        table: table.spec().clone(),
         left,
         joiner,
         grace: None,
@@ -452,8 +457,8 @@ where
     S: TableStore,
     F: Fn(&Record<TKey<S>, V>, &TValue<S>) -> VO + Send + Sync + 'static,
 {
-    let _ = table;
     new_stream_table(
+        table,
         false,
         Arc::new(move |r: &Record<TKey<S>, V>, v: Option<&TValue<S>>| v.map(|v| joiner(r, v))),
     )
@@ -467,8 +472,8 @@ where
     S: TableStore,
     F: Fn(&Record<TKey<S>, V>, Option<&TValue<S>>) -> VO + Send + Sync + 'static,
 {
-    let _ = table;
     new_stream_table(
+        table,
         true,
         Arc::new(move |r: &Record<TKey<S>, V>, v: Option<&TValue<S>>| Some(joiner(r, v))),
     )
@@ -534,7 +539,7 @@ where
     type OutValue = VO;
 
     fn stores(&self) -> Vec<StoreSpec> {
-        let mut specs = vec![<S as StoreHandle<'static>>::spec()];
+        let mut specs = vec![self.table.clone()];
         if let Some(g) = &self.grace {
             specs.push((g.spec)(&self.buffer_name()));
         }
@@ -549,8 +554,8 @@ where
         let Some(grace) = &self.grace else {
             return Ok(());
         };
-        let table = <S as StoreHandle<'static>>::NAME;
-        match versioned_history(&<S as StoreHandle<'static>>::spec()) {
+        let table = self.table.name();
+        match versioned_history(&self.table) {
             None => Err(Error::Config(format!(
                 "join `{}`: a grace period needs a versioned table, and `{table}` is not versioned \
                  (declare it as a `VersionedKeyValue` with a history)",
@@ -573,8 +578,8 @@ where
         if records.is_empty() {
             return Ok(());
         }
-        let spec = <S as StoreHandle<'static>>::spec();
-        let versioned = versioned_history(&spec).is_some();
+        let spec = &self.table;
+        let versioned = versioned_history(spec).is_some();
         let due: Vec<Due<'_, TKey<S>, V>> = match &self.grace {
             Some(g) => through_buffer(ctx, &self.buffer_name(), g.ms, records)?,
             None => records.iter().map(Due::Now).collect(),
@@ -606,6 +611,8 @@ where
 /// A stream-global-table join ([`stream_global`], [`left_stream_global`]).
 pub struct StreamGlobalJoin<S: TableStore, K, V, VO> {
     name: String,
+    /// The global table's store.
+    table: StoreSpec,
     left: bool,
     key_fn: KeyFn<K, V, TKey<S>>,
     joiner: Joiner<K, V, TValue<S>, VO>,
@@ -617,6 +624,7 @@ impl<S: TableStore, K, V, VO> Clone for StreamGlobalJoin<S, K, V, VO> {
     fn clone(&self) -> Self {
         StreamGlobalJoin {
             name: self.name.clone(),
+            table: self.table.clone(),
             left: self.left,
             key_fn: self.key_fn.clone(),
             joiner: self.joiner.clone(),
@@ -630,7 +638,7 @@ impl<S: TableStore, K, V, VO> std::fmt::Debug for StreamGlobalJoin<S, K, V, VO> 
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamGlobalJoin")
             .field("name", &self.name)
-            .field("table", &<S as StoreHandle<'static>>::NAME)
+            .field("table", &self.table.name())
             .field("left", &self.left)
             .field("per_record", &self.per_record)
             .finish()
@@ -638,12 +646,14 @@ impl<S: TableStore, K, V, VO> std::fmt::Debug for StreamGlobalJoin<S, K, V, VO> 
 }
 
 fn new_stream_global<S: TableStore, K, V, VO>(
+    global: &GlobalTable<S>,
     left: bool,
     key_fn: KeyFn<K, V, TKey<S>>,
     joiner: Joiner<K, V, TValue<S>, VO>,
 ) -> StreamGlobalJoin<S, K, V, VO> {
     StreamGlobalJoin {
-        name: format!("{}-global-join", <S as StoreHandle<'static>>::NAME),
+        name: format!("{}-global-join", global.spec().name()),
+        table: global.spec().clone(),
         left,
         key_fn,
         joiner,
@@ -670,8 +680,8 @@ where
     R: Into<Option<TKey<S>>>,
     F: Fn(&Record<K, V>, &TValue<S>) -> VO + Send + Sync + 'static,
 {
-    let _ = global;
     new_stream_global(
+        global,
         false,
         Arc::new(move |r: &Record<K, V>| key_fn(r).into()),
         Arc::new(move |r: &Record<K, V>, v: Option<&TValue<S>>| v.map(|v| joiner(r, v))),
@@ -692,8 +702,8 @@ where
     R: Into<Option<TKey<S>>>,
     F: Fn(&Record<K, V>, Option<&TValue<S>>) -> VO + Send + Sync + 'static,
 {
-    let _ = global;
     new_stream_global(
+        global,
         true,
         Arc::new(move |r: &Record<K, V>| key_fn(r).into()),
         Arc::new(move |r: &Record<K, V>, v: Option<&TValue<S>>| Some(joiner(r, v))),
@@ -740,8 +750,8 @@ where
         if records.is_empty() {
             return Ok(());
         }
-        let spec = <S as StoreHandle<'static>>::spec();
-        let versioned = versioned_history(&spec).is_some();
+        let spec = &self.table;
+        let versioned = versioned_history(spec).is_some();
         // Records with a key, and where they are in `records`.
         let mut keyed = Vec::with_capacity(records.len());
         let mut keys = Vec::with_capacity(records.len());

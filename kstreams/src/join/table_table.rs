@@ -9,7 +9,7 @@ use crate::context::Context;
 use crate::error::Result;
 use crate::processor::BatchProcessor;
 use crate::record::Record;
-use crate::store::{StoreHandle, StoreSpec};
+use crate::store::StoreSpec;
 use crate::table::{Change, Table, TableStore};
 use crate::topology::{Stream, TopologyBuilder};
 
@@ -63,8 +63,8 @@ fn result<TV, OV, VO>(
 struct TableSide<K, TV, OV, VO> {
     kind: JoinKind,
     this_is_left: bool,
-    /// The other table's store.
-    other: fn() -> StoreSpec,
+    /// The other table's store, as that table declares it.
+    other: StoreSpec,
     joiner: SideJoiner<TV, OV, VO>,
     _s: PhantomData<fn() -> K>,
 }
@@ -74,7 +74,7 @@ impl<K, TV, OV, VO> Clone for TableSide<K, TV, OV, VO> {
         TableSide {
             kind: self.kind,
             this_is_left: self.this_is_left,
-            other: self.other,
+            other: self.other.clone(),
             joiner: self.joiner.clone(),
             _s: PhantomData,
         }
@@ -92,7 +92,7 @@ where
     type OutValue = Option<VO>;
 
     fn stores(&self) -> Vec<StoreSpec> {
-        vec![(self.other)()]
+        vec![self.other.clone()]
     }
 
     fn process_batch(
@@ -103,10 +103,10 @@ where
         if records.is_empty() {
             return Ok(());
         }
-        let spec = (self.other)();
+        let spec = &self.other;
         let keys: Vec<K> = records.iter().map(|r| r.key.clone()).collect();
         // The other side's current value, with its timestamp when the store keeps one.
-        let others: Vec<Option<(OV, Option<i64>)>> = if versioned_history(&spec).is_some() {
+        let others: Vec<Option<(OV, Option<i64>)>> = if versioned_history(spec).is_some() {
             let store = ctx.versioned_store::<K, OV>(spec.name())?;
             let latest: Vec<(K, i64)> = keys.into_iter().map(|k| (k, i64::MAX)).collect();
             store
@@ -228,14 +228,14 @@ impl TopologyBuilder {
         let from_left = TableSide::<K, LV, RV, VO> {
             kind,
             this_is_left: true,
-            other: <R as StoreHandle<'static>>::spec,
+            other: right.spec().clone(),
             joiner: Arc::new(move |l, r| j(l, r)),
             _s: PhantomData,
         };
         let from_right = TableSide::<K, RV, LV, VO> {
             kind,
             this_is_left: false,
-            other: <L as StoreHandle<'static>>::spec,
+            other: left.spec().clone(),
             joiner: Arc::new(move |r, l| joiner(l, r)),
             _s: PhantomData,
         };
