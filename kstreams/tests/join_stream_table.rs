@@ -52,7 +52,7 @@ fn pipe_interleaved(driver: &mut TopologyTestDriver) -> Result<()> {
 
 fn inner_topology(per_record: bool) -> Result<Topology> {
     let mut t = Topology::builder();
-    let prices = t.table::<Prices>("prices");
+    let prices = t.table::<Prices<'static>>("prices");
     let orders = t.source::<String, String>("orders");
     let join = join::stream_table(&prices, |o: &Record<String, String>, p: &u64| {
         format!("{}@{p}", o.value)
@@ -69,7 +69,7 @@ fn inner_topology(per_record: bool) -> Result<Topology> {
 
 fn left_topology() -> Result<Topology> {
     let mut t = Topology::builder();
-    let prices = t.table::<Prices>("prices");
+    let prices = t.table::<Prices<'static>>("prices");
     let orders = t.source::<String, String>("orders");
     let out = t.add(
         join::left_stream_table(&prices, |o: &Record<String, String>, p: Option<&u64>| {
@@ -143,7 +143,7 @@ fn one_lookup_per_record_gives_the_same_results_as_one_per_batch() -> Result<()>
 #[test]
 fn a_grace_on_an_unversioned_table_fails_the_build() {
     let mut t = Topology::builder();
-    let prices = t.table::<Prices>("prices");
+    let prices = t.table::<Prices<'static>>("prices");
     let orders = t.source::<String, String>("orders");
     let out = t.add(
         join::stream_table(&prices, |o: &Record<String, String>, p: &u64| {

@@ -14,8 +14,8 @@ type RightSide = kstreams::KeyValue<String, String>;
 
 fn topology(kind: JoinKind) -> Result<Topology> {
     let mut t = Topology::builder();
-    let l = t.table::<LeftSide>("left");
-    let r = t.table::<RightSide>("right");
+    let l = t.table::<LeftSide<'static>>("left");
+    let r = t.table::<RightSide<'static>>("right");
     let rows = t.join_tables(
         "rows",
         &l,

@@ -434,7 +434,7 @@ fn new_stream_table<S: TableStore, V, VO>(
 /// type Customers = kstreams::KeyValue<String, String>;
 ///
 /// let mut t = Topology::builder();
-/// let customers = t.table::<Customers>("customers");
+/// let customers = t.table::<Customers<'static>>("customers");
 /// let orders = t.source::<String, u64>("orders");
 /// let enriched = t.add(
 ///     join::stream_table(&customers, |order: &Record<String, u64>, name: &String| {
@@ -756,12 +756,9 @@ where
         let mut keyed = Vec::with_capacity(records.len());
         let mut keys = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
-            match (self.key_fn)(r) {
-                Some(k) => {
-                    keyed.push(i);
-                    keys.push((k, r.timestamp));
-                }
-                None => {}
+            if let Some(k) = (self.key_fn)(r) {
+                keyed.push(i);
+                keys.push((k, r.timestamp));
             }
         }
         let values = lookup::<TKey<S>, TValue<S>, _, _>(

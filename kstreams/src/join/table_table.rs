@@ -192,8 +192,8 @@ impl TopologyBuilder {
     /// type Emails = kstreams::KeyValue<String, String>;
     ///
     /// let mut t = Topology::builder();
-    /// let names = t.table::<Names>("names");
-    /// let emails = t.table::<Emails>("emails");
+    /// let names = t.table::<Names<'static>>("names");
+    /// let emails = t.table::<Emails<'static>>("emails");
     /// let rows = t.join_tables("contacts", &names, &emails, JoinKind::Inner, |n, e| {
     ///     format!("{} <{}>", n.map_or("", |s| s.as_str()), e.map_or("", |s| s.as_str()))
     /// });
@@ -224,12 +224,11 @@ impl TopologyBuilder {
         RV: Send + 'static,
         VO: Clone + Send + 'static,
     {
-        let j = joiner.clone();
         let from_left = TableSide::<K, LV, RV, VO> {
             kind,
             this_is_left: true,
             other: right.spec().clone(),
-            joiner: Arc::new(move |l, r| j(l, r)),
+            joiner: Arc::new(joiner.clone()),
             _s: PhantomData,
         };
         let from_right = TableSide::<K, RV, LV, VO> {
