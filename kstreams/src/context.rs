@@ -318,29 +318,6 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
         SessionStore::bind(self.txn, index)
     }
 
-    /// J1 STAND-IN (TS/TT's versioned and global store access).
-    #[allow(missing_docs)]
-    pub fn versioned_store<SK: 'static, SV: 'static>(
-        &self,
-        _name: &str,
-    ) -> Result<crate::store::VersionedStore<'a, SK, SV>> {
-        Err(Error::Config("versioned store stand-in".into()))
-    }
-    /// J1 STAND-IN.
-    pub fn global_store<SK: 'static, SV: 'static>(
-        &self,
-        _name: &str,
-    ) -> Result<KeyValueStore<'_, SK, SV>> {
-        Err(Error::Config("global store stand-in".into()))
-    }
-    /// J1 STAND-IN.
-    pub fn global_versioned_store<SK: 'static, SV: 'static>(
-        &self,
-        _name: &str,
-    ) -> Result<crate::store::VersionedStore<'_, SK, SV>> {
-        Err(Error::Config("global store stand-in".into()))
-    }
-
     /// The store of a `#[kstreams::store]` handle type, which this processor declared.
     ///
     /// What a `#[batch_processor]` does for its store parameters, for code that calls the function

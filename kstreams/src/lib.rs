@@ -15,7 +15,6 @@ pub mod processor;
 pub mod record;
 pub mod serde;
 pub mod store;
-pub mod table; // J1 STAND-IN
 // Not public API: the task the Kafka runtime and the test driver both drive, reachable for the
 // workspace's own tests and benches. Its bad-record types are `OnBadRecord` and `ErrorPolicies`
 // at the crate root.

@@ -25,8 +25,7 @@ mod lmdb;
 mod long_keys;
 mod memory;
 mod session;
-mod versioned;
-mod window; // J1 STAND-IN
+mod window;
 
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
@@ -42,7 +41,6 @@ use crate::serde::{DefaultSerde, Serde};
 
 pub use lmdb::LmdbOptions;
 pub use session::{SessionStore, SessionWindow};
-pub use versioned::{VersionedRecord, VersionedStore}; // J1 STAND-IN
 pub use window::{PURGE_LIMIT, WindowStore, WindowWrite};
 pub(crate) use window::{live_entries, live_raw_entries};
 
