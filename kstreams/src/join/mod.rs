@@ -10,6 +10,7 @@
 //! measurements). May not touch: how tables are materialized (`table`) or stores laid out
 //! (`store`); the operators only read a table through its store handle.
 
+mod standin; // J1 TEMPORARY: until Context::global_store lands
 mod stream_table;
 mod table_table;
 
@@ -44,7 +45,7 @@ pub(crate) type TValue<S> = <S as StoreHandle<'static>>::Value;
 /// The history (ms) of a versioned store, `None` for any other kind.
 pub(crate) fn versioned_history(spec: &StoreSpec) -> Option<i64> {
     match spec.kind() {
-        StoreKind::KeyValue => None,
+        StoreKind::Versioned { history_ms } => Some(history_ms),
         _ => None,
     }
 }

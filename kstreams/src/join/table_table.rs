@@ -137,33 +137,6 @@ where
     }
 }
 
-/// Forwards what it receives: the node where a table-table join's two sides meet.
-struct Meet<K, V>(PhantomData<fn() -> (K, V)>);
-
-impl<K, V> Clone for Meet<K, V> {
-    fn clone(&self) -> Self {
-        Meet(PhantomData)
-    }
-}
-
-impl<K, V> BatchProcessor<K, V> for Meet<K, V>
-where
-    K: Clone + Send + 'static,
-    V: Clone + Send + 'static,
-{
-    type OutKey = K;
-    type OutValue = V;
-
-    fn process_batch(
-        &mut self,
-        records: &[Record<K, V>],
-        ctx: &mut Context<'_, K, V>,
-    ) -> Result<()> {
-        ctx.forward_batch(records.iter().cloned());
-        Ok(())
-    }
-}
-
 impl TopologyBuilder {
     /// A table-table join of `left` and `right` (same key type, co-partitioned): on every change
     /// of either table, the joined row of its key, as Kafka Streams' `KTable#join`, `leftJoin`,
@@ -179,7 +152,7 @@ impl TopologyBuilder {
     /// | either, `Outer` | the row (a delete: with `None` on that side) | the row; a delete: tombstone |
     ///
     /// The two sides are processors `<name>-left` and `<name>-right`, each reading the other
-    /// table's store once per batch, merged into the node `name`.
+    /// table's store once per batch, merged ([`merge`](Self::merge)) into one stream.
     ///
     /// ```
     /// use kstreams::join::JoinKind;
@@ -190,6 +163,8 @@ impl TopologyBuilder {
     /// type Names = kstreams::KeyValue<String, String>;
     /// #[store(name = "emails")]
     /// type Emails = kstreams::KeyValue<String, String>;
+    /// # impl kstreams::table::TableStore for Names<'static> {}
+    /// # impl kstreams::table::TableStore for Emails<'static> {}
     ///
     /// let mut t = Topology::builder();
     /// let names = t.table::<Names<'static>>("names");
@@ -222,7 +197,7 @@ impl TopologyBuilder {
         K: Clone + Send + 'static,
         LV: Send + 'static,
         RV: Send + 'static,
-        VO: Clone + Send + 'static,
+        VO: Send + 'static,
     {
         let from_left = TableSide::<K, LV, RV, VO> {
             kind,
@@ -240,7 +215,7 @@ impl TopologyBuilder {
         };
         let a = self.add_named(&format!("{name}-left"), from_left, left.changes());
         let b = self.add_named(&format!("{name}-right"), from_right, right.changes());
-        self.add_merged(name, Meet(PhantomData), &[&a, &b])
+        self.merge(&[&a, &b])
     }
 }
 
