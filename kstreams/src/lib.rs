@@ -11,6 +11,8 @@ pub(crate) mod exec;
 pub mod partitioner;
 pub mod policy;
 pub mod processor;
+#[cfg(feature = "kafka")]
+pub mod query;
 pub mod record;
 pub mod serde;
 pub mod store;
