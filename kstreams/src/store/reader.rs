@@ -332,6 +332,45 @@ mod tests {
         reads_see_whole_batches_only(Backend::InMemory)
     }
 
+    /// A task with an LMDB store and an in-memory store: one read sees one batch on both.
+    #[test]
+    fn a_read_of_both_backends_sees_one_batch_on_both() -> Result<()> {
+        let dir = tempdir()?;
+        let specs = vec![
+            StoreSpec::new::<String, u64>("disk"),
+            StoreSpec::new::<String, u64>("mem").backend(Backend::InMemory),
+        ];
+        let mut stores = StateStores::open(dir.path(), specs, &LmdbOptions::default())?;
+        let reader = stores.reader()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let checker = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || -> Result<u64> {
+                let mut reads = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let (d, m) = reader.read(|txn| {
+                        let d = txn.store::<String, u64>("disk")?.get("k")?;
+                        let m = txn.store::<String, u64>("mem")?.get("k")?;
+                        Ok((d, m))
+                    })?;
+                    assert_eq!(d, m, "the two backends at different batches");
+                    reads += 1;
+                }
+                Ok(reads)
+            })
+        };
+        for i in 1..=300u64 {
+            stores.transaction(|txn| {
+                txn.store::<String, u64>("disk")?.put(&"k".into(), &i)?;
+                txn.store::<String, u64>("mem")?.put(&"k".into(), &i)
+            })?;
+        }
+        stop.store(true, Ordering::SeqCst);
+        let reads = checker.join().expect("the reading thread")?;
+        assert!(reads > 0);
+        Ok(())
+    }
+
     /// A read held open on another thread while the task commits batches: the writes do not
     /// wait for it, and it keeps seeing its snapshot.
     #[test]
