@@ -606,27 +606,36 @@ mod tests {
         Ok(())
     }
 
-    /// Runs `outer` on a thread with `reader`, and `write` on this one once `outer` signals that
-    /// it is open; `outer` gets a check that the writer is waiting (it sleeps a while) and must
-    /// return within 30 s.
+    /// Runs `outer` (a read, which signals once it is open, then waits a while and reads again
+    /// inside itself) on a thread, and `write` on another once the read is open (the writer then
+    /// waits for the read). Fails, rather than hangs, when either does not end within 30 s.
     fn nested_while_a_writer_waits<T: Send + 'static>(
-        stores: &mut StateStores,
+        stores: StateStores,
         outer: impl FnOnce(&mpsc::Sender<()>) -> Result<T> + Send + 'static,
-        write: impl FnOnce(&mut StateStores) -> Result<()>,
-    ) -> Result<T> {
+        write: impl FnOnce(&mut StateStores) -> Result<()> + Send + 'static,
+    ) -> Result<(StateStores, T)> {
+        let wait = Duration::from_secs(30);
         let (open_tx, open_rx) = mpsc::channel();
-        let (done_tx, done_rx) = mpsc::channel();
+        let (read_tx, read_rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let _ = done_tx.send(outer(&open_tx));
+            let _ = read_tx.send(outer(&open_tx));
         });
         open_rx
-            .recv_timeout(Duration::from_secs(30))
+            .recv_timeout(wait)
             .map_err(|e| Error::Internal(format!("the outer read did not open: {e}")))?;
-        // Blocks until the outer read ends (its nested read must not wait for this write).
-        write(stores)?;
-        done_rx
-            .recv_timeout(Duration::from_secs(30))
-            .map_err(|e| Error::Internal(format!("the reads did not end: {e}")))?
+        let (write_tx, write_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut stores = stores;
+            let written = write(&mut stores);
+            let _ = write_tx.send(written.map(|()| stores));
+        });
+        let read = read_rx
+            .recv_timeout(wait)
+            .map_err(|e| Error::Internal(format!("the reads did not end (deadlock): {e}")))??;
+        let stores = write_rx
+            .recv_timeout(wait)
+            .map_err(|e| Error::Internal(format!("the write did not end: {e}")))??;
+        Ok((stores, read))
     }
 
     #[test]
@@ -635,8 +644,8 @@ mod tests {
         let mut stores = open(dir.path(), Backend::InMemory)?;
         write_batch(&mut stores, 1)?;
         let reader = stores.reader()?;
-        let (outer, inner) = nested_while_a_writer_waits(
-            &mut stores,
+        let (stores, (outer, inner)) = nested_while_a_writer_waits(
+            stores,
             move |opened| {
                 reader.read(|txn| {
                     let outer = txn.store::<String, u64>("counts")?.get("k00")?;
@@ -671,8 +680,8 @@ mod tests {
         })?;
         stores.pin_committed()?;
         let reader = stores.reader()?;
-        let seen = nested_while_a_writer_waits(
-            &mut stores,
+        let (stores, seen) = nested_while_a_writer_waits(
+            stores,
             move |opened| {
                 reader.read_committed(|txn| {
                     let committed = txn.store::<String, String>("big")?.get("a")?;
