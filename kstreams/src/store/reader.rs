@@ -26,6 +26,11 @@
 //! next commit pins a new one. Only LMDB stores have snapshots: a task with in-memory stores
 //! cannot be read this way.
 //!
+//! Nested reads: a read opened inside another read of the same stores on the same thread (of the
+//! same kind, plain or read-committed) shares the outer read's transaction, so it sees the same
+//! snapshot and never waits on a lock the outer read holds while a writer waits for the outer
+//! read (a second `read()` of an `RwLock` on one thread would).
+//!
 //! A reader holds its task's stores weakly: once the task's [`StateStores`] is dropped (the task
 //! closed or moved away), a read answers an error instead of keeping the state directory open.
 
