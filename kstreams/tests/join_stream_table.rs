@@ -8,9 +8,6 @@ use kstreams::{Record, Result, Topology, join};
 #[kstreams::store(name = "prices")]
 type Prices = kstreams::KeyValue<String, u64>;
 
-// Stand-ins until `#[store]` implements `TableStore` by itself (the store helper's macros).
-impl kstreams::table::TableStore for Prices<'static> {}
-
 /// `(key, value, timestamp)` of each record of `topic`.
 fn outputs(driver: &mut TopologyTestDriver, topic: &str) -> Result<Vec<(String, String, i64)>> {
     Ok(driver

@@ -12,10 +12,6 @@ type LeftSide = kstreams::KeyValue<String, u64>;
 #[kstreams::store(name = "right-side")]
 type RightSide = kstreams::KeyValue<String, String>;
 
-// Stand-ins until `#[store]` implements `TableStore` by itself (the store helper's macros).
-impl kstreams::table::TableStore for LeftSide<'static> {}
-impl kstreams::table::TableStore for RightSide<'static> {}
-
 fn topology(kind: JoinKind) -> Result<Topology> {
     let mut t = Topology::builder();
     let l = t.table::<LeftSide<'static>>("left");

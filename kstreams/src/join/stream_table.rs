@@ -432,7 +432,6 @@ fn new_stream_table<S: TableStore, V, VO>(
 ///
 /// #[store(name = "customers")]
 /// type Customers = kstreams::KeyValue<String, String>;
-/// # impl kstreams::table::TableStore for Customers<'static> {}
 ///
 /// let mut t = Topology::builder();
 /// let customers = t.table::<Customers<'static>>("customers");

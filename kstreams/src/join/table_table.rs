@@ -163,8 +163,6 @@ impl TopologyBuilder {
     /// type Names = kstreams::KeyValue<String, String>;
     /// #[store(name = "emails")]
     /// type Emails = kstreams::KeyValue<String, String>;
-    /// # impl kstreams::table::TableStore for Names<'static> {}
-    /// # impl kstreams::table::TableStore for Emails<'static> {}
     ///
     /// let mut t = Topology::builder();
     /// let names = t.table::<Names<'static>>("names");
