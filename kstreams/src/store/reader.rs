@@ -351,10 +351,15 @@ mod tests {
         let mut stores = open(dir.path(), backend)?;
         let reader = stores.reader()?;
         let stop = Arc::new(AtomicBool::new(false));
+        // Reads done so far by each reader: the writer waits, halfway, until every reader has
+        // read at least once, so each reads while batches are written however the threads are
+        // scheduled on a loaded machine.
+        let started: Arc<[std::sync::atomic::AtomicU64; 2]> = Arc::new(Default::default());
         let readers: Vec<_> = (0..2)
-            .map(|_| {
+            .map(|n| {
                 let reader = reader.clone();
                 let stop = Arc::clone(&stop);
+                let started = Arc::clone(&started);
                 std::thread::spawn(move || -> Result<(u64, u64)> {
                     let (mut last, mut reads) = (0, 0);
                     loop {
@@ -370,6 +375,7 @@ mod tests {
                             last = *first;
                         }
                         reads += 1;
+                        started[n].store(reads, Ordering::SeqCst);
                         if done {
                             return Ok((last, reads));
                         }
@@ -379,6 +385,11 @@ mod tests {
             .collect();
         for i in 1..=BATCHES {
             write_batch(&mut stores, i)?;
+            if i == BATCHES / 2 {
+                while started.iter().any(|r| r.load(Ordering::SeqCst) == 0) {
+                    std::thread::yield_now();
+                }
+            }
         }
         stop.store(true, Ordering::SeqCst);
         for r in readers {
