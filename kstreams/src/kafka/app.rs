@@ -17,6 +17,7 @@ use super::admin::{self, TopicSpec};
 use super::config::{AppConfig, ProcessingGuarantee};
 use super::engine::run_blocking;
 use super::lock;
+use super::metadata::GroupMetadata;
 use super::mock::{EmbeddedCluster, MockCommands};
 use crate::error::{Error, Result};
 use crate::topology::Topology;
@@ -111,6 +112,8 @@ pub struct App {
     pub(super) embedded: Option<EmbeddedCluster>,
     shutdown: ShutdownHandle,
     status: Arc<Mutex<AppStatus>>,
+    /// Where keys live (the group's assignment, cached): `Queries::metadata_for_key`.
+    metadata: GroupMetadata,
 }
 
 impl App {
@@ -147,13 +150,16 @@ impl App {
                 (e.bootstrap_servers().to_owned(), Some(e))
             }
         };
+        let status = Arc::default();
+        let metadata = GroupMetadata::new(&config, &bootstrap, &topology, Arc::clone(&status))?;
         Ok(App {
             topology,
             config,
             bootstrap,
             embedded,
             shutdown: ShutdownHandle::default(),
-            status: Arc::default(),
+            status,
+            metadata,
         })
     }
 
@@ -175,6 +181,11 @@ impl App {
     /// The config.
     pub fn config(&self) -> &AppConfig {
         &self.config
+    }
+
+    /// Where keys live: the group's assignment as this instance sees it (`kafka/metadata.rs`).
+    pub(crate) fn group_metadata(&self) -> &GroupMetadata {
+        &self.metadata
     }
 
     /// A handle that stops [`run`](Self::run) gracefully.
