@@ -270,7 +270,7 @@ impl GroupMetadata {
     }
 
     /// This instance's advertised address.
-    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    #[allow(dead_code)] // the HTTP server's, with the query handles
     pub(crate) fn local_server(&self) -> Option<&HostInfo> {
         self.inner.local_server.as_ref()
     }

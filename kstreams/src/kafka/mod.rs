@@ -38,6 +38,8 @@ pub use config::{AppConfig, CONSUMER_DEFAULTS, MAX_DURATION, ProcessingGuarantee
 pub use local::AppClient;
 pub use metadata::{HostInfo, KeyMetadata};
 pub use mock::EmbeddedCluster;
+#[cfg(feature = "http")]
+pub(crate) use observe::prometheus_handle;
 
 /// Locks a mutex, going on with its value when a thread panicked while holding it (every value
 /// the runtime keeps behind a mutex stays consistent between statements).
