@@ -13,6 +13,8 @@ pub mod http;
 pub mod partitioner;
 pub mod policy;
 pub mod processor;
+#[cfg(feature = "kafka")]
+pub mod query;
 pub mod record;
 pub mod serde;
 pub mod store;

@@ -20,6 +20,7 @@ use super::lock;
 use super::metadata::GroupMetadata;
 use super::mock::{EmbeddedCluster, MockCommands};
 use crate::error::{Error, Result};
+use crate::query::Queries;
 use crate::topology::Topology;
 
 /// Stops a running [`App`] gracefully: the batch in hand is finished, outputs are flushed,
@@ -112,6 +113,7 @@ pub struct App {
     pub(super) embedded: Option<EmbeddedCluster>,
     shutdown: ShutdownHandle,
     status: Arc<Mutex<AppStatus>>,
+    queries: Queries,
     /// Where keys live (the group's assignment, cached): `Queries::metadata_for_key`.
     metadata: GroupMetadata,
 }
@@ -152,7 +154,11 @@ impl App {
         };
         let status = Arc::default();
         let metadata = GroupMetadata::new(&config, &bootstrap, &topology, Arc::clone(&status))?;
+        let queries = Queries::new(&topology);
+        let owners = metadata.clone();
+        queries.set_owner_lookup(move |store, partition| owners.owner_of(store, partition));
         Ok(App {
+            queries,
             topology,
             config,
             bootstrap,
@@ -198,6 +204,12 @@ impl App {
         lock(&self.status).clone()
     }
 
+    /// The interactive queries of the app's local stores, for any thread (see
+    /// [`Queries`]): take it before or while the app runs.
+    pub fn queries(&self) -> Queries {
+        self.queries.clone()
+    }
+
     /// Creates topics on the app's cluster (real or embedded), leaving existing ones alone.
     pub async fn create_topics(&self, topics: &[TopicSpec]) -> Result<()> {
         let mock = self.embedded.as_ref().map(EmbeddedCluster::commands);
@@ -221,6 +233,7 @@ impl App {
             mock: self.embedded.as_ref().map(EmbeddedCluster::commands),
             shutdown: self.shutdown.clone(),
             status: self.status.clone(),
+            queries: self.queries.clone(),
         };
         std::thread::Builder::new()
             .name(format!("kstreams-{}", self.config.application_id))
@@ -263,4 +276,5 @@ pub(super) struct RunParams {
     pub(super) mock: Option<MockCommands>,
     pub(super) shutdown: ShutdownHandle,
     pub(super) status: Arc<Mutex<AppStatus>>,
+    pub(super) queries: Queries,
 }

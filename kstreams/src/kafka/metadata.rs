@@ -339,7 +339,6 @@ impl GroupMetadata {
 
     /// The advertised address of the instance that holds `partition` of `store`'s topic, when
     /// the group says (for `QueryError::NotHere`).
-    #[allow(dead_code)] // the hook for the query handles' `NotHere { owner }`
     pub(crate) fn owner_of(&self, store: &str, partition: i32) -> Option<HostInfo> {
         let topic = self.store_topic(store)?;
         let snapshot = self.snapshot().ok()?;

@@ -127,6 +127,21 @@ impl StoreReader {
         out
     }
 
+    /// Whether the task's stores are closed (every read fails).
+    pub fn is_closed(&self) -> bool {
+        let lmdb_gone = self
+            .inner
+            .lmdb
+            .as_ref()
+            .is_some_and(|l| l.strong_count() == 0);
+        let memory_gone = self
+            .inner
+            .memory
+            .as_ref()
+            .is_some_and(|m| m.strong_count() == 0);
+        lmdb_gone || memory_gone
+    }
+
     /// The declarations of the stores it reads, in index order.
     pub fn specs(&self) -> &[StoreSpec] {
         &self.inner.specs
