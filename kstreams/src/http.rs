@@ -4,7 +4,7 @@
 //!
 //! Owns: the routes, how a key is read from a path and a store's answer becomes a status and a
 //! JSON body, the redirect to the instance holding a key. May not touch: the stores themselves
-//! (it reads through the query handles, `Queries`), the metrics' recording
+//! (it reads through [`Queries`](crate::query::Queries)), the metrics' recording
 //! (`kafka/observe.rs`).
 //!
 //! | route | answer |
@@ -30,10 +30,6 @@
 //! partition yet, the answer is `503 {"status": "not_here", "partition": p}` with
 //! `Retry-After: 1`. A range covers only this instance's keys: ask every instance for all keys.
 
-// The constructors from an `App` come with the query handles (`Queries`, being merged); until
-// then only the tests build a server.
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -50,7 +46,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::kafka::HostInfo;
+use crate::kafka::GroupMetadata;
+use crate::kafka::{App, HostInfo};
+use crate::query::{Queries, QueryError, StoreQuery};
+use crate::store::StoreHandle;
 
 /// Why a store gave no value for a key or a range (what the query handles answer besides a
 /// value), as the server turns it into a status.
@@ -70,7 +69,7 @@ pub(crate) enum Miss {
 }
 
 /// A store as the server reads it: typed lookups (the query handles of
-/// `Queries`, or a stand-in in tests).
+/// [`Queries`](crate::query::Queries), or a stand-in in tests).
 pub(crate) trait Lookup<K, V>: Send + Sync + 'static {
     /// The key's value here.
     fn get(&self, key: &K) -> std::result::Result<Option<V>, Miss>;
@@ -323,9 +322,27 @@ struct Routes {
 
 /// The HTTP server of one [`App`](crate::kafka::App)'s stores; see the [module docs](self) for
 /// its routes and answers.
+///
+/// ```no_run
+/// use kstreams::http::Server;
+/// use kstreams::kafka::{App, AppConfig};
+/// # async fn demo(topology: kstreams::Topology) -> kstreams::Result<()> {
+/// let app = std::sync::Arc::new(App::new(
+///     topology,
+///     AppConfig::new("wordcount").application_server("10.0.0.5:8080"),
+/// )?);
+/// let server = Server::new(&app).store_by_name::<String, u64>("word-counts")?;
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await.map_err(|e| {
+///     kstreams::Error::Io { context: "binding 0.0.0.0:8080".into(), source: e }
+/// })?;
+/// tokio::spawn(server.serve(listener, std::future::pending()));
+/// app.run().await
+/// # }
+/// ```
 pub struct Server {
     routes: Routes,
     local: Option<HostInfo>,
+    app: Option<(Queries, GroupMetadata)>,
 }
 
 impl fmt::Debug for Server {
@@ -351,6 +368,7 @@ impl Server {
                 metrics: crate::kafka::prometheus_handle().map_err(|e| e.to_string()),
             },
             local,
+            app: None,
         }
     }
 
@@ -405,6 +423,78 @@ impl Server {
                 context: "serving HTTP".into(),
                 source,
             })
+    }
+}
+
+/// The query handles of a running app, as the server reads a store.
+struct Local<K, V> {
+    query: StoreQuery<K, V>,
+    metadata: GroupMetadata,
+}
+
+fn miss(e: QueryError) -> Miss {
+    match e {
+        QueryError::Restoring { partition, lag, .. } => Miss::Restoring { partition, lag },
+        QueryError::NotHere {
+            partition, owner, ..
+        } => Miss::NotHere { partition, owner },
+        QueryError::UnknownStore(_) => Miss::UnknownStore,
+        other => Miss::Failed(other.to_string()),
+    }
+}
+
+impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Lookup<K, V> for Local<K, V> {
+    fn get(&self, key: &K) -> std::result::Result<Option<V>, Miss> {
+        self.query.get(key).map_err(miss)
+    }
+    fn range(&self, from: Bound<K>, to: Bound<K>) -> std::result::Result<Vec<(K, V)>, Miss> {
+        self.query.range(from, to).map_err(miss)
+    }
+    fn owner(&self, key: &K) -> Option<HostInfo> {
+        let partition = self.query.partition_of(key).ok()?;
+        self.metadata.owner_of(self.query.name(), partition)
+    }
+}
+
+impl Server {
+    /// A server of `app`'s stores (none registered yet: see [`store`](Self::store)). Installs
+    /// the process's metrics recorder for `/metrics` unless an app's Prometheus endpoint did.
+    pub fn new(app: &App) -> Server {
+        let known = app
+            .topology()
+            .stores()
+            .iter()
+            .map(|s| (s.name().to_owned(), s.type_names()))
+            .collect();
+        let mut server = Server::with_known(known, app.group_metadata().local_server().cloned());
+        server.app = Some((app.queries(), app.group_metadata().clone()));
+        server
+    }
+
+    /// Serves the key-value store of handle type `S` (declared with `#[kstreams::store]`).
+    pub fn store<S>(self) -> Result<Server>
+    where
+        S: StoreHandle<'static>,
+        S::Key: Serialize + DeserializeOwned + Send + Sync,
+        S::Value: Serialize + Send + Sync,
+    {
+        self.store_by_name::<S::Key, S::Value>(S::NAME)
+    }
+
+    /// Serves the key-value store `name` of keys `K` and values `V` (checked against its
+    /// declaration).
+    pub fn store_by_name<K, V>(self, name: &str) -> Result<Server>
+    where
+        K: Serialize + DeserializeOwned + Send + Sync + 'static,
+        V: Serialize + Send + Sync + 'static,
+    {
+        let Some((queries, metadata)) = self.app.clone() else {
+            return Err(Error::Config("this server has no app".into()));
+        };
+        let query = queries
+            .store_by_name::<K, V>(name)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        self.register(name, Local { query, metadata })
     }
 }
 
