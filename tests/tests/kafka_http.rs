@@ -23,7 +23,12 @@ struct Instance {
     served: tokio::task::JoinHandle<kstreams::Result<()>>,
 }
 
-async fn start(t: &WordCountTopics, b: &str, dir: &std::path::Path) -> Instance {
+async fn start(
+    t: &WordCountTopics,
+    b: &str,
+    dir: &std::path::Path,
+    restore_batch_records: usize,
+) -> Instance {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -31,7 +36,9 @@ async fn start(t: &WordCountTopics, b: &str, dir: &std::path::Path) -> Instance 
     let app = Arc::new(
         App::new(
             t.topology(),
-            config(&t.app_id, b, dir).application_server(&addr),
+            config(&t.app_id, b, dir)
+                .application_server(&addr)
+                .restore_batch_records(restore_batch_records),
         )
         .expect("app"),
     );
@@ -77,8 +84,10 @@ async fn a_key_held_elsewhere_is_a_redirect_to_its_instance() {
     let b = bootstrap();
     let t = WordCountTopics::create(&b, "http", 4).await;
     let dirs = tempfile::tempdir().expect("tempdir");
-    let a = start(&t, &b, &dirs.path().join("a")).await;
-    let other = start(&t, &b, &dirs.path().join("b")).await;
+    // A restores one changelog record per turn of its loop, so that taking over the other's
+    // partitions (their state is only in the changelog) lasts long enough to be seen.
+    let a = start(&t, &b, &dirs.path().join("a"), 1).await;
+    let other = start(&t, &b, &dirs.path().join("b"), 10_000).await;
     let all: BTreeSet<(String, i32)> = (0..t.partitions)
         .flat_map(|p| [(t.input.clone(), p), (t.words.clone(), p)])
         .collect();
@@ -120,11 +129,10 @@ async fn a_key_held_elsewhere_is_a_redirect_to_its_instance() {
         } else {
             redirected += 1;
             assert_eq!(status, 307, "{word}: {body}");
-            assert_eq!(
-                location,
-                Some(format!("http://{}/stores/{STORE}/keys/{word}", other.addr)),
-                "{word}"
-            );
+            // The same path on the other instance (a word's non-ASCII letters percent-encoded).
+            let there = format!("http://{}/stores/{STORE}/keys/{word}", other.addr);
+            let there = reqwest::Url::parse(&there).expect("url");
+            assert_eq!(location.as_deref(), Some(there.as_str()), "{word}");
             assert_eq!(body["partition"], partition);
         }
         // A client that follows redirects gets the count from either instance.
@@ -143,8 +151,42 @@ async fn a_key_held_elsewhere_is_a_redirect_to_its_instance() {
         want.len()
     );
 
-    // The other instance stops; once A holds every partition it answers every word itself.
+    // The other instance stops; A takes its partitions over and restores them: a word of theirs
+    // is a 503 saying so (with the lag) until it is restored, then its count.
+    let theirs = want
+        .iter()
+        .find(|(w, _)| {
+            let p = kstreams::partitioner::partition_for_key(w.as_bytes(), t.partitions);
+            !held_by_a.contains(&(t.words.clone(), p))
+        })
+        .map(|(w, c)| (w.clone(), *c))
+        .expect("a word of the other instance");
     other.stop().await;
+    let url = format!("http://{}/stores/{STORE}/keys/{}", a.addr, theirs.0);
+    let mut restoring = 0;
+    let deadline = std::time::Instant::now() + DONE;
+    loop {
+        let (status, _, body) = get(&direct, &url).await;
+        match status {
+            200 => {
+                assert_eq!(body, json!({"key": theirs.0, "value": theirs.1}));
+                break;
+            }
+            503 if body["status"] == "restoring" => {
+                assert!(body["lag"].as_u64().is_some(), "{body}");
+                restoring += 1;
+            }
+            // Before the group moved the partition (still the other's, or nobody's yet).
+            503 | 307 => {}
+            _ => panic!("{status}: {body}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never answered: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(restoring > 0, "the restore was never seen");
     wait_for("A alone holds every partition", DONE, || {
         a.app.status().assigned == all && group_state(&b, &t.app_id) == ("Stable".to_owned(), 1)
     })
