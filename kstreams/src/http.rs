@@ -4,7 +4,7 @@
 //!
 //! Owns: the routes, how a key is read from a path and a store's answer becomes a status and a
 //! JSON body, the redirect to the instance holding a key. May not touch: the stores themselves
-//! (it reads through [`Queries`](crate::query::Queries)), the metrics' recording
+//! (it reads through [`Queries`]), the metrics' recording
 //! (`kafka/observe.rs`).
 //!
 //! | route | answer |
@@ -69,7 +69,7 @@ pub(crate) enum Miss {
 }
 
 /// A store as the server reads it: typed lookups (the query handles of
-/// [`Queries`](crate::query::Queries), or a stand-in in tests).
+/// [`Queries`], or a stand-in in tests).
 pub(crate) trait Lookup<K, V>: Send + Sync + 'static {
     /// The key's value here.
     fn get(&self, key: &K) -> std::result::Result<Option<V>, Miss>;
@@ -320,7 +320,7 @@ struct Routes {
     metrics: std::result::Result<metrics_exporter_prometheus::PrometheusHandle, String>,
 }
 
-/// The HTTP server of one [`App`](crate::kafka::App)'s stores; see the [module docs](self) for
+/// The HTTP server of one [`App`]'s stores; see the [module docs](self) for
 /// its routes and answers.
 ///
 /// ```no_run

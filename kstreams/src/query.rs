@@ -110,6 +110,8 @@ struct Registry {
     /// Every store of the topology: its sub-topology and declaration.
     stores: BTreeMap<String, (usize, StoreSpec)>,
     state: RwLock<State>,
+    /// Where keys live (`kafka/metadata.rs`: `Queries::metadata_for_key`), set by `App::new`.
+    metadata: std::sync::OnceLock<crate::kafka::GroupMetadata>,
 }
 
 /// The interactive queries of an app: its local stores, read from any thread.
@@ -159,6 +161,7 @@ impl Queries {
             registry: Arc::new(Registry {
                 stores,
                 state: RwLock::default(),
+                metadata: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -300,6 +303,16 @@ impl Queries {
 
     /// The hook of the where-is-a-key metadata: who has a store's partition elsewhere
     /// (`NotHere::owner`). Until it is set, `owner` is `None`.
+    /// The app's where-is-a-key metadata (`Queries::metadata_for_key`, in `kafka/metadata.rs`).
+    pub(crate) fn set_metadata(&self, metadata: crate::kafka::GroupMetadata) {
+        let _ = self.registry.metadata.set(metadata);
+    }
+
+    /// The app's where-is-a-key metadata, once `App::new` set it.
+    pub(crate) fn metadata(&self) -> Option<&crate::kafka::GroupMetadata> {
+        self.registry.metadata.get()
+    }
+
     pub(crate) fn set_owner_lookup(
         &self,
         lookup: impl Fn(&str, i32) -> Option<HostInfo> + Send + Sync + 'static,

@@ -16,7 +16,7 @@ const DONE: Duration = Duration::from_secs(120);
 /// Asks `app` where `word` lives, off the async runtime (the call blocks on the cluster).
 async fn where_is(app: &Arc<App>, word: &str) -> kstreams::kafka::KeyMetadata {
     let (app, word) = (app.clone(), word.to_owned());
-    tokio::task::spawn_blocking(move || app.metadata_for_key(STORE, &word))
+    tokio::task::spawn_blocking(move || app.queries().metadata_for_key(STORE, &word))
         .await
         .expect("join")
         .unwrap_or_else(|e| panic!("metadata_for_key: {e}"))
@@ -86,12 +86,19 @@ async fn every_key_owner_is_found_before_and_after_one_instance_stops() {
     assert_eq!(owners.len(), 2, "the words are spread over both instances");
 
     // A key type other than the store's, and a store the topology does not have, are errors.
-    let e = a.metadata_for_key(STORE, &7u64).expect_err("u64 key");
+    let e = a
+        .queries()
+        .metadata_for_key(STORE, &7u64)
+        .expect_err("u64 key");
     assert!(e.to_string().contains("keys of type"), "{e}");
     let e = a
+        .queries()
         .metadata_for_key("no-such-store", &"x".to_owned())
         .expect_err("no store");
-    assert!(e.to_string().contains("no-such-store"), "{e}");
+    assert!(
+        matches!(&e, kstreams::query::QueryError::UnknownStore(s) if s == "no-such-store"),
+        "{e}"
+    );
 
     // B stops (it leaves the group); once the group settles, A holds everything.
     bb.shutdown_handle().shutdown();

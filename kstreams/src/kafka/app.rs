@@ -157,6 +157,7 @@ impl App {
         let queries = Queries::new(&topology);
         let owners = metadata.clone();
         queries.set_owner_lookup(move |store, partition| owners.owner_of(store, partition));
+        queries.set_metadata(metadata.clone());
         Ok(App {
             queries,
             topology,

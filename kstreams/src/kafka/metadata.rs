@@ -460,26 +460,43 @@ pub(crate) fn serialize_key<K: crate::serde::DefaultSerde>(
         })
 }
 
-impl super::App {
+impl crate::query::Queries {
     /// Where `key` of `store` lives: its partition, the advertised address of the instance
-    /// holding it now, and whether that is this one (see [`KeyMetadata`]). The key is
-    /// serialized with `K`'s default serde (that of the store's input, whose partitioner placed
-    /// it). The group's assignment is read from the group coordinator (`DescribeGroups`) at most
-    /// once a second, and again after each rebalance this instance sees. A blocking call (up to
-    /// a few seconds when the cluster is slow): from async code, call it in
-    /// `tokio::task::spawn_blocking`.
+    /// holding it now, and whether that is this one (see [`KeyMetadata`]; Kafka Streams'
+    /// `queryMetadataForKey`). The key is serialized with `K`'s default serde (that of the
+    /// store's input, whose partitioner placed it). The group's assignment is read from the
+    /// group coordinator (`DescribeGroups`) at most once a second, and again after each
+    /// rebalance this instance sees. A blocking call (a few seconds at most when the cluster is
+    /// slow): from async code, call it in `tokio::task::spawn_blocking`.
     ///
-    /// Errors: a store the topology does not have, a key type other than the store's, a key
-    /// that serializes to null, or a cluster that cannot be asked (unless this instance holds
-    /// the key's partition itself).
+    /// Errors: [`QueryError::UnknownStore`](crate::query::QueryError::UnknownStore) for a store
+    /// the topology does not have; [`QueryError::Failed`](crate::query::QueryError::Failed) for
+    /// a key type other than the store's, a key that serializes to null, or a cluster that
+    /// cannot be asked (unless this instance holds the key's partition itself).
+    ///
+    /// ```no_run
+    /// # fn demo(app: &kstreams::kafka::App) -> Result<(), kstreams::query::QueryError> {
+    /// let m = app.queries().metadata_for_key("word-counts", &"kafka".to_owned())?;
+    /// match (m.local, &m.active) {
+    ///     (true, _) => println!("here, partition {}", m.partition),
+    ///     (false, Some(host)) => println!("ask http://{host}"),
+    ///     (false, None) => println!("nobody advertises partition {} now", m.partition),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn metadata_for_key<K: crate::serde::DefaultSerde>(
         &self,
         store: &str,
         key: &K,
-    ) -> Result<KeyMetadata> {
-        let bytes = serialize_key(self.topology(), store, key)?;
-        self.group_metadata()
-            .for_serialized_key(store, bytes.as_deref())
+    ) -> std::result::Result<KeyMetadata, crate::query::QueryError> {
+        let metadata = self.metadata().ok_or_else(|| {
+            Error::Internal("these queries belong to no app (no group metadata)".into())
+        })?;
+        if metadata.store_topic(store).is_none() {
+            return Err(crate::query::QueryError::UnknownStore(store.to_owned()));
+        }
+        let bytes = serialize_key(&metadata.inner.topology, store, key)?;
+        Ok(metadata.for_serialized_key(store, bytes.as_deref())?)
     }
 }
 
