@@ -188,12 +188,16 @@ impl Queries {
     }
 
     /// The key-value store named `name`, of keys `K` and values `V` (checked against its
-    /// declaration).
+    /// declaration). A versioned store answers its latest values, by key only (as Kafka
+    /// Streams' versioned stores: [`range`](StoreQuery::range) and [`all`](StoreQuery::all)
+    /// are refused).
     pub fn store_by_name<K: 'static, V: 'static>(
         &self,
         name: &str,
     ) -> Result<StoreQuery<K, V>, QueryError> {
-        let target = self.target::<K, V>(name, |k| k == StoreKind::KeyValue)?;
+        let target = self.target::<K, V>(name, |k| {
+            matches!(k, StoreKind::KeyValue | StoreKind::Versioned { .. })
+        })?;
         Ok(StoreQuery {
             target,
             _types: PhantomData,
@@ -338,6 +342,10 @@ enum Found {
 }
 
 impl Target {
+    fn is_versioned(&self) -> bool {
+        matches!(self.spec.kind(), StoreKind::Versioned { .. })
+    }
+
     fn key_bytes<K: 'static, V: 'static>(&self, key: &K) -> Result<Vec<u8>, QueryError> {
         let serialized = self.spec.serdes::<K, V>()?.key_serde().serialize(key);
         let error = |source| Error::StoreSerialize {
@@ -505,8 +513,21 @@ impl<K: 'static, V: 'static> StoreQuery<K, V> {
     pub fn get(&self, key: &K) -> Result<Option<V>, QueryError> {
         let partition = self.partition_of(key)?;
         self.target.read(partition, |txn| {
-            txn.store::<K, V>(&self.target.name)?.get(key)
+            Ok(self.get_in(txn, &[key])?.pop().flatten())
         })
+    }
+
+    /// The values of `keys` in one read: the latest of a versioned store.
+    fn get_in(&self, txn: &crate::store::StateTxn<'_>, keys: &[&K]) -> Result<Vec<Option<V>>> {
+        if self.target.is_versioned() {
+            let store = txn.versioned_store::<K, V>(&self.target.name)?;
+            keys.iter()
+                .map(|k| Ok(store.get(*k)?.map(|r| r.value)))
+                .collect()
+        } else {
+            let store = txn.store::<K, V>(&self.target.name)?;
+            keys.iter().map(|k| store.get(*k)).collect()
+        }
     }
 
     /// The values of `keys`, in their order: one read per task they fall in. Fails as
@@ -522,11 +543,8 @@ impl<K: 'static, V: 'static> StoreQuery<K, V> {
         let mut out: Vec<Option<V>> = std::iter::repeat_with(|| None).take(keys.len()).collect();
         for (partition, indices) in by_partition {
             let values = self.target.read(partition, |txn| {
-                let store = txn.store::<K, V>(&self.target.name)?;
-                indices
-                    .iter()
-                    .map(|&i| store.get(&keys[i]))
-                    .collect::<Result<Vec<_>>>()
+                let these: Vec<&K> = indices.iter().map(|&i| &keys[i]).collect();
+                self.get_in(txn, &these)
             })?;
             for (i, v) in indices.into_iter().zip(values) {
                 out[i] = v;
@@ -539,6 +557,14 @@ impl<K: 'static, V: 'static> StoreQuery<K, V> {
     /// instance (one read each), merged in key order (the order of the serialized keys, as in
     /// the store). Fails with [`QueryError::Restoring`] while one of them is being restored.
     pub fn range(&self, from: Bound<K>, to: Bound<K>) -> Result<Vec<(K, V)>, QueryError> {
+        if self.target.is_versioned() {
+            return Err(Error::Store(format!(
+                "store `{}` is a versioned store: it answers queries by key only (get, \
+                 get_batch), as Kafka Streams' versioned stores",
+                self.target.name
+            ))
+            .into());
+        }
         let mut entries: Vec<(Vec<u8>, K, V)> = Vec::new();
         for (partition, reader) in self.target.local_readers()? {
             let part = self.target.read_with(&reader, partition, |txn| {
@@ -828,6 +854,74 @@ mod tests {
             .map_err(|e| Error::Internal(e.to_string()))?;
         match counts.get(&"a".to_owned()) {
             Err(QueryError::Failed(Error::Runtime(m))) => assert!(m.contains("not running"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        Ok(())
+    }
+
+    /// Declares a versioned store and does nothing.
+    #[derive(Clone)]
+    struct Versioned;
+
+    fn versioned_spec() -> StoreSpec {
+        StoreSpec::new::<String, u64>("prices")
+            .backend(Backend::InMemory)
+            .versioned(std::time::Duration::from_secs(60))
+            .expect("a versioned spec")
+    }
+
+    impl crate::BatchProcessor<String, u64> for Versioned {
+        type OutKey = String;
+        type OutValue = u64;
+        fn stores(&self) -> Vec<StoreSpec> {
+            vec![versioned_spec()]
+        }
+        fn process_batch(
+            &mut self,
+            _: &[crate::Record<String, u64>],
+            _: &mut crate::Context<'_, String, u64>,
+        ) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_versioned_store_answers_its_latest_values_by_key_only() -> Result<()> {
+        let mut t = Topology::builder();
+        let prices = t.source::<String, u64>("prices-in");
+        let out = t.add(Versioned, &prices);
+        t.sink("prices-out", &out);
+        let q = Queries::new(&t.build()?);
+        q.set_partitions([(0, 1)]);
+        let mut s = StateStores::in_memory(vec![versioned_spec()])?;
+        s.transaction(|txn| {
+            let v = txn.versioned_store::<String, u64>("prices")?;
+            use crate::store::VersionedPut;
+            assert!(matches!(
+                v.put(&"a".to_owned(), Some(&1), 10)?,
+                VersionedPut::Latest
+            ));
+            assert!(matches!(
+                v.put(&"a".to_owned(), Some(&2), 20)?,
+                VersionedPut::Latest
+            ));
+            assert!(matches!(
+                v.put(&"a".to_owned(), Some(&0), 5)?,
+                VersionedPut::Older
+            ));
+            Ok(())
+        })?;
+        q.running(0, task(0), s.reader()?);
+        let prices = q
+            .store_by_name::<String, u64>("prices")
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        assert_eq!(prices.get(&"a".to_owned()).ok(), Some(Some(2)));
+        assert_eq!(
+            prices.get_batch(&["b".to_owned(), "a".to_owned()]).ok(),
+            Some(vec![None, Some(2)])
+        );
+        match prices.all() {
+            Err(QueryError::Failed(Error::Store(m))) => assert!(m.contains("by key only"), "{m}"),
             other => panic!("{other:?}"),
         }
         Ok(())
