@@ -466,8 +466,11 @@ impl Server {
             .iter()
             .map(|s| (s.name().to_owned(), s.type_names()))
             .collect();
-        let mut server = Server::with_known(known, app.group_metadata().local_server().cloned());
-        server.app = Some((app.queries(), app.group_metadata().clone()));
+        let queries = app.queries();
+        let metadata = queries.metadata().cloned();
+        let local = metadata.as_ref().and_then(|m| m.local_server().cloned());
+        let mut server = Server::with_known(known, local);
+        server.app = metadata.map(|m| (queries, m));
         server
     }
 

@@ -114,8 +114,6 @@ pub struct App {
     shutdown: ShutdownHandle,
     status: Arc<Mutex<AppStatus>>,
     queries: Queries,
-    /// Where keys live (the group's assignment, cached): `Queries::metadata_for_key`.
-    metadata: GroupMetadata,
 }
 
 impl App {
@@ -155,9 +153,11 @@ impl App {
         let status = Arc::default();
         let metadata = GroupMetadata::new(&config, &bootstrap, &topology, Arc::clone(&status))?;
         let queries = Queries::new(&topology);
+        // Where keys live (the group's assignment, cached): the owner in `NotHere`, and
+        // `Queries::metadata_for_key`.
         let owners = metadata.clone();
         queries.set_owner_lookup(move |store, partition| owners.owner_of(store, partition));
-        queries.set_metadata(metadata.clone());
+        queries.set_metadata(metadata);
         Ok(App {
             queries,
             topology,
@@ -166,7 +166,6 @@ impl App {
             embedded,
             shutdown: ShutdownHandle::default(),
             status,
-            metadata,
         })
     }
 
@@ -188,11 +187,6 @@ impl App {
     /// The config.
     pub fn config(&self) -> &AppConfig {
         &self.config
-    }
-
-    /// Where keys live: the group's assignment as this instance sees it (`kafka/metadata.rs`).
-    pub(crate) fn group_metadata(&self) -> &GroupMetadata {
-        &self.metadata
     }
 
     /// A handle that stops [`run`](Self::run) gracefully.

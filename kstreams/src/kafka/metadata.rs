@@ -583,6 +583,23 @@ mod tests {
         assert_eq!(advertised("x;q=nonsense"), None);
     }
 
+    /// `App::new` refuses an advertised address that is not `host:port`, before it starts
+    /// anything.
+    #[test]
+    fn app_new_checks_the_application_server() {
+        let mut t = Topology::builder();
+        let s = t.source::<String, String>("in");
+        t.sink("out", &s);
+        let topology = t.build().expect("topology");
+        let config = super::super::AppConfig::new("app").application_server("10.0.0.5");
+        let e = super::super::App::new(topology, config).expect_err("no port");
+        assert!(
+            e.to_string()
+                .contains("`10.0.0.5` is not `host:port` (no port)"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn host_and_port_are_checked_with_a_reason() {
         for (bad, why) in [

@@ -36,7 +36,6 @@ pub use admin::TopicSpec;
 pub use app::{App, AppStatus, ShutdownHandle};
 pub use config::{AppConfig, CONSUMER_DEFAULTS, MAX_DURATION, ProcessingGuarantee};
 pub use local::AppClient;
-#[cfg(feature = "http")]
 pub(crate) use metadata::GroupMetadata;
 pub use metadata::{HostInfo, KeyMetadata};
 pub use mock::EmbeddedCluster;
