@@ -230,6 +230,9 @@ struct Inner {
     local_server: Option<HostInfo>,
     client: Mutex<Option<Arc<BaseConsumer<super::local::Quiet>>>>,
     snapshot: Mutex<Option<Arc<Snapshot>>>,
+    /// Held while the group is asked, so that callers arriving meanwhile wait for that answer
+    /// instead of asking too.
+    refresh: Mutex<()>,
     partition_counts: Mutex<HashMap<String, i32>>,
 }
 
@@ -264,6 +267,7 @@ impl GroupMetadata {
                 local_server,
                 client: Mutex::new(None),
                 snapshot: Mutex::new(None),
+                refresh: Mutex::new(()),
                 partition_counts: Mutex::new(HashMap::new()),
             }),
         })
@@ -387,15 +391,25 @@ impl GroupMetadata {
         Ok(n)
     }
 
+    /// The cached answer, if it is still fresh.
+    fn fresh_snapshot(&self) -> Option<Arc<Snapshot>> {
+        let rebalances = lock(&self.inner.status).rebalances;
+        let cached = lock(&self.inner.snapshot);
+        let s = cached.as_ref()?;
+        let ttl = if s.stable { FRESH_FOR } else { UNSTABLE_FOR };
+        (s.rebalances == rebalances && s.at.elapsed() < ttl).then(|| s.clone())
+    }
+
     /// The group's assignment: the cached answer while fresh, else a new one.
     fn snapshot(&self) -> Result<Arc<Snapshot>> {
-        let rebalances = lock(&self.inner.status).rebalances;
-        if let Some(s) = &*lock(&self.inner.snapshot) {
-            let ttl = if s.stable { FRESH_FOR } else { UNSTABLE_FOR };
-            if s.rebalances == rebalances && s.at.elapsed() < ttl {
-                return Ok(s.clone());
-            }
+        if let Some(s) = self.fresh_snapshot() {
+            return Ok(s);
         }
+        let _refreshing = lock(&self.inner.refresh);
+        if let Some(s) = self.fresh_snapshot() {
+            return Ok(s);
+        }
+        let rebalances = lock(&self.inner.status).rebalances;
         let client = self.client()?;
         let group = &self.inner.group;
         let list = client
