@@ -22,12 +22,16 @@
 //! transaction that holds its outputs and input offsets commits (every `commit_interval`). So an
 //! answer may reflect input whose transaction is later aborted; after an abort the engine wipes
 //! or rewinds that state (the trust rule) and restores it, and the store answers
-//! [`QueryError::Restoring`] meanwhile. There is no read-committed mode (see `docs/queries.md`).
+//! [`QueryError::Restoring`] meanwhile. [`Queries::read_committed`] answers instead from the
+//! LMDB snapshot each task pins right after each Kafka commit: the state of exactly the committed
+//! input (so up to a commit interval behind), never of an open or aborted transaction
+//! (`docs/queries.md`).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::{Error, Part, Result};
@@ -112,6 +116,9 @@ struct Registry {
     state: RwLock<State>,
     /// Where keys live (`kafka/metadata.rs`: `Queries::metadata_for_key`), set by `App::new`.
     metadata: std::sync::OnceLock<crate::kafka::GroupMetadata>,
+    /// Whether read-committed queries were asked for: the processing threads then pin a
+    /// snapshot of each task after every commit.
+    pin_committed: AtomicBool,
 }
 
 /// The interactive queries of an app: its local stores, read from any thread.
@@ -136,6 +143,8 @@ struct Registry {
 #[derive(Clone)]
 pub struct Queries {
     registry: Arc<Registry>,
+    /// Answer from the snapshots pinned at the last commits ([`Queries::read_committed`]).
+    committed: bool,
 }
 
 impl fmt::Debug for Queries {
@@ -162,7 +171,9 @@ impl Queries {
                 stores,
                 state: RwLock::default(),
                 metadata: std::sync::OnceLock::new(),
+                pin_committed: AtomicBool::new(false),
             }),
+            committed: false,
         }
     }
 
@@ -178,6 +189,24 @@ impl Queries {
             .state
             .write()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The same queries, answered read-committed: from the LMDB snapshot each task pins right
+    /// after each Kafka commit (every `commit_interval`) instead of its latest batch. Under
+    /// exactly-once that is the state of exactly the committed input: never of a transaction
+    /// still open or later aborted, and up to a commit interval behind. Under at-least-once it is
+    /// the state as of the last offset commit.
+    ///
+    /// Pinning starts with the first call (the app then keeps one LMDB read open per task from
+    /// one commit to the next), so a task answers once it has committed after that: until then,
+    /// and after its map grew (the snapshot is dropped for the resize), a query fails with
+    /// [`QueryError::Failed`] naming the store. In-memory stores keep no snapshots and fail too.
+    pub fn read_committed(&self) -> Queries {
+        self.registry.pin_committed.store(true, Ordering::SeqCst);
+        Queries {
+            registry: self.registry.clone(),
+            committed: true,
+        }
     }
 
     /// The key-value store of handle type `S` (declared with `#[kstreams::store]`).
@@ -298,6 +327,11 @@ impl Queries {
                 st.tasks.remove(&id);
             }
         }
+    }
+
+    /// Whether the processing threads pin a snapshot of each task after every commit.
+    pub(crate) fn pins_committed(&self) -> bool {
+        self.registry.pin_committed.load(Ordering::Relaxed)
     }
 
     /// Thread `owner` closed all its tasks.
@@ -433,7 +467,12 @@ impl Target {
         partition: i32,
         f: impl FnOnce(&crate::store::StateTxn<'_>) -> Result<R>,
     ) -> Result<R, QueryError> {
-        match reader.read(f) {
+        let read = if self.queries.committed {
+            reader.read_committed(f)
+        } else {
+            reader.read(f)
+        };
+        match read {
             Ok(r) => Ok(r),
             // Closed between the registry's answer and the read: revoked, or being rebuilt.
             Err(_) if reader.is_closed() => Err(match self.find(partition) {

@@ -608,3 +608,77 @@ async fn a_key_of_a_partition_assigned_to_another_instance_answers_not_here() {
         run.await.expect("join").expect("run");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_committed_queries_answer_the_state_of_the_last_exactly_once_commit() {
+    const COMMIT: Duration = Duration::from_secs(5);
+    let b = bootstrap();
+    let app_id = unique("queries-committed");
+    let words = format!("{app_id}-words");
+    let output = format!("{app_id}-counts");
+    create_topics(&b, &[(&words, 1), (&output, 1)]).await;
+    let mut t = Topology::builder();
+    let w = t.source::<String, ()>(&words);
+    let counts = t.add(CountWords, &w);
+    t.sink(&output, &counts);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(&app_id, &b, dir.path())
+        .processing_guarantee(kstreams::kafka::ProcessingGuarantee::ExactlyOnce)
+        .commit_interval(COMMIT);
+    let app = Arc::new(App::new(t.build().expect("topology"), config).expect("app"));
+    let latest = app
+        .queries()
+        .store_by_name::<String, u64>(STORE)
+        .expect("the store");
+    let committed = app
+        .queries()
+        .read_committed()
+        .store_by_name::<String, u64>(STORE)
+        .expect("the store");
+    let run = spawn(app.clone());
+    let key = "a".to_owned();
+    // Running, restored (empty): the snapshot pinned when the task started answers.
+    wait_for("the committed snapshot of the started task", DONE, || {
+        committed.get(&key).is_ok()
+    })
+    .await;
+    assert_eq!(committed.get(&key).expect("committed"), None);
+
+    let producer = fast_producer(&b);
+    for _ in 0..10 {
+        send(&producer, &words, Some(0), key.as_bytes(), &[]);
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    // Processed: the latest state has it at once, the committed one only after the commit.
+    let mut ahead = 0;
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < DONE,
+            "not committed: {:?}",
+            app.status()
+        );
+        let c = committed.get(&key).expect("a committed answer");
+        let l = latest.get(&key).expect("a latest answer");
+        assert!(
+            matches!(
+                (c, l),
+                (None, None) | (None, Some(10)) | (Some(10), Some(10))
+            ),
+            "committed {c:?}, latest {l:?}"
+        );
+        if (c, l) == (None, Some(10)) {
+            ahead += 1;
+        }
+        if c == Some(10) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    app.shutdown_handle().shutdown();
+    run.await.expect("join").expect("run");
+    assert!(
+        ahead > 0,
+        "the committed answer lagged the processed state until the commit ({COMMIT:?} interval)"
+    );
+}

@@ -1106,6 +1106,9 @@ fn processing_loop(
             if result.is_ok() && last_commit.elapsed() >= config.commit_interval {
                 result = engine.commit(consumer, "interval");
                 last_commit = Instant::now();
+                if result.is_ok() {
+                    engine.queries_pin_committed();
+                }
             }
             if let Err(e) = result {
                 // A failed commit before a revoke already stopped the app (`ctx.error`).
@@ -1154,15 +1157,40 @@ impl Engine {
         self.queries.queries.restore_lags(self.queries.thread, lags);
     }
 
-    /// Task `id` runs: its stores answer queries.
+    /// Task `id` runs: its stores answer queries (its restored state is committed state).
     fn queries_running(&self, id: TaskId) -> Result<()> {
         if let Some(r) = self.tasks.get(&id) {
             let reader = r.task.store_reader()?;
             self.queries
                 .queries
                 .running(self.queries.thread, id, reader);
+            if self.queries.queries.pins_committed() {
+                self.pin_committed(id, &r.task);
+            }
         }
         Ok(())
+    }
+
+    /// After a commit: read-committed queries answer from the state as it is now, if every
+    /// offset processed was committed (at-least-once, a group that moved on commits nothing).
+    fn queries_pin_committed(&self) {
+        let all_committed = self
+            .processed
+            .iter()
+            .all(|(k, v)| self.committed.get(k) == Some(v));
+        if all_committed && self.queries.queries.pins_committed() {
+            for (id, r) in &self.tasks {
+                self.pin_committed(*id, &r.task);
+            }
+        }
+    }
+
+    /// A failed pin leaves the previous snapshot (older, still committed) in place.
+    fn pin_committed(&self, id: TaskId, task: &Task) {
+        if let Err(e) = task.pin_committed() {
+            tracing::warn!(task = %id, error = %e, "cannot pin the committed state for \
+                read-committed queries; they answer the previous commit's state");
+        }
     }
 
     /// Tasks closed on revocation.

@@ -33,14 +33,18 @@
 //! read and the writer exclude each other on is a map resize, which LMDB allows only while no
 //! transaction of the process is open: reads hold the read side of `LmdbState::readers`, a resize
 //! the write side. Growth ahead of need is skipped while reads are open (the map still has room);
-//! only a batch that meets `MDB_MAP_FULL` waits for the open reads to end.
+//! only a batch that meets `MDB_MAP_FULL` waits for the open reads to end. The read-committed
+//! snapshot a task may keep pinned between Kafka commits (`LmdbState::committed`) is simply
+//! dropped before a resize: read-committed reads then wait for the next commit's snapshot.
 
 use std::cell::RefCell;
 use std::fs::{File, TryLockError};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, TryLockError as LockError};
+use std::sync::{
+    Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, TryLockError as LockError,
+};
 
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
@@ -73,7 +77,11 @@ impl Default for LmdbOptions {
 }
 
 pub(super) struct LmdbState {
-    // Field order matters: the environment closes before the lock is released.
+    /// The read snapshot pinned after the last Kafka commit, for read-committed queries (see
+    /// `store/reader.rs`); dropped (so the read ends) before any map resize.
+    // Field order matters: the snapshot ends before the environment closes, and the environment
+    // closes before the lock is released.
+    committed: Mutex<Option<RoTxn<'static, WithoutTls>>>,
     env: Env<WithoutTls>,
     dbs: Vec<Database<Bytes, Bytes>>,
     /// The store names, in the order of `dbs`, for errors.
@@ -225,6 +233,7 @@ impl LmdbState {
             .map_err(lmdb_err)?;
         wtxn.commit().map_err(lmdb_err)?;
         Ok(LmdbState {
+            committed: Mutex::new(None),
             env,
             dbs,
             names: names.to_vec(),
@@ -283,6 +292,7 @@ impl LmdbState {
                 Err(LockError::Poisoned(p)) => p.into_inner(),
                 Err(LockError::WouldBlock) => return Ok(()),
             };
+            self.unpin_committed();
             self.grow_to(used.saturating_add(headroom))?;
         }
         Ok(())
@@ -304,6 +314,7 @@ impl LmdbState {
             )));
         }
         let _no_reads = self.readers.write().unwrap_or_else(PoisonError::into_inner);
+        self.unpin_committed();
         self.grow_to(current.saturating_add((current / 2).max(self.step)))
     }
 
@@ -351,6 +362,42 @@ impl LmdbState {
             txn: RefCell::new(Txn::Write(txn)),
             _reading: None,
         })
+    }
+
+    /// Pins a read snapshot of the state as it is now (right after a Kafka commit), replacing
+    /// the one pinned before.
+    pub(super) fn pin_committed(&self) -> Result<()> {
+        self.check_usable()?;
+        let txn = self
+            .env
+            .clone()
+            .static_read_txn()
+            .map_err(|e| self.err(e))?;
+        let old = self.committed().replace(txn);
+        drop(old);
+        Ok(())
+    }
+
+    /// Ends the pinned snapshot (before a resize, which LMDB allows only with no read open).
+    fn unpin_committed(&self) {
+        let old = self.committed().take();
+        drop(old);
+    }
+
+    /// The pinned snapshot; held while a read-committed read uses it.
+    pub(super) fn committed(&self) -> MutexGuard<'_, Option<RoTxn<'static, WithoutTls>>> {
+        self.committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A read-only transaction over the pinned snapshot `pinned` (from [`committed`]).
+    pub(super) fn pinned<'s>(&'s self, pinned: &'s RoTxn<'static, WithoutTls>) -> LmdbTxn<'s> {
+        LmdbTxn {
+            state: self,
+            txn: RefCell::new(Txn::Pinned(pinned)),
+            _reading: None,
+        }
     }
 
     /// A read-only transaction, for a reader on any thread (see the module docs).
@@ -417,10 +464,11 @@ pub(super) struct LmdbTxn<'s> {
     _reading: Option<RwLockReadGuard<'s, ()>>,
 }
 
-/// A task's write transaction, or a reader's read transaction.
+/// A task's write transaction, a reader's read transaction, or the pinned committed snapshot.
 enum Txn<'s> {
     Write(RwTxn<'s>),
     Read(RoTxn<'s, WithoutTls>),
+    Pinned(&'s RoTxn<'s, WithoutTls>),
 }
 
 impl<'s> Txn<'s> {
@@ -428,6 +476,7 @@ impl<'s> Txn<'s> {
         match self {
             Txn::Write(w) => w,
             Txn::Read(r) => r,
+            Txn::Pinned(r) => r,
         }
     }
 }
@@ -508,7 +557,7 @@ impl<'s> LmdbTxn<'s> {
     fn writable<'a>(&self, txn: &'a mut Txn<'s>) -> Result<&'a mut RwTxn<'s>> {
         match txn {
             Txn::Write(w) => Ok(w),
-            Txn::Read(_) => Err(Error::Internal(format!(
+            Txn::Read(_) | Txn::Pinned(_) => Err(Error::Internal(format!(
                 "a write through a read-only transaction of {}",
                 self.state.what
             ))),
@@ -643,10 +692,7 @@ impl<'s> LmdbTxn<'s> {
         match self.txn.into_inner() {
             Txn::Write(w) => w.commit().map_err(|e| self.state.err(e))?,
             // A read has nothing to commit: it ends, and is not counted.
-            Txn::Read(r) => {
-                drop(r);
-                return Ok(());
-            }
+            Txn::Read(_) | Txn::Pinned(_) => return Ok(()),
         }
         self.state.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())

@@ -16,6 +16,16 @@
 //! Keep reads short on both backends: an open LMDB read also keeps the pages it sees from being
 //! reused.
 //!
+//! Read-committed reads ([`StoreReader::read_committed`]): the runtime may pin, right after each
+//! Kafka commit of the task's input offsets, an LMDB read snapshot of the state as it stands then
+//! ([`StateStores::pin_committed`]), and such a read answers from it: under exactly-once, the state
+//! of exactly the committed input, never of a transaction still open (or later aborted). The
+//! snapshot is one read transaction kept open from one commit to the next (so LMDB keeps the pages
+//! it sees for a commit interval), shared by the read-committed reads of the task, which take
+//! turns on it; it is dropped before a map resize, and read-committed reads then fail until the
+//! next commit pins a new one. Only LMDB stores have snapshots: a task with in-memory stores
+//! cannot be read this way.
+//!
 //! A reader holds its task's stores weakly: once the task's [`StateStores`] is dropped (the task
 //! closed or moved away), a read answers an error instead of keeping the state directory open.
 
@@ -69,6 +79,16 @@ impl fmt::Debug for StoreReader {
 }
 
 impl StateStores {
+    /// Pins a read snapshot of the stores' state as it is now, for
+    /// [`StoreReader::read_committed`]; the runtime calls it right after a Kafka commit (the
+    /// snapshot pinned before ends). Nothing to do without LMDB stores.
+    pub fn pin_committed(&self) -> Result<()> {
+        match &self.lmdb {
+            Some(l) => l.pin_committed(),
+            None => Ok(()),
+        }
+    }
+
     /// A reader of these stores for other threads (see [`StoreReader`]).
     ///
     /// The reader holds the stores weakly: once they are dropped, its reads fail with
@@ -127,6 +147,52 @@ impl StoreReader {
         out
     }
 
+    /// Runs `f` over the snapshot pinned after the task's last Kafka commit (see the module
+    /// docs): under exactly-once, the state of exactly the committed input. Fails with
+    /// [`Error::Store`] when there is none (no commit since the task started or since a map
+    /// resize, or pinning is off), when a store is in memory, and once the stores are closed.
+    pub fn read_committed<R>(&self, f: impl FnOnce(&StateTxn<'_>) -> Result<R>) -> Result<R> {
+        if self.inner.memory.is_some() {
+            let names = self.names(|s| s.get_backend() == super::Backend::InMemory);
+            return Err(Error::Store(format!(
+                "the in-memory stores {names} keep no snapshot: they cannot be read \
+                 read-committed (use LMDB stores)"
+            )));
+        }
+        let Some(lmdb) = &self.inner.lmdb else {
+            return Err(Error::Store("no stores to read".into()));
+        };
+        let lmdb = lmdb.upgrade().ok_or_else(|| self.closed())?;
+        let pinned = lmdb.committed();
+        let Some(snapshot) = pinned.as_ref() else {
+            return Err(Error::Store(format!(
+                "no committed snapshot of the stores {} yet (none since the task started, or \
+                 since the map grew): it is pinned at the next commit",
+                self.names(|_| true)
+            )));
+        };
+        let txn = StateTxn {
+            specs: &self.inner.specs,
+            slots: &self.inner.slots,
+            lmdb: Some(lmdb.pinned(snapshot)),
+            memory: RefCell::new(memory::MemoryTxn::empty()),
+            changelog: RefCell::new(Vec::new()),
+        };
+        let out = f(&txn);
+        drop(txn);
+        out
+    }
+
+    fn names(&self, which: impl Fn(&StoreSpec) -> bool) -> String {
+        self.inner
+            .specs
+            .iter()
+            .filter(|s| which(s))
+            .map(|s| format!("`{}`", s.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Whether the task's stores are closed (every read fails).
     pub fn is_closed(&self) -> bool {
         let lmdb_gone = self
@@ -148,13 +214,7 @@ impl StoreReader {
     }
 
     fn closed(&self) -> Error {
-        let names = self
-            .inner
-            .specs
-            .iter()
-            .map(|s| format!("`{}`", s.name()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let names = self.names(|_| true);
         Error::Store(format!(
             "the stores {names} are closed here (their task was closed or moved to another \
              thread or instance): get a new reader"
@@ -354,6 +414,94 @@ mod tests {
         // The reader kept neither the environment nor the directory's lock.
         let stores = open(dir.path(), Backend::Lmdb)?;
         assert_eq!(read_all(&stores.reader()?)?, vec![1; KEYS]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_read_committed_sees_the_snapshot_pinned_at_the_last_commit() -> Result<()> {
+        let dir = tempdir()?;
+        let mut stores = open(dir.path(), Backend::Lmdb)?;
+        let reader = stores.reader()?;
+        match reader.read_committed(|_| Ok(())) {
+            Err(Error::Store(m)) => assert!(m.contains("no committed snapshot"), "{m}"),
+            other => panic!("before a pin: {other:?}"),
+        }
+        write_batch(&mut stores, 1)?;
+        stores.pin_committed()?;
+        write_batch(&mut stores, 2)?;
+        let committed = |r: &StoreReader| {
+            r.read_committed(|txn| {
+                let counts = txn.store::<String, u64>("counts")?;
+                counts
+                    .iter()?
+                    .map(|e| e.map(|(_, v)| v))
+                    .collect::<Result<Vec<_>>>()
+            })
+        };
+        assert_eq!(committed(&reader)?, vec![1; KEYS], "the pinned batch");
+        assert_eq!(read_all(&reader)?, vec![2; KEYS], "the latest batch");
+        // From another thread too, and writes are refused.
+        let r = reader.clone();
+        let seen = std::thread::spawn(move || committed(&r))
+            .join()
+            .expect("the reading thread")?;
+        assert_eq!(seen, vec![1; KEYS]);
+        let put =
+            reader.read_committed(|txn| txn.store::<String, u64>("counts")?.put(&"k00".into(), &9));
+        assert!(matches!(put, Err(Error::Config(_))), "{put:?}");
+        stores.pin_committed()?;
+        assert_eq!(committed(&reader)?, vec![2; KEYS], "the next pin");
+        Ok(())
+    }
+
+    #[test]
+    fn the_map_grows_while_a_snapshot_is_pinned_and_read_committed_waits_for_the_next_pin()
+    -> Result<()> {
+        let dir = tempdir()?;
+        let options = LmdbOptions {
+            initial_map_size: 256 << 10,
+            ..LmdbOptions::default()
+        };
+        let specs = vec![StoreSpec::new::<String, String>("big")];
+        let mut stores = StateStores::open(dir.path(), specs, &options)?;
+        let reader = stores.reader()?;
+        let before = std::fs::metadata(dir.path().join("data.mdb"))
+            .map_err(|e| Error::io("stat", e))?
+            .len();
+        stores.pin_committed()?;
+        // Far more than the initial map: it grows (the pinned snapshot is dropped first).
+        for batch in 0..16 {
+            stores.transaction(|txn| {
+                let big = txn.store::<String, String>("big")?;
+                for i in 0..64 {
+                    big.put(&format!("{batch}-{i}"), &"x".repeat(1000))?;
+                }
+                Ok(())
+            })?;
+        }
+        let after = std::fs::metadata(dir.path().join("data.mdb"))
+            .map_err(|e| Error::io("stat", e))?
+            .len();
+        assert!(after > before, "the map grew: {before} -> {after}");
+        assert!(
+            matches!(reader.read_committed(|_| Ok(())), Err(Error::Store(_))),
+            "the snapshot was dropped for the resize"
+        );
+        stores.pin_committed()?;
+        let n =
+            reader.read_committed(|txn| Ok(txn.store::<String, String>("big")?.iter()?.count()))?;
+        assert_eq!(n, 16 * 64);
+        Ok(())
+    }
+
+    #[test]
+    fn in_memory_stores_cannot_be_read_committed() -> Result<()> {
+        let stores = StateStores::in_memory(vec![StoreSpec::new::<String, u64>("counts")])?;
+        stores.pin_committed()?;
+        match stores.reader()?.read_committed(|_| Ok(())) {
+            Err(Error::Store(m)) => assert!(m.contains("`counts`"), "{m}"),
+            other => panic!("{other:?}"),
+        }
         Ok(())
     }
 
