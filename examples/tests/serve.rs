@@ -1,6 +1,7 @@
 //! `wordcount --serve ADDR` (issue #16 §3, a contract): once the input is processed the counts
 //! are on stdout as without it, `serving on ADDR` is on stderr, and the counts are answered over
-//! HTTP (a real client: reqwest) until SIGTERM, after which the example exits cleanly and quietly.
+//! HTTP (a real client: reqwest) until SIGTERM or SIGINT, after which the example exits cleanly
+//! and quietly; on the embedded cluster and on a broker.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -34,13 +35,48 @@ fn loud(stderr: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The shared broker (`KSTREAMS_BOOTSTRAP`, as `scripts/test` sets it), else the one
+/// `scripts/kafka/kafka start` runs (idempotent).
+fn broker() -> String {
+    if let Ok(b) = std::env::var("KSTREAMS_BOOTSTRAP") {
+        return b;
+    }
+    let out = Command::new(repo_root().join("scripts/kafka/kafka"))
+        .arg("start")
+        .output()
+        .expect("scripts/kafka/kafka start");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// On the embedded cluster, stopped by SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wordcount_serves_its_counts_over_http_until_sigterm() {
+    serves_until(&[], libc::SIGTERM).await;
+}
+
+/// On a broker, stopped by SIGINT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wordcount_on_a_broker_serves_its_counts_over_http_until_sigint() {
+    serves_until(&["--brokers".to_owned(), broker()], libc::SIGINT).await;
+}
+
+async fn serves_until(args: &[String], signal: i32) {
     let root = repo_root();
     let mut child = Command::new(example_binary("wordcount"))
         .arg("--input")
         .arg(root.join("examples/data/sample.txt"))
         .args(["--serve", "127.0.0.1:0"])
+        .args(args)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -114,10 +150,10 @@ async fn wordcount_serves_its_counts_over_http_until_sigterm() {
     assert_eq!(status, 200);
     assert!(metrics.contains("kstreams_records_in_total"), "{metrics}");
 
-    // SIGTERM: a graceful stop, exit status 0, the counts printed once, nothing loud.
+    // The signal: a graceful stop, exit status 0, the counts printed once, nothing loud.
     let pid = i32::try_from(child.id()).expect("pid");
     // SAFETY: sending a signal to the child this test started.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     let out = child.wait_with_output().expect("wait");
     reader.join().expect("stderr reader");
     seen.extend(lines_rx.try_iter());
