@@ -10,6 +10,7 @@ pub mod error;
 pub(crate) mod exec;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod join;
 pub mod partitioner;
 pub mod policy;
 pub mod processor;
