@@ -116,3 +116,70 @@ async fn every_key_owner_is_found_before_and_after_one_instance_stops() {
     a.shutdown_handle().shutdown();
     run_a.await.expect("join").expect("run a");
 }
+
+/// The embedded mock cluster does not describe groups: a key this instance holds is still
+/// answered (local, with its own address), one it does not hold is an error naming the group,
+/// and neither waits for the cluster's timeout each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_embedded_cluster_local_keys_are_answered() {
+    let id = unique("metadata-embedded");
+    let (input, words, output) = (
+        format!("{id}-lines"),
+        format!("{id}-words"),
+        format!("{id}-counts"),
+    );
+    let state = tempfile::tempdir().expect("tempdir");
+    let server = HostInfo::new("127.0.0.1", 18_083);
+    let config = kstreams::kafka::AppConfig::new(&id)
+        .state_dir(state.path())
+        .handle_ctrl_c(false)
+        .application_server(server.to_string());
+    let topology =
+        kstreams_examples::wordcount::topology(&input, &words, &output).expect("topology");
+    let app = Arc::new(App::new(topology, config).expect("app"));
+    app.create_topics(&[
+        kstreams::kafka::TopicSpec::new(&input, 2),
+        kstreams::kafka::TopicSpec::new(&words, 2),
+        kstreams::kafka::TopicSpec::new(&output, 2),
+    ])
+    .await
+    .expect("topics");
+    let queries = app.queries();
+    // Before the app runs nothing is local, and the group cannot be described.
+    let began = std::time::Instant::now();
+    let e = tokio::task::spawn_blocking({
+        let q = queries.clone();
+        move || q.metadata_for_key(STORE, &"kafka".to_owned())
+    })
+    .await
+    .expect("join")
+    .expect_err("nothing local, no group description");
+    assert!(
+        e.to_string()
+            .contains(&format!("describing consumer group `{id}`")),
+        "{e}"
+    );
+    let first = began.elapsed();
+    let run = spawn(app.clone());
+    wait_for("every partition assigned", DONE, || {
+        app.status().assigned.len() == 4
+    })
+    .await;
+    let began = std::time::Instant::now();
+    for word in ["kafka", "streams", "lmdb"] {
+        let m = where_is(&app, word).await;
+        assert!(m.local, "{word}");
+        assert_eq!(m.active.as_ref(), Some(&server), "{word}");
+        assert_eq!(
+            m.partition,
+            kstreams::partitioner::partition_for_key(word.as_bytes(), 2)
+        );
+    }
+    let three = began.elapsed();
+    assert!(
+        first < Duration::from_secs(4) && three < Duration::from_secs(4),
+        "the cluster's timeout was waited for: {first:?}, then {three:?} for three keys"
+    );
+    app.shutdown_handle().shutdown();
+    run.await.expect("join").expect("run");
+}

@@ -274,7 +274,7 @@ impl GroupMetadata {
     }
 
     /// This instance's advertised address.
-    #[allow(dead_code)] // the HTTP server's, with the query handles
+    #[cfg_attr(not(feature = "http"), allow(dead_code))] // the HTTP server's
     pub(crate) fn local_server(&self) -> Option<&HostInfo> {
         self.inner.local_server.as_ref()
     }
