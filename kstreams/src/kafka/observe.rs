@@ -133,10 +133,11 @@ fn install_prometheus(addr: std::net::SocketAddr) -> Result<()> {
         }
         None => {}
     }
-    // Built on a runtime of its own, run by a thread of its own (the caller's runtime may be a
-    // short-lived or current-thread one), as `PrometheusBuilder::install` does without a
-    // runtime; built here so that the handle is kept for the HTTP server's `/metrics`.
-    let built = (|| {
+    // Built on a runtime of its own, run by a thread of its own, as `PrometheusBuilder::install`
+    // does without a runtime (the caller's may be a short-lived or current-thread one), and from
+    // a thread of its own (a runtime may not be dropped, on an error, inside the caller's);
+    // built here so that the handle is kept for the HTTP server's `/metrics`.
+    let built = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -155,7 +156,9 @@ fn install_prometheus(addr: std::net::SocketAddr) -> Result<()> {
             .spawn(move || runtime.block_on(exporter))
             .map_err(|e| e.to_string())?;
         Ok::<_, String>(handle)
-    })();
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the exporter's installer panicked".into()));
     let handle = built.map_err(|e| Error::Config(format!("Prometheus endpoint on {addr}: {e}")))?;
     *installed = Some((Some(addr), handle));
     tracing::info!(%addr, "Prometheus metrics at http://{addr}/metrics");
@@ -448,6 +451,25 @@ mod tests {
         assert!(!is_informational(&KafkaError::Global(
             RDKafkaErrorCode::AllBrokersDown
         )));
+    }
+
+    /// The HTTP server's `/metrics` renders the process's one recorder, and once it is
+    /// installed a Prometheus endpoint cannot install another: a config error saying why.
+    #[cfg(feature = "http")]
+    #[test]
+    fn the_http_server_and_a_prometheus_endpoint_share_one_recorder() {
+        let handle = prometheus_handle().expect("recorder");
+        metrics::counter!("kstreams_observe_test_total").increment(2);
+        assert!(
+            handle.render().contains("kstreams_observe_test_total 2"),
+            "{}",
+            handle.render()
+        );
+        let e = install_prometheus(([127, 0, 0, 1], 1).into()).expect_err("a second recorder");
+        assert!(
+            matches!(&e, Error::Config(m) if m.contains("127.0.0.1:1")),
+            "{e}"
+        );
     }
 
     /// A retry while a coordinator loads is information; other warnings stay warnings.
