@@ -334,6 +334,22 @@ impl Queries {
         self.registry.pin_committed.load(Ordering::Relaxed)
     }
 
+    /// Thread `owner` closed all its tasks and keeps the partitions of `ids` assigned (to
+    /// reopen them): those are restoring, its other tasks gone.
+    pub(crate) fn reopening(&self, owner: usize, ids: impl IntoIterator<Item = TaskId>) {
+        let mut st = self.write_state();
+        st.tasks.retain(|_, e| e.owner != owner);
+        for id in ids {
+            st.tasks.insert(
+                id,
+                Entry {
+                    owner,
+                    phase: Phase::Restoring(BTreeMap::new()),
+                },
+            );
+        }
+    }
+
     /// Thread `owner` closed all its tasks.
     pub(crate) fn all_gone(&self, owner: usize) {
         self.write_state().tasks.retain(|_, e| e.owner != owner);
@@ -826,6 +842,7 @@ mod tests {
             .map_err(|e| Error::Internal(e.to_string()))?;
         q.gone(0, [id]);
         q.all_gone(0);
+        q.reopening(0, []);
         assert_eq!(
             counts.get(&a).ok(),
             Some(Some(5)),
@@ -835,6 +852,16 @@ mod tests {
         drop(s);
         assert!(matches!(counts.get(&a), Err(QueryError::NotHere { .. })));
         q.gone(1, [id]);
+        assert!(matches!(counts.get(&a), Err(QueryError::NotHere { .. })));
+        // Closed and kept assigned (exactly-once recovery): restoring until reopened.
+        let s = stores(&[(&a, 6)])?;
+        q.running(1, id, s.reader()?);
+        q.reopening(1, [id]);
+        assert!(matches!(
+            counts.get(&a),
+            Err(QueryError::Restoring { lag: 0, .. })
+        ));
+        q.all_gone(1);
         assert!(matches!(counts.get(&a), Err(QueryError::NotHere { .. })));
         Ok(())
     }

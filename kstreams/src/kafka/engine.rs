@@ -537,7 +537,7 @@ impl Engine {
     /// Closes every task, running or restoring (after a final commit by the caller). The
     /// assignment stays as it is.
     pub(super) fn close_all(&mut self) -> Result<()> {
-        self.queries.queries.all_gone(self.queries.thread);
+        self.queries_closed_all();
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in ids {
             if let Some(r) = self.tasks.remove(&id) {
@@ -1191,6 +1191,17 @@ impl Engine {
             tracing::warn!(task = %id, error = %e, "cannot pin the committed state for \
                 read-committed queries; they answer the previous commit's state");
         }
+    }
+
+    /// Every task closed, the assignment kept (exactly-once recovery reopens them; at shutdown
+    /// `run_thread` removes them): restoring meanwhile, not "not here".
+    fn queries_closed_all(&self) {
+        let ids: BTreeSet<TaskId> = self
+            .assignment
+            .iter()
+            .filter_map(|(t, p)| self.task_id(t, *p))
+            .collect();
+        self.queries.queries.reopening(self.queries.thread, ids);
     }
 
     /// Tasks closed on revocation.

@@ -33,7 +33,9 @@
 //! read and the writer exclude each other on is a map resize, which LMDB allows only while no
 //! transaction of the process is open: reads hold the read side of `LmdbState::readers`, a resize
 //! the write side. Growth ahead of need is skipped while reads are open (the map still has room);
-//! only a batch that meets `MDB_MAP_FULL` waits for the open reads to end. The read-committed
+//! only a batch that meets `MDB_MAP_FULL` waits for the open reads to end. A thread takes the read
+//! side once however many reads it opens of one environment (`Reading`): a read opened inside
+//! another never waits for a resize that waits for the outer read. The read-committed
 //! snapshot a task may keep pinned between Kafka commits (`LmdbState::committed`) is simply
 //! dropped before a resize: read-committed reads then wait for the next commit's snapshot.
 
@@ -364,6 +366,19 @@ impl LmdbState {
         })
     }
 
+    /// Holds off resizes while a read of this thread is open (see the module docs).
+    pub(super) fn enter_read(&self) -> Reading<'_> {
+        let key = std::ptr::from_ref(self) as usize;
+        let held = GATES.with(|g| g.borrow().contains(&key));
+        let guard = if held {
+            None
+        } else {
+            Some(self.readers.read().unwrap_or_else(PoisonError::into_inner))
+        };
+        GATES.with(|g| g.borrow_mut().push(key));
+        Reading { key, _guard: guard }
+    }
+
     /// Pins a read snapshot of the state as it is now (right after a Kafka commit), replacing
     /// the one pinned before.
     pub(super) fn pin_committed(&self) -> Result<()> {
@@ -402,7 +417,7 @@ impl LmdbState {
 
     /// A read-only transaction, for a reader on any thread (see the module docs).
     pub(super) fn begin_read(&self) -> Result<LmdbTxn<'_>> {
-        let reading = self.readers.read().unwrap_or_else(PoisonError::into_inner);
+        let reading = self.enter_read();
         self.check_usable()?;
         let txn = self.env.read_txn().map_err(|e| self.err(e))?;
         Ok(LmdbTxn {
@@ -457,11 +472,36 @@ fn flush_group(
     Ok(())
 }
 
+thread_local! {
+    /// The environments (by address) whose `readers` read side this thread holds, once per
+    /// open [`Reading`].
+    static GATES: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An open read of this thread: the first of an environment holds the read side of its
+/// `readers` lock, the others nested in it count on it (a second `read()` of a `RwLock` on one
+/// thread would wait for a writer that waits for the first).
+pub(super) struct Reading<'s> {
+    key: usize,
+    _guard: Option<RwLockReadGuard<'s, ()>>,
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        GATES.with(|g| {
+            let mut g = g.borrow_mut();
+            if let Some(i) = g.iter().rposition(|k| *k == self.key) {
+                g.remove(i);
+            }
+        });
+    }
+}
+
 pub(super) struct LmdbTxn<'s> {
     state: &'s LmdbState,
     // Field order matters: the transaction ends before `readers` is released.
     txn: RefCell<Txn<'s>>,
-    _reading: Option<RwLockReadGuard<'s, ()>>,
+    _reading: Option<Reading<'s>>,
 }
 
 /// A task's write transaction, a reader's read transaction, or the pinned committed snapshot.

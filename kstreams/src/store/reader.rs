@@ -36,6 +36,12 @@ use std::sync::{Arc, RwLock, Weak};
 use super::{Slot, StateStores, StateTxn, StoreSpec, lmdb, memory};
 use crate::error::{Error, Result};
 
+thread_local! {
+    /// The reads open on this thread: (stores' address, read-committed, their transaction).
+    static OPEN: RefCell<Vec<(usize, bool, *const StateTxn<'static>)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
 /// Reads a task's stores from any thread: `Clone + Send + Sync`, from [`StateStores::reader`].
 ///
 /// Each [`read`](Self::read) is one read transaction: it sees the state after some whole batch
@@ -117,6 +123,10 @@ impl StoreReader {
     /// `txn.window_store`, ..., or a `#[store]` handle); they read one snapshot, and any write
     /// answers [`Error::Config`]. Fails with [`Error::Store`] once the task's stores are closed.
     pub fn read<R>(&self, f: impl FnOnce(&StateTxn<'_>) -> Result<R>) -> Result<R> {
+        if let Some(open) = self.open(false) {
+            // SAFETY: see `open`.
+            return f(unsafe { &*open });
+        }
         // The in-memory lock first: the task's writer holds it from before its LMDB commit to
         // after, so an LMDB snapshot taken while holding it is of the same batch.
         let memory = match &self.inner.memory {
@@ -142,9 +152,55 @@ impl StoreReader {
             memory: RefCell::new(memory_txn),
             changelog: RefCell::new(Vec::new()),
         };
-        let out = f(&txn);
+        let out = self.run_open(false, &txn, f);
         drop(txn);
         out
+    }
+
+    /// The stores' address: what nested reads are matched by.
+    fn key(&self) -> usize {
+        match (&self.inner.lmdb, &self.inner.memory) {
+            (Some(l), _) => l.as_ptr() as usize,
+            (None, Some(m)) => m.as_ptr() as usize,
+            (None, None) => Arc::as_ptr(&self.inner) as usize,
+        }
+    }
+
+    /// The transaction of a read of the same stores (and kind) open on this thread, if any: a
+    /// read inside another shares its transaction, so it never waits on a lock the outer one
+    /// holds (the in-memory lock, the pinned snapshot's) while a writer waits for the outer one.
+    ///
+    /// The pointer is valid while the entry is on the stack: `run_open` pushes it for the span of
+    /// the outer `f`, which borrows the transaction; anything that finds it runs on this thread
+    /// within that span (a read's `f` cannot keep the transaction past its return), and pops it
+    /// on return and on unwind.
+    fn open(&self, committed: bool) -> Option<*const StateTxn<'static>> {
+        let key = self.key();
+        OPEN.with(|o| {
+            o.borrow()
+                .iter()
+                .rev()
+                .find(|(k, c, _)| *k == key && *c == committed)
+                .map(|(_, _, t)| *t)
+        })
+    }
+
+    fn run_open<R>(
+        &self,
+        committed: bool,
+        txn: &StateTxn<'_>,
+        f: impl FnOnce(&StateTxn<'_>) -> Result<R>,
+    ) -> Result<R> {
+        struct Pop;
+        impl Drop for Pop {
+            fn drop(&mut self) {
+                OPEN.with(|o| o.borrow_mut().pop());
+            }
+        }
+        let erased = std::ptr::from_ref(txn).cast::<StateTxn<'static>>();
+        OPEN.with(|o| o.borrow_mut().push((self.key(), committed, erased)));
+        let _pop = Pop;
+        f(txn)
     }
 
     /// Runs `f` over the snapshot pinned after the task's last Kafka commit (see the module
@@ -162,7 +218,13 @@ impl StoreReader {
         let Some(lmdb) = &self.inner.lmdb else {
             return Err(Error::Store("no stores to read".into()));
         };
+        if let Some(open) = self.open(true) {
+            // SAFETY: see `open`.
+            return f(unsafe { &*open });
+        }
         let lmdb = lmdb.upgrade().ok_or_else(|| self.closed())?;
+        // As a plain read: a resize (which drops the snapshot) waits for it.
+        let _reading = lmdb.enter_read();
         let pinned = lmdb.committed();
         let Some(snapshot) = pinned.as_ref() else {
             return Err(Error::Store(format!(
@@ -178,7 +240,7 @@ impl StoreReader {
             memory: RefCell::new(memory::MemoryTxn::empty()),
             changelog: RefCell::new(Vec::new()),
         };
-        let out = f(&txn);
+        let out = self.run_open(true, &txn, f);
         drop(txn);
         out
     }
@@ -330,6 +392,45 @@ mod tests {
     #[test]
     fn an_in_memory_reader_on_other_threads_sees_whole_batches_only() -> Result<()> {
         reads_see_whole_batches_only(Backend::InMemory)
+    }
+
+    /// A task with an LMDB store and an in-memory store: one read sees one batch on both.
+    #[test]
+    fn a_read_of_both_backends_sees_one_batch_on_both() -> Result<()> {
+        let dir = tempdir()?;
+        let specs = vec![
+            StoreSpec::new::<String, u64>("disk"),
+            StoreSpec::new::<String, u64>("mem").backend(Backend::InMemory),
+        ];
+        let mut stores = StateStores::open(dir.path(), specs, &LmdbOptions::default())?;
+        let reader = stores.reader()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let checker = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || -> Result<u64> {
+                let mut reads = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let (d, m) = reader.read(|txn| {
+                        let d = txn.store::<String, u64>("disk")?.get("k")?;
+                        let m = txn.store::<String, u64>("mem")?.get("k")?;
+                        Ok((d, m))
+                    })?;
+                    assert_eq!(d, m, "the two backends at different batches");
+                    reads += 1;
+                }
+                Ok(reads)
+            })
+        };
+        for i in 1..=300u64 {
+            stores.transaction(|txn| {
+                txn.store::<String, u64>("disk")?.put(&"k".into(), &i)?;
+                txn.store::<String, u64>("mem")?.put(&"k".into(), &i)
+            })?;
+        }
+        stop.store(true, Ordering::SeqCst);
+        let reads = checker.join().expect("the reading thread")?;
+        assert!(reads > 0);
+        Ok(())
     }
 
     /// A read held open on another thread while the task commits batches: the writes do not
@@ -502,6 +603,107 @@ mod tests {
             Err(Error::Store(m)) => assert!(m.contains("`counts`"), "{m}"),
             other => panic!("{other:?}"),
         }
+        Ok(())
+    }
+
+    /// Runs `outer` on a thread with `reader`, and `write` on this one once `outer` signals that
+    /// it is open; `outer` gets a check that the writer is waiting (it sleeps a while) and must
+    /// return within 30 s.
+    fn nested_while_a_writer_waits<T: Send + 'static>(
+        stores: &mut StateStores,
+        outer: impl FnOnce(&mpsc::Sender<()>) -> Result<T> + Send + 'static,
+        write: impl FnOnce(&mut StateStores) -> Result<()>,
+    ) -> Result<T> {
+        let (open_tx, open_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(outer(&open_tx));
+        });
+        open_rx
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|e| Error::Internal(format!("the outer read did not open: {e}")))?;
+        // Blocks until the outer read ends (its nested read must not wait for this write).
+        write(stores)?;
+        done_rx
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|e| Error::Internal(format!("the reads did not end: {e}")))?
+    }
+
+    #[test]
+    fn a_read_inside_a_read_of_in_memory_stores_shares_it_while_the_writer_waits() -> Result<()> {
+        let dir = tempdir()?;
+        let mut stores = open(dir.path(), Backend::InMemory)?;
+        write_batch(&mut stores, 1)?;
+        let reader = stores.reader()?;
+        let (outer, inner) = nested_while_a_writer_waits(
+            &mut stores,
+            move |opened| {
+                reader.read(|txn| {
+                    let outer = txn.store::<String, u64>("counts")?.get("k00")?;
+                    opened
+                        .send(())
+                        .map_err(|e| Error::Internal(e.to_string()))?;
+                    // Long enough for the writer to be waiting for the lock this read holds.
+                    std::thread::sleep(Duration::from_millis(200));
+                    let inner = reader.read(|t| t.store::<String, u64>("counts")?.get("k00"))?;
+                    Ok((outer, inner))
+                })
+            },
+            |stores| write_batch(stores, 2),
+        )?;
+        assert_eq!((outer, inner), (Some(1), Some(1)), "one snapshot");
+        assert_eq!(read_all(&stores.reader()?)?, vec![2; KEYS]);
+        Ok(())
+    }
+
+    #[test]
+    fn reads_nested_in_a_read_committed_never_wait_for_a_resize_waiting_for_it() -> Result<()> {
+        let dir = tempdir()?;
+        let options = LmdbOptions {
+            initial_map_size: 64 << 10,
+            ..LmdbOptions::default()
+        };
+        let specs = vec![StoreSpec::new::<String, String>("big")];
+        let mut stores = StateStores::open(dir.path(), specs, &options)?;
+        stores.transaction(|txn| {
+            txn.store::<String, String>("big")?
+                .put(&"a".into(), &"1".into())
+        })?;
+        stores.pin_committed()?;
+        let reader = stores.reader()?;
+        let seen = nested_while_a_writer_waits(
+            &mut stores,
+            move |opened| {
+                reader.read_committed(|txn| {
+                    let committed = txn.store::<String, String>("big")?.get("a")?;
+                    opened
+                        .send(())
+                        .map_err(|e| Error::Internal(e.to_string()))?;
+                    // The writer meets MDB_MAP_FULL and waits for this read to resize.
+                    std::thread::sleep(Duration::from_millis(200));
+                    let plain = reader.read(|t| t.store::<String, String>("big")?.get("a"))?;
+                    let again =
+                        reader.read_committed(|t| t.store::<String, String>("big")?.get("a"))?;
+                    Ok((committed, plain, again))
+                })
+            },
+            |stores| {
+                // Far more than the map: it must grow, once the read ends.
+                stores.transaction(|txn| {
+                    let big = txn.store::<String, String>("big")?;
+                    for i in 0..400 {
+                        big.put(&format!("k{i}"), &"x".repeat(1000))?;
+                    }
+                    Ok(())
+                })
+            },
+        )?;
+        let one = Some("1".to_owned());
+        assert_eq!(seen, (one.clone(), one.clone(), one));
+        let n = stores
+            .reader()?
+            .read(|t| Ok(t.store::<String, String>("big")?.iter()?.count()))?;
+        assert_eq!(n, 401);
         Ok(())
     }
 
