@@ -407,6 +407,7 @@ impl Server {
             .route("/stores/{store}/keys/{key}", get(get_key))
             .route("/stores/{store}/range", get(get_range))
             .route("/metrics", get(metrics))
+            .fallback(no_route)
             .with_state(state)
     }
 
@@ -564,6 +565,18 @@ async fn get_range(
         Ok(e) => blocking(move || e.range(params.from.as_deref(), params.to.as_deref())).await,
         Err(r) => r,
     }
+}
+
+async fn no_route(uri: axum::http::Uri) -> Reply {
+    Reply::error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route `{}`: GET /stores/{{store}}/keys/{{key}}, /stores/{{store}}/range or \
+             /metrics",
+            uri.path()
+        ),
+        json!({}),
+    )
 }
 
 async fn metrics(State(routes): State<Arc<Routes>>) -> Response {
@@ -753,6 +766,15 @@ mod tests {
                 .as_str()
                 .unwrap_or_default()
                 .starts_with("no store `missing`"),
+            "{body}"
+        );
+        let (s, _, body) = call(&c, &format!("{base}/stores/counts")).await;
+        assert_eq!(s, 404);
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("no route `/stores/counts`"),
             "{body}"
         );
         // Known to the topology but not served as JSON, or not renderable: 415.
