@@ -12,6 +12,7 @@
 //! | `GET /stores/{store}/keys/{key}` | `200 {"key": .., "value": ..}`; `404 {"error": ..}` when the key is absent or the store unknown; `503 {"error": .., "status": "restoring", "partition": p, "lag": n}` while the key's partition restores here (with `Retry-After: 1`); `307` to the instance that holds the key |
 //! | `GET /stores/{store}/range?from=..&to=..` | `200 [{"key": .., "value": ..}, ..]`: the keys from `from` to `to` (both included, either may be left out) that this instance holds, in key order; `503` while one of its tasks of the store restores |
 //! | `GET /metrics` | the process's metrics in Prometheus' text format (the recorder of [`AppConfig::prometheus_endpoint`](crate::kafka::AppConfig::prometheus_endpoint) when an app set one, else one installed for this server) |
+//! | anything else | `404 {"error": ..}` naming the routes |
 //!
 //! Keys are read from the path through serde: the path segment (percent-decoded) is tried
 //! first as a JSON string, then as JSON, so a `String` key is the segment as it is and a `u64`
