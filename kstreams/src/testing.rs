@@ -23,6 +23,7 @@ use crate::policy::ErrorPolicies;
 use crate::record::{Headers, Origin, ProducerRecord, RawRecord, Record};
 use crate::serde::{DefaultSerde, Serde};
 use crate::store::{Position, StateStores};
+use crate::table::GlobalStores;
 use crate::task::{Task, TaskConfig, TaskId, TaskOutput};
 use crate::topology::Topology;
 
@@ -158,11 +159,18 @@ impl DriverBuilder {
         let mut config = TaskConfig::new(self.application_id, state_dir);
         config.in_memory_state = self.in_memory;
         config.errors = self.errors;
+        // One global `StateStores` for the instance, read by every task.
+        let globals = GlobalStores::open(&self.topology, Arc::new(config.clone()))?;
+        if let Some(g) = &globals {
+            config.global_stores = Some(g.reader()?);
+        }
         let mut driver = TopologyTestDriver {
             topology: self.topology,
+            globals,
             config: Arc::new(config),
             _tempdir: tempdir,
             tasks: BTreeMap::new(),
+            delivering: false,
             topics: BTreeMap::new(),
             partitions: self.partitions,
             consumed: BTreeMap::new(),
@@ -237,6 +245,11 @@ pub struct TopologyTestDriver {
     config: Arc<TaskConfig>,
     _tempdir: Option<tempfile::TempDir>,
     tasks: BTreeMap<TaskId, Task>,
+    /// The instance's global stores, which every task reads (dropped after the tasks).
+    globals: Option<GlobalStores>,
+    /// Delivering a task's output: a record for a global topic is applied without processing
+    /// what waits first.
+    delivering: bool,
     topics: BTreeMap<String, TopicLog>,
     partitions: BTreeMap<String, i32>,
     consumed: BTreeMap<(String, i32), usize>,
@@ -317,7 +330,43 @@ impl TopologyTestDriver {
             Error::Config(format!("topic `{topic}` has no partition {partition}"))
         })?;
         slot.push(record);
+        let offset = slot.len() - 1;
+        if self.globals.as_ref().is_some_and(|g| g.reads(topic)) {
+            self.apply_global(topic, partition, offset)?;
+        }
         Ok(())
+    }
+
+    /// Applies the record at `offset` of a global table's topic to the global stores, once
+    /// what was piped before it is processed (so it is seen by what is piped after it, and by
+    /// nothing before).
+    fn apply_global(&mut self, topic: &str, partition: i32, offset: usize) -> Result<()> {
+        if !self.delivering {
+            self.process()?;
+        }
+        let Some(r) = self
+            .topics
+            .get(topic)
+            .and_then(|l| l.partitions.get(partition as usize))
+            .and_then(|p| p.get(offset))
+        else {
+            return Err(Error::Internal(format!(
+                "no record at offset {offset} of `{topic}` partition {partition}"
+            )));
+        };
+        let raw = RawRecord {
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
+            timestamp: r.timestamp,
+            offset: offset as i64,
+            headers: r.headers.clone(),
+        };
+        let out = match &mut self.globals {
+            Some(g) => g.apply(topic, partition, std::slice::from_ref(&raw))?,
+            None => return Ok(()),
+        };
+        drop(raw);
+        self.deliver(out)
     }
 
     /// Appends raw bytes to a topic without processing them yet (see [`process`](Self::process)).
@@ -517,6 +566,13 @@ impl TopologyTestDriver {
     }
 
     fn deliver(&mut self, out: TaskOutput) -> Result<()> {
+        let delivering = std::mem::replace(&mut self.delivering, true);
+        let result = self.deliver_records(out);
+        self.delivering = delivering;
+        result
+    }
+
+    fn deliver_records(&mut self, out: TaskOutput) -> Result<()> {
         for r in out.records.into_iter().chain(out.changelog) {
             let ProducerRecord {
                 topic,
@@ -1642,6 +1698,7 @@ pub fn run_plain<K: 'static, V: 'static, R>(
             txn: txn.raw(),
             clocks: Clocks::default(),
             failures: &mut failures,
+            global: None,
         };
         let r = f(&mut ctx)?;
         Ok((r, std::mem::take(&mut outputs.records)))
