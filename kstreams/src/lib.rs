@@ -29,7 +29,7 @@ pub use error::{Error, Result};
 pub use policy::{ErrorPolicies, OnBadRecord};
 pub use processor::{BatchProcessor, PerRecord, Processor, ProcessorReturn, SliceOfOne};
 pub use record::{Headers, Origin, Record};
-pub use store::{Backend, KeyValue, KeyValueStore, StoreHandle, StoreSpec};
+pub use store::{Backend, KeyValue, KeyValueStore, StoreHandle, StoreSpec, VersionedKeyValue};
 pub use topology::{Stream, Topology, TopologyBuilder};
 pub use window::{SessionKeyValue, SessionWindowed, Window, WindowKeyValue, Windowed};
 

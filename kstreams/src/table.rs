@@ -186,6 +186,7 @@ fn kind_name(kind: StoreKind) -> &'static str {
         StoreKind::KeyValue => "key-value",
         StoreKind::Window { .. } => "window",
         StoreKind::Session { .. } => "session",
+        StoreKind::Versioned { .. } => "versioned",
     }
 }
 
@@ -655,7 +656,7 @@ impl GlobalStores {
                     continue;
                 }
                 if let Some(key) = r.key {
-                    txn.restore_raw(index, key, r.value)?;
+                    txn.restore_raw(index, key, r.value, r.timestamp)?;
                 }
             }
             txn.set_input_position(topic, partition, next_offset)?;

@@ -762,7 +762,7 @@ impl TopologyTestDriver {
         let kind_matches = match spec.kind() {
             crate::store::StoreKind::Window { .. } => !sessions,
             crate::store::StoreKind::Session { .. } => sessions,
-            crate::store::StoreKind::KeyValue => false,
+            crate::store::StoreKind::KeyValue | crate::store::StoreKind::Versioned { .. } => false,
         };
         if !kind_matches {
             return Err(Error::Store(format!(

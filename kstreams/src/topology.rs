@@ -1100,6 +1100,9 @@ pub(crate) fn describe_store(spec: &StoreSpec) -> String {
         crate::store::StoreKind::Session { retention_ms } => {
             format!("sessions kept {retention_ms} ms, ")
         }
+        crate::store::StoreKind::Versioned { history_ms } => {
+            format!("versions kept {history_ms} ms, ")
+        }
     };
     format!(
         "{kind}`{key}` → `{value}` on {}, {}",
