@@ -379,6 +379,19 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
         KeyValueStore::bind(txn, index)
     }
 
+    /// The global versioned store `name` (a versioned [`global_table`](
+    /// crate::TopologyBuilder::global_table)'s), read-only, as [`global_store`](
+    /// Self::global_store): reads as of a time with [`get_as_of`](
+    /// crate::store::VersionedStore::get_as_of) and [`get_batch_as_of`](
+    /// crate::store::VersionedStore::get_batch_as_of).
+    pub fn global_versioned_store<SK: 'static, SV: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<crate::store::VersionedStore<'a, SK, SV>> {
+        let (txn, index) = self.global_index(name)?;
+        crate::store::VersionedStore::bind(txn, index)
+    }
+
     fn global_index(&self, name: &str) -> Result<(&'a (dyn RawTxn + 'a), usize)> {
         let Some(global) = self.global else {
             return Err(Error::Config(format!(

@@ -24,7 +24,9 @@ use crate::exec::{Collector, TaskOutput};
 use crate::processor::BatchProcessor;
 use crate::record::{Origin, RawRecord, Record};
 use crate::serde::Serde;
-use crate::store::{Position, StateStores, StoreHandle, StoreKind, StoreReader, StoreSpec};
+use crate::store::{
+    Position, StateStores, StoreHandle, StoreKind, StoreReader, StoreSpec, VersionedPut,
+};
 use crate::task::TaskConfig;
 use crate::topology::{
     GlobalDef, NodeRole, RecordCheck, SourceOptions, Stream, Topology, TopologyBuilder,
@@ -163,18 +165,21 @@ impl<S: TableStore> GlobalTable<S> {
 enum TableKind {
     /// A key-value store: the latest value per key.
     Latest,
+    /// A versioned store: every version within its history, each at its record's timestamp.
+    Versioned,
 }
 
 /// The kind of table a store can hold, or why it cannot hold one.
 fn table_kind(spec: &StoreSpec, topic: &str) -> std::result::Result<TableKind, TopologyError> {
     match spec.kind() {
         StoreKind::KeyValue => Ok(TableKind::Latest),
+        StoreKind::Versioned { .. } => Ok(TableKind::Versioned),
         other => Err(TopologyError::InvalidTable {
             topic: topic.to_owned(),
             store: spec.name().to_owned(),
             reason: format!(
-                "a {} store cannot hold a table: declare it as `kstreams::KeyValue<K, V>` \
-                 (versioned tables need the versioned key-value store)",
+                "a {} store cannot hold a table: declare it as `kstreams::KeyValue<K, V>` or \
+                 `kstreams::VersionedKeyValue<K, V>`",
                 kind_name(other)
             ),
         }),
@@ -295,6 +300,7 @@ where
     ) -> Result<()> {
         match self.kind {
             TableKind::Latest => self.latest(records, ctx),
+            TableKind::Versioned => self.versioned(records, ctx),
         }
     }
 }
@@ -335,6 +341,63 @@ where
         }
         Ok(())
     }
+
+    /// A versioned table: each record is a version at its timestamp (a null value a tombstone
+    /// version); only a version that becomes the latest can change the table's current value
+    /// (Kafka Streams' `KTableSource` over a versioned store), and it forwards a change when it
+    /// does. A version older than the history is not put (counted, at DEBUG).
+    fn versioned(
+        &self,
+        records: &[Record<K, Option<V>>],
+        ctx: &mut Context<'_, K, Change<V>>,
+    ) -> Result<()> {
+        let store = ctx.versioned_store::<K, V>(self.spec.name())?;
+        let serdes = self.spec.serdes::<K, V>()?;
+        let forward = !ctx.node.children.is_empty();
+        for r in records {
+            let old = store.get(&r.key)?.map(|v| v.value);
+            match store.put(&r.key, r.value.as_ref(), r.timestamp)? {
+                VersionedPut::Latest => {}
+                VersionedPut::Older => continue,
+                VersionedPut::Expired => {
+                    expired_put(self.spec.name(), r);
+                    continue;
+                }
+            }
+            let changed = match (&r.value, &old) {
+                (None, None) => false,
+                (Some(new), Some(old)) => !same_value(serdes.value_serde(), new, old),
+                _ => true,
+            };
+            if forward && changed {
+                ctx.forward(r.derive(
+                    r.key.clone(),
+                    Change {
+                        new: r.value.clone(),
+                        old,
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A table record older than its versioned store's history: not put, so it changes nothing;
+/// counted and logged at DEBUG (Kafka Streams drops it with a metric too).
+fn expired_put<K, V>(store: &str, record: &Record<K, V>) {
+    let at = record
+        .origin
+        .as_ref()
+        .map_or_else(|| "a record".to_owned(), |o| o.to_string());
+    tracing::debug!(
+        store,
+        record = %at,
+        timestamp = record.timestamp,
+        "a table record older than the versioned store's history: not put"
+    );
+    metrics::counter!("kstreams_table_expired_puts_total", "store" => store.to_owned())
+        .increment(1);
 }
 
 impl TopologyBuilder {

@@ -860,6 +860,11 @@ impl Task {
     pub fn state_path(&self) -> Option<PathBuf> {
         self.state.path()
     }
+
+    /// A reader of the task's stores for other threads (interactive queries).
+    pub fn store_reader(&self) -> Result<crate::store::StoreReader> {
+        self.state.reader()
+    }
 }
 
 // Tasks move between worker threads: they and everything in them must be `Send`.

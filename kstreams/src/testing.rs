@@ -720,6 +720,53 @@ impl TopologyTestDriver {
             .collect()
     }
 
+    /// The version of `key` in the versioned store `name` valid at `as_of` (`None`: the
+    /// latest), from the task that holds the key, as
+    /// [`VersionedStore::get_as_of`](crate::store::VersionedStore::get_as_of) answers.
+    pub fn versioned_get<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        key: &K,
+        as_of: Option<i64>,
+    ) -> Result<Option<crate::store::VersionedRecord<V>>> {
+        let spec = self.store_spec(name)?;
+        if !matches!(spec.kind(), crate::store::StoreKind::Versioned { .. }) {
+            return Err(Error::Store(format!(
+                "store `{name}` is not a versioned store ({:?})",
+                spec.kind()
+            )));
+        }
+        for task in self.tasks.values() {
+            if !task.stores().iter().any(|s| s.name() == name) {
+                continue;
+            }
+            let found = task.store_reader()?.read(|txn| {
+                let store = txn.versioned_store::<K, V>(name)?;
+                match as_of {
+                    Some(t) => store.get_as_of(key, t),
+                    None => store.get(key),
+                }
+            })?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every entry of the global key-value store `name` (a
+    /// [`global_table`](crate::TopologyBuilder::global_table)'s), ordered by key bytes.
+    pub fn global_store<K: 'static, V: 'static>(&mut self, name: &str) -> Result<Vec<(K, V)>> {
+        let Some(globals) = &self.globals else {
+            return Err(Error::Store(format!(
+                "the topology has no global store `{name}`: it has no global tables"
+            )));
+        };
+        globals
+            .reader()?
+            .read(|txn| txn.store::<K, V>(name)?.iter()?.collect())
+    }
+
     fn store_spec(&self, name: &str) -> Result<crate::store::StoreSpec> {
         self.topology
             .stores()

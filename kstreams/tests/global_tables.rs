@@ -132,6 +132,13 @@ fn every_task_reads_the_global_table_as_piped_before_its_records() -> Result<()>
             ],
             "in memory: {in_memory}"
         );
+        assert_eq!(
+            d.global_store::<String, String>("currencies")?,
+            vec![
+                ("EUR".to_owned(), "Euro".to_owned()),
+                ("JPY".to_owned(), "yen".to_owned())
+            ]
+        );
         // Both payment partitions were used, and no task holds the global store.
         assert_eq!(d.tasks().count(), 2);
         assert!(d.store::<String, String>("currencies").is_err());
@@ -290,5 +297,92 @@ fn a_topology_of_global_tables_only_builds() -> Result<()> {
     assert!(topology.subtopologies().is_empty());
     let mut d = TopologyTestDriver::new(topology)?;
     d.pipe("currencies", "EUR".to_owned(), "euro".to_owned())?;
+    Ok(())
+}
+
+/// A versioned global store, written by hand until `#[store]` takes `history = ".."`.
+struct Rates<'t>(std::marker::PhantomData<&'t ()>);
+
+impl<'t> kstreams::StoreHandle<'t> for Rates<'t> {
+    const NAME: &'static str = "rates";
+    type Key = String;
+    type Value = u64;
+    fn spec() -> kstreams::StoreSpec {
+        kstreams::StoreSpec::new::<String, u64>("rates")
+            .versioned(std::time::Duration::from_secs(3600))
+            .expect("a valid history")
+    }
+    fn bind(_: kstreams::KeyValueStore<'t, String, u64>) -> Self {
+        Rates(std::marker::PhantomData)
+    }
+}
+impl TableStore for Rates<'static> {}
+
+/// A payment (value: currency) with the rate valid at the payment's time.
+#[derive(Clone)]
+struct RateAsOf;
+
+impl BatchProcessor<String, String> for RateAsOf {
+    type OutKey = String;
+    type OutValue = String;
+
+    fn init(&mut self, ctx: &mut InitContext<'_>) -> Result<()> {
+        ctx.require_global_store::<String, u64>("rates")
+    }
+
+    fn process_batch(
+        &mut self,
+        records: &[Record<String, String>],
+        ctx: &mut Context<'_, String, String>,
+    ) -> Result<()> {
+        let rates = ctx.global_versioned_store::<String, u64>("rates")?;
+        let keys: Vec<(String, i64)> = records
+            .iter()
+            .map(|r| (r.value.clone(), r.timestamp))
+            .collect();
+        let found = rates.get_batch_as_of(&keys)?;
+        for (r, rate) in records.iter().zip(found) {
+            let rate = rate.map_or_else(|| "?".to_owned(), |v| v.value.to_string());
+            ctx.forward(r.derive(r.key.clone(), rate));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_versioned_global_table_answers_as_of_the_records_time() -> Result<()> {
+    let mut t = Topology::builder();
+    let _ = t.global_table::<Rates<'static>>("rates");
+    let payments = t.source::<String, String>("payments");
+    let rated = t.add(RateAsOf, &payments);
+    t.sink("named", &rated);
+    let mut d = TopologyTestDriver::new(t.build()?)?;
+    d.pipe_batch(
+        "rates",
+        [
+            Record::new("EUR".to_owned(), Some(10u64)).with_timestamp(100),
+            Record::new("EUR".to_owned(), Some(12u64)).with_timestamp(300),
+            // Out of order: lands in its place in the history.
+            Record::new("EUR".to_owned(), Some(11u64)).with_timestamp(200),
+        ],
+    )?;
+    d.pipe_batch(
+        "payments",
+        [
+            at("p0", "EUR", 50),
+            at("p1", "EUR", 150),
+            at("p2", "EUR", 250),
+            at("p3", "EUR", 350),
+        ],
+    )?;
+    assert_eq!(
+        named(&mut d),
+        vec![
+            ("p0".to_owned(), "?".to_owned()),
+            ("p1".to_owned(), "10".to_owned()),
+            ("p2".to_owned(), "11".to_owned()),
+            ("p3".to_owned(), "12".to_owned()),
+        ]
+    );
     Ok(())
 }

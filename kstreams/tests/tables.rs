@@ -272,3 +272,78 @@ fn a_table_value_that_cannot_be_read_goes_through_the_deserialization_policy() {
         vec![("pear".to_owned(), 2)]
     );
 }
+
+/// A versioned table's store, written by hand until `#[store]` takes `history = ".."` (the
+/// store helper's macros): one hour of history.
+struct VersionedPrices<'t>(std::marker::PhantomData<&'t ()>);
+
+impl<'t> kstreams::StoreHandle<'t> for VersionedPrices<'t> {
+    const NAME: &'static str = "versioned-prices";
+    type Key = String;
+    type Value = u64;
+    fn spec() -> kstreams::StoreSpec {
+        kstreams::StoreSpec::new::<String, u64>("versioned-prices")
+            .versioned(std::time::Duration::from_secs(3600))
+            .expect("a valid history")
+    }
+    fn bind(_: kstreams::KeyValueStore<'t, String, u64>) -> Self {
+        VersionedPrices(std::marker::PhantomData)
+    }
+}
+impl TableStore for VersionedPrices<'static> {}
+
+fn versioned_prices_with_changes() -> Topology {
+    let mut t = Topology::builder();
+    let prices = t.table::<VersionedPrices<'static>>("prices");
+    let shown = t.add_named("show", processor::map(show), prices.changes());
+    t.sink("price-changes", &shown);
+    t.build().expect("topology")
+}
+
+#[test]
+fn a_versioned_table_keeps_versions_and_forwards_only_changes_of_the_latest() -> kstreams::Result<()>
+{
+    let mut d = TopologyTestDriver::new(versioned_prices_with_changes())?;
+    d.pipe_batch(
+        "prices",
+        [
+            at("apple", Some(3u64), 100),
+            at("apple", Some(5), 300),
+            // Older than the latest: lands in the history, the current value stays 5.
+            at("apple", Some(4), 200),
+            // The same value, later: no change.
+            at("apple", Some(5), 400),
+            // A tombstone version.
+            at("apple", None, 500),
+            // A tombstone for a key without a value: no change.
+            at("pear", None, 500),
+            // Older than stream time − history: not put.
+            at("apple", Some(9), 500 - 3_600_000 - 1),
+        ],
+    )?;
+    assert_eq!(
+        changes(&mut d),
+        vec![
+            ("apple".to_owned(), "- -> 3".to_owned(), 100),
+            ("apple".to_owned(), "3 -> 5".to_owned(), 300),
+            ("apple".to_owned(), "5 -> -".to_owned(), 500),
+        ]
+    );
+    let apple = "apple".to_owned();
+    let value_at = |d: &mut TopologyTestDriver, t: i64| {
+        d.versioned_get::<String, u64>("versioned-prices", &apple, Some(t))
+            .expect("read")
+            .map(|v| (v.value, v.timestamp, v.valid_to))
+    };
+    assert_eq!(value_at(&mut d, 99), None);
+    assert_eq!(value_at(&mut d, 150), Some((3, 100, Some(200))));
+    assert_eq!(value_at(&mut d, 250), Some((4, 200, Some(300))));
+    assert_eq!(value_at(&mut d, 450), Some((5, 400, Some(500))));
+    assert_eq!(value_at(&mut d, 600), None);
+    assert_eq!(
+        d.versioned_get::<String, u64>("versioned-prices", &apple, None)?
+            .map(|v| v.value),
+        None
+    );
+    Ok(())
+}
