@@ -347,3 +347,34 @@ fn a_versioned_table_keeps_versions_and_forwards_only_changes_of_the_latest() ->
     );
     Ok(())
 }
+
+#[test]
+fn a_table_and_its_readers_are_split_invariant() -> kstreams::Result<()> {
+    use kstreams::testing::{SplitInput, check_split_invariance};
+    let mut t = Topology::builder();
+    let prices = t.table::<Prices<'static>>("prices");
+    let shown = t.add_named("show", processor::map(show), prices.changes());
+    t.sink("price-changes", &shown);
+    let orders = t.source::<String, u64>("orders");
+    let priced = t.add(price_order, &orders);
+    t.sink("priced", &priced);
+    let topology = t.build()?;
+    let keys = ["apple", "pear", "plum", "kiwi"];
+    let input = SplitInput::new()
+        .partitions("prices", 2)
+        .partitions("orders", 2)
+        .partitions("priced", 2)
+        .partitions("price-changes", 2)
+        .records(
+            "prices",
+            (0..120).map(|i: i64| {
+                let value = (i % 7 != 3).then_some((i % 4) as u64);
+                at(keys[(i % 4) as usize], value, i * 10)
+            }),
+        )?
+        .records(
+            "orders",
+            (0..120).map(|i: i64| at(keys[(i % 3) as usize], (i % 5) as u64, i * 10 + 5)),
+        )?;
+    check_split_invariance(&topology, &input, 7, 4)
+}
