@@ -8,6 +8,7 @@ pub mod aggregate;
 pub mod context;
 pub mod error;
 pub(crate) mod exec;
+pub mod join;
 pub mod partitioner;
 pub mod policy;
 pub mod processor;

@@ -315,6 +315,13 @@ impl StoreSpec {
         self.dead_letters_late
     }
 
+    /// The same store with its operator's late records dead-lettered or not (the stream-stream
+    /// join's window stores: `JoinWindows::on_late`).
+    pub(crate) fn with_late_dead_letters(mut self, on: bool) -> Self {
+        self.dead_letters_late = on;
+        self
+    }
+
     /// The store's kind: key-value, window or session.
     pub fn kind(&self) -> StoreKind {
         self.kind
