@@ -153,10 +153,18 @@ fn a_table_whose_changes_nobody_reads_builds_and_materializes() -> kstreams::Res
     );
     let mut d = TopologyTestDriver::new(topology)?;
     d.pipe("prices", "apple".to_owned(), Some(7u64))?;
+    // A value, not an `Option`, may be piped too (it is never a null).
+    d.pipe("prices", "fig".to_owned(), 2u64)?;
     assert_eq!(
         d.store::<String, u64>("prices")?,
-        vec![("apple".to_owned(), 7)]
+        vec![("apple".to_owned(), 7), ("fig".to_owned(), 2)]
     );
+    // Other types are refused, naming the table's.
+    let err = d
+        .pipe("prices", "fig".to_owned(), "two".to_owned())
+        .expect_err("not the table's types")
+        .to_string();
+    assert!(err.contains("Option<u64>"), "{err}");
     Ok(())
 }
 
