@@ -1033,7 +1033,7 @@ pub(crate) fn check_topic_types(
         return Ok(());
     }
     for spec in topology.stores() {
-        if config.changelog_topic(spec.name()) == topic {
+        if spec.changelog_enabled() && config.changelog_topic(spec.name()) == topic {
             let types = spec.type_names();
             if types == wanted {
                 return Ok(());
@@ -1058,6 +1058,7 @@ pub(crate) fn check_topic_types(
             topology
                 .stores()
                 .iter()
+                .filter(|s| s.changelog_enabled())
                 .map(|s| config.changelog_topic(s.name())),
         )
         .collect();
