@@ -432,7 +432,8 @@ impl TopologyBuilder {
         S::Key: Clone + Send,
         S::Value: Clone + Send,
     {
-        let spec = S::spec();
+        // The table's topic is its store's changelog: no changelog topic of its own.
+        let spec = S::spec().changelog_from_source(topic);
         let kind = match table_kind(&spec, topic) {
             Ok(kind) => kind,
             Err(e) => {
@@ -500,7 +501,6 @@ impl TopologyBuilder {
     ///
     /// #[kstreams::store(name = "currencies")]
     /// type Currencies = kstreams::KeyValue<String, String>;
-    /// # impl kstreams::table::TableStore for Currencies<'static> {}
     ///
     /// /// A payment with its currency's name, from the global table.
     /// #[derive(Clone)]
@@ -538,7 +538,8 @@ impl TopologyBuilder {
         S::Key: Send,
         S::Value: Send,
     {
-        let spec = S::spec();
+        // The table's topic is its store's changelog: no changelog topic of its own.
+        let spec = S::spec().changelog_from_source(topic);
         if let Err(e) = table_kind(&spec, topic) {
             self.record_error(e);
         }

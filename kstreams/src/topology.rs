@@ -782,9 +782,23 @@ impl TopologyBuilder {
             .position(|s| s.name() == spec.name())
         {
             let existing = &self.declared_stores[i];
-            if !existing.same_as(&spec) {
-                self.errors
-                    .push(store_conflict(existing, &self.declared_by[i], &spec, &by));
+            if existing.same_as(&spec) {
+                return;
+            }
+            // A table's store, declared by a processor that reads it as its handle's plain
+            // spec: the table's declaration (its topic as changelog) stands.
+            match (existing.source_changelog(), spec.source_changelog()) {
+                (Some(topic), None)
+                    if existing.same_as(&spec.clone().changelog_from_source(topic)) => {}
+                (None, Some(topic))
+                    if spec.same_as(&existing.clone().changelog_from_source(topic)) =>
+                {
+                    self.declared_stores[i] = spec;
+                    self.declared_by[i] = by;
+                }
+                _ => self
+                    .errors
+                    .push(store_conflict(existing, &self.declared_by[i], &spec, &by)),
             }
         } else {
             self.declared_stores.push(spec);
@@ -1110,10 +1124,10 @@ pub(crate) fn describe_store(spec: &StoreSpec) -> String {
             crate::store::Backend::Lmdb => "LMDB",
             crate::store::Backend::InMemory => "the in-memory backend",
         },
-        if spec.changelog_enabled() {
-            "with a changelog"
-        } else {
-            "without a changelog"
+        match spec.source_changelog() {
+            Some(topic) => format!("with its source topic `{topic}` as changelog"),
+            None if spec.changelog_enabled() => "with a changelog".to_owned(),
+            None => "without a changelog".to_owned(),
         }
     )
 }
@@ -1142,6 +1156,9 @@ fn store_conflict(
     }
     if first.kind() != second.kind() {
         differ.push("kinds (key-value, window or session; size; retention)");
+    }
+    if first.source_changelog() != second.source_changelog() {
+        differ.push("source topics (a table's store is materialized from one topic)");
     }
     if differ.is_empty() {
         // Same type names, different types (two types of one name in different crates).

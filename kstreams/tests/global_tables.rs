@@ -2,7 +2,6 @@
 //! instance, read by any task, updated in the order records are piped; a processor that reads
 //! a global store the topology lacks fails the build.
 
-use kstreams::table::TableStore;
 use kstreams::testing::TopologyTestDriver;
 use kstreams::topology::TopologyError;
 use kstreams::{
@@ -14,10 +13,6 @@ type Currencies = kstreams::KeyValue<String, String>;
 
 #[store(name = "seen")]
 type Seen = kstreams::KeyValue<String, u64>;
-
-// Stand-ins until `#[store]` implements `TableStore` by itself (the store helper's macros).
-impl TableStore for Currencies<'static> {}
-impl TableStore for Seen<'static> {}
 
 /// A payment (key: id, value: currency code) with its currency's name, from the global
 /// store `store` read as `String` → `V`.
@@ -300,23 +295,9 @@ fn a_topology_of_global_tables_only_builds() -> Result<()> {
     Ok(())
 }
 
-/// A versioned global store, written by hand until `#[store]` takes `history = ".."`.
-struct Rates<'t>(std::marker::PhantomData<&'t ()>);
-
-impl<'t> kstreams::StoreHandle<'t> for Rates<'t> {
-    const NAME: &'static str = "rates";
-    type Key = String;
-    type Value = u64;
-    fn spec() -> kstreams::StoreSpec {
-        kstreams::StoreSpec::new::<String, u64>("rates")
-            .versioned(std::time::Duration::from_secs(3600))
-            .expect("a valid history")
-    }
-    fn bind(_: kstreams::KeyValueStore<'t, String, u64>) -> Self {
-        Rates(std::marker::PhantomData)
-    }
-}
-impl TableStore for Rates<'static> {}
+/// A versioned global store: one hour of history.
+#[store(name = "rates", history = "1h")]
+type Rates = kstreams::VersionedKeyValue<String, u64>;
 
 /// A payment (value: currency) with the rate valid at the payment's time.
 #[derive(Clone)]

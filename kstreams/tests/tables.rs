@@ -297,24 +297,9 @@ fn a_table_value_that_cannot_be_read_goes_through_the_deserialization_policy() {
     );
 }
 
-/// A versioned table's store, written by hand until `#[store]` takes `history = ".."` (the
-/// store helper's macros): one hour of history.
-struct VersionedPrices<'t>(std::marker::PhantomData<&'t ()>);
-
-impl<'t> kstreams::StoreHandle<'t> for VersionedPrices<'t> {
-    const NAME: &'static str = "versioned-prices";
-    type Key = String;
-    type Value = u64;
-    fn spec() -> kstreams::StoreSpec {
-        kstreams::StoreSpec::new::<String, u64>("versioned-prices")
-            .versioned(std::time::Duration::from_secs(3600))
-            .expect("a valid history")
-    }
-    fn bind(_: kstreams::KeyValueStore<'t, String, u64>) -> Self {
-        VersionedPrices(std::marker::PhantomData)
-    }
-}
-impl TableStore for VersionedPrices<'static> {}
+/// A versioned table's store: one hour of history.
+#[store(name = "versioned-prices", history = "1h")]
+type VersionedPrices = kstreams::VersionedKeyValue<String, u64>;
 
 fn versioned_prices_with_changes() -> Topology {
     let mut t = Topology::builder();
@@ -401,4 +386,55 @@ fn a_table_and_its_readers_are_split_invariant() -> kstreams::Result<()> {
             (0..120).map(|i: i64| at(keys[(i % 3) as usize], (i % 5) as u64, i * 10 + 5)),
         )?;
     check_split_invariance(&topology, &input, 7, 4)
+}
+
+#[test]
+fn a_tables_topic_is_its_stores_changelog() -> kstreams::Result<()> {
+    let mut t = Topology::builder();
+    // The reader first, the table after: either order declares the table's store.
+    let orders = t.source::<String, u64>("orders");
+    let priced = t.add(price_order, &orders);
+    t.sink("priced", &priced);
+    let prices = t.table::<Prices<'static>>("prices");
+    assert_eq!(prices.spec().source_changelog(), Some("prices"));
+    assert!(!prices.spec().changelog_enabled());
+    let topology = t.build()?;
+    let declared = topology
+        .stores()
+        .iter()
+        .find(|s| s.name() == "prices")
+        .expect("the table's store");
+    assert_eq!(declared.source_changelog(), Some("prices"));
+    let mut d = TopologyTestDriver::new(topology)?;
+    d.pipe("prices", "apple".to_owned(), Some(3u64))?;
+    d.pipe("orders", "apple".to_owned(), 2u64)?;
+    assert_eq!(d.read_output::<String, String>("priced")?[0].value, "6");
+    // No changelog topic of its own was written.
+    assert!(
+        !d.topic_names().iter().any(|t| t.ends_with("-changelog")),
+        "{:?}",
+        d.topic_names()
+    );
+    Ok(())
+}
+
+#[test]
+fn two_tables_in_one_store_are_a_store_conflict_naming_their_topics() {
+    let mut t = Topology::builder();
+    let _ = t.table::<Prices<'static>>("prices");
+    let _ = t.table::<Prices<'static>>("more-prices");
+    match t.build() {
+        Err(TopologyError::StoreConflict {
+            name,
+            first,
+            second,
+            differ,
+        }) => {
+            assert_eq!(name, "prices");
+            assert!(differ.contains("source topics"), "{differ}");
+            assert!(first.contains("source topic `prices`"), "{first}");
+            assert!(second.contains("source topic `more-prices`"), "{second}");
+        }
+        other => panic!("expected a store conflict, got {other:?}"),
+    }
 }
