@@ -1563,7 +1563,6 @@ impl Topology {
                     NodeKind::Processor => {
                         let label = match &n.role {
                             NodeRole::Table { .. } => format!("table {}", n.name),
-                            NodeRole::Merge => format!("merge {}", n.name),
                             _ => n.name.to_string(),
                         };
                         let _ = writeln!(out, "    {}[\"{label}\"]", id("node", &n.name));
@@ -1579,15 +1578,16 @@ impl Topology {
                     }
                     NodeKind::Sink { topic } => {
                         let _ = writeln!(out, "    {}[\"{}\"]", id("node", &n.name), n.name);
-                        // A repartition topic is one node, written here and read by the source
-                        // of another sub-topology.
-                        let (to, shown) = match &n.role {
-                            NodeRole::RepartitionSink { .. } => {
-                                (id("topic", topic), format!("repartition {topic}"))
+                        // A repartition topic is one node, drawn in the sub-topology whose
+                        // source reads it: the sink only points at it.
+                        let to = match &n.role {
+                            NodeRole::RepartitionSink { .. } => id("topic", topic),
+                            _ => {
+                                let to = id("out", topic);
+                                let _ = writeln!(out, "    {to}([\"{topic}\"])");
+                                to
                             }
-                            _ => (id("out", topic), topic.to_string()),
                         };
-                        let _ = writeln!(out, "    {to}([\"{shown}\"])");
                         let _ = writeln!(out, "    {} --> {to}", id("node", &n.name));
                     }
                 }

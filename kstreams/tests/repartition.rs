@@ -89,6 +89,13 @@ fn a_repartition_topic_is_named_from_the_application_id() {
         mermaid.contains("topic_wc_words_repartition --> node_words_repartition_source"),
         "{mermaid}"
     );
+    assert_eq!(
+        mermaid
+            .matches("topic_wc_words_repartition([\"repartition wc-words-repartition\"])")
+            .count(),
+        1,
+        "{mermaid}"
+    );
 }
 
 #[test]
