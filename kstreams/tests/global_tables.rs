@@ -367,3 +367,36 @@ fn a_versioned_global_table_answers_as_of_the_records_time() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_global_table_and_its_readers_are_split_invariant() -> Result<()> {
+    use kstreams::testing::{SplitInput, check_split_invariance};
+    let codes = ["EUR", "CHF", "JPY"];
+    let mut input = SplitInput::new()
+        .partitions("currencies", 2)
+        .partitions("payments", 3)
+        .partitions("named", 3);
+    // Table updates and payments interleaved, in rounds: each payment sees the updates piped
+    // before it, however the payments are cut into batches.
+    for round in 0..10i64 {
+        input = input
+            .records(
+                "currencies",
+                (0..3).map(|i: i64| {
+                    let name = ((round + i) % 4 != 3).then(|| format!("name{round}-{i}"));
+                    Record::new(codes[i as usize].to_owned(), name).with_timestamp(round * 10)
+                }),
+            )?
+            .records(
+                "payments",
+                (0..9).map(|i: i64| {
+                    at(
+                        &format!("p{round}-{i}"),
+                        codes[(i % 3) as usize],
+                        round * 10 + i,
+                    )
+                }),
+            )?;
+    }
+    check_split_invariance(&payments_named(), &input, 5, 4)
+}
