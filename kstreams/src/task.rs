@@ -865,6 +865,12 @@ impl Task {
     pub fn store_reader(&self) -> Result<crate::store::StoreReader> {
         self.state.reader()
     }
+
+    /// Pins a snapshot of the task's committed state for read-committed queries (the runtime
+    /// calls it right after a Kafka commit; see [`StateStores::pin_committed`]).
+    pub fn pin_committed(&self) -> Result<()> {
+        self.state.pin_committed()
+    }
 }
 
 // Tasks move between worker threads: they and everything in them must be `Send`.
