@@ -351,10 +351,15 @@ mod tests {
         let mut stores = open(dir.path(), backend)?;
         let reader = stores.reader()?;
         let stop = Arc::new(AtomicBool::new(false));
+        // Reads done so far by each reader: the writer waits, halfway, until every reader has
+        // read at least once, so each reads while batches are written however the threads are
+        // scheduled on a loaded machine.
+        let started: Arc<[std::sync::atomic::AtomicU64; 2]> = Arc::new(Default::default());
         let readers: Vec<_> = (0..2)
-            .map(|_| {
+            .map(|n| {
                 let reader = reader.clone();
                 let stop = Arc::clone(&stop);
+                let started = Arc::clone(&started);
                 std::thread::spawn(move || -> Result<(u64, u64)> {
                     let (mut last, mut reads) = (0, 0);
                     loop {
@@ -370,6 +375,7 @@ mod tests {
                             last = *first;
                         }
                         reads += 1;
+                        started[n].store(reads, Ordering::SeqCst);
                         if done {
                             return Ok((last, reads));
                         }
@@ -379,6 +385,11 @@ mod tests {
             .collect();
         for i in 1..=BATCHES {
             write_batch(&mut stores, i)?;
+            if i == BATCHES / 2 {
+                while started.iter().any(|r| r.load(Ordering::SeqCst) == 0) {
+                    std::thread::yield_now();
+                }
+            }
         }
         stop.store(true, Ordering::SeqCst);
         for r in readers {
@@ -410,11 +421,14 @@ mod tests {
         let mut stores = StateStores::open(dir.path(), specs, &LmdbOptions::default())?;
         let reader = stores.reader()?;
         let stop = Arc::new(AtomicBool::new(false));
+        let first = Arc::new(AtomicBool::new(false));
         let checker = {
             let stop = Arc::clone(&stop);
+            let first = Arc::clone(&first);
             std::thread::spawn(move || -> Result<u64> {
                 let mut reads = 0;
-                while !stop.load(Ordering::SeqCst) {
+                loop {
+                    let done = stop.load(Ordering::SeqCst);
                     let (d, m) = reader.read(|txn| {
                         let d = txn.store::<String, u64>("disk")?.get("k")?;
                         let m = txn.store::<String, u64>("mem")?.get("k")?;
@@ -422,8 +436,11 @@ mod tests {
                     })?;
                     assert_eq!(d, m, "the two backends at different batches");
                     reads += 1;
+                    first.store(true, Ordering::SeqCst);
+                    if done {
+                        return Ok(reads);
+                    }
                 }
-                Ok(reads)
             })
         };
         for i in 1..=300u64 {
@@ -431,10 +448,15 @@ mod tests {
                 txn.store::<String, u64>("disk")?.put(&"k".into(), &i)?;
                 txn.store::<String, u64>("mem")?.put(&"k".into(), &i)
             })?;
+            // Halfway, until the reader has read once: it reads while batches are written,
+            // however the threads are scheduled on a loaded machine.
+            while i == 150 && !first.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
         }
         stop.store(true, Ordering::SeqCst);
         let reads = checker.join().expect("the reading thread")?;
-        assert!(reads > 0);
+        assert!(reads > 1, "{reads}");
         Ok(())
     }
 
