@@ -14,7 +14,6 @@
 //! (`store`) or the task's order of inputs (`task`); the lookup joins read a table through its
 //! store handle.
 
-mod standin; // J1 TEMPORARY: until Context::global_store lands
 mod stream_stream;
 mod stream_table;
 mod table_table;
