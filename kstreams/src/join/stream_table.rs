@@ -516,6 +516,35 @@ where
     /// (changelogged, with the join's stream time), so a restart loses none. Only for a
     /// versioned table, with a history of at least `grace` (as Kafka Streams: an error of
     /// [`TopologyBuilder::build`](crate::TopologyBuilder::build) otherwise).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::testing::TopologyTestDriver;
+    /// use kstreams::{join, store, Record, Topology};
+    ///
+    /// #[store(name = "rates", history = "1h")]
+    /// type Rates = kstreams::VersionedKeyValue<String, u64>;
+    ///
+    /// let mut t = Topology::builder();
+    /// let rates = t.table::<Rates<'static>>("rates");
+    /// let trades = t.source::<String, u64>("trades");
+    /// let valued = t.add(
+    ///     join::stream_table(&rates, |tr: &Record<String, u64>, rate: &u64| tr.value * rate)
+    ///         .grace(Duration::from_millis(100)),
+    ///     &trades,
+    /// );
+    /// t.sink("valued", &valued);
+    ///
+    /// let mut driver = TopologyTestDriver::new(t.build()?)?;
+    /// driver.pipe_batch("rates", [Record::new("EUR".to_string(), Some(2u64)).with_timestamp(0)])?;
+    /// driver.pipe_batch("trades", [Record::new("EUR".to_string(), 5u64).with_timestamp(50)])?;
+    /// // The rate as of 50 arrives late, within the grace: the waiting trade sees it.
+    /// driver.pipe_batch("rates", [Record::new("EUR".to_string(), Some(3u64)).with_timestamp(40)])?;
+    /// driver.pipe_batch("trades", [Record::new("EUR".to_string(), 1u64).with_timestamp(200)])?;
+    /// let out = driver.read_output::<String, u64>("valued")?;
+    /// assert_eq!(out.iter().map(|r| r.value).collect::<Vec<_>>(), [15]);
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
     #[must_use]
     pub fn grace(mut self, grace: Duration) -> Self {
         let ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
@@ -669,6 +698,34 @@ fn new_stream_global<S: TableStore, K, V, VO>(
 ///
 /// No co-partitioning: every instance holds the whole global table. A `None` key goes through
 /// the processing policy of the record's topic (Kafka Streams drops it with a warning).
+///
+/// ```
+/// use kstreams::testing::TopologyTestDriver;
+/// use kstreams::{join, store, Record, Topology};
+///
+/// #[store(name = "currencies")]
+/// type Currencies = kstreams::KeyValue<String, String>;
+///
+/// let mut t = Topology::builder();
+/// let currencies = t.global_table::<Currencies<'static>>("currencies");
+/// let payments = t.source::<String, String>("payments"); // value: "<currency> <amount>"
+/// let named = t.add(
+///     join::stream_global(
+///         &currencies,
+///         |p: &Record<String, String>| p.value.split_once(' ').map(|(c, _)| c.to_string()),
+///         |p: &Record<String, String>, name: &String| format!("{} ({name})", p.value),
+///     ),
+///     &payments,
+/// );
+/// t.sink("named", &named);
+///
+/// let mut driver = TopologyTestDriver::new(t.build()?)?;
+/// driver.pipe("currencies", "EUR".to_string(), Some("euro".to_string()))?;
+/// driver.pipe("payments", "p1".to_string(), "EUR 12".to_string())?;
+/// let out = driver.read_output::<String, String>("named")?;
+/// assert_eq!(out[0].value, "EUR 12 (euro)");
+/// # Ok::<(), kstreams::Error>(())
+/// ```
 pub fn stream_global<S, K, V, VO, KF, R, F>(
     global: &GlobalTable<S>,
     key_fn: KF,
