@@ -153,3 +153,52 @@ fn a_left_join_record_without_a_key_joins_with_none() -> Result<()> {
     );
     Ok(())
 }
+
+#[kstreams::store(name = "rates", history = "1h")]
+type Rates = kstreams::VersionedKeyValue<String, u64>;
+
+#[test]
+fn a_versioned_global_table_is_read_as_of_the_stream_records_timestamp() -> Result<()> {
+    let mut t = Topology::builder();
+    let rates = t.global_table::<Rates<'static>>("rates");
+    let trades = t.source::<String, String>("trades");
+    let out = t.add(
+        join::left_stream_global(
+            &rates,
+            |tr: &Record<String, String>| tr.value.clone(),
+            |tr: &Record<String, String>, rate: Option<&u64>| {
+                format!(
+                    "{}@{}",
+                    tr.key,
+                    rate.map_or("-".to_string(), u64::to_string)
+                )
+            },
+        ),
+        &trades,
+    );
+    t.sink("enriched", &out);
+    let mut d = TopologyTestDriver::new(t.build()?)?;
+    let rate = |v: u64, ts: i64| Record::new("EUR".to_string(), Some(v)).with_timestamp(ts);
+    d.pipe_batch("rates", [rate(2, 10), rate(4, 30), rate(3, 20)])?;
+    let trade =
+        |id: &str, ts: i64| Record::new(id.to_string(), "EUR".to_string()).with_timestamp(ts);
+    d.pipe_batch(
+        "trades",
+        [
+            trade("t1", 5),
+            trade("t2", 15),
+            trade("t3", 25),
+            trade("t4", 35),
+        ],
+    )?;
+    assert_eq!(
+        outputs(&mut d)?,
+        [
+            ("t1".to_string(), "t1@-".to_string()),
+            ("t2".to_string(), "t2@2".to_string()),
+            ("t3".to_string(), "t3@3".to_string()),
+            ("t4".to_string(), "t4@4".to_string()),
+        ]
+    );
+    Ok(())
+}
