@@ -8,10 +8,14 @@ pub mod aggregate;
 pub mod context;
 pub mod error;
 pub(crate) mod exec;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod join;
 pub mod partitioner;
 pub mod policy;
 pub mod processor;
+#[cfg(feature = "kafka")]
+pub mod query;
 pub mod record;
 pub mod serde;
 pub mod store;

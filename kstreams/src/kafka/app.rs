@@ -17,8 +17,10 @@ use super::admin::{self, TopicSpec};
 use super::config::{AppConfig, ProcessingGuarantee};
 use super::engine::run_blocking;
 use super::lock;
+use super::metadata::GroupMetadata;
 use super::mock::{EmbeddedCluster, MockCommands};
 use crate::error::{Error, Result};
+use crate::query::Queries;
 use crate::topology::Topology;
 
 /// Stops a running [`App`] gracefully: the batch in hand is finished, outputs are flushed,
@@ -111,6 +113,7 @@ pub struct App {
     pub(super) embedded: Option<EmbeddedCluster>,
     shutdown: ShutdownHandle,
     status: Arc<Mutex<AppStatus>>,
+    queries: Queries,
 }
 
 impl App {
@@ -147,13 +150,22 @@ impl App {
                 (e.bootstrap_servers().to_owned(), Some(e))
             }
         };
+        let status = Arc::default();
+        let metadata = GroupMetadata::new(&config, &bootstrap, &topology, Arc::clone(&status))?;
+        let queries = Queries::new(&topology);
+        // Where keys live (the group's assignment, cached): the owner in `NotHere`, and
+        // `Queries::metadata_for_key`.
+        let owners = metadata.clone();
+        queries.set_owner_lookup(move |store, partition| owners.owner_of(store, partition));
+        queries.set_metadata(metadata);
         Ok(App {
+            queries,
             topology,
             config,
             bootstrap,
             embedded,
             shutdown: ShutdownHandle::default(),
-            status: Arc::default(),
+            status,
         })
     }
 
@@ -187,6 +199,12 @@ impl App {
         lock(&self.status).clone()
     }
 
+    /// The interactive queries of the app's local stores, for any thread (see
+    /// [`Queries`]): take it before or while the app runs.
+    pub fn queries(&self) -> Queries {
+        self.queries.clone()
+    }
+
     /// Creates topics on the app's cluster (real or embedded), leaving existing ones alone.
     pub async fn create_topics(&self, topics: &[TopicSpec]) -> Result<()> {
         let mock = self.embedded.as_ref().map(EmbeddedCluster::commands);
@@ -210,6 +228,7 @@ impl App {
             mock: self.embedded.as_ref().map(EmbeddedCluster::commands),
             shutdown: self.shutdown.clone(),
             status: self.status.clone(),
+            queries: self.queries.clone(),
         };
         std::thread::Builder::new()
             .name(format!("kstreams-{}", self.config.application_id))
@@ -252,4 +271,5 @@ pub(super) struct RunParams {
     pub(super) mock: Option<MockCommands>,
     pub(super) shutdown: ShutdownHandle,
     pub(super) status: Arc<Mutex<AppStatus>>,
+    pub(super) queries: Queries,
 }
