@@ -79,7 +79,6 @@ fn expect(rows: &[&str]) -> Vec<String> {
 /// The task's order: x0 (500), A1, x1 (2500: `a` is A1 then, A2 not applied yet), A3, A2, B2,
 /// x2, y1, the delete of `a` (6000), x3 (`a` deleted), B8, y2, x4 (1800: as of 1800, A1), z1.
 #[test]
-#[ignore = "needs the stream-table join (J1, branch j-table) and versioned tables (TT): wired on branch j-proofs-tables"]
 fn stream_table_joins_each_record_with_the_table_as_of_its_timestamp() {
     assert_eq!(
         lines(ORDERS, PRICES, &["--join", "stream-table"]),
@@ -103,7 +102,6 @@ fn stream_table_joins_each_record_with_the_table_as_of_its_timestamp() {
 }
 
 #[test]
-#[ignore = "needs the stream-table join (J1, branch j-table) and versioned tables (TT): wired on branch j-proofs-tables"]
 fn left_stream_table_prints_a_dash_for_a_key_missing_or_deleted_then() {
     assert_eq!(
         lines(ORDERS, PRICES, &["--join", "left-stream-table"]),
@@ -125,7 +123,6 @@ fn left_stream_table_prints_a_dash_for_a_key_missing_or_deleted_then() {
 /// finds A2. x4 (1800) is later than the grace: joined at once. z1 (12000) is still waiting at
 /// the end of the input: not joined.
 #[test]
-#[ignore = "needs the stream-table join (J1, branch j-table) and versioned tables (TT): wired on branch j-proofs-tables"]
 fn a_stream_side_grace_lets_an_out_of_order_table_update_in_first() {
     let inner = expect(&[
         "a 2500 x1 A2",
@@ -215,7 +212,6 @@ fn left_stream_stream_prints_an_unmatched_record_once_its_window_closed() {
 }
 
 #[test]
-#[ignore = "needs the stream-table join (J1, branch j-table) and versioned tables (TT): wired on branch j-proofs-tables"]
 fn several_partitions_give_the_same_results_per_key() {
     // Keys spread over 4 partitions (the default): each key's results are the same, in the same
     // order, whatever partition it is in.

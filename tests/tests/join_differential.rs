@@ -230,19 +230,16 @@ async fn compare(spec: JoinSpec, grace_ms: u64, (left, right): (Vec<Line>, Vec<L
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the stream-table join (J1, branch j-table) and versioned tables (TT): wired on branch j-proofs-tables"]
 async fn stream_table_joins_as_java_kafka_streams() {
     compare(JoinSpec::StreamTable, 0, table_inputs(151), 151).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the stream-table join (J1, branch j-table) and versioned tables (TT): wired on branch j-proofs-tables"]
 async fn left_stream_table_joins_as_java_kafka_streams() {
     compare(JoinSpec::LeftStreamTable, 0, table_inputs(152), 152).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the stream-table join (J1, branch j-table) and versioned tables (TT): wired on branch j-proofs-tables"]
 async fn stream_table_joins_with_a_grace_as_java_kafka_streams() {
     compare(JoinSpec::StreamTable, GRACE_MS, table_inputs(153), 153).await;
     compare(JoinSpec::LeftStreamTable, GRACE_MS, table_inputs(154), 154).await;
