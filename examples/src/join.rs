@@ -28,7 +28,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use kstreams::join::{JoinKind, JoinWindows};
+use kstreams::join::{self, JoinKind, JoinWindows};
 use kstreams::kafka::AppConfig;
 use kstreams::{Record, Topology};
 
@@ -331,7 +331,11 @@ fn raw_records(
 
 /// The join's topology: `left` (String keys, String values) joined with `right` as `spec` says,
 /// the results (String keys, the line past the key as a String value, see the module docs)
-/// written to `output`. The stream-stream kinds join the two streams in windows of the kind's
+/// written to `output`. The table kinds read `right` into the versioned table [`Right`] and
+/// join each left record with its key's version as of the record's timestamp
+/// ([`join::stream_table`], [`join::left_stream_table`], with KIP-923's stream-side
+/// [`grace`](join::StreamTableJoin::grace) when `grace_ms` is not 0: its buffer is the store
+/// `join-right-join-buffer`). The stream-stream kinds join the two streams in windows of the kind's
 /// time difference with `grace_ms` of grace ([`TopologyBuilder::join_streams`]: window stores
 /// `join-this`, `join-other` and, for the left join, `join-outer`).
 ///
@@ -347,10 +351,32 @@ pub fn topology(
     let mut t = Topology::builder();
     let stream = t.source::<String, String>(left);
     match spec {
-        JoinSpec::StreamTable | JoinSpec::LeftStreamTable => {
-            return Err(kstreams::Error::Config(format!(
-                "the join `{spec}` is not wired yet"
-            )));
+        JoinSpec::StreamTable => {
+            let table = t.table::<Right<'static>>(right);
+            let join = join::stream_table(&table, |r: &Record<String, String>, v: &String| {
+                table_result(r, Some(v))
+            });
+            let join = if grace_ms > 0 {
+                join.grace(grace)
+            } else {
+                join
+            };
+            let joined = t.add(join, &stream);
+            t.sink(output, &joined);
+        }
+        JoinSpec::LeftStreamTable => {
+            let table = t.table::<Right<'static>>(right);
+            let join = join::left_stream_table(
+                &table,
+                |r: &Record<String, String>, v: Option<&String>| table_result(r, v),
+            );
+            let join = if grace_ms > 0 {
+                join.grace(grace)
+            } else {
+                join
+            };
+            let joined = t.add(join, &stream);
+            t.sink(output, &joined);
         }
         JoinSpec::StreamStream { window_ms } | JoinSpec::LeftStreamStream { window_ms } => {
             let other = t.source::<String, String>(right);
@@ -388,11 +414,25 @@ pub fn enrichment(
     output: &str,
     per_record_lookups: bool,
 ) -> kstreams::Result<Topology> {
-    let _ = (stream, table, output, per_record_lookups);
-    Err(kstreams::Error::Config(
-        "the enrichment is not wired yet".into(),
-    ))
+    let mut t = Topology::builder();
+    let records = t.source::<String, String>(stream);
+    let table = t.table::<EnrichmentTable<'static>>(table);
+    let join = join::stream_table(&table, |r: &Record<String, String>, v: &String| {
+        format!("{}|{v}", r.value)
+    });
+    let join = if per_record_lookups {
+        join.lookup_per_record()
+    } else {
+        join
+    };
+    let enriched = t.add(join, &records);
+    t.sink(output, &enriched);
+    Ok(t.build()?)
 }
+
+/// The enrichment's table: one value per key, a plain key-value table.
+#[kstreams::store(name = "enrichment-table")]
+pub type EnrichmentTable = kstreams::KeyValue<String, String>;
 
 #[cfg(test)]
 mod tests {
@@ -433,6 +473,8 @@ mod tests {
     #[test]
     fn every_kind_is_split_invariant() -> kstreams::Result<()> {
         for spec in [
+            JoinSpec::StreamTable,
+            JoinSpec::LeftStreamTable,
             JoinSpec::StreamStream { window_ms: 1_000 },
             JoinSpec::LeftStreamStream { window_ms: 1_000 },
         ] {
