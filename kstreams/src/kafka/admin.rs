@@ -197,39 +197,18 @@ pub(crate) fn partition_counts<C: rdkafka::consumer::ConsumerContext + Connectio
 }
 
 /// Checks the topology against the cluster and creates missing changelog topics. Returns the
-/// partition count of each sub-topology (indexed like [`Topology::subtopologies`]).
+/// partition count of every topic on the cluster, the created ones included.
 pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext + ConnectionFailures>(
     topology: &Topology,
     config: &AppConfig,
     bootstrap: &str,
     mock: Option<&MockCommands>,
     consumer: &BaseConsumer<C>,
-) -> Result<Vec<i32>> {
-    let counts = partition_counts(consumer, bootstrap, config.startup_timeout)?;
-    let mut per_sub = Vec::new();
+) -> Result<BTreeMap<String, i32>> {
+    let mut counts = partition_counts(consumer, bootstrap, config.startup_timeout)?;
     let mut changelogs = Vec::new();
     for sub in topology.subtopologies() {
-        let mut n: Option<(i32, &str)> = None;
-        for topic in &sub.source_topics {
-            let Some(&c) = counts.get(&**topic) else {
-                return Err(Error::Runtime(format!(
-                    "input topic `{topic}` does not exist on the Kafka cluster at {bootstrap}; \
-                     create it before starting the application"
-                )));
-            };
-            match n {
-                None => n = Some((c, topic)),
-                Some((m, first)) if m != c => {
-                    return Err(Error::Runtime(format!(
-                        "co-partitioned input topics `{first}` ({m} partitions) and `{topic}` \
-                         ({c} partitions) must have the same number of partitions"
-                    )));
-                }
-                Some(_) => {}
-            }
-        }
-        let n = n.map_or(1, |(c, _)| c);
-        per_sub.push(n);
+        let n = copartitioned_count(&sub.source_topics, &counts, bootstrap)?.unwrap_or(1);
         for store in &sub.stores {
             let Some(spec) = topology.stores().iter().find(|s| s.name() == &**store) else {
                 continue;
@@ -274,7 +253,7 @@ pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext + Conne
         // Wait until the new topics show up in metadata (bounded).
         let deadline = std::time::Instant::now() + config.startup_timeout;
         loop {
-            let counts = partition_counts(consumer, bootstrap, config.startup_timeout)?;
+            counts = partition_counts(consumer, bootstrap, config.startup_timeout)?;
             if changelogs.iter().all(|c| counts.contains_key(&c.name)) {
                 break;
             }
@@ -286,7 +265,40 @@ pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext + Conne
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    Ok(per_sub)
+    Ok(counts)
+}
+
+/// The partition count of a sub-topology's input topics, which must all have the same one (they
+/// are co-partitioned: partition `p` of each goes to task `<sub-topology>_p`, as a join of a
+/// stream and a table, or of two streams, needs); `None` without inputs. A missing topic, or
+/// two with different counts, is an error naming them.
+fn copartitioned_count(
+    topics: &[std::sync::Arc<str>],
+    counts: &BTreeMap<String, i32>,
+    bootstrap: &str,
+) -> Result<Option<i32>> {
+    let mut n: Option<(i32, &str)> = None;
+    for topic in topics {
+        let Some(&c) = counts.get(&**topic) else {
+            return Err(Error::Runtime(format!(
+                "input topic `{topic}` does not exist on the Kafka cluster at {bootstrap}; \
+                 create it before starting the application"
+            )));
+        };
+        match n {
+            None => n = Some((c, topic)),
+            Some((m, first)) if m != c => {
+                return Err(Error::Runtime(format!(
+                    "input topics `{first}` ({m} partitions) and `{topic}` ({c} partitions) are \
+                     read by one sub-topology (a join, or a table and the stream that reads it): \
+                     they must be co-partitioned for the join, with the same number of \
+                     partitions (repartition one of them, or recreate it)"
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(n.map(|(c, _)| c))
 }
 
 /// The changelog topic of `spec`: compacted for a key-value store, `compact,delete` with the
@@ -313,6 +325,39 @@ mod tests {
 
     fn configs(spec: &StoreSpec) -> Vec<(String, String)> {
         changelog_topic_spec(spec, "app-s-changelog".to_owned(), 4, 3).configs
+    }
+
+    #[test]
+    fn topics_of_one_subtopology_with_different_partition_counts_are_named_in_the_error() {
+        let counts: BTreeMap<String, i32> = [("orders", 4), ("customers", 2), ("more", 4)]
+            .into_iter()
+            .map(|(t, n)| (t.to_owned(), n))
+            .collect();
+        let topics = |ts: &[&str]| ts.iter().map(|&t| t.into()).collect::<Vec<_>>();
+        let same = copartitioned_count(&topics(&["orders", "more"]), &counts, "b:1");
+        assert_eq!(same.ok().flatten(), Some(4));
+        assert_eq!(copartitioned_count(&[], &counts, "b:1").ok(), Some(None));
+        let Err(Error::Runtime(message)) =
+            copartitioned_count(&topics(&["orders", "customers"]), &counts, "b:1")
+        else {
+            panic!("different partition counts accepted");
+        };
+        for part in [
+            "`orders` (4 partitions)",
+            "`customers` (2 partitions)",
+            "must be co-partitioned for the join",
+        ] {
+            assert!(message.contains(part), "{part:?} not in {message:?}");
+        }
+        let Err(Error::Runtime(missing)) =
+            copartitioned_count(&topics(&["orders", "nope"]), &counts, "b:1")
+        else {
+            panic!("a missing topic accepted");
+        };
+        assert!(
+            missing.contains("input topic `nope` does not exist"),
+            "{missing}"
+        );
     }
 
     #[test]

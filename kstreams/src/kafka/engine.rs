@@ -833,7 +833,7 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
     let consumer = consumers
         .next()
         .ok_or_else(|| Error::Internal("no consumer for processing thread 0".into()))?;
-    rt.block_on(admin::prepare_topics(
+    let counts = rt.block_on(admin::prepare_topics(
         &topology,
         &config,
         &bootstrap,
@@ -841,6 +841,12 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
         &consumer,
     ))?;
     drop(rt);
+    let failed = Arc::new(AtomicBool::new(false));
+    // Global tables: restored to their end before any task processes, then kept up to date
+    // on a thread of their own.
+    let global = start_global(
+        &topology, &config, &bootstrap, &counts, &shutdown, &failed, &span,
+    )?;
     // Exactly-once: one transactional id per processing thread, read here once (the first
     // start creates the process id file).
     let transactional_ids: Vec<Option<String>> = (0..config.num_threads)
@@ -856,7 +862,7 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
         bootstrap,
         shutdown,
         status,
-        failed: Arc::new(AtomicBool::new(false)),
+        failed,
     });
     let mut threads = Vec::new();
     let mut spawned = Ok(());
@@ -911,9 +917,59 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
             result = r;
         }
     }
+    if let Some(g) = global {
+        let r = g.join();
+        if result.is_ok() {
+            result = r;
+        }
+    }
     lock(&shared.status).running = false;
     tracing::info!("stopped");
     result
+}
+
+/// The global tables' thread of a running app ([`start_global`]).
+struct GlobalThread {
+    thread: std::thread::JoinHandle<Result<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl GlobalThread {
+    /// Stops the thread (once the processing threads stopped) and returns its result.
+    fn join(self) -> Result<()> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(Error::Internal("the global thread panicked".into())))
+    }
+}
+
+/// The topology's global tables: (topic, store).
+fn global_tables(topology: &Topology) -> Vec<(String, crate::store::StoreSpec)> {
+    let _ = topology;
+    Vec::new()
+}
+
+/// Opens the global state (`<state dir>/<application id>/global`), restores it to the end of
+/// the global topics and starts the thread that keeps it up to date; `None` without global
+/// tables. On a shutdown during the restore, nothing is started.
+fn start_global(
+    topology: &Topology,
+    config: &AppConfig,
+    bootstrap: &str,
+    counts: &BTreeMap<String, i32>,
+    shutdown: &ShutdownHandle,
+    failed: &Arc<AtomicBool>,
+    span: &tracing::Span,
+) -> Result<Option<GlobalThread>> {
+    let tables = global_tables(topology);
+    let Some(mut global) = super::global::Global::open(&tables, counts, config, bootstrap)? else {
+        return Ok(None);
+    };
+    global.restore(shutdown)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = global.spawn(shutdown.clone(), failed.clone(), stop.clone(), span.clone())?;
+    Ok(Some(GlobalThread { thread, stop }))
 }
 
 /// One processing thread: its engine (restore consumer, producer, tasks) around `consumer`, the

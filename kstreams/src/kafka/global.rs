@@ -1,0 +1,460 @@
+//! Global tables: every partition of every global table's topic, on every instance, in one
+//! state of its own.
+//!
+//! Owns: [`Global`] (the global consumer, not in the group, assigned every partition of every
+//! global topic; the global state, one [`StateStores`] in `<state dir>/<application id>/global`,
+//! locked like a task's), its restore before any task processes ([`Global::restore`]: to the end
+//! offsets read when it begins, in bounded steps of `restore_batch_records`, one topic after the
+//! other, logged at INFO at the start and the end with records/s as task restores are) and its
+//! own thread that keeps the stores up to date afterwards ([`Global::spawn`]). Each polled batch
+//! is one LMDB write transaction that also records, per partition, the next offset it reached
+//! (the state's input position, invariant 5): a restart reads on from there, and restores
+//! nothing it already has. Under exactly-once the consumer reads `read_committed` (the restore
+//! consumer's config), so the end of a restore is the last stable offset.
+//!
+//! A record is written as it is in the topic (its key and value bytes are the store's serdes'
+//! bytes, as a changelog's); a null value deletes. A record with a null key cannot be stored: it
+//! goes through the deserialization policy of its topic (`Fail`: an error naming topic,
+//! partition and offset; `Skip`; `DeadLetter`, sent by a producer of the global thread and
+//! acknowledged before the batch's transaction commits).
+//!
+//! May not touch: the group consumer, tasks, processing. Tasks read the global stores through a
+//! read-only view of this state; only this module writes it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::app::ShutdownHandle;
+use super::config::{AppConfig, redact_client_error};
+use super::engine::kafka_err;
+use super::restore::{RestoreContext, STEP_WAIT};
+use crate::error::{Error, Result};
+use crate::policy::OnBadRecord;
+use crate::record::Origin;
+use crate::store::{StateStores, StoreSpec};
+
+/// The directory of the global state: `<state dir>/<application id>/global`.
+pub(super) fn state_path(config: &AppConfig) -> std::path::PathBuf {
+    config.state_dir.join(&config.application_id).join("global")
+}
+
+/// The global consumer and the global state of one instance.
+pub(super) struct Global {
+    consumer: BaseConsumer<RestoreContext>,
+    state: StateStores,
+    /// Each global topic with the index of its store in `state`, and its partition count.
+    topics: Vec<(String, usize, i32)>,
+    /// The next offset to read of every partition (`None`: from the beginning).
+    next: BTreeMap<(String, i32), Option<i64>>,
+    config: AppConfig,
+    bootstrap: String,
+    /// Sends dead-lettered records (made at the first one).
+    dead_letters: Option<BaseProducer<DeadLetterContext>>,
+}
+
+impl std::fmt::Debug for Global {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Global")
+            .field("topics", &self.topics)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Global {
+    /// Opens the global state for `tables` (topic, store) and creates the global consumer;
+    /// `None` when the topology has no global table. `partitions`: every topic's partition
+    /// count, from the start-up metadata (a global topic that is missing is an error).
+    pub(super) fn open(
+        tables: &[(String, StoreSpec)],
+        partitions: &BTreeMap<String, i32>,
+        config: &AppConfig,
+        bootstrap: &str,
+    ) -> Result<Option<Global>> {
+        if tables.is_empty() {
+            return Ok(None);
+        }
+        let mut topics = Vec::with_capacity(tables.len());
+        for (i, (topic, _)) in tables.iter().enumerate() {
+            let Some(&n) = partitions.get(topic) else {
+                return Err(Error::Runtime(format!(
+                    "global table topic `{topic}` does not exist on the Kafka cluster at \
+                     {bootstrap}; create it before starting the application"
+                )));
+            };
+            topics.push((topic.clone(), i, n));
+        }
+        let specs: Vec<StoreSpec> = tables.iter().map(|(_, s)| s.clone()).collect();
+        let state = StateStores::open(&state_path(config), specs, &config.lmdb)?;
+        let position = state.position()?;
+        let mut next = BTreeMap::new();
+        for (topic, _, n) in &topics {
+            for p in 0..*n {
+                next.insert((topic.clone(), p), position.input(topic, p));
+            }
+        }
+        let consumer: BaseConsumer<RestoreContext> = config
+            .restore_consumer_config(bootstrap)
+            .set("group.id", format!("{}-global", config.application_id))
+            .create_with_context(RestoreContext)
+            .map_err(redact_client_error)
+            .map_err(kafka_err("creating the global consumer"))?;
+        Ok(Some(Global {
+            consumer,
+            state,
+            topics,
+            next,
+            config: config.clone(),
+            bootstrap: bootstrap.to_owned(),
+            dead_letters: None,
+        }))
+    }
+
+    /// The global state (tasks read it through its reader).
+    pub(super) fn state(&self) -> &StateStores {
+        &self.state
+    }
+
+    /// Assigns the partitions of `topics` (indices into `self.topics`) at their next offsets.
+    fn assign(&self, topics: &[usize]) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for &t in topics {
+            let (topic, _, n) = &self.topics[t];
+            for p in 0..*n {
+                let at = self
+                    .next
+                    .get(&(topic.clone(), p))
+                    .copied()
+                    .flatten()
+                    .map_or(Offset::Beginning, Offset::Offset);
+                tpl.add_partition_offset(topic, p, at)
+                    .map_err(kafka_err("building the global consumer's assignment"))?;
+            }
+        }
+        self.consumer
+            .assign(&tpl)
+            .map_err(kafka_err("assigning the global topics"))
+    }
+
+    /// Restores every global store to the end offsets its topic has now, one topic after the
+    /// other, in steps of at most `restore_batch_records` records (one transaction each), before
+    /// any task processes. Returns early (`Ok`) on shutdown.
+    pub(super) fn restore(&mut self, shutdown: &ShutdownHandle) -> Result<()> {
+        let began = Instant::now();
+        let mut total = 0u64;
+        for t in 0..self.topics.len() {
+            let (topic, _, n) = self.topics[t].clone();
+            let mut high = BTreeMap::new();
+            let mut to_go = 0i64;
+            for p in 0..n {
+                let (low, h) = self
+                    .consumer
+                    .fetch_watermarks(&topic, p, self.config.startup_timeout)
+                    .map_err(kafka_err(format!(
+                        "reading the offsets of global topic `{topic}` partition {p}"
+                    )))?;
+                let from = self
+                    .next
+                    .get(&(topic.clone(), p))
+                    .copied()
+                    .flatten()
+                    .unwrap_or(low)
+                    .max(low);
+                if from < h {
+                    high.insert(p, h);
+                    to_go += h - from;
+                } else if from > h {
+                    return Err(Error::Runtime(format!(
+                        "the global state in {} recorded global topic `{topic}` partition {p} up \
+                         to offset {from}, but the topic ends at {h}: the topic was recreated \
+                         (delete the global state directory)",
+                        state_path(&self.config).display()
+                    )));
+                }
+            }
+            if high.is_empty() {
+                tracing::debug!(%topic, "global store up to date");
+                continue;
+            }
+            tracing::info!(%topic, partitions = high.len(),
+                "restoring global table: {to_go} records at most");
+            let topic_began = Instant::now();
+            self.assign(&[t])?;
+            let mut restored = 0u64;
+            let mut last_progress = Instant::now();
+            while !high.is_empty() {
+                if shutdown.is_shutdown() {
+                    return Ok(());
+                }
+                let (applied, eof) = self.step(self.config.restore_batch_records, STEP_WAIT)?;
+                if applied > 0 {
+                    restored += applied;
+                    last_progress = Instant::now();
+                    metrics::counter!("kstreams_restore_records_total",
+                        "store" => self.state.specs()[self.topics[t].1].name().to_owned())
+                    .increment(applied);
+                }
+                high.retain(|p, h| {
+                    let next = self
+                        .next
+                        .get(&(topic.clone(), *p))
+                        .copied()
+                        .flatten()
+                        .unwrap_or(0);
+                    next < *h && !eof.contains(p)
+                });
+                if let Some((p, h)) = high.iter().next()
+                    && last_progress.elapsed() > self.config.startup_timeout
+                {
+                    return Err(Error::Runtime(format!(
+                        "restoring the global table of topic `{topic}` stalled at partition {p} \
+                         (offset {:?}, end {h}) for {:?}",
+                        self.next.get(&(topic.clone(), *p)).copied().flatten(),
+                        self.config.startup_timeout
+                    )));
+                }
+            }
+            // Where a partition ended below its high watermark (transaction markers,
+            // compaction), the high watermark is the position.
+            total += restored;
+            let secs = topic_began.elapsed().as_secs_f64();
+            let per_sec = (restored as f64 / secs.max(1e-3)).round() as u64;
+            tracing::info!(%topic, records = restored, elapsed_ms = (secs * 1000.0) as u64,
+                records_per_sec = per_sec,
+                "restored global table: {restored} records in {secs:.1} s ({per_sec} records/s)");
+        }
+        tracing::debug!(
+            records = total,
+            elapsed_ms = began.elapsed().as_millis() as u64,
+            "global tables restored"
+        );
+        // From here on: every partition of every global topic, from where it stands.
+        let all: Vec<usize> = (0..self.topics.len()).collect();
+        self.assign(&all)
+    }
+
+    /// Polls at most `max` records (the first within `wait`, the rest within `wait` after it)
+    /// and applies them in one transaction. Returns the records applied and the partitions
+    /// (of the one topic assigned while restoring) whose end was reached.
+    fn step(&mut self, max: usize, wait: Duration) -> Result<(u64, Vec<i32>)> {
+        let Global {
+            consumer,
+            state,
+            topics,
+            next,
+            config,
+            bootstrap,
+            dead_letters,
+        } = self;
+        let mut batch: Vec<BorrowedMessage<'_>> = Vec::new();
+        let mut eof = Vec::new();
+        let deadline = Instant::now() + wait;
+        while batch.len() < max.max(1) {
+            match consumer.poll(deadline.saturating_duration_since(Instant::now())) {
+                None => break,
+                Some(Ok(m)) => batch.push(m),
+                Some(Err(KafkaError::PartitionEOF(p))) => eof.push(p),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "global consumer error");
+                    break;
+                }
+            }
+        }
+        if batch.is_empty() {
+            return Ok((0, eof));
+        }
+        // Null keys first: they go through their topic's policy before anything is written.
+        let mut keep = Vec::with_capacity(batch.len());
+        let mut dead = Vec::new();
+        for m in &batch {
+            if m.key().is_some() {
+                keep.push(m);
+                continue;
+            }
+            let origin = Origin::new(m.topic(), m.partition(), m.offset());
+            let why = "a global table's record needs a key (null key)";
+            match config.errors.deserialization(m.topic()) {
+                OnBadRecord::Skip => {
+                    crate::policy::count_skipped(m.topic(), "deserialize", &origin, &why);
+                }
+                OnBadRecord::DeadLetter { topic } => {
+                    crate::policy::count_dead_lettered(
+                        m.topic(),
+                        "deserialize",
+                        &origin,
+                        &why,
+                        topic,
+                    );
+                    dead.push(crate::policy::dead_letter_record(
+                        topic,
+                        Some(&origin),
+                        "deserialize",
+                        why,
+                        None,
+                        None,
+                        m.payload().map(<[u8]>::to_vec),
+                        m.timestamp().to_millis().unwrap_or(0),
+                        crate::record::Headers::new(),
+                    ));
+                }
+                _ => {
+                    return Err(Error::Runtime(format!(
+                        "global table record at {origin} has a null key: a table's records need \
+                         one (set a deserialization policy for `{}` to skip or dead-letter it)",
+                        m.topic()
+                    )));
+                }
+            }
+        }
+        if !dead.is_empty() {
+            send_dead_letters(dead_letters, config, bootstrap, &dead)?;
+        }
+        let index: BTreeMap<&str, usize> =
+            topics.iter().map(|(t, s, _)| (t.as_str(), *s)).collect();
+        let mut reached: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        for m in &batch {
+            let at = reached
+                .entry((m.topic().to_owned(), m.partition()))
+                .or_insert(0);
+            *at = (*at).max(m.offset() + 1);
+        }
+        state.transaction(|txn| {
+            for m in &keep {
+                let (Some(&store), Some(key)) = (index.get(m.topic()), m.key()) else {
+                    continue;
+                };
+                txn.restore_raw(store, key, m.payload())?;
+            }
+            for ((t, p), o) in &reached {
+                txn.set_input_position(t, *p, *o)?;
+            }
+            Ok(())
+        })?;
+        for (k, o) in reached {
+            next.insert(k, Some(o));
+        }
+        Ok((batch.len() as u64, eof))
+    }
+
+    /// Starts the thread that keeps the global stores up to date until `stop`, a shutdown, or
+    /// another thread's failure (`failed`); an error of its own sets `failed`, so every
+    /// processing thread stops too.
+    pub(super) fn spawn(
+        mut self,
+        shutdown: ShutdownHandle,
+        failed: Arc<AtomicBool>,
+        stop: Arc<AtomicBool>,
+        span: tracing::Span,
+    ) -> Result<JoinHandle<Result<()>>> {
+        let name = format!("kstreams-{}-global", self.config.application_id);
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                let _g = span.enter();
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let max = self.config.batch_max_records;
+                    while !(shutdown.is_shutdown()
+                        || failed.load(Ordering::SeqCst)
+                        || stop.load(Ordering::SeqCst))
+                    {
+                        self.step(max, Duration::from_millis(100))?;
+                    }
+                    Ok(())
+                }))
+                .unwrap_or_else(|_| Err(Error::Internal("the global thread panicked".into())));
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "the global thread failed; stopping");
+                    failed.store(true, Ordering::SeqCst);
+                }
+                result
+            })
+            .map_err(|e| Error::Io {
+                context: "spawning the global thread".into(),
+                source: e,
+            })
+    }
+}
+
+/// The dead-letter producer's context: remembers the first failed delivery.
+#[derive(Debug, Default)]
+struct DeadLetterContext {
+    failed: std::sync::Mutex<Option<String>>,
+}
+
+impl rdkafka::ClientContext for DeadLetterContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        super::observe::librdkafka_log(level, fac, log_message);
+    }
+}
+
+impl rdkafka::producer::ProducerContext for DeadLetterContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            super::lock(&self.failed).get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
+/// Sends dead-lettered records of global topics and waits until they are acknowledged (before
+/// the batch's transaction commits: nothing is lost if the process dies in between).
+fn send_dead_letters(
+    producer: &mut Option<BaseProducer<DeadLetterContext>>,
+    config: &AppConfig,
+    bootstrap: &str,
+    records: &[crate::record::ProducerRecord],
+) -> Result<()> {
+    if producer.is_none() {
+        let mut c = config.producer_config(bootstrap, None);
+        // Not transactional: the global thread has no transaction.
+        c.remove("transaction.timeout.ms");
+        *producer = Some(
+            c.create_with_context(DeadLetterContext::default())
+                .map_err(redact_client_error)
+                .map_err(kafka_err(
+                    "creating the global thread's dead-letter producer",
+                ))?,
+        );
+    }
+    let Some(p) = producer.as_ref() else {
+        return Err(Error::Internal("no dead-letter producer".into()));
+    };
+    for r in records {
+        let mut h = OwnedHeaders::new_with_capacity(r.headers.len());
+        for (key, value) in r.headers.iter() {
+            h = h.insert(Header { key, value });
+        }
+        let mut record: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(&r.topic).headers(h).timestamp(r.timestamp);
+        if let Some(k) = &r.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(v) = &r.value {
+            record = record.payload(v.as_slice());
+        }
+        p.send(record).map_err(|(e, _)| {
+            Error::kafka(
+                format!("sending a dead-lettered record to `{}`", r.topic),
+                e,
+            )
+        })?;
+    }
+    p.flush(config.delivery_timeout)
+        .map_err(kafka_err("flushing the global thread's dead letters"))?;
+    match super::lock(&p.context().failed).take() {
+        None => Ok(()),
+        Some(e) => Err(Error::Runtime(format!(
+            "a dead-lettered record of a global table topic was not delivered: {e}"
+        ))),
+    }
+}
