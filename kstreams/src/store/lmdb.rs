@@ -25,16 +25,25 @@
 //! used size counts LMDB's own page size (`mdb_env_stat`).
 //!
 //! Keys of any size: see `long_keys.rs`.
+//!
+//! Readers on other threads ([`StoreReader`](super::StoreReader)): the environment is opened
+//! without thread-local reader slots (`MDB_NOTLS`, heed's `WithoutTls`), so a read transaction
+//! may be opened on any thread, several at once on one thread, and never waits for the writer
+//! (LMDB's MVCC: a read sees the last transaction committed when it began). The only thing a
+//! read and the writer exclude each other on is a map resize, which LMDB allows only while no
+//! transaction of the process is open: reads hold the read side of `LmdbState::readers`, a resize
+//! the write side. Growth ahead of need is skipped while reads are open (the map still has room);
+//! only a batch that meets `MDB_MAP_FULL` waits for the open reads to end.
 
 use std::cell::RefCell;
 use std::fs::{File, TryLockError};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, TryLockError as LockError};
 
 use heed::types::Bytes;
-use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithoutTls};
+use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
 
 use super::long_keys;
 use crate::error::{Error, Part, Result, SerdeError};
@@ -80,6 +89,9 @@ pub(super) struct LmdbState {
     /// before it remaps), so any further use would touch unmapped memory.
     broken: AtomicBool,
     commits: AtomicU64,
+    /// Held (read side) by every open read transaction of a [`StoreReader`](super::StoreReader),
+    /// and (write side) by a map resize: see the module docs.
+    readers: RwLock<()>,
     _lock: File,
 }
 
@@ -223,6 +235,7 @@ impl LmdbState {
             step: whole_pages(options.initial_map_size),
             broken: AtomicBool::new(false),
             commits: AtomicU64::new(0),
+            readers: RwLock::new(()),
             _lock: lock,
         })
     }
@@ -264,6 +277,12 @@ impl LmdbState {
         let used = self.used();
         let headroom = self.headroom(used);
         if map_size.saturating_sub(used) < headroom / 2 && map_size < self.max_map_size {
+            // Reads open on other threads: grow at a later batch rather than wait for them.
+            let _no_reads = match self.readers.try_write() {
+                Ok(g) => g,
+                Err(LockError::Poisoned(p)) => p.into_inner(),
+                Err(LockError::WouldBlock) => return Ok(()),
+            };
             self.grow_to(used.saturating_add(headroom))?;
         }
         Ok(())
@@ -284,11 +303,13 @@ impl LmdbState {
                 self.max_map_size
             )));
         }
+        let _no_reads = self.readers.write().unwrap_or_else(PoisonError::into_inner);
         self.grow_to(current.saturating_add((current / 2).max(self.step)))
     }
 
     /// Reserves, then maps `target` bytes (at most the maximum, in whole pages). Called with no
-    /// transaction open.
+    /// transaction open: no write transaction, and no read (the caller holds `readers`' write
+    /// side).
     fn grow_to(&self, target: usize) -> Result<()> {
         let current = self.env.info().map_size;
         let new_size = whole_pages(target.min(self.max_map_size));
@@ -300,7 +321,9 @@ impl LmdbState {
         // SAFETY: `mdb_env_set_mapsize` may be called on an open environment when no transaction
         // is active in this process. `StateStores` owns the only handle to this environment and
         // calls `grow` only between transactions (`&mut self` in `StateStores::transaction`, with
-        // the previous `StateTxn` dropped); read transactions are local to `read_meta`.
+        // the previous `StateTxn` dropped); read transactions are local to `read_meta` (same
+        // thread, so not open now) or belong to readers, which hold `readers`' read side while
+        // one is open, and our callers hold its write side.
         unsafe { self.env.resize(new_size) }.map_err(|e| {
             // LMDB unmapped the old map before it failed to map the new one.
             self.broken.store(true, Ordering::Relaxed);
@@ -325,7 +348,20 @@ impl LmdbState {
         let txn = self.env.write_txn().map_err(|e| self.err(e))?;
         Ok(LmdbTxn {
             state: self,
-            txn: RefCell::new(txn),
+            txn: RefCell::new(Txn::Write(txn)),
+            _reading: None,
+        })
+    }
+
+    /// A read-only transaction, for a reader on any thread (see the module docs).
+    pub(super) fn begin_read(&self) -> Result<LmdbTxn<'_>> {
+        let reading = self.readers.read().unwrap_or_else(PoisonError::into_inner);
+        self.check_usable()?;
+        let txn = self.env.read_txn().map_err(|e| self.err(e))?;
+        Ok(LmdbTxn {
+            state: self,
+            txn: RefCell::new(Txn::Read(txn)),
+            _reading: Some(reading),
         })
     }
 
@@ -376,10 +412,27 @@ fn flush_group(
 
 pub(super) struct LmdbTxn<'s> {
     state: &'s LmdbState,
-    txn: RefCell<RwTxn<'s>>,
+    // Field order matters: the transaction ends before `readers` is released.
+    txn: RefCell<Txn<'s>>,
+    _reading: Option<RwLockReadGuard<'s, ()>>,
 }
 
-impl LmdbTxn<'_> {
+/// A task's write transaction, or a reader's read transaction.
+enum Txn<'s> {
+    Write(RwTxn<'s>),
+    Read(RoTxn<'s, WithoutTls>),
+}
+
+impl<'s> Txn<'s> {
+    fn ro(&self) -> &RoTxn<'s, WithoutTls> {
+        match self {
+            Txn::Write(w) => w,
+            Txn::Read(r) => r,
+        }
+    }
+}
+
+impl<'s> LmdbTxn<'s> {
     fn db(&self, index: usize) -> Result<Database<Bytes, Bytes>> {
         self.state
             .dbs
@@ -420,7 +473,7 @@ impl LmdbTxn<'_> {
         let db = self.db(index)?;
         let txn = self.txn.try_borrow().map_err(|_| self.busy())?;
         let value = db
-            .get(&txn, &long_keys::encode(key))
+            .get(txn.ro(), &long_keys::encode(key))
             .map_err(|e| self.state.err(e))?;
         match value {
             Some(v) if long_keys::is_long(key) => match long_keys::value_for(key, v) {
@@ -450,35 +503,50 @@ impl LmdbTxn<'_> {
         Ok(())
     }
 
+    /// The write transaction, mutably; a reader's transaction cannot write (`StateTxn` refuses
+    /// writes of read-only transactions before they get here).
+    fn writable<'a>(&self, txn: &'a mut Txn<'s>) -> Result<&'a mut RwTxn<'s>> {
+        match txn {
+            Txn::Write(w) => Ok(w),
+            Txn::Read(_) => Err(Error::Internal(format!(
+                "a write through a read-only transaction of {}",
+                self.state.what
+            ))),
+        }
+    }
+
     pub(super) fn put(&self, index: usize, key: &[u8], value: &[u8]) -> Result<()> {
         let db = self.db(index)?;
-        let mut txn = self.txn.try_borrow_mut().map_err(|_| self.busy())?;
+        let mut guard = self.txn.try_borrow_mut().map_err(|_| self.busy())?;
+        let txn = self.writable(&mut guard)?;
         let stored = long_keys::encode(key);
         if long_keys::is_long(key) {
-            self.check_long_key(index, &txn, db, key, &stored)?;
+            self.check_long_key(index, txn, db, key, &stored)?;
             let wrapped = long_keys::wrap_value(key, value);
-            db.put(&mut txn, &stored, &wrapped)
+            db.put(txn, &stored, &wrapped)
         } else {
-            db.put(&mut txn, &stored, value)
+            db.put(txn, &stored, value)
         }
         .map_err(|e| self.state.err(e))
     }
 
     pub(super) fn delete(&self, index: usize, key: &[u8]) -> Result<()> {
         let db = self.db(index)?;
-        let mut txn = self.txn.try_borrow_mut().map_err(|_| self.busy())?;
+        let mut guard = self.txn.try_borrow_mut().map_err(|_| self.busy())?;
+        let txn = self.writable(&mut guard)?;
         let stored = long_keys::encode(key);
-        self.check_long_key(index, &txn, db, key, &stored)?;
-        db.delete(&mut txn, &stored)
+        self.check_long_key(index, txn, db, key, &stored)?;
+        db.delete(txn, &stored)
             .map(|_| ())
             .map_err(|e| self.state.err(e))
     }
 
     pub(super) fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        let mut txn = self.txn.try_borrow_mut().map_err(|_| self.busy())?;
+        let mut guard = self.txn.try_borrow_mut().map_err(|_| self.busy())?;
+        let txn = self.writable(&mut guard)?;
         self.state
             .meta
-            .put(&mut txn, key, value)
+            .put(txn, key, value)
             .map_err(|e| self.state.err(e))
     }
 
@@ -494,7 +562,8 @@ impl LmdbTxn<'_> {
         f: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>,
     ) -> Result<()> {
         let db = self.db(index)?;
-        let txn = self.txn.try_borrow().map_err(|_| self.busy())?;
+        let guard = self.txn.try_borrow().map_err(|_| self.busy())?;
+        let txn = guard.ro();
         // A long bound starts (or ends) the scan at its group, whose entries are filtered below.
         // LMDB takes no empty key, not even as a bound: every key is at least the empty one, and
         // an upper bound of the empty key leaves only the empty key (read apart, below).
@@ -521,7 +590,7 @@ impl LmdbTxn<'_> {
         if left > 0
             && in_bounds(&[])
             && let Some(v) = db
-                .get(&txn, &long_keys::EMPTY_STORED)
+                .get(txn, &long_keys::EMPTY_STORED)
                 .map_err(|e| self.state.err(e))?
         {
             f(&[], v)?;
@@ -532,7 +601,7 @@ impl LmdbTxn<'_> {
         }
         let range = db
             .range(
-                &txn,
+                txn,
                 &(
                     stored_lower.as_ref().map(Vec::as_slice),
                     stored_upper.as_ref().map(Vec::as_slice),
@@ -571,10 +640,14 @@ impl LmdbTxn<'_> {
     }
 
     pub(super) fn commit(self) -> Result<()> {
-        self.txn
-            .into_inner()
-            .commit()
-            .map_err(|e| self.state.err(e))?;
+        match self.txn.into_inner() {
+            Txn::Write(w) => w.commit().map_err(|e| self.state.err(e))?,
+            // A read has nothing to commit: it ends, and is not counted.
+            Txn::Read(r) => {
+                drop(r);
+                return Ok(());
+            }
+        }
         self.state.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -596,9 +669,12 @@ mod tests {
         // What a hash collision (or damage) would leave: `b`'s stored key holding `a`'s entry.
         {
             let mut t = txn.txn.borrow_mut();
+            let Txn::Write(t) = &mut *t else {
+                panic!("a write transaction");
+            };
             state.dbs[0]
                 .put(
-                    &mut t,
+                    t,
                     &long_keys::encode(&b),
                     &long_keys::wrap_value(&a, b"value of a"),
                 )

@@ -24,6 +24,7 @@
 mod lmdb;
 mod long_keys;
 mod memory;
+mod reader;
 mod session;
 mod window;
 
@@ -40,6 +41,7 @@ use crate::error::{Error, Part, Result};
 use crate::serde::{DefaultSerde, Serde};
 
 pub use lmdb::LmdbOptions;
+pub use reader::StoreReader;
 pub use session::{SessionStore, SessionWindow};
 pub use window::{PURGE_LIMIT, WindowStore, WindowWrite};
 pub(crate) use window::{live_entries, live_raw_entries};
@@ -902,7 +904,8 @@ fn parse_meta(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Position {
 pub struct StateStores {
     specs: Vec<StoreSpec>,
     slots: Vec<Slot>,
-    lmdb: Option<lmdb::LmdbState>,
+    /// Shared with the task's readers ([`StoreReader`]), which hold it weakly.
+    lmdb: Option<Arc<lmdb::LmdbState>>,
     memory: memory::MemoryState,
 }
 
@@ -944,7 +947,7 @@ impl StateStores {
         let lmdb = if lmdb_names.is_empty() {
             None
         } else {
-            Some(lmdb::LmdbState::open(dir, &lmdb_names, options)?)
+            Some(Arc::new(lmdb::LmdbState::open(dir, &lmdb_names, options)?))
         };
         Ok(StateStores {
             specs,
@@ -1121,14 +1124,13 @@ impl<'s> StateTxn<'s> {
     }
 
     fn put_meta(&self, key: &[u8], value: i64) -> Result<()> {
+        self.check_writable(None)?;
         match &self.lmdb {
             Some(l) => l.put_meta(key, &value.to_be_bytes()),
-            None => {
-                self.memory
-                    .borrow_mut()
-                    .put_meta(key.to_vec(), value.to_be_bytes().to_vec());
-                Ok(())
-            }
+            None => self
+                .memory
+                .borrow_mut()
+                .put_meta(key.to_vec(), value.to_be_bytes().to_vec()),
         }
     }
 
@@ -1163,6 +1165,7 @@ impl<'s> StateTxn<'s> {
     }
 
     fn write(&self, store: usize, key: &[u8], value: Option<&[u8]>, log: bool) -> Result<()> {
+        self.check_writable(Some(store))?;
         match self.slots.get(store) {
             Some(Slot::Lmdb(i)) => match (&self.lmdb, value) {
                 (Some(l), Some(v)) => l.put(*i, key, v)?,
@@ -1172,8 +1175,8 @@ impl<'s> StateTxn<'s> {
             Some(Slot::Memory(i)) => {
                 let mut m = self.memory.borrow_mut();
                 match value {
-                    Some(v) => m.put(*i, key.to_vec(), v.to_vec()),
-                    None => m.delete(*i, key),
+                    Some(v) => m.put(*i, key.to_vec(), v.to_vec())?,
+                    None => m.delete(*i, key)?,
                 }
             }
             None => return Err(Error::Internal(format!("store index {store} out of range"))),
@@ -1231,6 +1234,7 @@ impl RawTxn for StateTxn<'_> {
     }
 
     fn log(&self, store: usize, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        self.check_writable(Some(store))?;
         let spec = self
             .specs
             .get(store)
