@@ -301,6 +301,72 @@ fn copartitioned_count(
     Ok(n.map(|(c, _)| c))
 }
 
+/// The partition count of each repartition topic (`repartitions`, real names), from the
+/// sub-topologies' inputs and outputs (`subs`: (source topics, sink topics)) and the counts of
+/// the topics that exist (`counts`): that of the other inputs of the sub-topology that reads it
+/// (its co-partition group), else that of the sub-topology that writes it (its upstream), as
+/// Kafka Streams. A repartition topic that already exists keeps its count if it is the one
+/// wanted, else it is an error naming it.
+#[cfg_attr(not(test), allow(dead_code))] // wired when the topology lists repartition topics
+fn repartition_counts(
+    subs: &[(Vec<&str>, Vec<&str>)],
+    repartitions: &[String],
+    counts: &BTreeMap<String, i32>,
+) -> Result<BTreeMap<String, i32>> {
+    let mut planned: BTreeMap<String, i32> = BTreeMap::new();
+    let known = |t: &str, planned: &BTreeMap<String, i32>| -> Option<i32> {
+        if repartitions.iter().any(|r| r == t) {
+            planned.get(t).copied()
+        } else {
+            counts.get(t).copied()
+        }
+    };
+    // Each pass resolves at least one topic, or none is left to resolve.
+    for _ in 0..=repartitions.len() {
+        let mut progress = false;
+        for r in repartitions {
+            if planned.contains_key(r) {
+                continue;
+            }
+            let readers = subs.iter().filter(|(src, _)| src.contains(&r.as_str()));
+            let group = readers
+                .flat_map(|(src, _)| src.iter().filter(|t| **t != r.as_str()))
+                .find_map(|t| known(t, &planned));
+            let upstream = || {
+                subs.iter()
+                    .filter(|(_, sinks)| sinks.contains(&r.as_str()))
+                    .flat_map(|(src, _)| src.iter())
+                    .find_map(|t| known(t, &planned))
+            };
+            if let Some(n) = group.or_else(upstream) {
+                planned.insert(r.clone(), n);
+                progress = true;
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+    for r in repartitions {
+        let Some(&n) = planned.get(r) else {
+            return Err(Error::Runtime(format!(
+                "cannot tell the partition count of repartition topic `{r}`: no input topic of \
+                 the sub-topologies that read or write it has a known count"
+            )));
+        };
+        if let Some(&c) = counts.get(r)
+            && c != n
+        {
+            return Err(Error::Runtime(format!(
+                "repartition topic `{r}` has {c} partitions but the topics it is co-partitioned \
+                 with have {n}; delete it (it is recreated at start-up) or use another \
+                 application id"
+            )));
+        }
+    }
+    Ok(planned)
+}
+
 /// The changelog topic of `spec`: compacted for a key-value store, `compact,delete` with the
 /// store's retention plus a day for a window or session store (as Kafka Streams' window
 /// changelogs), so old windows leave the topic as they leave the store.
@@ -357,6 +423,40 @@ mod tests {
         assert!(
             missing.contains("input topic `nope` does not exist"),
             "{missing}"
+        );
+    }
+
+    #[test]
+    fn a_repartition_topic_takes_its_readers_co_partition_group_else_its_upstreams_count() {
+        let counts: BTreeMap<String, i32> = [("orders", 6), ("customers", 4), ("clicks", 3)]
+            .into_iter()
+            .map(|(t, n)| (t.to_owned(), n))
+            .collect();
+        // orders (6) -> r1, read with customers (4): 4. clicks (3) -> r2 -> r3 (chained, read
+        // alone): 3 each.
+        let subs = vec![
+            (vec!["orders"], vec!["r1"]),
+            (vec!["r1", "customers"], vec!["out"]),
+            (vec!["clicks"], vec!["r2"]),
+            (vec!["r2"], vec!["r3"]),
+            (vec!["r3"], vec!["out"]),
+        ];
+        let names: Vec<String> = ["r3", "r2", "r1"].map(str::to_owned).to_vec();
+        let got = repartition_counts(&subs, &names, &counts).ok();
+        let want: BTreeMap<String, i32> = [("r1", 4), ("r2", 3), ("r3", 3)]
+            .into_iter()
+            .map(|(t, n)| (t.to_owned(), n))
+            .collect();
+        assert_eq!(got, Some(want));
+        // An existing repartition topic with another count is an error naming it.
+        let mut wrong = counts.clone();
+        wrong.insert("r1".to_owned(), 6);
+        let Err(Error::Runtime(message)) = repartition_counts(&subs, &names, &wrong) else {
+            panic!("a repartition topic with the wrong count accepted");
+        };
+        assert!(
+            message.contains("`r1` has 6 partitions") && message.contains("have 4"),
+            "{message}"
         );
     }
 

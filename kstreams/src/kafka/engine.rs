@@ -800,6 +800,8 @@ struct Shared {
     status: Arc<Mutex<AppStatus>>,
     /// A thread stopped with an error: the others stop too (gracefully).
     failed: Arc<AtomicBool>,
+    /// The global stores, read-only, for every task.
+    global: Option<crate::store::StoreReader>,
 }
 
 /// The app: start-up checks once, then `num_threads` processing threads, each with its own
@@ -844,9 +846,12 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
     let failed = Arc::new(AtomicBool::new(false));
     // Global tables: restored to their end before any task processes, then kept up to date
     // on a thread of their own.
-    let global = start_global(
+    let (global, global_reader) = match start_global(
         &topology, &config, &bootstrap, &counts, &shutdown, &failed, &span,
-    )?;
+    )? {
+        Some((thread, reader)) => (Some(thread), Some(reader)),
+        None => (None, None),
+    };
     // Exactly-once: one transactional id per processing thread, read here once (the first
     // start creates the process id file).
     let transactional_ids: Vec<Option<String>> = (0..config.num_threads)
@@ -863,6 +868,7 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
         shutdown,
         status,
         failed,
+        global: global_reader,
     });
     let mut threads = Vec::new();
     let mut spawned = Ok(());
@@ -952,7 +958,7 @@ fn global_tables(topology: &Topology) -> Vec<(String, crate::store::StoreSpec)> 
 
 /// Opens the global state (`<state dir>/<application id>/global`), restores it to the end of
 /// the global topics and starts the thread that keeps it up to date; `None` without global
-/// tables. On a shutdown during the restore, nothing is started.
+/// tables. Returns the thread and a read-only view of the global state for the tasks.
 fn start_global(
     topology: &Topology,
     config: &AppConfig,
@@ -961,15 +967,16 @@ fn start_global(
     shutdown: &ShutdownHandle,
     failed: &Arc<AtomicBool>,
     span: &tracing::Span,
-) -> Result<Option<GlobalThread>> {
+) -> Result<Option<(GlobalThread, crate::store::StoreReader)>> {
     let tables = global_tables(topology);
     let Some(mut global) = super::global::Global::open(&tables, counts, config, bootstrap)? else {
         return Ok(None);
     };
+    let reader = global.state().reader()?;
     global.restore(shutdown)?;
     let stop = Arc::new(AtomicBool::new(false));
     let thread = global.spawn(shutdown.clone(), failed.clone(), stop.clone(), span.clone())?;
-    Ok(Some(GlobalThread { thread, stop }))
+    Ok(Some((GlobalThread { thread, stop }, reader)))
 }
 
 /// One processing thread: its engine (restore consumer, producer, tasks) around `consumer`, the
@@ -987,6 +994,7 @@ fn run_thread(
         shutdown,
         status,
         failed,
+        global: _global,
     } = shared;
     let span = (config.num_threads > 1).then(|| tracing::info_span!("thread", thread = index));
     let _g = span.as_ref().map(|s| s.enter());

@@ -103,12 +103,7 @@ impl Global {
                 next.insert((topic.clone(), p), position.input(topic, p));
             }
         }
-        let consumer: BaseConsumer<RestoreContext> = config
-            .restore_consumer_config(bootstrap)
-            .set("group.id", format!("{}-global", config.application_id))
-            .create_with_context(RestoreContext)
-            .map_err(redact_client_error)
-            .map_err(kafka_err("creating the global consumer"))?;
+        let consumer = global_consumer(config, bootstrap)?;
         Ok(Some(Global {
             consumer,
             state,
@@ -125,8 +120,8 @@ impl Global {
         &self.state
     }
 
-    /// Assigns the partitions of `topics` (indices into `self.topics`) at their next offsets.
-    fn assign(&self, topics: &[usize]) -> Result<()> {
+    /// The partitions of `topics` (indices into `self.topics`) at their next offsets.
+    fn partitions(&self, topics: &[usize]) -> Result<TopicPartitionList> {
         let mut tpl = TopicPartitionList::new();
         for &t in topics {
             let (topic, _, n) = &self.topics[t];
@@ -141,9 +136,7 @@ impl Global {
                     .map_err(kafka_err("building the global consumer's assignment"))?;
             }
         }
-        self.consumer
-            .assign(&tpl)
-            .map_err(kafka_err("assigning the global topics"))
+        Ok(tpl)
     }
 
     /// Restores every global store to the end offsets its topic has now, one topic after the
@@ -189,7 +182,12 @@ impl Global {
             tracing::info!(%topic, partitions = high.len(),
                 "restoring global table: {to_go} records at most");
             let topic_began = Instant::now();
-            self.assign(&[t])?;
+            // One topic at a time: librdkafka's end-of-partition event names only the
+            // partition.
+            let tpl = self.partitions(&[t])?;
+            self.consumer
+                .incremental_assign(&tpl)
+                .map_err(kafka_err(format!("assigning global topic `{topic}`")))?;
             let mut restored = 0u64;
             let mut last_progress = Instant::now();
             while !high.is_empty() {
@@ -224,8 +222,9 @@ impl Global {
                     )));
                 }
             }
-            // Where a partition ended below its high watermark (transaction markers,
-            // compaction), the high watermark is the position.
+            self.consumer
+                .incremental_unassign(&tpl)
+                .map_err(kafka_err(format!("unassigning global topic `{topic}`")))?;
             total += restored;
             let secs = topic_began.elapsed().as_secs_f64();
             let per_sec = (restored as f64 / secs.max(1e-3)).round() as u64;
@@ -238,9 +237,15 @@ impl Global {
             elapsed_ms = began.elapsed().as_millis() as u64,
             "global tables restored"
         );
-        // From here on: every partition of every global topic, from where it stands.
+        // From here on: every partition of every global topic, from where it stands, on a
+        // consumer of its own (reassigning partitions the restore just stopped trips a
+        // librdkafka assertion, `rktp_started`, in `rd_kafka_assignment_partition_stopped`).
+        self.consumer = global_consumer(&self.config, &self.bootstrap)?;
         let all: Vec<usize> = (0..self.topics.len()).collect();
-        self.assign(&all)
+        let tpl = self.partitions(&all)?;
+        self.consumer
+            .assign(&tpl)
+            .map_err(kafka_err("assigning the global topics"))
     }
 
     /// Polls at most `max` records (the first within `wait`, the rest within `wait` after it)
@@ -385,6 +390,17 @@ impl Global {
     }
 }
 
+/// A consumer for the global topics: the restore consumer's config (`read_committed` under
+/// exactly-once), outside the group (partitions are assigned, offsets never committed).
+fn global_consumer(config: &AppConfig, bootstrap: &str) -> Result<BaseConsumer<RestoreContext>> {
+    config
+        .restore_consumer_config(bootstrap)
+        .set("group.id", format!("{}-global", config.application_id))
+        .create_with_context(RestoreContext)
+        .map_err(redact_client_error)
+        .map_err(kafka_err("creating the global consumer"))
+}
+
 /// The dead-letter producer's context: remembers the first failed delivery.
 #[derive(Debug, Default)]
 struct DeadLetterContext {
@@ -456,5 +472,130 @@ fn send_dead_letters(
         Some(e) => Err(Error::Runtime(format!(
             "a dead-lettered record of a global table topic was not delivered: {e}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    use super::*;
+    use crate::kafka::EmbeddedCluster;
+
+    fn produce(bootstrap: &str, topic: &str, records: &[(Option<&str>, Option<&str>, i32)]) {
+        let p: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .expect("producer");
+        for (k, v, partition) in records {
+            let mut r = BaseRecord::<str, str>::to(topic).partition(*partition);
+            if let Some(k) = k {
+                r = r.key(*k);
+            }
+            if let Some(v) = v {
+                r = r.payload(*v);
+            }
+            p.send(r).map_err(|(e, _)| e).expect("send");
+        }
+        p.flush(Duration::from_secs(10)).expect("flush");
+    }
+
+    fn contents(global: &Global) -> Vec<(String, String)> {
+        let reader = global.state().reader().expect("reader");
+        reader
+            .read(|txn| {
+                txn.store::<String, String>("regions")?
+                    .iter()?
+                    .collect::<Result<Vec<_>>>()
+            })
+            .expect("read")
+    }
+
+    /// Restored to the end before anything else, one transaction per step, positions recorded
+    /// per partition: a second open restores nothing it has, and reads on from there; a null
+    /// value deletes; a null key is refused (the default policy fails, naming the record).
+    #[test]
+    fn the_global_state_is_restored_to_the_end_and_read_on_from_its_recorded_positions() {
+        let cluster = EmbeddedCluster::start().expect("cluster");
+        let b = cluster.bootstrap_servers().to_owned();
+        cluster.create_topic("regions", 2).expect("topic");
+        produce(
+            &b,
+            "regions",
+            &[
+                (Some("a"), Some("north"), 0),
+                (Some("b"), Some("south"), 1),
+                (Some("c"), Some("east"), 0),
+                (Some("c"), None, 0),
+                (Some("d"), Some("west"), 1),
+            ],
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = AppConfig::new("global-test")
+            .state_dir(dir.path())
+            .restore_batch_records(2)
+            .startup_timeout(Duration::from_secs(10));
+        let tables = vec![(
+            "regions".to_owned(),
+            StoreSpec::new::<String, String>("regions"),
+        )];
+        let counts: BTreeMap<String, i32> = [("regions".to_owned(), 2)].into_iter().collect();
+        let shutdown = ShutdownHandle::default();
+        let mut global = Global::open(&tables, &counts, &config, &b)
+            .expect("open")
+            .expect("a global table");
+        global.restore(&shutdown).expect("restore");
+        let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(
+            contents(&global),
+            [s("a", "north"), s("b", "south"), s("d", "west")]
+        );
+        let pos = global.state().position().expect("position");
+        assert_eq!(
+            (pos.input("regions", 0), pos.input("regions", 1)),
+            (Some(3), Some(2))
+        );
+        // The state dir is locked while open.
+        assert!(matches!(
+            Global::open(&tables, &counts, &config, &b),
+            Err(Error::StateDirLocked { .. })
+        ));
+        drop(global);
+        assert!(state_path(&config).exists());
+
+        // Reopened: nothing to restore; new records are read from the recorded positions.
+        produce(&b, "regions", &[(Some("a"), Some("up"), 0)]);
+        let mut global = Global::open(&tables, &counts, &config, &b)
+            .expect("open")
+            .expect("a global table");
+        assert_eq!(
+            global
+                .next
+                .get(&("regions".to_owned(), 0))
+                .copied()
+                .flatten(),
+            Some(3)
+        );
+        global.restore(&shutdown).expect("restore");
+        assert_eq!(
+            contents(&global),
+            [s("a", "up"), s("b", "south"), s("d", "west")]
+        );
+        // Running: a null key fails with the record named.
+        produce(&b, "regions", &[(None, Some("x"), 1)]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let err = loop {
+            match global.step(100, Duration::from_millis(100)) {
+                Err(e) => break e.to_string(),
+                Ok(_) => assert!(Instant::now() < deadline, "the null key was not refused"),
+            }
+        };
+        assert!(
+            err.contains("topic `regions` partition 1 offset 2") && err.contains("null key"),
+            "{err}"
+        );
     }
 }
