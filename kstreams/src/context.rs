@@ -318,6 +318,16 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
         SessionStore::bind(self.txn, index)
     }
 
+    /// The versioned store named `name`, which this processor declared (a spec made with
+    /// [`StoreSpec::versioned`]).
+    pub fn versioned_store<SK: 'static, SV: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<crate::store::VersionedStore<'a, SK, SV>> {
+        let index = crate::__private::binder(self).index_named(name)?;
+        crate::store::VersionedStore::bind(self.txn, index)
+    }
+
     /// The store of a `#[kstreams::store]` handle type, which this processor declared.
     ///
     /// What a `#[batch_processor]` does for its store parameters, for code that calls the function

@@ -465,6 +465,25 @@ impl<K: 'static, V: 'static> NodeRun for SinkNode<K, V> {
     }
 }
 
+/// A node that hands its input to its children as it is: a merge of several streams (no copy:
+/// the batch a parent forwarded is the batch the children get).
+pub(crate) struct PassNode {
+    pub(crate) info: NodeInfo,
+}
+
+impl NodeRun for PassNode {
+    fn init(&mut self, _ctx: &mut InitContext<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    fn process(&mut self, input: &dyn Any, exec: &mut Exec<'_>) -> Result<()> {
+        for &c in &self.info.children {
+            exec.run(c, input)?;
+        }
+        Ok(())
+    }
+}
+
 /// The schedules a node asked for in `init`.
 pub(crate) fn init_node(
     node: &mut dyn NodeRun,

@@ -17,6 +17,7 @@ pub mod store;
 // Not public API: the task the Kafka runtime and the test driver both drive, reachable for the
 // workspace's own tests and benches. Its bad-record types are `OnBadRecord` and `ErrorPolicies`
 // at the crate root.
+pub mod table;
 #[doc(hidden)]
 pub mod task;
 pub mod testing;
@@ -28,7 +29,7 @@ pub use error::{Error, Result};
 pub use policy::{ErrorPolicies, OnBadRecord};
 pub use processor::{BatchProcessor, PerRecord, Processor, ProcessorReturn, SliceOfOne};
 pub use record::{Headers, Origin, Record};
-pub use store::{Backend, KeyValue, KeyValueStore, StoreHandle, StoreSpec};
+pub use store::{Backend, KeyValue, KeyValueStore, StoreHandle, StoreSpec, VersionedKeyValue};
 pub use topology::{Stream, Topology, TopologyBuilder};
 pub use window::{SessionKeyValue, SessionWindowed, Window, WindowKeyValue, Windowed};
 

@@ -650,7 +650,7 @@ impl Task {
                         partition_key_len: None,
                         key: Some(w.key),
                         value: w.value,
-                        timestamp: clocks.stream_time.max(0),
+                        timestamp: w.timestamp.unwrap_or(clocks.stream_time.max(0)),
                         headers: Headers::new(),
                         origin: None,
                     })
@@ -684,7 +684,7 @@ impl Task {
                         r.offset
                     ))
                 })?;
-                txn.restore_raw(index, key, r.value)?;
+                txn.restore_raw(index, key, r.value, r.timestamp)?;
             }
             txn.set_changelog_position(store, next_offset)
         })

@@ -125,8 +125,26 @@ impl DriverBuilder {
     );
 
     /// Builds the driver.
-    pub fn build(self) -> Result<TopologyTestDriver> {
+    pub fn build(mut self) -> Result<TopologyTestDriver> {
+        // Internal topics are named for the application id, as in the Kafka runtime.
+        self.topology = self.topology.resolve(&self.application_id);
         self.errors.validate(&self.topology)?;
+        // A repartition topic not given a partition count gets the runtime's.
+        for r in self.topology.repartition_topics() {
+            if self.partitions.contains_key(&*r.topic) {
+                continue;
+            }
+            let (given, topology) = (&self.partitions, &self.topology);
+            let count = topology
+                .repartition_partitions(&r.topic, &|t| {
+                    given
+                        .get(t)
+                        .copied()
+                        .or_else(|| (!topology.is_repartition_topic(t)).then_some(1))
+                })
+                .unwrap_or(1);
+            self.partitions.insert(r.topic.to_string(), count);
+        }
         let (state_dir, tempdir) = match self.state_dir {
             Some(d) => (d, None),
             None => {
@@ -688,7 +706,7 @@ impl TopologyTestDriver {
         let kind_matches = match spec.kind() {
             crate::store::StoreKind::Window { .. } => !sessions,
             crate::store::StoreKind::Session { .. } => sessions,
-            crate::store::StoreKind::KeyValue => false,
+            crate::store::StoreKind::KeyValue | crate::store::StoreKind::Versioned { .. } => false,
         };
         if !kind_matches {
             return Err(Error::Store(format!(

@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::context::{NodeInfo, Outputs};
 use crate::error::{Error, Result};
-use crate::exec::{NodeRun, ProcessorNode, SinkNode, SourceNode, SourceSerdes, init_node};
+use crate::exec::{
+    NodeRun, PassNode, ProcessorNode, SinkNode, SourceNode, SourceSerdes, init_node,
+};
 use crate::policy::ErrorPolicies;
 use crate::processor::BatchProcessor;
 use crate::record::Record;
@@ -88,6 +90,16 @@ pub enum TopologyError {
     /// A stream handle from another builder.
     #[error("a stream of another topology builder was used (node `{0}`)")]
     ForeignStream(String),
+    /// A table whose store cannot hold it.
+    #[error("the table of topic `{topic}` cannot use the store `{store}`: {reason}")]
+    InvalidTable {
+        /// The table's topic.
+        topic: String,
+        /// The store.
+        store: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 static BUILDER_IDS: AtomicU64 = AtomicU64::new(1);
@@ -188,6 +200,48 @@ pub enum NodeKind {
 
 type Factory = Arc<dyn Fn(NodeInfo) -> Box<dyn NodeRun> + Send + Sync>;
 
+/// What a node is for, beyond its kind: `describe()` shows it, and a table's materializer may
+/// forward to nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum NodeRole {
+    /// A plain source, processor or sink.
+    #[default]
+    Plain,
+    /// The source of a table's topic.
+    TableSource {
+        /// The table's store.
+        store: Arc<str>,
+    },
+    /// A table's materializer.
+    Table {
+        /// The table's topic.
+        topic: Arc<str>,
+        /// The table's store.
+        store: Arc<str>,
+    },
+    /// A merge of several streams.
+    Merge,
+    /// The sink of a repartition topic (the end of a sub-topology).
+    RepartitionSink {
+        /// The name given to `repartition`.
+        name: Arc<str>,
+    },
+    /// The source of a repartition topic (the start of another).
+    RepartitionSource {
+        /// The name given to `repartition`.
+        name: Arc<str>,
+    },
+}
+
+/// Makes a sink's factory for a topic (a repartition sink's topic changes when the topology is
+/// resolved for an application id).
+type SinkFactory = Arc<dyn Fn(Arc<str>) -> Factory + Send + Sync>;
+
+/// A repartition topic's name before it is resolved for an application id.
+fn repartition_topic(name: &str) -> String {
+    format!("{name}-repartition")
+}
+
 /// A node of a built topology.
 #[derive(Clone)]
 pub(crate) struct NodeDef {
@@ -197,6 +251,9 @@ pub(crate) struct NodeDef {
     pub(crate) children: Vec<usize>,
     pub(crate) stores: Vec<Arc<str>>,
     pub(crate) factory: Factory,
+    pub(crate) role: NodeRole,
+    /// A sink's factory for another topic.
+    retarget: Option<SinkFactory>,
     /// `(key type, value type, output is unit)`: what a source or processor forwards, what a
     /// sink takes (`std::any::type_name`).
     output: (&'static str, &'static str, bool),
@@ -233,6 +290,19 @@ struct Inner {
     nodes: Vec<NodeDef>,
     stores: Vec<StoreSpec>,
     subtopologies: Vec<SubTopology>,
+    /// The application id its internal topics are named for ([`Topology::resolve`]).
+    application_id: Option<Arc<str>>,
+}
+
+/// An internal repartition topic of a topology ([`TopologyBuilder::repartition`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RepartitionTopic {
+    /// The name given to `repartition`.
+    pub name: Arc<str>,
+    /// The topic: `<application id>-<name>-repartition` in a resolved topology,
+    /// `<name>-repartition` before.
+    pub topic: Arc<str>,
 }
 
 /// A built, validated topology. Cheap to clone; every task instantiates its own processors from it.
@@ -448,6 +518,18 @@ impl TopologyBuilder {
         value_serde: impl Serde<V>,
         options: SourceOptions<K, V>,
     ) -> Stream<K, V> {
+        self.source_of_role(topic, key_serde, value_serde, options, NodeRole::Plain)
+    }
+
+    /// A source, with what it is for.
+    pub(crate) fn source_of_role<K: Send + 'static, V: Send + 'static>(
+        &mut self,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+        options: SourceOptions<K, V>,
+        role: NodeRole,
+    ) -> Stream<K, V> {
         let extractor = options.extractor;
         let name = self.unique_name(&format!("{topic}-source"));
         self.check_name(&name);
@@ -471,6 +553,8 @@ impl TopologyBuilder {
                 children: Vec::new(),
                 stores: Vec::new(),
                 factory,
+                role,
+                retarget: None,
                 output: (
                     std::any::type_name::<K>(),
                     std::any::type_name::<V>(),
@@ -517,7 +601,39 @@ impl TopologyBuilder {
         K: 'static,
         V: 'static,
     {
-        self.add_from(name, processor, &[input.node], input.builder)
+        self.add_from(
+            name,
+            processor,
+            &[input.node],
+            input.builder,
+            NodeRole::Plain,
+        )
+    }
+
+    /// Adds a processor under an explicit name, with what it is for.
+    pub(crate) fn add_with_role<K, V, P>(
+        &mut self,
+        name: &str,
+        processor: P,
+        input: &Stream<K, V>,
+        role: NodeRole,
+    ) -> Stream<P::OutKey, P::OutValue>
+    where
+        P: BatchProcessor<K, V> + Clone,
+        K: 'static,
+        V: 'static,
+    {
+        self.add_from(name, processor, &[input.node], input.builder, role)
+    }
+
+    /// A node name not taken yet: `base`, else `base-2`, `base-3`, ...
+    pub(crate) fn unique_node_name(&self, base: &str) -> String {
+        self.unique_name(base)
+    }
+
+    /// Records an error that [`build`](Self::build) returns.
+    pub(crate) fn record_error(&mut self, error: TopologyError) {
+        self.errors.push(error);
     }
 
     /// Adds a processor reading the records of several streams of the same types (a merge).
@@ -538,7 +654,7 @@ impl TopologyBuilder {
             self.errors
                 .push(TopologyError::ForeignStream(name.to_owned()));
         }
-        self.add_from(name, processor, &nodes, builder)
+        self.add_from(name, processor, &nodes, builder, NodeRole::Plain)
     }
 
     fn add_from<K, V, P>(
@@ -547,6 +663,7 @@ impl TopologyBuilder {
         processor: P,
         parents: &[usize],
         builder: u64,
+        role: NodeRole,
     ) -> Stream<P::OutKey, P::OutValue>
     where
         P: BatchProcessor<K, V> + Clone,
@@ -590,6 +707,8 @@ impl TopologyBuilder {
                 children: Vec::new(),
                 stores,
                 factory,
+                role,
+                retarget: None,
                 output: (
                     std::any::type_name::<P::OutKey>(),
                     std::any::type_name::<P::OutValue>(),
@@ -643,22 +762,37 @@ impl TopologyBuilder {
         value_serde: impl Serde<V>,
     ) {
         let name = self.unique_name(&format!("{topic}-sink"));
-        self.check_name(&name);
+        self.sink_of_role(&name, topic, input, key_serde, value_serde, NodeRole::Plain);
+    }
+
+    fn sink_of_role<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        topic: &str,
+        input: &Stream<K, V>,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+        role: NodeRole,
+    ) {
+        self.check_name(name);
         let Some(parent) = self.parent(input.builder, input.node) else {
             return;
         };
         let serdes = Arc::new((key_serde, value_serde));
         let topic_arc: Arc<str> = topic.into();
-        let t = topic_arc.clone();
-        let factory: Factory = Arc::new(move |info| {
-            Box::new(SinkNode::<K, V> {
-                topic: t.clone(),
-                serdes: serdes.clone() as Arc<dyn SourceSerdes<K, V>>,
-                info,
-                keys: Vec::new(),
-                values: Vec::new(),
+        let retarget: SinkFactory = Arc::new(move |t: Arc<str>| -> Factory {
+            let serdes = serdes.clone();
+            Arc::new(move |info| {
+                Box::new(SinkNode::<K, V> {
+                    topic: t.clone(),
+                    serdes: serdes.clone() as Arc<dyn SourceSerdes<K, V>>,
+                    info,
+                    keys: Vec::new(),
+                    values: Vec::new(),
+                })
             })
         });
+        let factory = retarget(topic_arc.clone());
         self.push(
             NodeDef {
                 name: name.into(),
@@ -667,10 +801,117 @@ impl TopologyBuilder {
                 children: Vec::new(),
                 stores: Vec::new(),
                 factory,
+                role,
+                retarget: Some(retarget),
                 output: (std::any::type_name::<K>(), std::any::type_name::<V>(), true),
             },
             &[parent],
         );
+    }
+
+    /// One stream of the records of several streams of the same types (Kafka Streams'
+    /// `merge`): each batch a parent forwards goes on as it is. Streams of different
+    /// sub-topologies merged become one sub-topology, so their source topics must be
+    /// co-partitioned.
+    ///
+    /// ```
+    /// use kstreams::Topology;
+    /// let mut t = Topology::builder();
+    /// let a = t.source::<String, String>("a");
+    /// let b = t.source::<String, String>("b");
+    /// let both = t.merge(&[&a, &b]);
+    /// t.sink("out", &both);
+    /// assert!(t.build()?.describe().contains("Merge: merge"));
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn merge<K: 'static, V: 'static>(&mut self, inputs: &[&Stream<K, V>]) -> Stream<K, V> {
+        let name = self.unique_name("merge");
+        self.check_name(&name);
+        let mut parents = Vec::new();
+        for s in inputs {
+            if let Some(p) = self.parent(s.builder, s.node)
+                && !parents.contains(&p)
+            {
+                parents.push(p);
+            }
+        }
+        let factory: Factory = Arc::new(|info| Box::new(PassNode { info }));
+        let index = self.push(
+            NodeDef {
+                name: name.into(),
+                kind: NodeKind::Processor,
+                parents: Vec::new(),
+                children: Vec::new(),
+                stores: Vec::new(),
+                factory,
+                role: NodeRole::Merge,
+                retarget: None,
+                output: (
+                    std::any::type_name::<K>(),
+                    std::any::type_name::<V>(),
+                    false,
+                ),
+            },
+            &parents,
+        );
+        self.stream(index)
+    }
+
+    /// Sends the records of `input` through the internal topic
+    /// `<application id>-<name>-repartition` (with the default serdes of `K` and `V`), so that
+    /// they are partitioned by their key (Kafka Streams' `repartition`): a sink ends the
+    /// sub-topology of `input` and a source of the topic starts another, whose stream this
+    /// returns. Use it after changing the key, before a join or an aggregation by the new key.
+    ///
+    /// The runtime creates the topic; its partition count is that of the other topics the
+    /// reading sub-topology reads (co-partitioned with them), else that of the topics upstream
+    /// of it ([`Topology::repartition_partitions`]). A topology as built names it
+    /// `<name>-repartition`; [`Topology::resolve`] prefixes it with the application id.
+    ///
+    /// ```
+    /// use kstreams::{processor, Record, Topology};
+    /// let mut t = Topology::builder();
+    /// let lines = t.source::<String, String>("lines");
+    /// let by_word = t.add(
+    ///     processor::map(|r: &Record<String, String>| r.derive(r.value.clone(), 1u64)),
+    ///     &lines,
+    /// );
+    /// let words = t.repartition(&by_word, "words");
+    /// t.sink("out", &words);
+    /// let topology = t.build()?.resolve("wordcount");
+    /// assert_eq!(topology.repartition_topics()[0].topic.as_ref(), "wordcount-words-repartition");
+    /// assert_eq!(topology.subtopologies().len(), 2);
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn repartition<K, V>(&mut self, input: &Stream<K, V>, name: &str) -> Stream<K, V>
+    where
+        K: DefaultSerde + Send,
+        V: DefaultSerde + Send,
+    {
+        if !valid_name(name) {
+            self.errors
+                .push(TopologyError::InvalidName(name.to_owned()));
+        }
+        let topic = repartition_topic(name);
+        let role_name: Arc<str> = name.into();
+        let sink = self.unique_name(&format!("{topic}-sink"));
+        self.sink_of_role(
+            &sink,
+            &topic,
+            input,
+            K::Serde::default(),
+            V::Serde::default(),
+            NodeRole::RepartitionSink {
+                name: role_name.clone(),
+            },
+        );
+        self.source_of_role(
+            &topic,
+            K::Serde::default(),
+            V::Serde::default(),
+            SourceOptions::new(),
+            NodeRole::RepartitionSource { name: role_name },
+        )
     }
 
     /// Validates the graph and builds the topology.
@@ -701,7 +942,12 @@ impl TopologyBuilder {
             if !matches!(n.kind, NodeKind::Source { .. }) && n.parents.is_empty() {
                 return Err(TopologyError::Unreachable(n.name.to_string()));
             }
-            if matches!(n.kind, NodeKind::Processor) && n.children.is_empty() && !n.output.2 {
+            // A table's changes may go nowhere: the table is read through its store.
+            if matches!(n.kind, NodeKind::Processor)
+                && n.children.is_empty()
+                && !n.output.2
+                && !matches!(n.role, NodeRole::Table { .. })
+            {
                 return Err(TopologyError::OutputConnectedNowhere {
                     name: n.name.to_string(),
                     key: n.output.0,
@@ -724,6 +970,7 @@ impl TopologyBuilder {
                 nodes,
                 stores: self.declared_stores,
                 subtopologies,
+                application_id: None,
             }),
         })
     }
@@ -785,6 +1032,9 @@ pub(crate) fn describe_store(spec: &StoreSpec) -> String {
         } => format!("windows of {size_ms} ms kept {retention_ms} ms, "),
         crate::store::StoreKind::Session { retention_ms } => {
             format!("sessions kept {retention_ms} ms, ")
+        }
+        crate::store::StoreKind::Versioned { history_ms } => {
+            format!("versions kept {history_ms} ms, ")
         }
     };
     format!(
@@ -962,6 +1212,131 @@ impl Topology {
             .collect()
     }
 
+    /// The repartition topics ([`TopologyBuilder::repartition`]), in the order they were added.
+    pub fn repartition_topics(&self) -> Vec<RepartitionTopic> {
+        self.nodes()
+            .iter()
+            .filter_map(|n| match (&n.role, &n.kind) {
+                (NodeRole::RepartitionSource { name }, NodeKind::Source { topic }) => {
+                    Some(RepartitionTopic {
+                        name: name.clone(),
+                        topic: topic.clone(),
+                    })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether `topic` is one of the topology's repartition topics.
+    pub fn is_repartition_topic(&self, topic: &str) -> bool {
+        self.repartition_topics().iter().any(|r| &*r.topic == topic)
+    }
+
+    /// The partition count of the repartition topic `topic`, given the partition counts of
+    /// the other topics (`partitions_of`; `None` for a repartition topic: work it out): that of
+    /// the other topics its reading sub-topology reads (it must be co-partitioned with them),
+    /// else the largest of the topics its writing sub-topology reads (Kafka Streams' rule).
+    /// Repartition topics feeding each other are followed. `None` when `topic` is not a
+    /// repartition topic or no count is known.
+    pub fn repartition_partitions(
+        &self,
+        topic: &str,
+        partitions_of: &dyn Fn(&str) -> Option<i32>,
+    ) -> Option<i32> {
+        self.repartition_partitions_within(topic, partitions_of, &mut Vec::new())
+    }
+
+    fn repartition_partitions_within(
+        &self,
+        topic: &str,
+        partitions_of: &dyn Fn(&str) -> Option<i32>,
+        seen: &mut Vec<String>,
+    ) -> Option<i32> {
+        if !self.is_repartition_topic(topic) || seen.iter().any(|t| t == topic) {
+            return None;
+        }
+        seen.push(topic.to_owned());
+        let mut count = |topics: &mut dyn Iterator<Item = &Arc<str>>| {
+            topics
+                .filter_map(|t| {
+                    partitions_of(t)
+                        .or_else(|| self.repartition_partitions_within(t, partitions_of, seen))
+                })
+                .max()
+        };
+        let group = self
+            .subtopology_of(topic)
+            .and_then(|s| count(&mut s.source_topics.iter().filter(|t| ***t != *topic)));
+        let found = group.or_else(|| {
+            self.subtopologies()
+                .iter()
+                .filter(|s| s.sink_topics.iter().any(|t| &**t == topic))
+                .filter_map(|s| count(&mut s.source_topics.iter()))
+                .max()
+        });
+        seen.pop();
+        found
+    }
+
+    /// The application id the internal topics are named for, once [`resolve`](Self::resolve)d.
+    pub fn application_id(&self) -> Option<&str> {
+        self.inner.application_id.as_deref()
+    }
+
+    /// The same topology with its internal topics named for `application_id`: a repartition
+    /// topic `<name>-repartition` becomes `<application id>-<name>-repartition`. The Kafka
+    /// runtime and the test driver run resolved topologies; resolving again, for any id, starts
+    /// from the names as built.
+    pub fn resolve(&self, application_id: &str) -> Topology {
+        if self.application_id() == Some(application_id) {
+            return self.clone();
+        }
+        let mut renamed: BTreeMap<Arc<str>, Arc<str>> = BTreeMap::new();
+        let mut nodes = self.inner.nodes.clone();
+        for n in &mut nodes {
+            let name = match &n.role {
+                NodeRole::RepartitionSink { name } | NodeRole::RepartitionSource { name } => {
+                    name.clone()
+                }
+                _ => continue,
+            };
+            let topic: Arc<str> = format!("{application_id}-{}", repartition_topic(&name)).into();
+            match &mut n.kind {
+                NodeKind::Source { topic: t } => {
+                    renamed.insert(t.clone(), topic.clone());
+                    *t = topic;
+                }
+                NodeKind::Sink { topic: t } => {
+                    renamed.insert(t.clone(), topic.clone());
+                    if let Some(retarget) = &n.retarget {
+                        n.factory = retarget(topic.clone());
+                    }
+                    *t = topic;
+                }
+                NodeKind::Processor => {}
+            }
+        }
+        let rename = |t: &mut Arc<str>| {
+            if let Some(new) = renamed.get(t) {
+                *t = new.clone();
+            }
+        };
+        let mut subtopologies = self.inner.subtopologies.clone();
+        for s in &mut subtopologies {
+            s.source_topics.iter_mut().for_each(rename);
+            s.sink_topics.iter_mut().for_each(rename);
+        }
+        Topology {
+            inner: Arc::new(Inner {
+                nodes,
+                stores: self.inner.stores.clone(),
+                subtopologies,
+                application_id: Some(application_id.into()),
+            }),
+        }
+    }
+
     /// The sub-topology that reads `topic`.
     pub fn subtopology_of(&self, topic: &str) -> Option<&SubTopology> {
         self.subtopologies()
@@ -977,11 +1352,30 @@ impl Topology {
             let _ = writeln!(out, "  Sub-topology {}", sub.id);
             for &i in &sub.nodes {
                 let n = &nodes[i];
-                let _ = match &n.kind {
-                    NodeKind::Source { topic } => {
+                let _ = match (&n.kind, &n.role) {
+                    (NodeKind::Source { topic }, NodeRole::TableSource { store }) => writeln!(
+                        out,
+                        "    Source: {} (topic: {topic}, table: {store})",
+                        n.name
+                    ),
+                    (NodeKind::Source { topic }, NodeRole::RepartitionSource { .. }) => {
+                        writeln!(out, "    Source: {} (topic: {topic}, repartition)", n.name)
+                    }
+                    (NodeKind::Source { topic }, _) => {
                         writeln!(out, "    Source: {} (topic: {topic})", n.name)
                     }
-                    NodeKind::Processor => {
+                    (NodeKind::Processor, NodeRole::Merge) => {
+                        writeln!(out, "    Merge: {}", n.name)
+                    }
+                    (NodeKind::Sink { topic }, NodeRole::RepartitionSink { .. }) => {
+                        writeln!(out, "    Sink: {} (topic: {topic}, repartition)", n.name)
+                    }
+                    (NodeKind::Processor, NodeRole::Table { topic, store }) => writeln!(
+                        out,
+                        "    Table: {} (topic: {topic}, store: {store})",
+                        n.name
+                    ),
+                    (NodeKind::Processor, _) => {
                         let stores: Vec<&str> = n.stores.iter().map(|s| &**s).collect();
                         writeln!(
                             out,
@@ -990,7 +1384,7 @@ impl Topology {
                             stores.join(", ")
                         )
                     }
-                    NodeKind::Sink { topic } => {
+                    (NodeKind::Sink { topic }, _) => {
                         writeln!(out, "    Sink: {} (topic: {topic})", n.name)
                     }
                 };
@@ -1025,7 +1419,12 @@ impl Topology {
                 let n = &nodes[i];
                 match &n.kind {
                     NodeKind::Source { topic } => {
-                        let _ = writeln!(out, "    {}([\"{topic}\"])", id("topic", topic));
+                        let shown = match &n.role {
+                            NodeRole::RepartitionSource { .. } => format!("repartition {topic}"),
+                            NodeRole::TableSource { .. } => format!("table topic {topic}"),
+                            _ => topic.to_string(),
+                        };
+                        let _ = writeln!(out, "    {}([\"{shown}\"])", id("topic", topic));
                         let _ = writeln!(out, "    {}[\"{}\"]", id("node", &n.name), n.name);
                         let _ = writeln!(
                             out,
@@ -1035,7 +1434,12 @@ impl Topology {
                         );
                     }
                     NodeKind::Processor => {
-                        let _ = writeln!(out, "    {}[\"{}\"]", id("node", &n.name), n.name);
+                        let label = match &n.role {
+                            NodeRole::Table { .. } => format!("table {}", n.name),
+                            NodeRole::Merge => format!("merge {}", n.name),
+                            _ => n.name.to_string(),
+                        };
+                        let _ = writeln!(out, "    {}[\"{label}\"]", id("node", &n.name));
                         for s in &n.stores {
                             let _ = writeln!(out, "    {}[(\"{s}\")]", id("store", s));
                             let _ = writeln!(
@@ -1048,9 +1452,16 @@ impl Topology {
                     }
                     NodeKind::Sink { topic } => {
                         let _ = writeln!(out, "    {}[\"{}\"]", id("node", &n.name), n.name);
-                        let _ = writeln!(out, "    {}([\"{topic}\"])", id("out", topic));
-                        let _ =
-                            writeln!(out, "    {} --> {}", id("node", &n.name), id("out", topic));
+                        // A repartition topic is one node, written here and read by the source
+                        // of another sub-topology.
+                        let (to, shown) = match &n.role {
+                            NodeRole::RepartitionSink { .. } => {
+                                (id("topic", topic), format!("repartition {topic}"))
+                            }
+                            _ => (id("out", topic), topic.to_string()),
+                        };
+                        let _ = writeln!(out, "    {to}([\"{shown}\"])");
+                        let _ = writeln!(out, "    {} --> {to}", id("node", &n.name));
                     }
                 }
                 for &c in &n.children {

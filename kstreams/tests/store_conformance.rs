@@ -180,7 +180,7 @@ fn corrupt_bytes_are_an_error_naming_the_store() -> kstreams::Result<()> {
         let mut s = open(backend, dir.path());
         s.transaction(|txn| {
             // Three bytes where a u64 needs eight, written under the store's nose (a restore).
-            txn.restore_raw(0, b"k", Some(&[1, 2, 3]))?;
+            txn.restore_raw(0, b"k", Some(&[1, 2, 3]), 0)?;
             let err = txn
                 .store::<String, u64>("counts")?
                 .get("k")
@@ -208,7 +208,7 @@ fn writes_are_recorded_for_the_changelog_unless_disabled() -> kstreams::Result<(
         txn.store::<String, u64>("logged")?.put(&"a".into(), &1)?;
         txn.store::<String, u64>("logged")?.delete("a")?;
         txn.store::<String, u64>("quiet")?.put(&"b".into(), &2)?;
-        txn.restore_raw(0, b"r", Some(b"x"))?;
+        txn.restore_raw(0, b"r", Some(b"x"), 0)?;
         let log = txn.take_changelog();
         assert_eq!(
             log.len(),
@@ -548,7 +548,12 @@ fn restore_into(
     let mut s = open(backend, dir);
     s.transaction(|txn| {
         for w in log {
-            txn.restore_raw(w.store, &w.key, w.value.as_deref())?;
+            txn.restore_raw(
+                w.store,
+                &w.key,
+                w.value.as_deref(),
+                w.timestamp.unwrap_or(0),
+            )?;
         }
         Ok(())
     })?;
@@ -740,7 +745,12 @@ where
             )?;
             r.transaction(|txn| {
                 for w in &log {
-                    txn.restore_raw(w.store, &w.key, w.value.as_deref())?;
+                    txn.restore_raw(
+                        w.store,
+                        &w.key,
+                        w.value.as_deref(),
+                        w.timestamp.unwrap_or(0),
+                    )?;
                 }
                 let st = txn.store::<u32, V>("values")?;
                 for (i, w) in want.iter().enumerate() {
@@ -784,7 +794,12 @@ fn a_store_of_unit_values_is_a_set_of_its_keys() -> kstreams::Result<()> {
         let mut r = StateStores::open(restored.path(), vec![spec()], &LmdbOptions::default())?;
         r.transaction(|txn| {
             for w in &log {
-                txn.restore_raw(w.store, &w.key, w.value.as_deref())?;
+                txn.restore_raw(
+                    w.store,
+                    &w.key,
+                    w.value.as_deref(),
+                    w.timestamp.unwrap_or(0),
+                )?;
             }
             let seen = txn.store::<String, ()>("seen")?;
             assert_eq!(seen.iter()?.count(), 1, "{backend:?}");

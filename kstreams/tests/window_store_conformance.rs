@@ -370,17 +370,20 @@ fn changelog_keys_are_kafka_streams_windowed_keys() -> kstreams::Result<()> {
                 ChangelogWrite {
                     store: WINDOWS,
                     key: window_key.clone(),
-                    value: Some(1u64.to_be_bytes().to_vec())
+                    value: Some(1u64.to_be_bytes().to_vec()),
+                    timestamp: None,
                 },
                 ChangelogWrite {
                     store: WINDOWS,
                     key: window_key,
-                    value: None
+                    value: None,
+                    timestamp: None,
                 },
                 ChangelogWrite {
                     store: SESSIONS,
                     key: [b'a', b'b', 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1].to_vec(),
-                    value: Some(3u64.to_be_bytes().to_vec())
+                    value: Some(3u64.to_be_bytes().to_vec()),
+                    timestamp: None,
                 },
             ],
             "{backend:?}"
@@ -429,7 +432,7 @@ fn restore_from_the_changelog_recreates_entries_and_the_time_index() -> kstreams
         let mut r = open(backend, fresh.path());
         r.transaction(|t| {
             for c in &log {
-                t.restore_raw(c.store, &c.key, c.value.as_deref())?;
+                t.restore_raw(c.store, &c.key, c.value.as_deref(), 0)?;
             }
             Ok(())
         })?;
@@ -459,7 +462,7 @@ fn restore_from_the_changelog_recreates_entries_and_the_time_index() -> kstreams
         assert_eq!(purged, 10, "{backend:?}: windows 5..=50 purged");
         // A record that is not a windowed changelog key is a clear error naming the store.
         let err = r
-            .transaction(|t| t.restore_raw(BYTES, b"short", Some(b"x")))
+            .transaction(|t| t.restore_raw(BYTES, b"short", Some(b"x"), 0))
             .expect_err("a 5-byte key is not a window changelog key");
         let msg = err.to_string();
         assert!(msg.contains("`bytes`") && msg.contains("5 bytes"), "{msg}");

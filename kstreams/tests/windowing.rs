@@ -472,7 +472,7 @@ fn a_restore_from_the_changelog_brings_back_the_stream_time() -> kstreams::Resul
     fresh.transaction(|t| {
         for (_, _, r) in &log {
             if let Some(k) = &r.key {
-                t.restore_raw(0, k, r.value.as_deref())?;
+                t.restore_raw(0, k, r.value.as_deref(), r.timestamp)?;
             }
         }
         Ok(())

@@ -20,12 +20,19 @@
 //! (values by key and session) are ordinary stores underneath, with the layout, retention and
 //! Kafka Streams-compatible changelog keys of `store/window.rs`; their kind, window size and
 //! retention are in their [`StoreSpec`] ([`StoreSpec::windowed`], [`StoreSpec::sessions`]).
+//!
+//! Versioned stores: a [`VersionedStore`] (Kafka Streams' KIP-889: a bounded history of values
+//! per key, read as of a timestamp) is an ordinary store underneath too, with the layout and
+//! purge of `store/versioned.rs`; its history retention is in its [`StoreSpec`]
+//! ([`StoreSpec::versioned`]), and its changelog records carry the version's timestamp
+//! ([`ChangelogWrite::timestamp`]).
 
 mod lmdb;
 mod long_keys;
 mod memory;
 mod reader;
 mod session;
+mod versioned;
 mod window;
 
 use std::any::{Any, TypeId};
@@ -43,6 +50,7 @@ use crate::serde::{DefaultSerde, Serde};
 pub use lmdb::LmdbOptions;
 pub use reader::StoreReader;
 pub use session::{SessionStore, SessionWindow};
+pub use versioned::{VersionedPut, VersionedRecord, VersionedStore};
 pub use window::{PURGE_LIMIT, WindowStore, WindowWrite};
 pub(crate) use window::{live_entries, live_raw_entries};
 
@@ -71,6 +79,12 @@ pub enum StoreKind {
         /// How long a session is kept, counted from its end.
         retention_ms: i64,
     },
+    /// A versioned key-value store ([`VersionedStore`]): reads as of a time before `observed
+    /// stream time - history_ms` see only the latest version; puts before it are refused.
+    Versioned {
+        /// The history retention.
+        history_ms: i64,
+    },
 }
 
 impl StoreKind {
@@ -79,6 +93,7 @@ impl StoreKind {
             StoreKind::KeyValue => "key-value store",
             StoreKind::Window { .. } => "window store",
             StoreKind::Session { .. } => "session store",
+            StoreKind::Versioned { .. } => "versioned store",
         }
     }
 }
@@ -253,6 +268,25 @@ impl StoreSpec {
         Ok(self)
     }
 
+    /// The same store as a versioned key-value store ([`VersionedStore`], Kafka Streams'
+    /// KIP-889) keeping `history` of past versions: reads as of a time before `observed stream
+    /// time - history` see only the latest version (always kept), and puts before it are refused.
+    /// Fails when `history` does not fit in i64 milliseconds.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::store::{StoreKind, StoreSpec};
+    /// let spec = StoreSpec::new::<String, u64>("prices").versioned(Duration::from_secs(86_400))?;
+    /// assert_eq!(spec.kind(), StoreKind::Versioned { history_ms: 86_400_000 });
+    /// assert!(StoreSpec::new::<String, u64>("bad").versioned(Duration::MAX).is_err());
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn versioned(mut self, history: std::time::Duration) -> Result<Self> {
+        let history_ms = millis(&self.name, "history retention", history)?;
+        self.kind = StoreKind::Versioned { history_ms };
+        Ok(self)
+    }
+
     /// The same store as the window or session store that `windowing` keeps (see
     /// [`Windowing::store_spec`](crate::window::Windowing::store_spec)): a window store of the
     /// window size (the time difference for sliding windows), or a session store, with the
@@ -289,7 +323,9 @@ impl StoreSpec {
     /// The configs of the store's changelog topic: `cleanup.policy=compact` for a key-value
     /// store; for window and session stores `cleanup.policy=compact,delete` with `retention.ms`
     /// = the store's retention + [`WINDOW_CHANGELOG_ADDITIONAL_RETENTION_MS`], as Kafka Streams'
-    /// window changelogs.
+    /// window changelogs; for a versioned store `cleanup.policy=compact` with
+    /// `min.compaction.lag.ms` = the history + [`WINDOW_CHANGELOG_ADDITIONAL_RETENTION_MS`], as
+    /// Kafka Streams' versioned changelogs (compaction keeps the history the store can serve).
     ///
     /// ```
     /// use std::time::Duration;
@@ -305,6 +341,17 @@ impl StoreSpec {
     pub fn changelog_topic_config(&self) -> Vec<(&'static str, String)> {
         let retention = match self.kind {
             StoreKind::KeyValue => return vec![("cleanup.policy", "compact".to_owned())],
+            StoreKind::Versioned { history_ms } => {
+                return vec![
+                    ("cleanup.policy", "compact".to_owned()),
+                    (
+                        "min.compaction.lag.ms",
+                        history_ms
+                            .saturating_add(WINDOW_CHANGELOG_ADDITIONAL_RETENTION_MS)
+                            .to_string(),
+                    ),
+                ];
+            }
             StoreKind::Window { retention_ms, .. } | StoreKind::Session { retention_ms } => {
                 retention_ms
             }
@@ -397,6 +444,26 @@ impl<K, V> fmt::Debug for KeyValue<K, V> {
     }
 }
 
+/// The type a `#[kstreams::store(.., history = "..")]` alias names: a versioned key-value store
+/// of `K` to `V` (Kafka Streams' KIP-889: a bounded history per key, read as of a timestamp).
+///
+/// It is only a marker: `#[store]` turns `type Prices = VersionedKeyValue<String, u64>;` into a
+/// handle type `Prices<'t>` that derefs to
+/// [`VersionedStore<'t, String, u64>`](VersionedStore) and implements [`StoreHandle`]; the
+/// history retention is required (`history = "1d"`).
+pub struct VersionedKeyValue<K, V>(PhantomData<fn() -> (K, V)>);
+
+impl<K, V> fmt::Debug for VersionedKeyValue<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "VersionedKeyValue<{}, {}>",
+            std::any::type_name::<K>(),
+            std::any::type_name::<V>()
+        )
+    }
+}
+
 /// A typed store handle declared with `#[kstreams::store]`: a store's name and types in one type.
 ///
 /// A `#[batch_processor]` or `#[processor]` function that takes `&mut Counts` declares the store
@@ -439,6 +506,10 @@ pub struct ChangelogWrite {
     pub key: Vec<u8>,
     /// The value bytes; `None` for a delete (a tombstone).
     pub value: Option<Vec<u8>>,
+    /// The record's timestamp, when the store gives one: a versioned store's writes carry the
+    /// version's timestamp (Kafka Streams' versioned changelog). `None`: the runtime's (the
+    /// task's stream time).
+    pub timestamp: Option<i64>,
 }
 
 /// Byte-level access to the stores of one open transaction. Not public: handles are typed.
@@ -457,6 +528,18 @@ pub(crate) trait RawTxn {
     fn put_unlogged(&self, store: usize, key: &[u8], value: Option<&[u8]>) -> Result<()>;
     /// Queues a changelog write for the store (nothing when its changelog is off).
     fn log(&self, store: usize, key: &[u8], value: Option<&[u8]>) -> Result<()>;
+    /// [`log`](Self::log) with the changelog record's timestamp (versioned stores). The default
+    /// drops the timestamp: only a transaction that can write overrides it.
+    fn log_at(
+        &self,
+        store: usize,
+        key: &[u8],
+        value: Option<&[u8]>,
+        timestamp: Option<i64>,
+    ) -> Result<()> {
+        let _ = timestamp;
+        self.log(store, key, value)
+    }
     /// Calls `f` on up to `limit` entries in key order within the bounds.
     fn scan(
         &self,
@@ -1085,6 +1168,14 @@ impl<'s> StateTxn<'s> {
         WindowStore::bind(self, self.index_of(name)?)
     }
 
+    /// The typed handle of the versioned store named `name`.
+    pub fn versioned_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<VersionedStore<'_, K, V>> {
+        VersionedStore::bind(self, self.index_of(name)?)
+    }
+
     /// The typed handle of the session store named `name`.
     pub fn session_store<K: 'static, V: 'static>(
         &self,
@@ -1135,18 +1226,29 @@ impl<'s> StateTxn<'s> {
     }
 
     /// Writes raw bytes to a store without recording them for the changelog: the restore path.
-    /// `key` and `value` are a changelog record's: for a window or session store the key is
-    /// Kafka Streams' windowed changelog key, decoded back to the store's layout.
+    /// `key`, `value` and `timestamp` are a changelog record's: for a window or session store the
+    /// key is Kafka Streams' windowed changelog key, decoded back to the store's layout; for a
+    /// versioned store the record is a version at `timestamp` (a put, not logged again).
     ///
     /// Not public API: the runtime calls it (`task`). It is `pub` and hidden only because the
     /// store conformance tests (`kstreams/tests/store_conformance.rs`,
     /// `window_store_conformance.rs`) drive a [`StateStores`] directly, from outside the crate.
     #[doc(hidden)]
-    pub fn restore_raw(&self, store: usize, key: &[u8], value: Option<&[u8]>) -> Result<()> {
-        if let Some(spec) = self.specs.get(store)
-            && spec.kind != StoreKind::KeyValue
-        {
-            return window::restore(self, store, key, value);
+    pub fn restore_raw(
+        &self,
+        store: usize,
+        key: &[u8],
+        value: Option<&[u8]>,
+        timestamp: i64,
+    ) -> Result<()> {
+        match self.specs.get(store).map(|s| s.kind) {
+            Some(StoreKind::Window { .. } | StoreKind::Session { .. }) => {
+                return window::restore(self, store, key, value);
+            }
+            Some(StoreKind::Versioned { .. }) => {
+                return versioned::restore(self, store, key, value, timestamp);
+            }
+            Some(StoreKind::KeyValue) | None => {}
         }
         match value {
             Some(v) => self.write(store, key, Some(v), false),
@@ -1186,6 +1288,7 @@ impl<'s> StateTxn<'s> {
                 store,
                 key: key.to_vec(),
                 value: value.map(<[u8]>::to_vec),
+                timestamp: None,
             });
         }
         Ok(())
@@ -1234,6 +1337,16 @@ impl RawTxn for StateTxn<'_> {
     }
 
     fn log(&self, store: usize, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        self.log_at(store, key, value, None)
+    }
+
+    fn log_at(
+        &self,
+        store: usize,
+        key: &[u8],
+        value: Option<&[u8]>,
+        timestamp: Option<i64>,
+    ) -> Result<()> {
         self.check_writable(Some(store))?;
         let spec = self
             .specs
@@ -1244,6 +1357,7 @@ impl RawTxn for StateTxn<'_> {
                 store,
                 key: key.to_vec(),
                 value: value.map(<[u8]>::to_vec),
+                timestamp,
             });
         }
         Ok(())

@@ -317,7 +317,7 @@ mod tests {
             assert_eq!(refused(delete), "store `counts` is read-only here");
             let position = reader.read(|txn| txn.set_input_position("in", 0, 5));
             assert_eq!(refused(position), "the stores' position is read-only here");
-            let restore = reader.read(|txn| txn.restore_raw(0, b"k", Some(b"v")));
+            let restore = reader.read(|txn| txn.restore_raw(0, b"k", Some(b"v"), 0));
             assert_eq!(refused(restore), "store `counts` is read-only here");
             assert_eq!(read_all(&reader)?, vec![1; KEYS], "{backend:?}");
             assert_eq!(stores.position()?, crate::store::Position::default());

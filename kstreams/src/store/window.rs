@@ -69,7 +69,7 @@ pub const PURGE_LIMIT: usize = 1024;
 const TAG_DATA: u8 = 0x01;
 const TAG_INDEX: u8 = 0x02;
 /// The store's stream time: first byte `0x00`, below data and index entries.
-const STREAM_TIME_KEY: &[u8] = b"\x00stream-time";
+pub(super) const STREAM_TIME_KEY: &[u8] = b"\x00stream-time";
 /// The changelog key under which a windowed operator logs the store's stream time
 /// ([`WindowStore::advance_stream_time_logged`]): 9 bytes, shorter than any Kafka Streams window
 /// (12) or session (16) changelog key, so it is never mistaken for one.
@@ -88,24 +88,30 @@ pub enum WindowWrite {
 }
 
 /// A timestamp as 8 bytes whose byte order is time order.
-fn time_bytes(t: i64) -> [u8; 8] {
+pub(super) fn time_bytes(t: i64) -> [u8; 8] {
     ((t as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-fn time_from(bytes: &[u8]) -> Option<i64> {
+pub(super) fn time_from(bytes: &[u8]) -> Option<i64> {
     let b: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
     Some((u64::from_be_bytes(b) ^ (1 << 63)) as i64)
 }
 
 /// The least index key after every index entry of time `t` (an exclusive upper bound).
 fn index_after(t: i64) -> Vec<u8> {
+    tagged_time_after(TAG_INDEX, t)
+}
+
+/// The least key after every key `tag t(x) ...` with `x <= t` (an exclusive upper bound of a
+/// time-ordered index under one tag byte; versioned stores' expiry index too).
+pub(super) fn tagged_time_after(tag: u8, t: i64) -> Vec<u8> {
     match t.checked_add(1) {
-        Some(next) => [&[TAG_INDEX][..], &time_bytes(next)[..]].concat(),
-        None => vec![TAG_INDEX + 1],
+        Some(next) => [&[tag][..], &time_bytes(next)[..]].concat(),
+        None => vec![tag.saturating_add(1)],
     }
 }
 
-fn escape_into(out: &mut Vec<u8>, key: &[u8]) {
+pub(super) fn escape_into(out: &mut Vec<u8>, key: &[u8]) {
     out.reserve(key.len() + 2);
     for &b in key {
         out.push(b);
@@ -117,7 +123,7 @@ fn escape_into(out: &mut Vec<u8>, key: &[u8]) {
 }
 
 /// Splits an escaped key off the front of `bytes`: the key and the bytes after its terminator.
-fn unescape(bytes: &[u8]) -> Option<(Vec<u8>, &[u8])> {
+pub(super) fn unescape(bytes: &[u8]) -> Option<(Vec<u8>, &[u8])> {
     let mut key = Vec::with_capacity(bytes.len());
     let mut i = 0;
     loop {
@@ -447,7 +453,7 @@ pub(super) fn restore(
     let (retention, suffix) = match spec.kind() {
         StoreKind::Window { retention_ms, .. } => (retention_ms, 12),
         StoreKind::Session { retention_ms } => (retention_ms, 16),
-        StoreKind::KeyValue => {
+        StoreKind::KeyValue | StoreKind::Versioned { .. } => {
             return Err(Error::Internal(format!(
                 "store `{}` is not a window or session store",
                 spec.name()
@@ -520,7 +526,7 @@ pub(crate) fn live_entries(
     let (retention, n) = match spec.kind() {
         StoreKind::Window { retention_ms, .. } => (retention_ms, 1),
         StoreKind::Session { retention_ms } => (retention_ms, 2),
-        StoreKind::KeyValue => {
+        StoreKind::KeyValue | StoreKind::Versioned { .. } => {
             return Err(Error::Store(format!(
                 "store `{}` is a key-value store, not a window or session store",
                 spec.name()
@@ -560,13 +566,16 @@ pub(crate) fn live_entries(
     Ok(out)
 }
 
-/// The live data entries of a window or session store as (local key bytes, value bytes), in
-/// key order, from one task's raw entries: what the split check compares (purge progress and the
-/// store's stream time are bookkeeping, not state).
+/// The live data entries of a window, session or versioned store as (local key bytes, value
+/// bytes), in key order, from one task's raw entries: what the split check compares (purge
+/// progress and the store's stream time are bookkeeping, not state).
 pub(crate) fn live_raw_entries(
     spec: &super::StoreSpec,
     raw: Vec<(Vec<u8>, Vec<u8>)>,
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    if let StoreKind::Versioned { .. } = spec.kind() {
+        return super::versioned::live_raw_entries(spec, raw);
+    }
     Ok(live_entries(spec, raw)?
         .into_iter()
         .map(|(k, times, v)| (Core::data_key(&k, &times), v))
