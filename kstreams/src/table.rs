@@ -180,6 +180,7 @@ fn kind_name(kind: StoreKind) -> &'static str {
         StoreKind::KeyValue => "key-value",
         StoreKind::Window { .. } => "window",
         StoreKind::Session { .. } => "session",
+        StoreKind::Versioned { .. } => "versioned",
     }
 }
 
