@@ -206,14 +206,23 @@ pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext + Conne
     consumer: &BaseConsumer<C>,
 ) -> Result<BTreeMap<String, i32>> {
     let mut counts = partition_counts(consumer, bootstrap, config.startup_timeout)?;
-    let mut changelogs = Vec::new();
+    let replication = if mock.is_some() {
+        1
+    } else {
+        config.changelog_replication_factor
+    };
+    // Repartition topics first: the sub-topologies that read them are checked with their counts.
+    let mut created = repartition_topics(topology, &counts, replication)?;
+    let mut planned = counts.clone();
+    planned.extend(created.iter().map(|t| (t.name.clone(), t.partitions)));
     for sub in topology.subtopologies() {
-        let n = copartitioned_count(&sub.source_topics, &counts, bootstrap)?.unwrap_or(1);
+        let n = copartitioned_count(&sub.source_topics, &planned, bootstrap)?.unwrap_or(1);
         for store in &sub.stores {
             let Some(spec) = topology.stores().iter().find(|s| s.name() == &**store) else {
                 continue;
             };
-            if !spec.changelog_enabled() {
+            // A table's store whose source topic is its changelog has no topic of its own.
+            if !spec.changelog_enabled() || super::restore::source_changelog(spec).is_some() {
                 continue;
             }
             let name = crate::task::changelog_topic(&config.application_id, store);
@@ -227,45 +236,87 @@ pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext + Conne
                 }
                 Some(_) => {}
                 None => {
-                    let replication = if mock.is_some() {
-                        1
-                    } else {
-                        config.changelog_replication_factor
-                    };
-                    changelogs.push(changelog_topic_spec(spec, name, n, replication));
+                    created.push(changelog_topic_spec(spec, name, n, replication));
                 }
             }
         }
     }
     for sink in topology.sink_topics() {
-        if mock.is_none() && !counts.contains_key(&*sink) {
+        if mock.is_none() && !planned.contains_key(&*sink) {
             return Err(Error::Runtime(format!(
                 "output topic `{sink}` does not exist on the Kafka cluster at {bootstrap}; \
                  create it before starting the application"
             )));
         }
     }
-    if !changelogs.is_empty() {
-        for c in &changelogs {
-            tracing::info!(topic = %c.name, partitions = c.partitions, "creating changelog topic");
+    if !created.is_empty() {
+        for c in &created {
+            let what = if topology.is_repartition_topic(&c.name) {
+                "creating repartition topic"
+            } else {
+                "creating changelog topic"
+            };
+            tracing::info!(topic = %c.name, partitions = c.partitions, "{what}");
         }
-        create_topics(config, bootstrap, mock, &changelogs).await?;
+        create_topics(config, bootstrap, mock, &created).await?;
         // Wait until the new topics show up in metadata (bounded).
         let deadline = std::time::Instant::now() + config.startup_timeout;
         loop {
             counts = partition_counts(consumer, bootstrap, config.startup_timeout)?;
-            if changelogs.iter().all(|c| counts.contains_key(&c.name)) {
+            if created.iter().all(|c| counts.contains_key(&c.name)) {
                 break;
             }
             if std::time::Instant::now() > deadline {
                 return Err(Error::Runtime(
-                    "created changelog topics did not appear in metadata in time".into(),
+                    "created changelog and repartition topics did not appear in metadata in time"
+                        .into(),
                 ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
     Ok(counts)
+}
+
+/// The repartition topics to create (`counts`: the partition count of every existing topic),
+/// each with the partition count [`Topology::repartition_partitions`] gives: that of the topics
+/// its reading sub-topology also reads, else the largest its writing sub-topology reads. One
+/// that exists with another count is an error naming it.
+fn repartition_topics(
+    topology: &Topology,
+    counts: &BTreeMap<String, i32>,
+    replication: i32,
+) -> Result<Vec<TopicSpec>> {
+    let mut create = Vec::new();
+    for r in topology.repartition_topics() {
+        let existing = |t: &str| {
+            if topology.is_repartition_topic(t) {
+                None
+            } else {
+                counts.get(t).copied()
+            }
+        };
+        let Some(want) = topology.repartition_partitions(&r.topic, &existing) else {
+            return Err(Error::Runtime(format!(
+                "cannot tell the partition count of repartition topic `{}`: no topic read by the \
+                 sub-topologies that write or read it exists",
+                r.topic
+            )));
+        };
+        match counts.get(&*r.topic) {
+            Some(&c) if c != want => {
+                return Err(Error::Runtime(format!(
+                    "repartition topic `{}` has {c} partitions but needs {want} (the topics it is \
+                     co-partitioned with, or its upstream's); delete it (it is created again at \
+                     start-up) or use another application id",
+                    r.topic
+                )));
+            }
+            Some(_) => {}
+            None => create.push(TopicSpec::new(&*r.topic, want).replication(replication)),
+        }
+    }
+    Ok(create)
 }
 
 /// The partition count of a sub-topology's input topics, which must all have the same one (they
@@ -299,72 +350,6 @@ fn copartitioned_count(
         }
     }
     Ok(n.map(|(c, _)| c))
-}
-
-/// The partition count of each repartition topic (`repartitions`, real names), from the
-/// sub-topologies' inputs and outputs (`subs`: (source topics, sink topics)) and the counts of
-/// the topics that exist (`counts`): that of the other inputs of the sub-topology that reads it
-/// (its co-partition group), else that of the sub-topology that writes it (its upstream), as
-/// Kafka Streams. A repartition topic that already exists keeps its count if it is the one
-/// wanted, else it is an error naming it.
-#[cfg_attr(not(test), allow(dead_code))] // wired when the topology lists repartition topics
-fn repartition_counts(
-    subs: &[(Vec<&str>, Vec<&str>)],
-    repartitions: &[String],
-    counts: &BTreeMap<String, i32>,
-) -> Result<BTreeMap<String, i32>> {
-    let mut planned: BTreeMap<String, i32> = BTreeMap::new();
-    let known = |t: &str, planned: &BTreeMap<String, i32>| -> Option<i32> {
-        if repartitions.iter().any(|r| r == t) {
-            planned.get(t).copied()
-        } else {
-            counts.get(t).copied()
-        }
-    };
-    // Each pass resolves at least one topic, or none is left to resolve.
-    for _ in 0..=repartitions.len() {
-        let mut progress = false;
-        for r in repartitions {
-            if planned.contains_key(r) {
-                continue;
-            }
-            let readers = subs.iter().filter(|(src, _)| src.contains(&r.as_str()));
-            let group = readers
-                .flat_map(|(src, _)| src.iter().filter(|t| **t != r.as_str()))
-                .find_map(|t| known(t, &planned));
-            let upstream = || {
-                subs.iter()
-                    .filter(|(_, sinks)| sinks.contains(&r.as_str()))
-                    .flat_map(|(src, _)| src.iter())
-                    .find_map(|t| known(t, &planned))
-            };
-            if let Some(n) = group.or_else(upstream) {
-                planned.insert(r.clone(), n);
-                progress = true;
-            }
-        }
-        if !progress {
-            break;
-        }
-    }
-    for r in repartitions {
-        let Some(&n) = planned.get(r) else {
-            return Err(Error::Runtime(format!(
-                "cannot tell the partition count of repartition topic `{r}`: no input topic of \
-                 the sub-topologies that read or write it has a known count"
-            )));
-        };
-        if let Some(&c) = counts.get(r)
-            && c != n
-        {
-            return Err(Error::Runtime(format!(
-                "repartition topic `{r}` has {c} partitions but the topics it is co-partitioned \
-                 with have {n}; delete it (it is recreated at start-up) or use another \
-                 application id"
-            )));
-        }
-    }
-    Ok(planned)
 }
 
 /// The changelog topic of `spec`: compacted for a key-value store, `compact,delete` with the
@@ -423,40 +408,6 @@ mod tests {
         assert!(
             missing.contains("input topic `nope` does not exist"),
             "{missing}"
-        );
-    }
-
-    #[test]
-    fn a_repartition_topic_takes_its_readers_co_partition_group_else_its_upstreams_count() {
-        let counts: BTreeMap<String, i32> = [("orders", 6), ("customers", 4), ("clicks", 3)]
-            .into_iter()
-            .map(|(t, n)| (t.to_owned(), n))
-            .collect();
-        // orders (6) -> r1, read with customers (4): 4. clicks (3) -> r2 -> r3 (chained, read
-        // alone): 3 each.
-        let subs = vec![
-            (vec!["orders"], vec!["r1"]),
-            (vec!["r1", "customers"], vec!["out"]),
-            (vec!["clicks"], vec!["r2"]),
-            (vec!["r2"], vec!["r3"]),
-            (vec!["r3"], vec!["out"]),
-        ];
-        let names: Vec<String> = ["r3", "r2", "r1"].map(str::to_owned).to_vec();
-        let got = repartition_counts(&subs, &names, &counts).ok();
-        let want: BTreeMap<String, i32> = [("r1", 4), ("r2", 3), ("r3", 3)]
-            .into_iter()
-            .map(|(t, n)| (t.to_owned(), n))
-            .collect();
-        assert_eq!(got, Some(want));
-        // An existing repartition topic with another count is an error naming it.
-        let mut wrong = counts.clone();
-        wrong.insert("r1".to_owned(), 6);
-        let Err(Error::Runtime(message)) = repartition_counts(&subs, &names, &wrong) else {
-            panic!("a repartition topic with the wrong count accepted");
-        };
-        assert!(
-            message.contains("`r1` has 6 partitions") && message.contains("have 4"),
-            "{message}"
         );
     }
 

@@ -119,6 +119,8 @@ impl App {
     /// [`run`](Self::run).
     pub fn new(topology: Topology, mut config: AppConfig) -> Result<App> {
         config.validate()?;
+        // Internal topics (repartition topics) named for the application id.
+        let topology = topology.resolve(&config.application_id);
         config.errors.validate(&topology)?;
         super::observe::install(&config)?; // observability hook
         let (bootstrap, embedded) = match &config.bootstrap_servers {

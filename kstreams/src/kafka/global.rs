@@ -338,7 +338,8 @@ impl Global {
                 let (Some(&store), Some(key)) = (index.get(m.topic()), m.key()) else {
                     continue;
                 };
-                txn.restore_raw(store, key, m.payload())?;
+                let timestamp = m.timestamp().to_millis().unwrap_or(0);
+                txn.restore_raw(store, key, m.payload(), timestamp)?;
             }
             for ((t, p), o) in &reached {
                 txn.set_input_position(t, *p, *o)?;

@@ -92,7 +92,7 @@ struct Pending {
 }
 
 /// The source topic that serves as store `spec`'s changelog, if any (a table's store).
-fn source_changelog(spec: &crate::store::StoreSpec) -> Option<&str> {
+pub(super) fn source_changelog(spec: &crate::store::StoreSpec) -> Option<&str> {
     let _ = spec;
     None
 }
