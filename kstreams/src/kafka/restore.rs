@@ -577,11 +577,20 @@ impl Restorer {
                 })
                 .map(raw)
                 .collect();
-            if let Some(last) = records.last().map(|m| m.offset) {
-                r.task.restore(&c.store, &records, last + 1)?;
+            // A table's topic may hold records without a key: processing handed them to the
+            // deserialization policy, and they are not in the table. They still move the
+            // position on.
+            let position = records.last().map(|m| m.offset + 1);
+            let records: Vec<RawRecord<'_>> = if *bounded {
+                records.into_iter().filter(|m| m.key.is_some()).collect()
+            } else {
+                records
+            };
+            if let Some(position) = position {
+                r.task.restore(&c.store, &records, position)?;
                 r.restored += records.len() as u64;
                 applied += records.len() as u64;
-                *next = last + 1;
+                *next = position;
                 *last_progress = Instant::now();
                 progress.step(records.len() as u64, *next);
             }
