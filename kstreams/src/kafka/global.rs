@@ -21,7 +21,7 @@
 //! May not touch: the group consumer, tasks, processing. Tasks read the global stores through a
 //! read-only view of this state; only this module writes it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -38,9 +38,9 @@ use super::app::ShutdownHandle;
 use super::config::{AppConfig, redact_client_error};
 use super::engine::kafka_err;
 use super::restore::{RestoreContext, STEP_WAIT};
-use crate::error::{Error, Result};
-use crate::policy::OnBadRecord;
-use crate::record::Origin;
+use crate::error::{Error, Part, Result, SerdeError};
+use crate::exec::{Collector, TaskOutput};
+use crate::record::{Origin, RawRecord};
 use crate::store::{StateStores, StoreSpec};
 
 /// The directory of the global state: `<state dir>/<application id>/global`.
@@ -278,76 +278,70 @@ impl Global {
         if batch.is_empty() {
             return Ok((0, eof));
         }
-        // Null keys first: they go through their topic's policy before anything is written.
-        let mut keep = Vec::with_capacity(batch.len());
-        let mut dead = Vec::new();
+        let now = super::engine::now_ms();
+        // The batch by partition, in offset order (as polled).
+        let mut groups: BTreeMap<(&str, i32), Vec<RawRecord<'_>>> = BTreeMap::new();
         for m in &batch {
-            if m.key().is_some() {
-                keep.push(m);
-                continue;
-            }
-            let origin = Origin::new(m.topic(), m.partition(), m.offset());
-            let why = "a global table's record needs a key (null key)";
-            match config.errors.deserialization(m.topic()) {
-                OnBadRecord::Skip => {
-                    crate::policy::count_skipped(m.topic(), "deserialize", &origin, &why);
-                }
-                OnBadRecord::DeadLetter { topic } => {
-                    crate::policy::count_dead_lettered(
-                        m.topic(),
-                        "deserialize",
-                        &origin,
-                        &why,
-                        topic,
-                    );
-                    dead.push(crate::policy::dead_letter_record(
-                        topic,
-                        Some(&origin),
-                        "deserialize",
-                        why,
-                        None,
-                        None,
-                        m.payload().map(<[u8]>::to_vec),
-                        m.timestamp().to_millis().unwrap_or(0),
-                        crate::record::Headers::new(),
-                    ));
-                }
-                _ => {
-                    return Err(Error::Runtime(format!(
-                        "global table record at {origin} has a null key: a table's records need \
-                         one (set a deserialization policy for `{}` to skip or dead-letter it)",
-                        m.topic()
-                    )));
-                }
-            }
-        }
-        if !dead.is_empty() {
-            send_dead_letters(dead_letters, config, bootstrap, &dead)?;
+            groups
+                .entry((m.topic(), m.partition()))
+                .or_default()
+                .push(super::convert::raw_record(m, now));
         }
         let index: BTreeMap<&str, usize> =
             topics.iter().map(|(t, s, _)| (t.as_str(), *s)).collect();
-        let mut reached: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        for m in &batch {
-            let at = reached
-                .entry((m.topic().to_owned(), m.partition()))
-                .or_insert(0);
-            *at = (*at).max(m.offset() + 1);
-        }
-        state.transaction(|txn| {
-            for m in &keep {
-                let (Some(&store), Some(key)) = (index.get(m.topic()), m.key()) else {
-                    continue;
+        // One transaction for the batch. Records the store's serdes cannot read go through
+        // their topic's deserialization policy; dead letters are acknowledged before the
+        // transaction (and the positions it records) commits. A transaction run again (a full
+        // LMDB map) sends them again: at least once.
+        let reports = state.transaction(|txn| {
+            let mut reports = Vec::new();
+            let mut produced = Vec::new();
+            for ((topic, partition), records) in &groups {
+                let Some(&store) = index.get(topic) else {
+                    return Err(Error::Internal(format!(
+                        "the global consumer polled topic `{topic}`, not a global table's"
+                    )));
                 };
-                let timestamp = m.timestamp().to_millis().unwrap_or(0);
-                txn.restore_raw(store, key, m.payload(), timestamp)?;
+                let mut stats = TaskOutput::default();
+                let mut collector = Collector {
+                    produced: &mut produced,
+                    stats: &mut stats,
+                    errors: &config.errors,
+                    on_deserialization: config.errors.deserialization(topic),
+                    on_processing: config.errors.processing(topic),
+                    raw: records,
+                    raw_topic: Some(topic),
+                    handled: BTreeSet::new(),
+                    policy_failed: false,
+                    reports: Vec::new(),
+                };
+                for r in records {
+                    if let Err((part, source)) = check_record(r) {
+                        let origin = Origin::new(*topic, *partition, r.offset);
+                        collector.bad_record(&origin, r, part, source)?;
+                        continue;
+                    }
+                    if let Some(key) = r.key {
+                        txn.restore_raw(store, key, r.value, r.timestamp)?;
+                    }
+                }
+                reports.append(&mut collector.reports);
+                if let Some(last) = records.last() {
+                    txn.set_input_position(topic, *partition, last.offset + 1)?;
+                }
             }
-            for ((t, p), o) in &reached {
-                txn.set_input_position(t, *p, *o)?;
+            if !produced.is_empty() {
+                send_dead_letters(dead_letters, config, bootstrap, &produced)?;
             }
-            Ok(())
+            Ok(reports)
         })?;
-        for (k, o) in reached {
-            next.insert(k, Some(o));
+        for report in &reports {
+            report.emit();
+        }
+        for ((topic, partition), records) in &groups {
+            if let Some(last) = records.last() {
+                next.insert(((*topic).to_owned(), *partition), Some(last.offset + 1));
+            }
         }
         Ok((batch.len() as u64, eof))
     }
@@ -388,6 +382,17 @@ impl Global {
                 context: "spawning the global thread".into(),
                 source: e,
             })
+    }
+}
+
+/// Whether a global table's record can be stored: it needs a key.
+fn check_record(r: &RawRecord<'_>) -> std::result::Result<(), (Part, SerdeError)> {
+    match r.key {
+        Some(_) => Ok(()),
+        None => Err((
+            Part::Key,
+            SerdeError::new("a table record needs a key; this one has a null key"),
+        )),
     }
 }
 
@@ -485,6 +490,7 @@ mod tests {
 
     use super::*;
     use crate::kafka::EmbeddedCluster;
+    use crate::policy::OnBadRecord;
 
     fn produce(bootstrap: &str, topic: &str, records: &[(Option<&str>, Option<&str>, i32)]) {
         let p: BaseProducer = ClientConfig::new()
@@ -597,6 +603,58 @@ mod tests {
         assert!(
             err.contains("topic `regions` partition 1 offset 2") && err.contains("null key"),
             "{err}"
+        );
+        drop(global);
+
+        // Dead-lettered instead: sent (and acknowledged) with its origin, the position moves
+        // past it, and the record after it is stored.
+        cluster.create_topic("dead", 1).expect("topic");
+        produce(&b, "regions", &[(Some("e"), Some("far"), 1)]);
+        let config = config.on_deserialization_error(OnBadRecord::DeadLetter {
+            topic: "dead".to_owned(),
+        });
+        let mut global = Global::open(&tables, &counts, &config, &b)
+            .expect("open")
+            .expect("a global table");
+        global.restore(&shutdown).expect("restore");
+        assert_eq!(
+            global
+                .state()
+                .position()
+                .expect("position")
+                .input("regions", 1),
+            Some(4)
+        );
+        assert!(contents(&global).contains(&s("e", "far")));
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .set("group.id", "dead-reader")
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("dead", 0, Offset::Beginning)
+            .expect("tpl");
+        c.assign(&tpl).expect("assign");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let dead = loop {
+            match c.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => break m.detach(),
+                _ => assert!(Instant::now() < deadline, "no dead letter"),
+            }
+        };
+        assert_eq!((dead.key(), dead.payload()), (None, Some(&b"x"[..])));
+        use rdkafka::message::Headers as _;
+        let headers = dead.headers().expect("headers");
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value.map(<[u8]>::to_vec))
+        };
+        assert_eq!(header("kstreams.error.offset"), Some(b"2".to_vec()));
+        assert_eq!(
+            header("kstreams.error.stage"),
+            Some(b"deserialize".to_vec())
         );
     }
 }
