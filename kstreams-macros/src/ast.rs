@@ -505,6 +505,8 @@ pub(crate) enum StoreKind {
     Window,
     /// `kstreams::SessionKeyValue<K, A>`: session windows.
     Session,
+    /// `kstreams::VersionedKeyValue<K, V>`: a versioned key-value store (KIP-889).
+    Versioned,
 }
 
 impl StoreKind {
@@ -514,11 +516,13 @@ impl StoreKind {
             StoreKind::KeyValue => "KeyValue",
             StoreKind::Window => "WindowKeyValue",
             StoreKind::Session => "SessionKeyValue",
+            StoreKind::Versioned => "VersionedKeyValue",
         }
     }
 }
 
-/// A `#[store]` alias: `type Name = KeyValue<K, V>;` (or `WindowKeyValue`, `SessionKeyValue`).
+/// A `#[store]` alias: `type Name = KeyValue<K, V>;` (or `WindowKeyValue`, `SessionKeyValue`,
+/// `VersionedKeyValue`).
 pub(crate) struct StoreAlias {
     pub(crate) attrs: Vec<Attribute>,
     pub(crate) vis: Visibility,
@@ -538,7 +542,7 @@ pub(crate) struct ParsedStore {
 }
 
 pub(crate) fn store_alias(tokens: TokenStream, errors: &mut Errors) -> ParsedStore {
-    const FORM: &str = "`#[store(name = \"...\")] type Name = kstreams::KeyValue<K, V>;`, or for windowed aggregates `kstreams::WindowKeyValue<K, A>` (time and sliding windows) or `kstreams::SessionKeyValue<K, A>` (session windows)";
+    const FORM: &str = "`#[store(name = \"...\")] type Name = kstreams::KeyValue<K, V>;`, `kstreams::VersionedKeyValue<K, V>` (with `history = \"...\"`), or for windowed aggregates `kstreams::WindowKeyValue<K, A>` (time and sliding windows) or `kstreams::SessionKeyValue<K, A>` (session windows)";
     let item = match syn::parse2::<Item>(tokens) {
         Ok(item) => item,
         Err(e) => {
@@ -573,9 +577,14 @@ pub(crate) fn store_alias(tokens: TokenStream, errors: &mut Errors) -> ParsedSto
             "a `#[store]` alias cannot be generic: a store has one key type and one value type",
         );
     }
-    let kv = [StoreKind::KeyValue, StoreKind::Window, StoreKind::Session]
-        .into_iter()
-        .find_map(|kind| two_type_args(ty, &[kind.marker()]).map(|(k, v)| (kind, k, v)));
+    let kv = [
+        StoreKind::KeyValue,
+        StoreKind::Window,
+        StoreKind::Session,
+        StoreKind::Versioned,
+    ]
+    .into_iter()
+    .find_map(|kind| two_type_args(ty, &[kind.marker()]).map(|(k, v)| (kind, k, v)));
     if kv.is_none() {
         errors.spanned(
             ty,

@@ -3,7 +3,8 @@
 //! `#[store(name = "...", backend = "...", changelog = bool, key_serde = expr, value_serde = expr)]`,
 //! and for windowed stores `window = tumbling(size = "1m")` (or `hopping(size, advance)`,
 //! `sliding(difference)`, `session(gap)`), `grace`, `retention`, `idle_advance` (durations read at
-//! compile time by [`duration`], the parser of `punctuate(every = ..)` too), `emit`, `on_late`.
+//! compile time by [`duration`], the parser of `punctuate(every = ..)` too), `emit`, `on_late`;
+//! for versioned stores `history` (a duration too).
 //!
 //! Every argument is `key = value`, except `punctuate(...)`, a list of such pairs that may be
 //! repeated; a window form's pairs are read here too (zero sizes and an advance over the size
@@ -75,6 +76,10 @@ pub(crate) struct StoreArgs {
     pub(crate) idle_advance: Option<Dur>,
     /// The keys only a windowed store takes, as written (also those whose value was wrong).
     pub(crate) windowed_keys: Vec<syn::Ident>,
+    /// `history = "1d"`: a versioned store's history retention.
+    pub(crate) history: Option<Dur>,
+    /// The key `history` as written (also when its value was wrong).
+    pub(crate) history_key: Option<syn::Ident>,
 }
 
 /// A duration literal, read at compile time.
@@ -173,6 +178,7 @@ pub(crate) const STORE_KEYS: &[&str] = &[
     "emit",
     "on_late",
     "idle_advance",
+    "history",
 ];
 /// The keys of [`STORE_KEYS`] that only a windowed store takes.
 pub(crate) const WINDOWED_KEYS: &[&str] = &[
@@ -381,7 +387,7 @@ fn punctuate_args(list: &syn::MetaList, errors: &mut Errors) -> Option<Punctuate
                 },
                 Expr::Lit(other) => errors.spanned(
                     other,
-                    "`every` takes a duration such as `\"10s\"`, `\"500ms\"`, `\"1m30s\"` (units ms, s, m, h), or an expression of type `Duration`",
+                    "`every` takes a duration such as `\"10s\"`, `\"500ms\"`, `\"1m30s\"` (units ms, s, m, h, d), or an expression of type `Duration`",
                 ),
                 _ => every.set(errors, &key, Every::Expr(value)),
             },
@@ -434,18 +440,19 @@ fn punctuate_args(list: &syn::MetaList, errors: &mut Errors) -> Option<Punctuate
 }
 
 /// A punctuation interval written as a literal: one or more `<number><unit>` with the units
-/// `ms`, `s`, `m`, `h` (`"10s"`, `"500ms"`, `"1m30s"`), in milliseconds, at least 1 ms.
+/// `ms`, `s`, `m`, `h`, `d` (`"10s"`, `"500ms"`, `"1m30s"`), in milliseconds, at least 1 ms.
 pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
     duration(text, Some("a punctuation interval"))
 }
 
 /// The one duration parser of every attribute key (`every`, a window's `size`, `advance`,
-/// `difference`, `gap`, and `grace`, `retention`, `idle_advance`): see [`parse_duration`].
+/// `difference`, `gap`, and `grace`, `retention`, `idle_advance`, `history`): see
+/// [`parse_duration`]. Units: `ms`, `s`, `m`, `h`, `d` (a day: 24 h).
 /// `at_least_1ms` names what may not be zero (`None`: zero is allowed, as for a grace).
 pub(crate) fn duration(text: &str, at_least_1ms: Option<&str>) -> Result<u64, String> {
     let wrong = |why: &str| {
         format!(
-            "invalid duration {text:?}: {why}; write a number and a unit (ms, s, m, h), such as \"10s\", \"500ms\" or \"1m30s\""
+            "invalid duration {text:?}: {why}; write a number and a unit (ms, s, m, h, d), such as \"10s\", \"500ms\" or \"1m30s\""
         )
     };
     let mut total: u64 = 0;
@@ -469,6 +476,7 @@ pub(crate) fn duration(text: &str, at_least_1ms: Option<&str>) -> Result<u64, St
             "s" => 1_000,
             "m" => 60_000,
             "h" => 3_600_000,
+            "d" => 86_400_000,
             other => return Err(wrong(&format!("unknown unit `{other}`"))),
         };
         let part = number
@@ -513,7 +521,7 @@ fn dur(
             errors.spanned(
                 other,
                 format_args!(
-                    "`{key}` takes a duration such as `\"10s\"`, `\"500ms\"` or `\"1m30s\"` (units ms, s, m, h)"
+                    "`{key}` takes a duration such as `\"10s\"`, `\"500ms\"` or `\"1m30s\"` (units ms, s, m, h, d)"
                 ),
             );
             None
@@ -698,6 +706,8 @@ pub(crate) fn store_args(args: TokenStream, errors: &mut Errors) -> StoreArgs {
     let mut emit = Once::new("emit");
     let mut on_late = Once::new("on_late");
     let mut idle_advance = Once::new("idle_advance");
+    let mut history = Once::new("history");
+    let mut history_key = None;
     let mut windowed_keys = Vec::new();
     key_values("store", STORE_KEYS, args, errors, |key, value, errors| {
         if WINDOWED_KEYS.contains(&key.to_string().as_str()) {
@@ -721,6 +731,12 @@ pub(crate) fn store_args(args: TokenStream, errors: &mut Errors) -> StoreArgs {
             "idle_advance" => {
                 if let Some(d) = dur(&key, &value, Some("an idle advance"), errors) {
                     idle_advance.set(errors, &key, d);
+                }
+            }
+            "history" => {
+                history_key.get_or_insert_with(|| key.clone());
+                if let Some(d) = dur(&key, &value, None, errors) {
+                    history.set(errors, &key, d);
                 }
             }
             "emit" => {
@@ -778,6 +794,8 @@ pub(crate) fn store_args(args: TokenStream, errors: &mut Errors) -> StoreArgs {
         on_late: on_late.get(),
         idle_advance: idle_advance.get(),
         windowed_keys,
+        history: history.get(),
+        history_key,
     }
 }
 
@@ -816,7 +834,7 @@ mod tests {
         assert_eq!(
             messages(errors),
             [
-                "unknown key `durable`; `#[store]` takes: `name`, `backend`, `changelog`, `key_serde`, `value_serde`, `window`, `grace`, `retention`, `emit`, `on_late`, `idle_advance`"
+                "unknown key `durable`; `#[store]` takes: `name`, `backend`, `changelog`, `key_serde`, `value_serde`, `window`, `grace`, `retention`, `emit`, `on_late`, `idle_advance`, `history`"
             ]
         );
     }
@@ -840,7 +858,7 @@ mod tests {
                 "duplicate key `name`",
                 "unknown backend `rocksdb`; the backends are \"lmdb\" (the default) and \"in_memory\"",
                 "`changelog` takes `true` or `false`",
-                "unknown key `colour`; `#[store]` takes: `name`, `backend`, `changelog`, `key_serde`, `value_serde`, `window`, `grace`, `retention`, `emit`, `on_late`, `idle_advance`",
+                "unknown key `colour`; `#[store]` takes: `name`, `backend`, `changelog`, `key_serde`, `value_serde`, `window`, `grace`, `retention`, `emit`, `on_late`, `idle_advance`, `history`",
             ]
         );
         assert_eq!(args.name.map(|n| n.value()).as_deref(), Some("a"));
@@ -884,12 +902,13 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(500));
         assert_eq!(parse_duration("1m30s"), Ok(90_000));
         assert_eq!(parse_duration("2h"), Ok(7_200_000));
+        assert_eq!(parse_duration("1d12h"), Ok(129_600_000));
         for (text, why) in [
             ("", "it is empty"),
             ("10", "`10` has no unit"),
             ("10 s", "`10` has no unit"),
             ("s", "a part does not start with a number"),
-            ("3d", "unknown unit `d`"),
+            ("3w", "unknown unit `w`"),
             ("0s", "a punctuation interval is at least 1 ms"),
             ("99999999999999999999h", "it is too long"),
         ] {
@@ -943,8 +962,8 @@ mod tests {
         assert_eq!(
             messages(errors),
             [
-                "invalid duration \"10\": `10` has no unit; write a number and a unit (ms, s, m, h), such as \"10s\", \"500ms\" or \"1m30s\"",
-                "`every` takes a duration such as `\"10s\"`, `\"500ms\"`, `\"1m30s\"` (units ms, s, m, h), or an expression of type `Duration`",
+                "invalid duration \"10\": `10` has no unit; write a number and a unit (ms, s, m, h, d), such as \"10s\", \"500ms\" or \"1m30s\"",
+                "`every` takes a duration such as `\"10s\"`, `\"500ms\"`, `\"1m30s\"` (units ms, s, m, h, d), or an expression of type `Duration`",
                 "`time` is `wall_clock` (fires on idle partitions too) or `stream_time` (advances with record timestamps)",
                 "`with` names a function: `with = function_name`",
                 "`punctuate(...)` needs `every`: `punctuate(every = \"10s\", time = wall_clock, with = handler)`",
@@ -1020,11 +1039,11 @@ mod tests {
             messages(errors),
             [
                 "unknown window `rolling`; the windows are `tumbling(size = \"1m\")`, `hopping(size = \"1m\", advance = \"10s\")`, `sliding(difference = \"1m\")`, `session(gap = \"5m\")`",
-                "invalid duration \"10 s\": `10` has no unit; write a number and a unit (ms, s, m, h), such as \"10s\", \"500ms\" or \"1m30s\"",
-                "`retention` takes a duration such as `\"10s\"`, `\"500ms\"` or `\"1m30s\"` (units ms, s, m, h)",
+                "invalid duration \"10 s\": `10` has no unit; write a number and a unit (ms, s, m, h, d), such as \"10s\", \"500ms\" or \"1m30s\"",
+                "`retention` takes a duration such as `\"10s\"`, `\"500ms\"` or `\"1m30s\"` (units ms, s, m, h, d)",
                 "`emit` is `on_window_update` (the default: every change of a window is forwarded) or `on_window_close` (each window once, when it is final)",
                 "`on_late` is `drop` (the default: a late record is counted and logged at DEBUG) or `dead_letter` (also written to the dead-letter topic)",
-                "invalid duration \"0s\": an idle advance is at least 1 ms; write a number and a unit (ms, s, m, h), such as \"10s\", \"500ms\" or \"1m30s\"",
+                "invalid duration \"0s\": an idle advance is at least 1 ms; write a number and a unit (ms, s, m, h, d), such as \"10s\", \"500ms\" or \"1m30s\"",
             ]
         );
 

@@ -426,12 +426,17 @@ fn store_types(kind: StoreKind, key: &Type, value: &Type) -> (TokenStream, Token
             quote!(::kstreams::__private::SessionWindowState<'t, #key, #value>),
             quote!(::kstreams::__private::SessionKeyValue<#key, #value>),
         ),
+        StoreKind::Versioned => (
+            quote!(::kstreams::__private::VersionedStore<'t, #key, #value>),
+            quote!(::kstreams::__private::VersionedKeyValue<#key, #value>),
+        ),
     }
 }
 
 /// The handle type of a store alias and its impls: the struct (with `doc`), the check that the
-/// alias names the kstreams marker, `Deref`/`DerefMut`, `StoreHandle` and, for windowed stores,
-/// `WindowedHandle`. Used by the expansion and by the fallback (with bodies that never run).
+/// alias names the kstreams marker, `Deref`/`DerefMut`, `StoreHandle`, for windowed stores
+/// `WindowedHandle`, and for key-value and versioned stores `TableStore` (on the `'static` form,
+/// as tables name their store: `t.table::<Prices<'static>>(..)`). Used by the expansion and by the fallback (with bodies that never run).
 pub(crate) fn store_handle(
     s: &StoreAlias,
     doc: Option<&str>,
@@ -463,7 +468,9 @@ pub(crate) fn store_handle(
         windowing,
     } = body;
     let windowed = match kind {
-        StoreKind::KeyValue => quote!(),
+        StoreKind::KeyValue | StoreKind::Versioned => quote! {
+            impl ::kstreams::__private::TableStore for #ident<'static> {}
+        },
         StoreKind::Window | StoreKind::Session => {
             let kind_ty = match kind {
                 StoreKind::Session => quote!(::kstreams::__private::SessionKind),
@@ -618,6 +625,21 @@ pub(crate) fn store(s: &StoreAlias, args: &StoreArgs, name: &LitStr) -> TokenStr
                 windowing: quote!(),
             },
         ),
+        StoreKind::Versioned => {
+            // Not reached without a history: a versioned store without one is a macro error.
+            let history = match &args.history {
+                Some(d) => ms(d).to_token_stream(),
+                None => quote!(0i64),
+            };
+            (
+                "versioned store",
+                StoreBody {
+                    spec: quote!(::kstreams::__private::versioned_store_spec(#base_spec, #history)),
+                    bind: quote!(#ident(::kstreams::__private::versioned_store(store, #history))),
+                    windowing: quote!(),
+                },
+            )
+        }
         StoreKind::Window | StoreKind::Session => {
             let state = match kind {
                 StoreKind::Session => quote!(::kstreams::__private::session_window_state),

@@ -114,7 +114,7 @@ pub(crate) fn store(parsed: &ParsedStore, errors: syn::Error) -> TokenStream {
                 spec: never.clone(),
                 bind: match s.kind {
                     StoreKind::KeyValue => quote!(#ident(store)),
-                    StoreKind::Window | StoreKind::Session => never.clone(),
+                    StoreKind::Window | StoreKind::Session | StoreKind::Versioned => never.clone(),
                 },
                 windowing: never,
             };

@@ -104,6 +104,43 @@ pub(crate) fn check_store(alias: &StoreAlias, args: &StoreArgs, errors: &mut Err
     let name = crate::expand::unraw(&alias.ident);
     let marker = alias.kind.marker();
     let at_marker = crate::ast::marker_tokens(&alias.ty);
+    if alias.kind != StoreKind::Versioned
+        && let Some(key) = &args.history_key
+    {
+        let what = match alias.kind {
+            StoreKind::KeyValue => "a key-value store",
+            _ => "a windowed store (its `retention` says how long it keeps windows)",
+        };
+        errors.spanned(
+            key,
+            format_args!(
+                "`history` is for versioned stores, and `{name}` is {what}: declare `type {name} = kstreams::VersionedKeyValue<K, V>;` to keep past values by timestamp"
+            ),
+        );
+    }
+    if alias.kind == StoreKind::Versioned {
+        // One mistake (a windowed store declared as `VersionedKeyValue`), one error: at `window`
+        // if given.
+        let keys: Vec<&syn::Ident> = match args.windowed_keys.iter().find(|k| *k == "window") {
+            Some(w) => vec![w],
+            None => args.windowed_keys.iter().collect(),
+        };
+        for key in &keys {
+            errors.spanned(
+                key,
+                format_args!(
+                    "`{key}` is for windowed stores, and `{name}` is a versioned key-value store: its `history` says how long it keeps past values; a windowed aggregate's store is a `kstreams::WindowKeyValue<K, A>` or `kstreams::SessionKeyValue<K, A>`"
+                ),
+            );
+        }
+        if args.history_key.is_none() && keys.is_empty() {
+            errors.spanned(
+                &at_marker,
+                "a `VersionedKeyValue` store needs its history retention: `history = \"1d\"` (how far back reads as of a timestamp are answered; puts older than that are refused); there is no default, as in Kafka Streams",
+            );
+        }
+        return;
+    }
     if alias.kind == StoreKind::KeyValue {
         // One mistake (a windowed store declared as `KeyValue`), one error: at `window` if given.
         let keys: Vec<&syn::Ident> = match args.windowed_keys.iter().find(|k| *k == "window") {
@@ -195,6 +232,77 @@ mod tests {
         match errors.finish() {
             Ok(()) => Vec::new(),
             Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn versioned_stores_take_a_history_and_only_they_do() {
+        use quote::quote;
+        let versioned = quote!(
+            type P = kstreams::VersionedKeyValue<String, u64>;
+        );
+        let kv = quote!(
+            type C = kstreams::KeyValue<String, u64>;
+        );
+        let window = quote!(
+            type V = kstreams::WindowKeyValue<String, u64>;
+        );
+        for history in ["1d", "0s", "36h30m"] {
+            assert_eq!(
+                store_errors(quote!(name = "p", history = #history), versioned.clone()),
+                Vec::<String>::new(),
+                "{history}"
+            );
+        }
+        let cases = [
+            (
+                quote!(name = "p"),
+                &versioned,
+                vec![
+                    "a `VersionedKeyValue` store needs its history retention: `history = \"1d\"` (how far back reads as of a timestamp are answered; puts older than that are refused); there is no default, as in Kafka Streams",
+                ],
+            ),
+            (
+                quote!(name = "c", history = "1d"),
+                &kv,
+                vec![
+                    "`history` is for versioned stores, and `C` is a key-value store: declare `type C = kstreams::VersionedKeyValue<K, V>;` to keep past values by timestamp",
+                ],
+            ),
+            (
+                quote!(
+                    name = "v",
+                    window = tumbling(size = "1m"),
+                    grace = "0s",
+                    history = "1d"
+                ),
+                &window,
+                vec![
+                    "`history` is for versioned stores, and `V` is a windowed store (its `retention` says how long it keeps windows): declare `type V = kstreams::VersionedKeyValue<K, V>;` to keep past values by timestamp",
+                ],
+            ),
+            (
+                quote!(
+                    name = "p",
+                    history = "1d",
+                    window = tumbling(size = "1m"),
+                    grace = "0s"
+                ),
+                &versioned,
+                vec![
+                    "`window` is for windowed stores, and `P` is a versioned key-value store: its `history` says how long it keeps past values; a windowed aggregate's store is a `kstreams::WindowKeyValue<K, A>` or `kstreams::SessionKeyValue<K, A>`",
+                ],
+            ),
+            (
+                quote!(name = "p", grace = "1s"),
+                &versioned,
+                vec![
+                    "`grace` is for windowed stores, and `P` is a versioned key-value store: its `history` says how long it keeps past values; a windowed aggregate's store is a `kstreams::WindowKeyValue<K, A>` or `kstreams::SessionKeyValue<K, A>`",
+                ],
+            ),
+        ];
+        for (args, item, want) in cases {
+            assert_eq!(store_errors(args.clone(), item.clone()), want, "{args}");
         }
     }
 

@@ -334,7 +334,11 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
     /// itself (see [`testing::run_plain`](crate::testing::run_plain)). A hand-written processor
     /// checks in `init` that it declared the store ([`InitContext::require_store`]).
     pub fn store_handle<S: StoreHandle<'a>>(&self) -> Result<S> {
-        Ok(S::bind(self.store(S::NAME)?))
+        // Of any kind, as `#[batch_processor]` binds its store parameters: a versioned or
+        // windowed handle wraps the key-value handle of its own store.
+        Ok(S::bind(
+            crate::__private::binder(self).bind_any_named(S::NAME)?,
+        ))
     }
 
     /// The task's stream time: the largest record timestamp it has seen (milliseconds), the

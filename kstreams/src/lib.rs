@@ -8,6 +8,7 @@ pub mod aggregate;
 pub mod context;
 pub mod error;
 pub(crate) mod exec;
+pub mod join;
 pub mod partitioner;
 pub mod policy;
 pub mod processor;
@@ -234,7 +235,8 @@ pub use kstreams_macros::punctuator;
 
 /// Declares a store: turns `type Name = kstreams::KeyValue<K, V>;` into a typed handle (or a
 /// windowed aggregate's `kstreams::WindowKeyValue<K, A>` / `kstreams::SessionKeyValue<K, A>`: see
-/// "Windowed stores" below).
+/// "Windowed stores" below; or a versioned `kstreams::VersionedKeyValue<K, V>`: "Versioned
+/// stores").
 ///
 /// ```text
 /// #[store(
@@ -293,7 +295,7 @@ pub use kstreams_macros::punctuator;
 /// ```
 ///
 /// Durations `D` are literals as in `punctuate(every = ..)`: `"250ms"`, `"10s"`, `"5m"`, `"1h"`,
-/// `"1m30s"`. Grace has no default (Kafka Streams' lesson, KIP-633): a default grace drops late
+/// `"1d"`, `"1m30s"`. Grace has no default (Kafka Streams' lesson, KIP-633): a default grace drops late
 /// records nobody chose to drop. Every mistake the macro can see is a compile error at its token:
 /// a missing grace or window, a malformed duration, a zero size, gap or advance, an advance longer
 /// than the size, a retention shorter than a window's life, a `session(..)` window on a
@@ -329,6 +331,45 @@ pub use kstreams_macros::punctuator;
 /// ```compile_fail
 /// #[kstreams::store(name = "counts", window = tumbling(size = "1m"))]
 /// type Counts = kstreams::WindowKeyValue<String, u64>;
+/// ```
+///
+/// # Versioned stores
+///
+/// A versioned key-value store (Kafka Streams' KIP-889: past values of each key, read as of a
+/// timestamp) names [`VersionedKeyValue<K, V>`](VersionedKeyValue) and says how long it keeps
+/// history, `history = D` (required, no default; `window` and the other windowed keys are refused,
+/// and `history` is refused on every other store). The alias becomes `struct Prices<'t>` that
+/// derefs to [`VersionedStore<'t, String, u64>`](store::VersionedStore) (see it for the rules)
+/// and implements [`StoreHandle`] (its spec: [`StoreSpec::versioned`]). Key-value and versioned
+/// handles implement [`table::TableStore`] (on their `'static` form), so they can hold a table;
+/// windowed handles cannot.
+///
+/// ```
+/// use kstreams::store::{StoreHandle, StoreKind};
+/// use kstreams::{batch_processor, store, Emit, Record};
+///
+/// #[store(name = "prices", history = "1d")]
+/// type Prices = kstreams::VersionedKeyValue<String, u64>;
+///
+/// /// Each record is a price valid from its timestamp; forwards the price an hour before.
+/// #[batch_processor]
+/// fn an_hour_ago(prices: &[Record<String, u64>], store: &mut Prices, out: &mut Emit<String, Option<u64>>) -> kstreams::Result<()> {
+///     for p in prices {
+///         let _ = store.put(&p.key, Some(&p.value), p.timestamp)?;
+///         let then = store.get_as_of(&p.key, p.timestamp - 3_600_000)?;
+///         out.forward(p.clone().with_value(then.map(|v| v.value)));
+///     }
+///     Ok(())
+/// }
+///
+/// assert_eq!(Prices::spec().kind(), StoreKind::Versioned { history_ms: 86_400_000 });
+/// ```
+///
+/// A versioned store without a history does not compile:
+///
+/// ```compile_fail
+/// #[kstreams::store(name = "prices")]
+/// type Prices = kstreams::VersionedKeyValue<String, u64>;
 /// ```
 pub use kstreams_macros::store;
 

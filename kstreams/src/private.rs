@@ -12,7 +12,10 @@ pub use crate::error::{Error, Result};
 pub use crate::processor::{BatchProcessor, ProcessorReturn, with_origin};
 pub use crate::record::Record;
 pub use crate::serde::default_serde;
-pub use crate::store::{Backend, KeyValue, KeyValueStore, StoreHandle, StoreSpec};
+pub use crate::store::{
+    Backend, KeyValue, KeyValueStore, StoreHandle, StoreSpec, VersionedKeyValue, VersionedStore,
+};
+pub use crate::table::TableStore;
 
 use crate::context::NodeInfo;
 use crate::store::RawTxn;
@@ -188,6 +191,23 @@ pub fn session_window_state<'t, K, A>(
     windowing: Windowing,
 ) -> SessionWindowState<'t, K, A> {
     SessionWindowState::new(store, windowing)
+}
+
+// ---- Versioned stores (`#[store(history = ...)]`) -------------------------------------------
+
+/// The spec of a versioned handle: `spec` made a versioned store keeping `history_ms` (the
+/// macro's validated literal).
+pub fn versioned_store_spec(spec: StoreSpec, history_ms: i64) -> StoreSpec {
+    spec.versioned_ms(history_ms)
+}
+
+/// Binds a versioned handle's store (in `StoreHandle::bind`): `store` is the handle's own store,
+/// declared by its spec, so it is a versioned store of `history_ms`.
+pub fn versioned_store<'t, K: 'static, V: 'static>(
+    store: KeyValueStore<'t, K, V>,
+    history_ms: i64,
+) -> VersionedStore<'t, K, V> {
+    VersionedStore::over(store, history_ms)
 }
 
 /// Adds the stores of a punctuation handler to a processor's: a store both use is listed once

@@ -345,7 +345,6 @@ impl TopologyBuilder {
     ///
     /// #[kstreams::store(name = "prices")]
     /// type Prices = kstreams::KeyValue<String, u64>;
-    /// # impl kstreams::table::TableStore for Prices<'static> {}
     ///
     /// let mut t = Topology::builder();
     /// let prices = t.table::<Prices<'static>>("prices");

@@ -930,7 +930,7 @@ pub(crate) fn check_topic_types(
         return Ok(());
     }
     for spec in topology.stores() {
-        if config.changelog_topic(spec.name()) == topic {
+        if spec.changelog_enabled() && config.changelog_topic(spec.name()) == topic {
             let types = spec.type_names();
             if types == wanted {
                 return Ok(());
@@ -955,6 +955,7 @@ pub(crate) fn check_topic_types(
             topology
                 .stores()
                 .iter()
+                .filter(|s| s.changelog_enabled())
                 .map(|s| config.changelog_topic(s.name())),
         )
         .collect();

@@ -763,3 +763,137 @@ mod windowed {
         check_split_invariance(&count_topology(), &input, 7, 4)
     }
 }
+
+// ---- Versioned stores ------------------------------------------------------------------------
+
+mod versioned {
+    use kstreams::store::{StoreHandle, StoreKind};
+    use kstreams::table::TableStore;
+    use kstreams::testing::TopologyTestDriver;
+    use kstreams::{Backend, Emit, Record, Topology, store};
+
+    #[store(name = "prices", history = "1d")]
+    type Prices = kstreams::VersionedKeyValue<String, u64>;
+
+    #[store(
+        name = "quick-prices",
+        history = "1m30s",
+        backend = "in_memory",
+        changelog = false
+    )]
+    pub(crate) type QuickPrices = kstreams::VersionedKeyValue<String, u64>;
+
+    #[store(name = "plain")]
+    type Plain = kstreams::KeyValue<String, u64>;
+
+    #[test]
+    fn a_versioned_declaration_is_what_was_written() {
+        let spec = Prices::spec();
+        assert_eq!(spec.name(), "prices");
+        assert_eq!(
+            spec.kind(),
+            StoreKind::Versioned {
+                history_ms: 86_400_000
+            }
+        );
+        assert_eq!(spec.get_backend(), Backend::Lmdb);
+        assert!(spec.changelog_enabled());
+        let spec = QuickPrices::spec();
+        assert_eq!(spec.kind(), StoreKind::Versioned { history_ms: 90_000 });
+        assert_eq!(spec.get_backend(), Backend::InMemory);
+        assert!(!spec.changelog_enabled());
+        assert_eq!(<QuickPrices<'_> as StoreHandle>::NAME, "quick-prices");
+    }
+
+    fn table_store<S: TableStore>() -> &'static str {
+        S::NAME
+    }
+
+    #[test]
+    fn key_value_and_versioned_handles_can_hold_a_table() {
+        assert_eq!(table_store::<Prices<'static>>(), "prices");
+        assert_eq!(table_store::<Plain<'static>>(), "plain");
+    }
+
+    /// Each record's value is a price valid from the record's timestamp; the output is the price
+    /// as of an hour before (or `None`).
+    #[kstreams::batch_processor]
+    fn price_an_hour_ago(
+        prices: &[Record<String, u64>],
+        store: &mut Prices,
+        out: &mut Emit<String, Option<u64>>,
+    ) -> kstreams::Result<()> {
+        for r in prices {
+            let _ = store.put(&r.key, Some(&r.value), r.timestamp)?;
+            let then = store.get_as_of(&r.key, r.timestamp - 3_600_000)?;
+            out.forward(r.clone().with_value(then.map(|v| v.value)));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_processor_takes_a_versioned_handle() -> kstreams::Result<()> {
+        let mut t = Topology::builder();
+        let s = t.source::<String, u64>("prices");
+        let p = t.add(price_an_hour_ago, &s);
+        t.sink("out", &p);
+        let mut d = TopologyTestDriver::new(t.build()?)?;
+        let hour = 3_600_000;
+        let at = |v: u64, ts: i64| Record::new("apple".to_owned(), v).with_timestamp(ts);
+        d.pipe_batch("prices", [at(1, 0), at(2, hour), at(3, 2 * hour + 1)])?;
+        let got: Vec<Option<u64>> = d
+            .read_output::<String, Option<u64>>("out")?
+            .into_iter()
+            .map(|r| r.value)
+            .collect();
+        assert_eq!(got, [None, Some(1), Some(2)]);
+        Ok(())
+    }
+
+    /// A hand-written processor reaches the same handle with `Context::store_handle`.
+    #[derive(Clone)]
+    struct ByHand;
+
+    impl kstreams::BatchProcessor<String, u64> for ByHand {
+        type OutKey = String;
+        type OutValue = Option<u64>;
+        fn stores(&self) -> Vec<kstreams::StoreSpec> {
+            vec![Prices::spec()]
+        }
+        fn process_batch(
+            &mut self,
+            records: &[Record<String, u64>],
+            ctx: &mut kstreams::Context<'_, String, Option<u64>>,
+        ) -> kstreams::Result<()> {
+            let store = ctx.store_handle::<Prices<'_>>()?;
+            let mut out = Vec::new();
+            for r in records {
+                let _ = store.put(&r.key, Some(&r.value), r.timestamp)?;
+                let before = store.get_as_of(&r.key, r.timestamp - 1)?;
+                out.push(r.clone().with_value(before.map(|v| v.value)));
+            }
+            for r in out {
+                ctx.forward(r);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_hand_written_processor_binds_a_versioned_handle() -> kstreams::Result<()> {
+        let mut t = Topology::builder();
+        let s = t.source::<String, u64>("prices");
+        let p = t.add(ByHand, &s);
+        t.sink("out", &p);
+        let mut d = TopologyTestDriver::new(t.build()?)?;
+        let at = |v: u64, ts: i64| Record::new("apple".to_owned(), v).with_timestamp(ts);
+        d.pipe_batch("prices", [at(1, 10), at(2, 20)])?;
+        let got: Vec<Option<u64>> = d
+            .read_output::<String, Option<u64>>("out")?
+            .into_iter()
+            .map(|r| r.value)
+            .collect();
+        assert_eq!(got, [None, Some(1)]);
+        Ok(())
+    }
+}

@@ -3,7 +3,6 @@
 //! another with its source; the driver routes the records through it by key.
 
 use kstreams::partitioner::partition_for_key;
-use kstreams::table::TableStore;
 use kstreams::testing::TopologyTestDriver;
 use kstreams::{Record, Topology, processor, store};
 
@@ -12,9 +11,6 @@ type WordCounts = kstreams::KeyValue<String, u64>;
 
 #[store(name = "weights")]
 type Weights = kstreams::KeyValue<String, u64>;
-
-// Stand-in until `#[store]` implements `TableStore` by itself (the store helper's macros).
-impl TableStore for Weights<'static> {}
 
 /// Lines keyed by their line number, re-keyed by word, repartitioned and counted.
 fn word_count() -> Topology {

@@ -222,6 +222,127 @@ fn writes_are_recorded_for_the_changelog_unless_disabled() -> kstreams::Result<(
 }
 
 #[test]
+fn a_store_whose_changelog_is_its_source_topic_logs_nothing() -> kstreams::Result<()> {
+    let history = std::time::Duration::from_secs(60);
+    for backend in [Backend::Lmdb, Backend::InMemory] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let specs = vec![
+            StoreSpec::new::<String, u64>("table")
+                .changelog_from_source("table-topic")
+                .backend(backend),
+            StoreSpec::new::<String, u64>("versioned-table")
+                .versioned(history)?
+                .changelog_from_source("prices")
+                .backend(backend),
+            StoreSpec::new::<String, u64>("logged").backend(backend),
+        ];
+        let mut s = StateStores::open(dir.path(), specs, &LmdbOptions::default())?;
+        s.transaction(|txn| {
+            let t = txn.store::<String, u64>("table")?;
+            t.put(&"a".into(), &1)?;
+            t.delete("a")?;
+            let v = txn.versioned_store::<String, u64>("versioned-table")?;
+            let _ = v.put(&"a".into(), Some(&1), 10)?;
+            txn.store::<String, u64>("logged")?.put(&"b".into(), &2)?;
+            let log = txn.take_changelog();
+            assert_eq!(
+                log.len(),
+                1,
+                "{backend:?}: only the store with a changelog of its own"
+            );
+            assert_eq!(log[0].store, 2, "{backend:?}");
+            // Restored from the source topic's records: a put at the record's timestamp.
+            txn.restore_raw(0, b"r", Some(&5u64.to_be_bytes()), 0)?;
+            txn.restore_raw(1, b"r", Some(&6u64.to_be_bytes()), 20)?;
+            assert_eq!(txn.store::<String, u64>("table")?.get("r")?, Some(5));
+            let r = txn
+                .versioned_store::<String, u64>("versioned-table")?
+                .get("r")?;
+            assert_eq!(
+                r.map(|r| (r.value, r.timestamp)),
+                Some((6, 20)),
+                "{backend:?}"
+            );
+            assert!(txn.take_changelog().is_empty(), "{backend:?}");
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_source_changelog_is_in_the_spec_and_no_changelog_topic_is_configured() -> kstreams::Result<()>
+{
+    let plain = StoreSpec::new::<String, u64>("t");
+    let from_source = plain.clone().changelog_from_source("t-topic");
+    assert_eq!(plain.source_changelog(), None);
+    assert_eq!(from_source.source_changelog(), Some("t-topic"));
+    assert!(plain.changelog_enabled());
+    assert!(
+        !from_source.changelog_enabled(),
+        "no changelog topic of its own"
+    );
+    assert!(
+        !from_source.clone().changelog(true).changelog_enabled(),
+        "the source topic stays the changelog"
+    );
+    assert!(from_source.changelog_topic_config().is_empty());
+    let versioned = StoreSpec::new::<String, u64>("v")
+        .versioned(std::time::Duration::from_secs(1))?
+        .changelog_from_source("v-topic");
+    assert!(versioned.changelog_topic_config().is_empty());
+    assert!(format!("{from_source:?}").contains("t-topic"));
+    Ok(())
+}
+
+#[test]
+fn the_driver_creates_no_changelog_topic_for_a_store_whose_changelog_is_its_source()
+-> kstreams::Result<()> {
+    #[derive(Clone)]
+    struct Materialize;
+    impl kstreams::BatchProcessor<String, u64> for Materialize {
+        type OutKey = ();
+        type OutValue = ();
+        fn stores(&self) -> Vec<StoreSpec> {
+            vec![StoreSpec::new::<String, u64>("table").changelog_from_source("in")]
+        }
+        fn process_batch(
+            &mut self,
+            records: &[kstreams::Record<String, u64>],
+            ctx: &mut kstreams::Context<'_, (), ()>,
+        ) -> kstreams::Result<()> {
+            let t = ctx.store::<String, u64>("table")?;
+            for r in records {
+                t.put(&r.key, &r.value)?;
+            }
+            Ok(())
+        }
+    }
+    let mut t = kstreams::Topology::builder();
+    let s = t.source::<String, u64>("in");
+    let _ = t.add(Materialize, &s);
+    let mut d = kstreams::testing::TopologyTestDriver::new(t.build()?)?;
+    d.pipe_batch("in", [kstreams::Record::new("a".to_owned(), 1u64)])?;
+    assert_eq!(d.store::<String, u64>("table")?, vec![("a".to_owned(), 1)]);
+    let topics = d.topic_names();
+    assert!(
+        !topics.iter().any(|t| t.ends_with("-changelog")),
+        "{topics:?}"
+    );
+    // Nor does it say the topology writes one.
+    let err = d
+        .read_output::<String, u64>("test-app-table-changelog")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("does not write topic `test-app-table-changelog`")
+            && !err.contains("it writes `test-app-table-changelog`"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
 fn lmdb_state_and_positions_survive_reopening() -> kstreams::Result<()> {
     let dir = tempfile::tempdir().expect("tempdir");
     {

@@ -26,6 +26,9 @@
 //! purge of `store/versioned.rs`; its history retention is in its [`StoreSpec`]
 //! ([`StoreSpec::versioned`]), and its changelog records carry the version's timestamp
 //! ([`ChangelogWrite::timestamp`]).
+//!
+//! A table's store has its source topic as its changelog ([`StoreSpec::changelog_from_source`]):
+//! its writes are not logged and it has no changelog topic of its own.
 
 mod lmdb;
 mod long_keys;
@@ -157,6 +160,7 @@ pub struct StoreSpec {
     name: Arc<str>,
     backend: Backend,
     changelog: bool,
+    source_changelog: Option<Arc<str>>,
     kind: StoreKind,
     dead_letters_late: bool,
     key_type: (TypeId, &'static str),
@@ -170,6 +174,7 @@ impl fmt::Debug for StoreSpec {
             .field("name", &self.name)
             .field("backend", &self.backend)
             .field("changelog", &self.changelog)
+            .field("source_changelog", &self.source_changelog)
             .field("kind", &self.kind)
             .field("key", &self.key_type.1)
             .field("value", &self.value_type.1)
@@ -193,6 +198,7 @@ impl StoreSpec {
             name: name.into(),
             backend: Backend::default(),
             changelog: true,
+            source_changelog: None,
             kind: StoreKind::KeyValue,
             dead_letters_late: false,
             key_type: (TypeId::of::<K>(), std::any::type_name::<K>()),
@@ -216,6 +222,32 @@ impl StoreSpec {
     pub fn changelog(mut self, enabled: bool) -> Self {
         self.changelog = enabled;
         self
+    }
+
+    /// The same store with `topic`, the topic it is materialized from, as its changelog (Kafka
+    /// Streams' source-topic optimization for tables): its writes are not logged, it has no
+    /// changelog topic of its own, and the runtime restores it from `topic` (up to the group's
+    /// committed offset: what follows is input). [`changelog_enabled`](Self::changelog_enabled)
+    /// is then `false` and [`changelog_topic_config`](Self::changelog_topic_config) empty,
+    /// whatever [`changelog`](Self::changelog) says.
+    ///
+    /// ```
+    /// use kstreams::store::StoreSpec;
+    /// let spec = StoreSpec::new::<String, u64>("prices").changelog_from_source("prices-topic");
+    /// assert_eq!(spec.source_changelog(), Some("prices-topic"));
+    /// assert!(!spec.changelog_enabled());
+    /// assert!(spec.changelog_topic_config().is_empty());
+    /// ```
+    #[must_use]
+    pub fn changelog_from_source(mut self, topic: &str) -> Self {
+        self.source_changelog = Some(topic.into());
+        self
+    }
+
+    /// The source topic that is this store's changelog ([`changelog_from_source`](
+    /// Self::changelog_from_source)), if any.
+    pub fn source_changelog(&self) -> Option<&str> {
+        self.source_changelog.as_deref()
     }
 
     /// The same store as a window store of windows `size` long, kept for `retention` from their
@@ -287,6 +319,15 @@ impl StoreSpec {
         Ok(self)
     }
 
+    /// [`versioned`](Self::versioned) from milliseconds a macro validated (a negative history is
+    /// taken as 0).
+    pub(crate) fn versioned_ms(mut self, history_ms: i64) -> Self {
+        self.kind = StoreKind::Versioned {
+            history_ms: history_ms.max(0),
+        };
+        self
+    }
+
     /// The same store as the window or session store that `windowing` keeps (see
     /// [`Windowing::store_spec`](crate::window::Windowing::store_spec)): a window store of the
     /// window size (the time difference for sliding windows), or a session store, with the
@@ -315,6 +356,13 @@ impl StoreSpec {
         self.dead_letters_late
     }
 
+    /// The same store with its operator's late records dead-lettered or not (the stream-stream
+    /// join's window stores: `JoinWindows::on_late`).
+    pub(crate) fn with_late_dead_letters(mut self, on: bool) -> Self {
+        self.dead_letters_late = on;
+        self
+    }
+
     /// The store's kind: key-value, window or session.
     pub fn kind(&self) -> StoreKind {
         self.kind
@@ -338,7 +386,13 @@ impl StoreSpec {
     /// );
     /// # Ok::<(), kstreams::Error>(())
     /// ```
+    ///
+    /// A store whose changelog is its source topic ([`changelog_from_source`](
+    /// Self::changelog_from_source)) has no changelog topic to configure: the list is empty.
     pub fn changelog_topic_config(&self) -> Vec<(&'static str, String)> {
+        if self.source_changelog.is_some() {
+            return Vec::new();
+        }
         let retention = match self.kind {
             StoreKind::KeyValue => return vec![("cleanup.policy", "compact".to_owned())],
             StoreKind::Versioned { history_ms } => {
@@ -390,9 +444,11 @@ impl StoreSpec {
         self.backend
     }
 
-    /// Whether writes go to a changelog topic.
+    /// Whether writes go to a changelog topic of the store's own: `false` when the changelog is
+    /// off, and for a store whose changelog is its source topic ([`source_changelog`](
+    /// Self::source_changelog)).
     pub fn changelog_enabled(&self) -> bool {
-        self.changelog
+        self.changelog && self.source_changelog.is_none()
     }
 
     /// The names of the key and value types.
@@ -400,13 +456,15 @@ impl StoreSpec {
         (self.key_type.1, self.value_type.1)
     }
 
-    /// Whether two declarations describe the same store (name, types, backend, changelog).
+    /// Whether two declarations describe the same store (name, types, backend, changelog, source
+    /// changelog, kind).
     pub(crate) fn same_as(&self, other: &StoreSpec) -> bool {
         self.name == other.name
             && self.key_type.0 == other.key_type.0
             && self.value_type.0 == other.value_type.0
             && self.backend == other.backend
             && self.changelog == other.changelog
+            && self.source_changelog == other.source_changelog
             && self.kind == other.kind
     }
 
@@ -1283,7 +1341,7 @@ impl<'s> StateTxn<'s> {
             }
             None => return Err(Error::Internal(format!("store index {store} out of range"))),
         }
-        if log && self.specs[store].changelog {
+        if log && self.specs[store].changelog_enabled() {
             self.changelog.borrow_mut().push(ChangelogWrite {
                 store,
                 key: key.to_vec(),
@@ -1352,7 +1410,7 @@ impl RawTxn for StateTxn<'_> {
             .specs
             .get(store)
             .ok_or_else(|| Error::Internal(format!("store index {store} out of range")))?;
-        if spec.changelog {
+        if spec.changelog_enabled() {
             self.changelog.borrow_mut().push(ChangelogWrite {
                 store,
                 key: key.to_vec(),

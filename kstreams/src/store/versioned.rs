@@ -34,9 +34,9 @@
 //!
 //! `!t` is the time bytes inverted, so a key's versions are contiguous and newest first: the latest
 //! version is the first entry of the key's range, and the version answering `get_as_of(key, t)` is
-//! the first entry at or after `esc(key) !t(t)`: each read is one range scan of one entry. Each
-//! version records its `valid_to` (the next version's timestamp); a put finds the version it
-//! follows the same way and shortens it. A version's *expiry* is its `valid_to`, or its own
+//! the first entry at or after `esc(key) !t(t)`: each read is one range scan of one entry (and a
+//! read of the stream time). Each version records its `valid_to` (the next version's timestamp);
+//! a put finds the version it follows the same way and shortens it. A version's *expiry* is its `valid_to`, or its own
 //! timestamp for a latest tombstone; a latest value has none and is never purged. A version whose
 //! expiry is at or before `cut` can answer no read and affect no put, so each put that moves the
 //! stream time purges at most [`PURGE_LIMIT`](super::PURGE_LIMIT) such versions through the
@@ -328,6 +328,15 @@ impl<'t> Versions<'t> {
     /// Puts a version (`None`: a tombstone) of `key` at `ts`; logs it when `log` (the restore path
     /// does not).
     fn put(&self, key: &[u8], value: Option<&[u8]>, ts: i64, log: bool) -> Result<VersionedPut> {
+        if log && ts < 0 && self.txn.store_spec(self.store).changelog_enabled() {
+            // The version's timestamp is its changelog record's, and Kafka refuses negative
+            // record timestamps: fail here, naming the store, not at the produce.
+            return Err(Error::Store(format!(
+                "store `{}`: a version's timestamp is its changelog record's timestamp and must \
+                 not be negative, not {ts}",
+                self.name()
+            )));
+        }
         let stream_time = self.stream_time()?;
         if stream_time.is_some_and(|st| ts < st.saturating_sub(self.history)) {
             return Ok(VersionedPut::Expired);
@@ -545,6 +554,20 @@ impl<'t, K: 'static, V: 'static> VersionedStore<'t, K, V> {
         })
     }
 
+    /// The handle over `kv`'s store, keeping `history_ms` (a `#[store]` handle's bind, whose
+    /// spec made the store versioned with that history).
+    pub(crate) fn over(kv: KeyValueStore<'t, K, V>, history_ms: i64) -> Self {
+        let (txn, store) = kv.raw_parts();
+        VersionedStore {
+            kv,
+            versions: Versions {
+                txn,
+                store,
+                history: history_ms,
+            },
+        }
+    }
+
     /// The store's name.
     pub fn name(&self) -> &str {
         self.kv.name()
@@ -564,7 +587,8 @@ impl<'t, K: 'static, V: 'static> VersionedStore<'t, K, V> {
     /// Puts a version of `key` at `timestamp`: `Some(value)`, or `None` for a tombstone (the key
     /// has no value from `timestamp` until its next version). A value that serializes to null is
     /// a tombstone too. Logged to the changelog with `timestamp` as the record's timestamp (unless
-    /// refused: [`VersionedPut::Expired`]).
+    /// refused: [`VersionedPut::Expired`]); so on a store with a changelog a negative `timestamp`
+    /// is an error (Kafka refuses negative record timestamps).
     pub fn put(&self, key: &K, value: Option<&V>, timestamp: i64) -> Result<VersionedPut> {
         let k = self.kv.key_bytes(key)?;
         let v = match value {

@@ -526,10 +526,11 @@ pub(crate) fn live_entries(
     let (retention, n) = match spec.kind() {
         StoreKind::Window { retention_ms, .. } => (retention_ms, 1),
         StoreKind::Session { retention_ms } => (retention_ms, 2),
-        StoreKind::KeyValue | StoreKind::Versioned { .. } => {
+        kind @ (StoreKind::KeyValue | StoreKind::Versioned { .. }) => {
             return Err(Error::Store(format!(
-                "store `{}` is a key-value store, not a window or session store",
-                spec.name()
+                "store `{}` is a {}, not a window or session store",
+                spec.name(),
+                kind.describe()
             )));
         }
     };

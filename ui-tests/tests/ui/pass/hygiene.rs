@@ -36,6 +36,9 @@ struct TimeWindowState;
 struct SessionWindowState;
 struct WindowKeyValue;
 struct SessionKeyValue;
+struct VersionedKeyValue;
+struct VersionedStore;
+struct TableStore;
 mod core {}
 mod kstreams_private {}
 
@@ -63,6 +66,17 @@ fn windowed_count(
 }
 
 fn uses_sessions(_: &mut Sessions) {}
+
+#[store(name = "prices", history = "1d")]
+type Prices = kstreams::VersionedKeyValue<Text, u64>;
+
+#[batch_processor]
+fn price(prices: &[Record<Text, u64>], store: &mut Prices) -> kstreams::Result<()> {
+    for p in prices {
+        let _ = store.put(&p.key, ::core::option::Option::Some(&p.value), p.timestamp)?;
+    }
+    kstreams::Result::Ok(())
+}
 
 #[batch_processor]
 fn count(lines: &[Record<(), Text>], counts: &mut Counts, out: &mut Emit<Text, u64>) -> kstreams::Result<()> {
@@ -99,5 +113,7 @@ fn main() {
     let views = t.source::<Text, Text>("views");
     let windowed = t.add(windowed_count, &views);
     t.sink("windowed", &windowed);
+    let prices = t.source::<Text, u64>("prices");
+    let _ = t.add(price, &prices);
     assert!(t.build().is_ok());
 }

@@ -1,0 +1,6 @@
+use kstreams::store;
+
+#[store(name = "prices")]
+type Prices = kstreams::VersionedKeyValue<String, u64>;
+
+fn main() {}
