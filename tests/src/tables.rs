@@ -12,9 +12,6 @@ use kstreams::{Emit, Record, Result, Topology, batch_processor, store};
 #[store(name = "prices")]
 pub type Prices = kstreams::KeyValue<String, String>;
 
-// Stand-in until `#[store]` implements `TableStore` by itself (the store helper's macros).
-impl kstreams::table::TableStore for Prices<'static> {}
-
 /// Each order with its key's current price: one `get_batch` per batch.
 #[batch_processor]
 pub fn enrich(

@@ -222,7 +222,7 @@ pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext + Conne
                 continue;
             };
             // A table's store whose source topic is its changelog has no topic of its own.
-            if !spec.changelog_enabled() || super::restore::source_changelog(spec).is_some() {
+            if !spec.changelog_enabled() || spec.source_changelog().is_some() {
                 continue;
             }
             let name = crate::task::changelog_topic(&config.application_id, store);

@@ -91,12 +91,6 @@ struct Pending {
     source: Option<Option<i64>>,
 }
 
-/// The source topic that serves as store `spec`'s changelog, if any (a table's store).
-pub(super) fn source_changelog(spec: &crate::store::StoreSpec) -> Option<&str> {
-    let _ = spec;
-    None
-}
-
 impl Restoring {
     /// A task to restore: every store of `task` that has a changelog.
     pub(super) fn new(
@@ -110,7 +104,7 @@ impl Restoring {
             .zip(task.changelog_topics())
             .filter_map(|(s, t)| {
                 let store = s.name().to_owned();
-                if let Some(topic) = source_changelog(s) {
+                if let Some(topic) = s.source_changelog() {
                     // Nothing committed: the input is processed from its beginning, so
                     // nothing is restored (end 0).
                     let end = committed
