@@ -6,32 +6,51 @@
 //! price by a plain batch processor reading the table's store: `<order>|<price>`, or
 //! `<order>|-` when the table has none.
 
-use kstreams::{Emit, Record, Result, Topology, batch_processor, store};
+use kstreams::{Record, Result, Topology, store};
 
 /// The table's store: key -> price, materialized from the table topic.
 #[store(name = "prices")]
 pub type Prices = kstreams::KeyValue<String, String>;
 
-/// Each order with its key's current price: one `get_batch` per batch.
-#[batch_processor]
-pub fn enrich(
-    orders: &[Record<String, String>],
-    prices: &mut Prices,
-    out: &mut Emit<String, String>,
-) -> Result<()> {
-    let keys: Vec<String> = orders.iter().map(|o| o.key.clone()).collect();
-    for (order, price) in orders.iter().zip(prices.get_batch(&keys)?) {
-        let price = price.unwrap_or_else(|| "-".to_owned());
-        out.forward(order.derive(order.key.clone(), format!("{}|{price}", order.value)));
-    }
-    Ok(())
+/// Each order with its key's current price: one `get_batch` per batch. It declares the store
+/// as the table does ([`Table::spec`](kstreams::table::Table::spec): its topic is its changelog),
+/// which a `#[batch_processor]` taking `&mut Prices` would not.
+#[derive(Debug, Clone)]
+pub struct Enrich {
+    spec: kstreams::StoreSpec,
 }
 
-/// `table` materialized into [`Prices`]; `orders` -> [`enrich`] -> `output`.
+impl kstreams::BatchProcessor<String, String> for Enrich {
+    type OutKey = String;
+    type OutValue = String;
+
+    fn stores(&self) -> Vec<kstreams::StoreSpec> {
+        vec![self.spec.clone()]
+    }
+
+    fn process_batch(
+        &mut self,
+        orders: &[Record<String, String>],
+        ctx: &mut kstreams::Context<'_, String, String>,
+    ) -> Result<()> {
+        let prices = ctx.store::<String, String>(self.spec.name())?;
+        let keys: Vec<String> = orders.iter().map(|o| o.key.clone()).collect();
+        for (order, price) in orders.iter().zip(prices.get_batch(&keys)?) {
+            let price = price.unwrap_or_else(|| "-".to_owned());
+            ctx.forward(order.derive(order.key.clone(), format!("{}|{price}", order.value)));
+        }
+        Ok(())
+    }
+}
+
+/// `table` materialized into [`Prices`]; `orders` -> [`Enrich`] -> `output`.
 pub fn enrich_topology(table: &str, orders: &str, output: &str) -> Result<Topology> {
     let mut t = Topology::builder();
-    let _prices = t.table::<Prices<'static>>(table);
+    let prices = t.table::<Prices<'static>>(table);
     let orders = t.source::<String, String>(orders);
+    let enrich = Enrich {
+        spec: prices.spec().clone(),
+    };
     let enriched = t.add(enrich, &orders);
     t.sink(output, &enriched);
     Ok(t.build()?)
