@@ -71,3 +71,44 @@ pub fn repartition_topology(input: &str, name: &str, output: &str) -> Result<Top
     t.sink(output, &repartitioned);
     Ok(t.build()?)
 }
+
+/// A table kept by a processor of its own (as the `enrichment` example does), on a store whose
+/// changelog is the table's topic ([`StoreSpec::changelog_from_source`](kstreams::StoreSpec)):
+/// the runtime's side of a table, whatever builds it.
+#[derive(Debug, Clone)]
+pub struct Load {
+    spec: kstreams::StoreSpec,
+}
+
+impl kstreams::BatchProcessor<String, String> for Load {
+    type OutKey = ();
+    type OutValue = ();
+
+    fn stores(&self) -> Vec<kstreams::StoreSpec> {
+        vec![self.spec.clone()]
+    }
+
+    fn process_batch(
+        &mut self,
+        records: &[Record<String, String>],
+        ctx: &mut kstreams::Context<'_, (), ()>,
+    ) -> Result<()> {
+        let prices = ctx.store::<String, String>(self.spec.name())?;
+        for r in records {
+            prices.put(&r.key, &r.value)?;
+        }
+        Ok(())
+    }
+}
+
+/// [`enrich_topology`] with the table kept by [`Load`] instead of `TopologyBuilder::table`.
+pub fn enrich_topology_by_processor(table: &str, orders: &str, output: &str) -> Result<Topology> {
+    let spec = kstreams::StoreSpec::new::<String, String>("prices").changelog_from_source(table);
+    let mut t = Topology::builder();
+    let prices = t.source::<String, String>(table);
+    let _loaded = t.add(Load { spec: spec.clone() }, &prices);
+    let orders = t.source::<String, String>(orders);
+    let enriched = t.add(Enrich { spec }, &orders);
+    t.sink(output, &enriched);
+    Ok(t.build()?)
+}

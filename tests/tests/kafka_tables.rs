@@ -215,10 +215,10 @@ async fn run_until_committed(
     t: &Topics,
     state: &std::path::Path,
     ends: &BTreeMap<(String, i32), i64>,
+    topology: fn(&str, &str, &str) -> kstreams::Result<kstreams::Topology>,
 ) -> kstreams::kafka::AppStatus {
     let b = bootstrap();
-    let topology =
-        kstreams_tests::tables::enrich_topology(&t.table, &t.orders, &t.output).expect("topology");
+    let topology = topology(&t.table, &t.orders, &t.output).expect("topology");
     // The table topic's record without a key is skipped (and not restored either).
     let config = config(&t.app_id, &b, state)
         .on_deserialization_error_for(&t.table, kstreams::OnBadRecord::Skip);
@@ -240,28 +240,54 @@ async fn run_until_committed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_restarted_after_a_clean_stop_restores_nothing_and_a_lost_one_restores_its_topic() {
+    clean_restart_then_lost_state("tbl-clean", kstreams_tests::tables::enrich_topology).await;
+}
+
+/// The same with the table kept by a processor on a store whose changelog is the table's topic:
+/// no changelog topic is created, and the lost state is restored from the table's topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_whose_changelog_is_its_source_topic_has_no_changelog_topic_and_restores_from_it() {
+    let t = clean_restart_then_lost_state(
+        "tbl-source",
+        kstreams_tests::tables::enrich_topology_by_processor,
+    )
+    .await;
+    let changelog = format!("{}-prices-changelog", t.app_id);
+    assert_eq!(
+        partition_count(&bootstrap(), &changelog),
+        None,
+        "`{changelog}` created"
+    );
+}
+
+/// Prices, 300 orders, a run, a clean restart (nothing restored), the state dir deleted and
+/// a restart (the table restored from its topic, the record without a key left out).
+async fn clean_restart_then_lost_state(
+    prefix: &str,
+    topology: fn(&str, &str, &str) -> kstreams::Result<kstreams::Topology>,
+) -> Topics {
     let b = bootstrap();
-    let t = topics("tbl-clean").await;
+    let t = topics(prefix).await;
     let state = tempfile::tempdir().expect("tempdir");
     produce_with_metadata(&b, &t.table, &prices(1, base()));
     produce(&b, &t.table, &[(None, b"no key".to_vec(), Some(0))]);
     produce_with_metadata(&b, &t.orders, &(0..300).map(order).collect::<Vec<_>>());
     let mut ends = end_offsets(&b, &t.orders, PARTITIONS);
     ends.extend(end_offsets(&b, &t.table, PARTITIONS));
-    let first = run_until_committed(&t, state.path(), &ends).await;
+    let first = run_until_committed(&t, state.path(), &ends, topology).await;
     assert_eq!(
         first.restored_records, 0,
         "nothing to restore at the first start"
     );
     // Again, on the same state: its position says it holds the whole table.
-    let again = run_until_committed(&t, state.path(), &ends).await;
+    let again = run_until_committed(&t, state.path(), &ends, topology).await;
     assert_eq!(
         again.restored_records, 0,
         "a clean restart restores nothing"
     );
     // Without its state: the table topic up to the committed offset, every record once.
     std::fs::remove_dir_all(state.path()).expect("delete the state dir");
-    let lost = run_until_committed(&t, state.path(), &ends).await;
+    let lost = run_until_committed(&t, state.path(), &ends, topology).await;
     assert_eq!(
         lost.restored_records, KEYS as u64,
         "the whole table restored from its topic (the record without a key left out)"
@@ -269,6 +295,7 @@ async fn a_table_restarted_after_a_clean_stop_restores_nothing_and_a_lost_one_re
     // The orders were enriched once, by the first run, with v1.
     let out = read_all(&b, &t.output, PARTITIONS);
     assert_eq!(out.len(), 300);
+    t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
