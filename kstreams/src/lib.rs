@@ -12,6 +12,8 @@ pub mod join;
 pub mod partitioner;
 pub mod policy;
 pub mod processor;
+#[cfg(feature = "kafka")]
+pub mod query;
 pub mod record;
 pub mod serde;
 pub mod store;

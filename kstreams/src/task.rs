@@ -788,6 +788,17 @@ impl Task {
     pub fn state_path(&self) -> Option<PathBuf> {
         self.state.path()
     }
+
+    /// A reader of the task's stores for other threads (interactive queries).
+    pub fn store_reader(&self) -> Result<crate::store::StoreReader> {
+        self.state.reader()
+    }
+
+    /// Pins a snapshot of the task's committed state for read-committed queries (the runtime
+    /// calls it right after a Kafka commit; see [`StateStores::pin_committed`]).
+    pub fn pin_committed(&self) -> Result<()> {
+        self.state.pin_committed()
+    }
 }
 
 // Tasks move between worker threads: they and everything in them must be `Send`.

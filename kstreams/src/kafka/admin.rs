@@ -196,15 +196,16 @@ pub(crate) fn partition_counts<C: rdkafka::consumer::ConsumerContext + Connectio
         .collect())
 }
 
-/// Checks the topology against the cluster and creates missing changelog topics. Returns the
-/// partition count of every topic on the cluster, the created ones included.
+/// Checks the topology against the cluster and creates missing changelog and repartition
+/// topics. Returns the partition count of each sub-topology (indexed like
+/// [`Topology::subtopologies`]) and of every topic on the cluster, the created ones included.
 pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext + ConnectionFailures>(
     topology: &Topology,
     config: &AppConfig,
     bootstrap: &str,
     mock: Option<&MockCommands>,
     consumer: &BaseConsumer<C>,
-) -> Result<BTreeMap<String, i32>> {
+) -> Result<(Vec<i32>, BTreeMap<String, i32>)> {
     let mut counts = partition_counts(consumer, bootstrap, config.startup_timeout)?;
     let replication = if mock.is_some() {
         1
@@ -215,8 +216,10 @@ pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext + Conne
     let mut created = repartition_topics(topology, &counts, replication)?;
     let mut planned = counts.clone();
     planned.extend(created.iter().map(|t| (t.name.clone(), t.partitions)));
+    let mut per_sub = Vec::new();
     for sub in topology.subtopologies() {
         let n = copartitioned_count(&sub.source_topics, &planned, bootstrap)?.unwrap_or(1);
+        per_sub.push(n);
         for store in &sub.stores {
             let Some(spec) = topology.stores().iter().find(|s| s.name() == &**store) else {
                 continue;
@@ -275,7 +278,7 @@ pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext + Conne
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    Ok(counts)
+    Ok((per_sub, counts))
 }
 
 /// The repartition topics to create (`counts`: the partition count of every existing topic),

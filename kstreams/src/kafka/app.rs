@@ -19,6 +19,7 @@ use super::engine::run_blocking;
 use super::lock;
 use super::mock::{EmbeddedCluster, MockCommands};
 use crate::error::{Error, Result};
+use crate::query::Queries;
 use crate::topology::Topology;
 
 /// Stops a running [`App`] gracefully: the batch in hand is finished, outputs are flushed,
@@ -111,6 +112,7 @@ pub struct App {
     pub(super) embedded: Option<EmbeddedCluster>,
     shutdown: ShutdownHandle,
     status: Arc<Mutex<AppStatus>>,
+    queries: Queries,
 }
 
 impl App {
@@ -150,6 +152,7 @@ impl App {
             }
         };
         Ok(App {
+            queries: Queries::new(&topology),
             topology,
             config,
             bootstrap,
@@ -189,6 +192,12 @@ impl App {
         lock(&self.status).clone()
     }
 
+    /// The interactive queries of the app's local stores, for any thread (see
+    /// [`Queries`]): take it before or while the app runs.
+    pub fn queries(&self) -> Queries {
+        self.queries.clone()
+    }
+
     /// Creates topics on the app's cluster (real or embedded), leaving existing ones alone.
     pub async fn create_topics(&self, topics: &[TopicSpec]) -> Result<()> {
         let mock = self.embedded.as_ref().map(EmbeddedCluster::commands);
@@ -212,6 +221,7 @@ impl App {
             mock: self.embedded.as_ref().map(EmbeddedCluster::commands),
             shutdown: self.shutdown.clone(),
             status: self.status.clone(),
+            queries: self.queries.clone(),
         };
         std::thread::Builder::new()
             .name(format!("kstreams-{}", self.config.application_id))
@@ -254,4 +264,5 @@ pub(super) struct RunParams {
     pub(super) mock: Option<MockCommands>,
     pub(super) shutdown: ShutdownHandle,
     pub(super) status: Arc<Mutex<AppStatus>>,
+    pub(super) queries: Queries,
 }

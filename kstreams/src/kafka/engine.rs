@@ -47,6 +47,7 @@ use super::rebalance::GroupContext;
 use super::restore::{Outcome, RestoreContext, Restorer, Restoring};
 use super::sink::Sink;
 use crate::error::{Error, Result};
+use crate::query::Queries;
 use crate::record::RawRecord;
 use crate::task::{Task, TaskConfig, TaskId, TaskOutput, merge_runs};
 use crate::topology::Topology;
@@ -100,6 +101,8 @@ pub(super) struct Engine {
     pub(super) transaction_failed: bool,
     /// Exactly-once: transactions aborted and replayed since the last successful commit.
     pub(super) recoveries: u32,
+    /// Interactive queries: this thread's side of the app's registry.
+    pub(super) queries: QueryHook,
 }
 
 /// A polled record of a task that reads several topics, kept until its turn comes.
@@ -261,6 +264,7 @@ impl Engine {
             tracing::debug!(error = %e, "cannot pause partitions during restore");
         }
         lock(&self.status).restoring.extend(waiting);
+        self.queries_restoring(partitions);
     }
 
     /// One turn of the restore, in the processing loop: opens the tasks of pending partitions,
@@ -274,6 +278,7 @@ impl Engine {
             return Ok(());
         }
         let (outcomes, applied) = self.restorer.step()?;
+        self.queries_lags();
         if applied > 0 {
             lock(&self.status).restored_records += applied;
         }
@@ -471,6 +476,7 @@ impl Engine {
                 dirty: false,
             },
         );
+        self.queries_running(id)?;
         self.resume(consumer, &inputs)?;
         tracing::debug!(restored, "task restored; processing its input");
         Ok(())
@@ -491,6 +497,7 @@ impl Engine {
             .iter()
             .filter_map(|(t, p)| self.task_id(t, *p))
             .collect();
+        self.queries_gone(&ids);
         let mut closed = Ok(());
         for id in ids {
             if let Some(r) = self.tasks.remove(&id) {
@@ -530,6 +537,7 @@ impl Engine {
     /// Closes every task, running or restoring (after a final commit by the caller). The
     /// assignment stays as it is.
     pub(super) fn close_all(&mut self) -> Result<()> {
+        self.queries_closed_all();
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in ids {
             if let Some(r) = self.tasks.remove(&id) {
@@ -800,6 +808,7 @@ struct Shared {
     status: Arc<Mutex<AppStatus>>,
     /// A thread stopped with an error: the others stop too (gracefully).
     failed: Arc<AtomicBool>,
+    queries: Queries,
     /// The global stores, read-only, for every task.
     global: Option<crate::store::StoreReader>,
 }
@@ -815,6 +824,7 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
         mock,
         shutdown,
         status,
+        queries,
     } = p;
     let span = tracing::info_span!("app", app = %config.application_id);
     let _g = span.enter();
@@ -835,13 +845,14 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
     let consumer = consumers
         .next()
         .ok_or_else(|| Error::Internal("no consumer for processing thread 0".into()))?;
-    let counts = rt.block_on(admin::prepare_topics(
+    let (partitions, counts) = rt.block_on(admin::prepare_topics(
         &topology,
         &config,
         &bootstrap,
         mock.as_ref(),
         &consumer,
     ))?;
+    queries_partitions(&queries, &topology, &partitions);
     drop(rt);
     let failed = Arc::new(AtomicBool::new(false));
     // Global tables: restored to their end before any task processes, then kept up to date
@@ -868,6 +879,7 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
         shutdown,
         status,
         failed,
+        queries,
         global: global_reader,
     });
     let mut threads = Vec::new();
@@ -994,6 +1006,7 @@ fn run_thread(
         shutdown,
         status,
         failed,
+        queries,
         global: _global,
     } = shared;
     let span = (config.num_threads > 1).then(|| tracing::info_span!("thread", thread = index));
@@ -1033,6 +1046,10 @@ fn run_thread(
         transactional_id,
         transaction_failed: false,
         recoveries: 0,
+        queries: QueryHook {
+            queries: queries.clone(),
+            thread: index,
+        },
     });
     let sources: Vec<String> = topology
         .source_topics()
@@ -1080,6 +1097,7 @@ fn run_thread(
     let engine = lock(&consumer.context().engine).take();
     close_consumer_within(consumer, CONSUMER_CLOSE_TIMEOUT);
     drop(engine);
+    queries.all_gone(index);
     result.and(final_commit)
 }
 
@@ -1152,6 +1170,9 @@ fn processing_loop(
             if result.is_ok() && last_commit.elapsed() >= config.commit_interval {
                 result = engine.commit(consumer, "interval");
                 last_commit = Instant::now();
+                if result.is_ok() {
+                    engine.queries_pin_committed();
+                }
             }
             if let Err(e) = result {
                 // A failed commit before a revoke already stopped the app (`ctx.error`).
@@ -1166,6 +1187,91 @@ fn processing_loop(
             restoring = engine.is_restoring();
             engine.observer.tick(consumer, &engine.processed); // observability hook
         }
+    }
+}
+
+/// Interactive queries: a processing thread's side of the app's registry ([`Queries`]).
+pub(super) struct QueryHook {
+    pub(super) queries: Queries,
+    /// The processing thread's index (entries are removed only by their owner).
+    pub(super) thread: usize,
+}
+
+/// Interactive queries: the partition counts the start-up checks found, per sub-topology.
+fn queries_partitions(queries: &Queries, topology: &Topology, partitions: &[i32]) {
+    let ids = topology.subtopologies().iter().map(|s| s.id);
+    queries.set_partitions(ids.zip(partitions.iter().copied()));
+}
+
+/// Interactive queries: what the registry hears of this thread's tasks (Q1's hooks).
+impl Engine {
+    /// The tasks of newly assigned `partitions` that do not run yet are being restored.
+    fn queries_restoring(&self, partitions: &[(String, i32)]) {
+        let ids: BTreeSet<TaskId> = partitions
+            .iter()
+            .filter_map(|(t, p)| self.task_id(t, *p))
+            .filter(|id| !self.tasks.contains_key(id))
+            .collect();
+        self.queries.queries.restoring(self.queries.thread, ids);
+    }
+
+    /// The lags of the stores being restored.
+    fn queries_lags(&self) {
+        let lags = self.restorer.lags();
+        self.queries.queries.restore_lags(self.queries.thread, lags);
+    }
+
+    /// Task `id` runs: its stores answer queries (its restored state is committed state).
+    fn queries_running(&self, id: TaskId) -> Result<()> {
+        if let Some(r) = self.tasks.get(&id) {
+            let reader = r.task.store_reader()?;
+            self.queries
+                .queries
+                .running(self.queries.thread, id, reader);
+            if self.queries.queries.pins_committed() {
+                self.pin_committed(id, &r.task);
+            }
+        }
+        Ok(())
+    }
+
+    /// After a commit: read-committed queries answer from the state as it is now, if every
+    /// offset processed was committed (at-least-once, a group that moved on commits nothing).
+    fn queries_pin_committed(&self) {
+        let all_committed = self
+            .processed
+            .iter()
+            .all(|(k, v)| self.committed.get(k) == Some(v));
+        if all_committed && self.queries.queries.pins_committed() {
+            for (id, r) in &self.tasks {
+                self.pin_committed(*id, &r.task);
+            }
+        }
+    }
+
+    /// A failed pin leaves the previous snapshot (older, still committed) in place.
+    fn pin_committed(&self, id: TaskId, task: &Task) {
+        if let Err(e) = task.pin_committed() {
+            tracing::warn!(task = %id, error = %e, "cannot pin the committed state for \
+                read-committed queries; they answer the previous commit's state");
+        }
+    }
+
+    /// Every task closed, the assignment kept (exactly-once recovery reopens them; at shutdown
+    /// `run_thread` removes them): restoring meanwhile, not "not here".
+    fn queries_closed_all(&self) {
+        let ids: BTreeSet<TaskId> = self
+            .assignment
+            .iter()
+            .filter_map(|(t, p)| self.task_id(t, *p))
+            .collect();
+        self.queries.queries.reopening(self.queries.thread, ids);
+    }
+
+    /// Tasks closed on revocation.
+    fn queries_gone(&self, ids: &BTreeSet<TaskId>) {
+        let ids = ids.iter().copied();
+        self.queries.queries.gone(self.queries.thread, ids);
     }
 }
 

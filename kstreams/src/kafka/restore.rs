@@ -269,6 +269,22 @@ impl Restorer {
         result
     }
 
+    /// The changelog records still to apply to each store being read, as (task, store, lag), for
+    /// interactive queries' `Restoring` answers.
+    pub(super) fn lags(&self) -> Vec<(TaskId, String, u64)> {
+        self.tasks
+            .iter()
+            .filter_map(|(id, r)| {
+                let c = r.current.as_ref()?;
+                let lag = match c.state {
+                    StoreState::Reading { next, high, .. } => high.saturating_sub(next).max(0),
+                    StoreState::Waiting { .. } => 0,
+                };
+                Some((*id, c.store.clone(), u64::try_from(lag).unwrap_or(0)))
+            })
+            .collect()
+    }
+
     fn unassign(&self, topic: &str, partition: i32) -> Result<()> {
         let tpl = one_partition(topic, partition, None)?;
         self.consumer.incremental_unassign(&tpl).map_err(|source| {

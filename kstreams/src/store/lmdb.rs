@@ -33,14 +33,20 @@
 //! read and the writer exclude each other on is a map resize, which LMDB allows only while no
 //! transaction of the process is open: reads hold the read side of `LmdbState::readers`, a resize
 //! the write side. Growth ahead of need is skipped while reads are open (the map still has room);
-//! only a batch that meets `MDB_MAP_FULL` waits for the open reads to end.
+//! only a batch that meets `MDB_MAP_FULL` waits for the open reads to end. A thread takes the read
+//! side once however many reads it opens of one environment (`Reading`): a read opened inside
+//! another never waits for a resize that waits for the outer read. The read-committed
+//! snapshot a task may keep pinned between Kafka commits (`LmdbState::committed`) is simply
+//! dropped before a resize: read-committed reads then wait for the next commit's snapshot.
 
 use std::cell::RefCell;
 use std::fs::{File, TryLockError};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, TryLockError as LockError};
+use std::sync::{
+    Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, TryLockError as LockError,
+};
 
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
@@ -73,7 +79,11 @@ impl Default for LmdbOptions {
 }
 
 pub(super) struct LmdbState {
-    // Field order matters: the environment closes before the lock is released.
+    /// The read snapshot pinned after the last Kafka commit, for read-committed queries (see
+    /// `store/reader.rs`); dropped (so the read ends) before any map resize.
+    // Field order matters: the snapshot ends before the environment closes, and the environment
+    // closes before the lock is released.
+    committed: Mutex<Option<RoTxn<'static, WithoutTls>>>,
     env: Env<WithoutTls>,
     dbs: Vec<Database<Bytes, Bytes>>,
     /// The store names, in the order of `dbs`, for errors.
@@ -225,6 +235,7 @@ impl LmdbState {
             .map_err(lmdb_err)?;
         wtxn.commit().map_err(lmdb_err)?;
         Ok(LmdbState {
+            committed: Mutex::new(None),
             env,
             dbs,
             names: names.to_vec(),
@@ -283,6 +294,7 @@ impl LmdbState {
                 Err(LockError::Poisoned(p)) => p.into_inner(),
                 Err(LockError::WouldBlock) => return Ok(()),
             };
+            self.unpin_committed();
             self.grow_to(used.saturating_add(headroom))?;
         }
         Ok(())
@@ -304,6 +316,7 @@ impl LmdbState {
             )));
         }
         let _no_reads = self.readers.write().unwrap_or_else(PoisonError::into_inner);
+        self.unpin_committed();
         self.grow_to(current.saturating_add((current / 2).max(self.step)))
     }
 
@@ -353,9 +366,58 @@ impl LmdbState {
         })
     }
 
+    /// Holds off resizes while a read of this thread is open (see the module docs).
+    pub(super) fn enter_read(&self) -> Reading<'_> {
+        let key = std::ptr::from_ref(self) as usize;
+        let held = GATES.with(|g| g.borrow().contains(&key));
+        let guard = if held {
+            None
+        } else {
+            Some(self.readers.read().unwrap_or_else(PoisonError::into_inner))
+        };
+        GATES.with(|g| g.borrow_mut().push(key));
+        Reading { key, _guard: guard }
+    }
+
+    /// Pins a read snapshot of the state as it is now (right after a Kafka commit), replacing
+    /// the one pinned before.
+    pub(super) fn pin_committed(&self) -> Result<()> {
+        self.check_usable()?;
+        let txn = self
+            .env
+            .clone()
+            .static_read_txn()
+            .map_err(|e| self.err(e))?;
+        let old = self.committed().replace(txn);
+        drop(old);
+        Ok(())
+    }
+
+    /// Ends the pinned snapshot (before a resize, which LMDB allows only with no read open).
+    fn unpin_committed(&self) {
+        let old = self.committed().take();
+        drop(old);
+    }
+
+    /// The pinned snapshot; held while a read-committed read uses it.
+    pub(super) fn committed(&self) -> MutexGuard<'_, Option<RoTxn<'static, WithoutTls>>> {
+        self.committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A read-only transaction over the pinned snapshot `pinned` (from [`committed`]).
+    pub(super) fn pinned<'s>(&'s self, pinned: &'s RoTxn<'static, WithoutTls>) -> LmdbTxn<'s> {
+        LmdbTxn {
+            state: self,
+            txn: RefCell::new(Txn::Pinned(pinned)),
+            _reading: None,
+        }
+    }
+
     /// A read-only transaction, for a reader on any thread (see the module docs).
     pub(super) fn begin_read(&self) -> Result<LmdbTxn<'_>> {
-        let reading = self.readers.read().unwrap_or_else(PoisonError::into_inner);
+        let reading = self.enter_read();
         self.check_usable()?;
         let txn = self.env.read_txn().map_err(|e| self.err(e))?;
         Ok(LmdbTxn {
@@ -410,17 +472,43 @@ fn flush_group(
     Ok(())
 }
 
+thread_local! {
+    /// The environments (by address) whose `readers` read side this thread holds, once per
+    /// open [`Reading`].
+    static GATES: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An open read of this thread: the first of an environment holds the read side of its
+/// `readers` lock, the others nested in it count on it (a second `read()` of a `RwLock` on one
+/// thread would wait for a writer that waits for the first).
+pub(super) struct Reading<'s> {
+    key: usize,
+    _guard: Option<RwLockReadGuard<'s, ()>>,
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        GATES.with(|g| {
+            let mut g = g.borrow_mut();
+            if let Some(i) = g.iter().rposition(|k| *k == self.key) {
+                g.remove(i);
+            }
+        });
+    }
+}
+
 pub(super) struct LmdbTxn<'s> {
     state: &'s LmdbState,
     // Field order matters: the transaction ends before `readers` is released.
     txn: RefCell<Txn<'s>>,
-    _reading: Option<RwLockReadGuard<'s, ()>>,
+    _reading: Option<Reading<'s>>,
 }
 
-/// A task's write transaction, or a reader's read transaction.
+/// A task's write transaction, a reader's read transaction, or the pinned committed snapshot.
 enum Txn<'s> {
     Write(RwTxn<'s>),
     Read(RoTxn<'s, WithoutTls>),
+    Pinned(&'s RoTxn<'s, WithoutTls>),
 }
 
 impl<'s> Txn<'s> {
@@ -428,6 +516,7 @@ impl<'s> Txn<'s> {
         match self {
             Txn::Write(w) => w,
             Txn::Read(r) => r,
+            Txn::Pinned(r) => r,
         }
     }
 }
@@ -508,7 +597,7 @@ impl<'s> LmdbTxn<'s> {
     fn writable<'a>(&self, txn: &'a mut Txn<'s>) -> Result<&'a mut RwTxn<'s>> {
         match txn {
             Txn::Write(w) => Ok(w),
-            Txn::Read(_) => Err(Error::Internal(format!(
+            Txn::Read(_) | Txn::Pinned(_) => Err(Error::Internal(format!(
                 "a write through a read-only transaction of {}",
                 self.state.what
             ))),
@@ -643,10 +732,7 @@ impl<'s> LmdbTxn<'s> {
         match self.txn.into_inner() {
             Txn::Write(w) => w.commit().map_err(|e| self.state.err(e))?,
             // A read has nothing to commit: it ends, and is not counted.
-            Txn::Read(r) => {
-                drop(r);
-                return Ok(());
-            }
+            Txn::Read(_) | Txn::Pinned(_) => return Ok(()),
         }
         self.state.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())

@@ -16,6 +16,21 @@
 //! Keep reads short on both backends: an open LMDB read also keeps the pages it sees from being
 //! reused.
 //!
+//! Read-committed reads ([`StoreReader::read_committed`]): the runtime may pin, right after each
+//! Kafka commit of the task's input offsets, an LMDB read snapshot of the state as it stands then
+//! ([`StateStores::pin_committed`]), and such a read answers from it: under exactly-once, the state
+//! of exactly the committed input, never of a transaction still open (or later aborted). The
+//! snapshot is one read transaction kept open from one commit to the next (so LMDB keeps the pages
+//! it sees for a commit interval), shared by the read-committed reads of the task, which take
+//! turns on it; it is dropped before a map resize, and read-committed reads then fail until the
+//! next commit pins a new one. Only LMDB stores have snapshots: a task with in-memory stores
+//! cannot be read this way.
+//!
+//! Nested reads: a read opened inside another read of the same stores on the same thread (of the
+//! same kind, plain or read-committed) shares the outer read's transaction, so it sees the same
+//! snapshot and never waits on a lock the outer read holds while a writer waits for the outer
+//! read (a second `read()` of an `RwLock` on one thread would).
+//!
 //! A reader holds its task's stores weakly: once the task's [`StateStores`] is dropped (the task
 //! closed or moved away), a read answers an error instead of keeping the state directory open.
 
@@ -25,6 +40,12 @@ use std::sync::{Arc, RwLock, Weak};
 
 use super::{Slot, StateStores, StateTxn, StoreSpec, lmdb, memory};
 use crate::error::{Error, Result};
+
+thread_local! {
+    /// The reads open on this thread: (stores' address, read-committed, their transaction).
+    static OPEN: RefCell<Vec<(usize, bool, *const StateTxn<'static>)>> =
+        const { RefCell::new(Vec::new()) };
+}
 
 /// Reads a task's stores from any thread: `Clone + Send + Sync`, from [`StateStores::reader`].
 ///
@@ -69,6 +90,16 @@ impl fmt::Debug for StoreReader {
 }
 
 impl StateStores {
+    /// Pins a read snapshot of the stores' state as it is now, for
+    /// [`StoreReader::read_committed`]; the runtime calls it right after a Kafka commit (the
+    /// snapshot pinned before ends). Nothing to do without LMDB stores.
+    pub fn pin_committed(&self) -> Result<()> {
+        match &self.lmdb {
+            Some(l) => l.pin_committed(),
+            None => Ok(()),
+        }
+    }
+
     /// A reader of these stores for other threads (see [`StoreReader`]).
     ///
     /// The reader holds the stores weakly: once they are dropped, its reads fail with
@@ -97,6 +128,10 @@ impl StoreReader {
     /// `txn.window_store`, ..., or a `#[store]` handle); they read one snapshot, and any write
     /// answers [`Error::Config`]. Fails with [`Error::Store`] once the task's stores are closed.
     pub fn read<R>(&self, f: impl FnOnce(&StateTxn<'_>) -> Result<R>) -> Result<R> {
+        if let Some(open) = self.open(false) {
+            // SAFETY: see `open`.
+            return f(unsafe { &*open });
+        }
         // The in-memory lock first: the task's writer holds it from before its LMDB commit to
         // after, so an LMDB snapshot taken while holding it is of the same batch.
         let memory = match &self.inner.memory {
@@ -122,9 +157,122 @@ impl StoreReader {
             memory: RefCell::new(memory_txn),
             changelog: RefCell::new(Vec::new()),
         };
-        let out = f(&txn);
+        let out = self.run_open(false, &txn, f);
         drop(txn);
         out
+    }
+
+    /// The stores' address: what nested reads are matched by.
+    fn key(&self) -> usize {
+        match (&self.inner.lmdb, &self.inner.memory) {
+            (Some(l), _) => l.as_ptr() as usize,
+            (None, Some(m)) => m.as_ptr() as usize,
+            (None, None) => Arc::as_ptr(&self.inner) as usize,
+        }
+    }
+
+    /// The transaction of a read of the same stores (and kind) open on this thread, if any: a
+    /// read inside another shares its transaction, so it never waits on a lock the outer one
+    /// holds (the in-memory lock, the pinned snapshot's) while a writer waits for the outer one.
+    ///
+    /// The pointer is valid while the entry is on the stack: `run_open` pushes it for the span of
+    /// the outer `f`, which borrows the transaction; anything that finds it runs on this thread
+    /// within that span (a read's `f` cannot keep the transaction past its return), and pops it
+    /// on return and on unwind.
+    fn open(&self, committed: bool) -> Option<*const StateTxn<'static>> {
+        let key = self.key();
+        OPEN.with(|o| {
+            o.borrow()
+                .iter()
+                .rev()
+                .find(|(k, c, _)| *k == key && *c == committed)
+                .map(|(_, _, t)| *t)
+        })
+    }
+
+    fn run_open<R>(
+        &self,
+        committed: bool,
+        txn: &StateTxn<'_>,
+        f: impl FnOnce(&StateTxn<'_>) -> Result<R>,
+    ) -> Result<R> {
+        struct Pop;
+        impl Drop for Pop {
+            fn drop(&mut self) {
+                OPEN.with(|o| o.borrow_mut().pop());
+            }
+        }
+        let erased = std::ptr::from_ref(txn).cast::<StateTxn<'static>>();
+        OPEN.with(|o| o.borrow_mut().push((self.key(), committed, erased)));
+        let _pop = Pop;
+        f(txn)
+    }
+
+    /// Runs `f` over the snapshot pinned after the task's last Kafka commit (see the module
+    /// docs): under exactly-once, the state of exactly the committed input. Fails with
+    /// [`Error::Store`] when there is none (no commit since the task started or since a map
+    /// resize, or pinning is off), when a store is in memory, and once the stores are closed.
+    pub fn read_committed<R>(&self, f: impl FnOnce(&StateTxn<'_>) -> Result<R>) -> Result<R> {
+        if self.inner.memory.is_some() {
+            let names = self.names(|s| s.get_backend() == super::Backend::InMemory);
+            return Err(Error::Store(format!(
+                "the in-memory stores {names} keep no snapshot: they cannot be read \
+                 read-committed (use LMDB stores)"
+            )));
+        }
+        let Some(lmdb) = &self.inner.lmdb else {
+            return Err(Error::Store("no stores to read".into()));
+        };
+        if let Some(open) = self.open(true) {
+            // SAFETY: see `open`.
+            return f(unsafe { &*open });
+        }
+        let lmdb = lmdb.upgrade().ok_or_else(|| self.closed())?;
+        // As a plain read: a resize (which drops the snapshot) waits for it.
+        let _reading = lmdb.enter_read();
+        let pinned = lmdb.committed();
+        let Some(snapshot) = pinned.as_ref() else {
+            return Err(Error::Store(format!(
+                "no committed snapshot of the stores {} yet (none since the task started, or \
+                 since the map grew): it is pinned at the next commit",
+                self.names(|_| true)
+            )));
+        };
+        let txn = StateTxn {
+            specs: &self.inner.specs,
+            slots: &self.inner.slots,
+            lmdb: Some(lmdb.pinned(snapshot)),
+            memory: RefCell::new(memory::MemoryTxn::empty()),
+            changelog: RefCell::new(Vec::new()),
+        };
+        let out = self.run_open(true, &txn, f);
+        drop(txn);
+        out
+    }
+
+    fn names(&self, which: impl Fn(&StoreSpec) -> bool) -> String {
+        self.inner
+            .specs
+            .iter()
+            .filter(|s| which(s))
+            .map(|s| format!("`{}`", s.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Whether the task's stores are closed (every read fails).
+    pub fn is_closed(&self) -> bool {
+        let lmdb_gone = self
+            .inner
+            .lmdb
+            .as_ref()
+            .is_some_and(|l| l.strong_count() == 0);
+        let memory_gone = self
+            .inner
+            .memory
+            .as_ref()
+            .is_some_and(|m| m.strong_count() == 0);
+        lmdb_gone || memory_gone
     }
 
     /// The declarations of the stores it reads, in index order.
@@ -133,13 +281,7 @@ impl StoreReader {
     }
 
     fn closed(&self) -> Error {
-        let names = self
-            .inner
-            .specs
-            .iter()
-            .map(|s| format!("`{}`", s.name()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let names = self.names(|_| true);
         Error::Store(format!(
             "the stores {names} are closed here (their task was closed or moved to another \
              thread or instance): get a new reader"
@@ -209,10 +351,15 @@ mod tests {
         let mut stores = open(dir.path(), backend)?;
         let reader = stores.reader()?;
         let stop = Arc::new(AtomicBool::new(false));
+        // Reads done so far by each reader: the writer waits, halfway, until every reader has
+        // read at least once, so each reads while batches are written however the threads are
+        // scheduled on a loaded machine.
+        let started: Arc<[std::sync::atomic::AtomicU64; 2]> = Arc::new(Default::default());
         let readers: Vec<_> = (0..2)
-            .map(|_| {
+            .map(|n| {
                 let reader = reader.clone();
                 let stop = Arc::clone(&stop);
+                let started = Arc::clone(&started);
                 std::thread::spawn(move || -> Result<(u64, u64)> {
                     let (mut last, mut reads) = (0, 0);
                     loop {
@@ -228,6 +375,7 @@ mod tests {
                             last = *first;
                         }
                         reads += 1;
+                        started[n].store(reads, Ordering::SeqCst);
                         if done {
                             return Ok((last, reads));
                         }
@@ -237,6 +385,11 @@ mod tests {
             .collect();
         for i in 1..=BATCHES {
             write_batch(&mut stores, i)?;
+            if i == BATCHES / 2 {
+                while started.iter().any(|r| r.load(Ordering::SeqCst) == 0) {
+                    std::thread::yield_now();
+                }
+            }
         }
         stop.store(true, Ordering::SeqCst);
         for r in readers {
@@ -255,6 +408,45 @@ mod tests {
     #[test]
     fn an_in_memory_reader_on_other_threads_sees_whole_batches_only() -> Result<()> {
         reads_see_whole_batches_only(Backend::InMemory)
+    }
+
+    /// A task with an LMDB store and an in-memory store: one read sees one batch on both.
+    #[test]
+    fn a_read_of_both_backends_sees_one_batch_on_both() -> Result<()> {
+        let dir = tempdir()?;
+        let specs = vec![
+            StoreSpec::new::<String, u64>("disk"),
+            StoreSpec::new::<String, u64>("mem").backend(Backend::InMemory),
+        ];
+        let mut stores = StateStores::open(dir.path(), specs, &LmdbOptions::default())?;
+        let reader = stores.reader()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let checker = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || -> Result<u64> {
+                let mut reads = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let (d, m) = reader.read(|txn| {
+                        let d = txn.store::<String, u64>("disk")?.get("k")?;
+                        let m = txn.store::<String, u64>("mem")?.get("k")?;
+                        Ok((d, m))
+                    })?;
+                    assert_eq!(d, m, "the two backends at different batches");
+                    reads += 1;
+                }
+                Ok(reads)
+            })
+        };
+        for i in 1..=300u64 {
+            stores.transaction(|txn| {
+                txn.store::<String, u64>("disk")?.put(&"k".into(), &i)?;
+                txn.store::<String, u64>("mem")?.put(&"k".into(), &i)
+            })?;
+        }
+        stop.store(true, Ordering::SeqCst);
+        let reads = checker.join().expect("the reading thread")?;
+        assert!(reads > 0);
+        Ok(())
     }
 
     /// A read held open on another thread while the task commits batches: the writes do not
@@ -339,6 +531,204 @@ mod tests {
         // The reader kept neither the environment nor the directory's lock.
         let stores = open(dir.path(), Backend::Lmdb)?;
         assert_eq!(read_all(&stores.reader()?)?, vec![1; KEYS]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_read_committed_sees_the_snapshot_pinned_at_the_last_commit() -> Result<()> {
+        let dir = tempdir()?;
+        let mut stores = open(dir.path(), Backend::Lmdb)?;
+        let reader = stores.reader()?;
+        match reader.read_committed(|_| Ok(())) {
+            Err(Error::Store(m)) => assert!(m.contains("no committed snapshot"), "{m}"),
+            other => panic!("before a pin: {other:?}"),
+        }
+        write_batch(&mut stores, 1)?;
+        stores.pin_committed()?;
+        write_batch(&mut stores, 2)?;
+        let committed = |r: &StoreReader| {
+            r.read_committed(|txn| {
+                let counts = txn.store::<String, u64>("counts")?;
+                counts
+                    .iter()?
+                    .map(|e| e.map(|(_, v)| v))
+                    .collect::<Result<Vec<_>>>()
+            })
+        };
+        assert_eq!(committed(&reader)?, vec![1; KEYS], "the pinned batch");
+        assert_eq!(read_all(&reader)?, vec![2; KEYS], "the latest batch");
+        // From another thread too, and writes are refused.
+        let r = reader.clone();
+        let seen = std::thread::spawn(move || committed(&r))
+            .join()
+            .expect("the reading thread")?;
+        assert_eq!(seen, vec![1; KEYS]);
+        let put =
+            reader.read_committed(|txn| txn.store::<String, u64>("counts")?.put(&"k00".into(), &9));
+        assert!(matches!(put, Err(Error::Config(_))), "{put:?}");
+        stores.pin_committed()?;
+        assert_eq!(committed(&reader)?, vec![2; KEYS], "the next pin");
+        Ok(())
+    }
+
+    #[test]
+    fn the_map_grows_while_a_snapshot_is_pinned_and_read_committed_waits_for_the_next_pin()
+    -> Result<()> {
+        let dir = tempdir()?;
+        let options = LmdbOptions {
+            initial_map_size: 256 << 10,
+            ..LmdbOptions::default()
+        };
+        let specs = vec![StoreSpec::new::<String, String>("big")];
+        let mut stores = StateStores::open(dir.path(), specs, &options)?;
+        let reader = stores.reader()?;
+        let before = std::fs::metadata(dir.path().join("data.mdb"))
+            .map_err(|e| Error::io("stat", e))?
+            .len();
+        stores.pin_committed()?;
+        // Far more than the initial map: it grows (the pinned snapshot is dropped first).
+        for batch in 0..16 {
+            stores.transaction(|txn| {
+                let big = txn.store::<String, String>("big")?;
+                for i in 0..64 {
+                    big.put(&format!("{batch}-{i}"), &"x".repeat(1000))?;
+                }
+                Ok(())
+            })?;
+        }
+        let after = std::fs::metadata(dir.path().join("data.mdb"))
+            .map_err(|e| Error::io("stat", e))?
+            .len();
+        assert!(after > before, "the map grew: {before} -> {after}");
+        assert!(
+            matches!(reader.read_committed(|_| Ok(())), Err(Error::Store(_))),
+            "the snapshot was dropped for the resize"
+        );
+        stores.pin_committed()?;
+        let n =
+            reader.read_committed(|txn| Ok(txn.store::<String, String>("big")?.iter()?.count()))?;
+        assert_eq!(n, 16 * 64);
+        Ok(())
+    }
+
+    #[test]
+    fn in_memory_stores_cannot_be_read_committed() -> Result<()> {
+        let stores = StateStores::in_memory(vec![StoreSpec::new::<String, u64>("counts")])?;
+        stores.pin_committed()?;
+        match stores.reader()?.read_committed(|_| Ok(())) {
+            Err(Error::Store(m)) => assert!(m.contains("`counts`"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        Ok(())
+    }
+
+    /// Runs `outer` (a read, which signals once it is open, then waits a while and reads again
+    /// inside itself) on a thread, and `write` on another once the read is open (the writer then
+    /// waits for the read). Fails, rather than hangs, when either does not end within 30 s.
+    fn nested_while_a_writer_waits<T: Send + 'static>(
+        stores: StateStores,
+        outer: impl FnOnce(&mpsc::Sender<()>) -> Result<T> + Send + 'static,
+        write: impl FnOnce(&mut StateStores) -> Result<()> + Send + 'static,
+    ) -> Result<(StateStores, T)> {
+        let wait = Duration::from_secs(30);
+        let (open_tx, open_rx) = mpsc::channel();
+        let (read_tx, read_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = read_tx.send(outer(&open_tx));
+        });
+        open_rx
+            .recv_timeout(wait)
+            .map_err(|e| Error::Internal(format!("the outer read did not open: {e}")))?;
+        let (write_tx, write_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut stores = stores;
+            let written = write(&mut stores);
+            let _ = write_tx.send(written.map(|()| stores));
+        });
+        let read = read_rx
+            .recv_timeout(wait)
+            .map_err(|e| Error::Internal(format!("the reads did not end (deadlock): {e}")))??;
+        let stores = write_rx
+            .recv_timeout(wait)
+            .map_err(|e| Error::Internal(format!("the write did not end: {e}")))??;
+        Ok((stores, read))
+    }
+
+    #[test]
+    fn a_read_inside_a_read_of_in_memory_stores_shares_it_while_the_writer_waits() -> Result<()> {
+        let dir = tempdir()?;
+        let mut stores = open(dir.path(), Backend::InMemory)?;
+        write_batch(&mut stores, 1)?;
+        let reader = stores.reader()?;
+        let (stores, (outer, inner)) = nested_while_a_writer_waits(
+            stores,
+            move |opened| {
+                reader.read(|txn| {
+                    let outer = txn.store::<String, u64>("counts")?.get("k00")?;
+                    opened
+                        .send(())
+                        .map_err(|e| Error::Internal(e.to_string()))?;
+                    // Long enough for the writer to be waiting for the lock this read holds.
+                    std::thread::sleep(Duration::from_millis(200));
+                    let inner = reader.read(|t| t.store::<String, u64>("counts")?.get("k00"))?;
+                    Ok((outer, inner))
+                })
+            },
+            |stores| write_batch(stores, 2),
+        )?;
+        assert_eq!((outer, inner), (Some(1), Some(1)), "one snapshot");
+        assert_eq!(read_all(&stores.reader()?)?, vec![2; KEYS]);
+        Ok(())
+    }
+
+    #[test]
+    fn reads_nested_in_a_read_committed_never_wait_for_a_resize_waiting_for_it() -> Result<()> {
+        let dir = tempdir()?;
+        let options = LmdbOptions {
+            initial_map_size: 64 << 10,
+            ..LmdbOptions::default()
+        };
+        let specs = vec![StoreSpec::new::<String, String>("big")];
+        let mut stores = StateStores::open(dir.path(), specs, &options)?;
+        stores.transaction(|txn| {
+            txn.store::<String, String>("big")?
+                .put(&"a".into(), &"1".into())
+        })?;
+        stores.pin_committed()?;
+        let reader = stores.reader()?;
+        let (stores, seen) = nested_while_a_writer_waits(
+            stores,
+            move |opened| {
+                reader.read_committed(|txn| {
+                    let committed = txn.store::<String, String>("big")?.get("a")?;
+                    opened
+                        .send(())
+                        .map_err(|e| Error::Internal(e.to_string()))?;
+                    // The writer meets MDB_MAP_FULL and waits for this read to resize.
+                    std::thread::sleep(Duration::from_millis(200));
+                    let plain = reader.read(|t| t.store::<String, String>("big")?.get("a"))?;
+                    let again =
+                        reader.read_committed(|t| t.store::<String, String>("big")?.get("a"))?;
+                    Ok((committed, plain, again))
+                })
+            },
+            |stores| {
+                // Far more than the map: it must grow, once the read ends.
+                stores.transaction(|txn| {
+                    let big = txn.store::<String, String>("big")?;
+                    for i in 0..400 {
+                        big.put(&format!("k{i}"), &"x".repeat(1000))?;
+                    }
+                    Ok(())
+                })
+            },
+        )?;
+        let one = Some("1".to_owned());
+        assert_eq!(seen, (one.clone(), one.clone(), one));
+        let n = stores
+            .reader()?
+            .read(|t| Ok(t.store::<String, String>("big")?.iter()?.count()))?;
+        assert_eq!(n, 401);
         Ok(())
     }
 
