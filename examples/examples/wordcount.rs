@@ -6,9 +6,19 @@
 //! cargo run --release --example wordcount -- --input FILE --brokers 127.0.0.1:9092 --partitions 4
 //! cargo run --example wordcount -- --describe                # the topology, as text
 //! cargo run --example wordcount -- --mermaid docs/topology.mmd # the topology, as Mermaid
+//! cargo run --example wordcount -- --input FILE --serve 127.0.0.1:8080
+//! curl http://127.0.0.1:8080/stores/word-counts/keys/hello   # {"key":"hello","value":3}
 //! ```
 //! Without `--brokers` it runs on librdkafka's embedded mock cluster. Logs go to stderr, counts
 //! to stdout.
+//!
+//! With `--serve ADDR` the store `word-counts` is served over HTTP on ADDR from the start
+//! (`kstreams::http`: `GET /stores/word-counts/keys/{word}`, `GET
+//! /stores/word-counts/range?from=..&to=..`, `GET /metrics`), and ADDR is the instance's
+//! advertised `application_server` (unless its IP is unspecified, `0.0.0.0` or `[::]`). Once
+//! the whole input is processed the counts are printed as without it, the line `serving on
+//! ADDR` (the address bound) goes to stderr, and the example keeps serving until SIGINT or
+//! SIGTERM, then stops gracefully.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
@@ -51,6 +61,20 @@ struct Args {
     /// Processing threads (default: 1).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Serve the word counts over HTTP on ADDR (`host:port`) and keep running, once the input
+    /// is processed, until SIGINT or SIGTERM.
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<String>,
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn stop_signal() -> Result<(), BoxError> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }
 
 /// librdkafka 2.12's mock cluster keeps at most 5 MiB (and 100,000 record batches) per
@@ -191,6 +215,20 @@ async fn main() -> Result<(), BoxError> {
     if let Some(b) = &args.brokers {
         config = config.bootstrap_servers(b);
     }
+    // Bound before anything runs, so a bad or busy address fails at once.
+    let listener = match &args.serve {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("--serve {addr}: cannot listen: {e}"))?;
+            let bound = listener.local_addr()?;
+            if !bound.ip().is_unspecified() {
+                config = config.application_server(bound.to_string());
+            }
+            Some(listener)
+        }
+        None => None,
+    };
     let on_embedded = args.brokers.is_none();
 
     // The embedded cluster keeps only ~5 MiB per partition and drops older records, read or not.
@@ -227,6 +265,21 @@ async fn main() -> Result<(), BoxError> {
     )
     .await?;
 
+    // Serve the store from the start; the server stops with the app.
+    let (stop_serving, serving) = tokio::sync::oneshot::channel::<()>();
+    let server = match listener {
+        Some(listener) => {
+            let server = kstreams::http::Server::new(app.client.app())
+                .store_by_name::<String, u64>(wordcount::STORE)?;
+            let addr = listener.local_addr()?;
+            let task = tokio::spawn(server.serve(listener, async {
+                let _ = serving.await;
+            }));
+            Some((addr, task))
+        }
+        None => None,
+    };
+
     // Read the output as it is written (the last count of every word is its final count).
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let reading = {
@@ -247,7 +300,9 @@ async fn main() -> Result<(), BoxError> {
         // Every line processed and committed, and so every word of the repartition topic.
         app.processed_within(PROCESS_TIMEOUT).await?;
     }
-    app.stop().await?;
+    if server.is_none() {
+        app.stop().await?;
+    }
     let status = app.client.app().status();
     tracing::info!(
         lines = lines.len(),
@@ -281,5 +336,15 @@ async fn main() -> Result<(), BoxError> {
         writeln!(out, "{word}\t{count}")?;
     }
     out.flush()?;
+    drop(out);
+    if let Some((addr, task)) = server {
+        // Not a `tracing` line: whoever waits for it sees it whatever RUST_LOG says.
+        eprintln!("serving on {addr}");
+        stop_signal().await?;
+        tracing::info!("signal: stopping the server and the app");
+        let _ = stop_serving.send(());
+        task.await??;
+        app.stop().await?;
+    }
     Ok(())
 }

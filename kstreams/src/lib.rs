@@ -8,6 +8,8 @@ pub mod aggregate;
 pub mod context;
 pub mod error;
 pub(crate) mod exec;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod join;
 pub mod partitioner;
 pub mod policy;

@@ -40,23 +40,9 @@ use crate::store::{StoreHandle, StoreKind, StoreReader, StoreSpec};
 use crate::task::TaskId;
 use crate::topology::Topology;
 
-/// Where an instance answers queries: its advertised `host:port`.
-///
-/// A stand-in with the agreed fields until Q2's `kstreams::kafka::HostInfo` (where-is-a-key
-/// metadata) lands; [`QueryError::NotHere`] carries one when the owner is known.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct HostInfo {
-    /// The host name or address.
-    pub host: String,
-    /// The port.
-    pub port: u16,
-}
-
-impl fmt::Display for HostInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
-    }
-}
+/// Where an instance answers queries: its advertised `host:port` (see
+/// [`AppConfig::application_server`](crate::kafka::AppConfig::application_server)).
+pub use crate::kafka::HostInfo;
 
 /// Why a query could not be answered here.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +114,8 @@ struct Registry {
     /// Every store of the topology: its sub-topology and declaration.
     stores: BTreeMap<String, (usize, StoreSpec)>,
     state: RwLock<State>,
+    /// Where keys live (`kafka/metadata.rs`: `Queries::metadata_for_key`), set by `App::new`.
+    metadata: std::sync::OnceLock<crate::kafka::GroupMetadata>,
     /// Whether read-committed queries were asked for: the processing threads then pin a
     /// snapshot of each task after every commit.
     pin_committed: AtomicBool,
@@ -182,6 +170,7 @@ impl Queries {
             registry: Arc::new(Registry {
                 stores,
                 state: RwLock::default(),
+                metadata: std::sync::OnceLock::new(),
                 pin_committed: AtomicBool::new(false),
             }),
             committed: false,
@@ -368,7 +357,16 @@ impl Queries {
 
     /// The hook of the where-is-a-key metadata: who has a store's partition elsewhere
     /// (`NotHere::owner`). Until it is set, `owner` is `None`.
-    #[allow(dead_code)] // Q2's metadata sets it.
+    /// The app's where-is-a-key metadata (`Queries::metadata_for_key`, in `kafka/metadata.rs`).
+    pub(crate) fn set_metadata(&self, metadata: crate::kafka::GroupMetadata) {
+        let _ = self.registry.metadata.set(metadata);
+    }
+
+    /// The app's where-is-a-key metadata, once `App::new` set it.
+    pub(crate) fn metadata(&self) -> Option<&crate::kafka::GroupMetadata> {
+        self.registry.metadata.get()
+    }
+
     pub(crate) fn set_owner_lookup(
         &self,
         lookup: impl Fn(&str, i32) -> Option<HostInfo> + Send + Sync + 'static,

@@ -17,6 +17,7 @@ use super::admin::{self, TopicSpec};
 use super::config::{AppConfig, ProcessingGuarantee};
 use super::engine::run_blocking;
 use super::lock;
+use super::metadata::GroupMetadata;
 use super::mock::{EmbeddedCluster, MockCommands};
 use crate::error::{Error, Result};
 use crate::query::Queries;
@@ -151,14 +152,22 @@ impl App {
                 (e.bootstrap_servers().to_owned(), Some(e))
             }
         };
+        let status = Arc::default();
+        let metadata = GroupMetadata::new(&config, &bootstrap, &topology, Arc::clone(&status))?;
+        let queries = Queries::new(&topology);
+        // Where keys live (the group's assignment, cached): the owner in `NotHere`, and
+        // `Queries::metadata_for_key`.
+        let owners = metadata.clone();
+        queries.set_owner_lookup(move |store, partition| owners.owner_of(store, partition));
+        queries.set_metadata(metadata);
         Ok(App {
-            queries: Queries::new(&topology),
+            queries,
             topology,
             config,
             bootstrap,
             embedded,
             shutdown: ShutdownHandle::default(),
-            status: Arc::default(),
+            status,
         })
     }
 

@@ -139,6 +139,8 @@ pub struct AppConfig {
     pub(crate) num_threads: usize,
     // Metrics, progress log, Prometheus endpoint: see `observe.rs`.
     pub(crate) observe: super::observe::ObserveConfig,
+    /// The advertised query address (`host:port`), checked by `validate`.
+    pub(crate) application_server: Option<String>,
 }
 
 /// Whether a property's value is shown as `[redacted]` by `Debug`: passwords, passphrases,
@@ -210,6 +212,7 @@ impl fmt::Debug for AppConfig {
             .field("handle_ctrl_c", &self.handle_ctrl_c)
             .field("num_threads", &self.num_threads)
             .field("max_task_idle", &self.max_task_idle)
+            .field("application_server", &self.application_server)
             .finish_non_exhaustive()
     }
 }
@@ -241,6 +244,7 @@ impl AppConfig {
             max_task_idle: Duration::ZERO,
             num_threads: 1,
             observe: Default::default(),
+            application_server: None,
         }
     }
 
@@ -436,6 +440,32 @@ impl AppConfig {
         self
     }
 
+    /// The address this instance serves interactive queries on, advertised to the other
+    /// instances of the application (Kafka Streams' `application.server`): `host:port` as the
+    /// others can reach it (`[v6 address]:port` for IPv6), checked by
+    /// [`App::new`](super::App::new). It travels with the group's own membership (appended to
+    /// the group consumer's `client.id` as `;q=host:port`), so
+    /// [`KeyMetadata::active`](super::KeyMetadata::active) names the instance holding a key
+    /// without any coordination of kstreams' own. The HTTP server (feature `http`) redirects a
+    /// request for a key held elsewhere to it. Not set: the instance advertises nothing
+    /// (others see `active: None` for its keys).
+    ///
+    /// ```
+    /// let config = kstreams::kafka::AppConfig::new("app").application_server("10.0.0.5:8080");
+    /// assert_eq!(config.get_application_server(), Some("10.0.0.5:8080"));
+    /// ```
+    #[must_use]
+    pub fn application_server(mut self, host_port: impl Into<String>) -> Self {
+        self.application_server = Some(host_port.into());
+        self
+    }
+
+    /// The advertised query address, as given to
+    /// [`application_server`](Self::application_server).
+    pub fn get_application_server(&self) -> Option<&str> {
+        self.application_server.as_deref()
+    }
+
     /// The application id.
     pub fn application_id(&self) -> &str {
         &self.application_id
@@ -463,6 +493,9 @@ impl AppConfig {
                 "application id `{id}` must be 1 to 200 of the characters a-z A-Z 0-9 . _ - \
                  (it is the consumer group id and prefixes internal topic names)"
             )));
+        }
+        if let Some(server) = &self.application_server {
+            super::metadata::HostInfo::parse(server)?;
         }
         if self.num_threads == 0 {
             return Err(Error::Config("num_threads must be at least 1".into()));
@@ -539,7 +572,22 @@ impl AppConfig {
         for (k, v) in &self.consumer_properties {
             c.set(k, v);
         }
+        self.advertise_server(&mut c);
         c
+    }
+
+    /// Appends the advertised query address to the group consumer's `client.id` (whoever set
+    /// it), where every instance reads it back from the group's description.
+    fn advertise_server(&self, c: &mut ClientConfig) {
+        let Some(server) = self
+            .application_server
+            .as_deref()
+            .and_then(|s| super::metadata::HostInfo::parse(s).ok())
+        else {
+            return;
+        };
+        let id = c.get("client.id").unwrap_or_default().to_owned();
+        c.set("client.id", super::metadata::advertise(&id, &server));
     }
 
     pub(crate) fn restore_consumer_config(&self, bootstrap: &str) -> ClientConfig {
@@ -604,6 +652,45 @@ impl AppConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The advertised address is checked at `validate` (so at `App::new`) with a reason, and
+    /// only the group consumer's client id carries it, after the user's own client id.
+    #[test]
+    fn application_server_is_checked_and_advertised_in_the_group_client_id() {
+        let e = AppConfig::new("app")
+            .application_server("localhost")
+            .validate()
+            .expect_err("no port");
+        assert!(
+            matches!(&e, Error::Config(m) if m.contains("`localhost`") && m.contains("host:port")),
+            "{e}"
+        );
+        let c = AppConfig::new("app").application_server("10.0.0.5:8080");
+        c.validate().expect("valid");
+        assert_eq!(
+            c.consumer_config("b:1").get("client.id"),
+            Some("app-kstreams;q=10.0.0.5:8080")
+        );
+        assert_eq!(
+            c.restore_consumer_config("b:1").get("client.id"),
+            Some("app-kstreams")
+        );
+        assert_eq!(
+            c.producer_config("b:1", None).get("client.id"),
+            Some("app-kstreams")
+        );
+        let mine = c.property("client.id", "mine");
+        assert_eq!(
+            mine.consumer_config("b:1").get("client.id"),
+            Some("mine;q=10.0.0.5:8080")
+        );
+        assert_eq!(
+            AppConfig::new("app")
+                .consumer_config("b:1")
+                .get("client.id"),
+            Some("app-kstreams")
+        );
+    }
 
     /// Every secret property, set through each of the three property maps, is redacted; the
     /// names and the non-secret values stay visible.

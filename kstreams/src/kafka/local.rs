@@ -69,7 +69,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The client context of [`AppClient`]'s producer and readers: librdkafka's logs go to `tracing`
 /// at their own level, as the app's own clients do.
 #[derive(Debug, Clone, Copy, Default)]
-struct Quiet;
+pub(super) struct Quiet;
 
 impl ClientContext for Quiet {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {

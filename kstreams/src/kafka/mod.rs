@@ -23,6 +23,7 @@ mod eos;
 mod global;
 // Public for its module docs: the runnable example `AppClient` points to.
 pub mod local;
+mod metadata;
 mod mock;
 mod observe;
 mod process_id;
@@ -36,7 +37,11 @@ pub use admin::TopicSpec;
 pub use app::{App, AppStatus, ShutdownHandle};
 pub use config::{AppConfig, CONSUMER_DEFAULTS, MAX_DURATION, ProcessingGuarantee};
 pub use local::AppClient;
+pub(crate) use metadata::GroupMetadata;
+pub use metadata::{HostInfo, KeyMetadata};
 pub use mock::EmbeddedCluster;
+#[cfg(feature = "http")]
+pub(crate) use observe::prometheus_handle;
 
 /// Locks a mutex, going on with its value when a thread panicked while holding it (every value
 /// the runtime keeps behind a mutex stays consistent between statements).

@@ -103,38 +103,82 @@ pub(crate) fn install(config: &AppConfig) -> Result<()> {
     Ok(())
 }
 
+/// The process's Prometheus recorder, once installed: the address of its own scrape listener
+/// (`None` when only the HTTP server of feature `http` renders it) and its handle.
+#[cfg(feature = "prometheus")]
+static PROMETHEUS: std::sync::Mutex<
+    Option<(
+        Option<std::net::SocketAddr>,
+        metrics_exporter_prometheus::PrometheusHandle,
+    )>,
+> = std::sync::Mutex::new(None);
+
 #[cfg(feature = "prometheus")]
 fn install_prometheus(addr: std::net::SocketAddr) -> Result<()> {
-    use std::sync::{Mutex, OnceLock};
-    static INSTALLED: OnceLock<Mutex<Option<std::net::SocketAddr>>> = OnceLock::new();
-    let mut installed = INSTALLED
-        .get_or_init(|| Mutex::new(None))
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    match *installed {
-        Some(a) if a == addr => return Ok(()),
-        Some(a) => {
+    let mut installed = super::lock(&PROMETHEUS);
+    match &*installed {
+        Some((Some(a), _)) if *a == addr => return Ok(()),
+        Some((Some(a), _)) => {
             return Err(Error::Config(format!(
                 "the Prometheus endpoint already listens on {a}; one process has one endpoint, \
                  cannot also listen on {addr}"
             )));
         }
+        Some((None, _)) => {
+            return Err(Error::Config(format!(
+                "the metrics recorder was installed for the HTTP server's `/metrics` before an \
+                 app asked for a Prometheus endpoint on {addr}: create that app first, or read \
+                 the metrics from the HTTP server"
+            )));
+        }
         None => {}
     }
-    // Installed from a thread of its own, so the exporter gets its own runtime (the caller's may
-    // be a short-lived or current-thread one).
-    let result = std::thread::spawn(move || {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .map_err(|e| e.to_string())
+    // Built on a runtime of its own, run by a thread of its own, as `PrometheusBuilder::install`
+    // does without a runtime (the caller's may be a short-lived or current-thread one), and from
+    // a thread of its own (a runtime may not be dropped, on an error, inside the caller's);
+    // built here so that the handle is kept for the HTTP server's `/metrics`.
+    let built = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let (recorder, exporter) = {
+            let _entered = runtime.enter();
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(addr)
+                .build()
+                .map_err(|e| e.to_string())?
+        };
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
+        std::thread::Builder::new()
+            .name("kstreams-prometheus".into())
+            .spawn(move || runtime.block_on(exporter))
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(handle)
     })
     .join()
     .unwrap_or_else(|_| Err("the exporter's installer panicked".into()));
-    result.map_err(|e| Error::Config(format!("Prometheus endpoint on {addr}: {e}")))?;
-    *installed = Some(addr);
+    let handle = built.map_err(|e| Error::Config(format!("Prometheus endpoint on {addr}: {e}")))?;
+    *installed = Some((Some(addr), handle));
     tracing::info!(%addr, "Prometheus metrics at http://{addr}/metrics");
     Ok(())
+}
+
+/// The process's Prometheus recorder, for the HTTP server's `/metrics` (feature `http`): the
+/// one an app's Prometheus endpoint installed, else one installed now without a listener of
+/// its own. An error when another recorder is the process's.
+#[cfg(feature = "http")]
+pub(crate) fn prometheus_handle() -> Result<metrics_exporter_prometheus::PrometheusHandle> {
+    let mut installed = super::lock(&PROMETHEUS);
+    if let Some((_, handle)) = &*installed {
+        return Ok(handle.clone());
+    }
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| Error::Config(format!("the metrics recorder for `/metrics`: {e}")))?;
+    *installed = Some((None, handle.clone()));
+    Ok(handle)
 }
 
 /// Logs an error event librdkafka reported to a client's context at the level it deserves:
@@ -407,6 +451,25 @@ mod tests {
         assert!(!is_informational(&KafkaError::Global(
             RDKafkaErrorCode::AllBrokersDown
         )));
+    }
+
+    /// The HTTP server's `/metrics` renders the process's one recorder, and once it is
+    /// installed a Prometheus endpoint cannot install another: a config error saying why.
+    #[cfg(feature = "http")]
+    #[test]
+    fn the_http_server_and_a_prometheus_endpoint_share_one_recorder() {
+        let handle = prometheus_handle().expect("recorder");
+        metrics::counter!("kstreams_observe_test_total").increment(2);
+        assert!(
+            handle.render().contains("kstreams_observe_test_total 2"),
+            "{}",
+            handle.render()
+        );
+        let e = install_prometheus(([127, 0, 0, 1], 1).into()).expect_err("a second recorder");
+        assert!(
+            matches!(&e, Error::Config(m) if m.contains("127.0.0.1:1")),
+            "{e}"
+        );
     }
 
     /// A retry while a coordinator loads is information; other warnings stay warnings.
