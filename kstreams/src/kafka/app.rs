@@ -181,7 +181,8 @@ impl App {
         self.embedded.is_some()
     }
 
-    /// The topology the app runs.
+    /// The topology the app runs, resolved for its application id ([`Topology::resolve`]: the
+    /// repartition topics carry their real names).
     pub fn topology(&self) -> &Topology {
         &self.topology
     }
