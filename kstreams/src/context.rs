@@ -48,6 +48,8 @@ pub struct InitContext<'a> {
     pub(crate) partition: i32,
     /// The stores the processor declared in `stores()`.
     pub(crate) stores: &'a [StoreSpec],
+    /// The topology's global stores.
+    pub(crate) globals: &'a [StoreSpec],
 }
 
 impl InitContext<'_> {
@@ -151,10 +153,53 @@ impl InitContext<'_> {
         }
     }
 
+    /// Checks that the topology has the global store `name` (a
+    /// [`global_table`](crate::TopologyBuilder::global_table)) of `K` to `V`. A processor that
+    /// reads a global store with [`Context::global_store`] calls it in `init`, for each global
+    /// store it reads: `init` also runs when the topology is built, so a missing global table is
+    /// an error of [`TopologyBuilder::build`](crate::TopologyBuilder::build) naming the store.
+    pub fn require_global_store<K: 'static, V: 'static>(&self, name: &str) -> Result<()> {
+        let wanted = (std::any::type_name::<K>(), std::any::type_name::<V>());
+        match self.globals.iter().find(|s| s.name() == name) {
+            Some(spec) if spec.serdes::<K, V>().is_ok() => Ok(()),
+            Some(spec) => Err(Error::Config(format!(
+                "processor `{}` reads the global store `{name}` as `{}` → `{}`, but it holds {}",
+                self.node,
+                wanted.0,
+                wanted.1,
+                crate::topology::describe_store(spec)
+            ))),
+            None => Err(Error::Config(format!(
+                "processor `{}` reads the global store `{name}`, which the topology does not have: \
+                 add it with `TopologyBuilder::global_table` ({})",
+                self.node,
+                if self.globals.is_empty() {
+                    "it has no global stores".to_owned()
+                } else {
+                    format!(
+                        "its global stores: {}",
+                        self.globals
+                            .iter()
+                            .map(|s| format!("`{}`", s.name()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ))),
+        }
+    }
+
     /// The input partition of the task this processor instance belongs to.
     pub fn partition(&self) -> i32 {
         self.partition
     }
+}
+
+/// The instance's global stores as a batch sees them: one read transaction for the batch.
+#[derive(Clone, Copy)]
+pub(crate) struct GlobalView<'a> {
+    pub(crate) txn: &'a (dyn RawTxn + 'a),
+    pub(crate) specs: &'a [StoreSpec],
 }
 
 /// What a node knows of its place in the task: its name, children and stores.
@@ -238,6 +283,8 @@ pub struct Context<'a, K, V> {
     pub(crate) txn: &'a (dyn RawTxn + 'a),
     pub(crate) clocks: Clocks,
     pub(crate) failures: &'a mut (dyn crate::policy::RecordFailures + 'a),
+    /// The instance's global stores, when the topology has some and the runtime gave them.
+    pub(crate) global: Option<GlobalView<'a>>,
 }
 
 impl<K, V> std::fmt::Debug for Context<'_, K, V> {
@@ -316,6 +363,61 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
     ) -> Result<SessionStore<'a, SK, SV>> {
         let index = crate::__private::binder(self).index_named(name)?;
         SessionStore::bind(self.txn, index)
+    }
+
+    /// The global store `name` (a [`global_table`](crate::TopologyBuilder::global_table)'s),
+    /// read-only: every global store of the instance is read in one read transaction per batch,
+    /// a snapshot of what the global tables' topics held when the batch began (records piped to
+    /// a global topic in the test driver are applied before the records piped after them). Any
+    /// write answers [`Error::Config`]. Declare what you read with
+    /// [`InitContext::require_global_store`].
+    pub fn global_store<SK: 'static, SV: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<KeyValueStore<'a, SK, SV>> {
+        let (txn, index) = self.global_index(name)?;
+        KeyValueStore::bind(txn, index)
+    }
+
+    /// The global versioned store `name` (a versioned [`global_table`](
+    /// crate::TopologyBuilder::global_table)'s), read-only, as [`global_store`](
+    /// Self::global_store): reads as of a time with [`get_as_of`](
+    /// crate::store::VersionedStore::get_as_of) and [`get_batch_as_of`](
+    /// crate::store::VersionedStore::get_batch_as_of).
+    pub fn global_versioned_store<SK: 'static, SV: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<crate::store::VersionedStore<'a, SK, SV>> {
+        let (txn, index) = self.global_index(name)?;
+        crate::store::VersionedStore::bind(txn, index)
+    }
+
+    fn global_index(&self, name: &str) -> Result<(&'a (dyn RawTxn + 'a), usize)> {
+        let Some(global) = self.global else {
+            return Err(Error::Config(format!(
+                "processor `{}` reads the global store `{name}`, but this task has no global \
+                 stores: the topology has no global table, or the runtime gave it none",
+                self.node.name
+            )));
+        };
+        let index = global
+            .specs
+            .iter()
+            .position(|s| s.name() == name)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "processor `{}` reads the global store `{name}`, which the instance does not \
+                     have (global stores: {})",
+                    self.node.name,
+                    global
+                        .specs
+                        .iter()
+                        .map(|s| format!("`{}`", s.name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        Ok((global.txn, index))
     }
 
     /// The versioned store named `name`, which this processor declared (a spec made with

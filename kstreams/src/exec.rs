@@ -318,6 +318,7 @@ where
             schedules: &mut *ctx.schedules,
             partition: ctx.partition,
             stores: &self.declared,
+            globals: ctx.globals,
         };
         self.processor.init(&mut ctx)
     }
@@ -336,6 +337,7 @@ where
             txn: exec.txn,
             clocks: exec.clocks,
             failures: &mut exec.collector,
+            global: exec.global,
         };
         if let Err(e) = self.processor.process_batch(batch, &mut ctx) {
             let e = e.labelled(&self.info.name, None);
@@ -370,6 +372,7 @@ where
             txn: exec.txn,
             clocks: exec.clocks,
             failures: &mut exec.collector,
+            global: exec.global,
         };
         self.processor
             .punctuate(punctuation, &mut ctx)
@@ -489,6 +492,7 @@ pub(crate) fn init_node(
     node: &mut dyn NodeRun,
     name: &str,
     partition: i32,
+    globals: &[StoreSpec],
 ) -> Result<Vec<Schedule>> {
     let mut schedules = Vec::new();
     let mut ctx = InitContext {
@@ -496,6 +500,7 @@ pub(crate) fn init_node(
         schedules: &mut schedules,
         partition,
         stores: &[],
+        globals,
     };
     node.init(&mut ctx)?;
     Ok(schedules)
@@ -822,6 +827,8 @@ pub(crate) struct Exec<'e> {
     pub(crate) txn: &'e (dyn crate::store::RawTxn + 'e),
     pub(crate) clocks: Clocks,
     pub(crate) collector: Collector<'e>,
+    /// The instance's global stores, in a read transaction for the call.
+    pub(crate) global: Option<crate::context::GlobalView<'e>>,
     /// The processor error about the data that failed this call, if one did.
     pub(crate) fault: Option<Fault>,
 }

@@ -18,14 +18,14 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::context::{Clocks, NodeInfo, Punctuation, PunctuationType, Schedule};
+use crate::context::{Clocks, GlobalView, NodeInfo, Punctuation, PunctuationType, Schedule};
 use crate::error::{Error, Result};
 pub use crate::exec::TaskOutput;
 use crate::exec::{Collector, Exec, Fault, NodeRun, Report, init_node};
 use crate::policy::RecordFailures;
 pub use crate::policy::{ErrorPolicies, OnBadRecord, is_record_level};
 use crate::record::{Headers, Origin, ProducerRecord, RawRecord};
-use crate::store::{LmdbOptions, Position, StateStores, StoreSpec};
+use crate::store::{LmdbOptions, Position, StateStores, StoreReader, StoreSpec};
 use crate::topology::{NodeKind, Topology};
 
 /// A task's id: `<sub-topology>_<partition>`, as in Kafka Streams.
@@ -57,6 +57,10 @@ pub struct TaskConfig {
     pub errors: ErrorPolicies,
     /// Keep every store in memory, whatever its declared backend.
     pub in_memory_state: bool,
+    /// The instance's global stores (the global tables'), read by tasks through
+    /// [`Context::global_store`](crate::Context::global_store): `None` when the topology has
+    /// no global table or the runtime runs tasks without them.
+    pub global_stores: Option<StoreReader>,
 }
 
 impl TaskConfig {
@@ -68,7 +72,13 @@ impl TaskConfig {
             lmdb: LmdbOptions::default(),
             errors: ErrorPolicies::default(),
             in_memory_state: false,
+            global_stores: None,
         }
+    }
+
+    /// Where the instance's global stores live: `<state_dir>/<application_id>/global`.
+    pub fn global_state_dir(&self) -> PathBuf {
+        self.state_dir.join(&self.application_id).join("global")
     }
 
     /// The changelog topic of a store: `<application id>-<store>-changelog`.
@@ -282,6 +292,8 @@ pub struct Task {
     changelog_topics: Vec<Option<Arc<str>>>,
     schedules: Vec<Scheduled>,
     stream_time: i64,
+    /// The topology has global tables: each call reads them in one read transaction.
+    reads_globals: bool,
 }
 
 impl fmt::Debug for Task {
@@ -301,6 +313,7 @@ impl Task {
             .get(id.subtopology)
             .ok_or_else(|| Error::Internal(format!("no sub-topology {}", id.subtopology)))?;
         let defs = topology.nodes();
+        let globals = topology.global_stores();
         let local = |global: usize| sub.nodes.iter().position(|&n| n == global);
         let specs: Vec<StoreSpec> = sub
             .stores
@@ -357,7 +370,7 @@ impl Task {
                 sources.push((topic.clone(), i));
             }
             let mut node = (def.factory)(info);
-            for schedule in init_node(node.as_mut(), &def.name, id.partition)? {
+            for schedule in init_node(node.as_mut(), &def.name, id.partition, &globals)? {
                 schedules.push(Scheduled {
                     node: i,
                     schedule,
@@ -375,6 +388,7 @@ impl Task {
             changelog_topics,
             schedules,
             stream_time: i64::MIN,
+            reads_globals: !globals.is_empty(),
         })
     }
 
@@ -603,11 +617,68 @@ impl Task {
             schedules,
             changelog_topics,
             id,
+            reads_globals,
             ..
         } = self;
         let partition = id.partition;
         let config: &TaskConfig = config;
         let schedules: &[Scheduled] = schedules;
+        // The global stores are read in one read transaction around the call's write
+        // transaction: every attempt of the call sees the same snapshot.
+        match config.global_stores.as_ref().filter(|_| *reads_globals) {
+            Some(reader) => reader.read(|g| {
+                let global = GlobalView {
+                    txn: g.raw(),
+                    specs: reader.specs(),
+                };
+                Self::write_txn(
+                    state,
+                    nodes,
+                    config,
+                    schedules,
+                    changelog_topics,
+                    partition,
+                    Some(global),
+                    clocks,
+                    raw,
+                    fault,
+                    &mut body,
+                    &mut finish,
+                )
+            }),
+            None => Self::write_txn(
+                state,
+                nodes,
+                config,
+                schedules,
+                changelog_topics,
+                partition,
+                None,
+                clocks,
+                raw,
+                fault,
+                &mut body,
+                &mut finish,
+            ),
+        }
+    }
+
+    /// The write transaction of [`run_in_txn`](Self::run_in_txn).
+    #[allow(clippy::too_many_arguments)]
+    fn write_txn(
+        state: &mut StateStores,
+        nodes: &mut [Option<Box<dyn NodeRun>>],
+        config: &TaskConfig,
+        schedules: &[Scheduled],
+        changelog_topics: &[Option<Arc<str>>],
+        partition: i32,
+        global: Option<GlobalView<'_>>,
+        clocks: Clocks,
+        raw: (&str, &[RawRecord<'_>]),
+        fault: &mut Option<Fault>,
+        body: &mut dyn FnMut(&mut Exec<'_>, &[Scheduled], &mut [Option<i64>]) -> Result<()>,
+        finish: &mut dyn FnMut(&crate::store::StateTxn<'_>) -> Result<()>,
+    ) -> Result<(TaskOutput, Vec<Option<i64>>, Vec<Report>)> {
         state.transaction(|txn| {
             let mut produced = Vec::new();
             let mut stats = TaskOutput::default();
@@ -615,8 +686,9 @@ impl Task {
             let reports;
             {
                 let mut exec = Exec {
-                    nodes: nodes.as_mut_slice(),
+                    nodes: &mut *nodes,
                     txn: txn.raw(),
+                    global,
                     clocks,
                     collector: Collector {
                         produced: &mut produced,

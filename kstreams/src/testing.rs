@@ -23,6 +23,7 @@ use crate::policy::ErrorPolicies;
 use crate::record::{Headers, Origin, ProducerRecord, RawRecord, Record};
 use crate::serde::{DefaultSerde, Serde};
 use crate::store::{Position, StateStores};
+use crate::table::GlobalStores;
 use crate::task::{Task, TaskConfig, TaskId, TaskOutput};
 use crate::topology::Topology;
 
@@ -158,11 +159,18 @@ impl DriverBuilder {
         let mut config = TaskConfig::new(self.application_id, state_dir);
         config.in_memory_state = self.in_memory;
         config.errors = self.errors;
+        // One global `StateStores` for the instance, read by every task.
+        let globals = GlobalStores::open(&self.topology, Arc::new(config.clone()))?;
+        if let Some(g) = &globals {
+            config.global_stores = Some(g.reader()?);
+        }
         let mut driver = TopologyTestDriver {
             topology: self.topology,
+            globals,
             config: Arc::new(config),
             _tempdir: tempdir,
             tasks: BTreeMap::new(),
+            delivering: false,
             topics: BTreeMap::new(),
             partitions: self.partitions,
             consumed: BTreeMap::new(),
@@ -237,6 +245,11 @@ pub struct TopologyTestDriver {
     config: Arc<TaskConfig>,
     _tempdir: Option<tempfile::TempDir>,
     tasks: BTreeMap<TaskId, Task>,
+    /// The instance's global stores, which every task reads (dropped after the tasks).
+    globals: Option<GlobalStores>,
+    /// Delivering a task's output: a record for a global topic is applied without processing
+    /// what waits first.
+    delivering: bool,
     topics: BTreeMap<String, TopicLog>,
     partitions: BTreeMap<String, i32>,
     consumed: BTreeMap<(String, i32), usize>,
@@ -317,7 +330,43 @@ impl TopologyTestDriver {
             Error::Config(format!("topic `{topic}` has no partition {partition}"))
         })?;
         slot.push(record);
+        let offset = slot.len() - 1;
+        if self.globals.as_ref().is_some_and(|g| g.reads(topic)) {
+            self.apply_global(topic, partition, offset)?;
+        }
         Ok(())
+    }
+
+    /// Applies the record at `offset` of a global table's topic to the global stores, once
+    /// what was piped before it is processed (so it is seen by what is piped after it, and by
+    /// nothing before).
+    fn apply_global(&mut self, topic: &str, partition: i32, offset: usize) -> Result<()> {
+        if !self.delivering {
+            self.process()?;
+        }
+        let Some(r) = self
+            .topics
+            .get(topic)
+            .and_then(|l| l.partitions.get(partition as usize))
+            .and_then(|p| p.get(offset))
+        else {
+            return Err(Error::Internal(format!(
+                "no record at offset {offset} of `{topic}` partition {partition}"
+            )));
+        };
+        let raw = RawRecord {
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
+            timestamp: r.timestamp,
+            offset: offset as i64,
+            headers: r.headers.clone(),
+        };
+        let out = match &mut self.globals {
+            Some(g) => g.apply(topic, partition, std::slice::from_ref(&raw))?,
+            None => return Ok(()),
+        };
+        drop(raw);
+        self.deliver(out)
     }
 
     /// Appends raw bytes to a topic without processing them yet (see [`process`](Self::process)).
@@ -517,6 +566,13 @@ impl TopologyTestDriver {
     }
 
     fn deliver(&mut self, out: TaskOutput) -> Result<()> {
+        let delivering = std::mem::replace(&mut self.delivering, true);
+        let result = self.deliver_records(out);
+        self.delivering = delivering;
+        result
+    }
+
+    fn deliver_records(&mut self, out: TaskOutput) -> Result<()> {
         for r in out.records.into_iter().chain(out.changelog) {
             let ProducerRecord {
                 topic,
@@ -662,6 +718,53 @@ impl TopologyTestDriver {
         raw.into_iter()
             .map(|(k, v)| decode_entry::<K, V>(&spec, &k, &v))
             .collect()
+    }
+
+    /// The version of `key` in the versioned store `name` valid at `as_of` (`None`: the
+    /// latest), from the task that holds the key, as
+    /// [`VersionedStore::get_as_of`](crate::store::VersionedStore::get_as_of) answers.
+    pub fn versioned_get<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        key: &K,
+        as_of: Option<i64>,
+    ) -> Result<Option<crate::store::VersionedRecord<V>>> {
+        let spec = self.store_spec(name)?;
+        if !matches!(spec.kind(), crate::store::StoreKind::Versioned { .. }) {
+            return Err(Error::Store(format!(
+                "store `{name}` is not a versioned store ({:?})",
+                spec.kind()
+            )));
+        }
+        for task in self.tasks.values() {
+            if !task.stores().iter().any(|s| s.name() == name) {
+                continue;
+            }
+            let found = task.store_reader()?.read(|txn| {
+                let store = txn.versioned_store::<K, V>(name)?;
+                match as_of {
+                    Some(t) => store.get_as_of(key, t),
+                    None => store.get(key),
+                }
+            })?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every entry of the global key-value store `name` (a
+    /// [`global_table`](crate::TopologyBuilder::global_table)'s), ordered by key bytes.
+    pub fn global_store<K: 'static, V: 'static>(&mut self, name: &str) -> Result<Vec<(K, V)>> {
+        let Some(globals) = &self.globals else {
+            return Err(Error::Store(format!(
+                "the topology has no global store `{name}`: it has no global tables"
+            )));
+        };
+        globals
+            .reader()?
+            .read(|txn| txn.store::<K, V>(name)?.iter()?.collect())
     }
 
     fn store_spec(&self, name: &str) -> Result<crate::store::StoreSpec> {
@@ -1643,6 +1746,7 @@ pub fn run_plain<K: 'static, V: 'static, R>(
             txn: txn.raw(),
             clocks: Clocks::default(),
             failures: &mut failures,
+            global: None,
         };
         let r = f(&mut ctx)?;
         Ok((r, std::mem::take(&mut outputs.records)))

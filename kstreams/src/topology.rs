@@ -211,6 +211,9 @@ pub(crate) enum NodeRole {
     TableSource {
         /// The table's store.
         store: Arc<str>,
+        /// The store's value type (the source's is its `Option`): records of it may be written
+        /// to the topic too.
+        value_type: &'static str,
     },
     /// A table's materializer.
     Table {
@@ -286,10 +289,40 @@ pub struct SubTopology {
     pub stores: Vec<Arc<str>>,
 }
 
+/// Checks a global table record's key and value bytes with the store's serdes.
+pub(crate) type RecordCheck = Arc<
+    dyn Fn(
+            Option<&[u8]>,
+            Option<&[u8]>,
+        ) -> Result<(), (crate::error::Part, crate::error::SerdeError)>
+        + Send
+        + Sync,
+>;
+
+/// A global table: its topic, its store and the check of its records.
+#[derive(Clone)]
+pub(crate) struct GlobalDef {
+    pub(crate) topic: Arc<str>,
+    pub(crate) spec: StoreSpec,
+    pub(crate) check: RecordCheck,
+    /// The types records written to the topic may have: `(K, V)` and `(K, Option<V>)`.
+    pub(crate) types: [(&'static str, &'static str); 2],
+}
+
+impl fmt::Debug for GlobalDef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GlobalDef")
+            .field("topic", &self.topic)
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     nodes: Vec<NodeDef>,
     stores: Vec<StoreSpec>,
     subtopologies: Vec<SubTopology>,
+    globals: Vec<GlobalDef>,
     /// The application id its internal topics are named for ([`Topology::resolve`]).
     application_id: Option<Arc<str>>,
 }
@@ -346,6 +379,7 @@ pub struct TopologyBuilder {
     declared_stores: Vec<StoreSpec>,
     /// Who declared each of `declared_stores` first: "processor `x`", for messages.
     declared_by: Vec<String>,
+    globals: Vec<GlobalDef>,
     errors: Vec<TopologyError>,
 }
 
@@ -415,6 +449,7 @@ impl TopologyBuilder {
             nodes: Vec::new(),
             declared_stores: Vec::new(),
             declared_by: Vec::new(),
+            globals: Vec::new(),
             errors: Vec::new(),
         }
     }
@@ -636,6 +671,15 @@ impl TopologyBuilder {
         self.errors.push(error);
     }
 
+    /// Adds a global table (its store in no task).
+    pub(crate) fn add_global(&mut self, global: GlobalDef) {
+        if !valid_name(global.spec.name()) {
+            self.errors
+                .push(TopologyError::InvalidName(global.spec.name().to_owned()));
+        }
+        self.globals.push(global);
+    }
+
     /// Adds a processor reading the records of several streams of the same types (a merge).
     pub fn add_merged<K, V, P>(
         &mut self,
@@ -738,9 +782,23 @@ impl TopologyBuilder {
             .position(|s| s.name() == spec.name())
         {
             let existing = &self.declared_stores[i];
-            if !existing.same_as(&spec) {
-                self.errors
-                    .push(store_conflict(existing, &self.declared_by[i], &spec, &by));
+            if existing.same_as(&spec) {
+                return;
+            }
+            // A table's store, declared by a processor that reads it as its handle's plain
+            // spec: the table's declaration (its topic as changelog) stands.
+            match (existing.source_changelog(), spec.source_changelog()) {
+                (Some(topic), None)
+                    if existing.same_as(&spec.clone().changelog_from_source(topic)) => {}
+                (None, Some(topic))
+                    if spec.same_as(&existing.clone().changelog_from_source(topic)) =>
+                {
+                    self.declared_stores[i] = spec;
+                    self.declared_by[i] = by;
+                }
+                _ => self
+                    .errors
+                    .push(store_conflict(existing, &self.declared_by[i], &spec, &by)),
             }
         } else {
             self.declared_stores.push(spec);
@@ -930,7 +988,28 @@ impl TopologyBuilder {
                 }
             }
         }
-        if !has_source {
+        // A global table's topic is read by no task, and its store is in none.
+        let mut global_stores = BTreeSet::new();
+        for g in &self.globals {
+            if !source_topics.insert(g.topic.clone()) {
+                return Err(TopologyError::DuplicateSourceTopic(g.topic.to_string()));
+            }
+            if !global_stores.insert(g.spec.name().to_owned())
+                || self
+                    .declared_stores
+                    .iter()
+                    .any(|s| s.name() == g.spec.name())
+            {
+                return Err(TopologyError::InvalidTable {
+                    topic: g.topic.to_string(),
+                    store: g.spec.name().to_owned(),
+                    reason: "another store has its name: a global store is one per instance, \
+                             in no task, so its name must be its own"
+                        .to_owned(),
+                });
+            }
+        }
+        if !has_source && self.globals.is_empty() {
             return Err(TopologyError::NoSource);
         }
         // No cycle is possible: a node's parents are streams that exist before it, so parents
@@ -963,13 +1042,15 @@ impl TopologyBuilder {
                 return Err(TopologyError::UnusedStore(spec.name().to_owned()));
             }
         }
-        check_init(&nodes)?;
+        let global_specs: Vec<StoreSpec> = self.globals.iter().map(|g| g.spec.clone()).collect();
+        check_init(&nodes, &global_specs)?;
         let subtopologies = split(&nodes);
         Ok(Topology {
             inner: Arc::new(Inner {
                 nodes,
                 stores: self.declared_stores,
                 subtopologies,
+                globals: self.globals,
                 application_id: None,
             }),
         })
@@ -979,7 +1060,7 @@ impl TopologyBuilder {
 /// Runs each processor's `init` once, on a fresh copy, so that what it checks (the stores it
 /// requires, its punctuation intervals) fails here and not when a task starts. The copy is
 /// dropped; tasks run `init` again on their own instances.
-fn check_init(nodes: &[NodeDef]) -> Result<(), TopologyError> {
+fn check_init(nodes: &[NodeDef], globals: &[StoreSpec]) -> Result<(), TopologyError> {
     for n in nodes {
         if !matches!(n.kind, NodeKind::Processor) {
             continue;
@@ -990,7 +1071,7 @@ fn check_init(nodes: &[NodeDef]) -> Result<(), TopologyError> {
             child_names: Vec::new(),
             stores: Vec::new(),
         });
-        if let Err(e) = init_node(node.as_mut(), &n.name, 0) {
+        if let Err(e) = init_node(node.as_mut(), &n.name, 0, globals) {
             return Err(TopologyError::Init {
                 node: n.name.to_string(),
                 message: e.to_string(),
@@ -1043,10 +1124,10 @@ pub(crate) fn describe_store(spec: &StoreSpec) -> String {
             crate::store::Backend::Lmdb => "LMDB",
             crate::store::Backend::InMemory => "the in-memory backend",
         },
-        if spec.changelog_enabled() {
-            "with a changelog"
-        } else {
-            "without a changelog"
+        match spec.source_changelog() {
+            Some(topic) => format!("with its source topic `{topic}` as changelog"),
+            None if spec.changelog_enabled() => "with a changelog".to_owned(),
+            None => "without a changelog".to_owned(),
         }
     )
 }
@@ -1075,6 +1156,9 @@ fn store_conflict(
     }
     if first.kind() != second.kind() {
         differ.push("kinds (key-value, window or session; size; retention)");
+    }
+    if first.source_changelog() != second.source_changelog() {
+        differ.push("source topics (a table's store is materialized from one topic)");
     }
     if differ.is_empty() {
         // Same type names, different types (two types of one name in different crates).
@@ -1201,15 +1285,48 @@ impl Topology {
         topic: &str,
         source: bool,
     ) -> Vec<(&'static str, &'static str)> {
-        self.nodes()
-            .iter()
-            .filter(|n| match &n.kind {
+        let mut types: Vec<(&'static str, &'static str)> = Vec::new();
+        for n in self.nodes() {
+            let here = match &n.kind {
                 NodeKind::Source { topic: t } => source && &**t == topic,
                 NodeKind::Sink { topic: t } => !source && &**t == topic,
                 NodeKind::Processor => false,
-            })
-            .map(|n| (n.output.0, n.output.1))
+            };
+            if !here {
+                continue;
+            }
+            types.push((n.output.0, n.output.1));
+            // A table's topic holds values, or nulls (`None`).
+            if let NodeRole::TableSource { value_type, .. } = &n.role {
+                types.push((n.output.0, value_type));
+            }
+        }
+        if source {
+            for g in self.globals().iter().filter(|g| &*g.topic == topic) {
+                types.extend(g.types);
+            }
+        }
+        types
+    }
+
+    /// The global tables ([`TopologyBuilder::global_table`]): each one's topic and store, in
+    /// the order they were added. The instance's global `StateStores` holds these stores in
+    /// this order; no task reads their topics.
+    pub fn global_tables(&self) -> Vec<(Arc<str>, StoreSpec)> {
+        self.inner
+            .globals
+            .iter()
+            .map(|g| (g.topic.clone(), g.spec.clone()))
             .collect()
+    }
+
+    /// The global tables' stores, in [`global_tables`](Self::global_tables)' order.
+    pub fn global_stores(&self) -> Vec<StoreSpec> {
+        self.inner.globals.iter().map(|g| g.spec.clone()).collect()
+    }
+
+    pub(crate) fn globals(&self) -> &[GlobalDef] {
+        &self.inner.globals
     }
 
     /// The repartition topics ([`TopologyBuilder::repartition`]), in the order they were added.
@@ -1332,6 +1449,7 @@ impl Topology {
                 nodes,
                 stores: self.inner.stores.clone(),
                 subtopologies,
+                globals: self.inner.globals.clone(),
                 application_id: Some(application_id.into()),
             }),
         }
@@ -1353,7 +1471,7 @@ impl Topology {
             for &i in &sub.nodes {
                 let n = &nodes[i];
                 let _ = match (&n.kind, &n.role) {
-                    (NodeKind::Source { topic }, NodeRole::TableSource { store }) => writeln!(
+                    (NodeKind::Source { topic }, NodeRole::TableSource { store, .. }) => writeln!(
                         out,
                         "    Source: {} (topic: {topic}, table: {store})",
                         n.name
@@ -1398,6 +1516,15 @@ impl Topology {
                 }
             }
         }
+        for g in self.globals() {
+            let _ = writeln!(
+                out,
+                "  Global table: {} (topic: {}, store: {})",
+                g.spec.name(),
+                g.topic,
+                g.spec.name()
+            );
+        }
         out
     }
 
@@ -1436,7 +1563,6 @@ impl Topology {
                     NodeKind::Processor => {
                         let label = match &n.role {
                             NodeRole::Table { .. } => format!("table {}", n.name),
-                            NodeRole::Merge => format!("merge {}", n.name),
                             _ => n.name.to_string(),
                         };
                         let _ = writeln!(out, "    {}[\"{label}\"]", id("node", &n.name));
@@ -1452,15 +1578,16 @@ impl Topology {
                     }
                     NodeKind::Sink { topic } => {
                         let _ = writeln!(out, "    {}[\"{}\"]", id("node", &n.name), n.name);
-                        // A repartition topic is one node, written here and read by the source
-                        // of another sub-topology.
-                        let (to, shown) = match &n.role {
-                            NodeRole::RepartitionSink { .. } => {
-                                (id("topic", topic), format!("repartition {topic}"))
+                        // A repartition topic is one node, drawn in the sub-topology whose
+                        // source reads it: the sink only points at it.
+                        let to = match &n.role {
+                            NodeRole::RepartitionSink { .. } => id("topic", topic),
+                            _ => {
+                                let to = id("out", topic);
+                                let _ = writeln!(out, "    {to}([\"{topic}\"])");
+                                to
                             }
-                            _ => (id("out", topic), topic.to_string()),
                         };
-                        let _ = writeln!(out, "    {to}([\"{shown}\"])");
                         let _ = writeln!(out, "    {} --> {to}", id("node", &n.name));
                     }
                 }
@@ -1472,6 +1599,30 @@ impl Topology {
                         id("node", &nodes[c].name)
                     );
                 }
+            }
+            out.push_str("  end\n");
+        }
+        if !self.globals().is_empty() {
+            out.push_str("  subgraph globals[\"Global tables\"]\n");
+            for g in self.globals() {
+                let _ = writeln!(
+                    out,
+                    "    {}([\"global table topic {}\"])",
+                    id("global", &g.topic),
+                    g.topic
+                );
+                let _ = writeln!(
+                    out,
+                    "    {}[(\"{}\")]",
+                    id("store", g.spec.name()),
+                    g.spec.name()
+                );
+                let _ = writeln!(
+                    out,
+                    "    {} --> {}",
+                    id("global", &g.topic),
+                    id("store", g.spec.name())
+                );
             }
             out.push_str("  end\n");
         }

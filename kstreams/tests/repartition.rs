@@ -89,6 +89,13 @@ fn a_repartition_topic_is_named_from_the_application_id() {
         mermaid.contains("topic_wc_words_repartition --> node_words_repartition_source"),
         "{mermaid}"
     );
+    assert_eq!(
+        mermaid
+            .matches("topic_wc_words_repartition([\"repartition wc-words-repartition\"])")
+            .count(),
+        1,
+        "{mermaid}"
+    );
 }
 
 #[test]
@@ -239,4 +246,25 @@ fn a_merge_forwards_the_records_of_every_input() -> kstreams::Result<()> {
     // In timestamp order across the task's inputs.
     assert_eq!(out, vec!["A1", "B1", "A2"]);
     Ok(())
+}
+
+#[test]
+fn a_repartitioned_count_is_split_invariant() -> kstreams::Result<()> {
+    use kstreams::testing::{SplitCheck, SplitInput};
+    let input = SplitInput::new()
+        .partitions("lines", 3)
+        .partitions("counts", 2)
+        .records(
+            "lines",
+            (0..150).map(|i| {
+                Record::new(i.to_string(), format!("w{} w{} common", i % 7, i % 3))
+                    .with_timestamp(i64::from(i))
+            }),
+        )?;
+    // `count` forwards one update per key and batch: its output is a table.
+    Ok(SplitCheck::new(&word_count())
+        .table_output("counts")
+        .seed(3)
+        .runs(4)
+        .run(&input)?)
 }

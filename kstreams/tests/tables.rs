@@ -169,10 +169,18 @@ fn a_table_whose_changes_nobody_reads_builds_and_materializes() -> kstreams::Res
     );
     let mut d = TopologyTestDriver::new(topology)?;
     d.pipe("prices", "apple".to_owned(), Some(7u64))?;
+    // A value, not an `Option`, may be piped too (it is never a null).
+    d.pipe("prices", "fig".to_owned(), 2u64)?;
     assert_eq!(
         d.store::<String, u64>("prices")?,
-        vec![("apple".to_owned(), 7)]
+        vec![("apple".to_owned(), 7), ("fig".to_owned(), 2)]
     );
+    // Other types are refused, naming the table's.
+    let err = d
+        .pipe("prices", "fig".to_owned(), "two".to_owned())
+        .expect_err("not the table's types")
+        .to_string();
+    assert!(err.contains("Option<u64>"), "{err}");
     Ok(())
 }
 
@@ -287,4 +295,146 @@ fn a_table_value_that_cannot_be_read_goes_through_the_deserialization_policy() {
         d.store::<String, u64>("prices").expect("store"),
         vec![("pear".to_owned(), 2)]
     );
+}
+
+/// A versioned table's store: one hour of history.
+#[store(name = "versioned-prices", history = "1h")]
+type VersionedPrices = kstreams::VersionedKeyValue<String, u64>;
+
+fn versioned_prices_with_changes() -> Topology {
+    let mut t = Topology::builder();
+    let prices = t.table::<VersionedPrices<'static>>("prices");
+    let shown = t.add_named("show", processor::map(show), prices.changes());
+    t.sink("price-changes", &shown);
+    t.build().expect("topology")
+}
+
+#[test]
+fn a_versioned_table_keeps_versions_and_forwards_only_changes_of_the_latest() -> kstreams::Result<()>
+{
+    let mut d = TopologyTestDriver::new(versioned_prices_with_changes())?;
+    d.pipe_batch(
+        "prices",
+        [
+            at("apple", Some(3u64), 100),
+            at("apple", Some(5), 300),
+            // Older than the latest: lands in the history, the current value stays 5.
+            at("apple", Some(4), 200),
+            // The same value, later: no change.
+            at("apple", Some(5), 400),
+            // A tombstone version.
+            at("apple", None, 500),
+            // A tombstone for a key without a value: no change.
+            at("pear", None, 500),
+            // Older than stream time − history: not put.
+            at("apple", Some(9), 500 - 3_600_000 - 1),
+        ],
+    )?;
+    assert_eq!(
+        changes(&mut d),
+        vec![
+            ("apple".to_owned(), "- -> 3".to_owned(), 100),
+            ("apple".to_owned(), "3 -> 5".to_owned(), 300),
+            ("apple".to_owned(), "5 -> -".to_owned(), 500),
+        ]
+    );
+    let apple = "apple".to_owned();
+    let value_at = |d: &mut TopologyTestDriver, t: i64| {
+        d.versioned_get::<String, u64>("versioned-prices", &apple, Some(t))
+            .expect("read")
+            .map(|v| (v.value, v.timestamp, v.valid_to))
+    };
+    assert_eq!(value_at(&mut d, 99), None);
+    assert_eq!(value_at(&mut d, 150), Some((3, 100, Some(200))));
+    assert_eq!(value_at(&mut d, 250), Some((4, 200, Some(300))));
+    assert_eq!(value_at(&mut d, 450), Some((5, 400, Some(500))));
+    assert_eq!(value_at(&mut d, 600), None);
+    assert_eq!(
+        d.versioned_get::<String, u64>("versioned-prices", &apple, None)?
+            .map(|v| v.value),
+        None
+    );
+    Ok(())
+}
+
+#[test]
+fn a_table_and_its_readers_are_split_invariant() -> kstreams::Result<()> {
+    use kstreams::testing::{SplitInput, check_split_invariance};
+    let mut t = Topology::builder();
+    let prices = t.table::<Prices<'static>>("prices");
+    let shown = t.add_named("show", processor::map(show), prices.changes());
+    t.sink("price-changes", &shown);
+    let orders = t.source::<String, u64>("orders");
+    let priced = t.add(price_order, &orders);
+    t.sink("priced", &priced);
+    let topology = t.build()?;
+    let keys = ["apple", "pear", "plum", "kiwi"];
+    let input = SplitInput::new()
+        .partitions("prices", 2)
+        .partitions("orders", 2)
+        .partitions("priced", 2)
+        .partitions("price-changes", 2)
+        .records(
+            "prices",
+            (0..120).map(|i: i64| {
+                let value = (i % 7 != 3).then_some((i % 4) as u64);
+                at(keys[(i % 4) as usize], value, i * 10)
+            }),
+        )?
+        .records(
+            "orders",
+            (0..120).map(|i: i64| at(keys[(i % 3) as usize], (i % 5) as u64, i * 10 + 5)),
+        )?;
+    check_split_invariance(&topology, &input, 7, 4)
+}
+
+#[test]
+fn a_tables_topic_is_its_stores_changelog() -> kstreams::Result<()> {
+    let mut t = Topology::builder();
+    // The reader first, the table after: either order declares the table's store.
+    let orders = t.source::<String, u64>("orders");
+    let priced = t.add(price_order, &orders);
+    t.sink("priced", &priced);
+    let prices = t.table::<Prices<'static>>("prices");
+    assert_eq!(prices.spec().source_changelog(), Some("prices"));
+    assert!(!prices.spec().changelog_enabled());
+    let topology = t.build()?;
+    let declared = topology
+        .stores()
+        .iter()
+        .find(|s| s.name() == "prices")
+        .expect("the table's store");
+    assert_eq!(declared.source_changelog(), Some("prices"));
+    let mut d = TopologyTestDriver::new(topology)?;
+    d.pipe("prices", "apple".to_owned(), Some(3u64))?;
+    d.pipe("orders", "apple".to_owned(), 2u64)?;
+    assert_eq!(d.read_output::<String, String>("priced")?[0].value, "6");
+    // No changelog topic of its own was written.
+    assert!(
+        !d.topic_names().iter().any(|t| t.ends_with("-changelog")),
+        "{:?}",
+        d.topic_names()
+    );
+    Ok(())
+}
+
+#[test]
+fn two_tables_in_one_store_are_a_store_conflict_naming_their_topics() {
+    let mut t = Topology::builder();
+    let _ = t.table::<Prices<'static>>("prices");
+    let _ = t.table::<Prices<'static>>("more-prices");
+    match t.build() {
+        Err(TopologyError::StoreConflict {
+            name,
+            first,
+            second,
+            differ,
+        }) => {
+            assert_eq!(name, "prices");
+            assert!(differ.contains("source topics"), "{differ}");
+            assert!(first.contains("source topic `prices`"), "{first}");
+            assert!(second.contains("source topic `more-prices`"), "{second}");
+        }
+        other => panic!("expected a store conflict, got {other:?}"),
+    }
 }

@@ -421,11 +421,14 @@ mod tests {
         let mut stores = StateStores::open(dir.path(), specs, &LmdbOptions::default())?;
         let reader = stores.reader()?;
         let stop = Arc::new(AtomicBool::new(false));
+        let first = Arc::new(AtomicBool::new(false));
         let checker = {
             let stop = Arc::clone(&stop);
+            let first = Arc::clone(&first);
             std::thread::spawn(move || -> Result<u64> {
                 let mut reads = 0;
-                while !stop.load(Ordering::SeqCst) {
+                loop {
+                    let done = stop.load(Ordering::SeqCst);
                     let (d, m) = reader.read(|txn| {
                         let d = txn.store::<String, u64>("disk")?.get("k")?;
                         let m = txn.store::<String, u64>("mem")?.get("k")?;
@@ -433,8 +436,11 @@ mod tests {
                     })?;
                     assert_eq!(d, m, "the two backends at different batches");
                     reads += 1;
+                    first.store(true, Ordering::SeqCst);
+                    if done {
+                        return Ok(reads);
+                    }
                 }
-                Ok(reads)
             })
         };
         for i in 1..=300u64 {
@@ -442,10 +448,15 @@ mod tests {
                 txn.store::<String, u64>("disk")?.put(&"k".into(), &i)?;
                 txn.store::<String, u64>("mem")?.put(&"k".into(), &i)
             })?;
+            // Halfway, until the reader has read once: it reads while batches are written,
+            // however the threads are scheduled on a loaded machine.
+            while i == 150 && !first.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
         }
         stop.store(true, Ordering::SeqCst);
         let reads = checker.join().expect("the reading thread")?;
-        assert!(reads > 0);
+        assert!(reads > 1, "{reads}");
         Ok(())
     }
 
