@@ -56,6 +56,46 @@ pub fn enrich_topology(table: &str, orders: &str, output: &str) -> Result<Topolo
     Ok(t.build()?)
 }
 
+/// The global table's store: customer -> region, on every instance.
+#[store(name = "regions")]
+pub type Regions = kstreams::KeyValue<String, String>;
+
+/// Each record (user -> customer) with its customer's region from the global table:
+/// `<customer>|<region>`, or `<customer>|-` when the table has none. One read of the global
+/// store per batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Locate;
+
+impl kstreams::BatchProcessor<String, String> for Locate {
+    type OutKey = String;
+    type OutValue = String;
+
+    fn process_batch(
+        &mut self,
+        records: &[Record<String, String>],
+        ctx: &mut kstreams::Context<'_, String, String>,
+    ) -> Result<()> {
+        let regions = ctx.global_store::<String, String>("regions")?;
+        let customers: Vec<String> = records.iter().map(|r| r.value.clone()).collect();
+        let found = regions.get_batch(&customers)?;
+        for (r, region) in records.iter().zip(found) {
+            let region = region.unwrap_or_else(|| "-".to_owned());
+            ctx.forward(r.derive(r.key.clone(), format!("{}|{region}", r.value)));
+        }
+        Ok(())
+    }
+}
+
+/// `global` as the global table [`Regions`]; `input` -> [`Locate`] -> `output`.
+pub fn global_topology(global: &str, input: &str, output: &str) -> Result<Topology> {
+    let mut t = Topology::builder();
+    let _regions = t.global_table::<Regions<'static>>(global);
+    let input = t.source::<String, String>(input);
+    let located = t.add(Locate, &input);
+    t.sink(output, &located);
+    Ok(t.build()?)
+}
+
 /// `input` (key -> value) re-keyed by its value, through the repartition topic named `name`,
 /// to `output` unchanged (key = the input's value).
 pub fn repartition_topology(input: &str, name: &str, output: &str) -> Result<Topology> {

@@ -299,6 +299,90 @@ async fn clean_restart_then_lost_state(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_table_is_restored_before_processing_and_kept_up_to_date() {
+    let b = bootstrap();
+    let app_id = unique("tbl-global");
+    let (global, input, output) = (
+        format!("{app_id}-regions"),
+        format!("{app_id}-users"),
+        format!("{app_id}-output"),
+    );
+    // Not co-partitioned: a global table needs none.
+    create_topics(&b, &[(&global, 2), (&input, PARTITIONS), (&output, 1)]).await;
+    let entries: Vec<Input> = (0..10)
+        .map(|c| {
+            (
+                Some(format!("c{c}").into_bytes()),
+                format!("region{c}").into_bytes(),
+                None,
+            )
+        })
+        .collect();
+    produce(&b, &global, &entries);
+    let state = tempfile::tempdir().expect("tempdir");
+    let topology =
+        kstreams_tests::tables::global_topology(&global, &input, &output).expect("topology");
+    let app = Arc::new(App::new(topology, config(&app_id, &b, state.path())).expect("app"));
+    let run = spawn(app.clone());
+    // The first records, as soon as the app runs: every customer is already in the table.
+    let users: Vec<Input> = (0..20)
+        .map(|u| {
+            (
+                Some(format!("u{u}").into_bytes()),
+                format!("c{}", u % 10).into_bytes(),
+                None,
+            )
+        })
+        .collect();
+    produce(&b, &input, &users);
+    wait_for("20 located users", DONE, || total_end(&b, &output, 1) >= 20).await;
+    let located = |out: Vec<Output>| -> Vec<String> {
+        out.into_iter()
+            .map(|(_, _, _, v)| String::from_utf8(v.unwrap_or_default()).expect("utf-8"))
+            .collect()
+    };
+    let first = located(read_all(&b, &output, 1));
+    assert_eq!(first.len(), 20);
+    for line in &first {
+        let (customer, region) = line.split_once('|').expect("customer|region");
+        assert_eq!(
+            region,
+            format!("region{}", &customer[1..]),
+            "{customer} found in the global table restored before processing"
+        );
+    }
+    // An update of the global topic reaches later records.
+    produce(
+        &b,
+        &global,
+        &[(Some(b"c0".to_vec()), b"moved".to_vec(), None)],
+    );
+    let deadline = std::time::Instant::now() + DONE;
+    loop {
+        produce(
+            &b,
+            &input,
+            &[(Some(b"later".to_vec()), b"c0".to_vec(), None)],
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if located(read_all(&b, &output, 1))
+            .iter()
+            .any(|l| l == "c0|moved")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the global table's update never reached the stream"
+        );
+    }
+    app.shutdown_handle().shutdown();
+    run.await.expect("join").expect("a clean run");
+    // Its state: `<state dir>/<application id>/global`.
+    assert!(state.path().join(&app_id).join("global").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repartition_topic_is_created_with_its_upstreams_partition_count_and_used() {
     let b = bootstrap();
     let app_id = unique("tbl-repart");

@@ -962,12 +962,6 @@ impl GlobalThread {
     }
 }
 
-/// The topology's global tables: (topic, store).
-fn global_tables(topology: &Topology) -> Vec<(String, crate::store::StoreSpec)> {
-    let _ = topology;
-    Vec::new()
-}
-
 /// Opens the global state (`<state dir>/<application id>/global`), restores it to the end of
 /// the global topics and starts the thread that keeps it up to date; `None` without global
 /// tables. Returns the thread and a read-only view of the global state for the tasks.
@@ -980,7 +974,7 @@ fn start_global(
     failed: &Arc<AtomicBool>,
     span: &tracing::Span,
 ) -> Result<Option<(GlobalThread, crate::store::StoreReader)>> {
-    let tables = global_tables(topology);
+    let tables = super::global::tables(topology);
     let Some(mut global) = super::global::Global::open(&tables, counts, config, bootstrap)? else {
         return Ok(None);
     };
@@ -1007,7 +1001,7 @@ fn run_thread(
         status,
         failed,
         queries,
-        global: _global,
+        global,
     } = shared;
     let span = (config.num_threads > 1).then(|| tracing::info_span!("thread", thread = index));
     let _g = span.as_ref().map(|s| s.enter());
@@ -1019,6 +1013,7 @@ fn run_thread(
     let mut task_config = TaskConfig::new(config.application_id.clone(), config.state_dir.clone());
     task_config.lmdb = config.lmdb.clone();
     task_config.errors = config.errors.clone();
+    task_config.global_stores = global.clone();
     let sink = Sink::new(config, bootstrap, transactional_id.as_deref())?;
     *lock(&consumer.context().engine) = Some(Engine {
         topology: topology.clone(),

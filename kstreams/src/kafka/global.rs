@@ -13,10 +13,11 @@
 //! consumer's config), so the end of a restore is the last stable offset.
 //!
 //! A record is written as it is in the topic (its key and value bytes are the store's serdes'
-//! bytes, as a changelog's); a null value deletes. A record with a null key cannot be stored: it
-//! goes through the deserialization policy of its topic (`Fail`: an error naming topic,
-//! partition and offset; `Skip`; `DeadLetter`, sent by a producer of the global thread and
-//! acknowledged before the batch's transaction commits).
+//! bytes, as a changelog's, with its timestamp); a null value deletes. A record with a null key,
+//! or one the store's serdes cannot read (the table's check), is not stored: it goes through the
+//! deserialization policy of its topic (`Fail`: an error naming topic, partition and offset;
+//! `Skip`; `DeadLetter`, sent by a producer of the global thread and acknowledged before the
+//! batch's transaction commits).
 //!
 //! May not touch: the group consumer, tasks, processing. Tasks read the global stores through a
 //! read-only view of this state; only this module writes it.
@@ -42,10 +43,33 @@ use crate::error::{Error, Part, Result, SerdeError};
 use crate::exec::{Collector, TaskOutput};
 use crate::record::{Origin, RawRecord};
 use crate::store::{StateStores, StoreSpec};
+use crate::topology::RecordCheck;
 
 /// The directory of the global state: `<state dir>/<application id>/global`.
 pub(super) fn state_path(config: &AppConfig) -> std::path::PathBuf {
-    config.state_dir.join(&config.application_id).join("global")
+    crate::task::TaskConfig::new(config.application_id.clone(), config.state_dir.clone())
+        .global_state_dir()
+}
+
+/// A global table: its topic, its store, and the check of its records (can the store's serdes
+/// read them).
+pub(super) struct GlobalTopic {
+    pub(super) topic: String,
+    pub(super) spec: StoreSpec,
+    pub(super) check: Option<RecordCheck>,
+}
+
+/// The topology's global tables.
+pub(super) fn tables(topology: &crate::topology::Topology) -> Vec<GlobalTopic> {
+    topology
+        .globals()
+        .iter()
+        .map(|g| GlobalTopic {
+            topic: g.topic.to_string(),
+            spec: g.spec.clone(),
+            check: Some(g.check.clone()),
+        })
+        .collect()
 }
 
 /// The global consumer and the global state of one instance.
@@ -54,6 +78,8 @@ pub(super) struct Global {
     state: StateStores,
     /// Each global topic with the index of its store in `state`, and its partition count.
     topics: Vec<(String, usize, i32)>,
+    /// The check of each topic's records, in `topics`' order.
+    checks: Vec<Option<RecordCheck>>,
     /// The next offset to read of every partition (`None`: from the beginning).
     next: BTreeMap<(String, i32), Option<i64>>,
     config: AppConfig,
@@ -76,7 +102,7 @@ impl Global {
     /// `None` when the topology has no global table. `partitions`: every topic's partition
     /// count, from the start-up metadata (a global topic that is missing is an error).
     pub(super) fn open(
-        tables: &[(String, StoreSpec)],
+        tables: &[GlobalTopic],
         partitions: &BTreeMap<String, i32>,
         config: &AppConfig,
         bootstrap: &str,
@@ -85,7 +111,7 @@ impl Global {
             return Ok(None);
         }
         let mut topics = Vec::with_capacity(tables.len());
-        for (i, (topic, _)) in tables.iter().enumerate() {
+        for (i, GlobalTopic { topic, .. }) in tables.iter().enumerate() {
             let Some(&n) = partitions.get(topic) else {
                 return Err(Error::Runtime(format!(
                     "global table topic `{topic}` does not exist on the Kafka cluster at \
@@ -94,7 +120,8 @@ impl Global {
             };
             topics.push((topic.clone(), i, n));
         }
-        let specs: Vec<StoreSpec> = tables.iter().map(|(_, s)| s.clone()).collect();
+        let specs: Vec<StoreSpec> = tables.iter().map(|t| t.spec.clone()).collect();
+        let checks = tables.iter().map(|t| t.check.clone()).collect();
         let state = StateStores::open(&state_path(config), specs, &config.lmdb)?;
         let position = state.position()?;
         let mut next = BTreeMap::new();
@@ -108,6 +135,7 @@ impl Global {
             consumer,
             state,
             topics,
+            checks,
             next,
             config: config.clone(),
             bootstrap: bootstrap.to_owned(),
@@ -256,6 +284,7 @@ impl Global {
             consumer,
             state,
             topics,
+            checks,
             next,
             config,
             bootstrap,
@@ -287,8 +316,11 @@ impl Global {
                 .or_default()
                 .push(super::convert::raw_record(m, now));
         }
-        let index: BTreeMap<&str, usize> =
-            topics.iter().map(|(t, s, _)| (t.as_str(), *s)).collect();
+        let index: BTreeMap<&str, (usize, Option<&RecordCheck>)> = topics
+            .iter()
+            .zip(checks.iter())
+            .map(|((t, s, _), c)| (t.as_str(), (*s, c.as_ref())))
+            .collect();
         // One transaction for the batch. Records the store's serdes cannot read go through
         // their topic's deserialization policy; dead letters are acknowledged before the
         // transaction (and the positions it records) commits. A transaction run again (a full
@@ -297,7 +329,7 @@ impl Global {
             let mut reports = Vec::new();
             let mut produced = Vec::new();
             for ((topic, partition), records) in &groups {
-                let Some(&store) = index.get(topic) else {
+                let Some(&(store, check)) = index.get(topic) else {
                     return Err(Error::Internal(format!(
                         "the global consumer polled topic `{topic}`, not a global table's"
                     )));
@@ -316,7 +348,7 @@ impl Global {
                     reports: Vec::new(),
                 };
                 for r in records {
-                    if let Err((part, source)) = check_record(r) {
+                    if let Err((part, source)) = check_record(r, check) {
                         let origin = Origin::new(*topic, *partition, r.offset);
                         collector.bad_record(&origin, r, part, source)?;
                         continue;
@@ -385,14 +417,21 @@ impl Global {
     }
 }
 
-/// Whether a global table's record can be stored: it needs a key.
-fn check_record(r: &RawRecord<'_>) -> std::result::Result<(), (Part, SerdeError)> {
-    match r.key {
-        Some(_) => Ok(()),
-        None => Err((
+/// Whether a global table's record can be stored: it needs a key, and the store's serdes must
+/// read it (`check`, the table's).
+fn check_record(
+    r: &RawRecord<'_>,
+    check: Option<&RecordCheck>,
+) -> std::result::Result<(), (Part, SerdeError)> {
+    if r.key.is_none() {
+        return Err((
             Part::Key,
             SerdeError::new("a table record needs a key; this one has a null key"),
-        )),
+        ));
+    }
+    match check {
+        Some(check) => check(r.key, r.value),
+        None => Ok(()),
     }
 }
 
@@ -545,10 +584,11 @@ mod tests {
             .state_dir(dir.path())
             .restore_batch_records(2)
             .startup_timeout(Duration::from_secs(10));
-        let tables = vec![(
-            "regions".to_owned(),
-            StoreSpec::new::<String, String>("regions"),
-        )];
+        let tables = vec![GlobalTopic {
+            topic: "regions".to_owned(),
+            spec: StoreSpec::new::<String, String>("regions"),
+            check: None,
+        }];
         let counts: BTreeMap<String, i32> = [("regions".to_owned(), 2)].into_iter().collect();
         let shutdown = ShutdownHandle::default();
         let mut global = Global::open(&tables, &counts, &config, &b)
