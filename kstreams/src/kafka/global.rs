@@ -697,4 +697,46 @@ mod tests {
             Some(b"deserialize".to_vec())
         );
     }
+
+    /// A record the table's check refuses (its store's serdes cannot read it) is not stored: it
+    /// goes through the policy (here skipped), and the position moves past it.
+    #[test]
+    fn a_record_the_tables_check_refuses_goes_through_the_policy() {
+        let cluster = EmbeddedCluster::start().expect("cluster");
+        let b = cluster.bootstrap_servers().to_owned();
+        cluster.create_topic("codes", 1).expect("topic");
+        produce(
+            &b,
+            "codes",
+            &[(Some("a"), Some("ok"), 0), (Some("b"), Some("bad"), 0)],
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = AppConfig::new("global-check")
+            .state_dir(dir.path())
+            .startup_timeout(Duration::from_secs(10))
+            .on_deserialization_error(OnBadRecord::Skip);
+        let check: RecordCheck = Arc::new(|_, value| match value {
+            Some(b"bad") => Err((Part::Value, SerdeError::new("not a code"))),
+            _ => Ok(()),
+        });
+        let tables = vec![GlobalTopic {
+            topic: "codes".to_owned(),
+            spec: StoreSpec::new::<String, String>("regions"),
+            check: Some(check),
+        }];
+        let counts: BTreeMap<String, i32> = [("codes".to_owned(), 1)].into_iter().collect();
+        let mut global = Global::open(&tables, &counts, &config, &b)
+            .expect("open")
+            .expect("a global table");
+        global.restore(&ShutdownHandle::default()).expect("restore");
+        assert_eq!(contents(&global), [("a".to_owned(), "ok".to_owned())]);
+        assert_eq!(
+            global
+                .state()
+                .position()
+                .expect("position")
+                .input("codes", 0),
+            Some(2)
+        );
+    }
 }
