@@ -415,6 +415,36 @@ mod tests {
     }
 
     #[test]
+    fn a_repartition_topic_is_created_with_its_upstreams_count_and_a_wrong_existing_one_refused() {
+        let mut t = Topology::builder();
+        let input = t.source::<String, String>("in");
+        let rekeyed = t.repartition(&input, "bykey");
+        t.sink("out", &rekeyed);
+        let topology = t.build().expect("topology").resolve("app");
+        let counts = |pairs: &[(&str, i32)]| -> BTreeMap<String, i32> {
+            pairs.iter().map(|(t, n)| ((*t).to_owned(), *n)).collect()
+        };
+        let created = repartition_topics(&topology, &counts(&[("in", 3)]), 2).ok();
+        assert_eq!(
+            created,
+            Some(vec![
+                TopicSpec::new("app-bykey-repartition", 3).replication(2)
+            ])
+        );
+        // Already there with that count: nothing to create.
+        let there = counts(&[("in", 3), ("app-bykey-repartition", 3)]);
+        assert_eq!(repartition_topics(&topology, &there, 2).ok(), Some(vec![]));
+        let wrong = counts(&[("in", 3), ("app-bykey-repartition", 2)]);
+        let Err(Error::Runtime(message)) = repartition_topics(&topology, &wrong, 2) else {
+            panic!("a repartition topic with the wrong count accepted");
+        };
+        assert!(
+            message.contains("`app-bykey-repartition` has 2 partitions but needs 3"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn a_key_value_changelog_is_compacted() {
         let spec = StoreSpec::new::<String, u64>("s");
         assert_eq!(
