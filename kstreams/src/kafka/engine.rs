@@ -946,19 +946,29 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
     result
 }
 
-/// The global tables' thread of a running app ([`start_global`]).
+/// The global tables' thread of a running app ([`start_global`]); dropped without
+/// [`join`](Self::join) (a start-up error after it started), it stops the thread too.
 struct GlobalThread {
-    thread: std::thread::JoinHandle<Result<()>>,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl GlobalThread {
     /// Stops the thread (once the processing threads stopped) and returns its result.
-    fn join(self) -> Result<()> {
+    fn join(mut self) -> Result<()> {
         self.stop.store(true, Ordering::SeqCst);
-        self.thread
-            .join()
-            .unwrap_or_else(|_| Err(Error::Internal("the global thread panicked".into())))
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("the global thread panicked".into()))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for GlobalThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
 
@@ -982,6 +992,7 @@ fn start_global(
     global.restore(shutdown)?;
     let stop = Arc::new(AtomicBool::new(false));
     let thread = global.spawn(shutdown.clone(), failed.clone(), stop.clone(), span.clone())?;
+    let thread = Some(thread);
     Ok(Some((GlobalThread { thread, stop }, reader)))
 }
 
