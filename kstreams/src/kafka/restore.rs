@@ -11,6 +11,13 @@
 //! most [`STEP_WAIT`]) and returns, so the processing loop keeps polling the group consumer
 //! (within `max.poll.interval.ms`) and keeps processing the tasks that are already running.
 //!
+//! A table's store whose source topic is its changelog (`StoreSpec::source_changelog`) restores
+//! from that topic's partition, from where its state stands (its restore offset or the task's
+//! input offset of the topic, whichever is further) up to the group's committed offset, not to
+//! the end: what follows is processed as input. Records at or past that offset are never
+//! applied, and records without a key (bad records processing handed to its policy) are passed
+//! over.
+//!
 //! One restore consumer serves every task: each store being restored has its changelog
 //! partition in the consumer's assignment (`incremental_assign` when its restore begins,
 //! `incremental_unassign` when it ends or its task is revoked). The stores of one task restore one
