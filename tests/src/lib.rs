@@ -4,6 +4,8 @@
 //! fail. When it is unset, `scripts/kafka/kafka start` is run (idempotent) and its address used.
 //! Nothing is ever skipped.
 
+pub mod tables;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

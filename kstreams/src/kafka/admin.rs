@@ -196,45 +196,36 @@ pub(crate) fn partition_counts<C: rdkafka::consumer::ConsumerContext + Connectio
         .collect())
 }
 
-/// Checks the topology against the cluster and creates missing changelog topics. Returns the
-/// partition count of each sub-topology (indexed like [`Topology::subtopologies`]).
+/// Checks the topology against the cluster and creates missing changelog and repartition
+/// topics. Returns the partition count of each sub-topology (indexed like
+/// [`Topology::subtopologies`]) and of every topic on the cluster, the created ones included.
 pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext + ConnectionFailures>(
     topology: &Topology,
     config: &AppConfig,
     bootstrap: &str,
     mock: Option<&MockCommands>,
     consumer: &BaseConsumer<C>,
-) -> Result<Vec<i32>> {
-    let counts = partition_counts(consumer, bootstrap, config.startup_timeout)?;
+) -> Result<(Vec<i32>, BTreeMap<String, i32>)> {
+    let mut counts = partition_counts(consumer, bootstrap, config.startup_timeout)?;
+    let replication = if mock.is_some() {
+        1
+    } else {
+        config.changelog_replication_factor
+    };
+    // Repartition topics first: the sub-topologies that read them are checked with their counts.
+    let mut created = repartition_topics(topology, &counts, replication)?;
+    let mut planned = counts.clone();
+    planned.extend(created.iter().map(|t| (t.name.clone(), t.partitions)));
     let mut per_sub = Vec::new();
-    let mut changelogs = Vec::new();
     for sub in topology.subtopologies() {
-        let mut n: Option<(i32, &str)> = None;
-        for topic in &sub.source_topics {
-            let Some(&c) = counts.get(&**topic) else {
-                return Err(Error::Runtime(format!(
-                    "input topic `{topic}` does not exist on the Kafka cluster at {bootstrap}; \
-                     create it before starting the application"
-                )));
-            };
-            match n {
-                None => n = Some((c, topic)),
-                Some((m, first)) if m != c => {
-                    return Err(Error::Runtime(format!(
-                        "co-partitioned input topics `{first}` ({m} partitions) and `{topic}` \
-                         ({c} partitions) must have the same number of partitions"
-                    )));
-                }
-                Some(_) => {}
-            }
-        }
-        let n = n.map_or(1, |(c, _)| c);
+        let n = copartitioned_count(&sub.source_topics, &planned, bootstrap)?.unwrap_or(1);
         per_sub.push(n);
         for store in &sub.stores {
             let Some(spec) = topology.stores().iter().find(|s| s.name() == &**store) else {
                 continue;
             };
-            if !spec.changelog_enabled() {
+            // A table's store whose source topic is its changelog has no topic of its own.
+            if !spec.changelog_enabled() || spec.source_changelog().is_some() {
                 continue;
             }
             let name = crate::task::changelog_topic(&config.application_id, store);
@@ -248,45 +239,120 @@ pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext + Conne
                 }
                 Some(_) => {}
                 None => {
-                    let replication = if mock.is_some() {
-                        1
-                    } else {
-                        config.changelog_replication_factor
-                    };
-                    changelogs.push(changelog_topic_spec(spec, name, n, replication));
+                    created.push(changelog_topic_spec(spec, name, n, replication));
                 }
             }
         }
     }
     for sink in topology.sink_topics() {
-        if mock.is_none() && !counts.contains_key(&*sink) {
+        if mock.is_none() && !planned.contains_key(&*sink) {
             return Err(Error::Runtime(format!(
                 "output topic `{sink}` does not exist on the Kafka cluster at {bootstrap}; \
                  create it before starting the application"
             )));
         }
     }
-    if !changelogs.is_empty() {
-        for c in &changelogs {
-            tracing::info!(topic = %c.name, partitions = c.partitions, "creating changelog topic");
+    if !created.is_empty() {
+        for c in &created {
+            let what = if topology.is_repartition_topic(&c.name) {
+                "creating repartition topic"
+            } else {
+                "creating changelog topic"
+            };
+            tracing::info!(topic = %c.name, partitions = c.partitions, "{what}");
         }
-        create_topics(config, bootstrap, mock, &changelogs).await?;
+        create_topics(config, bootstrap, mock, &created).await?;
         // Wait until the new topics show up in metadata (bounded).
         let deadline = std::time::Instant::now() + config.startup_timeout;
         loop {
-            let counts = partition_counts(consumer, bootstrap, config.startup_timeout)?;
-            if changelogs.iter().all(|c| counts.contains_key(&c.name)) {
+            counts = partition_counts(consumer, bootstrap, config.startup_timeout)?;
+            if created.iter().all(|c| counts.contains_key(&c.name)) {
                 break;
             }
             if std::time::Instant::now() > deadline {
                 return Err(Error::Runtime(
-                    "created changelog topics did not appear in metadata in time".into(),
+                    "created changelog and repartition topics did not appear in metadata in time"
+                        .into(),
                 ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    Ok(per_sub)
+    Ok((per_sub, counts))
+}
+
+/// The repartition topics to create (`counts`: the partition count of every existing topic),
+/// each with the partition count [`Topology::repartition_partitions`] gives: that of the topics
+/// its reading sub-topology also reads, else the largest its writing sub-topology reads. One
+/// that exists with another count is an error naming it.
+fn repartition_topics(
+    topology: &Topology,
+    counts: &BTreeMap<String, i32>,
+    replication: i32,
+) -> Result<Vec<TopicSpec>> {
+    let mut create = Vec::new();
+    for r in topology.repartition_topics() {
+        let existing = |t: &str| {
+            if topology.is_repartition_topic(t) {
+                None
+            } else {
+                counts.get(t).copied()
+            }
+        };
+        let Some(want) = topology.repartition_partitions(&r.topic, &existing) else {
+            return Err(Error::Runtime(format!(
+                "cannot tell the partition count of repartition topic `{}`: no topic read by the \
+                 sub-topologies that write or read it exists",
+                r.topic
+            )));
+        };
+        match counts.get(&*r.topic) {
+            Some(&c) if c != want => {
+                return Err(Error::Runtime(format!(
+                    "repartition topic `{}` has {c} partitions but needs {want} (the topics it is \
+                     co-partitioned with, or its upstream's); delete it (it is created again at \
+                     start-up) or use another application id",
+                    r.topic
+                )));
+            }
+            Some(_) => {}
+            None => create.push(TopicSpec::new(&*r.topic, want).replication(replication)),
+        }
+    }
+    Ok(create)
+}
+
+/// The partition count of a sub-topology's input topics, which must all have the same one (they
+/// are co-partitioned: partition `p` of each goes to task `<sub-topology>_p`, as a join of a
+/// stream and a table, or of two streams, needs); `None` without inputs. A missing topic, or
+/// two with different counts, is an error naming them.
+fn copartitioned_count(
+    topics: &[std::sync::Arc<str>],
+    counts: &BTreeMap<String, i32>,
+    bootstrap: &str,
+) -> Result<Option<i32>> {
+    let mut n: Option<(i32, &str)> = None;
+    for topic in topics {
+        let Some(&c) = counts.get(&**topic) else {
+            return Err(Error::Runtime(format!(
+                "input topic `{topic}` does not exist on the Kafka cluster at {bootstrap}; \
+                 create it before starting the application"
+            )));
+        };
+        match n {
+            None => n = Some((c, topic)),
+            Some((m, first)) if m != c => {
+                return Err(Error::Runtime(format!(
+                    "input topics `{first}` ({m} partitions) and `{topic}` ({c} partitions) are \
+                     read by one sub-topology (a join, or a table and the stream that reads it): \
+                     they must be co-partitioned for the join, with the same number of \
+                     partitions (repartition one of them, or recreate it)"
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(n.map(|(c, _)| c))
 }
 
 /// The changelog topic of `spec`: compacted for a key-value store, `compact,delete` with the
@@ -313,6 +379,69 @@ mod tests {
 
     fn configs(spec: &StoreSpec) -> Vec<(String, String)> {
         changelog_topic_spec(spec, "app-s-changelog".to_owned(), 4, 3).configs
+    }
+
+    #[test]
+    fn topics_of_one_subtopology_with_different_partition_counts_are_named_in_the_error() {
+        let counts: BTreeMap<String, i32> = [("orders", 4), ("customers", 2), ("more", 4)]
+            .into_iter()
+            .map(|(t, n)| (t.to_owned(), n))
+            .collect();
+        let topics = |ts: &[&str]| ts.iter().map(|&t| t.into()).collect::<Vec<_>>();
+        let same = copartitioned_count(&topics(&["orders", "more"]), &counts, "b:1");
+        assert_eq!(same.ok().flatten(), Some(4));
+        assert_eq!(copartitioned_count(&[], &counts, "b:1").ok(), Some(None));
+        let Err(Error::Runtime(message)) =
+            copartitioned_count(&topics(&["orders", "customers"]), &counts, "b:1")
+        else {
+            panic!("different partition counts accepted");
+        };
+        for part in [
+            "`orders` (4 partitions)",
+            "`customers` (2 partitions)",
+            "must be co-partitioned for the join",
+        ] {
+            assert!(message.contains(part), "{part:?} not in {message:?}");
+        }
+        let Err(Error::Runtime(missing)) =
+            copartitioned_count(&topics(&["orders", "nope"]), &counts, "b:1")
+        else {
+            panic!("a missing topic accepted");
+        };
+        assert!(
+            missing.contains("input topic `nope` does not exist"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn a_repartition_topic_is_created_with_its_upstreams_count_and_a_wrong_existing_one_refused() {
+        let mut t = Topology::builder();
+        let input = t.source::<String, String>("in");
+        let rekeyed = t.repartition(&input, "bykey");
+        t.sink("out", &rekeyed);
+        let topology = t.build().expect("topology").resolve("app");
+        let counts = |pairs: &[(&str, i32)]| -> BTreeMap<String, i32> {
+            pairs.iter().map(|(t, n)| ((*t).to_owned(), *n)).collect()
+        };
+        let created = repartition_topics(&topology, &counts(&[("in", 3)]), 2).ok();
+        assert_eq!(
+            created,
+            Some(vec![
+                TopicSpec::new("app-bykey-repartition", 3).replication(2)
+            ])
+        );
+        // Already there with that count: nothing to create.
+        let there = counts(&[("in", 3), ("app-bykey-repartition", 3)]);
+        assert_eq!(repartition_topics(&topology, &there, 2).ok(), Some(vec![]));
+        let wrong = counts(&[("in", 3), ("app-bykey-repartition", 2)]);
+        let Err(Error::Runtime(message)) = repartition_topics(&topology, &wrong, 2) else {
+            panic!("a repartition topic with the wrong count accepted");
+        };
+        assert!(
+            message.contains("`app-bykey-repartition` has 2 partitions but needs 3"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -122,6 +122,8 @@ impl App {
     /// [`run`](Self::run).
     pub fn new(topology: Topology, mut config: AppConfig) -> Result<App> {
         config.validate()?;
+        // Internal topics (repartition topics) named for the application id.
+        let topology = topology.resolve(&config.application_id);
         config.errors.validate(&topology)?;
         super::observe::install(&config)?; // observability hook
         let (bootstrap, embedded) = match &config.bootstrap_servers {
@@ -179,7 +181,8 @@ impl App {
         self.embedded.is_some()
     }
 
-    /// The topology the app runs.
+    /// The topology the app runs, resolved for its application id ([`Topology::resolve`]: the
+    /// repartition topics carry their real names).
     pub fn topology(&self) -> &Topology {
         &self.topology
     }

@@ -809,6 +809,8 @@ struct Shared {
     /// A thread stopped with an error: the others stop too (gracefully).
     failed: Arc<AtomicBool>,
     queries: Queries,
+    /// The global stores, read-only, for every task.
+    global: Option<crate::store::StoreReader>,
 }
 
 /// The app: start-up checks once, then `num_threads` processing threads, each with its own
@@ -843,7 +845,7 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
     let consumer = consumers
         .next()
         .ok_or_else(|| Error::Internal("no consumer for processing thread 0".into()))?;
-    let partitions = rt.block_on(admin::prepare_topics(
+    let (partitions, counts) = rt.block_on(admin::prepare_topics(
         &topology,
         &config,
         &bootstrap,
@@ -852,6 +854,15 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
     ))?;
     queries_partitions(&queries, &topology, &partitions);
     drop(rt);
+    let failed = Arc::new(AtomicBool::new(false));
+    // Global tables: restored to their end before any task processes, then kept up to date
+    // on a thread of their own.
+    let (global, global_reader) = match start_global(
+        &topology, &config, &bootstrap, &counts, &shutdown, &failed, &span,
+    )? {
+        Some((thread, reader)) => (Some(thread), Some(reader)),
+        None => (None, None),
+    };
     // Exactly-once: one transactional id per processing thread, read here once (the first
     // start creates the process id file).
     let transactional_ids: Vec<Option<String>> = (0..config.num_threads)
@@ -867,8 +878,9 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
         bootstrap,
         shutdown,
         status,
-        failed: Arc::new(AtomicBool::new(false)),
+        failed,
         queries,
+        global: global_reader,
     });
     let mut threads = Vec::new();
     let mut spawned = Ok(());
@@ -923,9 +935,65 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
             result = r;
         }
     }
+    if let Some(g) = global {
+        let r = g.join();
+        if result.is_ok() {
+            result = r;
+        }
+    }
     lock(&shared.status).running = false;
     tracing::info!("stopped");
     result
+}
+
+/// The global tables' thread of a running app ([`start_global`]); dropped without
+/// [`join`](Self::join) (a start-up error after it started), it stops the thread too.
+struct GlobalThread {
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl GlobalThread {
+    /// Stops the thread (once the processing threads stopped) and returns its result.
+    fn join(mut self) -> Result<()> {
+        self.stop.store(true, Ordering::SeqCst);
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("the global thread panicked".into()))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for GlobalThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Opens the global state (`<state dir>/<application id>/global`), restores it to the end of
+/// the global topics and starts the thread that keeps it up to date; `None` without global
+/// tables. Returns the thread and a read-only view of the global state for the tasks.
+fn start_global(
+    topology: &Topology,
+    config: &AppConfig,
+    bootstrap: &str,
+    counts: &BTreeMap<String, i32>,
+    shutdown: &ShutdownHandle,
+    failed: &Arc<AtomicBool>,
+    span: &tracing::Span,
+) -> Result<Option<(GlobalThread, crate::store::StoreReader)>> {
+    let tables = super::global::tables(topology);
+    let Some(mut global) = super::global::Global::open(&tables, counts, config, bootstrap)? else {
+        return Ok(None);
+    };
+    let reader = global.state().reader()?;
+    global.restore(shutdown)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = global.spawn(shutdown.clone(), failed.clone(), stop.clone(), span.clone())?;
+    let thread = Some(thread);
+    Ok(Some((GlobalThread { thread, stop }, reader)))
 }
 
 /// One processing thread: its engine (restore consumer, producer, tasks) around `consumer`, the
@@ -944,6 +1012,7 @@ fn run_thread(
         status,
         failed,
         queries,
+        global,
     } = shared;
     let span = (config.num_threads > 1).then(|| tracing::info_span!("thread", thread = index));
     let _g = span.as_ref().map(|s| s.enter());
@@ -955,6 +1024,7 @@ fn run_thread(
     let mut task_config = TaskConfig::new(config.application_id.clone(), config.state_dir.clone());
     task_config.lmdb = config.lmdb.clone();
     task_config.errors = config.errors.clone();
+    task_config.global_stores = global.clone();
     let sink = Sink::new(config, bootstrap, transactional_id.as_deref())?;
     *lock(&consumer.context().engine) = Some(Engine {
         topology: topology.clone(),

@@ -11,6 +11,13 @@
 //! most [`STEP_WAIT`]) and returns, so the processing loop keeps polling the group consumer
 //! (within `max.poll.interval.ms`) and keeps processing the tasks that are already running.
 //!
+//! A table's store whose source topic is its changelog (`StoreSpec::source_changelog`) restores
+//! from that topic's partition, from where its state stands (its restore offset or the task's
+//! input offset of the topic, whichever is further) up to the group's committed offset, not to
+//! the end: what follows is processed as input. Records at or past that offset are never
+//! applied, and records without a key (bad records processing handed to its policy) are passed
+//! over.
+//!
 //! One restore consumer serves every task: each store being restored has its changelog
 //! partition in the consumer's assignment (`incremental_assign` when its restore begins,
 //! `incremental_unassign` when it ends or its task is revoked). The stores of one task restore one
@@ -74,9 +81,21 @@ pub(super) struct Restoring {
     pub(super) rewind: bool,
     /// Changelog records applied so far, over all its stores.
     pub(super) restored: u64,
-    /// The stores still to restore: (store, changelog topic).
-    stores: VecDeque<(String, String)>,
+    /// The stores still to restore.
+    stores: VecDeque<Pending>,
     current: Option<StoreRestore>,
+}
+
+/// A store of a task still to restore.
+#[derive(Debug, Clone)]
+struct Pending {
+    store: String,
+    /// Its changelog topic: `<application id>-<store>-changelog`, or the table's source topic.
+    topic: String,
+    /// A table's store whose source topic is its changelog: its restore ends at the group's
+    /// committed offset of that partition (`None`: it could not be read), not at the topic's
+    /// end (what follows is processed as input).
+    source: Option<Option<i64>>,
 }
 
 impl Restoring {
@@ -90,7 +109,26 @@ impl Restoring {
             .stores()
             .iter()
             .zip(task.changelog_topics())
-            .filter_map(|(s, t)| t.as_ref().map(|t| (s.name().to_owned(), t.to_string())))
+            .filter_map(|(s, t)| {
+                let store = s.name().to_owned();
+                if let Some(topic) = s.source_changelog() {
+                    // Nothing committed: the input is processed from its beginning, so
+                    // nothing is restored (end 0).
+                    let end = committed
+                        .as_ref()
+                        .map(|c| c.get(topic).copied().flatten().unwrap_or(0));
+                    return Some(Pending {
+                        store,
+                        topic: topic.to_owned(),
+                        source: Some(end),
+                    });
+                }
+                t.as_ref().map(|t| Pending {
+                    store,
+                    topic: t.to_string(),
+                    source: None,
+                })
+            })
             .collect();
         Restoring {
             task,
@@ -124,10 +162,12 @@ enum StoreState {
         since: Instant,
         checked: Instant,
     },
-    /// Reading the changelog partition from `next` up to `high`.
+    /// Reading the changelog partition from `next` up to `high` (`bounded`: a table's source
+    /// topic, where records at or past `high` are input, not applied).
     Reading {
         next: i64,
         high: i64,
+        bounded: bool,
         last_progress: Instant,
         progress: RestoreProgress,
     },
@@ -324,7 +364,7 @@ impl Restorer {
                 return Ok(Begin::Busy);
             };
             let partition = id.partition;
-            let (store, topic) = match &r.current {
+            let (store, topic, source) = match &r.current {
                 Some(StoreRestore {
                     state: StoreState::Reading { .. },
                     ..
@@ -370,7 +410,7 @@ impl Restorer {
                     tracing::info!(task = %id, %store, recorded, high,
                         waited_ms = since.elapsed().as_millis() as u64,
                         "the changelog's last stable offset caught up with the local state");
-                    (store, topic)
+                    (store, topic, None)
                 }
                 None => {
                     if busy.contains(&partition) {
@@ -378,12 +418,17 @@ impl Restorer {
                     }
                     match r.stores.front() {
                         None => return Ok(Begin::Ended),
-                        Some(s) => s.clone(),
+                        Some(s) => (s.store.clone(), s.topic.clone(), s.source),
                     }
                 }
             };
             // The store's restore begins: where the local state stands, where the changelog ends.
-            let recorded = r.task.position()?.changelog(&store);
+            let position = r.task.position()?;
+            let mut recorded = position.changelog(&store);
+            if source.is_some() {
+                // A table's store: what its processing recorded counts as much as its restores.
+                recorded = recorded.max(position.input(&topic, partition));
+            }
             let (low, high) = self.watermarks(&topic, partition)?;
             let r = self
                 .tasks
@@ -391,6 +436,27 @@ impl Restorer {
                 .ok_or_else(|| Error::Internal(format!("restoring task {id} vanished")))?;
             if r.current.is_none() {
                 r.stores.pop_front();
+            }
+            if let Some(end) = source {
+                // The source topic is the changelog: read it up to the group's committed offset
+                // (under exactly-once at most the last stable offset, `high`); what follows is
+                // processed as input. Local state at or past it (an unclean stop after
+                // processing) has nothing to restore: processing applies the rest again, and a
+                // table's update applied twice leaves the same value.
+                let Some(end) = end else {
+                    return Err(Error::Runtime(format!(
+                        "cannot read the group's committed offset of `{topic}` partition                          {partition}: store `{store}` of task {id} restores from that topic up                          to it"
+                    )));
+                };
+                r.current = None;
+                let end = end.min(high);
+                let start = recorded.unwrap_or(low).max(low);
+                if start >= end {
+                    tracing::debug!(task = %id, %store, offset = start, "store up to date");
+                    continue;
+                }
+                self.begin_reading(id, busy, store, topic, start, end, true)?;
+                return Ok(Begin::Busy);
             }
             if let Some(rec) = recorded.filter(|rec| *rec > high) {
                 // Exactly-once: the stable offset may trail the log for a moment (undecided
@@ -425,31 +491,54 @@ impl Restorer {
                 tracing::debug!(task = %id, %store, offset = start, "store up to date");
                 continue;
             }
-            let tpl = one_partition(&topic, partition, Some(start))?;
-            self.consumer.incremental_assign(&tpl).map_err(|source| {
-                Error::kafka(
-                    format!(
-                        "assigning changelog `{topic}` partition {partition} to the restore \
-                         consumer"
-                    ),
-                    source,
-                )
-            })?;
-            busy.insert(partition);
-            let progress = RestoreProgress::new(id, &store, &topic, partition, start, high);
-            r.current = Some(StoreRestore {
-                store,
-                topic,
-                partition,
-                state: StoreState::Reading {
-                    next: start,
-                    high,
-                    last_progress: Instant::now(),
-                    progress,
-                },
-            });
+            self.begin_reading(id, busy, store, topic, start, high, false)?;
             return Ok(Begin::Busy);
         }
+    }
+
+    /// Assigns `topic`'s partition of task `id` to the restore consumer at `start` and makes it
+    /// the task's store being read, up to `high` (`bounded`: nothing at or past `high` is
+    /// applied).
+    #[allow(clippy::too_many_arguments)]
+    fn begin_reading(
+        &mut self,
+        id: TaskId,
+        busy: &mut BTreeSet<i32>,
+        store: String,
+        topic: String,
+        start: i64,
+        high: i64,
+        bounded: bool,
+    ) -> Result<()> {
+        let partition = id.partition;
+        let tpl = one_partition(&topic, partition, Some(start))?;
+        self.consumer.incremental_assign(&tpl).map_err(|source| {
+            Error::kafka(
+                format!(
+                    "assigning changelog `{topic}` partition {partition} to the restore consumer"
+                ),
+                source,
+            )
+        })?;
+        busy.insert(partition);
+        let progress = RestoreProgress::new(id, &store, &topic, partition, start, high);
+        let r = self
+            .tasks
+            .get_mut(&id)
+            .ok_or_else(|| Error::Internal(format!("restoring task {id} vanished")))?;
+        r.current = Some(StoreRestore {
+            store,
+            topic,
+            partition,
+            state: StoreState::Reading {
+                next: start,
+                high,
+                bounded,
+                last_progress: Instant::now(),
+                progress,
+            },
+        });
+        Ok(())
     }
 
     /// Polls at most `batch_records` changelog records (for at most [`STEP_WAIT`]) and writes
@@ -488,6 +577,7 @@ impl Restorer {
             let StoreState::Reading {
                 next,
                 high,
+                bounded,
                 last_progress,
                 progress,
             } = &mut c.state
@@ -497,15 +587,27 @@ impl Restorer {
             let records: Vec<RawRecord<'_>> = batch
                 .iter()
                 .filter(|m| {
-                    m.partition() == c.partition && m.topic() == c.topic && m.offset() >= *next
+                    m.partition() == c.partition
+                        && m.topic() == c.topic
+                        && m.offset() >= *next
+                        && (!*bounded || m.offset() < *high)
                 })
                 .map(raw)
                 .collect();
-            if let Some(last) = records.last().map(|m| m.offset) {
-                r.task.restore(&c.store, &records, last + 1)?;
+            // A table's topic may hold records without a key: processing handed them to the
+            // deserialization policy, and they are not in the table. They still move the
+            // position on.
+            let position = records.last().map(|m| m.offset + 1);
+            let records: Vec<RawRecord<'_>> = if *bounded {
+                records.into_iter().filter(|m| m.key.is_some()).collect()
+            } else {
+                records
+            };
+            if let Some(position) = position {
+                r.task.restore(&c.store, &records, position)?;
                 r.restored += records.len() as u64;
                 applied += records.len() as u64;
-                *next = last + 1;
+                *next = position;
                 *last_progress = Instant::now();
                 progress.step(records.len() as u64, *next);
             }
