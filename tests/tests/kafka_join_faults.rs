@@ -367,7 +367,6 @@ fn assert_exactly_once(c: &Case, got: Vec<(String, String)>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs t-kafka (TK): a table restored from its source topic after an exactly-once wipe or a lost state dir; passes with t-kafka merged"]
 async fn stream_table_sigkill_exactly_once_emits_each_result_once() {
     let (t, c) = (topics("join-kill-st-eos").await, stream_table_case());
     assert!(c.truth.len() > 3_000, "{}", c.truth.len());
@@ -376,7 +375,6 @@ async fn stream_table_sigkill_exactly_once_emits_each_result_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs t-kafka (TK): a table restored from its source topic after an exactly-once wipe or a lost state dir; passes with t-kafka merged"]
 async fn stream_table_state_dir_deleted_exactly_once_restores_the_table_from_its_topic() {
     let (t, c) = (topics("join-lost-st-eos").await, stream_table_case());
     let got = kill_mid_stream_and_restart(&t, &c, "eos", true).await;
@@ -384,7 +382,6 @@ async fn stream_table_state_dir_deleted_exactly_once_restores_the_table_from_its
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs t-kafka (TK): a table restored from its source topic after an exactly-once wipe or a lost state dir; passes with t-kafka merged"]
 async fn stream_table_sigkill_at_least_once_emits_every_result_none_wrong() {
     let (t, c) = (topics("join-kill-st-alo").await, stream_table_case());
     let got = kill_mid_stream_and_restart(&t, &c, "alo", true).await;
