@@ -295,7 +295,12 @@ fn the_stores_are_named_for_the_join_and_changelogged() -> Result<()> {
     names.sort();
     assert_eq!(
         names,
-        vec![("j-other", true), ("j-outer", true), ("j-this", true)]
+        vec![
+            ("j-other", true),
+            ("j-outer", true),
+            ("j-outer-time", true),
+            ("j-this", true)
+        ]
     );
     assert_eq!(t.subtopologies().len(), 1, "{}", t.describe());
     // An inner join has no outer store.

@@ -11,7 +11,8 @@
 //! `join_streams(name, left, right, ..)` adds two processors, `<name>-left` over the left stream
 //! and `<name>-right` over the right one, and a merge of their outputs. They share the
 //! window stores `<name>-this` (left records), `<name>-other` (right records) and, for left and
-//! outer joins, `<name>-outer` (records that matched nothing yet), so they are one
+//! outer joins, `<name>-outer` (records that matched nothing yet) and the one-entry
+//! `<name>-outer-time` (Java's `minTime`: when the waiting records are looked at), so they are one
 //! sub-topology: the two input topics must be co-partitioned (the start-up check). A window store
 //! keeps one value per (key, start); the join keeps duplicates by storing, per (key, timestamp),
 //! the list of values in arrival order.
@@ -339,12 +340,18 @@ impl<K: 'static, S: Serde<K>> Serde<OuterKey<K>> for OuterKeySerde<S> {
 // ---------------------------------------------------------------------------------------------
 // The processors.
 
+/// The one key of a join's `<name>-outer-time` store.
+const MIN_TIME_KEY: &str = "min";
+
 /// What both side processors of one join share.
 #[derive(Debug)]
 struct Config {
     left_store: String,
     right_store: String,
     outer_store: String,
+    /// Left and outer joins: the smallest timestamp the outer store may hold an unmatched record
+    /// of, as Kafka Streams' shared `TimeTracker.minTime` (see `Side::emit_closed`).
+    outer_time_store: String,
     windows: JoinWindows,
     kind: JoinKind,
     specs: Vec<StoreSpec>,
@@ -395,6 +402,7 @@ where
                 Duration::from_millis(MAX_MS.unsigned_abs()),
             )?,
         );
+        specs.push(StoreSpec::new::<String, i64>(&config.outer_time_store));
     }
     Ok(specs)
 }
@@ -455,10 +463,6 @@ impl<VL: Clone + Send + 'static, VR: Clone + Send + 'static> Orientation<VL, VR>
 struct Side<K, VL, VR, VO, F, O> {
     config: Arc<Config>,
     joiner: F,
-    /// The stream time of the last scan of the outer store in the current batch (a scan at the
-    /// same stream time finds nothing new; reset at each batch, since a failed batch's
-    /// transaction is rolled back).
-    last_scan: Option<i64>,
     _types: PhantomData<fn() -> (K, VL, VR, VO, O)>,
 }
 
@@ -467,7 +471,6 @@ impl<K, VL, VR, VO, F: Clone, O> Clone for Side<K, VL, VR, VO, F, O> {
         Side {
             config: self.config.clone(),
             joiner: self.joiner.clone(),
-            last_scan: None,
             _types: PhantomData,
         }
     }
@@ -566,9 +569,18 @@ where
             ),
         };
         let key_serde = K::Serde::default();
-        // Within this batch only: a batch that failed and runs again (record-level errors)
-        // must scan again, as its transaction was rolled back.
-        self.last_scan = None;
+        // Kafka Streams' `minTime`, kept with the state (so a batch run again after a record
+        // error, or a restart, starts from what the state says): `i64::MAX` until a record waits.
+        let min_store = match &outer {
+            Some(_) => Some(ctx.store::<String, i64>(&self.config.outer_time_store)?),
+            None => None,
+        };
+        let mut min_time = match &min_store {
+            Some(s) => s.get(MIN_TIME_KEY)?.unwrap_or(i64::MAX),
+            None => i64::MAX,
+        };
+        let min_time_before = min_time;
+        let grace = self.config.windows.grace_ms;
 
         // The batch's keys, grouped by their bytes, in order of first appearance.
         let mut roles = Vec::with_capacity(records.len());
@@ -674,12 +686,22 @@ where
                 }
                 continue;
             };
+            // As Java: only a record at the stream time looks, and only when a waiting record
+            // may have closed (`minTime + after + grace < stream time`).
             if let Some(outer) = &outer
                 && t == now
-                && self.last_scan != Some(now)
+                && min_time.saturating_add(after).saturating_add(grace) < now
             {
-                self.emit_closed(outer, now, r, ctx, &mut groups, &index, &key_serde)?;
-                self.last_scan = Some(now);
+                self.emit_closed(
+                    outer,
+                    now,
+                    r,
+                    ctx,
+                    &mut groups,
+                    &index,
+                    &key_serde,
+                    &mut min_time,
+                )?;
             }
             let group = &mut groups[g];
             let (from, to) = ((t - before).max(0), (t + after).max(0));
@@ -712,6 +734,7 @@ where
                         };
                         let mut held = outer.get(&this_key, t)?.unwrap_or_default();
                         held.0.push(O::pending(r.value.clone()));
+                        min_time = min_time.min(t);
                         if outer.put(&this_key, t, &held)? == WindowWrite::Expired {
                             return Err(Error::Internal(format!(
                                 "the outer store `{}` refused a pending record at {t}",
@@ -762,11 +785,21 @@ where
         if let (Some(outer), Some(t)) = (&outer, stream_time) {
             outer.advance_stream_time_logged(t)?;
         }
+        if let Some(s) = &min_store
+            && min_time != min_time_before
+        {
+            s.put(&MIN_TIME_KEY.to_owned(), &min_time)?;
+        }
         Ok(())
     }
 
     /// Forwards (joined with `None`) and removes the pending records whose window has closed at
     /// stream time `now`, in (timestamp, right before left, key) order.
+    ///
+    /// Kafka Streams' `emitNonJoinedOuterRecords`, rule for rule, since the rules decide when an
+    /// unmatched record comes out (and so whether a later record of the other side still matches
+    /// it first): every entry visited sets `min_time` to its timestamp; an entry whose window is
+    /// still open is passed over, and the scan stops once an open entry of each side was seen.
     #[allow(clippy::too_many_arguments)]
     fn emit_closed(
         &self,
@@ -777,16 +810,26 @@ where
         groups: &mut [Group<K, O::Other>],
         index: &HashMap<Vec<u8>, usize>,
         key_serde: &K::Serde,
+        min_time: &mut i64,
     ) -> Result<()> {
         let w = &self.config.windows;
-        let upper = now - w.grace_ms - w.before_ms.min(w.after_ms) - 1;
-        for (pending_key, ts, held) in outer.fetch_all(i64::MIN, upper)? {
+        let (mut left_open, mut right_open) = (false, false);
+        for (pending_key, ts, held) in outer.fetch_all(i64::MIN, i64::MAX)? {
+            if left_open && right_open {
+                break;
+            }
+            *min_time = ts;
             let reach = if pending_key.left {
                 w.after_ms
             } else {
                 w.before_ms
             };
-            if ts + reach + w.grace_ms >= now {
+            if ts.saturating_add(reach).saturating_add(w.grace_ms) >= now {
+                if pending_key.left {
+                    left_open = true;
+                } else {
+                    right_open = true;
+                }
                 continue;
             }
             for p in held.0 {
@@ -905,8 +948,8 @@ impl TopologyBuilder {
     /// join's stores has no headers and no origin. The two input topics must be co-partitioned.
     ///
     /// Adds the processors `<name>-left` and `<name>-right`, a merge of their outputs and the window
-    /// stores `<name>-this`, `<name>-other` and (left and outer joins) `<name>-outer`, all
-    /// changelogged.
+    /// stores `<name>-this`, `<name>-other` and (left and outer joins) `<name>-outer` and the
+    /// key-value store `<name>-outer-time`, all changelogged.
     ///
     /// ```
     /// use std::time::Duration;
@@ -953,6 +996,7 @@ impl TopologyBuilder {
             left_store: format!("{name}-this"),
             right_store: format!("{name}-other"),
             outer_store: format!("{name}-outer"),
+            outer_time_store: format!("{name}-outer-time"),
             windows,
             kind,
             specs: Vec::new(),
@@ -966,13 +1010,11 @@ impl TopologyBuilder {
         let left_side = Side::<K, VL, VR, VO, _, LeftSide> {
             config: config.clone(),
             joiner: joiner.clone(),
-            last_scan: None,
             _types: PhantomData,
         };
         let right_side = Side::<K, VL, VR, VO, _, RightSide> {
             config,
             joiner,
-            last_scan: None,
             _types: PhantomData,
         };
         let l = self.add_named(&format!("{name}-left"), left_side, left);
