@@ -40,45 +40,28 @@ fn lookup<K: 'static, V: 'static, OK: 'static, OV: 'static>(
         return Ok(Vec::new());
     }
     if versioned {
-        let found = match side {
-            Side::Task => {
-                let s = ctx.versioned_store::<K, V>(store)?;
-                if per_record {
-                    let mut out = Vec::with_capacity(keys.len());
-                    for (k, t) in &keys {
-                        out.push(s.get_as_of(k, *t)?);
-                    }
-                    out
-                } else {
-                    s.get_batch_as_of(&keys)?
-                }
-            }
-            Side::Global => {
-                let s = ctx.global_versioned_store::<K, V>(store)?;
-                if per_record {
-                    let mut out = Vec::with_capacity(keys.len());
-                    for (k, t) in &keys {
-                        out.push(s.get_as_of(k, *t)?);
-                    }
-                    out
-                } else {
-                    s.get_batch_as_of(&keys)?
-                }
-            }
+        let s = match side {
+            Side::Task => ctx.versioned_store::<K, V>(store)?,
+            Side::Global => ctx.global_versioned_store::<K, V>(store)?,
+        };
+        let found = if per_record {
+            keys.iter()
+                .map(|(k, t)| s.get_as_of(k, *t))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            s.get_batch_as_of(&keys)?
         };
         return Ok(found.into_iter().map(|r| r.map(|r| r.value)).collect());
     }
     let only_keys: Vec<K> = keys.into_iter().map(|(k, _)| k).collect();
-    let read = |s: &crate::store::KeyValueStore<'_, K, V>| -> Result<Vec<Option<V>>> {
-        if per_record {
-            only_keys.iter().map(|k| s.get(k)).collect()
-        } else {
-            s.get_batch(&only_keys)
-        }
+    let s = match side {
+        Side::Task => ctx.store::<K, V>(store)?,
+        Side::Global => ctx.global_store::<K, V>(store)?,
     };
-    match side {
-        Side::Task => read(&ctx.store::<K, V>(store)?),
-        Side::Global => read(&ctx.global_store::<K, V>(store)?),
+    if per_record {
+        only_keys.iter().map(|k| s.get(k)).collect()
+    } else {
+        s.get_batch(&only_keys)
     }
 }
 
