@@ -47,8 +47,18 @@ pub fn binder<'a, K, V>(ctx: &Context<'a, K, V>) -> StoreBinder<'a> {
 
 impl<'t> StoreBinder<'t> {
     /// The node's store named `name`, of any kind (windowed handles wrap a key-value handle of
-    /// their window or session store; the kind is their own declaration's).
+    /// their window or session store; the kind is their own declaration's), to write: refused
+    /// when the node declared it read-only.
     pub(crate) fn bind_any_named<K: 'static, V: 'static>(
+        self,
+        name: &str,
+    ) -> Result<KeyValueStore<'t, K, V>> {
+        let index = self.writable_index_named(name)?;
+        KeyValueStore::bind_any(self.txn, index)
+    }
+
+    /// The node's store named `name`, of any kind, to read (the caller hands it out read-only).
+    pub(crate) fn read_any_named<K: 'static, V: 'static>(
         self,
         name: &str,
     ) -> Result<KeyValueStore<'t, K, V>> {
@@ -56,27 +66,81 @@ impl<'t> StoreBinder<'t> {
         KeyValueStore::bind_any(self.txn, index)
     }
 
-    /// The node's `index`-th store, of any kind.
+    /// The node's `index`-th store, of any kind, to write: refused when the node declared it
+    /// read-only.
     pub(crate) fn bind_any<K: 'static, V: 'static>(
         self,
         index: usize,
     ) -> Result<KeyValueStore<'t, K, V>> {
-        let task_index = *self.node.stores.get(index).ok_or_else(|| {
+        let task_index = self.task_index(index)?;
+        self.check_writable(task_index)?;
+        KeyValueStore::bind_any(self.txn, task_index)
+    }
+
+    /// The node's `index`-th store, of any kind, to read (the caller hands it out read-only).
+    pub(crate) fn read_any<K: 'static, V: 'static>(
+        self,
+        index: usize,
+    ) -> Result<KeyValueStore<'t, K, V>> {
+        KeyValueStore::bind_any(self.txn, self.task_index(index)?)
+    }
+
+    fn task_index(&self, index: usize) -> Result<usize> {
+        self.node.stores.get(index).copied().ok_or_else(|| {
             Error::Internal(format!(
                 "processor `{}` has no store number {index}",
                 self.node.name
             ))
-        })?;
-        KeyValueStore::bind_any(self.txn, task_index)
+        })
     }
 
-    /// The node's store named `name`.
+    /// The node's key-value store named `name`, to write: refused when the node declared it
+    /// read-only.
     pub(crate) fn bind_named<K: 'static, V: 'static>(
+        self,
+        name: &str,
+    ) -> Result<KeyValueStore<'t, K, V>> {
+        let index = self.writable_index_named(name)?;
+        KeyValueStore::bind(self.txn, index)
+    }
+
+    /// The node's key-value store named `name`, to read (the caller hands it out read-only).
+    pub(crate) fn read_named<K: 'static, V: 'static>(
         self,
         name: &str,
     ) -> Result<KeyValueStore<'t, K, V>> {
         let index = self.index_named(name)?;
         KeyValueStore::bind(self.txn, index)
+    }
+
+    /// [`index_named`](Self::index_named), for a handle that writes: refused when the node
+    /// declared the store read-only.
+    pub(crate) fn writable_index_named(&self, name: &str) -> Result<usize> {
+        let index = self.index_named(name)?;
+        self.check_writable(index)?;
+        Ok(index)
+    }
+
+    /// A writable bind of the task's store `index`: refused when the node declared it
+    /// read-only (a table's store, which only the table writes).
+    fn check_writable(&self, index: usize) -> Result<()> {
+        let spec = self.txn.store_spec(index);
+        if !self.node.stores.is_read_only(spec.name()) {
+            return Ok(());
+        }
+        let table = match spec.source_changelog() {
+            Some(topic) => {
+                format!(" (the store of the table of topic `{topic}`, which only the table writes)")
+            }
+            None => String::new(),
+        };
+        Err(Error::Config(format!(
+            "processor `{}` declared the store `{}`{table} read-only, but binds it to write: read \
+             it with `Context::read_store`, `read_versioned_store` or `read_store_handle`, or \
+             declare it read-write",
+            self.node.name,
+            spec.name()
+        )))
     }
 
     /// The task's index of the node's store named `name`.
@@ -116,7 +180,7 @@ impl<T> std::fmt::Debug for StoreParam<'_, T> {
     }
 }
 
-/// The [`StoreParam`] of a store handle type.
+/// The [`StoreParam`] of a store handle type taken `&mut` (read and write).
 ///
 /// Binds the store whatever its kind: the index (or name) is of the store the handle's own
 /// [`StoreHandle::spec`] declared, and two different declarations of one name fail the build,
@@ -128,6 +192,18 @@ pub fn store_param<'t, T: StoreHandle<'t>>() -> StoreParam<'t, T> {
         spec: T::spec,
         bind: |binder, index| Ok(T::bind(binder.bind_any::<T::Key, T::Value>(index)?)),
         bind_named: |binder| Ok(T::bind(binder.bind_any_named::<T::Key, T::Value>(T::NAME)?)),
+    }
+}
+
+/// The [`StoreParam`] of a store handle type taken `&` (read only): its spec is declared
+/// [`read_only`](StoreSpec::read_only), and the handle bound is handed to the function by
+/// shared reference, through which no write is reachable (the handles' writes take `&mut self`).
+#[inline]
+pub fn store_ref_param<'t, T: StoreHandle<'t>>() -> StoreParam<'t, T> {
+    StoreParam {
+        spec: || T::spec().read_only(),
+        bind: |binder, index| Ok(T::bind(binder.read_any::<T::Key, T::Value>(index)?)),
+        bind_named: |binder| Ok(T::bind(binder.read_any_named::<T::Key, T::Value>(T::NAME)?)),
     }
 }
 
@@ -210,12 +286,15 @@ pub fn versioned_store<'t, K: 'static, V: 'static>(
     VersionedStore::over(store, history_ms)
 }
 
-/// Adds the stores of a punctuation handler to a processor's: a store both use is listed once
-/// (a declaration that differs is kept, for the topology to report the conflict).
+/// Adds the stores of a punctuation handler to a processor's: a store both use is listed once,
+/// read-write when either takes it read-write (a declaration that differs is kept, for the
+/// topology to report the conflict).
 pub fn merge_stores(stores: &mut Vec<StoreSpec>, more: Vec<StoreSpec>) {
     for spec in more {
-        if !stores.iter().any(|s| s.same_as(&spec)) {
-            stores.push(spec);
+        match stores.iter_mut().find(|s| s.same_as(&spec)) {
+            Some(s) if s.is_read_only() && !spec.is_read_only() => *s = spec,
+            Some(_) => {}
+            None => stores.push(spec),
         }
     }
 }

@@ -728,7 +728,7 @@ mod tests {
     fn stores(entries: &[(&str, u64)]) -> Result<StateStores> {
         let mut s = StateStores::in_memory(vec![Counts::spec()])?;
         s.transaction(|txn| {
-            let c = txn.store::<String, u64>("counts")?;
+            let mut c = txn.store::<String, u64>("counts")?;
             for (k, v) in entries {
                 c.put(&(*k).to_owned(), v)?;
             }
@@ -961,7 +961,7 @@ mod tests {
         q.set_partitions([(0, 1)]);
         let mut s = StateStores::in_memory(vec![versioned_spec()])?;
         s.transaction(|txn| {
-            let v = txn.versioned_store::<String, u64>("prices")?;
+            let mut v = txn.versioned_store::<String, u64>("prices")?;
             use crate::store::VersionedPut;
             assert!(matches!(
                 v.put(&"a".to_owned(), Some(&1), 10)?,

@@ -316,7 +316,7 @@ where
         records: &[Record<K, Option<V>>],
         ctx: &mut Context<'_, K, Change<V>>,
     ) -> Result<()> {
-        let store = ctx.store::<K, V>(self.spec.name())?;
+        let mut store = ctx.store::<K, V>(self.spec.name())?;
         let serdes = self.spec.serdes::<K, V>()?;
         // Nobody reads the changes: build none.
         let forward = !ctx.node.children.is_empty();
@@ -351,7 +351,7 @@ where
         records: &[Record<K, Option<V>>],
         ctx: &mut Context<'_, K, Change<V>>,
     ) -> Result<()> {
-        let store = ctx.versioned_store::<K, V>(self.spec.name())?;
+        let mut store = ctx.versioned_store::<K, V>(self.spec.name())?;
         let serdes = self.spec.serdes::<K, V>()?;
         let forward = !ctx.node.children.is_empty();
         for r in records {
