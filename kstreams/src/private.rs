@@ -341,3 +341,29 @@ pub fn unknown_punctuation<K: 'static, V: 'static>(
         punctuation.id
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_merged_from_a_handler_is_read_write_when_either_writes_it() {
+        let spec = || StoreSpec::new::<String, u64>("counts");
+        let other = StoreSpec::new::<String, u64>("other").read_only();
+        // The processor reads, the handler writes: read-write.
+        let mut stores = vec![spec().read_only()];
+        merge_stores(&mut stores, vec![spec(), other.clone()]);
+        assert_eq!(stores.len(), 2);
+        assert!(!stores[0].is_read_only());
+        assert!(stores[1].is_read_only());
+        // The processor writes, the handler reads: read-write still.
+        let mut stores = vec![spec()];
+        merge_stores(&mut stores, vec![spec().read_only()]);
+        assert_eq!(stores.len(), 1);
+        assert!(!stores[0].is_read_only());
+        // Both read: read-only.
+        let mut stores = vec![spec().read_only()];
+        merge_stores(&mut stores, vec![spec().read_only()]);
+        assert!(stores[0].is_read_only());
+    }
+}
