@@ -205,10 +205,17 @@ where
                 retry: true,
                 ..Reply::error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "store `{store}` is restoring partition {partition} here ({lag} \
-                         changelog records to go)"
-                    ),
+                    if partition == crate::query::GLOBAL_PARTITION {
+                        format!(
+                            "store `{store}` (a global table's) is restoring here ({lag} \
+                             records of its topic to go)"
+                        )
+                    } else {
+                        format!(
+                            "store `{store}` is restoring partition {partition} here ({lag} \
+                             changelog records to go)"
+                        )
+                    },
                     json!({ "store": store, "status": "restoring", "partition": partition,
                             "lag": lag }),
                 )
@@ -462,10 +469,11 @@ impl Server {
     /// A server of `app`'s stores (none registered yet: see [`store`](Self::store)). Installs
     /// the process's metrics recorder for `/metrics` unless an app's Prometheus endpoint did.
     pub fn new(app: &App) -> Server {
-        let known = app
-            .topology()
+        let topology = app.topology();
+        let known = topology
             .stores()
             .iter()
+            .chain(&topology.global_stores())
             .map(|s| (s.name().to_owned(), s.type_names()))
             .collect();
         let queries = app.queries();
