@@ -682,3 +682,114 @@ async fn read_committed_queries_answer_the_state_of_the_last_exactly_once_commit
         "the committed answer lagged the processed state until the commit ({COMMIT:?} interval)"
     );
 }
+
+/// The windows a sliding count of time difference `d` has for one key's record timestamps
+/// (distinct, at least `d`), derived from KIP-450's definition, not from the operator: each
+/// record at `t` makes the window `[t - d, t]`, and a *right* window `[t + 1, t + 1 + d]` when
+/// a later record lies within `d` after it; a window's count is the records in `[start, start +
+/// d]` (both ends included).
+fn sliding_windows(times: &[i64], d: i64) -> Vec<(i64, u64)> {
+    let count = |start: i64| {
+        times
+            .iter()
+            .filter(|t| (start..=start + d).contains(t))
+            .count()
+    };
+    let mut starts = BTreeSet::new();
+    for &t in times {
+        starts.insert(t - d);
+        if times.iter().any(|u| *u > t && *u <= t + d) {
+            starts.insert(t + 1);
+        }
+    }
+    starts.into_iter().map(|s| (s, count(s) as u64)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sliding_window_count_is_fetched_with_its_aggregates_and_window_bounds() {
+    use kstreams::store::StoreKind;
+    use kstreams::window::{self, SlidingWindows, Windowing, Windows};
+    const DIFFERENCE: i64 = 1_000;
+    const PARTITIONS: i32 = 2;
+    let b = bootstrap();
+    let app_id = unique("queries-sliding");
+    let (clicks, output) = (format!("{app_id}-clicks"), format!("{app_id}-counts"));
+    create_topics(&b, &[(&clicks, PARTITIONS), (&output, 1)]).await;
+    // Three keys, irregular gaps (some within the time difference, some not), in time order.
+    let base = 1_700_000_000_000i64;
+    let keys = ["alice", "bob", "carol"];
+    let mut times: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    let mut records = Vec::new();
+    let mut t = base;
+    for i in 0..60i64 {
+        let key = keys[((i * i + i / 4) % 3) as usize];
+        t += 100 + (i * i % 7) * 120;
+        times.entry(key).or_default().push(t);
+        let partition = partition_for_key(key.as_bytes(), PARTITIONS);
+        records.push((
+            key.as_bytes().to_vec(),
+            b"c".to_vec(),
+            partition,
+            t,
+            Vec::new(),
+        ));
+    }
+    produce_with_metadata(&b, &clicks, &records);
+    let ends = end_offsets(&b, &clicks, PARTITIONS);
+
+    let sliding = SlidingWindows::new(
+        Duration::from_millis(DIFFERENCE as u64),
+        Duration::from_secs(3600),
+    )
+    .expect("windows");
+    let mut builder = Topology::builder();
+    let input = builder.source::<String, String>(&clicks);
+    let counts = builder.add(
+        window::count_with::<String>("click-slides", Windowing::new(Windows::Sliding(sliding)))
+            .expect("count"),
+        &input,
+    );
+    builder.sink(&output, &counts);
+    let topology = builder.build().expect("topology");
+    let size_ms = match topology.stores()[0].kind() {
+        StoreKind::Window { size_ms, .. } => size_ms,
+        other => panic!("a window store: {other:?}"),
+    };
+    assert_eq!(
+        size_ms, DIFFERENCE,
+        "a window ends at its start + the difference"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = Arc::new(App::new(topology, config(&app_id, &b, dir.path())).expect("app"));
+    let run = spawn(app.clone());
+    wait_for("the clicks processed", DONE, || {
+        committed_to(&app.status(), &ends)
+    })
+    .await;
+    let slides = app
+        .queries()
+        .window_store::<String, u64>("click-slides")
+        .expect("the window store");
+    for key in keys {
+        let want = sliding_windows(&times[key], DIFFERENCE);
+        let got = slides
+            .fetch(&key.to_owned(), 0, i64::MAX)
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert_eq!(got, want, "{key}'s windows (start, count)");
+        // A bounded fetch: the windows starting in [from, to] only.
+        let (from, to) = (want[2].0, want[want.len() - 3].0);
+        let inner = slides.fetch(&key.to_owned(), from, to).expect("fetch");
+        let expected: Vec<(i64, u64)> = want
+            .iter()
+            .copied()
+            .filter(|(s, _)| (from..=to).contains(s))
+            .collect();
+        assert_eq!(inner, expected, "{key} from {from} to {to}");
+    }
+    assert!(
+        times.values().all(|t| t.len() > 5),
+        "every key has windows of several records"
+    );
+    app.shutdown_handle().shutdown();
+    run.await.expect("join").expect("run");
+}
