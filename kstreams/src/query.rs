@@ -9,7 +9,10 @@
 //! A key's task: the key is serialized with the store's key serde and mapped to a partition by
 //! [`partition_for_key`] (Java's default partitioner) over the partition count of the store's
 //! sub-topology (its input topics'), so the input must be keyed (and partitioned by the default
-//! partitioner) by the store's key, as for any aggregation.
+//! partitioner) by the store's key, as for any aggregation. A global table's store has no
+//! task: every instance holds all of it (the global state), so it answers every key here, with
+//! [`GLOBAL_PARTITION`] as its partition, [`QueryError::Restoring`] while the global tables
+//! restore at start-up, and never [`QueryError::NotHere`].
 //!
 //! What an answer is: one LMDB read transaction of one task, so the state after some whole batch
 //! of that task (never part of a batch), and later answers never go back to an earlier batch of
@@ -227,6 +230,8 @@ impl Queries {
     /// one commit to the next), so a task answers once it has committed after that: until then,
     /// and after its map grew (the snapshot is dropped for the resize), a query fails with
     /// [`QueryError::Failed`] naming the store. In-memory stores keep no snapshots and fail too.
+    /// Global tables' stores answer as plain queries do: they hold only what their topics hold
+    /// (read `read_committed` under exactly-once), never a transaction of this app's.
     pub fn read_committed(&self) -> Queries {
         self.registry.pin_committed.store(true, Ordering::SeqCst);
         Queries {
@@ -564,7 +569,9 @@ impl Target {
         partition: i32,
         f: impl FnOnce(&crate::store::StateTxn<'_>) -> Result<R>,
     ) -> Result<R, QueryError> {
-        let read = if self.queries.committed {
+        // The global state holds only records of its topics (read `read_committed` under
+        // exactly-once), no transaction of this app's: a plain read is already read-committed.
+        let read = if self.queries.committed && self.home != Home::Global {
             reader.read_committed(f)
         } else {
             reader.read(f)
@@ -1304,6 +1311,12 @@ pub(crate) mod tests {
                 ("b".to_owned(), "south".to_owned())
             ])
         );
+        // Read-committed: the global state holds no open transaction of the app's.
+        let committed = q
+            .read_committed()
+            .store::<Regions<'_>>()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        assert_eq!(committed.get(&a).ok(), Some(Some("north".to_owned())));
         // A versioned global table answers its latest value, by key only.
         let rates = q
             .store_by_name::<String, u64>("rates")
