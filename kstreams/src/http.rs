@@ -874,6 +874,13 @@ mod tests {
                 owner: Some(HostInfo::new("127.0.0.1", 1)),
             },
         );
+        set(
+            "global",
+            Miss::Restoring {
+                partition: crate::query::GLOBAL_PARTITION,
+                lag: 9,
+            },
+        );
         set("boom", Miss::Failed("the disk is on fire".into()));
         let (base, _stop) = serve(server_with(&fake)).await;
         let c = no_redirects();
@@ -897,6 +904,17 @@ mod tests {
         assert_eq!(
             (s, &body["status"], &body["lag"]),
             (503, &json!("restoring"), &json!(5))
+        );
+        // A global table's store restoring at start-up: no partition, its topic's lag.
+        let (s, _, body) = call(&c, &format!("{base}/stores/counts/keys/global")).await;
+        assert_eq!(
+            (s, &body["status"], &body["partition"], &body["lag"]),
+            (503, &json!("restoring"), &json!(-1), &json!(9))
+        );
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("(a global table's) is restoring here (9 records of its topic"),
+            "{message}"
         );
 
         let (s, location, body) = call(&c, &format!("{base}/stores/counts/keys/there")).await;
