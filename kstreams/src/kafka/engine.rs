@@ -1000,7 +1000,9 @@ fn start_global(
         return Err(e);
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let thread = global.spawn(shutdown.clone(), failed.clone(), stop.clone(), span.clone())?;
+    let thread = global
+        .spawn(shutdown.clone(), failed.clone(), stop.clone(), span.clone())
+        .inspect_err(|_| queries.global_gone())?;
     if !shutdown.is_shutdown() {
         queries.global_running(reader.clone());
     }
