@@ -118,22 +118,15 @@ fn store_param(s: &StoreParam) -> TokenStream {
 }
 
 /// The bound handles of the store parameters: `let` (`&T`) or `let mut` (`&mut T`) of each
-/// variable, with `bind` (a path of `StoreParam` taking `(binder)` or `(binder, index)`), and
-/// each variable as the function's argument, `&var` or `&mut var`.
-fn bound_stores(
-    stores: &[StoreParam],
-    params: &[TokenStream],
-    by_index: bool,
-) -> (TokenStream, Vec<TokenStream>) {
+/// variable, bound by the store's name (a `&T` of a global table's store is in no task: it is
+/// not in the node's list, so a position would not do), and each variable as the function's
+/// argument, `&var` or `&mut var`.
+fn bound_stores(stores: &[StoreParam], params: &[TokenStream]) -> (TokenStream, Vec<TokenStream>) {
     let mut lets = TokenStream::new();
     let mut args = Vec::with_capacity(stores.len());
     for (i, (s, param)) in stores.iter().zip(params).enumerate() {
         let var = format_ident!("__kstreams_store_{}", i);
-        let bind = if by_index {
-            quote!((#param.bind)(__kstreams_binder, #i)?)
-        } else {
-            quote!((#param.bind_named)(__kstreams_binder)?)
-        };
+        let bind = quote!((#param.bind)(__kstreams_binder)?);
         if s.read_only {
             lets.extend(quote!(let #var = #bind;));
             args.push(quote!(&#var));
@@ -243,7 +236,7 @@ pub(crate) fn processor(f: &ProcessorFn, args: &ProcessorArgs) -> TokenStream {
             }
         }
     };
-    let (lets, store_args) = bound_stores(&f.stores, &params, true);
+    let (lets, store_args) = bound_stores(&f.stores, &params);
     let bind = quote! {
         let __kstreams_binder = ::kstreams::__private::binder(__kstreams_ctx);
         #lets
@@ -379,7 +372,7 @@ pub(crate) fn punctuator(f: &ProcessorFn) -> TokenStream {
         ),
     };
     let params: Vec<TokenStream> = f.stores.iter().map(store_param).collect();
-    let (lets, store_args) = bound_stores(&f.stores, &params, false);
+    let (lets, store_args) = bound_stores(&f.stores, &params);
     let out_arg = f.emit.as_ref().map(|_| quote!(__kstreams_ctx));
     let ret_span = match &item.sig.output {
         ReturnType::Type(_, ty) => ty.span(),

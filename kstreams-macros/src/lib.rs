@@ -107,7 +107,7 @@
 //!         ) -> ::kstreams::__private::Result<()> {
 //!             let __kstreams_binder = ::kstreams::__private::binder(__kstreams_ctx);
 //!             let mut __kstreams_store_0 =
-//!                 (::kstreams::__private::store_param::<WordCounts>().bind)(__kstreams_binder, 0usize)?;
+//!                 (::kstreams::__private::store_param::<WordCounts>().bind)(__kstreams_binder)?;
 //!             ::kstreams::__private::ProcessorReturn::into_result(
 //!                 __kstreams_count_words(__kstreams_records, &mut __kstreams_store_0, __kstreams_ctx),
 //!             )
@@ -128,7 +128,7 @@
 //!     Vec::from([(::kstreams::__private::store_ref_param::<Prices>().spec)()])   // `.read_only()`
 //! }
 //! // in process_batch:
-//! let __kstreams_store_0 = (::kstreams::__private::store_ref_param::<Prices>().bind)(__kstreams_binder, 0usize)?;
+//! let __kstreams_store_0 = (::kstreams::__private::store_ref_param::<Prices>().bind)(__kstreams_binder)?;
 //! __kstreams_enrich(__kstreams_records, &__kstreams_store_0, __kstreams_ctx)
 //! ```
 //!
@@ -419,7 +419,7 @@ mod tests {
         assert!(
             out.contains("impl :: kstreams :: __private :: Punctuator < String , u64 > for report")
         );
-        assert!(out.contains("(:: kstreams :: __private :: store_param :: < Counts > () . bind_named) (__kstreams_binder)"), "{out}");
+        assert!(out.contains("(:: kstreams :: __private :: store_param :: < Counts > () . bind) (__kstreams_binder)"), "{out}");
 
         // Without an output, it fits any processor; arguments are refused.
         let out = entry::processor(

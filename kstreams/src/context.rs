@@ -565,8 +565,8 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
         &self,
         name: &str,
     ) -> Result<ReadOnly<crate::store::VersionedStore<'a, SK, SV>>> {
-        let index = crate::__private::binder(self).index_named(name)?;
-        crate::store::VersionedStore::bind(self.txn, index).map(ReadOnly::new)
+        let (txn, index) = crate::__private::binder(self).read_index_named(name)?;
+        crate::store::VersionedStore::bind(txn, index).map(ReadOnly::new)
     }
 
     /// The store of a `#[kstreams::store]` handle type, which this processor declared

@@ -64,7 +64,9 @@ pub use window::{SessionKeyValue, SessionWindowed, Window, WindowKeyValue, Windo
 /// function by shared reference, through which nothing writes (the handles' writes take
 /// `&mut self`): that is how a processor reads a [table](TopologyBuilder::table), whose store
 /// only the table writes (taking it `&mut` fails [`TopologyBuilder::build`]; see
-/// `docs/joins.md`, "Reading a table in your own processor").
+/// `docs/joins.md`, "Reading a table in your own processor"). A
+/// [global table](TopologyBuilder::global_table)'s store is taken the same way, and read from the
+/// instance's global stores.
 ///
 /// ```
 /// use kstreams::{batch_processor, store, Emit, Record, Topology};

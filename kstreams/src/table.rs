@@ -489,7 +489,9 @@ impl TopologyBuilder {
 impl TopologyBuilder {
     /// A global table read from `topic` into the store of `S` (Kafka Streams'
     /// `globalTable`): every partition of the topic, in one store per instance, in no task.
-    /// Any processor reads it with [`Context::global_store`] (declaring it in `init` with
+    /// A `#[batch_processor]` reads it by taking `S` by shared reference (`currencies:
+    /// &Currencies`: bound to the instance's global stores; `&mut` fails the build). A
+    /// hand-written processor reads it with [`Context::global_store`] (declaring it in `init` with
     /// [`InitContext::require_global_store`](crate::InitContext::require_global_store), so
     /// that a missing global table fails the build), whatever its input's partitioning: no
     /// co-partitioning is needed.

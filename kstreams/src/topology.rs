@@ -102,11 +102,11 @@ pub enum TopologyError {
         /// The table's topic.
         topic: String,
     },
-    /// A processor declares a global table's store as one of its task's stores.
+    /// A processor takes a global table's store read-write.
     #[error(
-        "processor `{processor}` declares the store `{store}` of the global table of topic `{topic}` as a store of its task, but a global table's store is in no task (one per instance, written only by the global table); read it with `Context::global_store` (declared in `init` with `InitContext::require_global_store`), or join it with `join::stream_global`"
+        "processor `{processor}` takes the store `{store}` of the global table of topic `{topic}` read-write, but only the global table writes its store (one per instance, in no task); take its handle by shared reference, `&Store` instead of `&mut Store` (a hand-written processor: read it with `Context::global_store`, declared in `init` with `InitContext::require_global_store`)"
     )]
-    GlobalStoreInTask {
+    GlobalStoreWritten {
         /// The processor.
         processor: String,
         /// The global table's store.
@@ -1024,7 +1024,7 @@ impl TopologyBuilder {
         if let Some(e) = self.errors.drain(..).next() {
             return Err(e);
         }
-        let nodes = self.nodes;
+        let mut nodes = self.nodes;
         let mut source_topics = BTreeSet::new();
         let mut has_source = false;
         for n in &nodes {
@@ -1038,16 +1038,40 @@ impl TopologyBuilder {
         // A global table's topic is read by no task, and its store is in none.
         let mut global_stores = BTreeSet::new();
         for g in &self.globals {
-            // A processor's (a table of the name is reported below).
-            if let Some(n) = nodes.iter().find(|n| {
-                !matches!(n.role, NodeRole::Table { .. })
-                    && n.stores.iter().any(|s| **s == *g.spec.name())
+            // Processors that declare the global table's store (a table of the name is
+            // reported below): read-only, they read it from the instance's global stores, so it
+            // leaves their task's stores; read-write, they are refused.
+            let name = g.spec.name();
+            let mut read = false;
+            for n in nodes.iter_mut().filter(|n| {
+                !matches!(n.role, NodeRole::Table { .. }) && n.stores.iter().any(|s| **s == *name)
             }) {
-                return Err(TopologyError::GlobalStoreInTask {
-                    processor: n.name.to_string(),
-                    store: g.spec.name().to_owned(),
-                    topic: g.topic.to_string(),
-                });
+                if !n.read_only.iter().any(|r| **r == *name) {
+                    return Err(TopologyError::GlobalStoreWritten {
+                        processor: n.name.to_string(),
+                        store: name.to_owned(),
+                        topic: g.topic.to_string(),
+                    });
+                }
+                n.stores.retain(|s| **s != *name);
+                read = true;
+            }
+            if read && let Some(i) = self.declared_stores.iter().position(|s| s.name() == name) {
+                // The readers' declaration is the handle's; the global table's has its topic.
+                let declared = &self.declared_stores[i];
+                if !g
+                    .spec
+                    .same_as(&declared.clone().changelog_from_source(&g.topic))
+                {
+                    return Err(store_conflict(
+                        &g.spec,
+                        &format!("the global table of topic `{}`", g.topic),
+                        declared,
+                        &self.declared_by[i],
+                    ));
+                }
+                self.declared_stores.remove(i);
+                self.declared_by.remove(i);
             }
             if !source_topics.insert(g.topic.clone()) {
                 return Err(TopologyError::DuplicateSourceTopic(g.topic.to_string()));

@@ -2,7 +2,8 @@
 //! takes a table's store by `&` and reads it with batch lookups; taking it `&mut` (or declaring
 //! it read-write by hand) is refused when the topology is built, naming the processor, the store
 //! and the topic, since only the table writes its store (the topic is the store's changelog). A
-//! store declared read-only cannot be bound to write, whatever the binding path.
+//! store declared read-only cannot be bound to write, whatever the binding path. A global
+//! table's store is read the same way, from the instance's global stores.
 
 use kstreams::store::StoreHandle;
 use kstreams::testing::TopologyTestDriver;
@@ -333,35 +334,158 @@ fn a_hand_written_processor_reads_a_table_read_only_and_cannot_bind_it_to_write(
     Ok(())
 }
 
+/// Each payment (id -> currency code) with its currency's name, from the global table: one
+/// `get_batch` of the instance's global store per batch, through `&Currencies`.
+#[batch_processor]
+fn name_currency(
+    payments: &[Record<String, String>],
+    currencies: &Currencies,
+    out: &mut Emit<String, String>,
+) -> kstreams::Result<()> {
+    let codes: Vec<&str> = payments.iter().map(|p| p.value.as_str()).collect();
+    for (p, name) in payments.iter().zip(currencies.get_batch(&codes)?) {
+        out.forward(p.derive(p.key.clone(), name.unwrap_or_else(|| "-".to_owned())));
+    }
+    Ok(())
+}
+
 #[test]
-fn a_global_tables_store_taken_as_a_task_store_is_refused_at_build() {
+fn a_global_table_is_read_through_a_shared_reference() -> kstreams::Result<()> {
+    let mut t = Topology::builder();
+    let payments = t.source::<String, String>("payments");
+    let named = t.add(name_currency, &payments);
+    t.sink("named", &named);
+    // After its reader: the order does not matter.
+    let _ = t.global_table::<Currencies<'static>>("currency-names");
+    let topology = t.build()?;
+    // The global store is in no task: the reader's task has no store, and is not tied to any
+    // other topic (no co-partitioning).
+    assert!(topology.stores().is_empty(), "{:?}", topology.stores());
+    assert!(topology.subtopologies()[0].stores.is_empty());
+    let mut d = TopologyTestDriver::builder(topology)
+        .partitions("payments", 3)
+        .partitions("named", 3)
+        .build()?;
+    d.pipe("currency-names", "EUR".to_owned(), Some("euro".to_owned()))?;
+    d.pipe_batch(
+        "payments",
+        [
+            Record::new("p1".to_owned(), "EUR".to_owned()),
+            Record::new("p2".to_owned(), "XXX".to_owned()),
+        ],
+    )?;
+    let mut out = outputs(&mut d, "named")?;
+    out.sort();
+    assert_eq!(
+        out,
+        [
+            ("p1".to_owned(), "euro".to_owned()),
+            ("p2".to_owned(), "-".to_owned()),
+        ]
+    );
+    Ok(())
+}
+
+#[store(name = "global-rates", history = "1h")]
+type GlobalRates = kstreams::VersionedKeyValue<String, u64>;
+
+#[test]
+fn a_versioned_global_table_is_read_as_of_each_record_through_a_shared_reference()
+-> kstreams::Result<()> {
     #[batch_processor]
-    fn name_currency(
-        payments: &[Record<String, String>],
-        currencies: &Currencies,
+    fn convert_globally(
+        orders: &[Record<String, u64>],
+        rates: &GlobalRates,
         out: &mut Emit<String, String>,
     ) -> kstreams::Result<()> {
-        let codes: Vec<&str> = payments.iter().map(|p| p.value.as_str()).collect();
-        for (p, name) in payments.iter().zip(currencies.get_batch(&codes)?) {
-            out.forward(p.derive(p.key.clone(), name.unwrap_or_default()));
+        let as_of: Vec<(&str, i64)> = orders
+            .iter()
+            .map(|o| (o.key.as_str(), o.timestamp))
+            .collect();
+        for (o, rate) in orders.iter().zip(rates.get_batch_as_of(&as_of)?) {
+            let text = rate.map_or("-".to_owned(), |r| (o.value * r.value).to_string());
+            out.forward(o.derive(o.key.clone(), text));
+        }
+        Ok(())
+    }
+    let mut t = Topology::builder();
+    let _ = t.global_table::<GlobalRates<'static>>("rates");
+    let orders = t.source::<String, u64>("orders");
+    let converted = t.add(convert_globally, &orders);
+    t.sink("converted", &converted);
+    let mut d = TopologyTestDriver::new(t.build()?)?;
+    d.pipe_batch(
+        "rates",
+        [at("usd", Some(2u64), 10), at("usd", Some(3u64), 20)],
+    )?;
+    d.pipe_batch(
+        "orders",
+        [at("usd", 10u64, 5), at("usd", 10, 15), at("usd", 10, 25)],
+    )?;
+    assert_eq!(
+        outputs(&mut d, "converted")?,
+        [
+            ("usd".to_owned(), "-".to_owned()),
+            ("usd".to_owned(), "20".to_owned()),
+            ("usd".to_owned(), "30".to_owned()),
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn a_global_tables_store_taken_read_write_is_refused_at_build() {
+    #[batch_processor]
+    fn rename_currency(
+        payments: &[Record<String, String>],
+        currencies: &mut Currencies,
+    ) -> kstreams::Result<()> {
+        for p in payments {
+            currencies.put(&p.value, &String::new())?;
         }
         Ok(())
     }
     let mut t = Topology::builder();
     let _ = t.global_table::<Currencies<'static>>("currency-names");
     let payments = t.source::<String, String>("payments");
-    let named = t.add(name_currency, &payments);
-    t.sink("named", &named);
+    let _ = t.add(rename_currency, &payments);
     let (e, message) = refused(t.build());
     assert_eq!(
         e,
-        TopologyError::GlobalStoreInTask {
-            processor: "name_currency".into(),
+        TopologyError::GlobalStoreWritten {
+            processor: "rename_currency".into(),
             store: "currencies".into(),
             topic: "currency-names".into(),
         }
     );
-    assert!(message.contains("`Context::global_store`"), "{message}");
+    assert!(
+        message.contains("`&Store` instead of `&mut Store`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_global_table_read_as_other_types_is_a_store_conflict() {
+    #[store(name = "currencies")]
+    type CurrencyIds = kstreams::KeyValue<String, u64>;
+    #[batch_processor]
+    fn currency_id(payments: &[Record<String, String>], ids: &CurrencyIds) -> kstreams::Result<()> {
+        let _ = (payments, ids);
+        Ok(())
+    }
+    let mut t = Topology::builder();
+    let _ = t.global_table::<Currencies<'static>>("currency-names");
+    let payments = t.source::<String, String>("payments");
+    let _ = t.add(currency_id, &payments);
+    let (e, message) = refused(t.build());
+    assert!(
+        matches!(&e, TopologyError::StoreConflict { name, .. } if name == "currencies"),
+        "{e:?}"
+    );
+    assert!(
+        message.contains("the global table of topic `currency-names`"),
+        "{message}"
+    );
 }
 
 /// A store that is no table, written by one processor and read by another through `&`: both in
