@@ -45,7 +45,7 @@ use super::lock;
 use super::observe;
 use super::rebalance::GroupContext;
 use super::restore::{Outcome, RestoreContext, Restorer, Restoring};
-use super::sink::Sink;
+use super::sink::{Cause, Sink};
 use crate::error::{Error, Result};
 use crate::query::Queries;
 use crate::record::RawRecord;
@@ -513,6 +513,7 @@ impl Engine {
             }
         }
         for p in partitions {
+            self.sink.forget_input(&p.0, p.1);
             self.processed.remove(p);
             self.forget_buffered(p);
             self.pending.remove(p);
@@ -561,7 +562,9 @@ impl Engine {
         self.restorer.clear()
     }
 
-    pub(super) fn send(&mut self, out: &TaskOutput) -> Result<()> {
+    /// Hands a batch's outputs to the producer; `cause`: the input batch (topic, partition,
+    /// first offset) whose watermark they hold until settled (`None`: a wall-clock punctuation).
+    pub(super) fn send(&mut self, out: &TaskOutput, cause: Option<Cause<'_>>) -> Result<()> {
         self.observer.records_out(&out.records); // observability hook
         if out.skipped + out.dead_lettered + out.output_skipped + out.output_dead_lettered > 0 {
             let mut st = lock(&self.status);
@@ -570,10 +573,7 @@ impl Engine {
             st.skipped_outputs += out.output_skipped;
             st.dead_lettered_outputs += out.output_dead_lettered;
         }
-        let sent = self
-            .sink
-            .send(&out.records, false)
-            .and_then(|()| self.sink.send(&out.changelog, true));
+        let sent = self.sink.send(cause, &out.records, &out.changelog);
         if sent.is_err() && self.exactly_once() {
             self.transaction_failed = true;
         }
@@ -657,7 +657,7 @@ impl Engine {
                     running.dirty = true;
                 }
                 if !out.records.is_empty() || !out.changelog.is_empty() || out.output_skipped > 0 {
-                    self.send(&out)?;
+                    self.send(&out, None)?;
                 }
             }
         }
@@ -688,7 +688,8 @@ impl Engine {
         running.dirty = true;
         // Only records whose outputs were handed to the producer count as processed: a send
         // that fails leaves the batch uncommitted (it is processed again after a restart).
-        self.send(&out)?;
+        let first = batch.first().map_or(last.offset, |r| r.offset);
+        self.send(&out, Some((topic, id.partition, first)))?;
         self.processed
             .insert((topic.to_owned(), id.partition), next);
         Ok(batch.len() as u64)
