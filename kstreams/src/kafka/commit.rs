@@ -49,6 +49,7 @@ impl Engine {
         why: &str,
     ) -> Result<()> {
         let drain = why != "interval";
+        self.behind = false;
         let any_dirty = self.tasks.values().any(|r| r.dirty);
         let all_committed = self
             .processed
@@ -83,18 +84,24 @@ impl Engine {
         // What may be committed: everything processed under exactly-once (the transaction
         // commit waits for its records) and once drained; at an interval, each partition up to
         // its watermark (every output and changelog record of the input below it settled).
-        let pending: Vec<((String, i32), i64)> = self
+        let watermarks = !drain && !self.exactly_once();
+        let targets: Vec<((String, i32), i64, i64)> = self
             .processed
             .iter()
             .map(|((t, p), next)| {
-                let to = if drain || self.exactly_once() {
-                    *next
-                } else {
+                let to = if watermarks {
                     self.sink.watermark(t, *p, *next)
+                } else {
+                    *next
                 };
-                ((t.clone(), *p), to)
+                ((t.clone(), *p), to, *next)
             })
-            .filter(|(k, to)| self.committed.get(k).is_none_or(|c| c < to))
+            .collect();
+        let behind = targets.iter().any(|(_, to, next)| to < next);
+        let pending: Vec<((String, i32), i64)> = targets
+            .into_iter()
+            .filter(|(k, to, _)| self.committed.get(k).is_none_or(|c| c < to))
+            .map(|(k, to, _)| (k, to))
             .collect();
         // 2. The state is durable, with the changelog offsets acknowledged so far: all of those
         //    of the committed input, which is all the state the offsets claim.
@@ -170,6 +177,7 @@ impl Engine {
                 self.committed.insert(k.clone(), *v);
             }
         }
+        self.behind = behind;
         tracing::debug!(
             why,
             partitions = pending.len(),
@@ -186,6 +194,14 @@ impl Engine {
         metrics::counter!("kstreams_commits_total").increment(1);
         metrics::histogram!("kstreams_commit_seconds").record(began.elapsed().as_secs_f64());
         Ok(())
+    }
+}
+
+impl Engine {
+    /// Whether to commit before the interval is up: the last interval commit stopped at a
+    /// watermark below what was processed, and nothing is in flight any more.
+    pub(super) fn caught_up(&self) -> bool {
+        self.behind && self.sink.outstanding() == 0
     }
 }
 

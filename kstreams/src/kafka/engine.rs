@@ -101,6 +101,9 @@ pub(super) struct Engine {
     pub(super) transaction_failed: bool,
     /// Exactly-once: transactions aborted and replayed since the last successful commit.
     pub(super) recoveries: u32,
+    /// At-least-once: the last interval commit stopped below what was processed (records were
+    /// in flight); commit again as soon as nothing is (`kafka/commit.rs`).
+    pub(super) behind: bool,
     /// Interactive queries: this thread's side of the app's registry.
     pub(super) queries: QueryHook,
 }
@@ -1067,6 +1070,7 @@ fn run_thread(
         transactional_id,
         transaction_failed: false,
         recoveries: 0,
+        behind: false,
         queries: QueryHook {
             queries: queries.clone(),
             thread: index,
@@ -1191,6 +1195,13 @@ fn processing_loop(
             if result.is_ok() && last_commit.elapsed() >= config.commit_interval {
                 result = engine.commit(consumer, "interval");
                 last_commit = Instant::now();
+                if result.is_ok() {
+                    engine.queries_pin_committed();
+                }
+            } else if result.is_ok() && engine.caught_up() {
+                // The last interval commit stopped at a watermark and everything is acknowledged
+                // now (the input paused or ended): commit the rest without waiting an interval.
+                result = engine.commit(consumer, "interval");
                 if result.is_ok() {
                     engine.queries_pin_committed();
                 }
