@@ -32,15 +32,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::admin;
 use super::app::{AppStatus, RunParams, ShutdownHandle};
 use super::commit::{CONSUMER_CLOSE_TIMEOUT, close_consumer_within};
 use super::config::{AppConfig, ProcessingGuarantee, redact_client_error};
-use super::convert::raw_record;
 use super::eos::committed_offset;
+use super::fetch::{FetchQueue, Fetched};
 use super::lock;
 use super::observe;
 use super::rebalance::GroupContext;
@@ -587,7 +586,7 @@ impl Engine {
     pub(super) fn process_round<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
-        msgs: &[BorrowedMessage<'_>],
+        msgs: &[Fetched<'_>],
     ) -> Result<()> {
         let now = now_ms();
         let mut groups: BTreeMap<(TaskId, &str), Vec<usize>> = BTreeMap::new();
@@ -622,7 +621,7 @@ impl Engine {
                 .iter()
                 .map(|&i| &msgs[i])
                 .filter(|m| next.is_none_or(|n| m.offset() >= n))
-                .map(|m| raw_record(m, now))
+                .map(|m| m.raw_record(now))
                 .collect();
             let Some(last) = batch.last().map(|r| r.offset) else {
                 continue;
@@ -790,6 +789,7 @@ fn group_consumer(config: &AppConfig, bootstrap: &str) -> Result<BaseConsumer<Gr
         generation: AtomicU64::new(0),
         revoked: Mutex::new(BTreeSet::new()),
         error: Mutex::new(None),
+        fetch: Mutex::new(None),
         last_failure: Mutex::new(None),
     };
     config
@@ -1066,6 +1066,9 @@ fn run_thread(
     consumer
         .subscribe(&refs)
         .map_err(kafka_err("subscribing to the input topics"))?;
+    // Before the first poll (assignments happen inside it). Taken out again before the consumer
+    // is closed: the queue must not outlive the consumer's handle.
+    *lock(&consumer.context().fetch) = FetchQueue::new(&consumer).map(Arc::new);
     lock(status).running = true;
     tracing::info!(%bootstrap, topics = ?sources, "running");
 
@@ -1101,6 +1104,7 @@ fn run_thread(
         }
     };
     let engine = lock(&consumer.context().engine).take();
+    drop(lock(&consumer.context().fetch).take());
     close_consumer_within(consumer, CONSUMER_CLOSE_TIMEOUT);
     drop(engine);
     queries.all_gone(index);
@@ -1114,6 +1118,7 @@ fn processing_loop(
     failed: &AtomicBool,
 ) -> Result<()> {
     let ctx = consumer.context();
+    let fetch = lock(&ctx.fetch).clone();
     let mut last_commit = Instant::now();
     // Whether a task is being restored: then the loop does not wait on the group consumer (the
     // restore step waits on the restore consumer instead).
@@ -1125,39 +1130,71 @@ fn processing_loop(
         if shutdown.is_shutdown() || failed.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let mut msgs: Vec<BorrowedMessage<'_>> = Vec::new();
+        let mut msgs: Vec<Fetched<'_>> = Vec::with_capacity(config.batch_max_records.min(65_536));
         let mut round_deadline: Option<Instant> = None;
+        // Partitions revoked during this round: their records are dropped from it.
+        let mut revoked: BTreeSet<(String, i32)> = BTreeSet::new();
         while msgs.len() < config.batch_max_records {
             let timeout = match round_deadline {
                 None if restoring => Duration::ZERO,
                 None => Duration::from_millis(100),
                 Some(d) => d.saturating_duration_since(Instant::now()),
             };
+            let before = msgs.len();
+            // The consumer queue: rebalance callbacks, errors, and the records of partitions not
+            // routed to the fetch queue (which, when there is one, is where the round waits).
             let generation = ctx.generation.load(Ordering::SeqCst);
-            let polled = consumer.poll(timeout);
+            let polled = consumer.poll(if fetch.is_some() {
+                Duration::ZERO
+            } else {
+                timeout
+            });
             if ctx.generation.load(Ordering::SeqCst) != generation {
                 // A rebalance ran inside poll: records of revoked partitions polled before it
                 // are fetched again from the committed offset by their next owner. (With the
                 // default eager protocol every partition is revoked; with a cooperative one,
                 // partitions kept go on where they were.)
-                let revoked = std::mem::take(&mut *lock(&ctx.revoked));
+                revoked.extend(std::mem::take(&mut *lock(&ctx.revoked)));
                 msgs.retain(|m| !revoked.contains(&(m.topic().to_owned(), m.partition())));
             }
+            let mut end_round = false;
             match polled {
-                None => break,
-                Some(Ok(m)) => {
-                    msgs.push(m);
-                    if round_deadline.is_none() {
-                        round_deadline = Some(Instant::now() + config.batch_max_wait);
-                    }
-                }
+                None => {}
+                Some(Ok(m)) => msgs.push(Fetched::Polled(m)),
                 Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
                     return Err(Error::Runtime(format!("fatal consumer error: {code}")));
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "consumer error");
-                    break;
+                    end_round = true;
                 }
+            }
+            if let Some(queue) = fetch.as_deref()
+                && !end_round
+            {
+                let got = msgs.len();
+                // The first record of a round is waited for alone: the round's `batch_max_wait`
+                // starts when it arrives.
+                let max = match round_deadline {
+                    None if got == 0 => 1,
+                    _ => config.batch_max_records.saturating_sub(got),
+                };
+                let wait = if got > before {
+                    Duration::ZERO
+                } else {
+                    timeout
+                };
+                queue.consume(wait, max, &mut msgs);
+                end_round = take_errors(&mut msgs, got)?;
+                if !revoked.is_empty() {
+                    msgs.retain(|m| !revoked.contains(&(m.topic().to_owned(), m.partition())));
+                }
+            }
+            if end_round || msgs.len() <= before {
+                break;
+            }
+            if round_deadline.is_none() {
+                round_deadline = Some(Instant::now() + config.batch_max_wait);
             }
         }
         {
@@ -1193,6 +1230,34 @@ fn processing_loop(
             restoring = engine.is_restoring();
             engine.observer.tick(consumer, &engine.processed); // observability hook
         }
+    }
+}
+
+/// Removes the consumer errors librdkafka delivered in place of records among `msgs[from..]`,
+/// handled as `poll`'s are: a fatal one stops the thread, any other is logged and ends the round
+/// (`true`). The records around them stay, in order.
+fn take_errors(msgs: &mut Vec<Fetched<'_>>, from: usize) -> Result<bool> {
+    let mut failed = false;
+    let mut fatal = None;
+    let mut i = from;
+    while i < msgs.len() {
+        match msgs[i].error() {
+            None => i += 1,
+            Some(e) => {
+                msgs.remove(i);
+                match e {
+                    KafkaError::MessageConsumptionFatal(code) => {
+                        fatal.get_or_insert(code);
+                    }
+                    e => tracing::warn!(error = %e, "consumer error"),
+                }
+                failed = true;
+            }
+        }
+    }
+    match fatal {
+        Some(code) => Err(Error::Runtime(format!("fatal consumer error: {code}"))),
+        None => Ok(failed),
     }
 }
 
