@@ -591,8 +591,9 @@ impl Engine {
         let now = now_ms();
         let mut groups: BTreeMap<(TaskId, &str), Vec<usize>> = BTreeMap::new();
         for (i, m) in msgs.iter().enumerate() {
-            if let Some(id) = self.task_id(m.topic(), m.partition()) {
-                groups.entry((id, m.topic())).or_default().push(i);
+            let topic = m.topic();
+            if let Some(id) = self.task_id(topic, m.partition()) {
+                groups.entry((id, topic)).or_default().push(i);
             }
         }
         let mut processed = 0u64;
@@ -688,6 +689,9 @@ impl Engine {
         // Only records whose outputs were handed to the producer count as processed: a send
         // that fails leaves the batch uncommitted (it is processed again after a restart).
         self.send(&out)?;
+        if let Some(running) = self.tasks.get_mut(&id) {
+            running.task.recycle(out);
+        }
         self.processed
             .insert((topic.to_owned(), id.partition), next);
         Ok(batch.len() as u64)
@@ -1137,6 +1141,8 @@ fn processing_loop(
     // Whether a task is being restored: then the loop does not wait on the group consumer (the
     // restore step waits on the restore consumer instead).
     let mut restoring = false;
+    // The round's records; the buffer is kept from round to round.
+    let mut msgs: Vec<Fetched<'_>> = Vec::with_capacity(config.batch_max_records.min(65_536));
     loop {
         if let Some(e) = lock(&ctx.error).take() {
             return Err(e);
@@ -1144,7 +1150,7 @@ fn processing_loop(
         if shutdown.is_shutdown() || failed.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let mut msgs: Vec<Fetched<'_>> = Vec::with_capacity(config.batch_max_records.min(65_536));
+        msgs.clear();
         let mut round_deadline: Option<Instant> = None;
         // Partitions revoked during this round: their records are dropped from it.
         let mut revoked: BTreeSet<(String, i32)> = BTreeSet::new();
@@ -1219,7 +1225,7 @@ fn processing_loop(
             // Also with no records: wall-clock punctuations fire on idle partitions too.
             engine.transaction_failed = false;
             let mut result = engine.process_round(consumer, &msgs);
-            drop(msgs);
+            msgs.clear();
             if result.is_ok() {
                 // A bounded step: the group consumer is polled again soon.
                 result = engine.restore_step(consumer);

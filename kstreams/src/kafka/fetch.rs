@@ -42,7 +42,18 @@ pub(super) struct FetchQueue {
     queue: NonNull<rd::rd_kafka_queue_t>,
     /// The consumer's handle (for routing partitions), valid while the consumer lives.
     client: NonNull<rd::rd_kafka_t>,
+    /// `consume`'s buffer for librdkafka's message pointers, kept from call to call.
+    scratch: std::sync::Mutex<Vec<MessagePtr>>,
 }
+
+/// A message pointer librdkafka returned, in `consume`'s buffer only between two statements.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct MessagePtr(*mut rd::rd_kafka_message_t);
+
+// SAFETY: the buffer holds pointers only while `consume` runs (it is empty between calls), and
+// librdkafka messages may be used from any thread.
+unsafe impl Send for MessagePtr {}
 
 // SAFETY: librdkafka queues and handles are thread-safe (every operation on them takes the
 // queue's or the handle's lock); the pointers are only used through librdkafka's API.
@@ -58,7 +69,11 @@ impl FetchQueue {
         // SAFETY: `client` is the consumer's live handle; the new queue is owned by the returned
         // value and destroyed once, on drop (before the consumer: see the module docs).
         let queue = NonNull::new(unsafe { rd::rd_kafka_queue_new(client.as_ptr()) })?;
-        Some(FetchQueue { queue, client })
+        Some(FetchQueue {
+            queue,
+            client,
+            scratch: std::sync::Mutex::new(Vec::new()),
+        })
     }
 
     /// Routes the fetched messages of `partitions` to this queue. Called before the partitions'
@@ -92,20 +107,28 @@ impl FetchQueue {
         if max == 0 {
             return;
         }
-        let mut ptrs: Vec<*mut rd::rd_kafka_message_t> = Vec::with_capacity(max);
+        let mut ptrs = super::lock(&self.scratch);
+        ptrs.clear();
+        ptrs.reserve(max);
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: the queue is live; `ptrs` has room for `max` pointers, and librdkafka writes at
-        // most `max` of them and returns how many (or -1 on error, with none written).
+        // SAFETY: the queue is live; `ptrs` has room for `max` pointers (`MessagePtr` is a
+        // transparent pointer), and librdkafka writes at most `max` of them and returns how many
+        // (or -1 on error, with none written).
         let n = unsafe {
-            rd::rd_kafka_consume_batch_queue(self.queue.as_ptr(), ms, ptrs.as_mut_ptr(), max)
+            rd::rd_kafka_consume_batch_queue(
+                self.queue.as_ptr(),
+                ms,
+                ptrs.as_mut_ptr().cast::<*mut rd::rd_kafka_message_t>(),
+                max,
+            )
         };
         let n = usize::try_from(n).unwrap_or(0).min(max);
         // SAFETY: librdkafka initialized the first `n` entries.
         unsafe { ptrs.set_len(n) };
         out.reserve(n);
         out.extend(
-            ptrs.into_iter()
-                .filter_map(NonNull::new)
+            ptrs.drain(..)
+                .filter_map(|p| NonNull::new(p.0))
                 .map(|ptr| Fetched::Batched(Batched { ptr, _queue: self })),
         );
     }
