@@ -88,6 +88,8 @@ pub(super) struct Engine {
     pub(super) fetch_next: HashMap<(String, i32), i64>,
     /// Of those partitions, caught up and empty: since when (its task waits `max_task_idle`).
     pub(super) idle_since: HashMap<(String, i32), Instant>,
+    /// The (empty) buffer a round's batches are built in, kept from round to round.
+    pub(super) spare_batch: Vec<RawRecord<'static>>,
     pub(super) committed: HashMap<(String, i32), i64>,
     pub(super) status: Arc<Mutex<AppStatus>>,
     pub(super) observer: super::observe::Observer, // observability hook
@@ -598,6 +600,7 @@ impl Engine {
         }
         let mut processed = 0u64;
         let mut ordered: Vec<TaskId> = Vec::new();
+        let mut batch: Vec<RawRecord<'_>> = reuse_buffer(std::mem::take(&mut self.spare_batch));
         for ((id, topic), indices) in groups {
             let key = (topic.to_owned(), id.partition);
             let next = self.processed.get(&key).copied();
@@ -618,12 +621,14 @@ impl Engine {
                 (Some(a), Some(&b)) => Some(a.max(b)),
                 (a, b) => a.or(b.copied()),
             };
-            let mut batch: Vec<RawRecord<'_>> = indices
-                .iter()
-                .map(|&i| &msgs[i])
-                .filter(|m| next.is_none_or(|n| m.offset() >= n))
-                .map(|m| m.raw_record(now))
-                .collect();
+            batch.clear();
+            batch.extend(
+                indices
+                    .iter()
+                    .map(|&i| &msgs[i])
+                    .filter(|m| next.is_none_or(|n| m.offset() >= n))
+                    .map(|m| m.raw_record(now)),
+            );
             let Some(last) = batch.last().map(|r| r.offset) else {
                 continue;
             };
@@ -640,6 +645,7 @@ impl Engine {
             running.task.extract_timestamps(topic, &mut batch);
             processed += self.process_batch(id, topic, &batch, now)?;
         }
+        self.spare_batch = reuse_buffer(batch);
         for (id, running) in &self.tasks {
             if running.task.source_topics().nth(1).is_some() {
                 ordered.push(*id);
@@ -1063,6 +1069,7 @@ fn run_thread(
         buffered: HashMap::new(),
         fetch_next: HashMap::new(),
         idle_since: HashMap::new(),
+        spare_batch: Vec::new(),
         committed: HashMap::new(),
         status: status.clone(),
         observer: super::observe::Observer::new(config), // observability hook
@@ -1253,6 +1260,15 @@ fn processing_loop(
     }
 }
 
+/// An emptied record buffer with its allocation, for records of another lifetime (the collect
+/// of an empty vector's `into_iter` reuses the allocation: same type but for the lifetime).
+// The filter_map changes the element type's lifetime (`filter` would keep it); it never runs.
+#[allow(clippy::unnecessary_filter_map)]
+fn reuse_buffer<'b>(mut v: Vec<RawRecord<'_>>) -> Vec<RawRecord<'b>> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
 /// Removes the consumer errors librdkafka delivered in place of records among `msgs[from..]`,
 /// handled as `poll`'s are: a fatal one stops the thread, any other is logged and ends the round
 /// (`true`). The records around them stay, in order.
@@ -1390,6 +1406,25 @@ mod tests {
             idle
         ));
         assert!(empty_input_ready(Some(0), t0, later, idle));
+    }
+
+    /// The round's record buffer keeps its allocation from round to round.
+    #[test]
+    fn a_reused_record_buffer_keeps_its_allocation_and_nothing_else() {
+        let bytes = vec![1u8, 2, 3];
+        let mut v: Vec<RawRecord<'_>> = Vec::with_capacity(100);
+        v.push(RawRecord {
+            key: Some(&bytes),
+            value: None,
+            timestamp: 0,
+            offset: 0,
+            headers: crate::record::Headers::default(),
+        });
+        let ptr = v.as_ptr() as usize;
+        let kept: Vec<RawRecord<'static>> = reuse_buffer(v);
+        assert!(kept.is_empty());
+        assert!(kept.capacity() >= 100);
+        assert_eq!(kept.as_ptr() as usize, ptr);
     }
 
     #[test]
