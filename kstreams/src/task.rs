@@ -963,7 +963,7 @@ mod tests {
                 records: &[Record<String, String>],
                 ctx: &mut Context<'_, String, String>,
             ) -> Result<()> {
-                let store = ctx.store::<String, String>("last")?;
+                let mut store = ctx.store::<String, String>("last")?;
                 for r in records {
                     store.put(&r.key, &r.value)?;
                     ctx.forward(r.clone());
