@@ -294,7 +294,20 @@ pub struct Task {
     stream_time: i64,
     /// The topology has global tables: each call reads them in one read transaction.
     reads_globals: bool,
+    /// The buffers of outputs already sent ([`recycle`](Self::recycle)), filled again by the
+    /// next call: no large allocation and free per batch.
+    spare: Spare,
 }
+
+/// Empty output buffers kept for the next call.
+#[derive(Default)]
+struct Spare {
+    records: Vec<ProducerRecord>,
+    changelog: Vec<ProducerRecord>,
+}
+
+/// The largest buffer [`Task::recycle`] keeps (records): a rare huge batch is not held on to.
+const SPARE_MAX: usize = 1 << 16;
 
 impl fmt::Debug for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -389,6 +402,7 @@ impl Task {
             schedules,
             stream_time: i64::MIN,
             reads_globals: !globals.is_empty(),
+            spare: Spare::default(),
         })
     }
 
@@ -548,6 +562,19 @@ impl Task {
         Ok(out)
     }
 
+    /// Gives back the output of a call once it has been sent: its (emptied) buffers hold the
+    /// next call's output, so a batch does not allocate and free them anew.
+    pub fn recycle(&mut self, out: TaskOutput) {
+        let keep = |mut v: Vec<ProducerRecord>, slot: &mut Vec<ProducerRecord>| {
+            v.clear();
+            if v.capacity() <= SPARE_MAX && v.capacity() > slot.capacity() {
+                *slot = v;
+            }
+        };
+        keep(out.records, &mut self.spare.records);
+        keep(out.changelog, &mut self.spare.changelog);
+    }
+
     /// Fires the wall-clock punctuations that are due at `now` (milliseconds), on idle partitions
     /// too. The runtime calls it between batches.
     pub fn punctuate_wall_clock(&mut self, now: i64) -> Result<TaskOutput> {
@@ -618,6 +645,7 @@ impl Task {
             changelog_topics,
             id,
             reads_globals,
+            spare,
             ..
         } = self;
         let partition = id.partition;
@@ -637,6 +665,7 @@ impl Task {
                     config,
                     schedules,
                     changelog_topics,
+                    spare,
                     partition,
                     Some(global),
                     clocks,
@@ -652,6 +681,7 @@ impl Task {
                 config,
                 schedules,
                 changelog_topics,
+                spare,
                 partition,
                 None,
                 clocks,
@@ -671,6 +701,7 @@ impl Task {
         config: &TaskConfig,
         schedules: &[Scheduled],
         changelog_topics: &[Option<Arc<str>>],
+        spare: &mut Spare,
         partition: i32,
         global: Option<GlobalView<'_>>,
         clocks: Clocks,
@@ -680,7 +711,7 @@ impl Task {
         finish: &mut dyn FnMut(&crate::store::StateTxn<'_>) -> Result<()>,
     ) -> Result<(TaskOutput, Vec<Option<i64>>, Vec<Report>)> {
         state.transaction(|txn| {
-            let mut produced = Vec::new();
+            let mut produced = std::mem::take(&mut spare.records);
             let mut stats = TaskOutput::default();
             let mut due: Vec<Option<i64>> = schedules.iter().map(|s| s.next_due).collect();
             let reports;
@@ -711,23 +742,20 @@ impl Task {
                 reports = std::mem::take(&mut exec.collector.reports);
             }
             finish(txn)?;
-            let changelog = txn
-                .take_changelog()
-                .into_iter()
-                .filter_map(|w| {
-                    let topic = changelog_topics.get(w.store).cloned().flatten()?;
-                    Some(ProducerRecord {
-                        topic,
-                        partition: Some(partition),
-                        partition_key_len: None,
-                        key: Some(w.key),
-                        value: w.value,
-                        timestamp: w.timestamp.unwrap_or(clocks.stream_time.max(0)),
-                        headers: Headers::new(),
-                        origin: None,
-                    })
+            let mut changelog = std::mem::take(&mut spare.changelog);
+            changelog.extend(txn.take_changelog().into_iter().filter_map(|w| {
+                let topic = changelog_topics.get(w.store).cloned().flatten()?;
+                Some(ProducerRecord {
+                    topic,
+                    partition: Some(partition),
+                    partition_key_len: None,
+                    key: Some(w.key),
+                    value: w.value,
+                    timestamp: w.timestamp.unwrap_or(clocks.stream_time.max(0)),
+                    headers: Headers::new(),
+                    origin: None,
                 })
-                .collect();
+            }));
             stats.records = produced;
             stats.changelog = changelog;
             Ok((stats, due, reports))
@@ -913,5 +941,87 @@ mod tests {
         assert_eq!(covered, a.len() + b.len());
         assert_eq!(merge_runs(&[&a, &[]]), [(0, 0..5)]);
         assert!(merge_runs(&[&[], &[]]).is_empty());
+    }
+
+    /// A recycled output's buffers hold the next call's output and nothing of the old one: each
+    /// output has exactly its own batch's records and changelog records, in order.
+    #[test]
+    fn recycled_outputs_hold_only_the_next_batchs_records() {
+        use crate::store::StoreSpec;
+        use crate::{Context, Record};
+
+        #[derive(Clone)]
+        struct Last;
+        impl crate::BatchProcessor<String, String> for Last {
+            type OutKey = String;
+            type OutValue = String;
+            fn stores(&self) -> Vec<StoreSpec> {
+                vec![StoreSpec::new::<String, String>("last")]
+            }
+            fn process_batch(
+                &mut self,
+                records: &[Record<String, String>],
+                ctx: &mut Context<'_, String, String>,
+            ) -> Result<()> {
+                let mut store = ctx.store::<String, String>("last")?;
+                for r in records {
+                    store.put(&r.key, &r.value)?;
+                    ctx.forward(r.clone());
+                }
+                Ok(())
+            }
+        }
+        let mut t = crate::Topology::builder();
+        let s = t.source::<String, String>("in");
+        let p = t.add(Last, &s);
+        t.sink("out", &p);
+        let topology = t.build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = TaskConfig::new("recycle", dir.path());
+        config.in_memory_state = true;
+        let id = TaskId {
+            subtopology: 0,
+            partition: 0,
+        };
+        let mut task = Task::new(&topology, id, Arc::new(config)).unwrap();
+        let batch = |from: i64, n: i64| -> Vec<(Vec<u8>, Vec<u8>, i64)> {
+            (from..from + n)
+                .map(|o| {
+                    (
+                        format!("k{o}").into_bytes(),
+                        format!("v{o}").into_bytes(),
+                        o,
+                    )
+                })
+                .collect()
+        };
+        let mut offset = 0;
+        for n in [5, 2, 7, 1] {
+            let owned = batch(offset, n);
+            let raws: Vec<RawRecord<'_>> = owned
+                .iter()
+                .map(|(k, v, o)| RawRecord {
+                    key: Some(k),
+                    value: Some(v),
+                    timestamp: 1_000 + o,
+                    offset: *o,
+                    headers: Headers::default(),
+                })
+                .collect();
+            let out = task.process("in", 0, &raws, 0).unwrap();
+            let want: Vec<Option<Vec<u8>>> =
+                owned.iter().map(|(_, v, _)| Some(v.clone())).collect();
+            let values: Vec<Option<Vec<u8>>> =
+                out.records.iter().map(|r| r.value.clone()).collect();
+            assert_eq!(values, want, "outputs of the batch at {offset}");
+            let logged: Vec<Option<Vec<u8>>> =
+                out.changelog.iter().map(|r| r.value.clone()).collect();
+            assert_eq!(logged, want, "changelog of the batch at {offset}");
+            task.recycle(out);
+            offset += n;
+        }
+        // The buffers were kept (the largest batch's).
+        assert!(task.spare.records.capacity() >= 7);
+        assert!(task.spare.records.is_empty() && task.spare.changelog.is_empty());
     }
 }

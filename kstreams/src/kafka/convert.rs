@@ -30,7 +30,7 @@ pub(crate) fn raw_record<'a>(m: &'a BorrowedMessage<'a>, now: i64) -> RawRecord<
 }
 
 /// [`raw_record`] of a message's parts (unit-testable without a client).
-fn raw_from_parts<'a>(
+pub(super) fn raw_from_parts<'a>(
     key: Option<&'a [u8]>,
     value: Option<&'a [u8]>,
     timestamp: Timestamp,
@@ -49,15 +49,25 @@ fn raw_from_parts<'a>(
 
 /// The headers of a consumed message (none when it has none).
 pub(crate) fn message_headers(m: &BorrowedMessage<'_>) -> Headers {
+    // SAFETY: `m.ptr()` is the message's librdkafka pointer, valid while `m` lives, and only
+    // this thread uses it.
+    unsafe { native_message_headers(m.ptr()) }
+}
+
+/// The headers of a consumed librdkafka message (none when it has none).
+///
+/// # Safety
+/// `m` must point to a live consumed message that nothing else modifies or frees during the call.
+pub(super) unsafe fn native_message_headers(m: *mut rd::rd_kafka_message_t) -> Headers {
     let mut list: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
-    // SAFETY: `m.ptr()` is the message's librdkafka pointer, valid while `m` lives; librdkafka
-    // writes the message's own header list (parsed on first use, owned by the message) to `list`.
-    let err = unsafe { rd::rd_kafka_message_headers(m.ptr(), &mut list) };
+    // SAFETY: the caller guarantees `m` is live; librdkafka writes the message's own header list
+    // (parsed on first use, owned by the message) to `list`.
+    let err = unsafe { rd::rd_kafka_message_headers(m, &mut list) };
     if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || list.is_null() {
         return Headers::new();
     }
     // SAFETY: `list` belongs to `m`, which outlives the call and is not modified meanwhile (the
-    // processing thread alone holds it).
+    // caller's guarantee).
     unsafe { headers_from_native(list) }
 }
 

@@ -32,15 +32,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::admin;
 use super::app::{AppStatus, RunParams, ShutdownHandle};
 use super::commit::{CONSUMER_CLOSE_TIMEOUT, close_consumer_within};
 use super::config::{AppConfig, ProcessingGuarantee, redact_client_error};
-use super::convert::raw_record;
 use super::eos::committed_offset;
+use super::fetch::{FetchQueue, Fetched};
 use super::lock;
 use super::observe;
 use super::rebalance::GroupContext;
@@ -89,6 +88,8 @@ pub(super) struct Engine {
     pub(super) fetch_next: HashMap<(String, i32), i64>,
     /// Of those partitions, caught up and empty: since when (its task waits `max_task_idle`).
     pub(super) idle_since: HashMap<(String, i32), Instant>,
+    /// The (empty) buffer a round's batches are built in, kept from round to round.
+    pub(super) spare_batch: Vec<RawRecord<'static>>,
     pub(super) committed: HashMap<(String, i32), i64>,
     pub(super) status: Arc<Mutex<AppStatus>>,
     pub(super) observer: super::observe::Observer, // observability hook
@@ -590,17 +591,19 @@ impl Engine {
     pub(super) fn process_round<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
-        msgs: &[BorrowedMessage<'_>],
+        msgs: &[Fetched<'_>],
     ) -> Result<()> {
         let now = now_ms();
         let mut groups: BTreeMap<(TaskId, &str), Vec<usize>> = BTreeMap::new();
         for (i, m) in msgs.iter().enumerate() {
-            if let Some(id) = self.task_id(m.topic(), m.partition()) {
-                groups.entry((id, m.topic())).or_default().push(i);
+            let topic = m.topic();
+            if let Some(id) = self.task_id(topic, m.partition()) {
+                groups.entry((id, topic)).or_default().push(i);
             }
         }
         let mut processed = 0u64;
         let mut ordered: Vec<TaskId> = Vec::new();
+        let mut batch: Vec<RawRecord<'_>> = reuse_buffer(std::mem::take(&mut self.spare_batch));
         for ((id, topic), indices) in groups {
             let key = (topic.to_owned(), id.partition);
             let next = self.processed.get(&key).copied();
@@ -621,12 +624,14 @@ impl Engine {
                 (Some(a), Some(&b)) => Some(a.max(b)),
                 (a, b) => a.or(b.copied()),
             };
-            let mut batch: Vec<RawRecord<'_>> = indices
-                .iter()
-                .map(|&i| &msgs[i])
-                .filter(|m| next.is_none_or(|n| m.offset() >= n))
-                .map(|m| raw_record(m, now))
-                .collect();
+            batch.clear();
+            batch.extend(
+                indices
+                    .iter()
+                    .map(|&i| &msgs[i])
+                    .filter(|m| next.is_none_or(|n| m.offset() >= n))
+                    .map(|m| m.raw_record(now)),
+            );
             let Some(last) = batch.last().map(|r| r.offset) else {
                 continue;
             };
@@ -643,6 +648,7 @@ impl Engine {
             running.task.extract_timestamps(topic, &mut batch);
             processed += self.process_batch(id, topic, &batch, now)?;
         }
+        self.spare_batch = reuse_buffer(batch);
         for (id, running) in &self.tasks {
             if running.task.source_topics().nth(1).is_some() {
                 ordered.push(*id);
@@ -693,6 +699,9 @@ impl Engine {
         // that fails leaves the batch uncommitted (it is processed again after a restart).
         let first = batch.first().map_or(last.offset, |r| r.offset);
         self.send(&out, Some((topic, id.partition, first)))?;
+        if let Some(running) = self.tasks.get_mut(&id) {
+            running.task.recycle(out);
+        }
         self.processed
             .insert((topic.to_owned(), id.partition), next);
         Ok(batch.len() as u64)
@@ -794,6 +803,7 @@ fn group_consumer(config: &AppConfig, bootstrap: &str) -> Result<BaseConsumer<Gr
         generation: AtomicU64::new(0),
         revoked: Mutex::new(BTreeSet::new()),
         error: Mutex::new(None),
+        fetch: Mutex::new(None),
         last_failure: Mutex::new(None),
     };
     config
@@ -1063,6 +1073,7 @@ fn run_thread(
         buffered: HashMap::new(),
         fetch_next: HashMap::new(),
         idle_since: HashMap::new(),
+        spare_batch: Vec::new(),
         committed: HashMap::new(),
         status: status.clone(),
         observer: super::observe::Observer::new(config), // observability hook
@@ -1085,6 +1096,9 @@ fn run_thread(
     consumer
         .subscribe(&refs)
         .map_err(kafka_err("subscribing to the input topics"))?;
+    // Before the first poll (assignments happen inside it). Taken out again before the consumer
+    // is closed: the queue must not outlive the consumer's handle.
+    *lock(&consumer.context().fetch) = FetchQueue::new(&consumer).map(Arc::new);
     lock(status).running = true;
     tracing::info!(%bootstrap, topics = ?sources, "running");
 
@@ -1120,6 +1134,7 @@ fn run_thread(
         }
     };
     let engine = lock(&consumer.context().engine).take();
+    drop(lock(&consumer.context().fetch).take());
     close_consumer_within(consumer, CONSUMER_CLOSE_TIMEOUT);
     drop(engine);
     queries.all_gone(index);
@@ -1133,10 +1148,13 @@ fn processing_loop(
     failed: &AtomicBool,
 ) -> Result<()> {
     let ctx = consumer.context();
+    let fetch = lock(&ctx.fetch).clone();
     let mut last_commit = Instant::now();
     // Whether a task is being restored: then the loop does not wait on the group consumer (the
     // restore step waits on the restore consumer instead).
     let mut restoring = false;
+    // The round's records; the buffer is kept from round to round.
+    let mut msgs: Vec<Fetched<'_>> = Vec::with_capacity(config.batch_max_records.min(65_536));
     loop {
         if let Some(e) = lock(&ctx.error).take() {
             return Err(e);
@@ -1144,39 +1162,71 @@ fn processing_loop(
         if shutdown.is_shutdown() || failed.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let mut msgs: Vec<BorrowedMessage<'_>> = Vec::new();
+        msgs.clear();
         let mut round_deadline: Option<Instant> = None;
+        // Partitions revoked during this round: their records are dropped from it.
+        let mut revoked: BTreeSet<(String, i32)> = BTreeSet::new();
         while msgs.len() < config.batch_max_records {
             let timeout = match round_deadline {
                 None if restoring => Duration::ZERO,
                 None => Duration::from_millis(100),
                 Some(d) => d.saturating_duration_since(Instant::now()),
             };
+            let before = msgs.len();
+            // The consumer queue: rebalance callbacks, errors, and the records of partitions not
+            // routed to the fetch queue (which, when there is one, is where the round waits).
             let generation = ctx.generation.load(Ordering::SeqCst);
-            let polled = consumer.poll(timeout);
+            let polled = consumer.poll(if fetch.is_some() {
+                Duration::ZERO
+            } else {
+                timeout
+            });
             if ctx.generation.load(Ordering::SeqCst) != generation {
                 // A rebalance ran inside poll: records of revoked partitions polled before it
                 // are fetched again from the committed offset by their next owner. (With the
                 // default eager protocol every partition is revoked; with a cooperative one,
                 // partitions kept go on where they were.)
-                let revoked = std::mem::take(&mut *lock(&ctx.revoked));
+                revoked.extend(std::mem::take(&mut *lock(&ctx.revoked)));
                 msgs.retain(|m| !revoked.contains(&(m.topic().to_owned(), m.partition())));
             }
+            let mut end_round = false;
             match polled {
-                None => break,
-                Some(Ok(m)) => {
-                    msgs.push(m);
-                    if round_deadline.is_none() {
-                        round_deadline = Some(Instant::now() + config.batch_max_wait);
-                    }
-                }
+                None => {}
+                Some(Ok(m)) => msgs.push(Fetched::Polled(m)),
                 Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
                     return Err(Error::Runtime(format!("fatal consumer error: {code}")));
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "consumer error");
-                    break;
+                    end_round = true;
                 }
+            }
+            if let Some(queue) = fetch.as_deref()
+                && !end_round
+            {
+                let got = msgs.len();
+                // The first record of a round is waited for alone: the round's `batch_max_wait`
+                // starts when it arrives.
+                let max = match round_deadline {
+                    None if got == 0 => 1,
+                    _ => config.batch_max_records.saturating_sub(got),
+                };
+                let wait = if got > before {
+                    Duration::ZERO
+                } else {
+                    timeout
+                };
+                queue.consume(wait, max, &mut msgs);
+                end_round = take_errors(&mut msgs, got)?;
+                if !revoked.is_empty() {
+                    msgs.retain(|m| !revoked.contains(&(m.topic().to_owned(), m.partition())));
+                }
+            }
+            if end_round || msgs.len() <= before {
+                break;
+            }
+            if round_deadline.is_none() {
+                round_deadline = Some(Instant::now() + config.batch_max_wait);
             }
         }
         {
@@ -1187,7 +1237,7 @@ fn processing_loop(
             // Also with no records: wall-clock punctuations fire on idle partitions too.
             engine.transaction_failed = false;
             let mut result = engine.process_round(consumer, &msgs);
-            drop(msgs);
+            msgs.clear();
             if result.is_ok() {
                 // A bounded step: the group consumer is polled again soon.
                 result = engine.restore_step(consumer);
@@ -1219,6 +1269,43 @@ fn processing_loop(
             restoring = engine.is_restoring();
             engine.observer.tick(consumer, &engine.processed); // observability hook
         }
+    }
+}
+
+/// An emptied record buffer with its allocation, for records of another lifetime (the collect
+/// of an empty vector's `into_iter` reuses the allocation: same type but for the lifetime).
+// The filter_map changes the element type's lifetime (`filter` would keep it); it never runs.
+#[allow(clippy::unnecessary_filter_map)]
+fn reuse_buffer<'b>(mut v: Vec<RawRecord<'_>>) -> Vec<RawRecord<'b>> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+/// Removes the consumer errors librdkafka delivered in place of records among `msgs[from..]`,
+/// handled as `poll`'s are: a fatal one stops the thread, any other is logged and ends the round
+/// (`true`). The records around them stay, in order.
+fn take_errors(msgs: &mut Vec<Fetched<'_>>, from: usize) -> Result<bool> {
+    let mut failed = false;
+    let mut fatal = None;
+    let mut i = from;
+    while i < msgs.len() {
+        match msgs[i].error() {
+            None => i += 1,
+            Some(e) => {
+                msgs.remove(i);
+                match e {
+                    KafkaError::MessageConsumptionFatal(code) => {
+                        fatal.get_or_insert(code);
+                    }
+                    e => tracing::warn!(error = %e, "consumer error"),
+                }
+                failed = true;
+            }
+        }
+    }
+    match fatal {
+        Some(code) => Err(Error::Runtime(format!("fatal consumer error: {code}"))),
+        None => Ok(failed),
     }
 }
 
@@ -1331,6 +1418,25 @@ mod tests {
             idle
         ));
         assert!(empty_input_ready(Some(0), t0, later, idle));
+    }
+
+    /// The round's record buffer keeps its allocation from round to round.
+    #[test]
+    fn a_reused_record_buffer_keeps_its_allocation_and_nothing_else() {
+        let bytes = vec![1u8, 2, 3];
+        let mut v: Vec<RawRecord<'_>> = Vec::with_capacity(100);
+        v.push(RawRecord {
+            key: Some(&bytes),
+            value: None,
+            timestamp: 0,
+            offset: 0,
+            headers: crate::record::Headers::default(),
+        });
+        let ptr = v.as_ptr() as usize;
+        let kept: Vec<RawRecord<'static>> = reuse_buffer(v);
+        assert!(kept.is_empty());
+        assert!(kept.capacity() >= 100);
+        assert_eq!(kept.as_ptr() as usize, ptr);
     }
 
     #[test]

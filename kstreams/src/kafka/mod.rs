@@ -20,6 +20,7 @@ mod config;
 mod convert;
 mod engine;
 mod eos;
+mod fetch;
 mod global;
 // Public for its module docs: the runnable example `AppClient` points to.
 pub mod local;

@@ -18,8 +18,8 @@
 //! go on; then their fetching resumes from the group's committed offset.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rdkafka::ClientContext;
 use rdkafka::TopicPartitionList;
@@ -29,6 +29,7 @@ use rdkafka::error::KafkaError;
 
 use super::admin;
 use super::engine::Engine;
+use super::fetch::FetchQueue;
 use super::lock;
 use crate::error::Error;
 
@@ -42,6 +43,9 @@ pub(super) struct GroupContext {
     /// owner, possibly this instance).
     pub(super) revoked: Mutex<BTreeSet<(String, i32)>>,
     pub(super) error: Mutex<Option<Error>>,
+    /// The queue assigned partitions deliver their records to (read in batches by the processing
+    /// loop); `None` before the loop starts and once the consumer is closing.
+    pub(super) fetch: Mutex<Option<Arc<FetchQueue>>>,
     /// librdkafka's last connection failure message (start-up reports it).
     pub(super) last_failure: Mutex<Option<String>>,
 }
@@ -87,6 +91,12 @@ fn tpl_partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance
+            && let Some(fetch) = lock(&self.fetch).as_ref()
+        {
+            // Before rdkafka applies the assignment: the partitions' fetching starts routed.
+            fetch.route(&tpl_partitions(tpl));
+        }
         if let Rebalance::Revoke(tpl) = rebalance {
             self.generation.fetch_add(1, Ordering::SeqCst);
             let revoked = tpl_partitions(tpl);
