@@ -9,10 +9,11 @@ use kstreams_tests::*;
 const EXE: &str = env!("CARGO_BIN_EXE_wordcount_app");
 const DONE: Duration = Duration::from_secs(180);
 
-/// Produces the first half of `lines`, starts the app, waits until updates come out, produces
-/// the second half and SIGKILLs the app right away (so mid-stream: the second half cannot be
-/// committed yet), restarts it on the same state dir, waits until all input is committed and the
-/// output complete, stops it gracefully.
+/// Produces the first eighth of `lines`, starts the app, waits until half of its updates came
+/// out, produces the rest (seven times as much: an engine that commits without draining must
+/// still be mid-stream when the kill comes) and SIGKILLs the app right away, restarts it on the
+/// same state dir, waits until all input is committed and the output complete, stops it
+/// gracefully.
 async fn kill_mid_stream_and_restart(
     b: &str,
     t: &WordCountTopics,
@@ -22,14 +23,15 @@ async fn kill_mid_stream_and_restart(
     options: &ProcessOptions,
 ) {
     let state = tempfile::tempdir().expect("tempdir");
-    let (first, second) = lines.split_at(lines.len() / 2);
+    let (first, second) = lines.split_at(lines.len() / 8);
+    let first_words: u64 = independent_count(first).values().sum();
     produce_lines(b, &t.input, t.partitions, first);
     let app = AppProcess::start_with(EXE, b, t, state.path(), guarantee, 20, options);
-    wait_for("updates of the first half", DONE, || {
-        total_end(b, &t.output, t.partitions) >= (words / 8) as i64
+    wait_for("updates of the first part", DONE, || {
+        total_end(b, &t.output, t.partitions) >= (first_words / 2) as i64
     })
     .await;
-    // Round-robin from partition 0 again: the second half follows the first in each partition.
+    // Round-robin from partition 0 again: the rest follows the first part in each partition.
     produce_lines(b, &t.input, t.partitions, second);
     app.kill();
     let before = read_all_committed(b, &t.output, t.partitions).len() as u64;
@@ -52,7 +54,7 @@ async fn kill_mid_stream_and_restart(
 async fn sigkill_mid_stream_at_least_once_loses_nothing() {
     let b = bootstrap();
     let t = WordCountTopics::create(&b, "kill-alo", 3).await;
-    let lines = sample_lines(61, 3000);
+    let lines = sample_lines(61, 12000);
     let want = independent_count(&lines);
     let words: u64 = want.values().sum();
     kill_mid_stream_and_restart(&b, &t, "alo", &lines, words, &ProcessOptions::default()).await;
@@ -65,7 +67,7 @@ async fn sigkill_mid_stream_at_least_once_loses_nothing() {
 async fn sigkill_mid_stream_exactly_once_counts_exactly() {
     let b = bootstrap();
     let t = WordCountTopics::create(&b, "kill-eos", 3).await;
-    let lines = sample_lines(62, 3000);
+    let lines = sample_lines(62, 12000);
     let want = independent_count(&lines);
     let words: u64 = want.values().sum();
     kill_mid_stream_and_restart(&b, &t, "eos", &lines, words, &ProcessOptions::default()).await;
@@ -80,7 +82,7 @@ async fn sigkill_mid_stream_exactly_once_counts_exactly() {
 async fn sigkill_mid_stream_exactly_once_with_two_threads_counts_exactly() {
     let b = bootstrap();
     let t = WordCountTopics::create(&b, "kill-eos-2t", 4).await;
-    let lines = sample_lines(63, 3000);
+    let lines = sample_lines(63, 12000);
     let want = independent_count(&lines);
     let words: u64 = want.values().sum();
     let options = ProcessOptions::default()
