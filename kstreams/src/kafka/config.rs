@@ -75,16 +75,45 @@ const RESERVED: &[(&str, &str)] = &[
 /// and bounded settings keep every `Instant + setting` deadline of the runtime from overflowing.
 pub const MAX_DURATION: Duration = Duration::from_millis(i32::MAX as u64);
 
-/// Consumer defaults the runtime sets for the group consumer and the restore consumer; a
-/// [`consumer_property`](AppConfig::consumer_property) or [`property`](AppConfig::property) of
-/// the same name overrides them.
+/// Consumer defaults the runtime sets for the group consumer and the restore consumer (librdkafka's
+/// own defaults otherwise); a [`consumer_property`](AppConfig::consumer_property) or
+/// [`property`](AppConfig::property) of the same name overrides them.
 ///
 /// `fetch.queue.backoff.ms=0`: librdkafka's default (1000 ms) makes the fetcher wait a second
 /// before the next fetch once a partition's local queue is past its thresholds, which throttled
 /// every figure of the first benchmark runs (issue #19: with it set to 0, kstreams-map went from
 /// 135.9k to 394k records/s and kstreams-count from 128k to 232k, against 634k for the raw
 /// rdkafka loop).
+///
+/// Measured and not kept (issue #19, A/B runs of `kafka_bench --exit-at-end`, 1,000,000
+/// records, 4 partitions, interleaved rounds, medians of the per-round ratios to these defaults;
+/// a shared 2-core machine whose other processes used about half of its CPU, so effects under
+/// about 10% are noise there):
+/// - `fetch.min.bytes=65536` with `fetch.wait.max.ms=100`: map 1.04-1.21x the records per
+///   second in four sweeps, count 0.85-1.05x; with the input already on the broker a fetch is
+///   full anyway, and on a quiet topic it would add up to 100 ms of latency.
+/// - `queued.min.messages=20000` (librdkafka: 100,000 per partition): peak RSS of
+///   kstreams-count 107 → 67 MiB and of map 90 → 50 MiB, but map 0.91x the records per second,
+///   the raw loop 0.87x; 10,000 cost map 0.69x.
+/// - `fetch.max.bytes=100 MiB` with `max.partition.fetch.bytes=4 MiB`: peak RSS 121 MiB;
+///   `queued.max.messages.kbytes=16384`: no change.
 pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[("fetch.queue.backoff.ms", "0")];
+
+/// Producer defaults the runtime sets for its producers (librdkafka's own defaults otherwise); a
+/// [`producer_property`](AppConfig::producer_property) or [`property`](AppConfig::property) of
+/// the same name overrides them. They hold under exactly-once too (transactions need
+/// idempotence, which the runtime sets, and accept any linger or batch size).
+///
+/// - `linger.ms=5`: how long the producer waits to fill a batch. Pinned at librdkafka's default
+///   since 2.0, the best of the values measured (issue #19, A/B runs of kstreams-map): 0 moved
+///   0.90x the records per second with 1.7x the broker's CPU per record (many small batches),
+///   20 no more than 5.
+///
+/// Not kept, because they did not measurably help: `batch.num.messages` 2,000 or 50,000 with
+/// `batch.size` 4 MB (librdkafka: 10,000 and 1 MB; both 0.92-0.97x), `compression.type=lz4`
+/// (0.92x the CPU per record, records/s unchanged within the noise, on the benchmark's very
+/// compressible values: a gain that depends on the data).
+pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[("linger.ms", "5")];
 
 /// The configuration of an [`App`](super::App): the counterpart of Kafka Streams' `StreamsConfig`.
 ///
@@ -616,7 +645,7 @@ impl AppConfig {
         bootstrap: &str,
         transactional_id: Option<&str>,
     ) -> ClientConfig {
-        let mut c = self.base(bootstrap);
+        let mut c = self.base_with(bootstrap, PRODUCER_DEFAULTS);
         c.set("partitioner", "murmur2_random")
             .set("enable.idempotence", "true")
             .set(
@@ -944,6 +973,97 @@ mod tests {
             matches!(&m, Err(Error::Config(m)) if m.contains("is set by `processing_guarantee`")),
             "{m:?}"
         );
+    }
+
+    /// Every entry of `CONSUMER_DEFAULTS` is set on both consumers and on no other client; a
+    /// consumer or global property of the same name overrides it (in both consumers).
+    #[test]
+    fn consumer_defaults_apply_to_both_consumers_and_can_be_overridden() {
+        let c = AppConfig::new("app");
+        for (name, value) in CONSUMER_DEFAULTS {
+            assert_eq!(c.consumer_config("b:1").get(name), Some(*value), "{name}");
+            assert_eq!(
+                c.restore_consumer_config("b:1").get(name),
+                Some(*value),
+                "{name}"
+            );
+            assert_eq!(c.producer_config("b:1", None).get(name), None, "{name}");
+            assert_eq!(c.admin_config("b:1").get(name), None, "{name}");
+            for mine in [
+                AppConfig::new("app").consumer_property(*name, "7"),
+                AppConfig::new("app").property(*name, "7"),
+            ] {
+                assert!(mine.validate().is_ok(), "{name}");
+                assert_eq!(mine.consumer_config("b:1").get(name), Some("7"), "{name}");
+                assert_eq!(
+                    mine.restore_consumer_config("b:1").get(name),
+                    Some("7"),
+                    "{name}"
+                );
+            }
+        }
+    }
+
+    /// Every entry of `PRODUCER_DEFAULTS` is set on the producer under both guarantees and on no
+    /// other client; a producer or global property of the same name overrides it; the settings
+    /// the runtime owns stay.
+    #[test]
+    fn producer_defaults_apply_to_the_producer_and_can_be_overridden() {
+        assert!(!PRODUCER_DEFAULTS.is_empty());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let alos = AppConfig::new("app");
+        let eos = AppConfig::new("app")
+            .state_dir(dir.path())
+            .processing_guarantee(ProcessingGuarantee::ExactlyOnce);
+        for (name, value) in PRODUCER_DEFAULTS {
+            for c in [&alos, &eos] {
+                let p = c.producer_config("b:1", Some("app-tx"));
+                assert_eq!(p.get(name), Some(*value), "{name}");
+                assert_eq!(p.get("enable.idempotence"), Some("true"));
+                assert_eq!(p.get("partitioner"), Some("murmur2_random"));
+                assert_eq!(c.consumer_config("b:1").get(name), None, "{name}");
+                assert_eq!(c.restore_consumer_config("b:1").get(name), None, "{name}");
+                assert_eq!(c.admin_config("b:1").get(name), None, "{name}");
+            }
+            for mine in [
+                AppConfig::new("app").producer_property(*name, "7"),
+                AppConfig::new("app").property(*name, "7"),
+            ] {
+                assert!(mine.validate().is_ok(), "{name}");
+                assert_eq!(
+                    mine.producer_config("b:1", None).get(name),
+                    Some("7"),
+                    "{name}"
+                );
+            }
+        }
+    }
+
+    /// librdkafka accepts the runtime's defaults for every client it creates: both consumers under
+    /// both guarantees, the at-least-once producer and the transactional producer (exactly-once
+    /// constrains linger, idempotence, in-flight requests and timeouts; creating the producer
+    /// checks them without a broker).
+    #[test]
+    fn librdkafka_accepts_the_defaults_under_both_guarantees() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let alos = AppConfig::new("app");
+        let eos = AppConfig::new("app")
+            .state_dir(dir.path())
+            .processing_guarantee(ProcessingGuarantee::ExactlyOnce);
+        let id = eos.transactional_id_of_thread(0).expect("transactional id");
+        for c in [&alos, &eos] {
+            for cc in [c.consumer_config("b:1"), c.restore_consumer_config("b:1")] {
+                cc.create::<rdkafka::consumer::BaseConsumer>()
+                    .expect("a consumer with the defaults");
+            }
+        }
+        alos.producer_config("b:1", None)
+            .create::<rdkafka::producer::BaseProducer>()
+            .expect("an at-least-once producer with the defaults");
+        let tx = eos.producer_config("b:1", Some(&id));
+        assert_eq!(tx.get("transactional.id"), Some(id.as_str()));
+        tx.create::<rdkafka::producer::BaseProducer>()
+            .expect("a transactional producer with the defaults");
     }
 
     /// `fetch.queue.backoff.ms=0` is the default of both consumers (issue #19) and not of the
