@@ -79,25 +79,34 @@ pub const MAX_DURATION: Duration = Duration::from_millis(i32::MAX as u64);
 /// own defaults otherwise); a [`consumer_property`](AppConfig::consumer_property) or
 /// [`property`](AppConfig::property) of the same name overrides them.
 ///
-/// `fetch.queue.backoff.ms=0`: librdkafka's default (1000 ms) makes the fetcher wait a second
-/// before the next fetch once a partition's local queue is past its thresholds, which throttled
-/// every figure of the first benchmark runs (issue #19: with it set to 0, kstreams-map went from
-/// 135.9k to 394k records/s and kstreams-count from 128k to 232k, against 634k for the raw
-/// rdkafka loop).
+/// - `fetch.queue.backoff.ms=10`: how long the fetcher waits before the next fetch of a partition
+///   whose local queue is past its thresholds. librdkafka's 1000 ms throttled every figure of the
+///   first benchmark runs (issue #19: kstreams-map 135.9k records/s, 394k at 0 ms; count 128k,
+///   232k at 0 ms). At 0 ms librdkafka's broker thread busy-loops while a queue is full (about
+///   half of kstreams-map's CPU, in `rd_kafka_toppar_fetch_decide`); at 10 ms it sleeps.
+///   Against 0 ms: kstreams-map 1.28x the records per second at 0.90x the CPU per record,
+///   kstreams-count 1.49x at 0.63x (1, 5 and 50 ms measured alike: 1.16-1.29x and 0.80-0.83x for
+///   map).
+/// - `queued.min.messages=20000` (librdkafka: 100,000): the records librdkafka keeps prefetched
+///   per partition. With the 10 ms backoff: peak RSS of kstreams-map 91 → 50 MiB and of count
+///   100 → 69 MiB, and map 1.31x the records per second at 0.84x the CPU of the 0 ms default,
+///   count 1.43x at 0.65x (50,000: 65 and 76 MiB, the same speed).
 ///
-/// Measured and not kept (issue #19, A/B runs of `kafka_bench --exit-at-end`, 1,000,000
-/// records, 4 partitions, interleaved rounds, medians of the per-round ratios to these defaults;
-/// a shared 2-core machine whose other processes used about half of its CPU, so effects under
-/// about 10% are noise there):
-/// - `fetch.min.bytes=65536` with `fetch.wait.max.ms=100`: map 1.04-1.21x the records per
-///   second in four sweeps, count 0.85-1.05x; with the input already on the broker a fetch is
-///   full anyway, and on a quiet topic it would add up to 100 ms of latency.
-/// - `queued.min.messages=20000` (librdkafka: 100,000 per partition): peak RSS of
-///   kstreams-count 107 → 67 MiB and of map 90 → 50 MiB, but map 0.91x the records per second,
-///   the raw loop 0.87x; 10,000 cost map 0.69x.
+/// How measured: A/B runs of `kafka_bench --exit-at-end` (1,000,000 records, 4 partitions, 100,000
+/// keys, commit every 200 ms), the variants interleaved in 5 or 6 rounds, medians of the
+/// per-round ratios; on a shared 2-core machine whose other processes used about 55-60% of its
+/// CPU, so effects under about 10% are noise there. Measured and not kept:
+/// - `fetch.min.bytes=65536` with `fetch.wait.max.ms=100` (librdkafka: 1 byte, 500 ms): map
+///   1.02-1.21x in four sweeps, count 0.85-1.05x: noise; with records waiting on the broker a
+///   fetch is full anyway, and on a quiet topic it would add up to 100 ms of latency.
+/// - `queued.min.messages` 20,000 or 10,000 with the 0 ms backoff: map 0.91x and 0.69x (a
+///   smaller queue is past its threshold more often: more busy-looping).
 /// - `fetch.max.bytes=100 MiB` with `max.partition.fetch.bytes=4 MiB`: peak RSS 121 MiB;
 ///   `queued.max.messages.kbytes=16384`: no change.
-pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[("fetch.queue.backoff.ms", "0")];
+pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("fetch.queue.backoff.ms", "10"),
+    ("queued.min.messages", "20000"),
+];
 
 /// Producer defaults the runtime sets for its producers (librdkafka's own defaults otherwise); a
 /// [`producer_property`](AppConfig::producer_property) or [`property`](AppConfig::property) of
@@ -1066,14 +1075,15 @@ mod tests {
             .expect("a transactional producer with the defaults");
     }
 
-    /// `fetch.queue.backoff.ms=0` is the default of both consumers (issue #19) and not of the
-    /// producer or the admin client; a consumer or global property overrides it.
+    /// `fetch.queue.backoff.ms=10` is the default of both consumers (issue #19: librdkafka's
+    /// 1000 ms throttles, 0 ms busy-loops) and not of the producer or the admin client; a consumer
+    /// or global property overrides it.
     #[test]
-    fn fetch_queue_backoff_defaults_to_zero_and_can_be_overridden() {
+    fn fetch_queue_backoff_defaults_to_10_ms_and_can_be_overridden() {
         const P: &str = "fetch.queue.backoff.ms";
         let c = AppConfig::new("app");
-        assert_eq!(c.consumer_config("b:1").get(P), Some("0"));
-        assert_eq!(c.restore_consumer_config("b:1").get(P), Some("0"));
+        assert_eq!(c.consumer_config("b:1").get(P), Some("10"));
+        assert_eq!(c.restore_consumer_config("b:1").get(P), Some("10"));
         assert_eq!(c.producer_config("b:1", None).get(P), None);
         assert_eq!(c.admin_config("b:1").get(P), None);
         for c in [
