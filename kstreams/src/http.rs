@@ -205,10 +205,17 @@ where
                 retry: true,
                 ..Reply::error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "store `{store}` is restoring partition {partition} here ({lag} \
-                         changelog records to go)"
-                    ),
+                    if partition == crate::query::GLOBAL_PARTITION {
+                        format!(
+                            "store `{store}` (a global table's) is restoring here ({lag} \
+                             records of its topic to go)"
+                        )
+                    } else {
+                        format!(
+                            "store `{store}` is restoring partition {partition} here ({lag} \
+                             changelog records to go)"
+                        )
+                    },
                     json!({ "store": store, "status": "restoring", "partition": partition,
                             "lag": lag }),
                 )
@@ -462,10 +469,11 @@ impl Server {
     /// A server of `app`'s stores (none registered yet: see [`store`](Self::store)). Installs
     /// the process's metrics recorder for `/metrics` unless an app's Prometheus endpoint did.
     pub fn new(app: &App) -> Server {
-        let known = app
-            .topology()
+        let topology = app.topology();
+        let known = topology
             .stores()
             .iter()
+            .chain(&topology.global_stores())
             .map(|s| (s.name().to_owned(), s.type_names()))
             .collect();
         let queries = app.queries();
@@ -866,6 +874,13 @@ mod tests {
                 owner: Some(HostInfo::new("127.0.0.1", 1)),
             },
         );
+        set(
+            "global",
+            Miss::Restoring {
+                partition: crate::query::GLOBAL_PARTITION,
+                lag: 9,
+            },
+        );
         set("boom", Miss::Failed("the disk is on fire".into()));
         let (base, _stop) = serve(server_with(&fake)).await;
         let c = no_redirects();
@@ -889,6 +904,17 @@ mod tests {
         assert_eq!(
             (s, &body["status"], &body["lag"]),
             (503, &json!("restoring"), &json!(5))
+        );
+        // A global table's store restoring at start-up: no partition, its topic's lag.
+        let (s, _, body) = call(&c, &format!("{base}/stores/counts/keys/global")).await;
+        assert_eq!(
+            (s, &body["status"], &body["partition"], &body["lag"]),
+            (503, &json!("restoring"), &json!(-1), &json!(9))
+        );
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("(a global table's) is restoring here (9 records of its topic"),
+            "{message}"
         );
 
         let (s, location, body) = call(&c, &format!("{base}/stores/counts/keys/there")).await;

@@ -9,7 +9,10 @@
 //! A key's task: the key is serialized with the store's key serde and mapped to a partition by
 //! [`partition_for_key`] (Java's default partitioner) over the partition count of the store's
 //! sub-topology (its input topics'), so the input must be keyed (and partitioned by the default
-//! partitioner) by the store's key, as for any aggregation.
+//! partitioner) by the store's key, as for any aggregation. A global table's store has no
+//! task: every instance holds all of it (the global state), so it answers every key here, with
+//! [`GLOBAL_PARTITION`] as its partition, [`QueryError::Restoring`] while the global tables
+//! restore at start-up, and never [`QueryError::NotHere`].
 //!
 //! What an answer is: one LMDB read transaction of one task, so the state after some whole batch
 //! of that task (never part of a batch), and later answers never go back to an earlier batch of
@@ -48,18 +51,24 @@ pub use crate::kafka::HostInfo;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueryError {
-    /// The key's partition is assigned here but its task is still being restored.
+    /// The key's partition is assigned here but its task is still being restored (or, for a
+    /// global table's store, the global tables are being restored before the app processes).
     #[error(
-        "store `{store}` partition {partition} is being restored on this instance \
-         ({lag} changelog records still to apply, as last measured); try again later"
+        "store `{store}` {} is being restored on this instance \
+         ({lag} {} records still to apply, as last measured); try again later",
+        if *partition == GLOBAL_PARTITION { "(a global table's)".to_owned() }
+        else { format!("partition {partition}") },
+        if *partition == GLOBAL_PARTITION { "topic" } else { "changelog" }
     )]
     Restoring {
         /// The store.
         store: String,
-        /// The partition of the key (or, for a range, of the first task still restoring).
+        /// The partition of the key (or, for a range, of the first task still restoring);
+        /// [`GLOBAL_PARTITION`] for a global table's store.
         partition: i32,
         /// Changelog records still to apply to the store, as last measured (0 while its
-        /// restore has not begun reading the changelog).
+        /// restore has not begun reading the changelog); for a global table's store, records
+        /// of its topic still to apply.
         lag: u64,
     },
     /// The key's partition is not assigned to this instance (or not yet, or no longer).
@@ -107,12 +116,28 @@ struct State {
     /// Sub-topology id to its partition count, known once the app's start-up checks ran.
     partitions: BTreeMap<usize, i32>,
     tasks: BTreeMap<TaskId, Entry>,
+    /// The global tables' state (one for every global store): `None` while the app has not
+    /// started restoring it, or after the global thread stopped.
+    global: Option<Phase>,
     owner_lookup: Option<Arc<OwnerLookup>>,
 }
 
+/// Where a store's state lives on this instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Home {
+    /// In the tasks of this sub-topology: one per partition, the key's partition picks it.
+    Task(usize),
+    /// In the global state: all of it, on every instance (a global table's store).
+    Global,
+}
+
+/// The partition a global store's key has in answers ([`StoreQuery::partition_of`],
+/// [`QueryError::Restoring`]): none, as Kafka Streams' `KeyQueryMetadata` of a global store.
+pub const GLOBAL_PARTITION: i32 = -1;
+
 struct Registry {
-    /// Every store of the topology: its sub-topology and declaration.
-    stores: BTreeMap<String, (usize, StoreSpec)>,
+    /// Every store of the topology: where it lives and its declaration.
+    stores: BTreeMap<String, (Home, StoreSpec)>,
     state: RwLock<State>,
     /// Where keys live (`kafka/metadata.rs`: `Queries::metadata_for_key`), set by `App::new`.
     metadata: std::sync::OnceLock<crate::kafka::GroupMetadata>,
@@ -162,9 +187,13 @@ impl Queries {
         for sub in topology.subtopologies() {
             for name in &sub.stores {
                 if let Some(spec) = topology.stores().iter().find(|s| s.name() == &**name) {
-                    stores.insert(name.to_string(), (sub.id, spec.clone()));
+                    stores.insert(name.to_string(), (Home::Task(sub.id), spec.clone()));
                 }
             }
+        }
+        // Global stores' names are their own (the topology checks it).
+        for spec in topology.global_stores() {
+            stores.insert(spec.name().to_owned(), (Home::Global, spec));
         }
         Queries {
             registry: Arc::new(Registry {
@@ -201,6 +230,8 @@ impl Queries {
     /// one commit to the next), so a task answers once it has committed after that: until then,
     /// and after its map grew (the snapshot is dropped for the resize), a query fails with
     /// [`QueryError::Failed`] naming the store. In-memory stores keep no snapshots and fail too.
+    /// Global tables' stores answer as plain queries do: they hold only what their topics hold
+    /// (read `read_committed` under exactly-once), never a transaction of this app's.
     pub fn read_committed(&self) -> Queries {
         self.registry.pin_committed.store(true, Ordering::SeqCst);
         Queries {
@@ -220,6 +251,11 @@ impl Queries {
     /// declaration). A versioned store answers its latest values, by key only (as Kafka
     /// Streams' versioned stores: [`range`](StoreQuery::range) and [`all`](StoreQuery::all)
     /// are refused).
+    ///
+    /// A global table's store ([`TopologyBuilder::global_table`](
+    /// crate::TopologyBuilder::global_table)) is queried the same way: every instance has all
+    /// of it, so it answers every key here ([`QueryError::Restoring`] until the global tables'
+    /// restore at start-up ended), and never [`QueryError::NotHere`].
     pub fn store_by_name<K: 'static, V: 'static>(
         &self,
         name: &str,
@@ -250,7 +286,7 @@ impl Queries {
         name: &str,
         kind: impl Fn(StoreKind) -> bool,
     ) -> Result<Target, QueryError> {
-        let Some((sub, spec)) = self.registry.stores.get(name) else {
+        let Some((home, spec)) = self.registry.stores.get(name) else {
             return Err(QueryError::UnknownStore(name.to_owned()));
         };
         if !kind(spec.kind()) {
@@ -264,7 +300,7 @@ impl Queries {
         Ok(Target {
             queries: self.clone(),
             name: name.into(),
-            subtopology: *sub,
+            home: *home,
             spec: spec.clone(),
         })
     }
@@ -329,6 +365,31 @@ impl Queries {
         }
     }
 
+    /// The global tables are being restored (before any task processes): their stores answer
+    /// `Restoring` (lag 0 until their topic's restore begins, see
+    /// [`global_lag`](Self::global_lag)).
+    pub(crate) fn global_restoring(&self) {
+        self.write_state().global = Some(Phase::Restoring(BTreeMap::new()));
+    }
+
+    /// Records of its topic still to apply to global store `store`, as the restore measured.
+    pub(crate) fn global_lag(&self, store: &str, lag: u64) {
+        if let Some(Phase::Restoring(lags)) = &mut self.write_state().global {
+            lags.insert(store.to_owned(), lag);
+        }
+    }
+
+    /// The global tables are restored: their stores answer through `reader` (the global
+    /// state's, kept up to date by the global thread).
+    pub(crate) fn global_running(&self, reader: StoreReader) {
+        self.write_state().global = Some(Phase::Running(reader));
+    }
+
+    /// The global thread stopped (the app stops): global stores answer "not running".
+    pub(crate) fn global_gone(&self) {
+        self.write_state().global = None;
+    }
+
     /// Whether the processing threads pin a snapshot of each task after every commit.
     pub(crate) fn pins_committed(&self) -> bool {
         self.registry.pin_committed.load(Ordering::Relaxed)
@@ -380,7 +441,7 @@ impl Queries {
 struct Target {
     queries: Queries,
     name: Arc<str>,
-    subtopology: usize,
+    home: Home,
     spec: StoreSpec,
 }
 
@@ -389,6 +450,8 @@ enum Found {
     Reader(StoreReader),
     Restoring(u64),
     NotHere,
+    /// A global store whose state is not open (the app is not running).
+    NotRunning,
 }
 
 impl Target {
@@ -412,11 +475,11 @@ impl Target {
         }
     }
 
-    fn partitions(&self) -> Result<i32, QueryError> {
+    fn partitions(&self, subtopology: usize) -> Result<i32, QueryError> {
         self.queries
             .read_state()
             .partitions
-            .get(&self.subtopology)
+            .get(&subtopology)
             .copied()
             .ok_or_else(|| {
                 Error::Runtime(format!(
@@ -428,23 +491,45 @@ impl Target {
             })
     }
 
-    /// The partition of a key's serialized bytes.
+    /// The partition of a key's serialized bytes ([`GLOBAL_PARTITION`] for a global store).
     fn partition_of(&self, key: &[u8]) -> Result<i32, QueryError> {
-        Ok(partition_for_key(key, self.partitions()?))
+        match self.home {
+            Home::Task(sub) => Ok(partition_for_key(key, self.partitions(sub)?)),
+            Home::Global => Ok(GLOBAL_PARTITION),
+        }
     }
 
     fn find(&self, partition: i32) -> Found {
-        let id = TaskId {
-            subtopology: self.subtopology,
-            partition,
+        let st = self.queries.read_state();
+        let phase = match self.home {
+            Home::Task(subtopology) => st
+                .tasks
+                .get(&TaskId {
+                    subtopology,
+                    partition,
+                })
+                .map(|e| &e.phase),
+            Home::Global => match &st.global {
+                None => return Found::NotRunning,
+                p => p.as_ref(),
+            },
         };
-        match self.queries.read_state().tasks.get(&id).map(|e| &e.phase) {
+        match phase {
             Some(Phase::Running(r)) => Found::Reader(r.clone()),
             Some(Phase::Restoring(lags)) => {
                 Found::Restoring(lags.get(&*self.name).copied().unwrap_or(0))
             }
             None => Found::NotHere,
         }
+    }
+
+    fn not_running(&self) -> QueryError {
+        Error::Runtime(format!(
+            "store `{}` (a global table's) cannot be queried: the application is not running \
+             (its global tables are restored when it starts)",
+            self.name
+        ))
+        .into()
     }
 
     fn not_here(&self, partition: i32) -> QueryError {
@@ -474,6 +559,7 @@ impl Target {
             Found::Reader(reader) => self.read_with(&reader, partition, f),
             Found::Restoring(lag) => Err(self.restoring(partition, lag)),
             Found::NotHere => Err(self.not_here(partition)),
+            Found::NotRunning => Err(self.not_running()),
         }
     }
 
@@ -483,7 +569,9 @@ impl Target {
         partition: i32,
         f: impl FnOnce(&crate::store::StateTxn<'_>) -> Result<R>,
     ) -> Result<R, QueryError> {
-        let read = if self.queries.committed {
+        // The global state holds only records of its topics (read `read_committed` under
+        // exactly-once), no transaction of this app's: a plain read is already read-committed.
+        let read = if self.queries.committed && self.home != Home::Global {
             reader.read_committed(f)
         } else {
             reader.read(f)
@@ -493,6 +581,7 @@ impl Target {
             // Closed between the registry's answer and the read: revoked, or being rebuilt.
             Err(_) if reader.is_closed() => Err(match self.find(partition) {
                 Found::Restoring(lag) => self.restoring(partition, lag),
+                _ if self.home == Home::Global => self.not_running(),
                 _ => self.not_here(partition),
             }),
             Err(e) => Err(e.into()),
@@ -502,14 +591,24 @@ impl Target {
     /// Every running task of the store's sub-topology on this instance, in partition order;
     /// fails when one is still restoring (an answer without it would be silently incomplete).
     fn local_readers(&self) -> Result<Vec<(i32, StoreReader)>, QueryError> {
+        let subtopology = match self.home {
+            Home::Task(sub) => sub,
+            Home::Global => {
+                return match self.find(GLOBAL_PARTITION) {
+                    Found::Reader(r) => Ok(vec![(GLOBAL_PARTITION, r)]),
+                    Found::Restoring(lag) => Err(self.restoring(GLOBAL_PARTITION, lag)),
+                    Found::NotHere | Found::NotRunning => Err(self.not_running()),
+                };
+            }
+        };
         let st = self.queries.read_state();
         let mut out = Vec::new();
         for (id, entry) in st.tasks.range(
             TaskId {
-                subtopology: self.subtopology,
+                subtopology,
                 partition: i32::MIN,
             }..=TaskId {
-                subtopology: self.subtopology,
+                subtopology,
                 partition: i32::MAX,
             },
         ) {
@@ -557,7 +656,7 @@ impl<K: 'static, V: 'static> StoreQuery<K, V> {
     }
 
     /// The partition of `key` (the task that holds it), as the input's default partitioner
-    /// picks it.
+    /// picks it; [`GLOBAL_PARTITION`] for a global table's store (it has all partitions).
     pub fn partition_of(&self, key: &K) -> Result<i32, QueryError> {
         self.target
             .partition_of(&self.target.key_bytes::<K, V>(key)?)
@@ -673,20 +772,36 @@ impl<K: 'static, V: 'static> WindowQuery<K, V> {
     }
 
     /// `key`'s live windows whose start lies in `[from, to]` (milliseconds), in time order, as
-    /// (window start, value): one read of the key's task.
+    /// (window start, value): one read of the key's task. A window ends at its start plus the
+    /// store's window size ([`StoreKind::Window`]'s `size_ms`: the time difference of sliding
+    /// windows, whose both ends are inclusive in Kafka Streams' terms).
+    ///
+    /// A sliding-window aggregation's store keeps a timestamp with each aggregate (the largest
+    /// record timestamp of the window: Kafka Streams' `ValueAndTimestamp`, see
+    /// [`StoreSpec::timestamped_values`]); the answer is the aggregate alone, as Kafka Streams'
+    /// `WindowKeyQuery` answers plain values. A stored value of another shape is a
+    /// [`QueryError::Failed`] naming the store.
     pub fn fetch(&self, key: &K, from: i64, to: i64) -> Result<Vec<(i64, V)>, QueryError> {
         let partition = self
             .target
             .partition_of(&self.target.key_bytes::<K, V>(key)?)?;
         self.target.read(partition, |txn| {
-            txn.window_store::<K, V>(&self.target.name)?
-                .fetch(key, from, to)
+            let store = txn.window_store::<K, V>(&self.target.name)?;
+            if self.target.spec.timestamped_values() {
+                Ok(store
+                    .fetch_timestamped(key, from, to)?
+                    .into_iter()
+                    .map(|(start, value, _)| (start, value))
+                    .collect())
+            } else {
+                store.fetch(key, from, to)
+            }
         })
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::{Backend, KeyValueStore, StateStores};
 
@@ -990,6 +1105,241 @@ mod tests {
             Err(QueryError::Failed(Error::Store(m))) => assert!(m.contains("by key only"), "{m}"),
             other => panic!("{other:?}"),
         }
+        Ok(())
+    }
+
+    /// A sliding count's store, as the operator declares it (`window::count_with`).
+    fn sliding_queries() -> Result<(Queries, StoreSpec)> {
+        use crate::window::{SlidingWindows, Windowing, Windows};
+        let d = std::time::Duration::from_millis(10);
+        let windowing = Windowing::new(Windows::Sliding(SlidingWindows::new(d, d)?));
+        let mut t = Topology::builder();
+        let clicks = t.source::<String, String>("clicks");
+        let counts = t.add(
+            crate::window::count_with::<String>("slides", windowing)?,
+            &clicks,
+        );
+        t.sink("slides-out", &counts);
+        let topology = t.build()?;
+        let spec = topology.stores()[0].clone().backend(Backend::InMemory);
+        let q = Queries::new(&topology);
+        q.set_partitions([(0, 1)]);
+        Ok((q, spec))
+    }
+
+    #[test]
+    fn a_sliding_window_store_answers_its_aggregates_without_their_timestamps() -> Result<()> {
+        let (q, spec) = sliding_queries()?;
+        assert!(spec.timestamped_values(), "{spec:?}");
+        let mut s = StateStores::in_memory(vec![spec])?;
+        // As the sliding operator writes them: (start, count, largest record timestamp).
+        let windows = [(0, 3u64, 7), (8, 1, 12), (13, 2, 20)];
+        s.transaction(|txn| {
+            let w = txn.window_store::<String, u64>("slides")?;
+            for (start, count, ts) in windows {
+                assert_eq!(
+                    w.put_timestamped(&"a".to_owned(), start, &count, ts)?,
+                    crate::store::WindowWrite::Stored
+                );
+            }
+            Ok(())
+        })?;
+        q.running(0, task(0), s.reader()?);
+        let slides = q
+            .window_store::<String, u64>("slides")
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let fetched = slides
+            .fetch(&"a".to_owned(), 0, 10)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        assert_eq!(fetched, vec![(0, 3), (8, 1)]);
+        assert_eq!(slides.fetch(&"b".to_owned(), 0, 100).ok(), Some(vec![]));
+        Ok(())
+    }
+
+    #[test]
+    fn a_window_value_of_the_wrong_shape_fails_naming_the_store() -> Result<()> {
+        let (q, spec) = sliding_queries()?;
+        let mut s = StateStores::in_memory(vec![spec])?;
+        s.transaction(|txn| {
+            // A plain value where a timestamp and a value belong: 8 bytes, read as the
+            // timestamp, and no value after it.
+            let w = txn.window_store::<String, u64>("slides")?;
+            assert_eq!(
+                w.put(&"a".to_owned(), 0, &3)?,
+                crate::store::WindowWrite::Stored
+            );
+            // Shorter than a timestamp (a changelog record: key, 8-byte start, 4-byte seqnum).
+            let key = [&b"b"[..], &5i64.to_be_bytes(), &0u32.to_be_bytes()].concat();
+            txn.restore_raw(0, &key, Some(b"xy"), 5)
+        })?;
+        q.running(0, task(0), s.reader()?);
+        let slides = q
+            .window_store::<String, u64>("slides")
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        for key in ["a", "b"] {
+            match slides.fetch(&key.to_owned(), 0, 10) {
+                Err(QueryError::Failed(e)) => {
+                    assert!(e.to_string().contains("store `slides`"), "{key}: {e}")
+                }
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// A global table's store, written by hand (the macros name `::kstreams`).
+    struct Regions<'t>(#[allow(dead_code)] KeyValueStore<'t, String, String>);
+
+    impl<'t> StoreHandle<'t> for Regions<'t> {
+        const NAME: &'static str = "regions";
+        type Key = String;
+        type Value = String;
+        fn spec() -> StoreSpec {
+            StoreSpec::new::<String, String>("regions").backend(Backend::InMemory)
+        }
+        fn bind(store: KeyValueStore<'t, String, String>) -> Self {
+            Regions(store)
+        }
+    }
+
+    impl crate::table::TableStore for Regions<'static> {}
+
+    /// A versioned global table's store.
+    struct Rates<'t>(#[allow(dead_code)] KeyValueStore<'t, String, u64>);
+
+    impl<'t> StoreHandle<'t> for Rates<'t> {
+        const NAME: &'static str = "rates";
+        type Key = String;
+        type Value = u64;
+        fn spec() -> StoreSpec {
+            versioned_rates()
+        }
+        fn bind(store: KeyValueStore<'t, String, u64>) -> Self {
+            Rates(store)
+        }
+    }
+
+    fn versioned_rates() -> StoreSpec {
+        StoreSpec::new::<String, u64>("rates")
+            .backend(Backend::InMemory)
+            .versioned(std::time::Duration::from_secs(60))
+            .expect("a versioned spec")
+    }
+
+    impl crate::table::TableStore for Rates<'static> {}
+
+    /// An app with the global tables `regions` and `rates` (versioned), and a task store.
+    pub(crate) fn global_topology() -> Result<Topology> {
+        let mut t = Topology::builder();
+        let _regions = t.global_table::<Regions<'static>>("regions-topic");
+        let _rates = t.global_table::<Rates<'static>>("rates-topic");
+        let words = t.source::<String, String>("words");
+        let counts = t.add(crate::aggregate::count::<Counts<'static>>(), &words);
+        t.sink("counts-out", &counts);
+        Ok(t.build()?)
+    }
+
+    #[test]
+    fn a_global_store_answers_every_key_here_once_restored() -> Result<()> {
+        let topology = global_topology()?;
+        let q = Queries::new(&topology);
+        let regions = q
+            .store::<Regions<'_>>()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let a = "a".to_owned();
+        // Not started: neither restoring nor an (empty) answer.
+        match regions.get(&a) {
+            Err(QueryError::Failed(Error::Runtime(m))) => assert!(m.contains("not running"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        q.global_restoring();
+        match regions.get(&a) {
+            Err(e @ QueryError::Restoring { lag: 0, .. }) => {
+                assert!(e.to_string().contains("(a global table's)"), "{e}");
+                let QueryError::Restoring { partition, .. } = e else {
+                    unreachable!()
+                };
+                assert_eq!(partition, GLOBAL_PARTITION);
+            }
+            other => panic!("{other:?}"),
+        }
+        q.global_lag("regions", 7);
+        assert!(matches!(
+            regions.get(&a),
+            Err(QueryError::Restoring { lag: 7, .. })
+        ));
+        assert!(matches!(
+            regions.all(),
+            Err(QueryError::Restoring { lag: 7, .. })
+        ));
+        let mut s = StateStores::in_memory(topology.global_stores())?;
+        s.transaction(|txn| {
+            let r = txn.store::<String, String>("regions")?;
+            r.put(&"a".to_owned(), &"north".to_owned())?;
+            r.put(&"b".to_owned(), &"south".to_owned())?;
+            let v = txn.versioned_store::<String, u64>("rates")?;
+            use crate::store::VersionedPut;
+            assert!(matches!(
+                v.put(&"eur".to_owned(), Some(&2), 20)?,
+                VersionedPut::Latest
+            ));
+            assert!(matches!(
+                v.put(&"eur".to_owned(), Some(&1), 10)?,
+                VersionedPut::Older
+            ));
+            Ok(())
+        })?;
+        q.global_running(s.reader()?);
+        // Every key, whatever its partition would be: no task, no `NotHere`.
+        assert_eq!(regions.partition_of(&a).ok(), Some(GLOBAL_PARTITION));
+        assert_eq!(regions.get(&a).ok(), Some(Some("north".to_owned())));
+        assert_eq!(regions.get(&"nope".to_owned()).ok(), Some(None));
+        assert_eq!(
+            regions
+                .get_batch(&["b".to_owned(), "x".to_owned(), a.clone()])
+                .ok(),
+            Some(vec![
+                Some("south".to_owned()),
+                None,
+                Some("north".to_owned())
+            ])
+        );
+        assert_eq!(
+            regions.all().ok(),
+            Some(vec![
+                ("a".to_owned(), "north".to_owned()),
+                ("b".to_owned(), "south".to_owned())
+            ])
+        );
+        // Read-committed: the global state holds no open transaction of the app's.
+        let committed = q
+            .read_committed()
+            .store::<Regions<'_>>()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        assert_eq!(committed.get(&a).ok(), Some(Some("north".to_owned())));
+        // A versioned global table answers its latest value, by key only.
+        let rates = q
+            .store_by_name::<String, u64>("rates")
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        assert_eq!(rates.get(&"eur".to_owned()).ok(), Some(Some(2)));
+        assert!(matches!(rates.all(), Err(QueryError::Failed(_))));
+        // The task store next to it is unaffected: its task is not here.
+        let counts = q
+            .store::<Counts<'_>>()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        q.set_partitions([(0, PARTITIONS)]);
+        assert!(matches!(counts.get(&a), Err(QueryError::NotHere { .. })));
+        // The global state closed (the global thread stopped), then the app stopped.
+        drop(s);
+        match regions.get(&a) {
+            Err(QueryError::Failed(Error::Runtime(m))) => assert!(m.contains("not running"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        q.global_gone();
+        assert!(matches!(
+            regions.all(),
+            Err(QueryError::Failed(Error::Runtime(_)))
+        ));
         Ok(())
     }
 

@@ -821,6 +821,19 @@ impl TopologyTestDriver {
         self.windowed_live(&spec, crate::store::live_entries)?
             .into_iter()
             .map(|(k, times, v)| {
+                // A sliding window's aggregate is stored after its 8-byte timestamp (Java's
+                // timestamped window store): the entry is the aggregate.
+                let v = if spec.timestamped_values() {
+                    v.get(8..).map(<[u8]>::to_vec).ok_or_else(|| {
+                        Error::Store(format!(
+                            "store `{name}`: a timestamped window value of {} bytes, shorter \
+                             than its 8-byte timestamp",
+                            v.len()
+                        ))
+                    })?
+                } else {
+                    v
+                };
                 let (k, v) = decode_entry::<K, V>(&spec, &k, &v)?;
                 Ok((k, times, v))
             })

@@ -304,3 +304,27 @@ proptest! {
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
     }
 }
+
+#[test]
+fn the_driver_reads_a_sliding_store_as_its_aggregates() -> Result<()> {
+    let mut driver = TopologyTestDriver::new(topology(false)?)?;
+    driver.pipe_batch(
+        "views",
+        [view("a", 20), view("a", 30), view("a", 25), view("b", 3)],
+    )?;
+    // Each window's latest forwarded count is what its store holds (the stored value is the
+    // 8-byte timestamp, then the count: the driver strips the timestamp).
+    let mut latest = std::collections::BTreeMap::new();
+    for (key, start, _, count, _) in outputs(&mut driver)? {
+        latest.insert((key, start), count);
+    }
+    let mut stored: Vec<((String, i64), u64)> = driver
+        .window_store::<String, u64>("sliding-update")?
+        .into_iter()
+        .map(|(k, start, n)| ((k, start), n))
+        .collect();
+    stored.sort();
+    assert_eq!(stored, latest.into_iter().collect::<Vec<_>>());
+    assert!(stored.contains(&(("a".into(), 20), 3)));
+    Ok(())
+}

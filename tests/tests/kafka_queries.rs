@@ -682,3 +682,300 @@ async fn read_committed_queries_answer_the_state_of_the_last_exactly_once_commit
         "the committed answer lagged the processed state until the commit ({COMMIT:?} interval)"
     );
 }
+
+/// The windows a sliding count of time difference `d` has for one key's record timestamps
+/// (distinct, at least `d`), derived from KIP-450's definition, not from the operator: each
+/// record at `t` makes the window `[t - d, t]`, and a *right* window `[t + 1, t + 1 + d]` when
+/// a later record lies within `d` after it; a window's count is the records in `[start, start +
+/// d]` (both ends included).
+fn sliding_windows(times: &[i64], d: i64) -> Vec<(i64, u64)> {
+    let count = |start: i64| {
+        times
+            .iter()
+            .filter(|t| (start..=start + d).contains(t))
+            .count()
+    };
+    let mut starts = BTreeSet::new();
+    for &t in times {
+        starts.insert(t - d);
+        if times.iter().any(|u| *u > t && *u <= t + d) {
+            starts.insert(t + 1);
+        }
+    }
+    starts.into_iter().map(|s| (s, count(s) as u64)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sliding_window_count_is_fetched_with_its_aggregates_and_window_bounds() {
+    use kstreams::store::StoreKind;
+    use kstreams::window::{self, SlidingWindows, Windowing, Windows};
+    const DIFFERENCE: i64 = 1_000;
+    const PARTITIONS: i32 = 2;
+    let b = bootstrap();
+    let app_id = unique("queries-sliding");
+    let (clicks, output) = (format!("{app_id}-clicks"), format!("{app_id}-counts"));
+    create_topics(&b, &[(&clicks, PARTITIONS), (&output, 1)]).await;
+    // Three keys, irregular gaps (some within the time difference, some not), in time order.
+    let base = 1_700_000_000_000i64;
+    let keys = ["alice", "bob", "carol"];
+    let mut times: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    let mut records = Vec::new();
+    let mut t = base;
+    for i in 0..60i64 {
+        let key = keys[((i * i + i / 4) % 3) as usize];
+        t += 100 + (i * i % 7) * 120;
+        times.entry(key).or_default().push(t);
+        let partition = partition_for_key(key.as_bytes(), PARTITIONS);
+        records.push((
+            key.as_bytes().to_vec(),
+            b"c".to_vec(),
+            partition,
+            t,
+            Vec::new(),
+        ));
+    }
+    produce_with_metadata(&b, &clicks, &records);
+    let ends = end_offsets(&b, &clicks, PARTITIONS);
+
+    let sliding = SlidingWindows::new(
+        Duration::from_millis(DIFFERENCE as u64),
+        Duration::from_secs(3600),
+    )
+    .expect("windows");
+    let mut builder = Topology::builder();
+    let input = builder.source::<String, String>(&clicks);
+    let counts = builder.add(
+        window::count_with::<String>("click-slides", Windowing::new(Windows::Sliding(sliding)))
+            .expect("count"),
+        &input,
+    );
+    builder.sink(&output, &counts);
+    let topology = builder.build().expect("topology");
+    let size_ms = match topology.stores()[0].kind() {
+        StoreKind::Window { size_ms, .. } => size_ms,
+        other => panic!("a window store: {other:?}"),
+    };
+    assert_eq!(
+        size_ms, DIFFERENCE,
+        "a window ends at its start + the difference"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = Arc::new(App::new(topology, config(&app_id, &b, dir.path())).expect("app"));
+    let run = spawn(app.clone());
+    wait_for("the clicks processed", DONE, || {
+        committed_to(&app.status(), &ends)
+    })
+    .await;
+    let slides = app
+        .queries()
+        .window_store::<String, u64>("click-slides")
+        .expect("the window store");
+    for key in keys {
+        let want = sliding_windows(&times[key], DIFFERENCE);
+        let got = slides
+            .fetch(&key.to_owned(), 0, i64::MAX)
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert_eq!(got, want, "{key}'s windows (start, count)");
+        // A bounded fetch: the windows starting in [from, to] only.
+        let (from, to) = (want[2].0, want[want.len() - 3].0);
+        let inner = slides.fetch(&key.to_owned(), from, to).expect("fetch");
+        let expected: Vec<(i64, u64)> = want
+            .iter()
+            .copied()
+            .filter(|(s, _)| (from..=to).contains(s))
+            .collect();
+        assert_eq!(inner, expected, "{key} from {from} to {to}");
+    }
+    assert!(
+        times.values().all(|t| t.len() > 5),
+        "every key has windows of several records"
+    );
+    app.shutdown_handle().shutdown();
+    run.await.expect("join").expect("run");
+}
+
+/// Produces a tombstone (a null value) for `key`.
+fn produce_tombstone(b: &str, topic: &str, key: &str) {
+    let p = fast_producer(b);
+    let mut r = BaseRecord::<[u8], [u8]>::to(topic).key(key.as_bytes());
+    loop {
+        match p.send(r) {
+            Ok(()) => break,
+            Err((_, back)) => {
+                r = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    p.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// Polls `query.get(key)` until it answers `want` (the global thread applies updates shortly
+/// after they are produced); panics after `DONE` with the last answer.
+async fn wait_for_value(
+    query: &kstreams::query::StoreQuery<String, String>,
+    key: &str,
+    want: Option<&str>,
+) {
+    let started = Instant::now();
+    loop {
+        let got = query.get(&key.to_owned());
+        match &got {
+            Ok(v) if v.as_deref() == want => return,
+            Ok(_) => {}
+            Err(e) => panic!("`{key}` while running: {e}"),
+        }
+        assert!(
+            started.elapsed() < DONE,
+            "`{key}` never became {want:?}: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_table_is_queried_by_key_on_its_instance_and_over_http() {
+    use kstreams::query::GLOBAL_PARTITION;
+    use kstreams_tests::tables::Regions;
+    let b = bootstrap();
+    let app_id = unique("queries-global");
+    let (global, input, output) = (
+        format!("{app_id}-regions"),
+        format!("{app_id}-users"),
+        format!("{app_id}-output"),
+    );
+    create_topics(&b, &[(&global, 2), (&input, 2), (&output, 1)]).await;
+    let customers: Vec<Input> = (0..10)
+        .map(|c| {
+            (
+                Some(format!("c{c}").into_bytes()),
+                format!("region{c}").into_bytes(),
+                None,
+            )
+        })
+        .collect();
+    produce(&b, &global, &customers);
+    produce_tombstone(&b, &global, "c9");
+    let expected: Vec<(String, String)> = (0..9)
+        .map(|c| (format!("c{c}"), format!("region{c}")))
+        .collect();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let topology =
+        kstreams_tests::tables::global_topology(&global, &input, &output).expect("topology");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = Arc::new(
+        App::new(
+            topology,
+            config(&app_id, &b, dir.path()).application_server(&addr),
+        )
+        .expect("app"),
+    );
+    let regions = app
+        .queries()
+        .store::<Regions<'static>>()
+        .expect("the global store is in the registry");
+    let server = kstreams::http::Server::new(&app)
+        .store::<Regions<'static>>()
+        .expect("served");
+    let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let not_running = |answer: &std::result::Result<Option<String>, QueryError>| matches!(answer, Err(QueryError::Failed(e)) if e.to_string().contains("not running"));
+    let before = regions.get(&"c3".to_owned());
+    assert!(not_running(&before), "before the app runs: {before:?}");
+
+    // From the start of the run: not running, restoring, then the whole restored table (never
+    // an empty or partial answer).
+    let run = spawn(app.clone());
+    let started = Instant::now();
+    let mut restoring = 0;
+    loop {
+        assert!(
+            started.elapsed() < DONE,
+            "never answered: {:?}",
+            app.status()
+        );
+        match regions.get(&"c8".to_owned()) {
+            Ok(v) => {
+                assert_eq!(v.as_deref(), Some("region8"), "the first answer");
+                break;
+            }
+            Err(QueryError::Restoring {
+                store, partition, ..
+            }) => {
+                assert_eq!((store.as_str(), partition), ("regions", GLOBAL_PARTITION));
+                restoring += 1;
+            }
+            other => assert!(
+                not_running(&other) && restoring == 0,
+                "while starting: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    eprintln!("{restoring} Restoring answers before the global table's first answer");
+    assert_eq!(regions.all().expect("all"), expected);
+    assert_eq!(regions.get(&"c9".to_owned()).expect("c9"), None, "deleted");
+    assert_eq!(regions.get(&"nope".to_owned()).expect("nope"), None);
+    let keys: Vec<String> = ["c2", "nope", "c5"].map(str::to_owned).to_vec();
+    assert_eq!(
+        regions.get_batch(&keys).expect("get_batch"),
+        vec![Some("region2".to_owned()), None, Some("region5".to_owned())]
+    );
+    // Every instance has the whole global table: here, no partition, this instance's address.
+    let q = app.queries();
+    let m = tokio::task::spawn_blocking(move || q.metadata_for_key("regions", &"c3".to_owned()))
+        .await
+        .expect("join")
+        .expect("metadata");
+    assert_eq!(
+        (m.partition, m.local, m.active.map(|h| h.to_string())),
+        (GLOBAL_PARTITION, true, Some(addr.clone()))
+    );
+
+    // Over HTTP, as any store.
+    let http = reqwest::Client::new();
+    let get = |key: &str| {
+        let (http, url) = (
+            http.clone(),
+            format!("http://{addr}/stores/regions/keys/{key}"),
+        );
+        async move {
+            let r = http.get(&url).send().await.expect("request");
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.expect("JSON"))
+        }
+    };
+    assert_eq!(
+        get("c3").await,
+        (200, serde_json::json!({"key": "c3", "value": "region3"}))
+    );
+    assert_eq!(get("c9").await.0, 404, "a deleted key");
+
+    // Updates and deletes of the topic reach the answers (the global thread applies them).
+    produce(
+        &b,
+        &global,
+        &[(Some(b"c0".to_vec()), b"moved".to_vec(), None)],
+    );
+    wait_for_value(&regions, "c0", Some("moved")).await;
+    produce_tombstone(&b, &global, "c1");
+    wait_for_value(&regions, "c1", None).await;
+    assert_eq!(
+        get("c0").await,
+        (200, serde_json::json!({"key": "c0", "value": "moved"}))
+    );
+    assert_eq!(get("c1").await.0, 404);
+
+    app.shutdown_handle().shutdown();
+    run.await.expect("join").expect("run");
+    let after = regions.get(&"c3".to_owned());
+    assert!(not_running(&after), "after the app stopped: {after:?}");
+    let _ = stop_serving.send(());
+    served.await.expect("join").expect("serve");
+}

@@ -858,7 +858,7 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
     // Global tables: restored to their end before any task processes, then kept up to date
     // on a thread of their own.
     let (global, global_reader) = match start_global(
-        &topology, &config, &bootstrap, &counts, &shutdown, &failed, &span,
+        &topology, &config, &bootstrap, &counts, &shutdown, &failed, &span, &queries,
     )? {
         Some((thread, reader)) => (Some(thread), Some(reader)),
         None => (None, None),
@@ -937,6 +937,7 @@ pub(super) fn run_blocking(p: RunParams) -> Result<()> {
     }
     if let Some(g) = global {
         let r = g.join();
+        shared.queries.global_gone();
         if result.is_ok() {
             result = r;
         }
@@ -974,7 +975,10 @@ impl Drop for GlobalThread {
 
 /// Opens the global state (`<state dir>/<application id>/global`), restores it to the end of
 /// the global topics and starts the thread that keeps it up to date; `None` without global
-/// tables. Returns the thread and a read-only view of the global state for the tasks.
+/// tables. Returns the thread and a read-only view of the global state for the tasks. Queries
+/// of the global stores answer `Restoring` (with their lags) until the restore ends, then from
+/// the global state.
+#[allow(clippy::too_many_arguments)]
 fn start_global(
     topology: &Topology,
     config: &AppConfig,
@@ -983,15 +987,25 @@ fn start_global(
     shutdown: &ShutdownHandle,
     failed: &Arc<AtomicBool>,
     span: &tracing::Span,
+    queries: &Queries,
 ) -> Result<Option<(GlobalThread, crate::store::StoreReader)>> {
     let tables = super::global::tables(topology);
     let Some(mut global) = super::global::Global::open(&tables, counts, config, bootstrap)? else {
         return Ok(None);
     };
     let reader = global.state().reader()?;
-    global.restore(shutdown)?;
+    queries.global_restoring();
+    if let Err(e) = global.restore(shutdown, &mut |store, lag| queries.global_lag(store, lag)) {
+        queries.global_gone();
+        return Err(e);
+    }
     let stop = Arc::new(AtomicBool::new(false));
-    let thread = global.spawn(shutdown.clone(), failed.clone(), stop.clone(), span.clone())?;
+    let thread = global
+        .spawn(shutdown.clone(), failed.clone(), stop.clone(), span.clone())
+        .inspect_err(|_| queries.global_gone())?;
+    if !shutdown.is_shutdown() {
+        queries.global_running(reader.clone());
+    }
     let thread = Some(thread);
     Ok(Some((GlobalThread { thread, stop }, reader)))
 }

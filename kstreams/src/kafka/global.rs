@@ -169,8 +169,14 @@ impl Global {
 
     /// Restores every global store to the end offsets its topic has now, one topic after the
     /// other, in steps of at most `restore_batch_records` records (one transaction each), before
-    /// any task processes. Returns early (`Ok`) on shutdown.
-    pub(super) fn restore(&mut self, shutdown: &ShutdownHandle) -> Result<()> {
+    /// any task processes. Returns early (`Ok`) on shutdown. `lag` hears, per store, the records
+    /// of its topic still to apply: when its topic's restore begins and after each step (for
+    /// interactive queries' `Restoring`).
+    pub(super) fn restore(
+        &mut self,
+        shutdown: &ShutdownHandle,
+        lag: &mut dyn FnMut(&str, u64),
+    ) -> Result<()> {
         let began = Instant::now();
         let mut total = 0u64;
         for t in 0..self.topics.len() {
@@ -203,6 +209,8 @@ impl Global {
                     )));
                 }
             }
+            let store = self.state.specs()[self.topics[t].1].name().to_owned();
+            lag(&store, u64::try_from(to_go).unwrap_or(0));
             if high.is_empty() {
                 tracing::debug!(%topic, "global store up to date");
                 continue;
@@ -227,18 +235,19 @@ impl Global {
                     restored += applied;
                     last_progress = Instant::now();
                     metrics::counter!("kstreams_restore_records_total",
-                        "store" => self.state.specs()[self.topics[t].1].name().to_owned())
+                        "store" => store.clone())
                     .increment(applied);
                 }
-                high.retain(|p, h| {
-                    let next = self
-                        .next
+                let next_of = |p: &i32| {
+                    self.next
                         .get(&(topic.clone(), *p))
                         .copied()
                         .flatten()
-                        .unwrap_or(0);
-                    next < *h && !eof.contains(p)
-                });
+                        .unwrap_or(0)
+                };
+                high.retain(|p, h| next_of(p) < *h && !eof.contains(p));
+                let left: i64 = high.iter().map(|(p, h)| (h - next_of(p)).max(0)).sum();
+                lag(&store, u64::try_from(left).unwrap_or(0));
                 if let Some((p, h)) = high.iter().next()
                     && last_progress.elapsed() > self.config.startup_timeout
                 {
@@ -594,7 +603,7 @@ mod tests {
         let mut global = Global::open(&tables, &counts, &config, &b)
             .expect("open")
             .expect("a global table");
-        global.restore(&shutdown).expect("restore");
+        global.restore(&shutdown, &mut |_, _| {}).expect("restore");
         let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
         assert_eq!(
             contents(&global),
@@ -626,7 +635,7 @@ mod tests {
                 .flatten(),
             Some(3)
         );
-        global.restore(&shutdown).expect("restore");
+        global.restore(&shutdown, &mut |_, _| {}).expect("restore");
         assert_eq!(
             contents(&global),
             [s("a", "up"), s("b", "south"), s("d", "west")]
@@ -656,7 +665,7 @@ mod tests {
         let mut global = Global::open(&tables, &counts, &config, &b)
             .expect("open")
             .expect("a global table");
-        global.restore(&shutdown).expect("restore");
+        global.restore(&shutdown, &mut |_, _| {}).expect("restore");
         assert_eq!(
             global
                 .state()
@@ -698,6 +707,67 @@ mod tests {
         );
     }
 
+    /// While the global tables restore, a query of a global store answers `Restoring` with the
+    /// records of its topic still to apply, falling as the restore goes on; once restored, the
+    /// values (the engine's `start_global` wires the lags and the reader the same way).
+    #[test]
+    fn queries_of_a_global_store_answer_restoring_with_its_lag_until_the_restore_ends() {
+        use crate::query::{GLOBAL_PARTITION, Queries, QueryError};
+        const RECORDS: usize = 9;
+        let cluster = EmbeddedCluster::start().expect("cluster");
+        let b = cluster.bootstrap_servers().to_owned();
+        cluster.create_topic("regions-topic", 1).expect("topic");
+        cluster.create_topic("rates-topic", 1).expect("topic");
+        let keys: Vec<String> = (0..RECORDS).map(|i| format!("k{i}")).collect();
+        let records: Vec<(Option<&str>, Option<&str>, i32)> = keys
+            .iter()
+            .map(|k| (Some(k.as_str()), Some("v"), 0))
+            .collect();
+        produce(&b, "regions-topic", &records);
+        let topology = crate::query::tests::global_topology().expect("topology");
+        let queries = Queries::new(&topology);
+        let regions = queries
+            .store_by_name::<String, String>("regions")
+            .expect("a global store");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = AppConfig::new("global-queries")
+            .state_dir(dir.path())
+            .restore_batch_records(2)
+            .startup_timeout(Duration::from_secs(10));
+        let counts: BTreeMap<String, i32> = [("regions-topic", 1), ("rates-topic", 1)]
+            .into_iter()
+            .map(|(t, n)| (t.to_owned(), n))
+            .collect();
+        let mut global = Global::open(&tables(&topology), &counts, &config, &b)
+            .expect("open")
+            .expect("global tables");
+        queries.global_restoring();
+        let key = keys[RECORDS - 1].clone();
+        let mut lags = Vec::new();
+        global
+            .restore(&ShutdownHandle::default(), &mut |store, lag| {
+                queries.global_lag(store, lag);
+                if store == "regions" {
+                    match regions.get(&key) {
+                        Err(QueryError::Restoring {
+                            store,
+                            partition: GLOBAL_PARTITION,
+                            lag: l,
+                        }) if store == "regions" => lags.push(l),
+                        other => panic!("during the restore: {other:?}"),
+                    }
+                }
+            })
+            .expect("restore");
+        assert_eq!(lags.first(), Some(&(RECORDS as u64)), "{lags:?}");
+        assert_eq!(lags.last(), Some(&0), "{lags:?}");
+        assert!(lags.windows(2).all(|w| w[1] <= w[0]), "{lags:?}");
+        assert!(lags.len() > 2, "restored in steps of 2: {lags:?}");
+        queries.global_running(global.state().reader().expect("reader"));
+        assert_eq!(regions.get(&key).ok(), Some(Some("v".to_owned())));
+        assert_eq!(regions.all().map(|a| a.len()).ok(), Some(RECORDS));
+    }
+
     /// A record the table's check refuses (its store's serdes cannot read it) is not stored: it
     /// goes through the policy (here skipped), and the position moves past it.
     #[test]
@@ -728,7 +798,9 @@ mod tests {
         let mut global = Global::open(&tables, &counts, &config, &b)
             .expect("open")
             .expect("a global table");
-        global.restore(&ShutdownHandle::default()).expect("restore");
+        global
+            .restore(&ShutdownHandle::default(), &mut |_, _| {})
+            .expect("restore");
         assert_eq!(contents(&global), [("a".to_owned(), "ok".to_owned())]);
         assert_eq!(
             global

@@ -98,7 +98,9 @@ impl fmt::Display for HostInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyMetadata {
-    /// The partition of the store's input topic the key belongs to.
+    /// The partition of the store's input topic the key belongs to;
+    /// [`GLOBAL_PARTITION`](crate::query::GLOBAL_PARTITION) (-1) for a global table's store,
+    /// which every instance has whole (`local` is then `true`).
     pub partition: i32,
     /// The `application_server` of the instance the group assigned that partition to: `None`
     /// while the group rebalances, or when that instance advertises no address.
@@ -457,13 +459,7 @@ pub(crate) fn serialize_key<K: crate::serde::DefaultSerde>(
 ) -> Result<Option<Vec<u8>>> {
     use crate::serde::Serde as _;
     if let Some(spec) = topology.stores().iter().find(|s| s.name() == store) {
-        let (key_type, _) = spec.type_names();
-        if key_type != std::any::type_name::<K>() {
-            return Err(Error::Config(format!(
-                "store `{store}` has keys of type `{key_type}`, not `{}`",
-                std::any::type_name::<K>()
-            )));
-        }
+        check_key_type::<K>(spec)?;
     }
     K::Serde::default()
         .serialize(key)
@@ -474,6 +470,19 @@ pub(crate) fn serialize_key<K: crate::serde::DefaultSerde>(
         })
 }
 
+/// Whether `K` is the key type of `spec`'s store.
+fn check_key_type<K>(spec: &crate::store::StoreSpec) -> Result<()> {
+    let (key_type, _) = spec.type_names();
+    if key_type != std::any::type_name::<K>() {
+        return Err(Error::Config(format!(
+            "store `{}` has keys of type `{key_type}`, not `{}`",
+            spec.name(),
+            std::any::type_name::<K>()
+        )));
+    }
+    Ok(())
+}
+
 impl crate::query::Queries {
     /// Where `key` of `store` lives: its partition, the advertised address of the instance
     /// holding it now, and whether that is this one (see [`KeyMetadata`]; Kafka Streams'
@@ -482,6 +491,11 @@ impl crate::query::Queries {
     /// group coordinator (`DescribeGroups`) at most once a second, and again after each
     /// rebalance this instance sees. A blocking call (a few seconds at most when the cluster is
     /// slow): from async code, call it in `tokio::task::spawn_blocking`.
+    ///
+    /// A global table's store is on every instance: the answer is this instance (`local`, its
+    /// own address as `active`) with no partition ([`GLOBAL_PARTITION`](
+    /// crate::query::GLOBAL_PARTITION)), as Kafka Streams answers for global stores; the
+    /// cluster is not asked.
     ///
     /// Errors: [`QueryError::UnknownStore`](crate::query::QueryError::UnknownStore) for a store
     /// the topology does not have; [`QueryError::Failed`](crate::query::QueryError::Failed) for
@@ -506,10 +520,20 @@ impl crate::query::Queries {
         let metadata = self.metadata().ok_or_else(|| {
             Error::Internal("these queries belong to no app (no group metadata)".into())
         })?;
+        let topology = &metadata.inner.topology;
+        if let Some(spec) = topology.global_stores().iter().find(|s| s.name() == store) {
+            // Every instance has all of a global store (Kafka Streams: this host, no partition).
+            check_key_type::<K>(spec)?;
+            return Ok(KeyMetadata {
+                partition: crate::query::GLOBAL_PARTITION,
+                active: metadata.inner.local_server.clone(),
+                local: true,
+            });
+        }
         if metadata.store_topic(store).is_none() {
             return Err(crate::query::QueryError::UnknownStore(store.to_owned()));
         }
-        let bytes = serialize_key(&metadata.inner.topology, store, key)?;
+        let bytes = serialize_key(topology, store, key)?;
         Ok(metadata.for_serialized_key(store, bytes.as_deref())?)
     }
 }

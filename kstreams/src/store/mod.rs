@@ -162,6 +162,9 @@ pub struct StoreSpec {
     changelog: bool,
     source_changelog: Option<Arc<str>>,
     kind: StoreKind,
+    /// Whether each value is stored after an 8-byte timestamp (Kafka Streams'
+    /// `ValueAndTimestamp`): the sliding-window operator's window store.
+    timestamped_values: bool,
     dead_letters_late: bool,
     key_type: (TypeId, &'static str),
     value_type: (TypeId, &'static str),
@@ -176,6 +179,7 @@ impl fmt::Debug for StoreSpec {
             .field("changelog", &self.changelog)
             .field("source_changelog", &self.source_changelog)
             .field("kind", &self.kind)
+            .field("timestamped_values", &self.timestamped_values)
             .field("key", &self.key_type.1)
             .field("value", &self.value_type.1)
             .finish()
@@ -200,6 +204,7 @@ impl StoreSpec {
             changelog: true,
             source_changelog: None,
             kind: StoreKind::KeyValue,
+            timestamped_values: false,
             dead_letters_late: false,
             key_type: (TypeId::of::<K>(), std::any::type_name::<K>()),
             value_type: (TypeId::of::<V>(), std::any::type_name::<V>()),
@@ -346,6 +351,8 @@ impl StoreSpec {
             },
             Windows::Session(_) => StoreKind::Session { retention_ms },
         };
+        // The sliding operator writes `put_timestamped` (window/sliding.rs).
+        self.timestamped_values = matches!(windowing.windows(), Windows::Sliding(_));
         self.dead_letters_late = windowing.late_policy() == crate::window::OnLate::DeadLetter;
         self
     }
@@ -366,6 +373,28 @@ impl StoreSpec {
     /// The store's kind: key-value, window or session.
     pub fn kind(&self) -> StoreKind {
         self.kind
+    }
+
+    /// Whether the store keeps a timestamp with each value (8 big-endian bytes, then the
+    /// value's bytes: Kafka Streams' `ValueAndTimestamp`, as its `TimestampedWindowStore`). The
+    /// window store of a sliding-window aggregation does (its timestamp is the largest record
+    /// timestamp of the window); reads through queries strip it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::StoreSpec;
+    /// use kstreams::window::{SlidingWindows, TimeWindows, Windowing, Windows};
+    /// let spec = || StoreSpec::new::<String, u64>("counts");
+    /// let (ten, one) = (Duration::from_secs(10), Duration::from_secs(1));
+    /// let sliding = Windowing::new(Windows::Sliding(SlidingWindows::new(ten, one)?));
+    /// assert!(sliding.store_spec(spec()).timestamped_values());
+    /// let tumbling = Windowing::new(Windows::Time(TimeWindows::tumbling(ten, one)?));
+    /// assert!(!tumbling.store_spec(spec()).timestamped_values());
+    /// assert!(!spec().timestamped_values());
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn timestamped_values(&self) -> bool {
+        self.timestamped_values
     }
 
     /// The configs of the store's changelog topic: `cleanup.policy=compact` for a key-value
@@ -457,7 +486,7 @@ impl StoreSpec {
     }
 
     /// Whether two declarations describe the same store (name, types, backend, changelog, source
-    /// changelog, kind).
+    /// changelog, kind, timestamped values).
     pub(crate) fn same_as(&self, other: &StoreSpec) -> bool {
         self.name == other.name
             && self.key_type.0 == other.key_type.0
@@ -466,6 +495,7 @@ impl StoreSpec {
             && self.changelog == other.changelog
             && self.source_changelog == other.source_changelog
             && self.kind == other.kind
+            && self.timestamped_values == other.timestamped_values
     }
 
     pub(crate) fn serdes<K: 'static, V: 'static>(&self) -> Result<&StoreSerdes<K, V>> {
