@@ -324,7 +324,8 @@ impl AppConfig {
     }
 
     /// How often processed offsets are committed (after outputs are acknowledged; positive, at
-    /// most [`MAX_DURATION`]).
+    /// most [`MAX_DURATION`]). Under exactly-once a transaction spans one interval, and the
+    /// producer's `transaction.timeout.ms` is 10 s or twice the interval when that is longer.
     #[must_use]
     pub fn commit_interval(mut self, interval: Duration) -> Self {
         self.commit_interval = interval;
