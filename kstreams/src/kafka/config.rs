@@ -93,9 +93,9 @@ const EOS_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 ///   map).
 /// - `queued.min.messages=20000` (librdkafka: 100,000): the records librdkafka keeps prefetched
 ///   per partition. With the 10 ms backoff: peak RSS of kstreams-map 91 → 50 MiB and of count
-///   100 → 69 MiB, and map 1.31x the records per second at 0.84x the CPU of the 0 ms default,
-///   count 1.43x at 0.65x, count under exactly-once 1.21x at 0.45x (108 → 74 MiB), the raw
-///   rdkafka loop 1.45x at 0.72x (50,000: 65 and 76 MiB, the same speed).
+///   100 → 72 MiB, and map 1.31x the records per second at 0.84x the CPU of the 0 ms default,
+///   count 1.33x at 0.66x, count under exactly-once 1.21x at 0.45x (108 → 74 MiB), the raw
+///   rdkafka loop 1.45x at 0.72x (50,000: 65 and 76 MiB, about the same speed).
 ///
 /// How measured: A/B runs of `kafka_bench --exit-at-end` (1,000,000 records, 4 partitions, 100,000
 /// keys, commit every 200 ms), the variants interleaved in 5 or 6 rounds, medians of the
