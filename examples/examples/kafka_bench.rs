@@ -131,7 +131,7 @@ impl BatchProcessor<String, String> for CountPerKey {
         records: &[Record<String, String>],
         ctx: &mut Context<'_, String, u64>,
     ) -> kstreams::Result<()> {
-        let store = ctx.store::<String, u64>("counts")?;
+        let mut store = ctx.store::<String, u64>("counts")?;
         let mut index: HashMap<&str, usize> = HashMap::new();
         let mut keys: Vec<String> = Vec::new();
         let mut which = Vec::with_capacity(records.len());

@@ -1,35 +1,29 @@
 //! Enrichment: a stream of orders joined against a table of customers.
 //!
-//! The `customers` topic (id → name) is a table: [`load_customers`] writes each record into the
-//! `customers` store. The `orders` stream (customer id → item) is enriched by [`enrich_orders`],
-//! which looks up a whole batch's customers with one `get_batch`. Both processors use the same
-//! store, so the topology puts them in one sub-topology: `customers` and `orders` must be
-//! co-partitioned (same partition count, keyed by customer id), and partition `p` of both is
-//! handled by the same task with the same LMDB environment.
+//! The `customers` topic (id → name) is a table: `t.table::<Customers>("customers")` materializes
+//! it into the `customers` store (the topic is the store's changelog; a null value deletes). The
+//! `orders` stream (customer id → item) is enriched by [`enrich_orders`], which takes the table
+//! read-only (`&Customers`: a table is written only from its topic) and looks up a whole batch's
+//! customers with one `get_batch`. Table and stream share the store, so the topology puts them in
+//! one sub-topology: `customers` and `orders` must be co-partitioned (same partition count, keyed
+//! by customer id), and partition `p` of both is handled by the same task with the same LMDB
+//! environment. (The library's own operator for this is `kstreams::join::left_stream_table`; see
+//! the `join` example.)
 
 use kstreams::kafka::AppConfig;
-use kstreams::{Emit, Record, Result, Topology, batch_processor, processor, store};
+use kstreams::{Emit, Record, Result, Topology, batch_processor, store};
 
 use crate::embedded;
 
-/// Customer id → name, loaded from the `customers` topic.
+/// Customer id → name: the table of the `customers` topic.
 #[store(name = "customers")]
 pub type Customers = kstreams::KeyValue<String, String>;
-
-/// Table side: one record of `customers` is one upsert of the store.
-#[processor]
-pub fn load_customers(
-    customer: &Record<String, String>,
-    customers: &mut Customers,
-) -> kstreams::Result<()> {
-    customers.put(&customer.key, &customer.value)
-}
 
 /// Stream side: each order with its customer's name (`unknown` when the table has none).
 #[batch_processor]
 pub fn enrich_orders(
     orders: &[Record<String, String>],
-    customers: &mut Customers,
+    customers: &Customers,
     out: &mut Emit<String, String>,
 ) -> kstreams::Result<()> {
     let ids: Vec<String> = orders.iter().map(|o| o.key.clone()).collect();
@@ -43,11 +37,10 @@ pub fn enrich_orders(
     Ok(())
 }
 
-/// `customers` → [`load_customers`]; `orders` → [`enrich_orders`] → `enriched-orders`.
+/// `customers` → the `customers` table; `orders` → [`enrich_orders`] → `enriched-orders`.
 pub fn topology() -> Result<Topology> {
     let mut t = Topology::builder();
-    let customers = t.source::<String, String>("customers");
-    let _loaded = t.add(load_customers, &customers);
+    let _customers = t.table::<Customers<'static>>("customers");
     let orders = t.source::<String, String>("orders");
     let enriched = t.add(enrich_orders, &orders);
     t.sink("enriched-orders", &enriched);

@@ -37,7 +37,7 @@ impl BatchProcessor<String, ()> for CountWords {
         records: &[Record<String, ()>],
         ctx: &mut Context<'_, String, u64>,
     ) -> Result<()> {
-        let store = ctx.store::<String, u64>(STORE)?;
+        let mut store = ctx.store::<String, u64>(STORE)?;
         let mut distinct: Vec<String> = Vec::new();
         let mut index: HashMap<&str, usize> = HashMap::new();
         let mut occurrences: Vec<(usize, usize)> = Vec::with_capacity(records.len());

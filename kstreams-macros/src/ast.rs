@@ -50,10 +50,13 @@ impl Kind {
     }
 }
 
-/// A store parameter: `&mut T` where `T` should be a `#[store]` type.
+/// A store parameter: `&mut T` (read and write) or `&T` (read only) where `T` should be a
+/// `#[store]` type.
 pub(crate) struct StoreParam {
     /// `T`.
     pub(crate) ty: Type,
+    /// Taken by `&T`: the processor only reads the store.
+    pub(crate) read_only: bool,
 }
 
 /// A processor function, as far as its shape is right.
@@ -142,10 +145,21 @@ const OUTPUT_NAMES: &[&str] = &["Emit", "Context"];
 
 fn supported(kind: Kind) -> String {
     format!(
-        "supported: the {} `{}` first, then zero or more `&mut` stores (types declared with `#[kstreams::store]`), then optionally the output `&mut Emit<K, V>`",
+        "supported: the {} `{}` first, then zero or more stores (types declared with `#[kstreams::store]`), `&mut S` to read and write or `&S` to read only, then optionally the output `&mut Emit<K, V>`",
         kind.first_param(),
         kind.records_form()
     )
+}
+
+/// Whether a type taken by value looks like a store handle (a path whose last segment is
+/// capitalized: not `usize` or `bool`).
+fn looks_like_a_store(ty: &Type) -> bool {
+    last_segment(ty).is_some_and(|s| {
+        s.ident
+            .to_string()
+            .trim_start_matches("r#")
+            .starts_with(|c: char| c.is_ascii_uppercase())
+    })
 }
 
 /// Tokens as a user would write them: `&mut Foo<A, B>`, not `& mut Foo < A , B >`.
@@ -386,29 +400,44 @@ pub(crate) fn processor_fn(kind: Kind, tokens: TokenStream, errors: &mut Errors)
                 emit_seen = Some(ty.span());
             }
             Type::Reference(TypeReference {
-                mutability: Some(_),
-                elem,
-                ..
-            }) => {
-                if emit_seen.is_none() {
-                    stores.push(StoreParam {
-                        ty: (**elem).clone(),
-                    });
-                }
-            }
-            Type::Reference(TypeReference {
                 mutability: None,
                 elem,
                 ..
-            }) if !names_segment(elem, &["Record"]) => {
+            }) if names_segment(elem, OUTPUT_NAMES) => {
                 errors.spanned(
                     ty,
                     format_args!(
-                        "store and output parameters are taken by `&mut`: write `&mut {}`",
+                        "the output parameter is taken by `&mut`: write `&mut {}`",
                         code(elem)
                     ),
                 );
             }
+            Type::Reference(TypeReference {
+                mutability, elem, ..
+            }) if !names_segment(elem, &["Record"]) => {
+                // One after the output is reported at the output ("comes last").
+                if emit_seen.is_none() {
+                    stores.push(StoreParam {
+                        ty: (**elem).clone(),
+                        read_only: mutability.is_none(),
+                    });
+                }
+            }
+            other if names_segment(other, OUTPUT_NAMES) => errors.spanned(
+                other,
+                format_args!(
+                    "the output parameter is taken by `&mut`: write `&mut {}`",
+                    code(other)
+                ),
+            ),
+            other if looks_like_a_store(other) && !names_segment(other, &["Record"]) => errors
+                .spanned(
+                    other,
+                    format_args!(
+                        "a store parameter is taken by reference: `&mut {ty}` to read and write, `&{ty}` to read only",
+                        ty = code(other)
+                    ),
+                ),
             other => errors.spanned(
                 other,
                 format_args!("unsupported parameter `{}`; {}", code(pt), supported(kind)),
@@ -670,7 +699,7 @@ mod tests {
                 async unsafe fn f<T>(
                     lines: Vec<Record<(), T>>,
                     n: usize,
-                    s: &S,
+                    s: S,
                     out: &mut Emit<u8>,
                 ) {
                 }
@@ -684,11 +713,52 @@ mod tests {
                 "a `#[batch_processor]` function cannot be `unsafe`",
                 "a `#[batch_processor]` function cannot be generic: a processor has one input type, one output type and fixed stores; write the concrete types",
                 "the first parameter of a `#[batch_processor]` function is its records, `&[Record<K, V>]`: take them by slice, not `Vec`",
-                "unsupported parameter `n: usize`; supported: the records `&[Record<K, V>]` first, then zero or more `&mut` stores (types declared with `#[kstreams::store]`), then optionally the output `&mut Emit<K, V>`",
-                "store and output parameters are taken by `&mut`: write `&mut S`",
+                "unsupported parameter `n: usize`; supported: the records `&[Record<K, V>]` first, then zero or more stores (types declared with `#[kstreams::store]`), `&mut S` to read and write or `&S` to read only, then optionally the output `&mut Emit<K, V>`",
+                "a store parameter is taken by reference: `&mut S` to read and write, `&S` to read only",
                 "the output parameter names the output key and value types: `&mut Emit<K, V>`",
             ]
         );
+    }
+
+    #[test]
+    fn a_store_by_shared_reference_is_read_only() {
+        let (parsed, errors) = check(
+            Kind::Batch,
+            quote!(
+                fn f(
+                    r: &[Record<(), ()>],
+                    prices: &Prices,
+                    counts: &mut m::Counts,
+                    out: &mut Emit<u8, u8>,
+                ) {
+                }
+            ),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let m = parsed.model.expect("a model");
+        assert_eq!(
+            m.stores
+                .iter()
+                .map(|s| (code(&s.ty), s.read_only))
+                .collect::<Vec<_>>(),
+            [("Prices".to_owned(), true), ("m::Counts".to_owned(), false)]
+        );
+    }
+
+    #[test]
+    fn the_output_is_taken_by_mut() {
+        for output in [quote!(&Emit<u8, u8>), quote!(Emit<u8, u8>)] {
+            let (_, errors) = check(
+                Kind::Batch,
+                quote!(
+                    fn f(r: &[Record<(), ()>], out: #output) {}
+                ),
+            );
+            assert_eq!(
+                errors,
+                ["the output parameter is taken by `&mut`: write `&mut Emit<u8, u8>`"]
+            );
+        }
     }
 
     #[test]

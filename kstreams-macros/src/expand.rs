@@ -2,8 +2,10 @@
 //! `::core::…`; its helpers are `__kstreams_*` items inside `const _: () = { … };`.
 //!
 //! Type checks are left to rustc, with the bounds spanned at the user's tokens:
-//! - a store parameter's type goes through `__private::store_param::<T>()` (one generic function,
-//!   so a type that is not a store is one error, "`T` is not a store", at `T`);
+//! - a store parameter's type goes through `__private::store_param::<T>()` (`&mut T`) or
+//!   `__private::store_ref_param::<T>()` (`&T`: declared read-only, passed by shared reference),
+//!   one generic function each, so a type that is not a store is one error, "`T` is not a
+//!   store", at `T`;
 //! - a store's key and value serdes come from `__private::default_serde::<K>()` spanned at `K`;
 //! - the return value goes through `ProcessorReturn`, spanned at the return type.
 
@@ -12,7 +14,7 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, Ident, LitStr, ReturnType, Type};
 
-use crate::ast::{Kind, ProcessorFn, StoreAlias, StoreKind};
+use crate::ast::{Kind, ProcessorFn, StoreAlias, StoreKind, StoreParam};
 use crate::attr::{
     Backend, Clock, Dur, EmitArg, Every, OnLateArg, ProcessorArgs, StoreArgs, WindowForm,
 };
@@ -104,6 +106,38 @@ fn stores_check(params: &[TokenStream]) -> TokenStream {
     }
 }
 
+/// A store parameter's `StoreParam` (its spec and binds), spanned at its type:
+/// `store_param::<T>()` for `&mut T`, `store_ref_param::<T>()` for `&T`.
+fn store_param(s: &StoreParam) -> TokenStream {
+    let ty = &s.ty;
+    if s.read_only {
+        quote_spanned!(ty.span()=> ::kstreams::__private::store_ref_param::<#ty>())
+    } else {
+        quote_spanned!(ty.span()=> ::kstreams::__private::store_param::<#ty>())
+    }
+}
+
+/// The bound handles of the store parameters: `let` (`&T`) or `let mut` (`&mut T`) of each
+/// variable, bound by the store's name (a `&T` of a global table's store is in no task: it is
+/// not in the node's list, so a position would not do), and each variable as the function's
+/// argument, `&var` or `&mut var`.
+fn bound_stores(stores: &[StoreParam], params: &[TokenStream]) -> (TokenStream, Vec<TokenStream>) {
+    let mut lets = TokenStream::new();
+    let mut args = Vec::with_capacity(stores.len());
+    for (i, (s, param)) in stores.iter().zip(params).enumerate() {
+        let var = format_ident!("__kstreams_store_{}", i);
+        let bind = quote!((#param.bind)(__kstreams_binder)?);
+        if s.read_only {
+            lets.extend(quote!(let #var = #bind;));
+            args.push(quote!(&#var));
+        } else {
+            lets.extend(quote!(let mut #var = #bind;));
+            args.push(quote!(&mut #var));
+        }
+    }
+    (lets, args)
+}
+
 /// The user's function, renamed, with its non-doc attributes.
 pub(crate) fn inner_fn(item: &syn::ItemFn) -> TokenStream {
     let (_, _, rest) = split_attrs(&item.attrs);
@@ -149,12 +183,9 @@ pub(crate) fn processor(f: &ProcessorFn, args: &ProcessorArgs) -> TokenStream {
         None => LitStr::new(&unraw(ident), ident.span()),
     };
 
-    let store_tys: Vec<&Type> = f.stores.iter().map(|s| &s.ty).collect();
-    // Each use of a store type goes through `store_param::<T>()`, spanned at `T`.
-    let params: Vec<TokenStream> = store_tys
-        .iter()
-        .map(|ty| quote_spanned!(ty.span()=> ::kstreams::__private::store_param::<#ty>()))
-        .collect();
+    // Each use of a store type goes through `store_param::<T>()` (or `store_ref_param`),
+    // spanned at `T`.
+    let params: Vec<TokenStream> = f.stores.iter().map(store_param).collect();
     // A punctuation handler named by `with`, as a value: the unit struct of a
     // `#[punctuator]`, checked against the processor's output types at the path.
     let handler = |with: &syn::Path| quote_spanned!(with.span()=> <_ as ::kstreams::__private::Punctuator<#out_key, #out_value>>);
@@ -205,13 +236,10 @@ pub(crate) fn processor(f: &ProcessorFn, args: &ProcessorArgs) -> TokenStream {
             }
         }
     };
-    let store_vars: Vec<Ident> = (0..params.len())
-        .map(|i| format_ident!("__kstreams_store_{}", i))
-        .collect();
-    let indices = 0..params.len();
+    let (lets, store_args) = bound_stores(&f.stores, &params);
     let bind = quote! {
         let __kstreams_binder = ::kstreams::__private::binder(__kstreams_ctx);
-        #(let mut #store_vars = (#params.bind)(__kstreams_binder, #indices)?;)*
+        #lets
     };
     let out_arg = f.emit.as_ref().map(|_| quote!(__kstreams_ctx));
     let ret_span = match &item.sig.output {
@@ -224,7 +252,7 @@ pub(crate) fn processor(f: &ProcessorFn, args: &ProcessorArgs) -> TokenStream {
     let call = |records: TokenStream| {
         quote_spanned! {ret_span=>
             ::kstreams::__private::ProcessorReturn::into_result(
-                #call_inner(#records, #(&mut #store_vars,)* #out_arg)
+                #call_inner(#records, #(#store_args,)* #out_arg)
             )
         }
     };
@@ -343,17 +371,8 @@ pub(crate) fn punctuator(f: &ProcessorFn) -> TokenStream {
             quote!(__KstreamsV),
         ),
     };
-    let params: Vec<TokenStream> = f
-        .stores
-        .iter()
-        .map(|s| {
-            let ty = &s.ty;
-            quote_spanned!(ty.span()=> ::kstreams::__private::store_param::<#ty>())
-        })
-        .collect();
-    let store_vars: Vec<Ident> = (0..params.len())
-        .map(|i| format_ident!("__kstreams_store_{}", i))
-        .collect();
+    let params: Vec<TokenStream> = f.stores.iter().map(store_param).collect();
+    let (lets, store_args) = bound_stores(&f.stores, &params);
     let out_arg = f.emit.as_ref().map(|_| quote!(__kstreams_ctx));
     let ret_span = match &item.sig.output {
         ReturnType::Type(_, ty) => ty.span(),
@@ -362,7 +381,7 @@ pub(crate) fn punctuator(f: &ProcessorFn) -> TokenStream {
     let call_inner = Ident::new(&inner.to_string(), ret_span);
     let call = quote_spanned! {ret_span=>
         ::kstreams::__private::ProcessorReturn::into_result(
-            #call_inner(__kstreams_punctuation, #(&mut #store_vars,)* #out_arg)
+            #call_inner(__kstreams_punctuation, #(#store_args,)* #out_arg)
         )
     };
     let unit = unit_struct(f.kind, item);
@@ -393,7 +412,7 @@ pub(crate) fn punctuator(f: &ProcessorFn) -> TokenStream {
                     __kstreams_ctx: &mut ::kstreams::__private::Context<'_, #out_key, #out_value>,
                 ) -> ::kstreams::__private::Result<()> {
                     let __kstreams_binder = ::kstreams::__private::binder(__kstreams_ctx);
-                    #(let mut #store_vars = (#params.bind_named)(__kstreams_binder)?;)*
+                    #lets
                     #call
                 }
             }
@@ -656,11 +675,11 @@ pub(crate) fn store(s: &StoreAlias, args: &StoreArgs, name: &LitStr) -> TokenStr
         }
     };
     let note = format!(
-        " The {what} `{}` (`{}` → `{}`), declared with `#[kstreams::store]`: take it as `&mut {}` in a processor function.",
+        " The {what} `{}` (`{}` → `{}`), declared with `#[kstreams::store]`: take it as `&mut {ident}` (read and write) or `&{ident}` (read only: a table's store) in a processor function.",
         name.value(),
         crate::ast::code(key),
         crate::ast::code(value),
-        unraw(ident)
+        ident = unraw(ident)
     );
     store_handle(s, Some(&note), name, &body)
 }

@@ -107,7 +107,7 @@
 //!         ) -> ::kstreams::__private::Result<()> {
 //!             let __kstreams_binder = ::kstreams::__private::binder(__kstreams_ctx);
 //!             let mut __kstreams_store_0 =
-//!                 (::kstreams::__private::store_param::<WordCounts>().bind)(__kstreams_binder, 0usize)?;
+//!                 (::kstreams::__private::store_param::<WordCounts>().bind)(__kstreams_binder)?;
 //!             ::kstreams::__private::ProcessorReturn::into_result(
 //!                 __kstreams_count_words(__kstreams_records, &mut __kstreams_store_0, __kstreams_ctx),
 //!             )
@@ -118,6 +118,22 @@
 //!
 //! `#[processor]` differs only in `process_batch`, which binds the stores once and calls the
 //! function for each record, filling in the record's origin on an error.
+//!
+//! A store parameter taken by shared reference, `prices: &Prices` (read only: how a processor
+//! reads a table, whose store only the table writes), goes through `store_ref_param` instead:
+//! its spec is declared read-only and its handle bound with `let` and passed by `&`:
+//!
+//! ```text
+//! fn stores(&self) -> Vec<StoreSpec> {
+//!     Vec::from([(::kstreams::__private::store_ref_param::<Prices>().spec)()])   // `.read_only()`
+//! }
+//! // in process_batch:
+//! let __kstreams_store_0 = (::kstreams::__private::store_ref_param::<Prices>().bind)(__kstreams_binder)?;
+//! __kstreams_enrich(__kstreams_records, &__kstreams_store_0, __kstreams_ctx)
+//! ```
+//!
+//! Through `&Prices` no write is reachable (the handles' writes take `&mut self`), and the
+//! topology refuses a processor that takes a table's store `&mut`.
 //!
 //! With `punctuate(every = "10s", time = wall_clock, with = report)` (repeatable) and
 //! `init = setup`, the impl also gets
@@ -192,22 +208,23 @@ mod expand;
 mod fallback;
 mod valid;
 
-/// Turns `fn(&[Record<K, V>], &mut Store.., &mut Emit<K2, V2>)` into a batch processor; see
+/// Turns `fn(&[Record<K, V>], &mut Store.. or &Store.., &mut Emit<K2, V2>)` into a batch
+/// processor (`&mut` stores read and write, `&` stores read only); see
 /// `kstreams::batch_processor`.
 #[proc_macro_attribute]
 pub fn batch_processor(args: TokenStream, item: TokenStream) -> TokenStream {
     entry::processor(ast::Kind::Batch, args.into(), item.into()).into()
 }
 
-/// Turns `fn(&Record<K, V>, &mut Store.., &mut Emit<K2, V2>)` into a processor of one record at a
-/// time; see `kstreams::processor`.
+/// Turns `fn(&Record<K, V>, &mut Store.. or &Store.., &mut Emit<K2, V2>)` into a processor of
+/// one record at a time; see `kstreams::processor`.
 #[proc_macro_attribute]
 pub fn processor(args: TokenStream, item: TokenStream) -> TokenStream {
     entry::processor(ast::Kind::PerRecord, args.into(), item.into()).into()
 }
 
-/// Turns `fn(&Punctuation, &mut Store.., &mut Emit<K2, V2>)` into a punctuation handler that a
-/// processor names in `punctuate(with = ...)`; see `kstreams::punctuator`.
+/// Turns `fn(&Punctuation, &mut Store.. or &Store.., &mut Emit<K2, V2>)` into a punctuation
+/// handler that a processor names in `punctuate(with = ...)`; see `kstreams::punctuator`.
 #[proc_macro_attribute]
 pub fn punctuator(args: TokenStream, item: TokenStream) -> TokenStream {
     entry::processor(ast::Kind::Punctuator, args.into(), item.into()).into()
@@ -402,7 +419,7 @@ mod tests {
         assert!(
             out.contains("impl :: kstreams :: __private :: Punctuator < String , u64 > for report")
         );
-        assert!(out.contains("(:: kstreams :: __private :: store_param :: < Counts > () . bind_named) (__kstreams_binder)"), "{out}");
+        assert!(out.contains("(:: kstreams :: __private :: store_param :: < Counts > () . bind) (__kstreams_binder)"), "{out}");
 
         // Without an output, it fits any processor; arguments are refused.
         let out = entry::processor(

@@ -97,7 +97,7 @@ fn writes(c: &mut Criterion) {
             || random_entries(&mut rng, 1_000),
             |entries| {
                 s.transaction(|txn| {
-                    let store = txn.store::<Vec<u8>, Vec<u8>>(STORE)?;
+                    let mut store = txn.store::<Vec<u8>, Vec<u8>>(STORE)?;
                     for (k, v) in &entries {
                         store.put(k, v)?;
                     }

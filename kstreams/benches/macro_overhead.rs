@@ -47,7 +47,7 @@ const STORE: &str = "counts";
 #[inline(never)]
 fn count(
     lines: &[Record<(), String>],
-    counts: &KeyValueStore<'_, String, u64>,
+    counts: &mut KeyValueStore<'_, String, u64>,
     out: &mut Context<'_, String, u64>,
 ) -> kstreams::Result<()> {
     let mut index: HashMap<&str, usize> = HashMap::with_capacity(lines.len());
@@ -100,8 +100,8 @@ impl BatchProcessor<(), String> for HandCount {
         lines: &[Record<(), String>],
         ctx: &mut Context<'_, String, u64>,
     ) -> kstreams::Result<()> {
-        let counts = ctx.store::<String, u64>(STORE)?;
-        count(lines, &counts, ctx)
+        let mut counts = ctx.store::<String, u64>(STORE)?;
+        count(lines, &mut counts, ctx)
     }
 }
 

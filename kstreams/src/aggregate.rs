@@ -34,7 +34,7 @@ where
     if records.is_empty() {
         return Ok(());
     }
-    let store = crate::__private::binder(ctx).bind_named::<S::Key, S::Value>(S::NAME)?;
+    let mut store = crate::__private::binder(ctx).bind_named::<S::Key, S::Value>(S::NAME)?;
     let mut slot: HashMap<&S::Key, usize> = HashMap::new();
     let mut keys: Vec<&S::Key> = Vec::new();
     for r in records {

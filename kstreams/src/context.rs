@@ -1,8 +1,10 @@
 //! The processor context: what a processor can do besides reading its records.
 //!
 //! Owns: [`Context`] (forward records and batches, forward to a named child, reach the processor's
-//! stores, read stream and wall-clock time), [`InitContext`] (schedule punctuations) and
-//! [`Punctuation`]. It borrows everything from the task for the length of one call and keeps nothing.
+//! stores, read-write or read-only as it declared them, read stream and wall-clock time),
+//! [`InitContext`] (schedule punctuations), [`Punctuation`] and [`ReadOnly`] (a store handle
+//! that only reads). It borrows everything from the task for the length of one call and keeps
+//! nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,7 +121,7 @@ impl InitContext<'_> {
     ///         ctx.require_store::<Seen>()
     ///     }
     ///     fn process_batch(&mut self, records: &[Record<String, String>], ctx: &mut Context<'_, (), ()>) -> Result<()> {
-    ///         let seen = ctx.store_handle::<Seen>()?;
+    ///         let mut seen = ctx.store_handle::<Seen>()?;
     ///         seen.put(&"n".to_string(), &(records.len() as u64))
     ///     }
     /// }
@@ -209,8 +211,80 @@ pub(crate) struct NodeInfo {
     /// Children as indices into the task's node list.
     pub(crate) children: Vec<usize>,
     pub(crate) child_names: Vec<Arc<str>>,
-    /// The node's declared stores, as indices into the task's stores.
-    pub(crate) stores: Vec<usize>,
+    /// The node's declared stores, as indices into the task's stores, and which it only reads.
+    pub(crate) stores: NodeStores,
+}
+
+/// A node's declared stores: indices into the task's stores (in the order of its `stores()`),
+/// and the names of those it declared read-only ([`StoreSpec::read_only`]), which the
+/// writable binds refuse. Collected from indices, every store writable; the topology's factory
+/// marks the read-only ones.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NodeStores {
+    indices: Vec<usize>,
+    read_only: Arc<[Arc<str>]>,
+}
+
+impl NodeStores {
+    /// Marks the stores of these names read-only.
+    pub(crate) fn set_read_only(&mut self, names: Arc<[Arc<str>]>) {
+        self.read_only = names;
+    }
+
+    /// Whether the node declared the store `name` read-only.
+    pub(crate) fn is_read_only(&self, name: &str) -> bool {
+        self.read_only.iter().any(|n| &**n == name)
+    }
+}
+
+impl std::ops::Deref for NodeStores {
+    type Target = [usize];
+    fn deref(&self) -> &[usize] {
+        &self.indices
+    }
+}
+
+impl FromIterator<usize> for NodeStores {
+    fn from_iter<I: IntoIterator<Item = usize>>(iter: I) -> Self {
+        NodeStores {
+            indices: iter.into_iter().collect(),
+            read_only: Arc::from([]),
+        }
+    }
+}
+
+/// A store handle that only reads: it derefs to the handle (`&T`), never to `&mut T`, and the
+/// handles' writes take `&mut self`. What [`Context::read_store`],
+/// [`Context::read_versioned_store`], [`Context::read_store_handle`] and the global-store reads
+/// return.
+///
+/// ```compile_fail
+/// # use kstreams::{Context, Result};
+/// fn write_a_table(ctx: &Context<'_, String, String>) -> Result<()> {
+///     let prices = ctx.read_store::<String, u64>("prices")?;
+///     prices.put(&"apple".to_string(), &3) // error: `prices` only reads
+/// }
+/// ```
+pub struct ReadOnly<T>(T);
+
+impl<T> ReadOnly<T> {
+    pub(crate) fn new(handle: T) -> Self {
+        ReadOnly(handle)
+    }
+}
+
+impl<T> std::ops::Deref for ReadOnly<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for ReadOnly<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ReadOnly").field(&self.0).finish()
+    }
 }
 
 /// Records a node forwarded during one call, waiting to be handed to its children.
@@ -340,28 +414,80 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
         Ok(())
     }
 
-    /// The store named `name`, which this processor declared.
+    /// The store named `name`, which this processor declared read-write. A store it declared
+    /// [read-only](StoreSpec::read_only) (a table's) is an [`Error::Config`]: read it with
+    /// [`read_store`](Self::read_store).
     pub fn store<SK: 'static, SV: 'static>(&self, name: &str) -> Result<KeyValueStore<'a, SK, SV>> {
         crate::__private::binder(self).bind_named(name)
     }
 
-    /// The window store named `name`, which this processor declared (a spec made with
-    /// [`StoreSpec::windowed`]).
+    /// The store named `name`, which this processor declared, read-only (whether it declared
+    /// it read-only or read-write): how a hand-written processor reads a table's store,
+    /// declared in its `stores()` with [`StoreSpec::read_only`].
+    ///
+    /// ```
+    /// use kstreams::testing::TopologyTestDriver;
+    /// use kstreams::{BatchProcessor, Context, Record, Result, StoreSpec, Topology};
+    ///
+    /// #[kstreams::store(name = "prices")]
+    /// type Prices = kstreams::KeyValue<String, u64>;
+    ///
+    /// /// Each order's quantity times its item's price, from the table.
+    /// #[derive(Clone)]
+    /// struct Total;
+    /// impl BatchProcessor<String, u64> for Total {
+    ///     type OutKey = String;
+    ///     type OutValue = u64;
+    ///     fn stores(&self) -> Vec<StoreSpec> {
+    ///         vec![<Prices as kstreams::store::StoreHandle>::spec().read_only()]
+    ///     }
+    ///     fn process_batch(&mut self, orders: &[Record<String, u64>], ctx: &mut Context<'_, String, u64>) -> Result<()> {
+    ///         let prices = ctx.read_store::<String, u64>("prices")?;
+    ///         let found = prices.get_batch(&orders.iter().map(|r| r.key.clone()).collect::<Vec<_>>())?;
+    ///         for (r, price) in orders.iter().zip(found) {
+    ///             ctx.forward(r.derive(r.key.clone(), r.value * price.unwrap_or(0)));
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let mut t = Topology::builder();
+    /// let _prices = t.table::<Prices<'static>>("prices");
+    /// let orders = t.source::<String, u64>("orders");
+    /// let totals = t.add(Total, &orders);
+    /// t.sink("totals", &totals);
+    /// let mut driver = TopologyTestDriver::new(t.build()?)?;
+    /// driver.pipe("prices", "apple".to_string(), Some(3u64))?;
+    /// driver.pipe("orders", "apple".to_string(), 2u64)?;
+    /// assert_eq!(driver.read_output::<String, u64>("totals")?[0].value, 6);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_store<SK: 'static, SV: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnly<KeyValueStore<'a, SK, SV>>> {
+        crate::__private::binder(self)
+            .read_named(name)
+            .map(ReadOnly::new)
+    }
+
+    /// The window store named `name`, which this processor declared read-write (a spec made
+    /// with [`StoreSpec::windowed`]).
     pub fn window_store<SK: 'static, SV: 'static>(
         &self,
         name: &str,
     ) -> Result<WindowStore<'a, SK, SV>> {
-        let index = crate::__private::binder(self).index_named(name)?;
+        let index = crate::__private::binder(self).writable_index_named(name)?;
         WindowStore::bind(self.txn, index)
     }
 
-    /// The session store named `name`, which this processor declared (a spec made with
-    /// [`StoreSpec::sessions`]).
+    /// The session store named `name`, which this processor declared read-write (a spec made
+    /// with [`StoreSpec::sessions`]).
     pub fn session_store<SK: 'static, SV: 'static>(
         &self,
         name: &str,
     ) -> Result<SessionStore<'a, SK, SV>> {
-        let index = crate::__private::binder(self).index_named(name)?;
+        let index = crate::__private::binder(self).writable_index_named(name)?;
         SessionStore::bind(self.txn, index)
     }
 
@@ -374,9 +500,9 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
     pub fn global_store<SK: 'static, SV: 'static>(
         &self,
         name: &str,
-    ) -> Result<KeyValueStore<'a, SK, SV>> {
+    ) -> Result<ReadOnly<KeyValueStore<'a, SK, SV>>> {
         let (txn, index) = self.global_index(name)?;
-        KeyValueStore::bind(txn, index)
+        KeyValueStore::bind(txn, index).map(ReadOnly::new)
     }
 
     /// The global versioned store `name` (a versioned [`global_table`](
@@ -387,9 +513,9 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
     pub fn global_versioned_store<SK: 'static, SV: 'static>(
         &self,
         name: &str,
-    ) -> Result<crate::store::VersionedStore<'a, SK, SV>> {
+    ) -> Result<ReadOnly<crate::store::VersionedStore<'a, SK, SV>>> {
         let (txn, index) = self.global_index(name)?;
-        crate::store::VersionedStore::bind(txn, index)
+        crate::store::VersionedStore::bind(txn, index).map(ReadOnly::new)
     }
 
     fn global_index(&self, name: &str) -> Result<(&'a (dyn RawTxn + 'a), usize)> {
@@ -420,27 +546,51 @@ impl<'a, K: 'static, V: 'static> Context<'a, K, V> {
         Ok((global.txn, index))
     }
 
-    /// The versioned store named `name`, which this processor declared (a spec made with
-    /// [`StoreSpec::versioned`]).
+    /// The versioned store named `name`, which this processor declared read-write (a spec made
+    /// with [`StoreSpec::versioned`]). One it declared read-only (a versioned table's) is read
+    /// with [`read_versioned_store`](Self::read_versioned_store).
     pub fn versioned_store<SK: 'static, SV: 'static>(
         &self,
         name: &str,
     ) -> Result<crate::store::VersionedStore<'a, SK, SV>> {
-        let index = crate::__private::binder(self).index_named(name)?;
+        let index = crate::__private::binder(self).writable_index_named(name)?;
         crate::store::VersionedStore::bind(self.txn, index)
     }
 
-    /// The store of a `#[kstreams::store]` handle type, which this processor declared.
+    /// The versioned store named `name`, which this processor declared, read-only (see
+    /// [`read_store`](Self::read_store)): as of a time with [`get_as_of`](
+    /// crate::store::VersionedStore::get_as_of) and [`get_batch_as_of`](
+    /// crate::store::VersionedStore::get_batch_as_of).
+    pub fn read_versioned_store<SK: 'static, SV: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnly<crate::store::VersionedStore<'a, SK, SV>>> {
+        let (txn, index) = crate::__private::binder(self).read_index_named(name)?;
+        crate::store::VersionedStore::bind(txn, index).map(ReadOnly::new)
+    }
+
+    /// The store of a `#[kstreams::store]` handle type, which this processor declared
+    /// read-write.
     ///
-    /// What a `#[batch_processor]` does for its store parameters, for code that calls the function
-    /// itself (see [`testing::run_plain`](crate::testing::run_plain)). A hand-written processor
-    /// checks in `init` that it declared the store ([`InitContext::require_store`]).
+    /// What a `#[batch_processor]` does for its `&mut` store parameters, for code that calls the
+    /// function itself (see [`testing::run_plain`](crate::testing::run_plain)). A hand-written
+    /// processor checks in `init` that it declared the store ([`InitContext::require_store`]).
+    /// A store it declared read-only (a table's) is an [`Error::Config`]: bind it with
+    /// [`read_store_handle`](Self::read_store_handle).
     pub fn store_handle<S: StoreHandle<'a>>(&self) -> Result<S> {
         // Of any kind, as `#[batch_processor]` binds its store parameters: a versioned or
         // windowed handle wraps the key-value handle of its own store.
         Ok(S::bind(
             crate::__private::binder(self).bind_any_named(S::NAME)?,
         ))
+    }
+
+    /// The store of a `#[kstreams::store]` handle type, which this processor declared, read-only:
+    /// what a `#[batch_processor]` does for its `&` store parameters (a table's store).
+    pub fn read_store_handle<S: StoreHandle<'a>>(&self) -> Result<ReadOnly<S>> {
+        Ok(ReadOnly::new(S::bind(
+            crate::__private::binder(self).read_any_named(S::NAME)?,
+        )))
     }
 
     /// The task's stream time: the largest record timestamp it has seen (milliseconds), the

@@ -29,7 +29,7 @@ pub mod testing;
 pub mod topology;
 pub mod window;
 
-pub use context::{Context, Emit, InitContext, Punctuation, PunctuationType};
+pub use context::{Context, Emit, InitContext, Punctuation, PunctuationType, ReadOnly};
 pub use error::{Error, Result};
 pub use policy::{ErrorPolicies, OnBadRecord};
 pub use processor::{BatchProcessor, PerRecord, Processor, ProcessorReturn, SliceOfOne};
@@ -46,7 +46,8 @@ pub use window::{SessionKeyValue, SessionWindowed, Window, WindowKeyValue, Windo
 ///                                   //       (repeatable) and init = function; see below
 /// fn name(
 ///     records: &[Record<K, V>],     // first: the batch, records of one partition in offset order
-///     store: &mut SomeStore, ...    // zero or more `&mut` handles of `#[store]` types
+///     store: &mut SomeStore, ...    // zero or more handles of `#[store]` types: `&mut` to read
+///     table: &SomeTable, ...        //   and write, `&` to read only (a table's store), any order
 ///     out: &mut Emit<K2, V2>,       // optional, last: where the output goes; absent => `((), ())`
 /// ) -> kstreams::Result<()>         // or `()`, or `Result<(), E>` with `E: Into<kstreams::Error>`
 ///                                   // (`String` and `&str` too: a message is `Error::processing`)
@@ -58,6 +59,53 @@ pub use window::{SessionKeyValue, SessionWindowed, Window, WindowKeyValue, Windo
 /// by the processor itself ([`BatchProcessor::stores`]) and bound to each batch's transaction. The
 /// struct derefs to the function, so it can still be called as one (see
 /// [`testing::run_plain`] to test it that way).
+///
+/// A store taken by `&` is declared read-only ([`StoreSpec::read_only`]) and reaches the
+/// function by shared reference, through which nothing writes (the handles' writes take
+/// `&mut self`): that is how a processor reads a [table](TopologyBuilder::table), whose store
+/// only the table writes (taking it `&mut` fails [`TopologyBuilder::build`]; see
+/// `docs/joins.md`, "Reading a table in your own processor"). A
+/// [global table](TopologyBuilder::global_table)'s store is taken the same way, and read from the
+/// instance's global stores.
+///
+/// ```
+/// use kstreams::{batch_processor, store, Emit, Record, Topology};
+///
+/// #[store(name = "prices")]
+/// type Prices = kstreams::KeyValue<String, u64>;
+///
+/// /// Each order's total, from the table `prices`: one `get_batch` per batch.
+/// #[batch_processor]
+/// fn total(orders: &[Record<String, u64>], prices: &Prices, out: &mut Emit<String, u64>) -> kstreams::Result<()> {
+///     let items: Vec<&str> = orders.iter().map(|o| o.key.as_str()).collect();
+///     for (o, price) in orders.iter().zip(prices.get_batch(&items)?) {
+///         out.forward(o.derive(o.key.clone(), o.value * price.unwrap_or(0)));
+///     }
+///     Ok(())
+/// }
+///
+/// let mut t = Topology::builder();
+/// let _prices = t.table::<Prices<'static>>("prices");
+/// let orders = t.source::<String, u64>("orders");
+/// let totals = t.add(total, &orders);
+/// t.sink("totals", &totals);
+/// let mut driver = kstreams::testing::TopologyTestDriver::new(t.build()?)?;
+/// driver.pipe("prices", "apple".to_string(), Some(3u64))?;
+/// driver.pipe("orders", "apple".to_string(), 2u64)?;
+/// assert_eq!(driver.read_output::<String, u64>("totals")?[0].value, 6);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// ```compile_fail
+/// // Through `&Prices`, nothing writes.
+/// use kstreams::{batch_processor, store, Record};
+/// #[store(name = "prices")]
+/// type Prices = kstreams::KeyValue<String, u64>;
+/// #[batch_processor]
+/// fn overwrite(orders: &[Record<String, u64>], prices: &Prices) -> kstreams::Result<()> {
+///     prices.put(&orders[0].key, &0)
+/// }
+/// ```
 ///
 /// ```
 /// use kstreams::testing::TopologyTestDriver;
@@ -124,8 +172,8 @@ pub use window::{SessionKeyValue, SessionWindowed, Window, WindowKeyValue, Windo
 /// punctuation ([`InitContext::schedule`]) when a task starts, and calls `handler` when it is due,
 /// between batches. `handler` is a function marked [`#[punctuator]`](punctuator): it takes the
 /// [`&Punctuation`](Punctuation) and then the same kinds of parameters as the processor (`&mut`
-/// stores, optionally `&mut Emit<K2, V2>` with the processor's output types), and its stores are
-/// declared with the processor's. `every` is a literal of one or more `<number><unit>`, units `ms`,
+/// or `&` stores, optionally `&mut Emit<K2, V2>` with the processor's output types), and its
+/// stores are declared with the processor's (read-write when either takes a store `&mut`). `every` is a literal of one or more `<number><unit>`, units `ms`,
 /// `s`, `m`, `h` (`"10s"`, `"500ms"`, `"1m30s"`; a bad one is a compile error at the literal), or
 /// any expression of type [`Duration`](std::time::Duration). Several `punctuate(...)` may be given;
 /// their punctuations carry the ids 0, 1, ... in the order written.
@@ -183,7 +231,7 @@ pub use window::{SessionKeyValue, SessionWindowed, Window, WindowKeyValue, Windo
 ///
 /// - The function's name is now a unit struct, also in patterns: `let count = t.add(count, &s);`
 ///   does not compile (the `let` tries to match the struct); name the stream otherwise.
-/// - `&mut Counts` and `&mut Emit<K, V>` hide a lifetime; the expansion allows
+/// - `&mut Counts`, `&Prices` and `&mut Emit<K, V>` hide a lifetime; the expansion allows
 ///   `elided_lifetimes_in_paths` (part of `rust_2018_idioms`) on the function it keeps.
 /// - Clippy's `unnecessary_operation` takes a plain call used as a statement, `upper(r, out);`,
 ///   for the construction of a tuple struct and suggests removing it. Do not: bind the result
@@ -228,7 +276,8 @@ pub use kstreams_macros::processor;
 /// #[punctuator]
 /// fn name(
 ///     punctuation: &Punctuation,    // first: which punctuation fired, and its time
-///     store: &mut SomeStore, ...    // zero or more `&mut` handles of `#[store]` types
+///     store: &mut SomeStore, ...    // zero or more handles of `#[store]` types, `&mut` (read
+///                                   // and write) or `&` (read only)
 ///     out: &mut Emit<K2, V2>,       // optional, last: the output types of the processor
 /// ) -> kstreams::Result<()>         // or `()`, or `Result<(), E>` with `E: Into<kstreams::Error>`
 /// ```
@@ -255,7 +304,8 @@ pub use kstreams_macros::punctuator;
 ///
 /// The alias becomes `struct WordCounts<'t>` (same visibility) that derefs to
 /// [`KeyValueStore<'t, String, u64>`](KeyValueStore) and implements [`StoreHandle`]. A processor
-/// function takes it as `&mut WordCounts`.
+/// function takes it as `&mut WordCounts` to read and write, or as `&WordCounts` to read only
+/// (a table's store: see [`batch_processor`]).
 ///
 /// ```
 /// use kstreams::store::StoreHandle;

@@ -17,15 +17,17 @@ pub use crate::store::{
 };
 pub use crate::table::TableStore;
 
-use crate::context::NodeInfo;
+use crate::context::{GlobalView, NodeInfo};
 use crate::store::RawTxn;
 
-/// The part of a [`Context`] that store parameters need: the transaction and the node's stores.
-/// Unlike the context, it is `Copy` and does not hold the context borrowed.
+/// The part of a [`Context`] that store parameters need: the transaction, the node's stores and
+/// the instance's global stores. Unlike the context, it is `Copy` and does not hold the context
+/// borrowed.
 #[derive(Clone, Copy)]
 pub struct StoreBinder<'t> {
     node: &'t NodeInfo,
     txn: &'t (dyn RawTxn + 't),
+    global: Option<GlobalView<'t>>,
 }
 
 impl std::fmt::Debug for StoreBinder<'_> {
@@ -42,41 +44,98 @@ pub fn binder<'a, K, V>(ctx: &Context<'a, K, V>) -> StoreBinder<'a> {
     StoreBinder {
         node: ctx.node,
         txn: ctx.txn,
+        global: ctx.global,
     }
 }
 
 impl<'t> StoreBinder<'t> {
     /// The node's store named `name`, of any kind (windowed handles wrap a key-value handle of
-    /// their window or session store; the kind is their own declaration's).
+    /// their window or session store; the kind is their own declaration's), to write: refused
+    /// when the node declared it read-only.
     pub(crate) fn bind_any_named<K: 'static, V: 'static>(
         self,
         name: &str,
     ) -> Result<KeyValueStore<'t, K, V>> {
-        let index = self.index_named(name)?;
+        let index = self.writable_index_named(name)?;
         KeyValueStore::bind_any(self.txn, index)
     }
 
-    /// The node's `index`-th store, of any kind.
-    pub(crate) fn bind_any<K: 'static, V: 'static>(
+    /// The node's store named `name`, of any kind, to read (the caller hands it out read-only);
+    /// a global table's store when the node has none of the name (a global store is in no
+    /// task: the topology took it out of the node's stores, checked against the global table's
+    /// declaration).
+    pub(crate) fn read_any_named<K: 'static, V: 'static>(
         self,
-        index: usize,
+        name: &str,
     ) -> Result<KeyValueStore<'t, K, V>> {
-        let task_index = *self.node.stores.get(index).ok_or_else(|| {
-            Error::Internal(format!(
-                "processor `{}` has no store number {index}",
-                self.node.name
-            ))
-        })?;
-        KeyValueStore::bind_any(self.txn, task_index)
+        let (txn, index) = self.read_index_named(name)?;
+        KeyValueStore::bind_any(txn, index)
     }
 
-    /// The node's store named `name`.
+    /// Where the store `name` is read: the node's store of the name in the task's transaction,
+    /// else the instance's global store of the name in the global read transaction.
+    pub(crate) fn read_index_named(&self, name: &str) -> Result<(&'t (dyn RawTxn + 't), usize)> {
+        match self.index_named(name) {
+            Ok(index) => Ok((self.txn, index)),
+            Err(not_declared) => self
+                .global
+                .and_then(|g| {
+                    let index = g.specs.iter().position(|s| s.name() == name)?;
+                    Some((g.txn, index))
+                })
+                .ok_or(not_declared),
+        }
+    }
+
+    /// The node's key-value store named `name`, to write: refused when the node declared it
+    /// read-only.
     pub(crate) fn bind_named<K: 'static, V: 'static>(
         self,
         name: &str,
     ) -> Result<KeyValueStore<'t, K, V>> {
-        let index = self.index_named(name)?;
+        let index = self.writable_index_named(name)?;
         KeyValueStore::bind(self.txn, index)
+    }
+
+    /// The node's key-value store named `name` (or the global one, as
+    /// [`read_index_named`](Self::read_index_named)), to read (the caller hands it out
+    /// read-only).
+    pub(crate) fn read_named<K: 'static, V: 'static>(
+        self,
+        name: &str,
+    ) -> Result<KeyValueStore<'t, K, V>> {
+        let (txn, index) = self.read_index_named(name)?;
+        KeyValueStore::bind(txn, index)
+    }
+
+    /// [`index_named`](Self::index_named), for a handle that writes: refused when the node
+    /// declared the store read-only.
+    pub(crate) fn writable_index_named(&self, name: &str) -> Result<usize> {
+        let index = self.index_named(name)?;
+        self.check_writable(index)?;
+        Ok(index)
+    }
+
+    /// A writable bind of the task's store `index`: refused when the node declared it
+    /// read-only (a table's store, which only the table writes).
+    fn check_writable(&self, index: usize) -> Result<()> {
+        let spec = self.txn.store_spec(index);
+        if !self.node.stores.is_read_only(spec.name()) {
+            return Ok(());
+        }
+        let table = match spec.source_changelog() {
+            Some(topic) => {
+                format!(" (the store of the table of topic `{topic}`, which only the table writes)")
+            }
+            None => String::new(),
+        };
+        Err(Error::Config(format!(
+            "processor `{}` declared the store `{}`{table} read-only, but binds it to write: read \
+             it with `Context::read_store`, `read_versioned_store` or `read_store_handle`, or \
+             declare it read-write",
+            self.node.name,
+            spec.name()
+        )))
     }
 
     /// The task's index of the node's store named `name`.
@@ -103,11 +162,9 @@ impl<'t> StoreBinder<'t> {
 pub struct StoreParam<'t, T> {
     /// The store's declaration.
     pub spec: fn() -> StoreSpec,
-    /// Binds the processor's `index`-th store.
-    pub bind: fn(StoreBinder<'t>, usize) -> Result<T>,
     /// Binds the processor's store of this name (a `#[punctuator]`'s stores are somewhere in
-    /// the list of the processor that names it).
-    pub bind_named: fn(StoreBinder<'t>) -> Result<T>,
+    /// the list of the processor that names it; a global table's store is in no task's list).
+    pub bind: fn(StoreBinder<'t>) -> Result<T>,
 }
 
 impl<T> std::fmt::Debug for StoreParam<'_, T> {
@@ -116,9 +173,9 @@ impl<T> std::fmt::Debug for StoreParam<'_, T> {
     }
 }
 
-/// The [`StoreParam`] of a store handle type.
+/// The [`StoreParam`] of a store handle type taken `&mut` (read and write).
 ///
-/// Binds the store whatever its kind: the index (or name) is of the store the handle's own
+/// Binds the store whatever its kind: the name is of the store the handle's own
 /// [`StoreHandle::spec`] declared, and two different declarations of one name fail the build,
 /// so a key-value handle never meets a windowed store here; a windowed handle (`#[store(window
 /// = ...)]`) wraps the key-value handle of its window or session store.
@@ -126,8 +183,19 @@ impl<T> std::fmt::Debug for StoreParam<'_, T> {
 pub fn store_param<'t, T: StoreHandle<'t>>() -> StoreParam<'t, T> {
     StoreParam {
         spec: T::spec,
-        bind: |binder, index| Ok(T::bind(binder.bind_any::<T::Key, T::Value>(index)?)),
-        bind_named: |binder| Ok(T::bind(binder.bind_any_named::<T::Key, T::Value>(T::NAME)?)),
+        bind: |binder| Ok(T::bind(binder.bind_any_named::<T::Key, T::Value>(T::NAME)?)),
+    }
+}
+
+/// The [`StoreParam`] of a store handle type taken `&` (read only): its spec is declared
+/// [`read_only`](StoreSpec::read_only), and the handle bound is handed to the function by
+/// shared reference, through which no write is reachable (the handles' writes take `&mut self`).
+/// The store may be a global table's: it is then bound in the instance's global stores.
+#[inline]
+pub fn store_ref_param<'t, T: StoreHandle<'t>>() -> StoreParam<'t, T> {
+    StoreParam {
+        spec: || T::spec().read_only(),
+        bind: |binder| Ok(T::bind(binder.read_any_named::<T::Key, T::Value>(T::NAME)?)),
     }
 }
 
@@ -210,12 +278,15 @@ pub fn versioned_store<'t, K: 'static, V: 'static>(
     VersionedStore::over(store, history_ms)
 }
 
-/// Adds the stores of a punctuation handler to a processor's: a store both use is listed once
-/// (a declaration that differs is kept, for the topology to report the conflict).
+/// Adds the stores of a punctuation handler to a processor's: a store both use is listed once,
+/// read-write when either takes it read-write (a declaration that differs is kept, for the
+/// topology to report the conflict).
 pub fn merge_stores(stores: &mut Vec<StoreSpec>, more: Vec<StoreSpec>) {
     for spec in more {
-        if !stores.iter().any(|s| s.same_as(&spec)) {
-            stores.push(spec);
+        match stores.iter_mut().find(|s| s.same_as(&spec)) {
+            Some(s) if s.is_read_only() && !spec.is_read_only() => *s = spec,
+            Some(_) => {}
+            None => stores.push(spec),
         }
     }
 }
@@ -261,4 +332,30 @@ pub fn unknown_punctuation<K: 'static, V: 'static>(
         ctx.name(),
         punctuation.id
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_merged_from_a_handler_is_read_write_when_either_writes_it() {
+        let spec = || StoreSpec::new::<String, u64>("counts");
+        let other = StoreSpec::new::<String, u64>("other").read_only();
+        // The processor reads, the handler writes: read-write.
+        let mut stores = vec![spec().read_only()];
+        merge_stores(&mut stores, vec![spec(), other.clone()]);
+        assert_eq!(stores.len(), 2);
+        assert!(!stores[0].is_read_only());
+        assert!(stores[1].is_read_only());
+        // The processor writes, the handler reads: read-write still.
+        let mut stores = vec![spec()];
+        merge_stores(&mut stores, vec![spec().read_only()]);
+        assert_eq!(stores.len(), 1);
+        assert!(!stores[0].is_read_only());
+        // Both read: read-only.
+        let mut stores = vec![spec().read_only()];
+        merge_stores(&mut stores, vec![spec().read_only()]);
+        assert!(stores[0].is_read_only());
+    }
 }

@@ -843,7 +843,7 @@ pub(crate) mod tests {
     fn stores(entries: &[(&str, u64)]) -> Result<StateStores> {
         let mut s = StateStores::in_memory(vec![Counts::spec()])?;
         s.transaction(|txn| {
-            let c = txn.store::<String, u64>("counts")?;
+            let mut c = txn.store::<String, u64>("counts")?;
             for (k, v) in entries {
                 c.put(&(*k).to_owned(), v)?;
             }
@@ -1076,7 +1076,7 @@ pub(crate) mod tests {
         q.set_partitions([(0, 1)]);
         let mut s = StateStores::in_memory(vec![versioned_spec()])?;
         s.transaction(|txn| {
-            let v = txn.versioned_store::<String, u64>("prices")?;
+            let mut v = txn.versioned_store::<String, u64>("prices")?;
             use crate::store::VersionedPut;
             assert!(matches!(
                 v.put(&"a".to_owned(), Some(&1), 10)?,
@@ -1274,10 +1274,10 @@ pub(crate) mod tests {
         ));
         let mut s = StateStores::in_memory(topology.global_stores())?;
         s.transaction(|txn| {
-            let r = txn.store::<String, String>("regions")?;
+            let mut r = txn.store::<String, String>("regions")?;
             r.put(&"a".to_owned(), &"north".to_owned())?;
             r.put(&"b".to_owned(), &"south".to_owned())?;
-            let v = txn.versioned_store::<String, u64>("rates")?;
+            let mut v = txn.versioned_store::<String, u64>("rates")?;
             use crate::store::VersionedPut;
             assert!(matches!(
                 v.put(&"eur".to_owned(), Some(&2), 20)?,

@@ -10,8 +10,10 @@
 //! A table is a source of the table's topic, with the store's serdes (a null value is a
 //! delete), followed by a materializer that writes each record into the store and forwards a
 //! [`Change`] only when the key's current value changes, with the record's timestamp (Kafka
-//! Streams' `KTableSource`). A processor that reads the table declares the same store: sharing
-//! it puts the processor in the table's sub-topology, so the two are co-partitioned.
+//! Streams' `KTableSource`). A processor that reads the table declares the same store,
+//! read-only (a `&Prices` parameter, or [`StoreSpec::read_only`]): sharing it puts the processor
+//! in the table's sub-topology, so the two are co-partitioned. Only the table writes its store
+//! (the topic is its changelog): the topology refuses any other processor taking it read-write.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -109,8 +111,8 @@ impl<S: TableStore> Table<S> {
         self.spec.name()
     }
 
-    /// The table's store as the topology declares it; a processor that reads the table
-    /// declares this spec in its `stores()`.
+    /// The table's store as the topology declares it; a hand-written processor that reads the
+    /// table declares this spec, [`read_only`](StoreSpec::read_only), in its `stores()`.
     pub fn spec(&self) -> &StoreSpec {
         &self.spec
     }
@@ -316,7 +318,7 @@ where
         records: &[Record<K, Option<V>>],
         ctx: &mut Context<'_, K, Change<V>>,
     ) -> Result<()> {
-        let store = ctx.store::<K, V>(self.spec.name())?;
+        let mut store = ctx.store::<K, V>(self.spec.name())?;
         let serdes = self.spec.serdes::<K, V>()?;
         // Nobody reads the changes: build none.
         let forward = !ctx.node.children.is_empty();
@@ -351,7 +353,7 @@ where
         records: &[Record<K, Option<V>>],
         ctx: &mut Context<'_, K, Change<V>>,
     ) -> Result<()> {
-        let store = ctx.versioned_store::<K, V>(self.spec.name())?;
+        let mut store = ctx.versioned_store::<K, V>(self.spec.name())?;
         let serdes = self.spec.serdes::<K, V>()?;
         let forward = !ctx.node.children.is_empty();
         for r in records {
@@ -406,7 +408,10 @@ impl TopologyBuilder {
     ///
     /// The table forwards a [`Change`] (on [`Table::changes`]) only when a key's value changes,
     /// with the timestamp of the record that changed it. A processor reads the table by
-    /// declaring the same store (`S`): it then runs in the table's task, partition by partition.
+    /// taking the same store (`S`) by shared reference (`prices: &Prices`; a hand-written
+    /// processor declares it [`read_only`](StoreSpec::read_only)): it then runs in the table's
+    /// task, partition by partition. Taking it `&mut` fails [`build`](TopologyBuilder::build):
+    /// only the table writes its store.
     ///
     /// ```
     /// use kstreams::testing::TopologyTestDriver;
@@ -484,7 +489,9 @@ impl TopologyBuilder {
 impl TopologyBuilder {
     /// A global table read from `topic` into the store of `S` (Kafka Streams'
     /// `globalTable`): every partition of the topic, in one store per instance, in no task.
-    /// Any processor reads it with [`Context::global_store`] (declaring it in `init` with
+    /// A `#[batch_processor]` reads it by taking `S` by shared reference (`currencies:
+    /// &Currencies`: bound to the instance's global stores; `&mut` fails the build). A
+    /// hand-written processor reads it with [`Context::global_store`] (declaring it in `init` with
     /// [`InitContext::require_global_store`](crate::InitContext::require_global_store), so
     /// that a missing global table fails the build), whatever its input's partitioning: no
     /// co-partitioning is needed.

@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::context::{NodeInfo, Outputs};
+use crate::context::{NodeInfo, NodeStores, Outputs};
 use crate::error::{Error, Result};
 use crate::exec::{
     NodeRun, PassNode, ProcessorNode, SinkNode, SourceNode, SourceSerdes, init_node,
@@ -90,6 +90,30 @@ pub enum TopologyError {
     /// A stream handle from another builder.
     #[error("a stream of another topology builder was used (node `{0}`)")]
     ForeignStream(String),
+    /// A processor other than the table's own takes a table's store read-write.
+    #[error(
+        "processor `{processor}` takes the store `{store}` of the table of topic `{topic}` read-write, but only the table writes its store (the topic is the store's changelog: another processor's writes would be logged nowhere and undone by a restore); take its handle by shared reference, `&Store` instead of `&mut Store` (a hand-written processor: declare it with `StoreSpec::read_only()` and read it with `Context::read_store`)"
+    )]
+    TableStoreWritten {
+        /// The processor.
+        processor: String,
+        /// The table's store.
+        store: String,
+        /// The table's topic.
+        topic: String,
+    },
+    /// A processor takes a global table's store read-write.
+    #[error(
+        "processor `{processor}` takes the store `{store}` of the global table of topic `{topic}` read-write, but only the global table writes its store (one per instance, in no task); take its handle by shared reference, `&Store` instead of `&mut Store` (a hand-written processor: read it with `Context::global_store`, declared in `init` with `InitContext::require_global_store`)"
+    )]
+    GlobalStoreWritten {
+        /// The processor.
+        processor: String,
+        /// The global table's store.
+        store: String,
+        /// The global table's topic.
+        topic: String,
+    },
     /// A table whose store cannot hold it.
     #[error("the table of topic `{topic}` cannot use the store `{store}`: {reason}")]
     InvalidTable {
@@ -253,6 +277,8 @@ pub(crate) struct NodeDef {
     pub(crate) parents: Vec<usize>,
     pub(crate) children: Vec<usize>,
     pub(crate) stores: Vec<Arc<str>>,
+    /// Those of `stores` the node only reads (declared [`StoreSpec::read_only`]).
+    pub(crate) read_only: Arc<[Arc<str>]>,
     pub(crate) factory: Factory,
     pub(crate) role: NodeRole,
     /// A sink's factory for another topic.
@@ -587,6 +613,7 @@ impl TopologyBuilder {
                 parents: Vec::new(),
                 children: Vec::new(),
                 stores: Vec::new(),
+                read_only: Arc::from([]),
                 factory,
                 role,
                 retarget: None,
@@ -727,9 +754,24 @@ impl TopologyBuilder {
             stores.push(Arc::<str>::from(spec.name()));
             self.declare(spec.clone(), format!("processor `{name}`"));
         }
+        // Read-only: declared so every time it is listed.
+        let mut read_only: Vec<Arc<str>> = Vec::new();
+        for spec in &specs {
+            if specs
+                .iter()
+                .filter(|s| s.name() == spec.name())
+                .all(StoreSpec::is_read_only)
+                && !read_only.iter().any(|n| &**n == spec.name())
+            {
+                read_only.push(spec.name().into());
+            }
+        }
+        let read_only: Arc<[Arc<str>]> = read_only.into();
+        let node_read_only = read_only.clone();
         let declared: Arc<[StoreSpec]> = specs.into();
         let prototype = Arc::new(Mutex::new(processor));
-        let factory: Factory = Arc::new(move |info| {
+        let factory: Factory = Arc::new(move |mut info: NodeInfo| {
+            info.stores.set_read_only(node_read_only.clone());
             let processor = match prototype.lock() {
                 Ok(p) => p.clone(),
                 Err(poisoned) => poisoned.into_inner().clone(),
@@ -750,6 +792,7 @@ impl TopologyBuilder {
                 parents: Vec::new(),
                 children: Vec::new(),
                 stores,
+                read_only,
                 factory,
                 role,
                 retarget: None,
@@ -772,6 +815,8 @@ impl TopologyBuilder {
     }
 
     fn declare(&mut self, spec: StoreSpec, by: String) {
+        // The topology's declaration; who reads or writes it is each node's.
+        let spec = spec.without_access();
         if !valid_name(spec.name()) {
             self.errors
                 .push(TopologyError::InvalidName(spec.name().to_owned()));
@@ -858,6 +903,7 @@ impl TopologyBuilder {
                 parents: Vec::new(),
                 children: Vec::new(),
                 stores: Vec::new(),
+                read_only: Arc::from([]),
                 factory,
                 role,
                 retarget: Some(retarget),
@@ -901,6 +947,7 @@ impl TopologyBuilder {
                 parents: Vec::new(),
                 children: Vec::new(),
                 stores: Vec::new(),
+                read_only: Arc::from([]),
                 factory,
                 role: NodeRole::Merge,
                 retarget: None,
@@ -977,7 +1024,7 @@ impl TopologyBuilder {
         if let Some(e) = self.errors.drain(..).next() {
             return Err(e);
         }
-        let nodes = self.nodes;
+        let mut nodes = self.nodes;
         let mut source_topics = BTreeSet::new();
         let mut has_source = false;
         for n in &nodes {
@@ -991,6 +1038,41 @@ impl TopologyBuilder {
         // A global table's topic is read by no task, and its store is in none.
         let mut global_stores = BTreeSet::new();
         for g in &self.globals {
+            // Processors that declare the global table's store (a table of the name is
+            // reported below): read-only, they read it from the instance's global stores, so it
+            // leaves their task's stores; read-write, they are refused.
+            let name = g.spec.name();
+            let mut read = false;
+            for n in nodes.iter_mut().filter(|n| {
+                !matches!(n.role, NodeRole::Table { .. }) && n.stores.iter().any(|s| **s == *name)
+            }) {
+                if !n.read_only.iter().any(|r| **r == *name) {
+                    return Err(TopologyError::GlobalStoreWritten {
+                        processor: n.name.to_string(),
+                        store: name.to_owned(),
+                        topic: g.topic.to_string(),
+                    });
+                }
+                n.stores.retain(|s| **s != *name);
+                read = true;
+            }
+            if read && let Some(i) = self.declared_stores.iter().position(|s| s.name() == name) {
+                // The readers' declaration is the handle's; the global table's has its topic.
+                let declared = &self.declared_stores[i];
+                if !g
+                    .spec
+                    .same_as(&declared.clone().changelog_from_source(&g.topic))
+                {
+                    return Err(store_conflict(
+                        &g.spec,
+                        &format!("the global table of topic `{}`", g.topic),
+                        declared,
+                        &self.declared_by[i],
+                    ));
+                }
+                self.declared_stores.remove(i);
+                self.declared_by.remove(i);
+            }
             if !source_topics.insert(g.topic.clone()) {
                 return Err(TopologyError::DuplicateSourceTopic(g.topic.to_string()));
             }
@@ -1042,6 +1124,7 @@ impl TopologyBuilder {
                 return Err(TopologyError::UnusedStore(spec.name().to_owned()));
             }
         }
+        check_table_writers(&nodes, &self.declared_stores)?;
         let global_specs: Vec<StoreSpec> = self.globals.iter().map(|g| g.spec.clone()).collect();
         check_init(&nodes, &global_specs)?;
         let subtopologies = split(&nodes);
@@ -1057,6 +1140,36 @@ impl TopologyBuilder {
     }
 }
 
+/// Only a table writes its store: the store's changelog is the table's topic, so what another
+/// processor wrote would be logged nowhere and undone by the next restore. The writer is the
+/// processor the topic feeds (a table's materializer, or a hand-written one reading the topic's
+/// source); every other processor that declares the store must declare it read-only.
+fn check_table_writers(nodes: &[NodeDef], stores: &[StoreSpec]) -> Result<(), TopologyError> {
+    for n in nodes {
+        for store in &n.stores {
+            let Some(topic) = stores
+                .iter()
+                .find(|s| s.name() == &**store)
+                .and_then(StoreSpec::source_changelog)
+            else {
+                continue;
+            };
+            let materializer = matches!(&n.role, NodeRole::Table { store: s, .. } if s == store)
+                || n.parents.iter().any(
+                    |&p| matches!(&nodes[p].kind, NodeKind::Source { topic: t } if **t == *topic),
+                );
+            if !materializer && !n.read_only.iter().any(|r| r == store) {
+                return Err(TopologyError::TableStoreWritten {
+                    processor: n.name.to_string(),
+                    store: store.to_string(),
+                    topic: topic.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs each processor's `init` once, on a fresh copy, so that what it checks (the stores it
 /// requires, its punctuation intervals) fails here and not when a task starts. The copy is
 /// dropped; tasks run `init` again on their own instances.
@@ -1069,7 +1182,7 @@ fn check_init(nodes: &[NodeDef], globals: &[StoreSpec]) -> Result<(), TopologyEr
             name: n.name.clone(),
             children: Vec::new(),
             child_names: Vec::new(),
-            stores: Vec::new(),
+            stores: NodeStores::default(),
         });
         if let Err(e) = init_node(node.as_mut(), &n.name, 0, globals) {
             return Err(TopologyError::Init {

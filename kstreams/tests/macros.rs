@@ -491,7 +491,7 @@ impl kstreams::BatchProcessor<String, String> for HandWritten {
         records: &[Record<String, String>],
         ctx: &mut kstreams::Context<'_, (), ()>,
     ) -> kstreams::Result<()> {
-        let tally = ctx.store_handle::<AlertTally<'_>>()?;
+        let mut tally = ctx.store_handle::<AlertTally<'_>>()?;
         tally.put(&"n".to_string(), &(records.len() as u64))
     }
 }
@@ -865,7 +865,7 @@ mod versioned {
             records: &[Record<String, u64>],
             ctx: &mut kstreams::Context<'_, String, Option<u64>>,
         ) -> kstreams::Result<()> {
-            let store = ctx.store_handle::<Prices<'_>>()?;
+            let mut store = ctx.store_handle::<Prices<'_>>()?;
             let mut out = Vec::new();
             for r in records {
                 let _ = store.put(&r.key, Some(&r.value), r.timestamp)?;

@@ -119,3 +119,63 @@ fn clippy_clean_processors_run() -> kstreams::Result<()> {
     assert_eq!(d.store::<String, u64>("counts")?, [("b".to_string(), 1)]);
     Ok(())
 }
+
+/// A table, read by shared reference.
+#[store(name = "prices", backend = "in_memory")]
+pub type Prices = kstreams::KeyValue<String, u64>;
+
+/// Each order's total, from the table: one `get_batch`, the store taken by `&`.
+#[batch_processor(punctuate(every = "1m", time = stream_time, with = report_price))]
+pub fn total(
+    orders: &[Record<String, u64>],
+    prices: &Prices,
+    out: &mut Emit<String, u64>,
+) -> kstreams::Result<()> {
+    let items: Vec<&str> = orders.iter().map(|o| o.key.as_str()).collect();
+    for (o, p) in orders.iter().zip(prices.get_batch(&items)?) {
+        out.forward(o.derive(o.key.clone(), o.value * p.unwrap_or(0)));
+    }
+    Ok(())
+}
+
+/// Reports the price of "a", reading the table by `&`.
+#[kstreams::punctuator]
+pub fn report_price(
+    p: &kstreams::Punctuation,
+    prices: &Prices,
+    out: &mut Emit<String, u64>,
+) -> kstreams::Result<()> {
+    if let Some(n) = prices.get("a")? {
+        out.forward(Record::new("a".to_owned(), n).with_timestamp(p.timestamp));
+    }
+    Ok(())
+}
+
+/// One order at a time, the table taken by `&`.
+#[processor]
+pub fn total_one(
+    order: &Record<String, u64>,
+    prices: &Prices,
+    out: &mut Emit<String, u64>,
+) -> kstreams::Result<()> {
+    let p = prices.get(&order.key)?.unwrap_or(0);
+    out.forward(order.derive(order.key.clone(), p * order.value));
+    Ok(())
+}
+
+#[test]
+fn clippy_clean_read_only_stores_run() -> kstreams::Result<()> {
+    let mut t = Topology::builder();
+    let _prices = t.table::<Prices<'static>>("prices");
+    let orders = t.source::<String, u64>("orders");
+    let totals = t.add(total, &orders);
+    t.sink("totals", &totals);
+    let one = t.add(total_one, &orders);
+    t.sink("totals-one", &one);
+    let mut d = TopologyTestDriver::new(t.build()?)?;
+    d.pipe("prices", "a".to_owned(), Some(3u64))?;
+    d.pipe("orders", "a".to_owned(), 2u64)?;
+    assert_eq!(d.read_output::<String, u64>("totals")?[0].value, 6);
+    assert_eq!(d.read_output::<String, u64>("totals-one")?[0].value, 6);
+    Ok(())
+}

@@ -44,7 +44,7 @@ proptest! {
         let mut single = StateStores::open(dir_a.path(), spec(), &LmdbOptions::default()).expect("open");
         let mut batched = StateStores::open(dir_b.path(), spec(), &LmdbOptions::default()).expect("open");
         single.transaction(|txn| {
-            let s = txn.store::<String, u32>("s")?;
+            let mut s = txn.store::<String, u32>("s")?;
             for op in &ops {
                 match op {
                     Op::Put(k, v) => s.put(&key(*k), v)?,

@@ -183,7 +183,7 @@ impl BatchProcessor<String, String> for Remember {
         records: &[Record<String, String>],
         ctx: &mut Context<'_, String, String>,
     ) -> Result<()> {
-        let last = ctx.store::<String, String>("last")?;
+        let mut last = ctx.store::<String, String>("last")?;
         for r in records {
             last.put(&r.key, &r.value)?;
             ctx.forward(r.derive(r.key.clone(), format!("{}={}", r.key, r.value)));

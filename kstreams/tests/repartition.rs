@@ -144,7 +144,7 @@ fn a_repartition_topic_takes_the_partition_count_of_its_co_partitioned_sources()
     #[kstreams::processor]
     fn weigh(
         r: &Record<String, String>,
-        weights: &mut Weights,
+        weights: &Weights,
         out: &mut kstreams::Emit<String, u64>,
     ) -> kstreams::Result<()> {
         let w = weights.get(&r.key)?.unwrap_or(0);

@@ -265,7 +265,7 @@ impl BatchProcessor<String, String> for Summary {
         records: &[Record<String, String>],
         ctx: &mut Context<'_, String, u64>,
     ) -> Result<()> {
-        let seen = ctx.store::<String, u64>("seen")?;
+        let mut seen = ctx.store::<String, u64>("seen")?;
         let n = seen.get(&"n".to_string())?.unwrap_or(0);
         seen.put(&"n".to_string(), &(n + records.len() as u64))
     }

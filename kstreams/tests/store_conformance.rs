@@ -27,7 +27,7 @@ fn get_put_delete() -> kstreams::Result<()> {
     for (backend, dir) in backends() {
         let mut s = open(backend, dir.path());
         s.transaction(|txn| {
-            let c = txn.store::<String, u64>("counts")?;
+            let mut c = txn.store::<String, u64>("counts")?;
             assert_eq!(c.get("a")?, None, "{backend:?}");
             c.put(&"a".into(), &1)?;
             c.put(&"a".into(), &2)?;
@@ -46,7 +46,7 @@ fn batch_forms_answer_in_caller_order_and_apply_in_order() -> kstreams::Result<(
     for (backend, dir) in backends() {
         let mut s = open(backend, dir.path());
         s.transaction(|txn| {
-            let c = txn.store::<String, u64>("counts")?;
+            let mut c = txn.store::<String, u64>("counts")?;
             c.put_batch(&[("b".into(), 2), ("a".into(), 1), ("b".into(), 3)])?;
             let got = c.get_batch(&["b", "zz", "a", "b"])?;
             assert_eq!(got, vec![Some(3), None, Some(1), Some(3)], "{backend:?}");
@@ -72,7 +72,7 @@ fn range_and_iteration_in_key_byte_order() -> kstreams::Result<()> {
     for (backend, dir) in backends() {
         let mut s = open(backend, dir.path());
         s.transaction(|txn| {
-            let names = txn.store::<u32, String>("names")?;
+            let mut names = txn.store::<u32, String>("names")?;
             // More entries than one scan chunk (256), inserted out of order.
             for i in (0..1000u32).rev() {
                 names.put(&i, &format!("n{i}"))?;
@@ -132,7 +132,7 @@ fn a_failed_transaction_leaves_no_trace() -> kstreams::Result<()> {
             txn.set_input_position("in", 0, 10)
         })?;
         let failed: kstreams::Result<()> = s.transaction(|txn| {
-            let c = txn.store::<String, u64>("counts")?;
+            let mut c = txn.store::<String, u64>("counts")?;
             c.put(&"kept".into(), &2)?;
             c.put(&"new".into(), &5)?;
             c.delete("kept")?;
@@ -238,10 +238,10 @@ fn a_store_whose_changelog_is_its_source_topic_logs_nothing() -> kstreams::Resul
         ];
         let mut s = StateStores::open(dir.path(), specs, &LmdbOptions::default())?;
         s.transaction(|txn| {
-            let t = txn.store::<String, u64>("table")?;
+            let mut t = txn.store::<String, u64>("table")?;
             t.put(&"a".into(), &1)?;
             t.delete("a")?;
-            let v = txn.versioned_store::<String, u64>("versioned-table")?;
+            let mut v = txn.versioned_store::<String, u64>("versioned-table")?;
             let _ = v.put(&"a".into(), Some(&1), 10)?;
             txn.store::<String, u64>("logged")?.put(&"b".into(), &2)?;
             let log = txn.take_changelog();
@@ -311,7 +311,7 @@ fn the_driver_creates_no_changelog_topic_for_a_store_whose_changelog_is_its_sour
             records: &[kstreams::Record<String, u64>],
             ctx: &mut kstreams::Context<'_, (), ()>,
         ) -> kstreams::Result<()> {
-            let t = ctx.store::<String, u64>("table")?;
+            let mut t = ctx.store::<String, u64>("table")?;
             for r in records {
                 t.put(&r.key, &r.value)?;
             }
@@ -410,7 +410,7 @@ fn the_lmdb_map_grows_instead_of_failing_with_map_full() -> kstreams::Result<()>
     // MDB_MAP_FULL and the transaction is retried on a grown map.
     let value = vec![7u8; 4096];
     s.transaction(|txn| {
-        let big = txn.store::<u64, Vec<u8>>("big")?;
+        let mut big = txn.store::<u64, Vec<u8>>("big")?;
         for i in 0..2048u64 {
             big.put(&i, &value)?;
         }
@@ -440,7 +440,7 @@ fn the_map_stops_at_its_maximum_with_a_clear_error() {
     let value = vec![7u8; 4096];
     let err = s
         .transaction(|txn| {
-            let big = txn.store::<u64, Vec<u8>>("big")?;
+            let mut big = txn.store::<u64, Vec<u8>>("big")?;
             for i in 0..2048u64 {
                 big.put(&i, &value)?;
             }
@@ -479,7 +479,7 @@ fn a_map_at_its_maximum_still_takes_writes_that_fit() -> kstreams::Result<()> {
     // About 600 KiB: more than half of the map, well within it.
     let value = vec![7u8; 4000];
     s.transaction(|txn| {
-        let small = txn.store::<u64, Vec<u8>>("small")?;
+        let mut small = txn.store::<u64, Vec<u8>>("small")?;
         for i in 0..150u64 {
             small.put(&i, &value)?;
         }
@@ -545,7 +545,7 @@ fn keys_of_any_size_behave_as_short_ones() -> kstreams::Result<()> {
     for (backend, dir) in backends() {
         let mut s = open(backend, dir.path());
         s.transaction(|txn| {
-            let b = txn.store::<Vec<u8>, u64>("bytes")?;
+            let mut b = txn.store::<Vec<u8>, u64>("bytes")?;
             for (i, k) in keys.iter().enumerate() {
                 b.put(k, &(i as u64))?;
             }
@@ -640,7 +640,7 @@ fn many_long_keys_sharing_a_prefix_iterate_in_order_across_scan_chunks() -> kstr
     for (backend, dir) in backends() {
         let mut s = open(backend, dir.path());
         s.transaction(|txn| {
-            let b = txn.store::<Vec<u8>, u64>("bytes")?;
+            let mut b = txn.store::<Vec<u8>, u64>("bytes")?;
             for (i, k) in keys.iter().enumerate().rev() {
                 b.put(k, &(i as u64))?;
             }
@@ -687,7 +687,7 @@ fn long_keys_reach_the_changelog_as_they_are_and_restore_alike() -> kstreams::Re
     for (backend, dir) in backends() {
         let mut s = open(backend, dir.path());
         let log = s.transaction(|txn| {
-            let b = txn.store::<Vec<u8>, u64>("bytes")?;
+            let mut b = txn.store::<Vec<u8>, u64>("bytes")?;
             for (i, k) in keys.iter().enumerate() {
                 b.put(k, &(i as u64))?;
             }
@@ -732,7 +732,7 @@ fn a_string_store_takes_borrowed_keys() -> kstreams::Result<()> {
     for (backend, dir) in backends() {
         let mut s = open(backend, dir.path());
         s.transaction(|txn| {
-            let c = txn.store::<String, u64>("counts")?;
+            let mut c = txn.store::<String, u64>("counts")?;
             c.put(&"alice".to_owned(), &1)?;
             c.put(&"bob".to_owned(), &2)?;
             assert_eq!(c.get("alice")?, Some(1), "{backend:?}");
@@ -745,7 +745,7 @@ fn a_string_store_takes_borrowed_keys() -> kstreams::Result<()> {
             c.delete_batch(&["bob"])?;
             assert_eq!(c.iter()?.count(), 0, "{backend:?}");
             // Integer literals still infer the key type.
-            let names = txn.store::<u32, String>("names")?;
+            let mut names = txn.store::<u32, String>("names")?;
             names.put(&5, &"five".to_owned())?;
             assert_eq!(names.get(&5)?.as_deref(), Some("five"));
             assert_eq!(names.get_batch(&[5, 6])?.len(), 2);
@@ -818,7 +818,7 @@ where
             &LmdbOptions::default(),
         )?;
         let log = s.transaction(|txn| {
-            let st = txn.store::<u32, V>("values")?;
+            let mut st = txn.store::<u32, V>("values")?;
             // Every key first holds something else, so that a null value must really delete.
             let n = values.len() as u32;
             for (i, v) in values.iter().enumerate() {
@@ -902,7 +902,7 @@ fn a_store_of_unit_values_is_a_set_of_its_keys() -> kstreams::Result<()> {
         let spec = || StoreSpec::new::<String, ()>("seen").backend(backend);
         let mut s = StateStores::open(dir.path(), vec![spec()], &LmdbOptions::default())?;
         let log = s.transaction(|txn| {
-            let seen = txn.store::<String, ()>("seen")?;
+            let mut seen = txn.store::<String, ()>("seen")?;
             seen.put_batch(&[("a".to_string(), ()), ("b".to_string(), ())])?;
             seen.delete("b")?;
             assert_eq!(seen.get("a")?, Some(()), "{backend:?}");
@@ -992,7 +992,7 @@ fn the_map_is_reserved_on_disk_a_quarter_above_its_use_not_doubled() -> kstreams
     let value = vec![7u8; 4000];
     for batch in 0..60u64 {
         s.transaction(|txn| {
-            let big = txn.store::<u64, Vec<u8>>("big")?;
+            let mut big = txn.store::<u64, Vec<u8>>("big")?;
             for i in batch * 100..(batch + 1) * 100 {
                 big.put(&i, &value)?;
             }

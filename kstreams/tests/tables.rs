@@ -188,7 +188,7 @@ fn a_table_whose_changes_nobody_reads_builds_and_materializes() -> kstreams::Res
 #[processor]
 fn price_order(
     order: &Record<String, u64>,
-    prices: &mut Prices,
+    prices: &Prices,
     out: &mut Emit<String, String>,
 ) -> kstreams::Result<()> {
     let total = match prices.get(&order.key)? {

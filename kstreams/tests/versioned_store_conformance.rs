@@ -64,7 +64,7 @@ fn as_of_reads_the_version_valid_then_and_out_of_order_puts_land_in_place() -> k
     for (backend, dir) in backends() {
         let mut s = open(backend, dir.path());
         txn(&mut s, |t| {
-            let p = t.versioned_store::<String, u64>("prices")?;
+            let mut p = t.versioned_store::<String, u64>("prices")?;
             let k = "k".to_owned();
             assert_eq!(p.put(&k, Some(&1), 10)?, VersionedPut::Latest);
             assert_eq!(p.put(&k, Some(&3), 30)?, VersionedPut::Latest);
@@ -104,7 +104,7 @@ fn tombstones_are_versions() -> kstreams::Result<()> {
     for (backend, dir) in backends() {
         let mut s = open(backend, dir.path());
         txn(&mut s, |t| {
-            let p = t.versioned_store::<String, u64>("prices")?;
+            let mut p = t.versioned_store::<String, u64>("prices")?;
             let k = "k".to_owned();
             p.put(&k, Some(&1), 10).map(drop)?;
             assert_eq!(p.put(&k, None, 20)?, VersionedPut::Latest);
@@ -142,7 +142,7 @@ fn history_retention_hides_old_versions_but_never_the_latest() -> kstreams::Resu
     for (backend, dir) in backends() {
         let mut s = open(backend, dir.path());
         txn(&mut s, |t| {
-            let p = t.versioned_store::<String, u64>("prices")?;
+            let mut p = t.versioned_store::<String, u64>("prices")?;
             let (a, b) = ("a".to_owned(), "b".to_owned());
             p.put(&a, Some(&1), 0).map(drop)?;
             p.put(&a, Some(&2), 50).map(drop)?;
@@ -188,7 +188,7 @@ fn history_retention_hides_old_versions_but_never_the_latest() -> kstreams::Resu
         })?;
         // Much later, every old key still answers its latest version.
         txn(&mut s, |t| {
-            let p = t.versioned_store::<String, u64>("prices")?;
+            let mut p = t.versioned_store::<String, u64>("prices")?;
             p.put(&"c".to_owned(), Some(&1), 1_000_000).map(drop)?;
             assert_eq!(p.get("a")?, rec(6, 100, None), "{backend:?}");
             assert_eq!(p.get_as_of("a", 500)?, rec(6, 100, None), "{backend:?}");
@@ -206,7 +206,7 @@ fn the_purge_of_old_versions_is_bounded_and_never_changes_an_answer() -> kstream
     for (backend, dir) in backends() {
         let mut s = open(backend, dir.path());
         txn(&mut s, |t| {
-            let p = t.versioned_store::<String, u64>("prices")?;
+            let mut p = t.versioned_store::<String, u64>("prices")?;
             for i in 0..1500u64 {
                 let k = format!("k{}", i % 300);
                 p.put(&k, Some(&i), i as i64).map(drop)?;
@@ -216,7 +216,7 @@ fn the_purge_of_old_versions_is_bounded_and_never_changes_an_answer() -> kstream
         })?;
         for step in 0..4i64 {
             txn(&mut s, |t| {
-                let p = t.versioned_store::<String, u64>("prices")?;
+                let mut p = t.versioned_store::<String, u64>("prices")?;
                 // Each put moves the stream time and purges up to the limit.
                 p.put(&"tick".to_owned(), Some(&0), 10_000 + step)
                     .map(drop)?;
@@ -245,7 +245,7 @@ fn a_prefix_key_never_gets_the_longer_keys_versions() -> kstreams::Result<()> {
     for (backend, dir) in backends() {
         let mut s = open(backend, dir.path());
         txn(&mut s, |t| {
-            let p = t.versioned_store::<Vec<u8>, u64>("bytes")?;
+            let mut p = t.versioned_store::<Vec<u8>, u64>("bytes")?;
             p.put(&b"a\0".to_vec(), Some(&1), 10).map(drop)?;
             p.put(&b"ab".to_vec(), Some(&2), 10).map(drop)?;
             p.put(&Vec::new(), Some(&3), 10).map(drop)?;
@@ -276,7 +276,7 @@ fn keys_of_a_million_bytes_keep_their_versions_apart() -> kstreams::Result<()> {
     for (backend, dir) in backends() {
         let mut s = open(backend, dir.path());
         txn(&mut s, |t| {
-            let p = t.versioned_store::<Vec<u8>, u64>("bytes")?;
+            let mut p = t.versioned_store::<Vec<u8>, u64>("bytes")?;
             p.put(&long(1), Some(&1), 10).map(drop)?;
             p.put(&long(2), Some(&2), 20).map(drop)?;
             p.put(&long(1), Some(&3), 30).map(drop)?;
@@ -299,7 +299,7 @@ fn an_aborted_batch_leaves_no_version_nor_stream_time() -> kstreams::Result<()> 
     for (backend, dir) in backends() {
         let mut s = open(backend, dir.path());
         let failed: kstreams::Result<()> = s.transaction(|t| {
-            let p = t.versioned_store::<String, u64>("prices")?;
+            let mut p = t.versioned_store::<String, u64>("prices")?;
             p.put(&"k".to_owned(), Some(&1), 500).map(drop)?;
             Err(kstreams::Error::processing("boom"))
         });
@@ -319,12 +319,12 @@ fn changelog_records_are_kafka_streams_versioned_records() -> kstreams::Result<(
     for (backend, dir) in backends() {
         let mut s = open(backend, dir.path());
         let ((), log) = txn(&mut s, |t| {
-            let p = t.versioned_store::<String, u64>("prices")?;
+            let mut p = t.versioned_store::<String, u64>("prices")?;
             p.put(&"k".to_owned(), Some(&1), 300).map(drop)?;
             p.put(&"k".to_owned(), None, 250).map(drop)?;
             // Refused: not logged.
             assert_eq!(p.put(&"k".to_owned(), Some(&2), 10)?, VersionedPut::Expired);
-            let q = t.versioned_store::<String, u64>("quiet")?;
+            let mut q = t.versioned_store::<String, u64>("quiet")?;
             q.put(&"k".to_owned(), Some(&1), 300).map(drop)?;
             Ok(())
         })?;
@@ -364,7 +364,7 @@ fn restore_from_the_changelog_gives_the_same_answers() -> kstreams::Result<()> {
             ("a", Some(0), 1),
         ];
         let ((), log) = txn(&mut s, |t| {
-            let p = t.versioned_store::<String, u64>("prices")?;
+            let mut p = t.versioned_store::<String, u64>("prices")?;
             for (k, v, ts) in puts {
                 let _ = p.put(&k.to_owned(), v.as_ref(), ts)?;
             }
@@ -406,7 +406,7 @@ fn restore_from_the_changelog_gives_the_same_answers() -> kstreams::Result<()> {
         );
         // Restored, the stream time refuses what the original refuses.
         txn(&mut fresh, |t| {
-            let p = t.versioned_store::<String, u64>("prices")?;
+            let mut p = t.versioned_store::<String, u64>("prices")?;
             assert_eq!(p.put(&"a".to_owned(), Some(&9), 49)?, VersionedPut::Expired);
             Ok(())
         })?;
@@ -418,7 +418,7 @@ fn restore_from_the_changelog_gives_the_same_answers() -> kstreams::Result<()> {
 fn a_negative_version_timestamp_is_an_error_on_a_logged_store_only() -> kstreams::Result<()> {
     let mut s = StateStores::in_memory(specs(Backend::InMemory))?;
     s.transaction(|t| {
-        let p = t.versioned_store::<String, u64>("prices")?;
+        let mut p = t.versioned_store::<String, u64>("prices")?;
         let err = p.put(&"k".to_owned(), Some(&1), -5).unwrap_err();
         assert!(
             err.to_string().contains("store `prices`") && err.to_string().contains("-5"),
@@ -426,7 +426,7 @@ fn a_negative_version_timestamp_is_an_error_on_a_logged_store_only() -> kstreams
         );
         assert!(t.take_changelog().is_empty());
         // Without a changelog, negative times are times like any other.
-        let q = t.versioned_store::<String, u64>("quiet")?;
+        let mut q = t.versioned_store::<String, u64>("quiet")?;
         assert_eq!(q.put(&"k".to_owned(), Some(&1), -5)?, VersionedPut::Latest);
         assert_eq!(q.get_as_of("k", -1)?, rec(1, -5, None));
         Ok(())
@@ -557,7 +557,7 @@ proptest! {
             let mut log = Vec::new();
             for batch in &batches {
                 let (outcomes, written) = txn(&mut s, |t| {
-                    let p = t.versioned_store::<String, u64>("prices")?;
+                    let mut p = t.versioned_store::<String, u64>("prices")?;
                     batch.iter().map(|(k, v, ts)| p.put(&key(*k), v.as_ref(), *ts)).collect::<kstreams::Result<Vec<_>>>()
                 }).expect("puts");
                 let expected: Vec<_> = batch.iter().map(|(k, v, ts)| model.put(*k, *v, *ts)).collect();
@@ -618,7 +618,7 @@ impl kstreams::BatchProcessor<String, String> for Versions {
         records: &[kstreams::Record<String, String>],
         ctx: &mut kstreams::Context<'_, String, String>,
     ) -> kstreams::Result<()> {
-        let v = ctx.versioned_store::<String, u64>("versions")?;
+        let mut v = ctx.versioned_store::<String, u64>("versions")?;
         let mut out = Vec::new();
         for r in records {
             let at: i64 = r

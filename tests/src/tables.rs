@@ -13,8 +13,9 @@ use kstreams::{Record, Result, Topology, store};
 pub type Prices = kstreams::KeyValue<String, String>;
 
 /// Each order with its key's current price: one `get_batch` per batch. It declares the store
-/// as the table does ([`Table::spec`](kstreams::table::Table::spec): its topic is its changelog),
-/// which a `#[batch_processor]` taking `&mut Prices` would not.
+/// as the table does ([`Table::spec`](kstreams::table::Table::spec): its topic is its
+/// changelog), read-only (only the table writes its store), and reads it with
+/// `Context::read_store`.
 #[derive(Debug, Clone)]
 pub struct Enrich {
     spec: kstreams::StoreSpec,
@@ -25,7 +26,7 @@ impl kstreams::BatchProcessor<String, String> for Enrich {
     type OutValue = String;
 
     fn stores(&self) -> Vec<kstreams::StoreSpec> {
-        vec![self.spec.clone()]
+        vec![self.spec.clone().read_only()]
     }
 
     fn process_batch(
@@ -33,7 +34,7 @@ impl kstreams::BatchProcessor<String, String> for Enrich {
         orders: &[Record<String, String>],
         ctx: &mut kstreams::Context<'_, String, String>,
     ) -> Result<()> {
-        let prices = ctx.store::<String, String>(self.spec.name())?;
+        let prices = ctx.read_store::<String, String>(self.spec.name())?;
         let keys: Vec<String> = orders.iter().map(|o| o.key.clone()).collect();
         for (order, price) in orders.iter().zip(prices.get_batch(&keys)?) {
             let price = price.unwrap_or_else(|| "-".to_owned());
@@ -133,7 +134,7 @@ impl kstreams::BatchProcessor<String, String> for Load {
         records: &[Record<String, String>],
         ctx: &mut kstreams::Context<'_, (), ()>,
     ) -> Result<()> {
-        let prices = ctx.store::<String, String>(self.spec.name())?;
+        let mut prices = ctx.store::<String, String>(self.spec.name())?;
         for r in records {
             prices.put(&r.key, &r.value)?;
         }

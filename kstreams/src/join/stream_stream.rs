@@ -571,7 +571,7 @@ where
         let key_serde = K::Serde::default();
         // Kafka Streams' `minTime`, kept with the state (so a batch run again after a record
         // error, or a restart, starts from what the state says): `i64::MAX` until a record waits.
-        let min_store = match &outer {
+        let mut min_store = match &outer {
             Some(_) => Some(ctx.store::<String, i64>(&self.config.outer_time_store)?),
             None => None,
         };
@@ -785,7 +785,7 @@ where
         if let (Some(outer), Some(t)) = (&outer, stream_time) {
             outer.advance_stream_time_logged(t)?;
         }
-        if let Some(s) = &min_store
+        if let Some(s) = &mut min_store
             && min_time != min_time_before
         {
             s.put(&MIN_TIME_KEY.to_owned(), &min_time)?;

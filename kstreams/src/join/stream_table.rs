@@ -41,7 +41,7 @@ fn lookup<K: 'static, V: 'static, OK: 'static, OV: 'static>(
     }
     if versioned {
         let s = match side {
-            Side::Task => ctx.versioned_store::<K, V>(store)?,
+            Side::Task => ctx.read_versioned_store::<K, V>(store)?,
             Side::Global => ctx.global_versioned_store::<K, V>(store)?,
         };
         let found = if per_record {
@@ -55,7 +55,7 @@ fn lookup<K: 'static, V: 'static, OK: 'static, OV: 'static>(
     }
     let only_keys: Vec<K> = keys.into_iter().map(|(k, _)| k).collect();
     let s = match side {
-        Side::Task => ctx.store::<K, V>(store)?,
+        Side::Task => ctx.read_store::<K, V>(store)?,
         Side::Global => ctx.global_store::<K, V>(store)?,
     };
     if per_record {
@@ -281,7 +281,7 @@ where
     OK: 'static,
     OV: 'static,
 {
-    let buffer = ctx.store::<Vec<u8>, Buffered<K, V>>(store)?;
+    let mut buffer = ctx.store::<Vec<u8>, Buffered<K, V>>(store)?;
     let meta_key = META_KEY.to_vec();
     let (mut stream_time, mut next_seq) = match buffer.get(&meta_key)? {
         Some(Buffered::Meta {
@@ -551,7 +551,7 @@ where
     type OutValue = VO;
 
     fn stores(&self) -> Vec<StoreSpec> {
-        let mut specs = vec![self.table.clone()];
+        let mut specs = vec![self.table.clone().read_only()];
         if let Some(g) = &self.grace {
             specs.push((g.spec)(&self.buffer_name()));
         }

@@ -92,7 +92,7 @@ where
     type OutValue = Option<VO>;
 
     fn stores(&self) -> Vec<StoreSpec> {
-        vec![self.other.clone()]
+        vec![self.other.clone().read_only()]
     }
 
     fn process_batch(
@@ -107,7 +107,7 @@ where
         let keys: Vec<K> = records.iter().map(|r| r.key.clone()).collect();
         // The other side's current value, with its timestamp when the store keeps one.
         let others: Vec<Option<(OV, Option<i64>)>> = if versioned_history(spec).is_some() {
-            let store = ctx.versioned_store::<K, OV>(spec.name())?;
+            let store = ctx.read_versioned_store::<K, OV>(spec.name())?;
             let latest: Vec<(K, i64)> = keys.into_iter().map(|k| (k, i64::MAX)).collect();
             store
                 .get_batch_as_of(&latest)?
@@ -115,7 +115,7 @@ where
                 .map(|v| v.map(|v| (v.value, Some(v.timestamp))))
                 .collect()
         } else {
-            let store = ctx.store::<K, OV>(spec.name())?;
+            let store = ctx.read_store::<K, OV>(spec.name())?;
             store
                 .get_batch(&keys)?
                 .into_iter()

@@ -6,16 +6,28 @@
 //! exactly-once recovery (`eos`; step 3 under exactly-once is the sink's `commit_transaction`).
 //!
 //! A commit (every `commit_interval`, before partitions are revoked, on shutdown):
-//! 1. waits until the broker acknowledged every record sent so far (a delivery error goes through
-//!    the production policy of its sink topic under at-least-once; one that fails the app leaves
-//!    nothing after the last commit committed),
+//! 1. handles the delivery failures reported so far through the production policy of their sink
+//!    topic (at-least-once; one that fails the app leaves nothing after the last commit
+//!    committed); before a revoke and at shutdown it first waits until the broker acknowledged
+//!    every record sent so far (`Sink::wait_acked`), at an interval it does not wait
+//!    (`Sink::settle`): records still in flight keep their input batches uncommitted,
 //! 2. records the acknowledged changelog offsets in each task's LMDB environment
 //!    (`record_changelog_positions`) and fsyncs it (`Task::sync`),
-//! 3. commits the processed input offsets to the group, synchronously; while the broker or the
-//!    group coordinator cannot be reached (an outage) the commit is retried with backoff for at
-//!    most the delivery timeout; if the group moved on without this member meanwhile, nothing is
-//!    committed and the rebalance that follows hands the partitions over (see
-//!    `commit_offsets_retrying`).
+//! 3. commits the input offsets to the group, synchronously: at an interval each partition up to
+//!    its watermark (`Sink::watermark`: the first offset of its oldest input batch with an output
+//!    or changelog record not acknowledged or handled yet, or the next offset to process), else
+//!    everything processed. While the broker or the group coordinator cannot be reached (an
+//!    outage) the commit is retried with backoff for at most the delivery timeout; if the group
+//!    moved on without this member meanwhile, nothing is committed and the rebalance that follows
+//!    hands the partitions over (see `commit_offsets_retrying`).
+//!
+//! An interval commit that stopped at a watermark below what was processed is followed by
+//! another as soon as nothing is in flight any more ([`Engine::caught_up`]).
+//!
+//! Under exactly-once, step 1 waits only before a revoke and at shutdown, and step 3 is the
+//! sink's `commit_transaction` (the transaction commits all its records or none: no watermark),
+//! after waiting for the delivery reports: so an interval commit syncs LMDB while the
+//! transaction's records are in flight.
 //!
 //! So a committed offset never points past a record whose outputs or state could be lost.
 
@@ -32,20 +44,22 @@ use super::rebalance::GroupContext;
 use crate::error::{Error, Result};
 
 impl Engine {
-    /// The commit protocol: acks, then changelog positions + fsync, then offsets.
+    /// The commit protocol: deliveries settled (all of them before a revoke or at shutdown),
+    /// then changelog positions + fsync, then offsets (up to the watermarks at an interval
+    /// commit under at-least-once).
     pub(super) fn commit<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         why: &str,
     ) -> Result<()> {
-        let pending: Vec<((String, i32), i64)> = self
+        let drain = why != "interval";
+        self.behind = false;
+        let any_dirty = self.tasks.values().any(|r| r.dirty);
+        let all_committed = self
             .processed
             .iter()
-            .filter(|(k, v)| self.committed.get(*k) != Some(*v))
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        let any_dirty = self.tasks.values().any(|r| r.dirty);
-        if pending.is_empty()
+            .all(|(k, v)| self.committed.get(k) == Some(v));
+        if all_committed
             && !any_dirty
             && self.sink.outstanding() == 0
             && !self.sink.in_transaction()
@@ -53,23 +67,50 @@ impl Engine {
             return Ok(());
         }
         let began = Instant::now();
-        // 1. Every output and changelog record sent so far is acknowledged.
-        let acked = self.sink.wait_acked();
+        // 1. Delivery failures go through their policies: at an interval, those reported so
+        //    far (the records in flight keep their batches' watermarks down); before a revoke
+        //    and at shutdown, every record sent so far is acknowledged or handled first.
+        let settled = if drain {
+            self.sink.wait_acked()
+        } else {
+            self.sink.settle()
+        };
         let (skipped, dead_lettered) = self.sink.take_handled();
         if skipped + dead_lettered > 0 {
             let mut st = lock(&self.status);
             st.skipped_outputs += skipped;
             st.dead_lettered_outputs += dead_lettered;
         }
-        if let Err(e) = acked {
+        if let Err(e) = settled {
             self.transaction_failed = self.exactly_once();
             return Err(e);
         }
-        // 2. The state that produced them is durable, with the changelog offsets it reflects.
+        // What may be committed: everything processed under exactly-once (the transaction
+        // commit waits for its records) and once drained; at an interval, each partition up to
+        // its watermark (every output and changelog record of the input below it settled).
+        let watermarks = !drain && !self.exactly_once();
+        let targets: Vec<((String, i32), i64, i64)> = self
+            .processed
+            .iter()
+            .map(|((t, p), next)| {
+                let to = if watermarks {
+                    self.sink.watermark(t, *p, *next)
+                } else {
+                    *next
+                };
+                ((t.clone(), *p), to, *next)
+            })
+            .collect();
+        let behind = targets.iter().any(|(_, to, next)| to < next);
+        let pending: Vec<((String, i32), i64)> = targets
+            .into_iter()
+            .filter(|(k, to, _)| self.committed.get(k).is_none_or(|c| c < to))
+            .map(|(k, to, _)| (k, to))
+            .collect();
+        // 2. The state is durable, with the changelog offsets acknowledged so far: all of those
+        //    of the committed input, which is all the state the offsets claim.
+        let synced = Instant::now();
         for (id, running) in &mut self.tasks {
-            if !running.dirty {
-                continue;
-            }
             let mut positions: Vec<(String, i64)> = Vec::new();
             for (i, (spec, topic)) in running
                 .task
@@ -88,11 +129,16 @@ impl Engine {
                     }
                 }
             }
+            // Acknowledgements that came after the last commit move the positions too.
+            if !running.dirty && positions.is_empty() {
+                continue;
+            }
             let refs: Vec<(&str, i64)> = positions.iter().map(|(s, o)| (s.as_str(), *o)).collect();
             running.task.record_changelog_positions(&refs)?;
             running.task.sync()?;
             running.dirty = false;
         }
+        let sync_us = synced.elapsed().as_micros() as u64;
         // 3. Only now the input offsets: in the transaction with the outputs and changelog
         //    records (exactly-once), or committed to the group (at-least-once).
         if self.exactly_once() {
@@ -104,7 +150,14 @@ impl Engine {
             let group = consumer.group_metadata().ok_or_else(|| {
                 Error::Runtime("the consumer has no group metadata to commit with".into())
             })?;
-            if let Err(e) = self.sink.commit_transaction(&tpl, &group) {
+            // The transaction commit would flush the records in flight itself, but by polling
+            // (in 1 ms slices here, 100 ms in rust-rdkafka): wait on the delivery reports
+            // instead, after the fsync, which overlapped them. A failure names its record.
+            let committed = self
+                .sink
+                .wait_acked()
+                .and_then(|()| self.sink.commit_transaction(&tpl, &group));
+            if let Err(e) = committed {
                 self.transaction_failed = true;
                 return Err(e);
             }
@@ -128,9 +181,12 @@ impl Engine {
                 self.committed.insert(k.clone(), *v);
             }
         }
+        self.behind = behind;
         tracing::debug!(
             why,
             partitions = pending.len(),
+            in_flight = self.sink.outstanding(),
+            sync_us,
             elapsed_us = began.elapsed().as_micros() as u64,
             "committed"
         );
@@ -142,6 +198,14 @@ impl Engine {
         metrics::counter!("kstreams_commits_total").increment(1);
         metrics::histogram!("kstreams_commit_seconds").record(began.elapsed().as_secs_f64());
         Ok(())
+    }
+}
+
+impl Engine {
+    /// Whether to commit before the interval is up: the last interval commit stopped at a
+    /// watermark below what was processed, and nothing is in flight any more.
+    pub(super) fn caught_up(&self) -> bool {
+        self.behind && self.sink.outstanding() == 0
     }
 }
 

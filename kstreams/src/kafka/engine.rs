@@ -45,7 +45,7 @@ use super::lock;
 use super::observe;
 use super::rebalance::GroupContext;
 use super::restore::{Outcome, RestoreContext, Restorer, Restoring};
-use super::sink::Sink;
+use super::sink::{Cause, Sink};
 use crate::error::{Error, Result};
 use crate::query::Queries;
 use crate::record::RawRecord;
@@ -101,6 +101,9 @@ pub(super) struct Engine {
     pub(super) transaction_failed: bool,
     /// Exactly-once: transactions aborted and replayed since the last successful commit.
     pub(super) recoveries: u32,
+    /// At-least-once: the last interval commit stopped below what was processed (records were
+    /// in flight); commit again as soon as nothing is (`kafka/commit.rs`).
+    pub(super) behind: bool,
     /// Interactive queries: this thread's side of the app's registry.
     pub(super) queries: QueryHook,
 }
@@ -513,6 +516,7 @@ impl Engine {
             }
         }
         for p in partitions {
+            self.sink.forget_input(&p.0, p.1);
             self.processed.remove(p);
             self.forget_buffered(p);
             self.pending.remove(p);
@@ -561,7 +565,9 @@ impl Engine {
         self.restorer.clear()
     }
 
-    pub(super) fn send(&mut self, out: &TaskOutput) -> Result<()> {
+    /// Hands a batch's outputs to the producer; `cause`: the input batch (topic, partition,
+    /// first offset) whose watermark they hold until settled (`None`: a wall-clock punctuation).
+    pub(super) fn send(&mut self, out: &TaskOutput, cause: Option<Cause<'_>>) -> Result<()> {
         self.observer.records_out(&out.records); // observability hook
         if out.skipped + out.dead_lettered + out.output_skipped + out.output_dead_lettered > 0 {
             let mut st = lock(&self.status);
@@ -570,10 +576,7 @@ impl Engine {
             st.skipped_outputs += out.output_skipped;
             st.dead_lettered_outputs += out.output_dead_lettered;
         }
-        let sent = self
-            .sink
-            .send(&out.records, false)
-            .and_then(|()| self.sink.send(&out.changelog, true));
+        let sent = self.sink.send(cause, &out.records, &out.changelog);
         if sent.is_err() && self.exactly_once() {
             self.transaction_failed = true;
         }
@@ -657,7 +660,7 @@ impl Engine {
                     running.dirty = true;
                 }
                 if !out.records.is_empty() || !out.changelog.is_empty() || out.output_skipped > 0 {
-                    self.send(&out)?;
+                    self.send(&out, None)?;
                 }
             }
         }
@@ -688,7 +691,8 @@ impl Engine {
         running.dirty = true;
         // Only records whose outputs were handed to the producer count as processed: a send
         // that fails leaves the batch uncommitted (it is processed again after a restart).
-        self.send(&out)?;
+        let first = batch.first().map_or(last.offset, |r| r.offset);
+        self.send(&out, Some((topic, id.partition, first)))?;
         self.processed
             .insert((topic.to_owned(), id.partition), next);
         Ok(batch.len() as u64)
@@ -1066,6 +1070,7 @@ fn run_thread(
         transactional_id,
         transaction_failed: false,
         recoveries: 0,
+        behind: false,
         queries: QueryHook {
             queries: queries.clone(),
             thread: index,
@@ -1190,6 +1195,13 @@ fn processing_loop(
             if result.is_ok() && last_commit.elapsed() >= config.commit_interval {
                 result = engine.commit(consumer, "interval");
                 last_commit = Instant::now();
+                if result.is_ok() {
+                    engine.queries_pin_committed();
+                }
+            } else if result.is_ok() && engine.caught_up() {
+                // The last interval commit stopped at a watermark and everything is acknowledged
+                // now (the input paused or ended): commit the rest without waiting an interval.
+                result = engine.commit(consumer, "interval");
                 if result.is_ok() {
                     engine.queries_pin_committed();
                 }

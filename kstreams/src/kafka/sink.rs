@@ -1,20 +1,31 @@
 //! The sink: batched, asynchronous produce with delivery tracking.
 //!
 //! Owns: [`Sink`] (a `ThreadedProducer` whose delivery callbacks count outstanding records, keep
-//! the first delivery errors and the highest acknowledged offset of every changelog partition) and
-//! [`Sink::wait_acked`], which a commit calls: it returns only once every record sent so far is
-//! acknowledged, or with the delivery error. Keys are partitioned with murmur2, like the Java
-//! clients (`partitioner=murmur2_random`; changelog records carry their partition).
+//! the first delivery errors, the highest acknowledged offset of every changelog partition and
+//! the watermark of every input partition), [`Sink::wait_acked`] (returns only once every record
+//! sent so far is acknowledged, or with the delivery error: a revoke, a shutdown) and
+//! [`Sink::settle`] (handles the failures reported so far without waiting: an interval commit).
+//! Keys are partitioned with murmur2, like the Java clients (`partitioner=murmur2_random`;
+//! changelog records carry their partition).
+//!
+//! Watermarks ([`Watermarks`]): [`Sink::send`] takes the outputs and changelog records of one
+//! input batch and books them with one lock: one entry per batch (its input partition, first
+//! offset and count of records not settled), whose index travels in each record's delivery
+//! opaque. A record is settled when the broker acknowledges it, or when its failure is handled
+//! (skipped; dead-lettered: once the dead letter is acknowledged). A partition's watermark is the
+//! first offset of its oldest unsettled batch (a partition's batches are sent in offset order;
+//! their records settle in any order across output partitions): an at-least-once commit goes up
+//! to it and no further ([`Sink::watermark`]). A failure that fails the app settles nothing.
 //!
 //! Production errors go through the production policy of the sink topic (stage `produce`): a
 //! record librdkafka refuses at send time, and (at-least-once) a record the broker refuses at
-//! delivery. To name the input record a failed delivery came from, the delivery opaque of an
-//! output record is a key into a table of origins ([`OriginTable`]: `(interned topic-partition,
-//! offset)`, a slab of 16-byte entries, no allocation per record). An entry is freed when its
-//! record's delivery is acknowledged (in the delivery callback), or once its failure was handled,
-//! so the table holds at most the records in flight, however long the load never pauses.
+//! delivery. To name the input record a failed delivery came from, an output record's opaque
+//! carries its origin's offset relative to its batch's first offset (no bookkeeping); an origin
+//! in another partition than its batch's (a record a join or a window kept in a store) is held
+//! in a side table ([`OriginTable`]) until the record is settled. So what is held is bounded by
+//! the records in flight, however long the load never pauses.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -35,16 +46,16 @@ use crate::policy::{
 };
 use crate::record::{Headers, Origin, ProducerRecord};
 
-/// The kind of a record, in the low two bits of its delivery opaque; the other bits are an index.
+/// The kind of a record, in the low two bits of its delivery opaque (see [`opaque`]).
 const KIND_BITS: usize = 2;
 const KIND_MASK: usize = 0b11;
-/// An output record; index 0: origin unknown, `k + 1`: the origin of key `k` in [`OriginTable`].
+/// An output record; payload: its origin's code ([`Sink::origin_code`]).
 const OUTPUT: usize = 0;
-/// A changelog record; index: the changelog topic.
+/// A changelog record; payload: the changelog topic's index.
 const CHANGELOG: usize = 1;
-/// A dead-letter record (its failure always fails).
+/// A dead-letter record (its failure always fails); it settles the output it stands for.
 const DEAD_LETTER: usize = 2;
-/// An output record sent again alone after a size error; index as for [`OUTPUT`].
+/// An output record sent again alone after a size error; payload as for [`OUTPUT`].
 const ALONE: usize = 3;
 
 /// A record the broker (or librdkafka) refused for what it is, not for the state of the cluster.
@@ -155,6 +166,176 @@ pub(crate) fn log_to_tracing(level: RDKafkaLogLevel, fac: &str, message: &str) {
     }
 }
 
+/// The delivery opaque of a record: its kind in the low [`KIND_BITS`] bits, the [`Watermarks`]
+/// entry of the input batch that caused it in the next [`ENTRY_BITS`] (0: none), and a payload
+/// in the high 32 bits (a changelog record: its changelog's index; an output record: its
+/// origin's code, see [`Sink::origin_code`]).
+const ENTRY_BITS: usize = 30;
+const ENTRY_MASK: usize = (1 << ENTRY_BITS) - 1;
+const PAYLOAD_SHIFT: usize = 32;
+// The opaque packs 64 bits.
+const _: () = assert!(usize::BITS >= 64, "kstreams needs a 64-bit target");
+
+fn opaque(kind: usize, entry: usize, payload: u32) -> usize {
+    kind | (entry << KIND_BITS) | ((payload as usize) << PAYLOAD_SHIFT)
+}
+
+fn kind_of(opaque: usize) -> usize {
+    opaque & KIND_MASK
+}
+
+fn entry_of(opaque: usize) -> usize {
+    (opaque >> KIND_BITS) & ENTRY_MASK
+}
+
+fn payload_of(opaque: usize) -> u32 {
+    (opaque >> PAYLOAD_SHIFT) as u32
+}
+
+/// An origin code naming the side table ([`OriginTable`]) in its high bit, its key below.
+const SIDE_ORIGIN: u32 = 1 << 31;
+
+/// One input batch whose outputs and changelog records are not all settled yet.
+#[derive(Debug)]
+struct Flight {
+    /// Index of the batch's input partition in [`Watermarks::parts`].
+    part: u32,
+    /// The batch's first input offset.
+    base: i64,
+    /// Its records neither acknowledged nor handled by their production policy yet.
+    outstanding: u32,
+    /// Its partition was forgotten (revoked): freed once settled, watermark nobody's.
+    forgotten: bool,
+}
+
+/// An input partition with the batches in flight, in offset order.
+#[derive(Debug)]
+struct Part {
+    topic: Arc<str>,
+    partition: i32,
+    /// Keys in [`Watermarks::flights`], oldest first (a partition's batches are processed in
+    /// offset order).
+    order: VecDeque<usize>,
+}
+
+/// Per input partition, the offset below which every output and changelog record caused by its
+/// input is settled: acknowledged by the broker, or skipped or dead-lettered (its dead letter
+/// acknowledged) by the production policy. One entry per input batch (records of a batch settle
+/// in any order, across output partitions); the watermark is the first offset of the oldest
+/// batch still unsettled, or, with none, the next offset to process (the caller's).
+#[derive(Debug, Default)]
+struct Watermarks {
+    /// Every input partition seen, interned (a thread holds few).
+    parts: Vec<Part>,
+    flights: slab::Slab<Flight>,
+}
+
+impl Watermarks {
+    fn part(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.parts
+            .iter()
+            .rposition(|p| p.partition == partition && &*p.topic == topic)
+    }
+
+    /// A batch of `partition` of `topic` starting at input offset `base`, with `records` records
+    /// to settle: its entry (0 with no record, or when the table is full: `None`).
+    fn begin(&mut self, topic: &str, partition: i32, base: i64, records: u32) -> Option<usize> {
+        if records == 0 {
+            return Some(0);
+        }
+        if self.flights.vacant_key() >= ENTRY_MASK - 1 {
+            return None;
+        }
+        let part = match self.part(topic, partition) {
+            Some(i) => i,
+            None => {
+                self.parts.push(Part {
+                    topic: topic.into(),
+                    partition,
+                    order: VecDeque::new(),
+                });
+                self.parts.len() - 1
+            }
+        };
+        let key = self.flights.insert(Flight {
+            part: part as u32,
+            base,
+            outstanding: records,
+            forgotten: false,
+        });
+        self.parts[part].order.push_back(key);
+        Some(key + 1)
+    }
+
+    /// `n` records of `entry` settled (0: none).
+    fn settle(&mut self, entry: usize, n: u32) {
+        let Some(key) = entry.checked_sub(1) else {
+            return;
+        };
+        let Some(f) = self.flights.get_mut(key) else {
+            return;
+        };
+        f.outstanding = f.outstanding.saturating_sub(n);
+        if f.outstanding > 0 {
+            return;
+        }
+        if f.forgotten {
+            self.flights.remove(key);
+            return;
+        }
+        // Free the settled batches at the front of the partition (later ones wait for it).
+        let part = f.part as usize;
+        if let Some(p) = self.parts.get_mut(part) {
+            while let Some(&front) = p.order.front() {
+                if self.flights.get(front).is_some_and(|f| f.outstanding > 0) {
+                    break;
+                }
+                p.order.pop_front();
+                self.flights.try_remove(front);
+            }
+        }
+    }
+
+    /// The first input offset of the oldest unsettled batch of `partition` of `topic`.
+    fn below(&self, topic: &str, partition: i32) -> Option<i64> {
+        let p = &self.parts[self.part(topic, partition)?];
+        p.order
+            .iter()
+            .filter_map(|k| self.flights.get(*k))
+            .find(|f| f.outstanding > 0)
+            .map(|f| f.base)
+    }
+
+    /// The input partition and first offset of `entry`'s batch, while it is held.
+    fn batch(&self, entry: usize) -> Option<(&Arc<str>, i32, i64)> {
+        let f = self.flights.get(entry.checked_sub(1)?)?;
+        let p = self.parts.get(f.part as usize)?;
+        Some((&p.topic, p.partition, f.base))
+    }
+
+    /// Forgets an input partition (revoked): its batches still in flight are freed once settled.
+    fn forget(&mut self, topic: &str, partition: i32) {
+        let Some(i) = self.part(topic, partition) else {
+            return;
+        };
+        for key in std::mem::take(&mut self.parts[i].order) {
+            match self.flights.get_mut(key) {
+                Some(f) if f.outstanding > 0 => f.forgotten = true,
+                Some(_) => {
+                    self.flights.remove(key);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// How many batches are held.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.flights.len()
+    }
+}
+
 /// The origins of the output records in flight: `(index in partitions, offset)` in a slab whose
 /// keys are the records' delivery opaque indices (minus one). Bounded by the records in flight:
 /// an entry is removed when its record is acknowledged, or once its failure is handled.
@@ -213,29 +394,64 @@ impl OriginTable {
 
 #[derive(Debug, Default)]
 struct Deliveries {
+    /// Records sent and not reported back yet (acknowledged or failed).
     outstanding: u64,
     failed: Vec<Failed>,
     /// `(changelog index, partition)` to the next offset after the highest acknowledged one.
     changelog_acked: HashMap<(usize, i32), i64>,
-    /// The origins of the output records in flight.
+    /// The origins of the output records in flight that are not in their batch's partition.
     origins: OriginTable,
+    /// The input batches in flight: the watermark of every input partition.
+    flights: Watermarks,
 }
 
 impl Deliveries {
     /// A record with delivery opaque `opaque` was acknowledged (at `offset` of `partition`).
     fn acknowledged(&mut self, opaque: usize, partition: i32, offset: i64) {
-        match opaque & KIND_MASK {
+        match kind_of(opaque) {
             CHANGELOG => {
                 let next = offset + 1;
                 let e = self
                     .changelog_acked
-                    .entry((opaque >> KIND_BITS, partition))
+                    .entry((payload_of(opaque) as usize, partition))
                     .or_insert(next);
                 *e = (*e).max(next);
             }
-            OUTPUT | ALONE => self.origins.remove(opaque >> KIND_BITS),
+            OUTPUT | ALONE => self.forget_origin(opaque),
             _ => {}
         }
+        self.flights.settle(entry_of(opaque), 1);
+    }
+
+    /// The origin of an output record, while it is held.
+    fn origin(&self, opaque: usize) -> Option<Origin> {
+        let code = payload_of(opaque);
+        if code == 0 {
+            return None;
+        }
+        if code & SIDE_ORIGIN != 0 {
+            return self.origins.get((code & !SIDE_ORIGIN) as usize);
+        }
+        let (topic, partition, base) = self.flights.batch(entry_of(opaque))?;
+        Some(Origin {
+            topic: topic.clone(),
+            partition,
+            offset: base + i64::from(code) - 1,
+        })
+    }
+
+    /// Frees an output record's origin held in the side table (its failure is handled).
+    fn forget_origin(&mut self, opaque: usize) {
+        let code = payload_of(opaque);
+        if code & SIDE_ORIGIN != 0 {
+            self.origins.remove((code & !SIDE_ORIGIN) as usize);
+        }
+    }
+
+    /// A record that will get no delivery report (refused at send time).
+    fn unsent(&mut self, n: u64) -> bool {
+        self.outstanding = self.outstanding.saturating_sub(n);
+        self.outstanding == 0
     }
 }
 
@@ -297,6 +513,9 @@ impl ProducerContext for SinkContext {
         }
     }
 }
+
+/// The input batch a [`Sink::send`] carries the outputs of: topic, partition, first offset.
+pub(crate) type Cause<'a> = (&'a str, i32, i64);
 
 /// The producer of a running app.
 pub(crate) struct Sink {
@@ -503,55 +722,150 @@ impl Sink {
         }
     }
 
-    /// The opaque index of an output's origin (see [`OriginTable::insert`]).
-    fn origin_index(&self, origin: Option<&Origin>) -> usize {
-        if origin.is_none() {
-            return 0;
+    /// The origin code of an output record of the batch `entry` caused (`cause`): 0 for none;
+    /// its offset's distance from the batch's first offset plus one when it is in the batch's
+    /// partition (no bookkeeping); otherwise [`SIDE_ORIGIN`] with its key in the side table.
+    fn origin_code(&self, cause: Option<Cause<'_>>, origin: Option<&Origin>) -> u32 {
+        let Some(o) = origin else { return 0 };
+        if let Some((topic, partition, base)) = cause
+            && o.partition == partition
+            && *o.topic == *topic
+            && let Ok(delta) = u32::try_from(o.offset - base)
+            && delta < SIDE_ORIGIN - 1
+        {
+            return delta + 1;
         }
-        self.producer.context().lock().origins.insert(origin)
+        match u32::try_from(self.producer.context().lock().origins.insert(Some(o))) {
+            Ok(key) if key < SIDE_ORIGIN => SIDE_ORIGIN | key,
+            // Over 2^31 origins held: this one goes unnamed in a failure message.
+            _ => 0,
+        }
     }
 
-    /// The origin of an output's opaque index, while it is held.
-    fn origin_at(&self, index: usize) -> Option<Origin> {
-        self.producer.context().lock().origins.get(index)
+    /// The origin of an output record, while it is held.
+    fn origin_of(&self, opaque: usize) -> Option<Origin> {
+        self.producer.context().lock().origin(opaque)
     }
 
-    /// Forgets the origin of an output whose failure is handled.
-    fn forget_origin(&self, index: usize) {
-        self.producer.context().lock().origins.remove(index);
+    /// `n` records sent by this thread will get no delivery report.
+    fn unsent(&self, n: u64) {
+        if n > 0 && self.producer.context().lock().unsent(n) {
+            self.producer.context().idle.notify_all();
+        }
     }
 
-    /// Sends records without waiting for acknowledgements (librdkafka batches them). A record
+    /// An output record (`opaque`) is settled without a delivery of its own: skipped by its
+    /// policy.
+    fn settle_output(&self, opaque: usize) {
+        let mut s = self.producer.context().lock();
+        s.forget_origin(opaque);
+        s.flights.settle(entry_of(opaque), 1);
+    }
+
+    /// Sends the outputs and changelog records of one input batch (`cause`: its topic,
+    /// partition and first offset; `None` for a wall-clock punctuation's) without waiting for
+    /// acknowledgements (librdkafka batches them); they hold that partition's watermark until
+    /// they are settled ([`Sink::watermark`]). The bookkeeping is per batch: one lock. A record
     /// librdkafka refuses for what it is (too large, invalid) goes through the production policy
     /// of its topic; a changelog record never does.
-    pub(crate) fn send(&mut self, records: &[ProducerRecord], changelog: bool) -> Result<()> {
-        if records.is_empty() {
+    pub(crate) fn send(
+        &mut self,
+        cause: Option<Cause<'_>>,
+        records: &[ProducerRecord],
+        changelog: &[ProducerRecord],
+    ) -> Result<()> {
+        let n = records.len() + changelog.len();
+        if n == 0 {
             return Ok(());
         }
         self.ensure_transaction()?;
-        for r in records {
-            let opaque = if changelog {
-                (self.changelog_index(&r.topic) << KIND_BITS) | CHANGELOG
-            } else {
-                (self.origin_index(r.origin.as_ref()) << KIND_BITS) | OUTPUT
+        let entry = {
+            let mut s = self.producer.context().lock();
+            let entry = match (cause, u32::try_from(n)) {
+                (None, _) => Some(0),
+                (Some((topic, partition, base)), Ok(n)) => {
+                    s.flights.begin(topic, partition, base, n)
+                }
+                (Some(_), Err(_)) => None,
             };
-            let sent = self.send_one(r, opaque);
-            if !changelog && !matches!(sent, Ok(None)) {
-                // Not in flight: no delivery report will free its origin.
-                self.forget_origin(opaque >> KIND_BITS);
+            if entry.is_some() {
+                s.outstanding += n as u64;
             }
-            if let Some(source) = sent? {
-                self.on_send_error(r, changelog, source)?;
+            entry
+        };
+        let Some(entry) = entry else {
+            return Err(Error::Internal(format!(
+                "too many batches or records in flight to track ({n} records in this one)"
+            )));
+        };
+        let mut sent = 0;
+        let result = self.send_all(entry, cause, records, changelog, &mut sent);
+        if result.is_err() {
+            // The records not handed over get no report; their batch stays unsettled (the app
+            // stops: nothing after it is committed).
+            self.unsent((n - sent) as u64);
+        }
+        result
+    }
+
+    fn send_all(
+        &mut self,
+        entry: usize,
+        cause: Option<Cause<'_>>,
+        records: &[ProducerRecord],
+        changelog: &[ProducerRecord],
+        sent: &mut usize,
+    ) -> Result<()> {
+        for r in records {
+            let o = opaque(OUTPUT, entry, self.origin_code(cause, r.origin.as_ref()));
+            *sent += 1;
+            match self.send_one(r, o) {
+                Ok(None) => {}
+                Ok(Some(source)) => {
+                    self.unsent(1);
+                    self.on_send_error(r, false, o, source)?;
+                }
+                Err(e) => {
+                    self.unsent(1);
+                    return Err(e);
+                }
+            }
+        }
+        for r in changelog {
+            let o = opaque(CHANGELOG, entry, self.changelog_index(&r.topic) as u32);
+            *sent += 1;
+            match self.send_one(r, o) {
+                Ok(None) => {}
+                Ok(Some(source)) => {
+                    self.unsent(1);
+                    self.on_send_error(r, true, o, source)?;
+                }
+                Err(e) => {
+                    self.unsent(1);
+                    return Err(e);
+                }
             }
         }
         Ok(())
     }
 
-    /// A record librdkafka refused at send time: fail, skip or dead-letter it.
+    /// Sends one record counted on its own (a dead letter, a record sent again alone).
+    fn send_counted(&mut self, r: &ProducerRecord, opaque: usize) -> Result<Option<KafkaError>> {
+        self.producer.context().lock().outstanding += 1;
+        let sent = self.send_one(r, opaque);
+        if !matches!(sent, Ok(None)) {
+            self.unsent(1);
+        }
+        sent
+    }
+
+    /// A record librdkafka refused at send time (`opaque`: its delivery opaque): fail, skip or
+    /// dead-letter it.
     fn on_send_error(
         &mut self,
         r: &ProducerRecord,
         changelog: bool,
+        opaque: usize,
         source: KafkaError,
     ) -> Result<()> {
         let what = describe(&r.topic, r.partition, r.origin.as_ref());
@@ -562,11 +876,14 @@ impl Sink {
         };
         let message = format!("cannot send {what}: {source}");
         let fail = || Error::kafka(format!("sending {what}"), source.clone());
-        self.skip_or_dead_letter(policy, r.clone(), &what, &message, &source, fail)
+        self.skip_or_dead_letter(policy, r.clone(), opaque, &what, &message, &source, fail)
     }
 
-    fn send_dead_letter(&mut self, dead: &ProducerRecord, what: &str) -> Result<()> {
-        match self.send_one(dead, DEAD_LETTER)? {
+    /// Sends the dead letter of the output record `opaque`: its acknowledgement settles it.
+    fn send_dead_letter(&mut self, dead: &ProducerRecord, what: &str, opaque: usize) -> Result<()> {
+        self.producer.context().lock().forget_origin(opaque);
+        let o = self::opaque(DEAD_LETTER, entry_of(opaque), 0);
+        match self.send_counted(dead, o)? {
             None => Ok(()),
             Some(source) => Err(Error::kafka(
                 format!("dead-lettering {what} to topic `{}`", dead.topic),
@@ -575,8 +892,9 @@ impl Sink {
         }
     }
 
-    /// Sends one record, waiting while the queue is full. `Ok(Some(error))`: librdkafka refused
-    /// this record for what it is ([`is_record_error`]); any other refusal is an error.
+    /// Sends one record, waiting while the queue is full (the caller counts it outstanding).
+    /// `Ok(Some(error))`: librdkafka refused this record for what it is ([`is_record_error`]);
+    /// any other refusal is an error.
     fn send_one(&mut self, r: &ProducerRecord, opaque: usize) -> Result<Option<KafkaError>> {
         let mut headers = None;
         if !r.headers.is_empty() {
@@ -603,14 +921,12 @@ impl Sink {
         if let Some(h) = headers {
             record = record.headers(h);
         }
-        self.producer.context().lock().outstanding += 1;
         let deadline = Instant::now() + self.delivery_timeout;
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(None),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     if Instant::now() > deadline {
-                        self.producer.context().lock().outstanding -= 1;
                         return Err(Error::Runtime(format!(
                             "the producer queue stayed full for {:?} while sending to `{}`",
                             self.delivery_timeout, r.topic
@@ -621,12 +937,6 @@ impl Sink {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Err((source, _)) => {
-                    let mut s = self.producer.context().lock();
-                    s.outstanding -= 1;
-                    if s.outstanding == 0 {
-                        self.producer.context().idle.notify_all();
-                    }
-                    drop(s);
                     if is_record_error(&source) {
                         return Ok(Some(source));
                     }
@@ -660,19 +970,44 @@ impl Sink {
     /// or after the delivery timeout. Once it failed, every later call fails too (a record may
     /// have been neither delivered nor handled: nothing may be committed after it).
     pub(crate) fn wait_acked(&mut self) -> Result<()> {
+        self.fatal_once(|sink| sink.wait_acked_once(VecDeque::new()))
+    }
+
+    /// Handles the delivery failures reported so far, without waiting for the records still in
+    /// flight (an interval commit): each goes through its production policy as in
+    /// [`Sink::wait_acked`], which this falls back to only when a record must be sent again
+    /// alone (a size error in a batch: alone means nothing else in flight). Fails, and every
+    /// later call with it, as [`Sink::wait_acked`].
+    pub(crate) fn settle(&mut self) -> Result<()> {
+        self.fatal_once(|sink| {
+            let failed = std::mem::take(&mut sink.producer.context().lock().failed);
+            let mut alone = VecDeque::new();
+            for f in failed {
+                sink.on_delivery_failure(f, &mut alone)?;
+            }
+            if alone.is_empty() {
+                Ok(())
+            } else {
+                sink.wait_acked_once(alone)
+            }
+        })
+    }
+
+    /// Runs `f` unless a delivery failed before; a failure of `f` fails every later call.
+    fn fatal_once(&mut self, f: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
         if let Some(e) = &self.fatal {
             return Err(Error::Runtime(e.clone()));
         }
-        self.wait_acked_once().map_err(|e| {
+        f(self).map_err(|e| {
             let message = e.to_string();
             self.fatal = Some(message.clone());
             Error::Runtime(message)
         })
     }
 
-    fn wait_acked_once(&mut self) -> Result<()> {
-        // Records refused with a size error, to send again one at a time.
-        let mut alone: std::collections::VecDeque<Failed> = Default::default();
+    /// Waits until nothing is outstanding, handling failures; `alone`: records refused with a
+    /// size error, to send again one at a time.
+    fn wait_acked_once(&mut self, mut alone: VecDeque<Failed>) -> Result<()> {
         loop {
             let failed = self.wait_event()?;
             if failed.is_empty() {
@@ -680,14 +1015,12 @@ impl Sink {
                 let Some(f) = alone.pop_front() else {
                     return Ok(());
                 };
-                let index = f.opaque >> KIND_BITS;
                 let opaque = (f.opaque & !KIND_MASK) | ALONE;
                 let (record, _) = f.into_record(None);
-                if let Some(source) = self.send_one(&record, opaque)? {
-                    let origin = self.origin_at(index);
-                    self.forget_origin(index);
+                if let Some(source) = self.send_counted(&record, opaque)? {
+                    let origin = self.origin_of(opaque);
                     let r = ProducerRecord { origin, ..record };
-                    self.on_send_error(&r, false, source)?;
+                    self.on_send_error(&r, false, opaque, source)?;
                 }
                 continue;
             }
@@ -728,24 +1061,18 @@ impl Sink {
 
     /// A delivery the broker refused: fail, send again alone (a size error in a batch), skip or
     /// dead-letter. Changelog and dead-letter records, errors that are not about the record, and
-    /// every delivery error under exactly-once (the transaction is abortable) fail.
-    fn on_delivery_failure(
-        &mut self,
-        f: Failed,
-        alone: &mut std::collections::VecDeque<Failed>,
-    ) -> Result<()> {
-        let kind = f.opaque & KIND_MASK;
+    /// every delivery error under exactly-once (the transaction is abortable) fail; a failure
+    /// leaves its batch unsettled, so its partition's watermark stays below it.
+    fn on_delivery_failure(&mut self, f: Failed, alone: &mut VecDeque<Failed>) -> Result<()> {
+        let kind = kind_of(f.opaque);
         let output = kind == OUTPUT || kind == ALONE;
         let origin = if output {
-            self.origin_at(f.opaque >> KIND_BITS)
+            self.origin_of(f.opaque)
         } else {
             None
         };
         // Held only while the record may be sent again alone (a size error in a batch).
         let resend = kind == OUTPUT && !self.transactional && is_size_error(&f.error);
-        if output && !resend {
-            self.forget_origin(f.opaque >> KIND_BITS);
-        }
         let what = describe(&f.topic, Some(f.partition), origin.as_ref());
         let message = format!("cannot deliver {what}: {}", f.error);
         if !output || self.transactional || !is_record_error(&f.error) {
@@ -759,19 +1086,23 @@ impl Sink {
             alone.push_back(f);
             return Ok(());
         }
+        let opaque = f.opaque;
         let (unproducible, error) = f.into_record(origin);
         let fail = || Error::Runtime(message.clone());
-        self.skip_or_dead_letter(policy, unproducible, &what, &message, &error, fail)
+        self.skip_or_dead_letter(policy, unproducible, opaque, &what, &message, &error, fail)
     }
 
-    /// The production policy of an output record that cannot be sent or delivered (`r`, with its
-    /// origin; `message` says why, for the dead-letter header): `Fail` returns `fail()`, `Skip`
-    /// counts it, `DeadLetter` sends the record's bytes to the dead-letter topic and counts it.
-    /// The one copy for send-time and delivery-time failures.
+    /// The production policy of an output record (`opaque`) that cannot be sent or delivered
+    /// (`r`, with its origin; `message` says why, for the dead-letter header): `Fail` returns
+    /// `fail()` (its batch stays unsettled), `Skip` counts it and settles it, `DeadLetter` sends
+    /// the record's bytes to the dead-letter topic, whose acknowledgement settles it, and counts
+    /// it. The one copy for send-time and delivery-time failures.
+    #[allow(clippy::too_many_arguments)]
     fn skip_or_dead_letter(
         &mut self,
         policy: OnBadRecord,
         r: ProducerRecord,
+        opaque: usize,
         what: &str,
         message: &str,
         error: &dyn std::fmt::Display,
@@ -782,6 +1113,7 @@ impl Sink {
             OnBadRecord::Skip => {
                 count_skipped(&r.topic, stage::PRODUCE, &what, error);
                 self.skipped += 1;
+                self.settle_output(opaque);
                 Ok(())
             }
             OnBadRecord::DeadLetter { topic } => {
@@ -796,7 +1128,7 @@ impl Sink {
                     r.timestamp,
                     r.headers,
                 );
-                self.send_dead_letter(&dead, what)?;
+                self.send_dead_letter(&dead, what, opaque)?;
                 count_dead_lettered(&r.topic, stage::PRODUCE, &what, error, &topic);
                 self.dead_lettered += 1;
                 Ok(())
@@ -825,55 +1157,98 @@ impl Sink {
                 .remove(&(i, partition));
         }
     }
+
+    /// The offset up to which input partition `partition` of `topic` may be committed under
+    /// at-least-once, given `processed`, its next offset to process: the first offset of its
+    /// oldest batch with an output or changelog record not settled yet, or `processed`.
+    pub(crate) fn watermark(&self, topic: &str, partition: i32, processed: i64) -> i64 {
+        let below = self
+            .producer
+            .context()
+            .lock()
+            .flights
+            .below(topic, partition);
+        below.map_or(processed, |b| b.min(processed))
+    }
+
+    /// Forgets the batches of an input partition (revoked; drained before): any still in flight
+    /// hold no watermark.
+    pub(crate) fn forget_input(&self, topic: &str, partition: i32) {
+        self.producer
+            .context()
+            .lock()
+            .flights
+            .forget(topic, partition);
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
-
     use super::*;
 
-    fn origin(topic: &Arc<str>, offset: i64) -> Origin {
+    fn origin(topic: &Arc<str>, partition: i32, offset: i64) -> Origin {
         Origin {
             topic: topic.clone(),
-            partition: (offset % 4) as i32,
+            partition,
             offset,
         }
     }
 
     #[test]
-    fn origins_stay_bounded_when_a_commit_always_finds_records_outstanding() {
+    fn origins_and_batches_stay_bounded_when_a_commit_always_finds_records_outstanding() {
         // Steady load: the broker acknowledges each output 500 records after it was sent, so
-        // every commit finds records outstanding (the old table, cleared only when nothing was,
-        // grew by one entry per output, forever).
+        // every commit finds records outstanding; what is held stays bounded by what is in
+        // flight. Batches of 10 inputs, one output each; every fifth output has an origin in
+        // another partition (held in the side table).
         let topic: Arc<str> = "in".into();
         let mut d = Deliveries::default();
         let mut in_flight = VecDeque::new();
-        let mut most = 0;
-        for offset in 0..100_000 {
-            let o = origin(&topic, offset);
-            let index = d.origins.insert(Some(&o));
-            assert_eq!(d.origins.get(index).as_ref(), Some(&o));
-            in_flight.push_back(((index << KIND_BITS) | OUTPUT, o));
-            if in_flight.len() > 500
-                && let Some((opaque, o)) = in_flight.pop_front()
-            {
-                // What the delivery callback does for an acknowledged record.
-                d.acknowledged(opaque, o.partition, o.offset);
-                assert_eq!(d.origins.get(opaque >> KIND_BITS), None, "freed");
+        let (mut most_batches, mut most_origins) = (0, 0);
+        for base in (0..100_000).step_by(10) {
+            let entry = d.flights.begin("in", 0, base, 10).expect("room");
+            for offset in base..base + 10 {
+                let o = if offset % 5 == 0 {
+                    origin(&topic, 1, offset)
+                } else {
+                    origin(&topic, 0, offset)
+                };
+                let code = if o.partition == 0 {
+                    (offset - base + 1) as u32
+                } else {
+                    SIDE_ORIGIN | d.origins.insert(Some(&o)) as u32
+                };
+                let op = opaque(OUTPUT, entry, code);
+                assert_eq!(d.origin(op).as_ref(), Some(&o));
+                in_flight.push_back((op, o));
+                if in_flight.len() > 500
+                    && let Some((op, _)) = in_flight.pop_front()
+                {
+                    // What the delivery callback does for an acknowledged record.
+                    d.acknowledged(op, 0, 0);
+                }
             }
-            most = most.max(d.origins.len());
+            most_batches = most_batches.max(d.flights.len());
+            most_origins = most_origins.max(d.origins.len());
+            let oldest = in_flight.front().map(|(_, o)| o.offset / 10 * 10);
+            assert_eq!(d.flights.below("in", 0), oldest);
         }
-        assert_eq!(most, 500, "at most the records in flight");
-        assert!(d.origins.entries.capacity() < 1024, "slots are reused");
+        assert!(
+            most_batches <= 51,
+            "at most the batches in flight: {most_batches}"
+        );
+        assert!(
+            most_origins <= 101,
+            "at most the side origins in flight: {most_origins}"
+        );
         // Every origin still in flight is still there, unchanged.
-        for (opaque, o) in &in_flight {
-            assert_eq!(d.origins.get(opaque >> KIND_BITS).as_ref(), Some(o));
+        for (op, o) in &in_flight {
+            assert_eq!(d.origin(*op).as_ref(), Some(o));
         }
-        for (opaque, o) in in_flight.drain(..) {
-            d.acknowledged(opaque, o.partition, o.offset);
+        for (op, _) in in_flight.drain(..) {
+            d.acknowledged(op, 0, 0);
         }
-        assert_eq!(d.origins.len(), 0);
+        assert_eq!((d.flights.len(), d.origins.len()), (0, 0));
+        assert_eq!(d.flights.below("in", 0), None);
         assert!(
             d.origins.partitions.is_empty(),
             "interned partitions freed too"
@@ -884,15 +1259,192 @@ mod tests {
     fn acknowledgements_of_other_kinds_free_no_origin() {
         let topic: Arc<str> = "in".into();
         let mut d = Deliveries::default();
-        let index = d.origins.insert(Some(&origin(&topic, 7)));
+        let side = d.origins.insert(Some(&origin(&topic, 3, 7))) as u32;
         assert_eq!(d.origins.insert(None), 0, "no origin, no entry");
-        // A changelog record whose index happens to equal the output's: its ack moves the
-        // changelog offset and leaves the origin alone.
-        d.acknowledged((index << KIND_BITS) | CHANGELOG, 0, 41);
-        d.acknowledged(DEAD_LETTER, 0, 1);
-        assert_eq!(d.changelog_acked.get(&(index, 0)), Some(&42));
-        assert_eq!(d.origins.get(index), Some(origin(&topic, 7)));
-        d.acknowledged((index << KIND_BITS) | ALONE, 0, 1);
+        // A changelog record whose payload happens to equal the output's code: its ack moves
+        // the changelog offset and leaves the origin alone.
+        d.acknowledged(opaque(CHANGELOG, 0, SIDE_ORIGIN | side), 0, 41);
+        d.acknowledged(opaque(DEAD_LETTER, 0, SIDE_ORIGIN | side), 0, 1);
+        assert_eq!(
+            d.changelog_acked.get(&((SIDE_ORIGIN | side) as usize, 0)),
+            Some(&42)
+        );
+        let output = opaque(ALONE, 0, SIDE_ORIGIN | side);
+        assert_eq!(d.origin(output), Some(origin(&topic, 3, 7)));
+        d.acknowledged(output, 0, 1);
         assert_eq!(d.origins.len(), 0);
+    }
+
+    #[test]
+    fn the_opaque_keeps_kind_entry_and_payload_apart() {
+        for (kind, entry, payload) in [
+            (OUTPUT, 0, 0),
+            (CHANGELOG, ENTRY_MASK, u32::MAX),
+            (DEAD_LETTER, 12_345, SIDE_ORIGIN | 9),
+            (ALONE, 1, 1),
+        ] {
+            let o = opaque(kind, entry, payload);
+            assert_eq!(
+                (kind_of(o), entry_of(o), payload_of(o)),
+                (kind, entry, payload)
+            );
+        }
+    }
+
+    #[test]
+    fn the_watermark_waits_for_the_oldest_batch_across_out_of_order_acks() {
+        let mut d = Deliveries::default();
+        // Partition 0 of `in`: batch A (offsets 0..3: outputs to two output partitions and a
+        // changelog record), batch B (3..5: two outputs). Partition 1: batch C (offset 100).
+        let a = d.flights.begin("in", 0, 0, 3).expect("room");
+        let b = d.flights.begin("in", 0, 3, 2).expect("room");
+        let c = d.flights.begin("in", 1, 100, 1).expect("room");
+        assert_eq!(d.flights.below("in", 0), Some(0));
+        assert_eq!(d.flights.below("in", 1), Some(100));
+        // B's output partition is faster: both its records are acknowledged first.
+        d.acknowledged(opaque(OUTPUT, b, 1), 1, 10);
+        d.acknowledged(opaque(OUTPUT, b, 2), 1, 11);
+        assert_eq!(d.flights.below("in", 0), Some(0), "A holds the watermark");
+        d.acknowledged(opaque(OUTPUT, a, 1), 0, 20);
+        d.acknowledged(opaque(CHANGELOG, a, 0), 0, 5);
+        assert_eq!(d.flights.below("in", 0), Some(0));
+        assert_eq!(d.flights.len(), 3, "B is freed only behind A");
+        d.acknowledged(opaque(OUTPUT, a, 3), 1, 12);
+        assert_eq!(d.flights.below("in", 0), None, "A and B settled");
+        assert_eq!(d.flights.len(), 1);
+        // The other partition was never held back by this one.
+        assert_eq!(d.flights.below("in", 1), Some(100));
+        d.acknowledged(opaque(CHANGELOG, c, 0), 1, 6);
+        assert_eq!(d.flights.below("in", 1), None);
+        assert_eq!(d.flights.len(), 0);
+        assert_eq!(d.changelog_acked.get(&(0, 1)), Some(&7));
+        // A batch with no record holds nothing.
+        assert_eq!(d.flights.begin("in", 0, 5, 0), Some(0));
+        assert_eq!(d.flights.below("in", 0), None);
+    }
+
+    #[test]
+    fn a_failed_delivery_holds_the_watermark_and_a_revoked_partition_holds_none() {
+        let mut d = Deliveries::default();
+        let a = d.flights.begin("in", 0, 0, 2).expect("room");
+        let b = d.flights.begin("in", 0, 2, 1).expect("room");
+        d.acknowledged(opaque(OUTPUT, a, 1), 0, 0);
+        // A's second record failed: the callback records the failure and settles nothing.
+        d.acknowledged(opaque(OUTPUT, b, 1), 0, 1);
+        assert_eq!(
+            d.flights.below("in", 0),
+            Some(0),
+            "the failed record holds it"
+        );
+        // Revoked (the app drained or stopped first): the partition holds no watermark, and
+        // the failed batch is freed once settled, without reviving the partition.
+        d.flights.forget("in", 0);
+        assert_eq!(d.flights.below("in", 0), None);
+        assert_eq!(d.flights.len(), 1);
+        d.flights.settle(a, 1);
+        assert_eq!(d.flights.len(), 0);
+        // Assigned again: new batches count from scratch.
+        let c = d.flights.begin("in", 0, 50, 1).expect("room");
+        assert_eq!(d.flights.below("in", 0), Some(50));
+        d.flights.settle(c, 1);
+        assert_eq!(d.flights.below("in", 0), None);
+    }
+
+    /// A sink with no broker behind it: records sent stay in flight.
+    fn offline_sink(config: AppConfig) -> Sink {
+        Sink::new(&config, "127.0.0.1:1", None).expect("a producer")
+    }
+
+    /// What the delivery callback records for a failed output record of batch `entry`.
+    fn fail(sink: &Sink, entry: usize, code: u32, error: RDKafkaErrorCode) -> usize {
+        let o = opaque(OUTPUT, entry, code);
+        let mut s = sink.producer.context().lock();
+        s.outstanding -= 1;
+        s.failed.push(Failed {
+            opaque: o,
+            topic: "out".into(),
+            partition: 0,
+            key: Some(b"k".to_vec()),
+            value: Some(b"v".to_vec()),
+            timestamp: 1,
+            headers: Headers::new(),
+            error: KafkaError::MessageProduction(error),
+        });
+        o
+    }
+
+    fn output(offset: i64) -> ProducerRecord {
+        ProducerRecord {
+            topic: "out".into(),
+            partition: Some(0),
+            partition_key_len: None,
+            key: Some(b"k".to_vec()),
+            value: Some(b"v".to_vec()),
+            timestamp: 1,
+            headers: Headers::new(),
+            origin: Some(origin(&"in".into(), 0, offset)),
+        }
+    }
+
+    #[test]
+    fn skipped_and_dead_lettered_outputs_settle_their_batch_and_a_failure_never_does() {
+        let base = AppConfig::new("wm-unit").delivery_timeout(Duration::from_secs(60));
+        // Skip: the failed record is settled when its failure is handled.
+        let mut sink = offline_sink(base.clone().on_production_error(OnBadRecord::Skip));
+        sink.send(Some(("in", 0, 10)), &[output(10), output(11)], &[])
+            .expect("sent");
+        assert_eq!(sink.outstanding(), 2);
+        assert_eq!(sink.watermark("in", 0, 12), 10);
+        let entry = 1;
+        fail(&sink, entry, 2, RDKafkaErrorCode::InvalidRecord);
+        sink.settle().expect("skipped");
+        assert_eq!(sink.take_handled(), (1, 0));
+        // The other record is still in flight: the batch holds the watermark.
+        assert_eq!(sink.watermark("in", 0, 12), 10);
+        sink.producer
+            .context()
+            .lock()
+            .acknowledged(opaque(OUTPUT, entry, 1), 0, 0);
+        assert_eq!(
+            sink.watermark("in", 0, 12),
+            12,
+            "settled: up to what is processed"
+        );
+
+        // Dead letter: the dead letter's acknowledgement settles the record.
+        let mut sink = offline_sink(base.clone().on_production_error(OnBadRecord::DeadLetter {
+            topic: "dlq".into(),
+        }));
+        sink.send(Some(("in", 0, 0)), &[output(0)], &[])
+            .expect("sent");
+        let failed = fail(&sink, 1, 1, RDKafkaErrorCode::InvalidRecord);
+        sink.settle().expect("dead-lettered");
+        assert_eq!(sink.take_handled(), (0, 1));
+        assert_eq!(sink.outstanding(), 1, "the dead letter is in flight");
+        assert_eq!(
+            sink.watermark("in", 0, 1),
+            0,
+            "held until the dead letter is acked"
+        );
+        sink.producer
+            .context()
+            .lock()
+            .acknowledged(opaque(DEAD_LETTER, entry_of(failed), 0), 0, 0);
+        assert_eq!(sink.watermark("in", 0, 1), 1);
+
+        // Fail (and any error not about the record): the batch stays unsettled, the error names
+        // the input record, and every later commit fails with it.
+        let mut sink = offline_sink(base.on_production_error(OnBadRecord::Fail));
+        sink.send(Some(("in", 0, 7)), &[output(7), output(8)], &[])
+            .expect("sent");
+        fail(&sink, 1, 2, RDKafkaErrorCode::InvalidRecord);
+        let e = sink.settle().expect_err("fails").to_string();
+        assert!(e.contains("topic `in` partition 0 offset 8"), "{e}");
+        sink.producer
+            .context()
+            .lock()
+            .acknowledged(opaque(OUTPUT, 1, 1), 0, 0);
+        assert_eq!(sink.watermark("in", 0, 9), 7, "nothing past the failure");
+        assert!(sink.settle().is_err() && sink.wait_acked().is_err());
     }
 }

@@ -166,6 +166,7 @@ pub struct StoreSpec {
     /// `ValueAndTimestamp`): the sliding-window operator's window store.
     timestamped_values: bool,
     dead_letters_late: bool,
+    read_only: bool,
     key_type: (TypeId, &'static str),
     value_type: (TypeId, &'static str),
     serdes: Arc<dyn Any + Send + Sync>,
@@ -180,6 +181,7 @@ impl fmt::Debug for StoreSpec {
             .field("source_changelog", &self.source_changelog)
             .field("kind", &self.kind)
             .field("timestamped_values", &self.timestamped_values)
+            .field("read_only", &self.read_only)
             .field("key", &self.key_type.1)
             .field("value", &self.value_type.1)
             .finish()
@@ -206,6 +208,7 @@ impl StoreSpec {
             kind: StoreKind::KeyValue,
             timestamped_values: false,
             dead_letters_late: false,
+            read_only: false,
             key_type: (TypeId::of::<K>(), std::any::type_name::<K>()),
             value_type: (TypeId::of::<V>(), std::any::type_name::<V>()),
             serdes: Arc::new(StoreSerdes::<K, V> {
@@ -246,6 +249,40 @@ impl StoreSpec {
     #[must_use]
     pub fn changelog_from_source(mut self, topic: &str) -> Self {
         self.source_changelog = Some(topic.into());
+        self
+    }
+
+    /// The same store, taken read-only by the processor that lists it in its
+    /// [`stores()`](crate::BatchProcessor::stores): what a `&Prices` parameter of a
+    /// `#[batch_processor]` declares. Access is the declaring processor's, not the store's: two
+    /// declarations that differ only in it are the same store.
+    ///
+    /// A processor that declares a store read-only binds it with [`Context::read_store`](
+    /// crate::Context::read_store), [`read_versioned_store`](crate::Context::read_versioned_store)
+    /// or [`read_store_handle`](crate::Context::read_store_handle); the writable binds refuse it.
+    /// A table's store (a [`source_changelog`](Self::source_changelog)) must be declared so by
+    /// every processor but the table's own: [`TopologyBuilder::build`](
+    /// crate::TopologyBuilder::build) refuses one that takes it read-write.
+    ///
+    /// ```
+    /// use kstreams::store::StoreSpec;
+    /// let spec = StoreSpec::new::<String, u64>("prices").read_only();
+    /// assert!(spec.is_read_only());
+    /// ```
+    #[must_use]
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// Whether the declaring processor only reads the store ([`read_only`](Self::read_only)).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The declaration without the declaring processor's access (the topology's own).
+    pub(crate) fn without_access(mut self) -> Self {
+        self.read_only = false;
         self
     }
 
@@ -486,7 +523,7 @@ impl StoreSpec {
     }
 
     /// Whether two declarations describe the same store (name, types, backend, changelog, source
-    /// changelog, kind, timestamped values).
+    /// changelog, kind, timestamped values; not the declaring processor's access).
     pub(crate) fn same_as(&self, other: &StoreSpec) -> bool {
         self.name == other.name
             && self.key_type.0 == other.key_type.0
@@ -554,9 +591,10 @@ impl<K, V> fmt::Debug for VersionedKeyValue<K, V> {
 
 /// A typed store handle declared with `#[kstreams::store]`: a store's name and types in one type.
 ///
-/// A `#[batch_processor]` or `#[processor]` function that takes `&mut Counts` declares the store
-/// (through [`spec`](Self::spec)) and gets it bound to the batch's transaction (through
-/// [`bind`](Self::bind)); the store's name is written once, in the `#[store]` attribute.
+/// A `#[batch_processor]` or `#[processor]` function that takes `&mut Counts` (read and write) or
+/// `&Counts` (read only) declares the store (through [`spec`](Self::spec), made
+/// [`read_only`](StoreSpec::read_only) for `&`) and gets it bound to the batch's transaction
+/// (through [`bind`](Self::bind)); the store's name is written once, in the `#[store]` attribute.
 ///
 /// ```
 /// use kstreams::store::StoreHandle;
@@ -570,7 +608,7 @@ impl<K, V> fmt::Debug for VersionedKeyValue<K, V> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a store: declare it with `#[kstreams::store]`",
     label = "not a store handle",
-    note = "after its records, a processor function takes `&mut` store handles declared with `#[kstreams::store(name = \"...\")] type Name = kstreams::KeyValue<K, V>;`, then optionally `&mut Emit<K, V>`"
+    note = "after its records, a processor function takes store handles declared with `#[kstreams::store(name = \"...\")] type Name = kstreams::KeyValue<K, V>;`, `&mut Name` to read and write or `&Name` to read only, then optionally `&mut Emit<K, V>`"
 )]
 pub trait StoreHandle<'t>: Sized {
     /// The store's name.
@@ -650,7 +688,7 @@ pub(crate) trait RawTxn {
 /// use kstreams::store::{StateStores, StoreSpec};
 /// let mut stores = StateStores::in_memory(vec![StoreSpec::new::<String, u64>("counts")])?;
 /// stores.transaction(|txn| {
-///     let counts = txn.store::<String, u64>("counts")?;
+///     let mut counts = txn.store::<String, u64>("counts")?;
 ///     counts.put(&"alice".to_owned(), &3)?;
 ///     assert_eq!(counts.get("alice")?, Some(3));
 ///     assert_eq!(counts.get_batch(&["alice", "bob"])?, vec![Some(3), None]);
@@ -718,13 +756,14 @@ impl AsKey<Vec<u8>> for &[u8] {
 ///
 /// Every write of a batch commits in one transaction with the input position the batch reached;
 /// when the batch fails, none of its writes stay. The batch forms are the fast path: one call per
-/// batch instead of one per record.
+/// batch instead of one per record. Reads take `&self` and writes `&mut self`, so a handle held by
+/// shared reference only reads (a processor's `&Prices` parameter: a table's store).
 ///
 /// ```
 /// use kstreams::store::{StateStores, StoreSpec};
 /// let mut stores = StateStores::in_memory(vec![StoreSpec::new::<String, u64>("counts")])?;
 /// stores.transaction(|txn| {
-///     let counts = txn.store::<String, u64>("counts")?;
+///     let mut counts = txn.store::<String, u64>("counts")?;
 ///     counts.put_batch(&[("a".into(), 1), ("b".into(), 2)])?;
 ///     assert_eq!(counts.get_batch(&["b", "z"])?, vec![Some(2), None]);
 ///     Ok(())
@@ -850,7 +889,7 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
     /// A value that serializes to null (`None` of an `Option<T>` value) is a delete, as a
     /// null value is in Kafka: the key is removed, the changelog gets a tombstone, and
     /// [`get`](Self::get) then returns `None`.
-    pub fn put(&self, key: &K, value: &V) -> Result<()> {
+    pub fn put(&mut self, key: &K, value: &V) -> Result<()> {
         let k = self.key_bytes(key)?;
         match self.value_bytes(value)? {
             Some(v) => self.txn.put(self.store, &k, &v),
@@ -859,7 +898,7 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
     }
 
     /// Removes `key` (nothing happens when it is absent); `key` is a `&K` or a borrowed form of it.
-    pub fn delete<Q: AsKey<K> + ?Sized>(&self, key: &Q) -> Result<()> {
+    pub fn delete<Q: AsKey<K> + ?Sized>(&mut self, key: &Q) -> Result<()> {
         let k = self.key_bytes(&key.as_key())?;
         self.txn.delete(self.store, &k)
     }
@@ -882,7 +921,7 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
 
     /// Applies the puts in the order given (the last put of a key wins). A value that serializes
     /// to null is a delete, as in [`put`](Self::put).
-    pub fn put_batch(&self, entries: &[(K, V)]) -> Result<()> {
+    pub fn put_batch(&mut self, entries: &[(K, V)]) -> Result<()> {
         for (k, v) in entries {
             self.put(k, v)?;
         }
@@ -892,7 +931,7 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
     /// Applies puts (`Some`) and deletes (`None`) in the order given: a put then a delete of one key
     /// leaves it deleted. A `Some` value that serializes to null is a delete too, as in
     /// [`put`](Self::put).
-    pub fn write_batch(&self, entries: &[(K, Option<V>)]) -> Result<()> {
+    pub fn write_batch(&mut self, entries: &[(K, Option<V>)]) -> Result<()> {
         for (k, v) in entries {
             match v {
                 Some(v) => self.put(k, v)?,
@@ -903,7 +942,7 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
     }
 
     /// Removes every key given (a slice of `K` or of a borrowed form of it).
-    pub fn delete_batch<Q: AsKey<K>>(&self, keys: &[Q]) -> Result<()> {
+    pub fn delete_batch<Q: AsKey<K>>(&mut self, keys: &[Q]) -> Result<()> {
         for k in keys {
             self.delete(k)?;
         }

@@ -327,7 +327,7 @@ mod tests {
 
     fn write_batch(stores: &mut StateStores, i: u64) -> Result<()> {
         stores.transaction(|txn| {
-            let counts = txn.store::<String, u64>("counts")?;
+            let mut counts = txn.store::<String, u64>("counts")?;
             for k in 0..KEYS {
                 counts.put(&format!("k{k:02}"), &i)?;
             }
@@ -600,7 +600,7 @@ mod tests {
         // Far more than the initial map: it grows (the pinned snapshot is dropped first).
         for batch in 0..16 {
             stores.transaction(|txn| {
-                let big = txn.store::<String, String>("big")?;
+                let mut big = txn.store::<String, String>("big")?;
                 for i in 0..64 {
                     big.put(&format!("{batch}-{i}"), &"x".repeat(1000))?;
                 }
@@ -726,7 +726,7 @@ mod tests {
             |stores| {
                 // Far more than the map: it must grow, once the read ends.
                 stores.transaction(|txn| {
-                    let big = txn.store::<String, String>("big")?;
+                    let mut big = txn.store::<String, String>("big")?;
                     for i in 0..400 {
                         big.put(&format!("k{i}"), &"x".repeat(1000))?;
                     }

@@ -490,7 +490,8 @@ pub(super) fn restore(
 /// transaction: values of a key over time, read as of a timestamp, with a bounded history (see
 /// the module docs of `store::versioned` for the rules and the layout).
 ///
-/// Times are milliseconds since the epoch, as record timestamps.
+/// Times are milliseconds since the epoch, as record timestamps. Reads take `&self` and puts
+/// `&mut self`, so a handle held by shared reference only reads (a versioned table's store).
 ///
 /// ```
 /// use std::time::Duration;
@@ -498,7 +499,7 @@ pub(super) fn restore(
 /// let spec = StoreSpec::new::<String, u64>("prices").versioned(Duration::from_millis(100))?;
 /// let mut stores = StateStores::in_memory(vec![spec])?;
 /// stores.transaction(|txn| {
-///     let prices = txn.versioned_store::<String, u64>("prices")?;
+///     let mut prices = txn.versioned_store::<String, u64>("prices")?;
 ///     assert_eq!(prices.put(&"apple".into(), Some(&3), 10)?, VersionedPut::Latest);
 ///     assert_eq!(prices.put(&"apple".into(), Some(&5), 50)?, VersionedPut::Latest);
 ///     // Out of order: lands in its place in the history.
@@ -589,7 +590,7 @@ impl<'t, K: 'static, V: 'static> VersionedStore<'t, K, V> {
     /// a tombstone too. Logged to the changelog with `timestamp` as the record's timestamp (unless
     /// refused: [`VersionedPut::Expired`]); so on a store with a changelog a negative `timestamp`
     /// is an error (Kafka refuses negative record timestamps).
-    pub fn put(&self, key: &K, value: Option<&V>, timestamp: i64) -> Result<VersionedPut> {
+    pub fn put(&mut self, key: &K, value: Option<&V>, timestamp: i64) -> Result<VersionedPut> {
         let k = self.kv.key_bytes(key)?;
         let v = match value {
             Some(v) => self.kv.value_bytes(v)?,
@@ -599,7 +600,7 @@ impl<'t, K: 'static, V: 'static> VersionedStore<'t, K, V> {
     }
 
     /// Applies the puts in the order given; one outcome per put.
-    pub fn put_batch(&self, entries: &[(K, Option<V>, i64)]) -> Result<Vec<VersionedPut>> {
+    pub fn put_batch(&mut self, entries: &[(K, Option<V>, i64)]) -> Result<Vec<VersionedPut>> {
         entries
             .iter()
             .map(|(k, v, ts)| self.put(k, v.as_ref(), *ts))

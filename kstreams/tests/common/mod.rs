@@ -22,8 +22,8 @@ impl BatchProcessor<(), String> for CountWords {
         lines: &[Record<(), String>],
         ctx: &mut Context<'_, String, u64>,
     ) -> Result<()> {
-        let counts = ctx.store::<String, u64>(STORE)?;
-        count_words(lines, &counts, ctx)
+        let mut counts = ctx.store::<String, u64>(STORE)?;
+        count_words(lines, &mut counts, ctx)
     }
 }
 
@@ -31,7 +31,7 @@ impl BatchProcessor<(), String> for CountWords {
 /// of their new counts, and each word forwarded with its running count, in batch order.
 pub fn count_words(
     lines: &[Record<(), String>],
-    counts: &KeyValueStore<'_, String, u64>,
+    counts: &mut KeyValueStore<'_, String, u64>,
     out: &mut Context<'_, String, u64>,
 ) -> Result<()> {
     let mut words: Vec<(String, usize)> = Vec::new();

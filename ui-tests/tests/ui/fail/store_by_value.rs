@@ -4,6 +4,6 @@ use kstreams::{batch_processor, store, Record};
 type Counts = kstreams::KeyValue<String, u64>;
 
 #[batch_processor]
-fn count(_lines: &[Record<(), String>], _counts: &Counts) {}
+fn count(_lines: &[Record<(), String>], _counts: Counts) {}
 
 fn main() {}
