@@ -269,15 +269,16 @@ fn commit_interval(args: &Args) -> Duration {
 /// The baseline: rdkafka consume → produce, flush + synchronous commit every commit interval.
 fn raw(args: &Args, stop: &AtomicBool) -> Result<u64, BoxError> {
     // The same base settings as the runtime's (kstreams::kafka::AppConfig), plus the properties
-    // given on the command line (which the runtime gets too).
+    // given on the command line (which the runtime gets too; bench/run gives none: every system
+    // runs at its defaults).
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", &args.bootstrap)
         .set("group.id", &args.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest");
-    // The runtime's consumer defaults (fetch.queue.backoff.ms=0), so the ceiling is not
-    // throttled where kstreams is not.
+    // The runtime's consumer and producer defaults (kstreams::kafka::CONSUMER_DEFAULTS and
+    // PRODUCER_DEFAULTS), so the ceiling runs with the settings kstreams runs with.
     for (k, v) in kstreams::kafka::CONSUMER_DEFAULTS {
         cc.set(*k, *v);
     }
@@ -286,8 +287,11 @@ fn raw(args: &Args, stop: &AtomicBool) -> Result<u64, BoxError> {
     }
     let consumer: BaseConsumer = cc.create()?;
     let mut pc = ClientConfig::new();
-    pc.set("bootstrap.servers", &args.bootstrap)
-        .set("partitioner", "murmur2_random")
+    pc.set("bootstrap.servers", &args.bootstrap);
+    for (k, v) in kstreams::kafka::PRODUCER_DEFAULTS {
+        pc.set(*k, *v);
+    }
+    pc.set("partitioner", "murmur2_random")
         .set("enable.idempotence", "true");
     for (k, v) in &args.producer_properties {
         pc.set(k, v);

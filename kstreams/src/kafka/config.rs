@@ -65,8 +65,8 @@ const RESERVED: &[(&str, &str)] = &[
     ),
     (
         "transaction.timeout.ms",
-        "it is set by `processing_guarantee` (10 s under exactly-once; `delivery_timeout` is \
-         clamped to it)",
+        "it is set by `processing_guarantee` (under exactly-once 10 s, or twice the \
+         `commit_interval` when that is longer; `delivery_timeout` is clamped to it)",
     ),
 ];
 
@@ -75,16 +75,59 @@ const RESERVED: &[(&str, &str)] = &[
 /// and bounded settings keep every `Instant + setting` deadline of the runtime from overflowing.
 pub const MAX_DURATION: Duration = Duration::from_millis(i32::MAX as u64);
 
-/// Consumer defaults the runtime sets for the group consumer and the restore consumer; a
-/// [`consumer_property`](AppConfig::consumer_property) or [`property`](AppConfig::property) of
-/// the same name overrides them.
+/// The shortest `transaction.timeout.ms` under exactly-once (see
+/// [`AppConfig::transaction_timeout`]).
+const EOS_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Consumer defaults the runtime sets for the group consumer and the restore consumer (librdkafka's
+/// own defaults otherwise); a [`consumer_property`](AppConfig::consumer_property) or
+/// [`property`](AppConfig::property) of the same name overrides them.
 ///
-/// `fetch.queue.backoff.ms=0`: librdkafka's default (1000 ms) makes the fetcher wait a second
-/// before the next fetch once a partition's local queue is past its thresholds, which throttled
-/// every figure of the first benchmark runs (issue #19: with it set to 0, kstreams-map went from
-/// 135.9k to 394k records/s and kstreams-count from 128k to 232k, against 634k for the raw
-/// rdkafka loop).
-pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[("fetch.queue.backoff.ms", "0")];
+/// - `fetch.queue.backoff.ms=10`: how long the fetcher waits before the next fetch of a partition
+///   whose local queue is past its thresholds. librdkafka's 1000 ms throttled every figure of the
+///   first benchmark runs (issue #19: kstreams-map 135.9k records/s, 394k at 0 ms; count 128k,
+///   232k at 0 ms). At 0 ms librdkafka's broker thread busy-loops while a queue is full (about
+///   half of kstreams-map's CPU, in `rd_kafka_toppar_fetch_decide`); at 10 ms it sleeps.
+///   Against 0 ms: kstreams-map 1.28x the records per second at 0.90x the CPU per record,
+///   kstreams-count 1.49x at 0.63x (1, 5 and 50 ms measured alike: 1.16-1.29x and 0.80-0.83x for
+///   map).
+/// - `queued.min.messages=20000` (librdkafka: 100,000): the records librdkafka keeps prefetched
+///   per partition. With the 10 ms backoff: peak RSS of kstreams-map 91 → 50 MiB and of count
+///   100 → 72 MiB, and map 1.31x the records per second at 0.84x the CPU of the 0 ms default,
+///   count 1.33x at 0.66x, count under exactly-once 1.21x at 0.45x (108 → 74 MiB), the raw
+///   rdkafka loop 1.45x at 0.72x (50,000: 65 and 76 MiB, about the same speed).
+///
+/// How measured: A/B runs of `kafka_bench --exit-at-end` (1,000,000 records, 4 partitions, 100,000
+/// keys, commit every 200 ms), the variants interleaved in 5 or 6 rounds, medians of the
+/// per-round ratios; on a shared 2-core machine whose other processes used about 55-60% of its
+/// CPU, so effects under about 10% are noise there. Measured and not kept:
+/// - `fetch.min.bytes=65536` with `fetch.wait.max.ms=100` (librdkafka: 1 byte, 500 ms): map
+///   1.02-1.21x in four sweeps, count 0.85-1.05x: noise; with records waiting on the broker a
+///   fetch is full anyway, and on a quiet topic it would add up to 100 ms of latency.
+/// - `queued.min.messages` 20,000 or 10,000 with the 0 ms backoff: map 0.91x and 0.69x (a
+///   smaller queue is past its threshold more often: more busy-looping).
+/// - `fetch.max.bytes=100 MiB` with `max.partition.fetch.bytes=4 MiB`: peak RSS 121 MiB;
+///   `queued.max.messages.kbytes=16384`: no change.
+pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("fetch.queue.backoff.ms", "10"),
+    ("queued.min.messages", "20000"),
+];
+
+/// Producer defaults the runtime sets for its producers (librdkafka's own defaults otherwise); a
+/// [`producer_property`](AppConfig::producer_property) or [`property`](AppConfig::property) of
+/// the same name overrides them. They hold under exactly-once too (transactions need
+/// idempotence, which the runtime sets, and accept any linger or batch size).
+///
+/// - `linger.ms=5`: how long the producer waits to fill a batch. Pinned at librdkafka's default
+///   since 2.0, the best of the values measured (issue #19, A/B runs of kstreams-map): 0 moved
+///   0.90x the records per second with 1.7x the broker's CPU per record (many small batches),
+///   20 no more than 5.
+///
+/// Not kept, because they did not measurably help: `batch.num.messages` 2,000 or 50,000 with
+/// `batch.size` 4 MB (librdkafka: 10,000 and 1 MB; both 0.92-0.97x), `compression.type=lz4`
+/// (0.92x the CPU per record, records/s unchanged within the noise, on the benchmark's very
+/// compressible values: a gain that depends on the data).
+pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[("linger.ms", "5")];
 
 /// The configuration of an [`App`](super::App): the counterpart of Kafka Streams' `StreamsConfig`.
 ///
@@ -281,7 +324,8 @@ impl AppConfig {
     }
 
     /// How often processed offsets are committed (after outputs are acknowledged; positive, at
-    /// most [`MAX_DURATION`]).
+    /// most [`MAX_DURATION`]). Under exactly-once a transaction spans one interval, and the
+    /// producer's `transaction.timeout.ms` is 10 s or twice the interval when that is longer.
     #[must_use]
     pub fn commit_interval(mut self, interval: Duration) -> Self {
         self.commit_interval = interval;
@@ -610,13 +654,27 @@ impl AppConfig {
         }
     }
 
+    /// The producer's `transaction.timeout.ms` under exactly-once: 10 s (Kafka Streams' default
+    /// too), which bounds how long an instance that died for good blocks `read_committed` readers
+    /// of its partitions, or twice the commit interval when that is longer. A transaction stays
+    /// open for a whole commit interval, and the broker aborts one older than its timeout (the
+    /// producer is then fenced): with 10 s, a 30 s commit interval failed every transaction
+    /// (issue #19's commit-interval rows). Kafka Streams rejects such a config instead; here the
+    /// timeout is the runtime's, so it follows the interval. At most [`MAX_DURATION`]; the
+    /// broker's `transaction.max.timeout.ms` (default 15 min) still bounds it.
+    pub(crate) fn transaction_timeout(&self) -> Duration {
+        self.commit_interval
+            .saturating_mul(2)
+            .clamp(EOS_TRANSACTION_TIMEOUT, MAX_DURATION)
+    }
+
     /// The producer's config; `transactional_id` under exactly-once (ignored otherwise).
     pub(crate) fn producer_config(
         &self,
         bootstrap: &str,
         transactional_id: Option<&str>,
     ) -> ClientConfig {
-        let mut c = self.base(bootstrap);
+        let mut c = self.base_with(bootstrap, PRODUCER_DEFAULTS);
         c.set("partitioner", "murmur2_random")
             .set("enable.idempotence", "true")
             .set(
@@ -624,18 +682,14 @@ impl AppConfig {
                 self.delivery_timeout.as_millis().max(1).to_string(),
             );
         if self.guarantee == ProcessingGuarantee::ExactlyOnce {
-            // A short transaction timeout (Kafka Streams uses 10 s too) bounds how long an
-            // instance that died for good blocks `read_committed` readers of its partitions.
             // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
             if let Some(id) = transactional_id {
                 c.set("transactional.id", id);
             }
-            c.set("transaction.timeout.ms", "10000").set(
+            let tx = self.transaction_timeout().as_millis();
+            c.set("transaction.timeout.ms", tx.to_string()).set(
                 "message.timeout.ms",
-                self.delivery_timeout
-                    .as_millis()
-                    .clamp(1, 10_000)
-                    .to_string(),
+                self.delivery_timeout.as_millis().clamp(1, tx).to_string(),
             );
         }
         for (k, v) in &self.producer_properties {
@@ -946,14 +1000,153 @@ mod tests {
         );
     }
 
-    /// `fetch.queue.backoff.ms=0` is the default of both consumers (issue #19) and not of the
-    /// producer or the admin client; a consumer or global property overrides it.
+    /// Under exactly-once the transaction timeout outlasts a commit interval (a transaction is
+    /// open for a whole one): 10 s up to a 5 s interval, twice the interval beyond, never past
+    /// `MAX_DURATION`; the delivery timeout is clamped to it; at-least-once has none.
     #[test]
-    fn fetch_queue_backoff_defaults_to_zero_and_can_be_overridden() {
+    fn exactly_once_transaction_timeout_outlasts_the_commit_interval() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let eos = |ms: u64| {
+            AppConfig::new("app")
+                .state_dir(dir.path())
+                .processing_guarantee(ProcessingGuarantee::ExactlyOnce)
+                .commit_interval(Duration::from_millis(ms))
+        };
+        for (interval_ms, tx, message) in [
+            (100, "10000", "10000"),
+            (1_000, "10000", "10000"),
+            (5_000, "10000", "10000"),
+            (30_000, "60000", "60000"),
+            (90_000, "180000", "120000"),
+        ] {
+            let c = eos(interval_ms);
+            assert!(c.validate().is_ok());
+            let p = c.producer_config("b:1", Some("app-tx"));
+            assert_eq!(
+                p.get("transaction.timeout.ms"),
+                Some(tx),
+                "{interval_ms} ms"
+            );
+            assert_eq!(
+                p.get("message.timeout.ms"),
+                Some(message),
+                "{interval_ms} ms"
+            );
+            p.create::<rdkafka::producer::BaseProducer>()
+                .expect("librdkafka accepts it");
+        }
+        assert_eq!(
+            eos(u64::from(i32::MAX as u32)).transaction_timeout(),
+            MAX_DURATION
+        );
+        let alos = AppConfig::new("app").commit_interval(Duration::from_secs(30));
+        assert_eq!(
+            alos.producer_config("b:1", None)
+                .get("transaction.timeout.ms"),
+            None
+        );
+    }
+
+    /// Every entry of `CONSUMER_DEFAULTS` is set on both consumers and on no other client; a
+    /// consumer or global property of the same name overrides it (in both consumers).
+    #[test]
+    fn consumer_defaults_apply_to_both_consumers_and_can_be_overridden() {
+        let c = AppConfig::new("app");
+        for (name, value) in CONSUMER_DEFAULTS {
+            assert_eq!(c.consumer_config("b:1").get(name), Some(*value), "{name}");
+            assert_eq!(
+                c.restore_consumer_config("b:1").get(name),
+                Some(*value),
+                "{name}"
+            );
+            assert_eq!(c.producer_config("b:1", None).get(name), None, "{name}");
+            assert_eq!(c.admin_config("b:1").get(name), None, "{name}");
+            for mine in [
+                AppConfig::new("app").consumer_property(*name, "7"),
+                AppConfig::new("app").property(*name, "7"),
+            ] {
+                assert!(mine.validate().is_ok(), "{name}");
+                assert_eq!(mine.consumer_config("b:1").get(name), Some("7"), "{name}");
+                assert_eq!(
+                    mine.restore_consumer_config("b:1").get(name),
+                    Some("7"),
+                    "{name}"
+                );
+            }
+        }
+    }
+
+    /// Every entry of `PRODUCER_DEFAULTS` is set on the producer under both guarantees and on no
+    /// other client; a producer or global property of the same name overrides it; the settings
+    /// the runtime owns stay.
+    #[test]
+    fn producer_defaults_apply_to_the_producer_and_can_be_overridden() {
+        assert!(!PRODUCER_DEFAULTS.is_empty());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let alos = AppConfig::new("app");
+        let eos = AppConfig::new("app")
+            .state_dir(dir.path())
+            .processing_guarantee(ProcessingGuarantee::ExactlyOnce);
+        for (name, value) in PRODUCER_DEFAULTS {
+            for c in [&alos, &eos] {
+                let p = c.producer_config("b:1", Some("app-tx"));
+                assert_eq!(p.get(name), Some(*value), "{name}");
+                assert_eq!(p.get("enable.idempotence"), Some("true"));
+                assert_eq!(p.get("partitioner"), Some("murmur2_random"));
+                assert_eq!(c.consumer_config("b:1").get(name), None, "{name}");
+                assert_eq!(c.restore_consumer_config("b:1").get(name), None, "{name}");
+                assert_eq!(c.admin_config("b:1").get(name), None, "{name}");
+            }
+            for mine in [
+                AppConfig::new("app").producer_property(*name, "7"),
+                AppConfig::new("app").property(*name, "7"),
+            ] {
+                assert!(mine.validate().is_ok(), "{name}");
+                assert_eq!(
+                    mine.producer_config("b:1", None).get(name),
+                    Some("7"),
+                    "{name}"
+                );
+            }
+        }
+    }
+
+    /// librdkafka accepts the runtime's defaults for every client it creates: both consumers under
+    /// both guarantees, the at-least-once producer and the transactional producer (exactly-once
+    /// constrains linger, idempotence, in-flight requests and timeouts; creating the producer
+    /// checks them without a broker).
+    #[test]
+    fn librdkafka_accepts_the_defaults_under_both_guarantees() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let alos = AppConfig::new("app");
+        let eos = AppConfig::new("app")
+            .state_dir(dir.path())
+            .processing_guarantee(ProcessingGuarantee::ExactlyOnce);
+        let id = eos.transactional_id_of_thread(0).expect("transactional id");
+        for c in [&alos, &eos] {
+            for cc in [c.consumer_config("b:1"), c.restore_consumer_config("b:1")] {
+                cc.create::<rdkafka::consumer::BaseConsumer>()
+                    .expect("a consumer with the defaults");
+            }
+        }
+        alos.producer_config("b:1", None)
+            .create::<rdkafka::producer::BaseProducer>()
+            .expect("an at-least-once producer with the defaults");
+        let tx = eos.producer_config("b:1", Some(&id));
+        assert_eq!(tx.get("transactional.id"), Some(id.as_str()));
+        tx.create::<rdkafka::producer::BaseProducer>()
+            .expect("a transactional producer with the defaults");
+    }
+
+    /// `fetch.queue.backoff.ms=10` is the default of both consumers (issue #19: librdkafka's
+    /// 1000 ms throttles, 0 ms busy-loops) and not of the producer or the admin client; a consumer
+    /// or global property overrides it.
+    #[test]
+    fn fetch_queue_backoff_defaults_to_10_ms_and_can_be_overridden() {
         const P: &str = "fetch.queue.backoff.ms";
         let c = AppConfig::new("app");
-        assert_eq!(c.consumer_config("b:1").get(P), Some("0"));
-        assert_eq!(c.restore_consumer_config("b:1").get(P), Some("0"));
+        assert_eq!(c.consumer_config("b:1").get(P), Some("10"));
+        assert_eq!(c.restore_consumer_config("b:1").get(P), Some("10"));
         assert_eq!(c.producer_config("b:1", None).get(P), None);
         assert_eq!(c.admin_config("b:1").get(P), None);
         for c in [

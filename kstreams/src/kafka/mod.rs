@@ -36,7 +36,9 @@ mod sink;
 // here.
 pub use admin::TopicSpec;
 pub use app::{App, AppStatus, ShutdownHandle};
-pub use config::{AppConfig, CONSUMER_DEFAULTS, MAX_DURATION, ProcessingGuarantee};
+pub use config::{
+    AppConfig, CONSUMER_DEFAULTS, MAX_DURATION, PRODUCER_DEFAULTS, ProcessingGuarantee,
+};
 pub use local::AppClient;
 pub(crate) use metadata::GroupMetadata;
 pub use metadata::{HostInfo, KeyMetadata};

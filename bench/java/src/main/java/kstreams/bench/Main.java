@@ -57,6 +57,9 @@ import org.apache.kafka.streams.kstream.Produced;
  *              the enrichment's table, one record per key (see below)
  * streams      --bootstrap B --app-id A --input T --output O --topology map|count|windowed|enrich
  *              --cache on|off --state-dir D [--commit-interval-ms default|MS] [--table T]
+ * passthrough  --bootstrap B --group G --input T --output O [--commit-interval-ms default|MS]:
+ *              the Java client's ceiling, a plain KafkaConsumer -> KafkaProducer loop (see
+ *              {@link #passthrough})
  * create-topic --bootstrap B --topic T --partitions P [--log-append-time]
  * offsets      --bootstrap B --group G --topic T [--wait] [--timeout-s S]
  * verify       --bootstrap B --topic O --mode map|identity|enriched|count|windowed --records N --keys K
@@ -167,6 +170,7 @@ public final class Main {
         return switch (argv[0]) {
             case "produce" -> produce(a);
             case "streams" -> streams(a);
+            case "passthrough" -> passthrough(a);
             case "create-topic" -> createTopic(a);
             case "offsets" -> offsets(a);
             case "verify" -> verify(a);
@@ -192,7 +196,7 @@ public final class Main {
             if (line.isEmpty()) continue;
             String[] argv = line.split("\\s+");
             try {
-                if (argv[0].equals("serve") || argv[0].equals("streams")) die("not in serve mode: " + argv[0]);
+                if (argv[0].equals("serve") || argv[0].equals("streams") || argv[0].equals("passthrough")) die("not in serve mode: " + argv[0]);
                 int rc = run(argv);
                 if (rc != 0) System.err.println("serve: " + argv[0] + " exited with " + rc);
             } catch (Exception e) {
@@ -400,6 +404,74 @@ public final class Main {
         streams.start();
         done.await();
         return streams.state() == KafkaStreams.State.ERROR ? 1 : 0;
+    }
+
+    // ------------------------------------------------------------ passthrough
+
+    /**
+     * The Java client's ceiling (bench/run's java-passthrough): a plain {@link KafkaConsumer} and
+     * {@link KafkaProducer} at the Java client's defaults (bytes in, bytes out, no
+     * deserialisation), the Java twin of kafka_bench's {@code raw} loop. Every polled record is
+     * sent to the output with its key and value (the default partitioner: murmur2 of the key);
+     * every commit interval (default 1 s, as {@code raw}) it waits until every record sent so far
+     * is acknowledged ({@code flush}), then commits the next offsets synchronously under
+     * {@code --group}. Only what the loop needs is set: offsets committed by the loop instead of
+     * auto-commit, reading from the earliest offset. On SIGTERM it does a last flush and commit.
+     */
+    static int passthrough(Args a) throws Exception {
+        String output = a.req("output");
+        String commit = a.opt("commit-interval-ms", "default");
+        long intervalMs = commit.equals("default") ? 1000 : Long.parseLong(commit);
+        Properties c = new Properties();
+        c.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, a.req("bootstrap"));
+        c.put(ConsumerConfig.GROUP_ID_CONFIG, a.req("group"));
+        c.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        c.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        Properties p = new Properties();
+        p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, a.req("bootstrap"));
+        AtomicReference<Exception> failure = new AtomicReference<>();
+        java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
+        CountDownLatch done = new CountDownLatch(1);
+        Thread main = Thread.currentThread();
+        try (KafkaConsumer<byte[], byte[]> consumer =
+                 new KafkaConsumer<>(c, new ByteArrayDeserializer(), new ByteArrayDeserializer());
+             KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(p,
+                 new org.apache.kafka.common.serialization.ByteArraySerializer(),
+                 new org.apache.kafka.common.serialization.ByteArraySerializer())) {
+            Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+                stop.set(true); // seen within one poll (50 ms)
+                try {
+                    done.await(15, TimeUnit.SECONDS);
+                } catch (InterruptedException e) {
+                    main.interrupt();
+                }
+            }));
+            consumer.subscribe(List.of(a.req("input")));
+            Map<TopicPartition, OffsetAndMetadata> next = new HashMap<>();
+            long lastCommit = System.nanoTime();
+            while (true) {
+                boolean stopping = stop.get();
+                if (stopping || System.nanoTime() - lastCommit >= intervalMs * 1_000_000L) {
+                    producer.flush();
+                    if (failure.get() != null) die("passthrough: a send failed: " + failure.get());
+                    if (!next.isEmpty()) {
+                        consumer.commitSync(next);
+                        next.clear();
+                    }
+                    lastCommit = System.nanoTime();
+                    if (stopping) break;
+                }
+                ConsumerRecords<byte[], byte[]> records = consumer.poll(Duration.ofMillis(50));
+                for (ConsumerRecord<byte[], byte[]> r : records) {
+                    producer.send(new ProducerRecord<>(output, r.key(), r.value()),
+                        (md, e) -> { if (e != null) failure.compareAndSet(null, e); });
+                    next.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1));
+                }
+            }
+        } finally {
+            done.countDown();
+        }
+        return 0;
     }
 
     // ------------------------------------------------------------ admin tools
