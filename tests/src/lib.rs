@@ -90,6 +90,15 @@ pub fn bootstrap() -> String {
         .clone()
 }
 
+/// The wall clock in milliseconds since the epoch: for record timestamps near now (a broker
+/// deletes records older than its retention, 7 days, at its next retention check, which in a
+/// long test run comes while a test still reads them).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// A name no other test or run uses.
 pub fn unique(prefix: &str) -> String {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -716,7 +716,8 @@ async fn a_sliding_window_count_is_fetched_with_its_aggregates_and_window_bounds
     let (clicks, output) = (format!("{app_id}-clicks"), format!("{app_id}-counts"));
     create_topics(&b, &[(&clicks, PARTITIONS), (&output, 1)]).await;
     // Three keys, irregular gaps (some within the time difference, some not), in time order.
-    let base = 1_700_000_000_000i64;
+    // Near now: a broker deletes records older than its retention (7 days) at its next check.
+    let base = now_ms() - 600_000;
     let keys = ["alice", "bob", "carol"];
     let mut times: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     let mut records = Vec::new();
