@@ -1141,6 +1141,10 @@ fn run_thread(
     result.and(final_commit)
 }
 
+/// How often the loop routes the assigned partitions to the fetch queue again (see
+/// `processing_loop`).
+const REROUTE_EVERY: Duration = Duration::from_millis(100);
+
 fn processing_loop(
     consumer: &BaseConsumer<GroupContext>,
     config: &AppConfig,
@@ -1150,6 +1154,7 @@ fn processing_loop(
     let ctx = consumer.context();
     let fetch = lock(&ctx.fetch).clone();
     let mut last_commit = Instant::now();
+    let mut last_route = Instant::now();
     // Whether a task is being restored: then the loop does not wait on the group consumer (the
     // restore step waits on the restore consumer instead).
     let mut restoring = false;
@@ -1265,6 +1270,20 @@ fn processing_loop(
                 // offsets; dropping them here is part of the rewind.
                 engine.recover_transaction(consumer, e)?;
                 last_commit = Instant::now();
+            }
+            // librdkafka clears a partition's forwarding when a previous assignment's fetch
+            // stops, keeping the flag that stops the next fetch start from forwarding it to
+            // the consumer queue: a stop still pending when the assign callback routed the
+            // partition (an eager rebalance that came back fast) would leave its records
+            // forwarded nowhere. Routing the assignment again now and then repairs that (what
+            // the partition kept moves over in order; routing a routed partition changes
+            // nothing).
+            if let Some(queue) = fetch.as_deref()
+                && last_route.elapsed() >= REROUTE_EVERY
+            {
+                let assigned: Vec<(String, i32)> = engine.assignment.iter().cloned().collect();
+                queue.route(&assigned);
+                last_route = Instant::now();
             }
             restoring = engine.is_restoring();
             engine.observer.tick(consumer, &engine.processed); // observability hook
