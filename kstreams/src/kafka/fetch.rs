@@ -79,26 +79,7 @@ impl FetchQueue {
     /// Routes the fetched messages of `partitions` to this queue. Called before the partitions'
     /// assignment is applied; a partition librdkafka does not know is left on the consumer queue.
     pub(super) fn route(&self, partitions: &[(String, i32)]) {
-        for (topic, partition) in partitions {
-            let Ok(name) = std::ffi::CString::new(topic.as_str()) else {
-                continue;
-            };
-            // SAFETY: the handle is live (the queue is dropped before the consumer); `name` is a
-            // NUL-terminated string that outlives the call. The returned partition queue handle
-            // is destroyed right after forwarding it (the forwarding stays with the partition).
-            unsafe {
-                let pq = rd::rd_kafka_queue_get_partition(
-                    self.client.as_ptr(),
-                    name.as_ptr(),
-                    *partition,
-                );
-                if pq.is_null() {
-                    continue;
-                }
-                rd::rd_kafka_queue_forward(pq, self.queue.as_ptr());
-                rd::rd_kafka_queue_destroy(pq);
-            }
-        }
+        self.forward(partitions, self.queue.as_ptr());
     }
 
     /// Undoes the routing of `partitions` the way librdkafka's fetch stop does (forwarded
@@ -106,11 +87,19 @@ impl FetchQueue {
     /// assign callback routed leaves behind.
     #[cfg(test)]
     fn unroute(&self, partitions: &[(String, i32)]) {
+        self.forward(partitions, std::ptr::null_mut());
+    }
+
+    /// Forwards the fetch queue of each of `partitions` to `to` (this queue, or null: nowhere).
+    fn forward(&self, partitions: &[(String, i32)], to: *mut rd::rd_kafka_queue_t) {
         for (topic, partition) in partitions {
             let Ok(name) = std::ffi::CString::new(topic.as_str()) else {
                 continue;
             };
-            // SAFETY: as in `route`.
+            // SAFETY: the handle is live (the queue is dropped before the consumer); `name` is a
+            // NUL-terminated string that outlives the call; `to` is this queue or null. The
+            // returned partition queue handle is destroyed right after forwarding it (the
+            // forwarding stays with the partition).
             unsafe {
                 let pq = rd::rd_kafka_queue_get_partition(
                     self.client.as_ptr(),
@@ -120,7 +109,7 @@ impl FetchQueue {
                 if pq.is_null() {
                     continue;
                 }
-                rd::rd_kafka_queue_forward(pq, std::ptr::null_mut());
+                rd::rd_kafka_queue_forward(pq, to);
                 rd::rd_kafka_queue_destroy(pq);
             }
         }
