@@ -458,12 +458,12 @@ pub fn committed_to(status: &AppStatus, ends: &BTreeMap<(String, i32), i64>) -> 
         .all(|(tp, end)| *end == 0 || status.committed.get(tp).is_some_and(|c| c >= end))
 }
 
-/// Whether the offsets committed in the group (by any instance) reach `ends`.
-pub fn group_committed_to(
+/// The offsets group `group` committed for `partitions` (`None` if they cannot be read).
+pub fn group_committed_offsets<'a>(
     bootstrap: &str,
     group: &str,
-    ends: &BTreeMap<(String, i32), i64>,
-) -> bool {
+    partitions: impl IntoIterator<Item = (&'a str, i32)>,
+) -> Option<TopicPartitionList> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
@@ -471,10 +471,20 @@ pub fn group_committed_to(
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
-    for (t, p) in ends.keys() {
-        tpl.add_partition(t, *p);
+    for (t, p) in partitions {
+        tpl.add_partition(t, p);
     }
-    let Ok(committed) = c.committed_offsets(tpl, Duration::from_secs(10)) else {
+    c.committed_offsets(tpl, Duration::from_secs(10)).ok()
+}
+
+/// Whether the offsets committed in the group (by any instance) reach `ends`.
+pub fn group_committed_to(
+    bootstrap: &str,
+    group: &str,
+    ends: &BTreeMap<(String, i32), i64>,
+) -> bool {
+    let partitions = ends.keys().map(|(t, p)| (t.as_str(), *p));
+    let Some(committed) = group_committed_offsets(bootstrap, group, partitions) else {
         return false;
     };
     ends.iter().all(|((t, p), end)| {

@@ -18,10 +18,8 @@ use std::time::Duration;
 use kstreams::kafka::{App, AppStatus};
 use kstreams::{Record, Topology, processor};
 use kstreams_tests::*;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Offset;
 use rdkafka::mocking::MockCluster;
-use rdkafka::{Offset, TopicPartitionList};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// The input offset whose output is held back.
@@ -42,17 +40,8 @@ fn input(from: i64, to: i64) -> Vec<Input> {
 
 /// The offset the group committed for partition 0 of `topic` (`None`: nothing yet).
 fn group_committed(bootstrap: &str, group: &str, topic: &str) -> Option<i64> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(topic, 0);
-    let committed = c
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
+    let committed =
+        group_committed_offsets(bootstrap, group, [(topic, 0)]).expect("committed offsets");
     match committed.find_partition(topic, 0).map(|e| e.offset()) {
         Some(Offset::Offset(o)) => Some(o),
         _ => None,
