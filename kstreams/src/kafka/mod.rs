@@ -28,6 +28,7 @@ mod metadata;
 mod mock;
 mod observe;
 mod process_id;
+mod produce;
 mod rebalance;
 mod restore;
 mod sink;

@@ -519,6 +519,8 @@ pub(crate) type Cause<'a> = (&'a str, i32, i64);
 
 /// The producer of a running app.
 pub(crate) struct Sink {
+    /// The producer's topic handles: before `producer`, so dropped before it.
+    topics: super::produce::Topics,
     producer: ThreadedProducer<SinkContext>,
     changelogs: Vec<Arc<str>>,
     delivery_timeout: Duration,
@@ -575,6 +577,7 @@ impl Sink {
                 })?;
         }
         Ok(Sink {
+            topics: super::produce::Topics::default(),
             producer,
             changelogs: Vec::new(),
             delivery_timeout: config.delivery_timeout,
@@ -896,47 +899,29 @@ impl Sink {
     /// `Ok(Some(error))`: librdkafka refused this record for what it is ([`is_record_error`]);
     /// any other refusal is an error.
     fn send_one(&mut self, r: &ProducerRecord, opaque: usize) -> Result<Option<KafkaError>> {
-        let mut headers = None;
-        if !r.headers.is_empty() {
-            let mut h = OwnedHeaders::new_with_capacity(r.headers.len());
-            for (key, value) in r.headers.iter() {
-                h = h.insert(Header { key, value });
-            }
-            headers = Some(h);
-        }
-        let mut record: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(&r.topic, opaque);
-        if let Some(k) = &r.key {
-            record = record.key(k.as_slice());
-        }
-        if let Some(v) = &r.value {
-            record = record.payload(v.as_slice());
-        }
-        if let Some(p) = self.own_partition(r)? {
-            record = record.partition(p);
-        }
-        if r.timestamp >= 0 {
-            record = record.timestamp(r.timestamp);
-        }
-        if let Some(h) = headers {
-            record = record.headers(h);
-        }
-        let deadline = Instant::now() + self.delivery_timeout;
+        let partition = self.own_partition(r)?.unwrap_or(-1);
+        // Measured from the first refusal: no clock read per record.
+        let mut deadline: Option<Instant> = None;
         loop {
-            match self.producer.send(record) {
+            let sent = match self.topics.produce(&self.producer, r, partition, opaque) {
+                Some(sent) => sent.map_err(KafkaError::MessageProduction),
+                None => self.send_by_name(r, partition, opaque),
+            };
+            match sent {
                 Ok(()) => return Ok(None),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                    let deadline =
+                        *deadline.get_or_insert_with(|| Instant::now() + self.delivery_timeout);
                     if Instant::now() > deadline {
                         return Err(Error::Runtime(format!(
                             "the producer queue stayed full for {:?} while sending to `{}`",
                             self.delivery_timeout, r.topic
                         )));
                     }
-                    record = back;
                     // Backpressure: let the background thread serve delivery reports.
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((source, _)) => {
+                Err(source) => {
                     if is_record_error(&source) {
                         return Ok(Some(source));
                     }
@@ -950,6 +935,38 @@ impl Sink {
                 }
             }
         }
+    }
+
+    /// Sends `r` through rdkafka's `BaseProducer::send` (by topic name): for a topic librdkafka
+    /// made no handle of, so that its refusal of the name is the error.
+    fn send_by_name(
+        &self,
+        r: &ProducerRecord,
+        partition: i32,
+        opaque: usize,
+    ) -> std::result::Result<(), KafkaError> {
+        let mut record: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(&r.topic, opaque);
+        if let Some(k) = &r.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(v) = &r.value {
+            record = record.payload(v.as_slice());
+        }
+        if partition >= 0 {
+            record = record.partition(partition);
+        }
+        if r.timestamp >= 0 {
+            record = record.timestamp(r.timestamp);
+        }
+        if !r.headers.is_empty() {
+            let mut h = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (key, value) in r.headers.iter() {
+                h = h.insert(Header { key, value });
+            }
+            record = record.headers(h);
+        }
+        self.producer.send(record).map_err(|(e, _)| e)
     }
 
     /// How many records are sent but not yet acknowledged.
