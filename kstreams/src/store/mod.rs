@@ -648,6 +648,11 @@ pub(crate) trait RawTxn {
         f: &mut dyn FnMut(Option<&[u8]>) -> Result<()>,
     ) -> Result<()>;
     fn put(&self, store: usize, key: &[u8], value: &[u8]) -> Result<()>;
+    /// [`put`](Self::put) of bytes the caller gives away: a transaction that logs the write
+    /// keeps them as its changelog record instead of copying them.
+    fn put_owned(&self, store: usize, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        self.put(store, &key, &value)
+    }
     fn delete(&self, store: usize, key: &[u8]) -> Result<()>;
     /// Writes (`Some`) or deletes (`None`) without a changelog write (windowed stores log their
     /// own keys with [`log`](Self::log)).
@@ -892,7 +897,7 @@ impl<'t, K: 'static, V: 'static> KeyValueStore<'t, K, V> {
     pub fn put(&mut self, key: &K, value: &V) -> Result<()> {
         let k = self.key_bytes(key)?;
         match self.value_bytes(value)? {
-            Some(v) => self.txn.put(self.store, &k, &v),
+            Some(v) => self.txn.put_owned(self.store, k, v),
             None => self.txn.delete(self.store, &k),
         }
     }
@@ -1394,6 +1399,20 @@ impl<'s> StateTxn<'s> {
     }
 
     fn write(&self, store: usize, key: &[u8], value: Option<&[u8]>, log: bool) -> Result<()> {
+        self.apply(store, key, value)?;
+        if log && self.specs[store].changelog_enabled() {
+            self.changelog.borrow_mut().push(ChangelogWrite {
+                store,
+                key: key.to_vec(),
+                value: value.map(<[u8]>::to_vec),
+                timestamp: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes (`Some`) or deletes (`None`) in the store's backend, nothing else.
+    fn apply(&self, store: usize, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         self.check_writable(Some(store))?;
         match self.slots.get(store) {
             Some(Slot::Lmdb(i)) => match (&self.lmdb, value) {
@@ -1409,14 +1428,6 @@ impl<'s> StateTxn<'s> {
                 }
             }
             None => return Err(Error::Internal(format!("store index {store} out of range"))),
-        }
-        if log && self.specs[store].changelog_enabled() {
-            self.changelog.borrow_mut().push(ChangelogWrite {
-                store,
-                key: key.to_vec(),
-                value: value.map(<[u8]>::to_vec),
-                timestamp: None,
-            });
         }
         Ok(())
     }
@@ -1453,6 +1464,19 @@ impl RawTxn for StateTxn<'_> {
 
     fn put(&self, store: usize, key: &[u8], value: &[u8]) -> Result<()> {
         self.write(store, key, Some(value), true)
+    }
+
+    fn put_owned(&self, store: usize, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        self.apply(store, &key, Some(&value))?;
+        if self.specs[store].changelog_enabled() {
+            self.changelog.borrow_mut().push(ChangelogWrite {
+                store,
+                key,
+                value: Some(value),
+                timestamp: None,
+            });
+        }
+        Ok(())
     }
 
     fn delete(&self, store: usize, key: &[u8]) -> Result<()> {
