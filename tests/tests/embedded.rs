@@ -73,3 +73,85 @@ async fn local_state_ahead_of_its_changelog_is_wiped_and_rebuilt() {
     let (counts, _) = run_embedded(&id, state.path(), &second).await;
     assert_eq!(counts, independent_count(&second));
 }
+
+/// Records the length of every batch it is given, by input partition.
+#[derive(Clone)]
+struct BatchSizes(Arc<std::sync::Mutex<Vec<(i32, usize)>>>);
+
+impl kstreams::BatchProcessor<String, String> for BatchSizes {
+    type OutKey = String;
+    type OutValue = String;
+    fn process_batch(
+        &mut self,
+        records: &[kstreams::Record<String, String>],
+        ctx: &mut kstreams::Context<'_, String, String>,
+    ) -> kstreams::Result<()> {
+        let partition = records
+            .first()
+            .and_then(|r| r.origin.as_ref())
+            .map_or(-1, |o| o.partition);
+        assert!(
+            records
+                .iter()
+                .all(|r| r.origin.as_ref().is_some_and(|o| o.partition == partition)),
+            "a batch holds the records of one partition"
+        );
+        self.0
+            .lock()
+            .expect("sizes")
+            .push((partition, records.len()));
+        for r in records {
+            ctx.forward(r.clone());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_gets_batches_of_at_most_batch_max_records_however_many_partitions_a_round_polls() {
+    // A round polls up to batch_max_records per running task (four here): a partition's records
+    // past batch_max_records in one round are processed as several batches, none larger.
+    let id = unique("batch-size");
+    let (input, output) = (format!("{id}-in"), format!("{id}-out"));
+    let state = tempfile::tempdir().expect("tempdir");
+    let sizes = BatchSizes(Arc::default());
+    let mut t = kstreams::Topology::builder();
+    let s = t.source::<String, String>(&input);
+    let b = t.add(sizes.clone(), &s);
+    t.sink(&output, &b);
+    let config = AppConfig::new(&id)
+        .state_dir(state.path())
+        .batch_max_records(100)
+        .commit_interval(Duration::from_millis(100))
+        .handle_ctrl_c(false);
+    let app = Arc::new(App::new(t.build().expect("topology"), config).expect("app"));
+    let bootstrap = app.bootstrap_servers().to_owned();
+    app.create_topics(&[TopicSpec::new(&input, 4), TopicSpec::new(&output, 4)])
+        .await
+        .expect("topics");
+    let records: Vec<Input> = (0..4 * 700)
+        .map(|i| {
+            (
+                Some(format!("k{i}").into_bytes()),
+                format!("v{i}").into_bytes(),
+                Some(i % 4),
+            )
+        })
+        .collect();
+    produce(&bootstrap, &input, &records);
+    let run = spawn(app.clone());
+    let ends = end_offsets(&bootstrap, &input, 4);
+    wait_for("input committed", Duration::from_secs(120), || {
+        committed_to(&app.status(), &ends)
+    })
+    .await;
+    app.shutdown_handle().shutdown();
+    run.await.expect("join").expect("run");
+    let sizes = sizes.0.lock().expect("sizes").clone();
+    for p in 0..4 {
+        let of_p: Vec<usize> = sizes.iter().filter(|s| s.0 == p).map(|s| s.1).collect();
+        assert_eq!(of_p.iter().sum::<usize>(), 700, "partition {p}: {of_p:?}");
+        assert!(of_p.iter().all(|&n| n <= 100), "partition {p}: {of_p:?}");
+    }
+    assert_eq!(read_all(&bootstrap, &output, 4).len(), 4 * 700);
+}
