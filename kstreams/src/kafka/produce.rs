@@ -133,8 +133,10 @@ fn bytes(b: Option<&[u8]>) -> (*mut c_void, usize) {
     }
 }
 
-/// `r`'s headers as a librdkafka header list (null when it has none), names and values as their
-/// exact bytes; a header without a value keeps its null value.
+/// `r`'s headers as a librdkafka header list (null when it has none): names in their UTF-8 form
+/// (lossy for names that were not UTF-8, as Java's clients write them and as rdkafka's
+/// `OwnedHeaders` did), values as their exact bytes; a header without a value keeps its null
+/// value.
 fn native_headers(r: &ProducerRecord) -> *mut rd::rd_kafka_headers_t {
     if r.headers.is_empty() {
         return std::ptr::null_mut();
@@ -142,7 +144,7 @@ fn native_headers(r: &ProducerRecord) -> *mut rd::rd_kafka_headers_t {
     // SAFETY: a new list, filled with pointers live for each call (librdkafka copies them).
     unsafe {
         let h = rd::rd_kafka_headers_new(r.headers.len());
-        for (name, value) in r.headers.iter_raw() {
+        for (name, value) in r.headers.iter() {
             let (v, v_len) = bytes(value);
             rd::rd_kafka_header_add(
                 h,
