@@ -307,9 +307,8 @@ impl AppConfig {
         self
     }
 
-    /// The most records a task's processors get at once from one input partition (a batch: one
-    /// LMDB transaction). A round of polling takes up to this many per running task, so each
-    /// task's batch can be full whatever the number of partitions.
+    /// The most records polled in one round and handed to tasks (a partition's batch is never
+    /// larger).
     #[must_use]
     pub fn batch_max_records(mut self, n: usize) -> Self {
         self.batch_max_records = n;

@@ -9,10 +9,9 @@
 //! trust rule and recovery (`eos`), the rebalance callbacks (`rebalance`), the changelog reads
 //! (`restore`), or records themselves (that is [`Task`]).
 //!
-//! Records are polled in rounds (at most `batch_max_records` per running task, waiting at most
-//! `batch_max_wait` once the first one arrived), grouped by task and topic in offset order and
-//! handed to the tasks in task-id order, a partition's records in batches of at most
-//! `batch_max_records`. A task that reads several topics buffers its records (owned copies) and
+//! Records are polled in rounds (at most `batch_max_records`, waiting at most `batch_max_wait`
+//! once the first one arrived), grouped by task and topic in offset order and handed to the tasks
+//! in task-id order. A task that reads several topics buffers its records (owned copies) and
 //! takes them in timestamp order across its partitions ([`merge_runs`]), waiting for an input
 //! partition with nothing buffered while it lags, and for `max_task_idle` once it is caught up
 //! (Kafka Streams' partition group). Each batch commits its state and its input position in one LMDB
@@ -662,9 +661,7 @@ impl Engine {
                 continue;
             }
             running.task.extract_timestamps(topic, &mut batch);
-            for chunk in batch.chunks(self.config.batch_max_records) {
-                processed += self.process_batch(id, topic, chunk, now)?;
-            }
+            processed += self.process_batch(id, topic, &batch, now)?;
         }
         self.spare_batch = reuse_buffer(batch);
         for (id, running) in &self.tasks {
@@ -1179,9 +1176,6 @@ fn processing_loop(
     let mut restoring = false;
     // The round's records; the buffer is kept from round to round.
     let mut msgs: Vec<Fetched<'_>> = Vec::with_capacity(config.batch_max_records.min(65_536));
-    // A round polls up to `batch_max_records` per running task (as of the last round): each
-    // task's batch may be full-sized ([`round_cap`]).
-    let mut cap = round_cap(config.batch_max_records, 0);
     loop {
         if let Some(e) = lock(&ctx.error).take() {
             return Err(e);
@@ -1193,7 +1187,7 @@ fn processing_loop(
         let mut round_deadline: Option<Instant> = None;
         // Partitions revoked during this round: their records are dropped from it.
         let mut revoked: BTreeSet<(String, i32)> = BTreeSet::new();
-        while msgs.len() < cap {
+        while msgs.len() < config.batch_max_records {
             let timeout = match round_deadline {
                 None if restoring => Duration::ZERO,
                 None => Duration::from_millis(100),
@@ -1236,7 +1230,7 @@ fn processing_loop(
                 // starts when it arrives.
                 let max = match round_deadline {
                     None if got == 0 => 1,
-                    _ => cap.saturating_sub(got),
+                    _ => config.batch_max_records.saturating_sub(got),
                 };
                 let wait = if got > before {
                     Duration::ZERO
@@ -1265,7 +1259,6 @@ fn processing_loop(
             engine.transaction_failed = false;
             let mut result = engine.process_round(consumer, &msgs);
             msgs.clear();
-            cap = round_cap(config.batch_max_records, engine.tasks.len());
             if result.is_ok() {
                 // A bounded step: the group consumer is polled again soon.
                 result = engine.restore_step(consumer);
@@ -1313,20 +1306,6 @@ fn processing_loop(
         }
     }
 }
-
-/// The most records one round polls: `batch_max_records` for each of the `running` tasks (one
-/// when none runs yet), so that a task's batch is `batch_max_records` whatever the number of
-/// partitions (with one cap per round, four partitions made batches of a quarter of it:
-/// `kafka_bench count`'s LMDB transactions each copied ~250 leaf pages for ~250 records); a
-/// partition's records beyond it are processed as several batches. At most 65,536, the fetch
-/// buffer's bound.
-fn round_cap(batch_max_records: usize, running: usize) -> usize {
-    batch_max_records
-        .saturating_mul(running.max(1))
-        .min(ROUND_MAX.max(batch_max_records))
-}
-
-const ROUND_MAX: usize = 65_536;
 
 /// How long [`wake_fetchers`] waits for its ListOffsets reply.
 const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
