@@ -109,8 +109,8 @@ impl kstreams::BatchProcessor<String, String> for BatchSizes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_gets_batches_of_at_most_batch_max_records_however_many_partitions_a_round_polls() {
-    // A round polls up to batch_max_records per running task (four here): a partition's records
-    // past batch_max_records in one round are processed as several batches, none larger.
+    // Four partitions' records, all there when the app starts: a round may poll many of one
+    // partition, and the partition's batch still holds at most batch_max_records.
     let id = unique("batch-size");
     let (input, output) = (format!("{id}-in"), format!("{id}-out"));
     let state = tempfile::tempdir().expect("tempdir");

@@ -1154,6 +1154,11 @@ fn run_thread(
     close_consumer_within(consumer, CONSUMER_CLOSE_TIMEOUT);
     drop(engine);
     queries.all_gone(index);
+    if let (Err(_), Err(e)) = (&result, &final_commit) {
+        // The run's own error is returned; this one would be lost.
+        tracing::warn!(error = %e, "the commit at the stop after the error failed too: the next \
+            start restores or reprocesses from the last commit that succeeded");
+    }
     result.and(final_commit)
 }
 
