@@ -517,6 +517,26 @@ pub fn spawn(app: std::sync::Arc<App>) -> tokio::task::JoinHandle<kstreams::Resu
     tokio::spawn(async move { app.run().await })
 }
 
+/// Runs `app` until it has committed the end offsets (as of now) of each of `topics` (name,
+/// partition count), in turn, then shuts it down and waits for the run, which must end cleanly.
+pub async fn run_until_committed(
+    app: &std::sync::Arc<App>,
+    bootstrap: &str,
+    topics: &[(&str, i32)],
+    within: Duration,
+) {
+    let run = spawn(app.clone());
+    for (topic, partitions) in topics {
+        let ends = end_offsets(bootstrap, topic, *partitions);
+        wait_for(&format!("`{topic}` committed"), within, || {
+            committed_to(&app.status(), &ends)
+        })
+        .await;
+    }
+    app.shutdown_handle().shutdown();
+    run.await.expect("join").expect("run");
+}
+
 /// Topic names and app id of one word-count run.
 #[derive(Debug, Clone)]
 pub struct WordCountTopics {

@@ -35,19 +35,13 @@ async fn run_embedded(
     .await
     .expect("topics");
     produce_lines(&b, &input, 2, lines);
-    let run = spawn(app.clone());
-    let ends = end_offsets(&b, &input, 2);
-    wait_for("lines committed", Duration::from_secs(120), || {
-        committed_to(&app.status(), &ends)
-    })
+    run_until_committed(
+        &app,
+        &b,
+        &[(&input, 2), (&words, 3)],
+        Duration::from_secs(120),
+    )
     .await;
-    let ends = end_offsets(&b, &words, 3);
-    wait_for("words committed", Duration::from_secs(120), || {
-        committed_to(&app.status(), &ends)
-    })
-    .await;
-    app.shutdown_handle().shutdown();
-    run.await.expect("join").expect("run");
     let out = read_all(&b, &output, 3);
     (last_counts(&out), app.status())
 }
@@ -139,14 +133,7 @@ async fn a_task_gets_batches_of_at_most_batch_max_records_however_many_partition
         })
         .collect();
     produce(&bootstrap, &input, &records);
-    let run = spawn(app.clone());
-    let ends = end_offsets(&bootstrap, &input, 4);
-    wait_for("input committed", Duration::from_secs(120), || {
-        committed_to(&app.status(), &ends)
-    })
-    .await;
-    app.shutdown_handle().shutdown();
-    run.await.expect("join").expect("run");
+    run_until_committed(&app, &bootstrap, &[(&input, 4)], Duration::from_secs(120)).await;
     let sizes = sizes.0.lock().expect("sizes").clone();
     for p in 0..4 {
         let of_p: Vec<usize> = sizes.iter().filter(|s| s.0 == p).map(|s| s.1).collect();

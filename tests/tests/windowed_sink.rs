@@ -40,14 +40,7 @@ async fn windowed_results_land_in_the_partition_of_their_inner_key() {
         .map(|(k, _)| (Some(k.as_bytes().to_vec()), Vec::new(), Some(0)))
         .collect();
     produce(&b, &input, &inputs);
-    let run = spawn(app.clone());
-    let ends = end_offsets(&b, &input, 1);
-    wait_for("input committed", Duration::from_secs(120), || {
-        committed_to(&app.status(), &ends)
-    })
-    .await;
-    app.shutdown_handle().shutdown();
-    run.await.expect("join").expect("run");
+    run_until_committed(&app, &b, &[(&input, 1)], Duration::from_secs(120)).await;
     let out = read_all(&b, &output, 4);
     assert_eq!(out.len(), 3, "{out:?}");
     for (partition, _, key, _) in out {
