@@ -814,7 +814,7 @@ impl Task {
         if positions.is_empty() {
             return Ok(());
         }
-        self.state.transaction(|txn| {
+        self.state.bookkeeping_transaction(|txn| {
             for (store, offset) in positions {
                 txn.set_changelog_position(store, *offset)?;
             }

@@ -65,7 +65,9 @@ pub struct LmdbOptions {
     /// The map grows by itself: ahead of need to its used size plus a quarter (at least this
     /// size), and by half when a batch still fills it up.
     pub initial_map_size: usize,
-    /// The largest the map may grow to, in bytes; past it a write fails with a clear error.
+    /// The largest the map may grow to, in bytes; past it a write fails with a clear error. (A
+    /// commit recording how far a full store's changelog reaches may pass it by 256 KiB, so that
+    /// the state is used as it is after a restart with a larger maximum.)
     pub max_map_size: usize,
 }
 
@@ -104,6 +106,10 @@ pub(super) struct LmdbState {
     readers: RwLock<()>,
     _lock: File,
 }
+
+/// How far past `max_map_size` the commit's bookkeeping may grow a full map
+/// ([`LmdbState::grow_for_bookkeeping`]).
+pub(super) const BOOKKEEPING_HEADROOM: usize = 256 << 10;
 
 pub(super) fn is_map_full(e: &Error) -> bool {
     matches!(e.lmdb_source(), Some(heed::Error::Mdb(MdbError::MapFull)))
@@ -306,6 +312,14 @@ impl LmdbState {
         self.check_usable()?;
         let current = self.env.info().map_size;
         if current >= self.max_map_size {
+            if self.committed().is_some() {
+                // The snapshot pinned for read-committed queries keeps LMDB from reusing the
+                // pages freed since it was taken: drop it, and try once more before calling the
+                // map full.
+                let _no_reads = self.readers.write().unwrap_or_else(PoisonError::into_inner);
+                self.unpin_committed();
+                return Ok(());
+            }
             return Err(Error::Store(format!(
                 "the LMDB map of {} ({}) is full at its maximum size of {} bytes \
                  (LmdbOptions::max_map_size, set with AppConfig::lmdb): the batch was not applied; \
@@ -320,12 +334,33 @@ impl LmdbState {
         self.grow_to(current.saturating_add((current / 2).max(self.step)))
     }
 
+    /// [`grow`](Self::grow) for the commit's own bookkeeping (the changelog positions it records):
+    /// a map at its maximum may pass it by [`BOOKKEEPING_HEADROOM`], so that the state a store
+    /// that filled up leaves behind still records how far its changelog reaches, and a restart
+    /// uses that state as it is instead of restoring it again. Batches stay refused once the
+    /// maximum is reached (`grow`).
+    pub(super) fn grow_for_bookkeeping(&self) -> Result<()> {
+        self.check_usable()?;
+        let current = self.env.info().map_size;
+        let limit = self.max_map_size.saturating_add(BOOKKEEPING_HEADROOM);
+        if current < self.max_map_size || current >= limit {
+            return self.grow();
+        }
+        let _no_reads = self.readers.write().unwrap_or_else(PoisonError::into_inner);
+        self.unpin_committed();
+        self.grow_to_within(limit, limit)
+    }
+
     /// Reserves, then maps `target` bytes (at most the maximum, in whole pages). Called with no
     /// transaction open: no write transaction, and no read (the caller holds `readers`' write
     /// side).
     fn grow_to(&self, target: usize) -> Result<()> {
+        self.grow_to_within(target, self.max_map_size)
+    }
+
+    fn grow_to_within(&self, target: usize, cap: usize) -> Result<()> {
         let current = self.env.info().map_size;
-        let new_size = whole_pages(target.min(self.max_map_size));
+        let new_size = whole_pages(target.min(cap));
         if new_size <= current {
             return Ok(());
         }

@@ -1194,7 +1194,25 @@ impl StateStores {
     /// Runs `f` in one write transaction over all stores and commits when it returns `Ok`; on `Err`
     /// nothing `f` wrote stays. An LMDB map that fills up is grown and `f` is run again (so `f`
     /// may run more than once; only its last run's writes stay).
-    pub fn transaction<R>(&mut self, mut f: impl FnMut(&StateTxn<'_>) -> Result<R>) -> Result<R> {
+    pub fn transaction<R>(&mut self, f: impl FnMut(&StateTxn<'_>) -> Result<R>) -> Result<R> {
+        self.transaction_within(f, false)
+    }
+
+    /// [`transaction`](Self::transaction) for the runtime's own bookkeeping (the changelog
+    /// positions a commit records): a map at its maximum may pass it a little
+    /// (`lmdb::BOOKKEEPING_HEADROOM`), so that a store that filled up still records them.
+    pub fn bookkeeping_transaction<R>(
+        &mut self,
+        f: impl FnMut(&StateTxn<'_>) -> Result<R>,
+    ) -> Result<R> {
+        self.transaction_within(f, true)
+    }
+
+    fn transaction_within<R>(
+        &mut self,
+        mut f: impl FnMut(&StateTxn<'_>) -> Result<R>,
+        bookkeeping: bool,
+    ) -> Result<R> {
         let mut attempts = 0;
         loop {
             if let Some(l) = &self.lmdb {
@@ -1216,7 +1234,11 @@ impl StateStores {
                 Err(e) if attempts < MAP_FULL_RETRIES && lmdb::is_map_full(&e) => {
                     attempts += 1;
                     if let Some(l) = &self.lmdb {
-                        l.grow()?;
+                        if bookkeeping {
+                            l.grow_for_bookkeeping()?;
+                        } else {
+                            l.grow()?;
+                        }
                     }
                 }
                 Err(e) => return Err(e),
