@@ -4,6 +4,7 @@
 //! ```text
 //! kafka_bench produce  --bootstrap B --topic T --records N --keys K --partitions P
 //! kafka_bench raw      --bootstrap B --input T --output O --group G   # rdkafka consume→produce
+//! kafka_bench raw      ... --copy-to C   # and a changelog-like record per record to C
 //! kafka_bench identity --bootstrap B --input T --output O --group G --state-dir D
 //! kafka_bench map      ...   # value ASCII-upper-cased
 //! kafka_bench count    ...   # count per key in LMDB (+ changelog), u64 big-endian
@@ -109,6 +110,22 @@ struct Args {
     /// enrich: one table lookup per record instead of one per batch.
     #[arg(long)]
     per_record_lookups: bool,
+    /// raw: also produce, for each record, its key and an 8-byte value to this topic, in the
+    /// record's partition (created compacted, with the input's partitions, if missing): the
+    /// Kafka I/O of count (an output and a changelog record per input record) without count.
+    #[arg(long, default_value = "")]
+    copy_to: String,
+}
+
+/// A throwaway app on the cluster, only to create topics with (never run).
+fn admin_app(args: &Args) -> Result<App, BoxError> {
+    let mut t = Topology::builder();
+    let s = t.source::<String, String>("unused");
+    t.sink("unused-out", &s);
+    Ok(App::new(
+        t.build()?,
+        AppConfig::new("kafka-bench-admin").bootstrap_servers(&args.bootstrap),
+    )?)
 }
 
 fn parse_property(s: &str) -> Result<(String, String), String> {
@@ -184,16 +201,7 @@ fn produce(args: &Args) -> Result<(), BoxError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let app = App::new(
-        {
-            // Only used to create topics; never run.
-            let mut t = Topology::builder();
-            let s = t.source::<String, String>("unused");
-            t.sink("unused-out", &s);
-            t.build()?
-        },
-        AppConfig::new("kafka-bench-admin").bootstrap_servers(&args.bootstrap),
-    )?;
+    let app = admin_app(args)?;
     rt.block_on(app.create_topics(&[TopicSpec::new(&args.topic, args.partitions).replication(1)]))?;
     const WORDS: &[&str] = &[
         "the",
@@ -297,6 +305,14 @@ fn raw(args: &Args, stop: &AtomicBool) -> Result<u64, BoxError> {
         pc.set(k, v);
     }
     let producer: ThreadedProducer<DefaultProducerContext> = pc.create()?;
+    if !args.copy_to.is_empty() {
+        let partitions = end_offsets(&args.bootstrap, &args.input)?.len() as i32;
+        let spec = TopicSpec::new(&args.copy_to, partitions)
+            .replication(1)
+            .config("cleanup.policy", "compact");
+        let app = admin_app(args)?;
+        tokio::runtime::Handle::current().block_on(app.create_topics(&[spec]))?;
+    }
     consumer.subscribe(&[&args.input])?;
     let ends = if args.exit_at_end {
         Some(end_offsets(&args.bootstrap, &args.input)?)
@@ -346,20 +362,38 @@ fn raw(args: &Args, stop: &AtomicBool) -> Result<u64, BoxError> {
                 if let Some(v) = m.payload() {
                     r = r.payload(v);
                 }
-                loop {
-                    match producer.send(r) {
-                        Ok(()) => break,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                            r = back;
-                            std::thread::sleep(Duration::from_millis(1));
-                        }
-                        Err((e, _)) => return Err(e.into()),
+                send_retrying(&producer, r)?;
+                if !args.copy_to.is_empty() {
+                    let value = m.offset().to_be_bytes();
+                    let mut c = BaseRecord::<[u8], [u8]>::to(&args.copy_to)
+                        .partition(m.partition())
+                        .payload(&value);
+                    if let Some(k) = m.key() {
+                        c = c.key(k);
                     }
+                    send_retrying(&producer, c)?;
                 }
                 next.insert(m.partition(), m.offset() + 1);
                 n += 1;
             }
             Some(Err(e)) => eprintln!("consumer error: {e}"),
+        }
+    }
+}
+
+/// Sends one record, waiting while the producer's queue is full.
+fn send_retrying(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    mut r: BaseRecord<'_, [u8], [u8]>,
+) -> Result<(), BoxError> {
+    loop {
+        match producer.send(r) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                r = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(e.into()),
         }
     }
 }
