@@ -277,12 +277,35 @@ pub fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<(S
         .expect("consumer");
     (0..partitions)
         .map(|p| {
-            let (_, high) = c
-                .fetch_watermarks(topic, p, Duration::from_secs(30))
-                .expect("watermarks");
+            let (_, high) = watermarks(&c, topic, p);
             ((topic.to_owned(), p), high)
         })
         .collect()
+}
+
+/// A partition's low and high offsets, asked again for up to 30 s while the broker answers that
+/// the partition has no leader yet (a topic just created); any other error panics.
+fn watermarks(c: &BaseConsumer, topic: &str, p: i32) -> (i64, i64) {
+    let began = std::time::Instant::now();
+    loop {
+        match c.fetch_watermarks(topic, p, Duration::from_secs(30)) {
+            Ok(w) => return w,
+            Err(e)
+                if began.elapsed() < Duration::from_secs(30)
+                    && matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            rdkafka::types::RDKafkaErrorCode::NotLeaderForPartition
+                                | rdkafka::types::RDKafkaErrorCode::LeaderNotAvailable
+                                | rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition
+                        )
+                    ) =>
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("watermarks of `{topic}` partition {p}: {e}"),
+        }
+    }
 }
 
 /// A record read back: partition, offset, key, value.
@@ -315,9 +338,7 @@ fn read_with<T>(
     let mut ends = BTreeMap::new();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        let (_, high) = c
-            .fetch_watermarks(topic, p, Duration::from_secs(30))
-            .expect("watermarks");
+        let (_, high) = watermarks(&c, topic, p);
         if high > 0 {
             ends.insert(p, high);
             tpl.add_partition_offset(topic, p, Offset::Beginning)

@@ -2,16 +2,19 @@
 //!
 //! Owns: [`TopicSpec`], the start-up checks (input topics exist, co-partitioned topics agree on
 //! their partition count, changelog topics exist or are created compacted with the source's
-//! partition count), each bounded in time and reported as a clear [`Error::Runtime`].
+//! partition count), each bounded in time and reported as a clear [`Error::Runtime`]; a
+//! partition's offsets, asked again while its leader is not known yet.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{Client, ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaErrorCode;
 
+use super::backoff::Backoff;
 use super::config::AppConfig;
 use super::mock::MockCommands;
 use crate::error::{Error, Result};
@@ -141,6 +144,38 @@ pub(crate) fn is_security_error(error: &rdkafka::error::KafkaError) -> bool {
     matches!(
         error.rdkafka_error_code(),
         Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)
+    )
+}
+
+/// A partition's low and high offsets, asked again (100 ms doubling to 2 s, within `timeout` in
+/// all) while the answer is that the partition has no leader the client knows of yet: right
+/// after its topic was created (the controller answers `CreateTopics` before every broker's
+/// metadata names the leader) or while its leadership moves. Any other error returns at once.
+pub(crate) fn watermarks<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> KafkaResult<(i64, i64)> {
+    let mut backoff = Backoff::within(timeout);
+    loop {
+        let left = timeout.saturating_sub(backoff.elapsed());
+        match client.fetch_watermarks(topic, partition, left) {
+            Err(e) if is_leaderless(&e) && backoff.may_retry() => backoff.wait(),
+            answer => return answer,
+        }
+    }
+}
+
+/// Whether an error says only that a partition's leader is not known yet.
+fn is_leaderless(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+        )
     )
 }
 
@@ -376,6 +411,84 @@ mod tests {
 
     use super::*;
     use crate::store::StoreSpec;
+
+    mod leaderless {
+        use rdkafka::mocking::MockCluster;
+        use rdkafka_sys::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+        use super::*;
+
+        const NOT_LEADER: RDKafkaRespErr =
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION;
+
+        /// A mock cluster with topic `t` (one partition) and a consumer of it; `errors` are the
+        /// answers of its next `ListOffsets` requests (the watermark query), in order.
+        fn cluster_answering(
+            errors: &[RDKafkaRespErr],
+        ) -> (
+            MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+            BaseConsumer,
+        ) {
+            let cluster = MockCluster::new(1).expect("mock cluster");
+            cluster.create_topic("t", 1, 1).expect("topic");
+            let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", cluster.bootstrap_servers())
+                .create()
+                .expect("consumer");
+            // Known metadata first, so that each query is one ListOffsets request.
+            consumer
+                .fetch_metadata(Some("t"), Duration::from_secs(10))
+                .expect("metadata");
+            cluster.request_errors(RDKafkaApiKey::ListOffsets, errors);
+            (cluster, consumer)
+        }
+
+        #[test]
+        fn a_partition_without_a_leader_yet_is_asked_again() {
+            let (_cluster, consumer) = cluster_answering(&[NOT_LEADER, NOT_LEADER]);
+            let got = watermarks(consumer.client(), "t", 0, Duration::from_secs(10));
+            assert_eq!(
+                got.expect("watermarks after two leaderless answers"),
+                (0, 0)
+            );
+        }
+
+        #[test]
+        fn the_query_alone_fails_on_a_leaderless_answer() {
+            // What `watermarks` guards against: librdkafka does not ask again itself.
+            let (_cluster, consumer) = cluster_answering(&[NOT_LEADER]);
+            let e = consumer
+                .fetch_watermarks("t", 0, Duration::from_secs(10))
+                .expect_err("the leaderless answer");
+            assert!(is_leaderless(&e), "{e}");
+        }
+
+        #[test]
+        fn a_partition_that_stays_leaderless_fails_within_the_timeout() {
+            let (_cluster, consumer) = cluster_answering(&[NOT_LEADER; 64]);
+            let began = std::time::Instant::now();
+            let e = watermarks(consumer.client(), "t", 0, Duration::from_millis(800))
+                .expect_err("still leaderless");
+            assert!(is_leaderless(&e), "{e}");
+            assert!(
+                began.elapsed() < Duration::from_secs(3),
+                "{:?}",
+                began.elapsed()
+            );
+        }
+
+        #[test]
+        fn another_error_is_not_asked_again() {
+            let (_cluster, consumer) =
+                cluster_answering(&[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED]);
+            let e = watermarks(consumer.client(), "t", 0, Duration::from_secs(10))
+                .expect_err("not authorized");
+            assert_eq!(
+                e.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::TopicAuthorizationFailed)
+            );
+        }
+    }
 
     fn configs(spec: &StoreSpec) -> Vec<(String, String)> {
         changelog_topic_spec(spec, "app-s-changelog".to_owned(), 4, 3).configs

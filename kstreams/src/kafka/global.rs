@@ -184,12 +184,15 @@ impl Global {
             let mut high = BTreeMap::new();
             let mut to_go = 0i64;
             for p in 0..n {
-                let (low, h) = self
-                    .consumer
-                    .fetch_watermarks(&topic, p, self.config.startup_timeout)
-                    .map_err(kafka_err(format!(
-                        "reading the offsets of global topic `{topic}` partition {p}"
-                    )))?;
+                let (low, h) = super::admin::watermarks(
+                    self.consumer.client(),
+                    &topic,
+                    p,
+                    self.config.startup_timeout,
+                )
+                .map_err(kafka_err(format!(
+                    "reading the offsets of global topic `{topic}` partition {p}"
+                )))?;
                 let from = self
                     .next
                     .get(&(topic.clone(), p))

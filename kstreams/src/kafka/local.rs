@@ -399,8 +399,7 @@ impl AppClient {
             let mut ends = BTreeMap::new();
             for topic in &topics {
                 for p in 0..partition_count(client, topic)? {
-                    let (_, high) = client
-                        .fetch_watermarks(topic, p, REQUEST_TIMEOUT)
+                    let (_, high) = super::admin::watermarks(client, topic, p, REQUEST_TIMEOUT)
                         .map_err(kafka(format!("reading the end of `{topic}` partition {p}")))?;
                     ends.insert((topic.clone(), p), high);
                 }
@@ -423,8 +422,7 @@ impl AppClient {
             let mut tpl = TopicPartitionList::new();
             let mut remaining = BTreeMap::new();
             for p in 0..partition_count(client, &topic)? {
-                let (low, high) = client
-                    .fetch_watermarks(&topic, p, REQUEST_TIMEOUT)
+                let (low, high) = super::admin::watermarks(client, &topic, p, REQUEST_TIMEOUT)
                     .map_err(kafka(format!("reading the end of `{topic}` partition {p}")))?;
                 if high > low {
                     remaining.insert(p, high);

@@ -303,14 +303,14 @@ impl Restorer {
     }
 
     fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64)> {
-        self.consumer
-            .fetch_watermarks(topic, partition, self.timeout)
-            .map_err(|source| {
+        super::admin::watermarks(self.consumer.client(), topic, partition, self.timeout).map_err(
+            |source| {
                 Error::kafka(
                     format!("reading the offsets of changelog `{topic}` partition {partition}"),
                     source,
                 )
-            })
+            },
+        )
     }
 
     /// One bounded turn: begins the restore of stores whose turn it is, applies at most
