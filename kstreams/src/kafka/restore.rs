@@ -445,7 +445,9 @@ impl Restorer {
                 // table's update applied twice leaves the same value.
                 let Some(end) = end else {
                     return Err(Error::Runtime(format!(
-                        "cannot read the group's committed offset of `{topic}` partition                          {partition}: store `{store}` of task {id} restores from that topic up                          to it"
+                        "cannot read the group's committed offset of `{topic}` partition \
+                         {partition}: store `{store}` of task {id} restores from that topic up \
+                         to it"
                     )));
                 };
                 r.current = None;
