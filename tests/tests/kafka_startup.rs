@@ -160,3 +160,49 @@ async fn creating_no_topics_succeeds_on_a_broker() {
     .expect("app");
     app.create_topics(&[]).await.expect("no topics to create");
 }
+
+/// Under exactly-once a transaction stays open for a whole commit interval, so its timeout
+/// outlasts the interval; the broker refuses one above its `transaction.max.timeout.ms` (15 min
+/// by default, as on the test broker). A 10 min interval fits (the timeout is 15 min, not twice
+/// the interval) and commits; a 20 min one needs the broker's maximum raised, and start-up says
+/// so instead of librdkafka's "Invalid transaction timeout".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exactly_once_commit_interval_is_held_to_the_brokers_transaction_maximum() {
+    let b = bootstrap();
+    let id = unique("eos-long-interval");
+    let (input, output) = (format!("{id}-in"), format!("{id}-out"));
+    create_topics(&b, &[(&input, 1), (&output, 1)]).await;
+    produce(
+        &b,
+        &input,
+        &[(Some(b"k".to_vec()), b"one".to_vec(), Some(0))],
+    );
+    let state = tempfile::tempdir().expect("tempdir");
+    let eos = |minutes: u64| {
+        config(&id, &b, state.path())
+            .processing_guarantee(ProcessingGuarantee::ExactlyOnce)
+            .commit_interval(Duration::from_secs(minutes * 60))
+    };
+
+    let app = App::new(pass_through(&input, &output), eos(20)).expect("app");
+    let (err, _) = run_err(app).await;
+    assert!(
+        err.contains("transaction.max.timeout.ms") && err.contains("commit_interval"),
+        "{err}"
+    );
+
+    let app = std::sync::Arc::new(App::new(pass_through(&input, &output), eos(10)).expect("app"));
+    let stop = app.shutdown_handle();
+    let run = tokio::spawn({
+        let app = app.clone();
+        async move { app.run().await }
+    });
+    wait_for("the record processed", Duration::from_secs(60), || {
+        app.status().processed_records >= 1 || run.is_finished()
+    })
+    .await;
+    stop.shutdown();
+    run.await.expect("joined").expect("a 10 min interval runs");
+    // The shutdown commits the one transaction: its output is visible to read_committed.
+    assert_eq!(read_all_committed(&b, &output, 1).len(), 1);
+}

@@ -66,7 +66,8 @@ const RESERVED: &[(&str, &str)] = &[
     (
         "transaction.timeout.ms",
         "it is set by `processing_guarantee` (under exactly-once 10 s, or twice the \
-         `commit_interval` when that is longer; `delivery_timeout` is clamped to it)",
+         `commit_interval` when that is longer, up to the broker's default maximum of 15 min; \
+         `delivery_timeout` is clamped to it)",
     ),
 ];
 
@@ -78,6 +79,14 @@ pub const MAX_DURATION: Duration = Duration::from_millis(i32::MAX as u64);
 /// The shortest `transaction.timeout.ms` under exactly-once (see
 /// [`AppConfig::transaction_timeout`]).
 const EOS_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The broker's default `transaction.max.timeout.ms`: the longest transaction timeout a broker
+/// accepts unless it is configured otherwise.
+pub(crate) const BROKER_MAX_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// How much longer than a commit interval a transaction's timeout is at least, once twice the
+/// interval would pass [`BROKER_MAX_TRANSACTION_TIMEOUT`].
+const TRANSACTION_TIMEOUT_MARGIN: Duration = Duration::from_secs(60);
 
 /// Consumer defaults the runtime sets for the group consumer and the restore consumer (librdkafka's
 /// own defaults otherwise); a [`consumer_property`](AppConfig::consumer_property) or
@@ -325,7 +334,9 @@ impl AppConfig {
 
     /// How often processed offsets are committed (after outputs are acknowledged; positive, at
     /// most [`MAX_DURATION`]). Under exactly-once a transaction spans one interval, and the
-    /// producer's `transaction.timeout.ms` is 10 s or twice the interval when that is longer.
+    /// producer's `transaction.timeout.ms` is 10 s or twice the interval when that is longer, up
+    /// to 15 min (the broker's default `transaction.max.timeout.ms`), and at least the interval
+    /// and a minute: an interval over 14 min needs the broker's maximum raised.
     #[must_use]
     pub fn commit_interval(mut self, interval: Duration) -> Self {
         self.commit_interval = interval;
@@ -660,12 +671,21 @@ impl AppConfig {
     /// open for a whole commit interval, and the broker aborts one older than its timeout (the
     /// producer is then fenced): with 10 s, a 30 s commit interval failed every transaction
     /// (issue #19's commit-interval rows). Kafka Streams rejects such a config instead; here the
-    /// timeout is the runtime's, so it follows the interval. At most [`MAX_DURATION`]; the
-    /// broker's `transaction.max.timeout.ms` (default 15 min) still bounds it.
+    /// timeout is the runtime's, so it follows the interval. The broker refuses a timeout above
+    /// its `transaction.max.timeout.ms` (15 min by default), so past a 7.5 min interval the
+    /// timeout is 15 min, or the interval and a minute when that is longer (then the broker's
+    /// maximum must be raised, and start-up says so). At most [`MAX_DURATION`].
     pub(crate) fn transaction_timeout(&self) -> Duration {
-        self.commit_interval
-            .saturating_mul(2)
-            .clamp(EOS_TRANSACTION_TIMEOUT, MAX_DURATION)
+        let twice = self.commit_interval.saturating_mul(2);
+        let timeout = if twice <= BROKER_MAX_TRANSACTION_TIMEOUT {
+            twice
+        } else {
+            BROKER_MAX_TRANSACTION_TIMEOUT.max(
+                self.commit_interval
+                    .saturating_add(TRANSACTION_TIMEOUT_MARGIN),
+            )
+        };
+        timeout.clamp(EOS_TRANSACTION_TIMEOUT, MAX_DURATION)
     }
 
     /// The producer's config; `transactional_id` under exactly-once (ignored otherwise).
@@ -1001,7 +1021,8 @@ mod tests {
     }
 
     /// Under exactly-once the transaction timeout outlasts a commit interval (a transaction is
-    /// open for a whole one): 10 s up to a 5 s interval, twice the interval beyond, never past
+    /// open for a whole one): 10 s up to a 5 s interval, twice the interval beyond up to 15 min
+    /// (the broker's default maximum), then the interval and a minute, never past
     /// `MAX_DURATION`; the delivery timeout is clamped to it; at-least-once has none.
     #[test]
     fn exactly_once_transaction_timeout_outlasts_the_commit_interval() {
@@ -1018,6 +1039,12 @@ mod tests {
             (5_000, "10000", "10000"),
             (30_000, "60000", "60000"),
             (90_000, "180000", "120000"),
+            // Past 7.5 min twice the interval would be refused by a broker at its default maximum.
+            (450_000, "900000", "120000"),
+            (600_000, "900000", "120000"),
+            (840_000, "900000", "120000"),
+            (900_000, "960000", "120000"),
+            (1_200_000, "1260000", "120000"),
         ] {
             let c = eos(interval_ms);
             assert!(c.validate().is_ok());

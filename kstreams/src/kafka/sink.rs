@@ -567,6 +567,21 @@ impl Sink {
             producer
                 .init_transactions(config.startup_timeout)
                 .map_err(|source| {
+                    if source.rdkafka_error_code()
+                        == Some(RDKafkaErrorCode::InvalidTransactionTimeout)
+                    {
+                        return Error::Config(format!(
+                            "exactly-once: the broker refused the transaction timeout of {:?} \
+                             (`transaction.timeout.ms`, which outlasts the commit interval of \
+                             {:?}: a transaction stays open for one interval) as above its \
+                             `transaction.max.timeout.ms` ({:?} unless the broker sets it): \
+                             lower `commit_interval` (at most 14 min fits the default) or raise \
+                             the broker's `transaction.max.timeout.ms`",
+                            config.transaction_timeout(),
+                            config.commit_interval,
+                            super::config::BROKER_MAX_TRANSACTION_TIMEOUT,
+                        ));
+                    }
                     Error::kafka(
                         format!(
                             "initializing transactions (transactional.id `{}`)",
