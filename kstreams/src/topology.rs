@@ -1575,7 +1575,8 @@ impl Topology {
             .find(|s| s.source_topics.iter().any(|t| &**t == topic))
     }
 
-    /// The topology as text, in the spirit of Kafka Streams' `TopologyDescription`.
+    /// The topology as text, in the spirit of Kafka Streams' `TopologyDescription`; a store a
+    /// processor only reads (a table's, taken by `&`) is marked `(read-only)`.
     pub fn describe(&self) -> String {
         let mut out = String::from("Topology\n");
         let nodes = self.nodes();
@@ -1607,7 +1608,14 @@ impl Topology {
                         n.name
                     ),
                     (NodeKind::Processor, _) => {
-                        let stores: Vec<&str> = n.stores.iter().map(|s| &**s).collect();
+                        let stores: Vec<String> = n
+                            .stores
+                            .iter()
+                            .map(|s| match n.read_only.contains(s) {
+                                true => format!("{s} (read-only)"),
+                                false => s.to_string(),
+                            })
+                            .collect();
                         writeln!(
                             out,
                             "    Processor: {} (stores: [{}])",
@@ -1642,7 +1650,7 @@ impl Topology {
     }
 
     /// The topology as a Mermaid flowchart: topics as stadiums, processors as boxes, stores as
-    /// cylinders.
+    /// cylinders (an arrow from a store a processor only reads, both ways to one it writes).
     pub fn describe_mermaid(&self) -> String {
         fn id(prefix: &str, name: &str) -> String {
             let clean: String = name
@@ -1681,12 +1689,21 @@ impl Topology {
                         let _ = writeln!(out, "    {}[\"{label}\"]", id("node", &n.name));
                         for s in &n.stores {
                             let _ = writeln!(out, "    {}[(\"{s}\")]", id("store", s));
-                            let _ = writeln!(
-                                out,
-                                "    {} <-.-> {}",
-                                id("node", &n.name),
-                                id("store", s)
-                            );
+                            // A store the node only reads points at it; one it writes, both ways.
+                            let _ = match n.read_only.contains(s) {
+                                true => writeln!(
+                                    out,
+                                    "    {} -.-> {}",
+                                    id("store", s),
+                                    id("node", &n.name)
+                                ),
+                                false => writeln!(
+                                    out,
+                                    "    {} <-.-> {}",
+                                    id("node", &n.name),
+                                    id("store", s)
+                                ),
+                            };
                         }
                     }
                     NodeKind::Sink { topic } => {

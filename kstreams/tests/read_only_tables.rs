@@ -68,6 +68,16 @@ fn a_batch_processor_enriches_a_stream_from_a_table_through_a_shared_reference()
         "a `&Prices` parameter declares the store read-only"
     );
 
+    // The description says who only reads the store.
+    let text = topology.describe();
+    assert!(
+        text.contains("Processor: enrich (stores: [prices (read-only)])"),
+        "{text}"
+    );
+    let chart = topology.describe_mermaid();
+    assert!(chart.contains("store_prices -.-> node_enrich"), "{chart}");
+    assert!(!chart.contains("node_enrich <-.-> store_prices"), "{chart}");
+
     let mut d = TopologyTestDriver::new(topology)?;
     d.pipe_batch(
         "prices",
