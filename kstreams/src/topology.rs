@@ -1611,9 +1611,12 @@ impl Topology {
                         let stores: Vec<String> = n
                             .stores
                             .iter()
-                            .map(|s| match n.read_only.contains(s) {
-                                true => format!("{s} (read-only)"),
-                                false => s.to_string(),
+                            .map(|s| {
+                                if n.read_only.contains(s) {
+                                    format!("{s} (read-only)")
+                                } else {
+                                    s.to_string()
+                                }
                             })
                             .collect();
                         writeln!(
@@ -1690,19 +1693,11 @@ impl Topology {
                         for s in &n.stores {
                             let _ = writeln!(out, "    {}[(\"{s}\")]", id("store", s));
                             // A store the node only reads points at it; one it writes, both ways.
-                            let _ = match n.read_only.contains(s) {
-                                true => writeln!(
-                                    out,
-                                    "    {} -.-> {}",
-                                    id("store", s),
-                                    id("node", &n.name)
-                                ),
-                                false => writeln!(
-                                    out,
-                                    "    {} <-.-> {}",
-                                    id("node", &n.name),
-                                    id("store", s)
-                                ),
+                            let (node, store) = (id("node", &n.name), id("store", s));
+                            let _ = if n.read_only.contains(s) {
+                                writeln!(out, "    {store} -.-> {node}")
+                            } else {
+                                writeln!(out, "    {node} <-.-> {store}")
                             };
                         }
                     }
