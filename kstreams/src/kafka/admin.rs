@@ -313,6 +313,7 @@ pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext + Conne
         create_topics(config, bootstrap, mock, &created).await?;
         // Wait until the new topics show up in metadata (bounded).
         let deadline = std::time::Instant::now() + config.startup_timeout;
+        let mut poll = Duration::from_millis(5);
         loop {
             counts = partition_counts(consumer, bootstrap, config.startup_timeout)?;
             if created.iter().all(|c| counts.contains_key(&c.name)) {
@@ -324,7 +325,8 @@ pub(crate) async fn prepare_topics<C: rdkafka::consumer::ConsumerContext + Conne
                         .into(),
                 ));
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(poll);
+            poll = (poll * 2).min(Duration::from_millis(100));
         }
     }
     Ok((per_sub, counts))

@@ -1192,6 +1192,12 @@ fn processing_loop(
         let mut round_deadline: Option<Instant> = None;
         // Partitions revoked during this round: their records are dropped from it.
         let mut revoked: BTreeSet<(String, i32)> = BTreeSet::new();
+        // With nothing assigned no record can come, and the round waits on the group consumer,
+        // not the fetch queue: the assignment's callback runs as soon as the group answers (it
+        // waited for the fetch queue's timeout, 100 ms of every start-up).
+        let unassigned = lock(&ctx.engine)
+            .as_ref()
+            .is_some_and(|e| e.assignment.is_empty());
         while msgs.len() < config.batch_max_records {
             let timeout = match round_deadline {
                 None if restoring => Duration::ZERO,
@@ -1202,7 +1208,7 @@ fn processing_loop(
             // The consumer queue: rebalance callbacks, errors, and the records of partitions not
             // routed to the fetch queue (which, when there is one, is where the round waits).
             let generation = ctx.generation.load(Ordering::SeqCst);
-            let polled = consumer.poll(if fetch.is_some() {
+            let polled = consumer.poll(if fetch.is_some() && !unassigned {
                 Duration::ZERO
             } else {
                 timeout
@@ -1215,7 +1221,9 @@ fn processing_loop(
                 revoked.extend(std::mem::take(&mut *lock(&ctx.revoked)));
                 msgs.retain(|m| !revoked.contains(&(m.topic().to_owned(), m.partition())));
             }
-            let mut end_round = false;
+            // After a rebalance the round ends without waiting on the fetch queue, so that the
+            // tasks it assigned start their restore now (it was up to 100 ms later).
+            let mut end_round = ctx.generation.load(Ordering::SeqCst) != generation;
             match polled {
                 None => {}
                 Some(Ok(m)) => msgs.push(Fetched::Polled(m)),
@@ -1237,7 +1245,7 @@ fn processing_loop(
                     None if got == 0 => 1,
                     _ => config.batch_max_records.saturating_sub(got),
                 };
-                let wait = if got > before {
+                let wait = if got > before || unassigned {
                     Duration::ZERO
                 } else {
                     timeout
