@@ -562,6 +562,19 @@ impl Sink {
             .map_err(|source| Error::kafka("creating the producer", source))?;
         let transactional = config.guarantee == ProcessingGuarantee::ExactlyOnce;
         if transactional {
+            // librdkafka looks for the transaction coordinator through any broker that is up,
+            // and when none is yet (a producer just created) it asks again only after 500 ms:
+            // half a second of every exactly-once start-up. A metadata request first waits
+            // for the connection instead. Its failure is init_transactions' to report.
+            let connected = Instant::now();
+            let _ = producer
+                .client()
+                .fetch_metadata(None, config.startup_timeout);
+            tracing::debug!(
+                elapsed_us = connected.elapsed().as_micros() as u64,
+                "producer connected"
+            );
+            let init = Instant::now();
             // Fences a previous incarnation with the same transactional id and aborts the
             // transaction it left open (a crash), before anything is restored or read.
             producer
@@ -590,6 +603,10 @@ impl Sink {
                         source,
                     )
                 })?;
+            tracing::debug!(
+                elapsed_us = init.elapsed().as_micros() as u64,
+                "transactions initialized"
+            );
         }
         Ok(Sink {
             topics: super::produce::Topics::default(),
