@@ -284,11 +284,17 @@ pub fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<(S
 }
 
 /// A partition's low and high offsets, asked again for up to 30 s while the broker answers that
-/// the partition has no leader yet (a topic just created); any other error panics.
+/// the partition has no leader yet (a topic just created); any other error panics. An empty
+/// answer (low = high) is asked once more and taken when it repeats: librdkafka sends the low
+/// and the high query at once, and when one of them fails and both answers are served together
+/// the failure is lost and the other answer comes back as both offsets (the runtime's
+/// `kafka::admin::watermarks` guards the same way).
 fn watermarks(c: &BaseConsumer, topic: &str, p: i32) -> (i64, i64) {
     let began = std::time::Instant::now();
+    let mut empty = None;
     loop {
         match c.fetch_watermarks(topic, p, Duration::from_secs(30)) {
+            Ok((low, high)) if low == high && empty != Some(low) => empty = Some(low),
             Ok(w) => return w,
             Err(e)
                 if began.elapsed() < Duration::from_secs(30)
@@ -301,6 +307,7 @@ fn watermarks(c: &BaseConsumer, topic: &str, p: i32) -> (i64, i64) {
                         )
                     ) =>
             {
+                empty = None;
                 std::thread::sleep(Duration::from_millis(200));
             }
             Err(e) => panic!("watermarks of `{topic}` partition {p}: {e}"),
