@@ -186,6 +186,7 @@ impl Engine {
             why,
             partitions = pending.len(),
             in_flight = self.sink.outstanding(),
+            queue_full_waits = self.sink.take_queue_full_waits(),
             sync_us,
             elapsed_us = began.elapsed().as_micros() as u64,
             "committed"

@@ -16,6 +16,7 @@
 //! | `kstreams_batch_seconds` | histogram | `topic` | time to process one batch (one LMDB transaction) |
 //! | `kstreams_commit_seconds` | histogram | | time of one commit (acks, fsync, offsets) |
 //! | `kstreams_commits_total` | counter | | commits made |
+//! | `kstreams_producer_queue_full_waits_total` | counter | | sends that found the producer's queue full (`queue.buffering.max.messages`) and waited 1 ms for room |
 //! | `kstreams_consumer_lag` | gauge | `topic`, `partition` | high watermark minus next offset to process |
 //! | `kstreams_restore_records_total` | counter | `store` | changelog records restored |
 //! | `kstreams_restore_remaining` | gauge | `store`, `partition` | changelog records still to restore (0 when done) |

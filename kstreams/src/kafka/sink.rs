@@ -534,6 +534,8 @@ pub(crate) struct Sink {
     /// Output records skipped and dead-lettered by the production policy, not yet reported.
     skipped: u64,
     dead_lettered: u64,
+    /// Times a send found the producer's queue full and waited 1 ms, since the last commit.
+    queue_full_waits: u64,
     /// Partition counts of the topics whose records the sink partitions itself (keys whose
     /// serde names a partition key: windowed keys), read once from the cluster's metadata.
     partition_counts: HashMap<Arc<str>, i32>,
@@ -619,6 +621,7 @@ impl Sink {
             fatal: None,
             skipped: 0,
             dead_lettered: 0,
+            queue_full_waits: 0,
             partition_counts: HashMap::new(),
         })
     }
@@ -951,6 +954,8 @@ impl Sink {
                         )));
                     }
                     // Backpressure: let the background thread serve delivery reports.
+                    self.queue_full_waits += 1;
+                    metrics::counter!("kstreams_producer_queue_full_waits_total").increment(1);
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Err(source) => {
@@ -1004,6 +1009,11 @@ impl Sink {
     /// How many records are sent but not yet acknowledged.
     pub(crate) fn outstanding(&self) -> u64 {
         self.producer.context().lock().outstanding
+    }
+
+    /// Times a send waited for room in the producer's queue since the last call.
+    pub(crate) fn take_queue_full_waits(&mut self) -> u64 {
+        std::mem::take(&mut self.queue_full_waits)
     }
 
     /// Output records skipped and dead-lettered by the production policy since the last call.
